@@ -1,0 +1,226 @@
+//! `Bucket`: a handle for the objects of one bucket, each call its own atomic operation.
+
+use std::io::Read;
+use std::ops::RangeBounds;
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::datastore::Datastore;
+use crate::error::Result;
+use crate::list::{ListIter, list_page};
+use crate::multipart;
+use crate::objects;
+use crate::reader::{self, ObjectReader};
+use crate::reads;
+use crate::types::{
+    CompleteOptions, CompletedPart, CopyOptions, ListOptions, ListPage, ObjectInfo, ObjectMeta, PartInfo, PutOptions,
+    UploadInfo,
+};
+
+/// A bucket of a [`Datastore`]. Cheap to clone; every call is atomic on its own, and every
+/// write is acknowledged only once it is durable (unless the store was opened with relaxed
+/// durability). For several writes that must commit together, use
+/// [`Datastore::transaction`].
+///
+/// ```
+/// # let db = keystone::Datastore::in_memory()?;
+/// let photos = db.create_bucket("photos")?;
+/// photos.put_bytes("2024/cat.jpg", b"...")?;
+/// assert_eq!(photos.get_bytes("2024/cat.jpg")?, b"...");
+/// assert_eq!(photos.head("2024/cat.jpg")?.size, 3);
+/// photos.delete("2024/cat.jpg")?;
+/// # Ok::<_, keystone::Error>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct Bucket {
+    db: Datastore,
+    name: Arc<str>,
+}
+
+impl Bucket {
+    pub(crate) fn new(db: Datastore, name: &str) -> Self {
+        Bucket { db, name: Arc::from(name) }
+    }
+
+    /// The bucket's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Stores `value` as JSON (content type `application/json`), so it is readable as a plain
+    /// object through S3 too.
+    ///
+    /// # Errors
+    /// [`Error::Serialization`](crate::Error::Serialization) if `value` cannot be serialized;
+    /// [`Error::InvalidKey`](crate::Error::InvalidKey); [`Error::NoSuchBucket`](crate::Error::NoSuchBucket).
+    pub fn put<T: Serialize + ?Sized>(&self, key: &str, value: &T) -> Result<ObjectInfo> {
+        let json = reads::to_json(&self.name, key, value)?;
+        self.put_bytes_with(key, &json, PutOptions::content_type("application/json"))
+    }
+
+    /// Reads an object stored by [`put`](Self::put) (or any JSON object).
+    ///
+    /// # Errors
+    /// [`Error::NoSuchKey`](crate::Error::NoSuchKey); [`Error::Serialization`](crate::Error::Serialization)
+    /// if the bytes are not a `T`; [`Error::Corrupted`](crate::Error::Corrupted).
+    pub fn get<T: DeserializeOwned>(&self, key: &str) -> Result<T> {
+        reads::get_typed(self.db.engine.snapshot()?.as_ref(), &self.name, key)
+    }
+
+    /// Stores bytes (content type unset).
+    ///
+    /// # Errors
+    /// [`Error::InvalidKey`](crate::Error::InvalidKey); [`Error::NoSuchBucket`](crate::Error::NoSuchBucket).
+    pub fn put_bytes(&self, key: &str, data: impl AsRef<[u8]>) -> Result<ObjectInfo> {
+        self.put_bytes_with(key, data.as_ref(), PutOptions::default())
+    }
+
+    /// Stores bytes with metadata and a condition.
+    ///
+    /// # Errors
+    /// As [`put_bytes`](Self::put_bytes), and [`Error::PreconditionFailed`](crate::Error::PreconditionFailed).
+    pub fn put_bytes_with(&self, key: &str, data: &[u8], opts: PutOptions) -> Result<ObjectInfo> {
+        self.db.put_stream(&self.name, key, data, opts)
+    }
+
+    /// Streams an object of any size from `reader`. Memory use is bounded by the chunk and
+    /// batch sizes, not the object size, and other writers are not blocked while it streams:
+    /// the object appears atomically, whole, when the last byte is written.
+    ///
+    /// # Errors
+    /// As [`put_bytes_with`](Self::put_bytes_with), and [`Error::Io`](crate::Error::Io) when
+    /// `reader` fails (nothing is stored then).
+    pub fn put_reader(&self, key: &str, reader: impl Read, opts: PutOptions) -> Result<ObjectInfo> {
+        self.db.put_stream(&self.name, key, reader, opts)
+    }
+
+    /// The whole object.
+    ///
+    /// # Errors
+    /// [`Error::NoSuchKey`](crate::Error::NoSuchKey), [`Error::Corrupted`](crate::Error::Corrupted).
+    pub fn get_bytes(&self, key: &str) -> Result<Vec<u8>> {
+        reads::get_bytes(self.db.engine.snapshot()?.as_ref(), &self.name, key)
+    }
+
+    /// A byte range of the object (`10..20`, `..100`, `5..`).
+    ///
+    /// # Errors
+    /// [`Error::InvalidRange`](crate::Error::InvalidRange) when the range is not within the object.
+    pub fn get_range(&self, key: &str, range: impl RangeBounds<u64>) -> Result<Vec<u8>> {
+        reads::get_range(self.db.engine.snapshot()?.as_ref(), &self.name, key, range)
+    }
+
+    /// A streaming reader (`Read + Seek + Send + 'static`) over the current version.
+    ///
+    /// # Errors
+    /// [`Error::NoSuchKey`](crate::Error::NoSuchKey).
+    pub fn open(&self, key: &str) -> Result<ObjectReader> {
+        reader::open(self.db.engine.snapshot()?, &self.name, key)
+    }
+
+    /// The object's description, without its bytes.
+    ///
+    /// # Errors
+    /// [`Error::NoSuchKey`](crate::Error::NoSuchKey).
+    pub fn head(&self, key: &str) -> Result<ObjectInfo> {
+        reads::head(self.db.engine.snapshot()?.as_ref(), &self.name, key)
+    }
+
+    /// Whether an object exists under `key`.
+    pub fn exists(&self, key: &str) -> Result<bool> {
+        reads::exists(self.db.engine.snapshot()?.as_ref(), &self.name, key)
+    }
+
+    /// Deletes the object. Deleting a key that does not exist succeeds, as in S3.
+    ///
+    /// # Errors
+    /// [`Error::NoSuchBucket`](crate::Error::NoSuchBucket), [`Error::InvalidKey`](crate::Error::InvalidKey).
+    pub fn delete(&self, key: &str) -> Result<()> {
+        let (b, k) = (self.name.to_string(), key.to_owned());
+        let limits = self.db.engine.kv.limits();
+        let queued = self.db.engine.write(move |w| objects::delete_object(w, limits, &b, &k))?;
+        if queued {
+            self.db.engine.drain_gc()?;
+        }
+        Ok(())
+    }
+
+    /// Copies `src` to `dst` within this bucket (see [`Datastore::copy_object`]).
+    pub fn copy(&self, src: &str, dst: &str) -> Result<ObjectInfo> {
+        self.db.copy_object(&self.name, src, &self.name, dst, &CopyOptions::default())
+    }
+
+    /// One page of keys in byte order (see [`ListOptions`]).
+    ///
+    /// ```
+    /// # let db = keystone::Datastore::in_memory()?;
+    /// # let b = db.create_bucket("docs")?;
+    /// # for k in ["a/1", "a/2", "b", "c/x/y"] { b.put_bytes(k, b"")?; }
+    /// let page = b.list(&keystone::ListOptions::prefix("").delimiter("/"))?;
+    /// assert_eq!(page.common_prefixes, ["a/", "c/"]);
+    /// assert_eq!(page.objects.len(), 1); // "b"
+    /// # Ok::<_, keystone::Error>(())
+    /// ```
+    pub fn list(&self, opts: &ListOptions) -> Result<ListPage> {
+        list_page(self.db.engine.snapshot()?.as_ref(), &self.name, opts)
+    }
+
+    /// Every entry, lazily, page by page, from one snapshot.
+    pub fn list_iter(&self, opts: ListOptions) -> Result<ListIter> {
+        ListIter::new(self.db.engine.snapshot()?, &self.name, opts)
+    }
+
+    /// Starts a multipart upload of `key`; returns its id.
+    pub fn create_upload(&self, key: &str, meta: ObjectMeta) -> Result<String> {
+        multipart::create(&self.db.engine, &self.name, key, meta)
+    }
+
+    /// Streams one part of a multipart upload (replacing an earlier part with the number).
+    ///
+    /// # Errors
+    /// [`Error::NoSuchUpload`](crate::Error::NoSuchUpload).
+    pub fn upload_part(&self, upload_id: &str, part_number: u32, reader: impl Read) -> Result<PartInfo> {
+        multipart::upload_part(&self.db.engine, &self.name, upload_id, part_number, reader)
+    }
+
+    /// Publishes the object from the named parts, atomically; parts not named are freed.
+    ///
+    /// # Errors
+    /// [`Error::NoSuchUpload`](crate::Error::NoSuchUpload), [`Error::InvalidPart`](crate::Error::InvalidPart),
+    /// [`Error::InvalidPartOrder`](crate::Error::InvalidPartOrder), [`Error::EntityTooSmall`](crate::Error::EntityTooSmall),
+    /// [`Error::PreconditionFailed`](crate::Error::PreconditionFailed).
+    pub fn complete_upload(
+        &self,
+        upload_id: &str,
+        parts: &[CompletedPart],
+        opts: &CompleteOptions,
+    ) -> Result<ObjectInfo> {
+        multipart::complete(&self.db.engine, &self.name, upload_id, parts, opts)
+    }
+
+    /// Abandons a multipart upload and frees its parts.
+    pub fn abort_upload(&self, upload_id: &str) -> Result<()> {
+        multipart::abort(&self.db.engine, &self.name, upload_id)
+    }
+
+    /// Multipart uploads in progress whose key starts with `prefix`.
+    pub fn list_uploads(&self, prefix: &str) -> Result<Vec<UploadInfo>> {
+        multipart::list_uploads(self.db.engine.snapshot()?.as_ref(), &self.name, prefix)
+    }
+
+    /// Parts uploaded so far, by part number.
+    pub fn list_parts(&self, upload_id: &str) -> Result<Vec<PartInfo>> {
+        multipart::list_parts(self.db.engine.snapshot()?.as_ref(), &self.name, upload_id)
+    }
+}
+
+#[allow(dead_code)]
+fn _assert_send_sync() {
+    fn is<T: Send + Sync + Clone + 'static>() {}
+    is::<Bucket>();
+    is::<Datastore>();
+    fn is_reader<T: Send + 'static + Read + std::io::Seek>() {}
+    is_reader::<ObjectReader>();
+}

@@ -1,0 +1,192 @@
+//! Chunk arithmetic and the cutting of a byte stream into chunk records.
+
+use std::io::Read;
+
+use md5::{Digest, Md5};
+
+use super::records::{CHUNK_HEADER, Segment, chunk_buffer, seal_chunk};
+
+/// Number of chunks of `chunk_size` needed for `len` bytes (0 for an empty segment).
+pub(crate) fn chunk_count(len: u64, chunk_size: u32) -> u64 {
+    if len == 0 || chunk_size == 0 { 0 } else { len.div_ceil(u64::from(chunk_size)) }
+}
+
+/// Payload length of chunk `index` of a segment.
+pub(crate) fn chunk_len(seg: &Segment, index: u64) -> u64 {
+    let start = index * u64::from(seg.chunk_size);
+    seg.len.saturating_sub(start).min(u64::from(seg.chunk_size))
+}
+
+/// Where byte `offset` of an object made of `segs` lives: segment index, chunk index within
+/// the segment, offset within the chunk, and the object offset at which that chunk starts.
+/// `None` when `offset` is at or past the end.
+pub(crate) fn locate(segs: &[Segment], offset: u64) -> Option<(usize, u32, u64, u64)> {
+    let mut seg_start = 0u64;
+    for (i, s) in segs.iter().enumerate() {
+        if offset < seg_start + s.len {
+            let within = offset - seg_start;
+            let chunk = within / u64::from(s.chunk_size);
+            let chunk_start = seg_start + chunk * u64::from(s.chunk_size);
+            return Some((i, chunk as u32, offset - chunk_start, chunk_start));
+        }
+        seg_start += s.len;
+    }
+    None
+}
+
+/// Running digests of a stream: MD5 (for the ETag), CRC32C and length.
+#[derive(Clone)]
+pub(crate) struct Digests {
+    md5: Option<Md5>,
+    pub crc: u32,
+    pub len: u64,
+}
+
+impl Digests {
+    /// `with_md5 = false` skips MD5 when the ETag is already known (copies).
+    pub(crate) fn new(with_md5: bool) -> Self {
+        Digests { md5: with_md5.then(Md5::new), crc: 0, len: 0 }
+    }
+
+    pub(crate) fn update(&mut self, data: &[u8]) {
+        if let Some(m) = &mut self.md5 {
+            m.update(data);
+        }
+        self.crc = crc32c::crc32c_append(self.crc, data);
+        self.len += data.len() as u64;
+    }
+
+    pub(crate) fn md5(self) -> [u8; 16] {
+        self.md5.map(|m| m.finalize().into()).unwrap_or_default()
+    }
+}
+
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        let _ = write!(s, "{b:02x}");
+    }
+    s
+}
+
+pub(crate) fn unhex(s: &str) -> Option<Vec<u8>> {
+    if s.len() % 2 != 0 {
+        return None;
+    }
+    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok()).collect()
+}
+
+/// Cuts a reader into sealed chunk records of `chunk_size` payload bytes.
+pub(crate) struct Chunker<R> {
+    reader: R,
+    chunk_size: usize,
+    pub digests: Digests,
+    eof: bool,
+}
+
+impl<R: Read> Chunker<R> {
+    pub(crate) fn new(reader: R, chunk_size: usize, with_md5: bool) -> Self {
+        Chunker { reader, chunk_size, digests: Digests::new(with_md5), eof: false }
+    }
+
+    /// Reads up to `max` bytes into a plain buffer (used to decide whether an object is small
+    /// enough to be stored inline).
+    pub(crate) fn read_prefix(&mut self, max: usize) -> std::io::Result<Vec<u8>> {
+        let mut buf = Vec::with_capacity(max.min(1 << 20));
+        (&mut self.reader).take(max as u64).read_to_end(&mut buf)?;
+        if buf.len() < max {
+            self.eof = true;
+        }
+        Ok(buf)
+    }
+
+    /// The next full (or final, shorter) chunk record, or `None` at the end of the stream.
+    /// `carry` holds bytes already read that come first.
+    pub(crate) fn next_chunk(&mut self, carry: &mut Vec<u8>) -> std::io::Result<Option<Vec<u8>>> {
+        let mut rec = chunk_buffer(self.chunk_size);
+        let take = carry.len().min(self.chunk_size);
+        rec.extend_from_slice(&carry[..take]);
+        carry.drain(..take);
+        while rec.len() - CHUNK_HEADER < self.chunk_size && !self.eof {
+            let want = self.chunk_size - (rec.len() - CHUNK_HEADER);
+            let before = rec.len();
+            let n = (&mut self.reader).take(want as u64).read_to_end(&mut rec)?;
+            debug_assert_eq!(rec.len(), before + n);
+            if n == 0 {
+                self.eof = true;
+            }
+        }
+        if rec.len() == CHUNK_HEADER {
+            return Ok(None);
+        }
+        self.digests.update(&rec[CHUNK_HEADER..]);
+        seal_chunk(&mut rec);
+        Ok(Some(rec))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const C: u32 = 16;
+
+    #[test]
+    fn counts() {
+        let c = u64::from(C);
+        for (len, chunks) in [(0, 0), (1, 1), (c - 1, 1), (c, 1), (c + 1, 2), (3 * c + 1, 4)] {
+            assert_eq!(chunk_count(len, C), chunks, "len {len}");
+        }
+        let seg = Segment { id: 1, len: 3 * c + 1, chunk_size: C };
+        assert_eq!(chunk_len(&seg, 0), c);
+        assert_eq!(chunk_len(&seg, 3), 1);
+        assert_eq!(chunk_len(&seg, 4), 0);
+    }
+
+    #[test]
+    fn locate_across_segments() {
+        let segs = [Segment { id: 1, len: 20, chunk_size: 8 }, Segment { id: 2, len: 5, chunk_size: 4 }];
+        assert_eq!(locate(&segs, 0), Some((0, 0, 0, 0)));
+        assert_eq!(locate(&segs, 7), Some((0, 0, 7, 0)));
+        assert_eq!(locate(&segs, 8), Some((0, 1, 0, 8)));
+        assert_eq!(locate(&segs, 19), Some((0, 2, 3, 16)));
+        assert_eq!(locate(&segs, 20), Some((1, 0, 0, 20)));
+        assert_eq!(locate(&segs, 24), Some((1, 1, 0, 24)));
+        assert_eq!(locate(&segs, 25), None);
+        assert_eq!(locate(&[], 0), None);
+    }
+
+    fn cut(len: usize, prefix: usize) -> Vec<Vec<u8>> {
+        let data: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+        let mut ch = Chunker::new(&data[..], C as usize, true);
+        let mut carry = ch.read_prefix(prefix).expect("reads");
+        let mut out = Vec::new();
+        while let Some(rec) = ch.next_chunk(&mut carry).expect("reads") {
+            out.push(rec[CHUNK_HEADER..].to_vec());
+        }
+        assert_eq!(out.concat(), data);
+        assert_eq!(ch.digests.len, len as u64);
+        out
+    }
+
+    #[test]
+    fn chunker_boundaries() {
+        let c = C as usize;
+        for len in [0, 1, c - 1, c, c + 1, 3 * c + 1] {
+            for prefix in [0, 1, c, 2 * c + 3] {
+                let chunks = cut(len, prefix);
+                assert_eq!(chunks.len() as u64, chunk_count(len as u64, C), "len {len} prefix {prefix}");
+                assert!(chunks.iter().rev().skip(1).all(|ch| ch.len() == c));
+            }
+        }
+    }
+
+    #[test]
+    fn hex_round_trip() {
+        assert_eq!(hex(&[0, 0xab, 0x10]), "00ab10");
+        assert_eq!(unhex("00ab10"), Some(vec![0, 0xab, 0x10]));
+        assert_eq!(unhex("0"), None);
+        assert_eq!(unhex("zz"), None);
+    }
+}

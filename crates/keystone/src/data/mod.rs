@@ -1,0 +1,7 @@
+//! The data layer: key encoding, name rules, record formats and chunk arithmetic.
+//! It depends on the storage trait only, never on a concrete engine.
+
+pub(crate) mod chunking;
+pub(crate) mod keys;
+pub(crate) mod names;
+pub(crate) mod records;

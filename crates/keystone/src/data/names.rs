@@ -1,0 +1,105 @@
+//! Bucket-name and object-key rules.
+
+use crate::error::{Error, Result};
+
+/// Longest object key, in bytes (S3's limit).
+pub const MAX_KEY_LEN: usize = 1024;
+
+/// Checks a bucket name against S3's rules.
+pub(crate) fn check_bucket(name: &str) -> Result<()> {
+    let fail = |reason| Err(Error::InvalidBucketName { name: name.to_owned(), reason });
+    let len = name.len();
+    if !(3..=63).contains(&len) {
+        return fail("must be 3 to 63 characters long");
+    }
+    if !name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-') {
+        return fail("may contain only lowercase letters, digits, '.' and '-'");
+    }
+    let first = name.as_bytes()[0];
+    let last = name.as_bytes()[len - 1];
+    if !first.is_ascii_alphanumeric() || !last.is_ascii_alphanumeric() {
+        return fail("must start and end with a letter or digit");
+    }
+    if name.contains("..") {
+        return fail("must not contain two adjacent periods");
+    }
+    if name.starts_with("xn--") {
+        return fail("must not start with the prefix 'xn--'");
+    }
+    if name.ends_with("-s3alias") || name.ends_with("--ol-s3") {
+        return fail("must not end with a suffix reserved by S3");
+    }
+    if name.parse::<std::net::Ipv4Addr>().is_ok() || looks_like_ipv4(name) {
+        return fail("must not be formatted as an IP address");
+    }
+    Ok(())
+}
+
+fn looks_like_ipv4(name: &str) -> bool {
+    let parts: Vec<&str> = name.split('.').collect();
+    parts.len() == 4 && parts.iter().all(|p| !p.is_empty() && p.len() <= 3 && p.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// Checks an object key: non-empty UTF-8 (guaranteed by `&str`), at most 1024 bytes, no NUL.
+pub(crate) fn check_key(key: &str) -> Result<()> {
+    let fail = |reason| Err(Error::InvalidKey { key: key.chars().take(200).collect(), reason });
+    if key.is_empty() {
+        return fail("must not be empty");
+    }
+    if key.len() > MAX_KEY_LEN {
+        return fail("must be at most 1024 bytes");
+    }
+    if key.as_bytes().contains(&0) {
+        return fail("must not contain a NUL byte");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn valid_bucket_names() {
+        for n in ["abc", "my-bucket", "my.bucket.1", "0ab", &"a".repeat(63), "192.168.5.4x"] {
+            assert!(check_bucket(n).is_ok(), "{n}");
+        }
+    }
+
+    #[test]
+    fn invalid_bucket_names_say_why() {
+        let cases = [
+            ("ab", "3 to 63"),
+            (&"a".repeat(64) as &str, "3 to 63"),
+            ("Abc", "lowercase"),
+            ("a_b", "lowercase"),
+            ("__meta__", "lowercase"),
+            ("-ab", "start and end"),
+            ("ab.", "start and end"),
+            ("a..b", "adjacent periods"),
+            ("xn--abc", "xn--"),
+            ("192.168.5.4", "IP address"),
+            ("a b", "lowercase"),
+            ("a\0b", "lowercase"),
+        ];
+        for (name, why) in cases {
+            match check_bucket(name) {
+                Err(Error::InvalidBucketName { reason, .. }) => assert!(reason.contains(why), "{name}: {reason}"),
+                other => panic!("{name}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn keys() {
+        for k in ["a", "a//b/../c", "..", "\\", "%00", "ключ", &"k".repeat(1024)] {
+            assert!(check_key(k).is_ok(), "{k}");
+        }
+        for (k, why) in [("", "empty"), (&"k".repeat(1025) as &str, "1024"), ("a\0b", "NUL")] {
+            match check_key(k) {
+                Err(Error::InvalidKey { reason, .. }) => assert!(reason.contains(why)),
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+}

@@ -1,0 +1,508 @@
+//! Binary record formats. Every record starts with a format version byte; integers are
+//! little-endian, strings and byte strings are prefixed with their u32 length. The formats are
+//! documented in docs/design.md; a record that does not decode is reported as corruption.
+
+use crate::error::{Error, Result};
+use crate::types::ObjectMeta;
+
+/// Version byte of every record written by this release.
+pub(crate) const FORMAT_V1: u8 = 1;
+/// Bytes in front of a chunk's payload: version byte and CRC32C of the payload.
+pub(crate) const CHUNK_HEADER: usize = 5;
+
+fn corrupt(what: &str) -> Error {
+    Error::Corrupted { bucket: None, key: None, reason: what.to_owned() }
+}
+
+#[derive(Default)]
+pub(crate) struct Enc(pub Vec<u8>);
+
+impl Enc {
+    fn new() -> Self {
+        Enc(vec![FORMAT_V1])
+    }
+    fn u8(&mut self, v: u8) -> &mut Self {
+        self.0.push(v);
+        self
+    }
+    fn u32(&mut self, v: u32) -> &mut Self {
+        self.0.extend_from_slice(&v.to_le_bytes());
+        self
+    }
+    fn u64(&mut self, v: u64) -> &mut Self {
+        self.0.extend_from_slice(&v.to_le_bytes());
+        self
+    }
+    fn bytes(&mut self, v: &[u8]) -> &mut Self {
+        self.u32(v.len() as u32);
+        self.0.extend_from_slice(v);
+        self
+    }
+    fn str(&mut self, v: &str) -> &mut Self {
+        self.bytes(v.as_bytes())
+    }
+    fn opt_str(&mut self, v: Option<&str>) -> &mut Self {
+        match v {
+            Some(s) => self.u8(1).str(s),
+            None => self.u8(0),
+        }
+    }
+}
+
+pub(crate) struct Dec<'a> {
+    buf: &'a [u8],
+    what: &'static str,
+}
+
+impl<'a> Dec<'a> {
+    fn new(buf: &'a [u8], what: &'static str) -> Result<Self> {
+        match buf.split_first() {
+            Some((&FORMAT_V1, rest)) => Ok(Dec { buf: rest, what }),
+            Some((v, _)) => Err(corrupt(&format!("{what} has unknown format version {v}"))),
+            None => Err(corrupt(&format!("{what} is empty"))),
+        }
+    }
+    fn take(&mut self, n: usize) -> Result<&'a [u8]> {
+        if self.buf.len() < n {
+            return Err(corrupt(&format!("{} is truncated", self.what)));
+        }
+        let (head, rest) = self.buf.split_at(n);
+        self.buf = rest;
+        Ok(head)
+    }
+    fn u8(&mut self) -> Result<u8> {
+        Ok(self.take(1)?[0])
+    }
+    fn u32(&mut self) -> Result<u32> {
+        let b = self.take(4)?;
+        Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    }
+    fn u64(&mut self) -> Result<u64> {
+        let mut a = [0u8; 8];
+        a.copy_from_slice(self.take(8)?);
+        Ok(u64::from_le_bytes(a))
+    }
+    fn bytes(&mut self) -> Result<&'a [u8]> {
+        let n = self.u32()? as usize;
+        self.take(n)
+    }
+    fn string(&mut self) -> Result<String> {
+        let b = self.bytes()?;
+        String::from_utf8(b.to_vec()).map_err(|_| corrupt(&format!("{} holds a string that is not UTF-8", self.what)))
+    }
+    fn opt_string(&mut self) -> Result<Option<String>> {
+        match self.u8()? {
+            0 => Ok(None),
+            1 => Ok(Some(self.string()?)),
+            t => Err(corrupt(&format!("{} has an invalid option tag {t}", self.what))),
+        }
+    }
+    fn md5(&mut self) -> Result<[u8; 16]> {
+        let mut a = [0u8; 16];
+        a.copy_from_slice(self.take(16)?);
+        Ok(a)
+    }
+    fn finish(&self) -> Result<()> {
+        if self.buf.is_empty() { Ok(()) } else { Err(corrupt(&format!("{} has trailing bytes", self.what))) }
+    }
+}
+
+/// A bucket's record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct BucketRecord {
+    pub created: u64,
+}
+
+impl BucketRecord {
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        let mut e = Enc::new();
+        e.u64(self.created);
+        e.0
+    }
+    pub(crate) fn decode(buf: &[u8]) -> Result<Self> {
+        let mut d = Dec::new(buf, "bucket record")?;
+        let r = BucketRecord { created: d.u64()? };
+        d.finish()?;
+        Ok(r)
+    }
+}
+
+/// A run of chunks written under one id: a whole single-put object, or one multipart part.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Segment {
+    pub id: u64,
+    pub len: u64,
+    /// Payload bytes per chunk (the last may be shorter).
+    pub chunk_size: u32,
+}
+
+impl Segment {
+    fn encode(&self, e: &mut Enc) {
+        e.u64(self.id).u64(self.len).u32(self.chunk_size);
+    }
+    fn decode(d: &mut Dec<'_>) -> Result<Self> {
+        let s = Segment { id: d.u64()?, len: d.u64()?, chunk_size: d.u32()? };
+        if s.chunk_size == 0 && s.len > 0 {
+            return Err(corrupt("segment has chunk size 0"));
+        }
+        Ok(s)
+    }
+    /// Number of chunks.
+    pub(crate) fn chunks(&self) -> u64 {
+        super::chunking::chunk_count(self.len, self.chunk_size)
+    }
+}
+
+/// Where an object's bytes are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Body {
+    /// Small objects live in the manifest itself: one lookup per read.
+    Inline(Vec<u8>),
+    /// Larger ones in chunks, segment after segment.
+    Segments(Vec<Segment>),
+}
+
+/// An object's manifest: everything about it but (for chunked objects) its bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Manifest {
+    pub size: u64,
+    pub etag: String,
+    pub crc: u32,
+    pub created: u64,
+    pub modified: u64,
+    pub parts: u32,
+    pub meta: ObjectMeta,
+    pub body: Body,
+}
+
+pub(crate) fn encode_meta(e: &mut Enc, m: &ObjectMeta) {
+    e.opt_str(m.content_type.as_deref())
+        .opt_str(m.cache_control.as_deref())
+        .opt_str(m.content_disposition.as_deref())
+        .opt_str(m.content_encoding.as_deref())
+        .opt_str(m.content_language.as_deref())
+        .opt_str(m.expires.as_deref());
+    e.u32(m.user.len() as u32);
+    for (k, v) in &m.user {
+        e.str(k).str(v);
+    }
+}
+
+fn decode_meta(d: &mut Dec<'_>) -> Result<ObjectMeta> {
+    let mut m = ObjectMeta {
+        content_type: d.opt_string()?,
+        cache_control: d.opt_string()?,
+        content_disposition: d.opt_string()?,
+        content_encoding: d.opt_string()?,
+        content_language: d.opt_string()?,
+        expires: d.opt_string()?,
+        user: std::collections::BTreeMap::new(),
+    };
+    let n = d.u32()?;
+    for _ in 0..n {
+        let k = d.string()?;
+        let v = d.string()?;
+        m.user.insert(k, v);
+    }
+    Ok(m)
+}
+
+const BODY_INLINE: u8 = 0;
+const BODY_SEGMENTS: u8 = 1;
+
+impl Manifest {
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        let mut e = Enc::new();
+        e.u64(self.size).str(&self.etag).u32(self.crc).u64(self.created).u64(self.modified).u32(self.parts);
+        encode_meta(&mut e, &self.meta);
+        // The body comes last so that `decode_head` can stop before it.
+        match &self.body {
+            Body::Inline(data) => {
+                e.u8(BODY_INLINE).bytes(data);
+            }
+            Body::Segments(segs) => {
+                e.u8(BODY_SEGMENTS).u32(segs.len() as u32);
+                for s in segs {
+                    s.encode(&mut e);
+                }
+            }
+        }
+        e.0
+    }
+
+    /// Decodes the whole manifest, body included.
+    pub(crate) fn decode(buf: &[u8]) -> Result<Self> {
+        Self::decode_inner(buf, true)
+    }
+
+    /// Decodes everything but an inline body (left empty): what listings and `head` need.
+    pub(crate) fn decode_head(buf: &[u8]) -> Result<Self> {
+        Self::decode_inner(buf, false)
+    }
+
+    fn decode_inner(buf: &[u8], with_body: bool) -> Result<Self> {
+        let mut d = Dec::new(buf, "object manifest")?;
+        let size = d.u64()?;
+        let etag = d.string()?;
+        let crc = d.u32()?;
+        let created = d.u64()?;
+        let modified = d.u64()?;
+        let parts = d.u32()?;
+        let meta = decode_meta(&mut d)?;
+        let body = match d.u8()? {
+            BODY_INLINE if !with_body => Body::Inline(Vec::new()),
+            BODY_INLINE => {
+                let data = d.bytes()?.to_vec();
+                if data.len() as u64 != size {
+                    return Err(corrupt("inline body length differs from the object size"));
+                }
+                Body::Inline(data)
+            }
+            BODY_SEGMENTS => {
+                let n = d.u32()?;
+                let mut segs = Vec::with_capacity(n.min(1 << 16) as usize);
+                for _ in 0..n {
+                    segs.push(Segment::decode(&mut d)?);
+                }
+                if segs.iter().map(|s| s.len).sum::<u64>() != size {
+                    return Err(corrupt("segment lengths do not add up to the object size"));
+                }
+                Body::Segments(segs)
+            }
+            t => return Err(corrupt(&format!("object manifest has an unknown body kind {t}"))),
+        };
+        if with_body {
+            d.finish()?;
+        }
+        Ok(Manifest { size, etag, crc, created, modified, parts, meta, body })
+    }
+
+    pub(crate) fn segments(&self) -> &[Segment] {
+        match &self.body {
+            Body::Segments(s) => s,
+            Body::Inline(_) => &[],
+        }
+    }
+}
+
+/// Why a segment is being written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum StagePurpose {
+    Put = 0,
+    Part = 1,
+}
+
+/// An upload or copy in flight. Its segments are freed if it never completes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct StageRecord {
+    pub purpose: StagePurpose,
+    pub key: String,
+    pub started: u64,
+    pub segs: Vec<u64>,
+}
+
+impl StageRecord {
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        let mut e = Enc::new();
+        e.u8(self.purpose as u8).str(&self.key).u64(self.started).u32(self.segs.len() as u32);
+        for s in &self.segs {
+            e.u64(*s);
+        }
+        e.0
+    }
+    pub(crate) fn decode(buf: &[u8]) -> Result<Self> {
+        let mut d = Dec::new(buf, "staging record")?;
+        let purpose = match d.u8()? {
+            0 => StagePurpose::Put,
+            1 => StagePurpose::Part,
+            t => return Err(corrupt(&format!("staging record has an unknown purpose {t}"))),
+        };
+        let key = d.string()?;
+        let started = d.u64()?;
+        let n = d.u32()?;
+        let mut segs = Vec::with_capacity(n.min(1 << 16) as usize);
+        for _ in 0..n {
+            segs.push(d.u64()?);
+        }
+        d.finish()?;
+        Ok(StageRecord { purpose, key, started, segs })
+    }
+}
+
+/// A multipart upload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct MpuRecord {
+    pub key: String,
+    pub initiated: u64,
+    pub meta: ObjectMeta,
+}
+
+impl MpuRecord {
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        let mut e = Enc::new();
+        e.str(&self.key).u64(self.initiated);
+        encode_meta(&mut e, &self.meta);
+        e.0
+    }
+    pub(crate) fn decode(buf: &[u8]) -> Result<Self> {
+        let mut d = Dec::new(buf, "multipart upload record")?;
+        let r = MpuRecord { key: d.string()?, initiated: d.u64()?, meta: decode_meta(&mut d)? };
+        d.finish()?;
+        Ok(r)
+    }
+}
+
+/// One uploaded part.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct PartRecord {
+    pub seg: Segment,
+    pub md5: [u8; 16],
+    pub crc: u32,
+    pub modified: u64,
+}
+
+impl PartRecord {
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        let mut e = Enc::new();
+        self.seg.encode(&mut e);
+        e.0.extend_from_slice(&self.md5);
+        e.u32(self.crc).u64(self.modified);
+        e.0
+    }
+    pub(crate) fn decode(buf: &[u8]) -> Result<Self> {
+        let mut d = Dec::new(buf, "part record")?;
+        let r = PartRecord { seg: Segment::decode(&mut d)?, md5: d.md5()?, crc: d.u32()?, modified: d.u64()? };
+        d.finish()?;
+        Ok(r)
+    }
+}
+
+/// The value of a gc record: the segment's chunks are to be deleted.
+pub(crate) fn gc_record() -> Vec<u8> {
+    vec![FORMAT_V1]
+}
+
+/// Starts a chunk record: header space followed by room for `capacity` payload bytes.
+pub(crate) fn chunk_buffer(capacity: usize) -> Vec<u8> {
+    let mut v = Vec::with_capacity(CHUNK_HEADER + capacity);
+    v.extend_from_slice(&[FORMAT_V1, 0, 0, 0, 0]);
+    v
+}
+
+/// Seals a chunk record built with [`chunk_buffer`]: writes the payload's CRC32C into the
+/// header and returns it.
+pub(crate) fn seal_chunk(record: &mut [u8]) -> u32 {
+    let crc = crc32c::crc32c(&record[CHUNK_HEADER..]);
+    record[1..CHUNK_HEADER].copy_from_slice(&crc.to_le_bytes());
+    crc
+}
+
+/// The payload of a chunk record, after checking its version and CRC.
+pub(crate) fn open_chunk(record: &[u8]) -> Result<&[u8]> {
+    if record.len() < CHUNK_HEADER {
+        return Err(corrupt("chunk record is truncated"));
+    }
+    if record[0] != FORMAT_V1 {
+        return Err(corrupt(&format!("chunk has unknown format version {}", record[0])));
+    }
+    let stored = u32::from_le_bytes([record[1], record[2], record[3], record[4]]);
+    let payload = &record[CHUNK_HEADER..];
+    let actual = crc32c::crc32c(payload);
+    if stored != actual {
+        return Err(corrupt(&format!("chunk checksum mismatch (stored {stored:08x}, computed {actual:08x})")));
+    }
+    Ok(payload)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta() -> ObjectMeta {
+        let mut m =
+            ObjectMeta { content_type: Some("text/plain".into()), expires: Some("x".into()), ..Default::default() };
+        m.user.insert("a".into(), "b".into());
+        m
+    }
+
+    #[test]
+    fn manifests_round_trip() {
+        let inline = Manifest {
+            size: 3,
+            etag: "abc".into(),
+            crc: 7,
+            created: 1,
+            modified: 2,
+            parts: 0,
+            meta: meta(),
+            body: Body::Inline(b"xyz".to_vec()),
+        };
+        assert_eq!(Manifest::decode(&inline.encode()).expect("decodes"), inline);
+        let head = Manifest::decode_head(&inline.encode()).expect("decodes");
+        assert_eq!(head.body, Body::Inline(Vec::new()));
+        assert_eq!(head.meta, inline.meta);
+
+        let chunked = Manifest {
+            size: 30,
+            body: Body::Segments(vec![
+                Segment { id: 1, len: 10, chunk_size: 4 },
+                Segment { id: 9, len: 20, chunk_size: 8 },
+            ]),
+            parts: 2,
+            ..inline
+        };
+        assert_eq!(Manifest::decode(&chunked.encode()).expect("decodes"), chunked);
+    }
+
+    #[test]
+    fn other_records_round_trip() {
+        let b = BucketRecord { created: 42 };
+        assert_eq!(BucketRecord::decode(&b.encode()).expect("decodes"), b);
+        let s = StageRecord { purpose: StagePurpose::Part, key: "k".into(), started: 5, segs: vec![1, 2] };
+        assert_eq!(StageRecord::decode(&s.encode()).expect("decodes"), s);
+        let m = MpuRecord { key: "k".into(), initiated: 9, meta: meta() };
+        assert_eq!(MpuRecord::decode(&m.encode()).expect("decodes"), m);
+        let p = PartRecord { seg: Segment { id: 3, len: 5, chunk_size: 2 }, md5: [7; 16], crc: 1, modified: 2 };
+        assert_eq!(PartRecord::decode(&p.encode()).expect("decodes"), p);
+    }
+
+    #[test]
+    fn damaged_records_are_errors_not_panics() {
+        let m = Manifest {
+            size: 0,
+            etag: String::new(),
+            crc: 0,
+            created: 0,
+            modified: 0,
+            parts: 0,
+            meta: meta(),
+            body: Body::Inline(vec![]),
+        }
+        .encode();
+        for cut in 0..m.len() {
+            assert!(Manifest::decode(&m[..cut]).is_err(), "cut at {cut}");
+        }
+        let mut wrong_version = m.clone();
+        wrong_version[0] = 9;
+        assert!(Manifest::decode(&wrong_version).unwrap_err().to_string().contains("format version 9"));
+        let mut trailing = m;
+        trailing.push(0);
+        assert!(Manifest::decode(&trailing).is_err());
+        assert!(BucketRecord::decode(&[]).is_err());
+    }
+
+    #[test]
+    fn chunks_detect_bit_flips() {
+        let mut rec = chunk_buffer(4);
+        rec.extend_from_slice(b"data");
+        let crc = seal_chunk(&mut rec);
+        assert_eq!(crc, crc32c::crc32c(b"data"));
+        assert_eq!(open_chunk(&rec).expect("valid"), b"data");
+        for i in 0..rec.len() {
+            let mut bad = rec.clone();
+            bad[i] ^= 0x10;
+            assert!(open_chunk(&bad).is_err(), "flip at {i}");
+        }
+        assert!(open_chunk(&rec[..3]).is_err());
+    }
+}

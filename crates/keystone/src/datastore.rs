@@ -1,0 +1,359 @@
+//! `Datastore`: the handle to a store, its builder, and the operations that span buckets.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::bucket::Bucket;
+use crate::data::names;
+use crate::data::records::CHUNK_HEADER;
+use crate::engine::{Config, Engine};
+use crate::error::{Error, Result};
+use crate::maintenance::{self, CompactReport, GcReport, VerifyReport};
+use crate::objects;
+use crate::reader;
+use crate::storage::KeyValueStore;
+use crate::storage::memory::MemoryStore;
+use crate::storage::redb::{RedbConfig, RedbStore};
+use crate::transaction::{Snapshot, Transaction};
+use crate::types::{BucketInfo, CopyOptions, ObjectInfo, PutOptions};
+use crate::upload;
+
+/// Default payload bytes per chunk. redb stores a value larger than a page in a region whose
+/// size is a power of two; a chunk record (payload, 5-byte header) plus its key and redb's
+/// leaf overhead must stay just under 1 MiB so it does not take a 2 MiB region. See
+/// docs/design.md for the measurement behind this figure.
+pub const DEFAULT_CHUNK_SIZE: usize = 1024 * 1024 - 4096 - CHUNK_HEADER;
+/// Default largest object stored inline in its manifest.
+pub const DEFAULT_INLINE_MAX: usize = 16 * 1024;
+/// Default bytes of chunks per intermediate commit of a streaming upload.
+pub const DEFAULT_BATCH_BYTES: usize = 8 * 1024 * 1024;
+/// Default size of the storage engine's page cache.
+pub const DEFAULT_CACHE_SIZE: usize = 32 * 1024 * 1024;
+
+/// When an acknowledged write is on stable storage.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Durability {
+    /// Every acknowledged write has been fsynced (concurrent writers share fsyncs).
+    #[default]
+    Immediate,
+    /// Writes are atomic and crash-consistent but reach the disk only with a later durable
+    /// commit (the next `Immediate` write, `gc`, or closing the store): a crash may lose the
+    /// most recent acknowledged writes, never part of one.
+    Relaxed,
+}
+
+/// Options for opening a store.
+///
+/// ```
+/// # let dir = tempfile::tempdir()?;
+/// let db = keystone::Datastore::builder()
+///     .chunk_size(256 * 1024)
+///     .cache_size(64 * 1024 * 1024)
+///     .open(dir.path().join("data.keystone"))?;
+/// # Ok::<_, Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct Builder {
+    chunk_size: usize,
+    inline_max: usize,
+    batch_bytes: usize,
+    cache_size: usize,
+    durability: Durability,
+}
+
+impl Default for Builder {
+    fn default() -> Self {
+        Builder {
+            chunk_size: DEFAULT_CHUNK_SIZE,
+            inline_max: DEFAULT_INLINE_MAX,
+            batch_bytes: DEFAULT_BATCH_BYTES,
+            cache_size: DEFAULT_CACHE_SIZE,
+            durability: Durability::Immediate,
+        }
+    }
+}
+
+impl Builder {
+    /// Payload bytes per chunk of large objects (memory per reader and writer is about one
+    /// chunk). Existing objects keep the chunk size they were written with.
+    #[must_use]
+    pub fn chunk_size(mut self, bytes: usize) -> Self {
+        self.chunk_size = bytes.max(1);
+        self
+    }
+
+    /// Objects up to this many bytes are stored inside their manifest (one lookup per read).
+    #[must_use]
+    pub fn inline_threshold(mut self, bytes: usize) -> Self {
+        self.inline_max = bytes;
+        self
+    }
+
+    /// Bytes of chunks a streaming upload writes per intermediate commit (the write lock is
+    /// held only for one batch at a time).
+    #[must_use]
+    pub fn upload_batch_size(mut self, bytes: usize) -> Self {
+        self.batch_bytes = bytes;
+        self
+    }
+
+    /// Size of the storage engine's page cache; it bounds the memory the store keeps.
+    #[must_use]
+    pub fn cache_size(mut self, bytes: usize) -> Self {
+        self.cache_size = bytes;
+        self
+    }
+
+    /// When acknowledged writes are on disk.
+    #[must_use]
+    pub fn durability(mut self, durability: Durability) -> Self {
+        self.durability = durability;
+        self
+    }
+
+    fn config(&self) -> Config {
+        Config {
+            chunk_size: self.chunk_size,
+            inline_max: self.inline_max,
+            batch_bytes: self.batch_bytes,
+            durable: self.durability == Durability::Immediate,
+        }
+    }
+
+    fn redb(&self) -> RedbConfig {
+        RedbConfig { cache_size: Some(self.cache_size) }
+    }
+
+    /// Opens the store at `path`, creating the file if it does not exist.
+    ///
+    /// # Errors
+    /// [`Error::AlreadyOpen`] when another process (or handle) has the file open;
+    /// [`Error::Corrupted`] when the file is not a valid store; [`Error::Storage`] for I/O.
+    pub fn open(self, path: impl AsRef<Path>) -> Result<Datastore> {
+        let path = path.as_ref();
+        let kv = RedbStore::open(path, &self.redb())?;
+        Datastore::from_kv(Box::new(kv), self.config(), Some(path.to_path_buf()))
+    }
+
+    /// A store in memory, gone when the last handle is dropped.
+    pub fn in_memory(self) -> Result<Datastore> {
+        let kv = RedbStore::in_memory(&self.redb())?;
+        Datastore::from_kv(Box::new(kv), self.config(), None)
+    }
+
+    /// A store on a caller-supplied redb storage backend (for fault-injection tests).
+    #[doc(hidden)]
+    pub fn open_backend(self, backend: impl redb_backend::StorageBackend) -> Result<Datastore> {
+        let kv = RedbStore::with_backend(backend, &self.redb())?;
+        Datastore::from_kv(Box::new(kv), self.config(), None)
+    }
+
+    /// A store on the in-memory reference map with the given backend limits (for tests of
+    /// how the data layer stays within a backend's limits).
+    #[doc(hidden)]
+    pub fn open_reference_map(self, max_value: usize, max_txn_ops: usize, max_txn_bytes: usize) -> Result<Datastore> {
+        let kv = MemoryStore::new(crate::storage::Limits { max_value_size: max_value, max_txn_ops, max_txn_bytes });
+        Datastore::from_kv(Box::new(kv), self.config(), None)
+    }
+}
+
+/// Re-export of redb's backend trait for fault-injection tests.
+#[doc(hidden)]
+pub mod redb_backend {
+    pub use redb::{StorageBackend, backends};
+}
+
+/// A Keystone store: buckets of objects in one file.
+///
+/// `Datastore` is a cheap handle (`Clone`, `Send`, `Sync`); clones share one store and may be
+/// used from many threads at once. The file is closed when the last handle, reader and
+/// snapshot are dropped.
+#[derive(Clone, Debug)]
+pub struct Datastore {
+    pub(crate) engine: Arc<Engine>,
+}
+
+impl Datastore {
+    /// Opens the store at `path` with default options, creating it if needed.
+    ///
+    /// # Errors
+    /// See [`Builder::open`].
+    pub fn open(path: impl AsRef<Path>) -> Result<Datastore> {
+        Builder::default().open(path)
+    }
+
+    /// A builder for options (chunk size, cache size, durability).
+    pub fn builder() -> Builder {
+        Builder::default()
+    }
+
+    /// A store in memory.
+    pub fn in_memory() -> Result<Datastore> {
+        Builder::default().in_memory()
+    }
+
+    fn from_kv(kv: Box<dyn KeyValueStore>, cfg: Config, path: Option<PathBuf>) -> Result<Datastore> {
+        Ok(Datastore { engine: Arc::new(Engine::open(kv, cfg, path)?) })
+    }
+
+    /// The file behind the store, if any.
+    pub fn path(&self) -> Option<&Path> {
+        self.engine.path.as_deref()
+    }
+
+    /// Creates a bucket.
+    ///
+    /// # Errors
+    /// [`Error::InvalidBucketName`] (S3's naming rules), [`Error::BucketAlreadyExists`].
+    pub fn create_bucket(&self, name: &str) -> Result<Bucket> {
+        names::check_bucket(name)?;
+        let n = name.to_owned();
+        self.engine.write(move |w| objects::create_bucket(w, &n))?;
+        Ok(Bucket::new(self.clone(), name))
+    }
+
+    /// Deletes a bucket and everything in it (objects, uploads), atomically.
+    ///
+    /// # Errors
+    /// [`Error::NoSuchBucket`].
+    pub fn delete_bucket(&self, name: &str) -> Result<()> {
+        names::check_bucket(name).map_err(|_| Error::no_such_bucket(name))?;
+        let n = name.to_owned();
+        self.engine.write_alone(self.engine.ack_mode(), move |w| objects::delete_bucket(w, &n, false))
+    }
+
+    /// Deletes a bucket only if it holds no objects and no multipart uploads.
+    ///
+    /// # Errors
+    /// [`Error::NoSuchBucket`], [`Error::BucketNotEmpty`].
+    pub fn delete_empty_bucket(&self, name: &str) -> Result<()> {
+        names::check_bucket(name).map_err(|_| Error::no_such_bucket(name))?;
+        let n = name.to_owned();
+        self.engine.write_alone(self.engine.ack_mode(), move |w| objects::delete_bucket(w, &n, true))
+    }
+
+    /// A handle to an existing bucket.
+    ///
+    /// # Errors
+    /// [`Error::NoSuchBucket`].
+    pub fn bucket(&self, name: &str) -> Result<Bucket> {
+        names::check_bucket(name).map_err(|_| Error::no_such_bucket(name))?;
+        objects::require_bucket(self.engine.snapshot()?.as_ref(), name)?;
+        Ok(Bucket::new(self.clone(), name))
+    }
+
+    /// Every bucket, by name.
+    pub fn list_buckets(&self) -> Result<Vec<BucketInfo>> {
+        objects::list_buckets(self.engine.snapshot()?.as_ref())
+    }
+
+    /// Runs `f` in one transaction over every bucket: everything it writes commits atomically
+    /// when it returns `Ok`, and nothing does when it returns `Err` or panics. Reads inside see
+    /// the transaction's own writes. Other writers wait while it runs; keep it short.
+    ///
+    /// ```
+    /// # let db = keystone::Datastore::in_memory()?;
+    /// db.create_bucket("accounts")?;
+    /// db.create_bucket("audit")?;
+    /// db.transaction(|tx| {
+    ///     tx.bucket("accounts")?.put("alice", &100)?;
+    ///     tx.bucket("audit")?.put_bytes("1", b"opened alice")?;
+    ///     Ok::<_, keystone::Error>(())
+    /// })?;
+    /// assert_eq!(db.bucket("accounts")?.get::<i32>("alice")?, 100);
+    /// # Ok::<_, keystone::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// Whatever `f` returns, or a storage error from the commit.
+    pub fn transaction<T, E: From<Error>>(&self, f: impl FnOnce(&Transaction<'_>) -> Result<T, E>) -> Result<T, E> {
+        let w = self.engine.kv.write()?;
+        let tx = Transaction::new(&self.engine, w);
+        let value = f(&tx)?;
+        let queued = tx.commit()?;
+        if queued {
+            self.engine.drain_gc()?;
+        }
+        Ok(value)
+    }
+
+    /// A read-only view of one consistent state of every bucket.
+    pub fn snapshot(&self) -> Result<Snapshot> {
+        Ok(Snapshot::new(self.engine.snapshot()?))
+    }
+
+    /// Copies an object, possibly between buckets. The copy keeps the source's ETag and
+    /// checksum; its chunks are its own.
+    ///
+    /// # Errors
+    /// [`Error::NoSuchBucket`], [`Error::NoSuchKey`], [`Error::PreconditionFailed`] (on the
+    /// destination condition or the source ETag), [`Error::Corrupted`] when the source is damaged.
+    pub fn copy_object(
+        &self,
+        src_bucket: &str,
+        src_key: &str,
+        dst_bucket: &str,
+        dst_key: &str,
+        opts: &CopyOptions,
+    ) -> Result<ObjectInfo> {
+        let snap = self.engine.snapshot()?;
+        let src = reader::open(snap, src_bucket, src_key)?;
+        if let Some(want) = &opts.source_etag {
+            if !crate::types::etag_eq(want, &src.info().etag) {
+                return Err(Error::precondition(src_bucket, src_key, "source ETag does not match"));
+            }
+        }
+        let put = PutOptions {
+            meta: opts.meta.clone().unwrap_or_else(|| src.info().meta.clone()),
+            condition: opts.condition.clone(),
+        };
+        let etag = Some(src.info().etag.clone());
+        let parts = src.info().parts;
+        let mut info = upload::put_stream(&self.engine, dst_bucket, dst_key, src, put, etag)?;
+        info.parts = parts;
+        Ok(info)
+    }
+
+    /// Re-reads every object and checks it against its checksums; also looks for leaked
+    /// chunks and runs the storage engine's own integrity check.
+    pub fn verify(&self) -> Result<VerifyReport> {
+        maintenance::verify(&self.engine, None)
+    }
+
+    /// [`verify`](Self::verify) for one bucket.
+    pub fn verify_bucket(&self, bucket: &str) -> Result<VerifyReport> {
+        maintenance::verify(&self.engine, Some(bucket))
+    }
+
+    /// Frees the chunks of uploads that never completed (not those in flight in this process)
+    /// and of frees that were queued. Also run on every open.
+    pub fn gc(&self) -> Result<GcReport> {
+        maintenance::gc(&self.engine)
+    }
+
+    /// Aborts multipart uploads started more than `age` ago; returns how many.
+    pub fn abort_uploads_older_than(&self, age: Duration) -> Result<u64> {
+        let cutoff = SystemTime::now().checked_sub(age).unwrap_or(UNIX_EPOCH);
+        let nanos = cutoff.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
+        crate::multipart::abort_older_than(&self.engine, nanos)
+    }
+
+    /// Shrinks the file to what is in use. Needs every reader, snapshot and transaction of
+    /// this store to have ended.
+    pub fn compact(&self) -> Result<CompactReport> {
+        maintenance::compact(&self.engine)
+    }
+
+    /// Streams `reader` into `bucket/key` (shared by [`Bucket::put_reader`]).
+    pub(crate) fn put_stream(
+        &self,
+        bucket: &str,
+        key: &str,
+        reader: impl Read,
+        opts: PutOptions,
+    ) -> Result<ObjectInfo> {
+        upload::put_stream(&self.engine, bucket, key, reader, opts, None)
+    }
+}

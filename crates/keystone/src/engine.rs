@@ -1,0 +1,247 @@
+//! The engine behind every handle: the key-value store, configuration, id allocation, the
+//! write path and recovery.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use crate::data::keys::{self, Book};
+use crate::data::records::StageRecord;
+use crate::error::{Error, Result};
+use crate::storage::{Commit, KeyRange, KeyValueStore, KvRead, ReadTxn, WriteTxn};
+
+/// Settings fixed when a store is opened.
+#[derive(Debug, Clone)]
+pub(crate) struct Config {
+    /// Payload bytes per chunk.
+    pub chunk_size: usize,
+    /// Objects up to this size are stored inside their manifest.
+    pub inline_max: usize,
+    /// Bytes of chunks written per intermediate commit of a streaming upload.
+    pub batch_bytes: usize,
+    /// Whether acknowledged writes are on disk.
+    pub durable: bool,
+}
+
+/// Ids for segments and uploads: the high 32 bits are reserved durably at open, the low 32
+/// count within this open, so ids never repeat across crashes.
+struct IdRange {
+    next: u64,
+    end: u64,
+}
+
+pub(crate) struct Engine {
+    pub kv: Box<dyn KeyValueStore>,
+    pub cfg: Config,
+    ids: Mutex<IdRange>,
+    /// Staging ids of uploads in flight in this process; `gc` leaves them alone.
+    pub active: Mutex<HashSet<u64>>,
+    pub path: Option<PathBuf>,
+    /// Serializes `compact` against in-flight streaming writes.
+    pub(crate) commit: crate::commit::GroupCommit,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine").field("path", &self.path).field("cfg", &self.cfg).finish_non_exhaustive()
+    }
+}
+
+pub(crate) fn lock_err() -> Error {
+    Error::Storage { context: "internal lock".into(), source: "a thread panicked while holding it".into() }
+}
+
+impl Engine {
+    /// Opens the engine over `kv`: reserves an id range and reclaims uploads that a previous
+    /// process left unfinished.
+    pub(crate) fn open(kv: Box<dyn KeyValueStore>, mut cfg: Config, path: Option<PathBuf>) -> Result<Engine> {
+        let limits = kv.limits();
+        let max_payload = limits.max_value_size.saturating_sub(crate::data::records::CHUNK_HEADER);
+        cfg.chunk_size = cfg.chunk_size.clamp(1, max_payload.max(1));
+        cfg.inline_max = cfg.inline_max.min(max_payload / 2);
+        cfg.batch_bytes = cfg.batch_bytes.clamp(cfg.chunk_size, limits.max_txn_bytes / 2).max(cfg.chunk_size);
+
+        let mut w = kv.write()?;
+        let hi = match w.get(&keys::idgen())? {
+            Some(v) if v.len() == 8 => {
+                let mut a = [0u8; 8];
+                a.copy_from_slice(&v);
+                u64::from_be_bytes(a)
+            }
+            Some(_) => return Err(Error::Corrupted { bucket: None, key: None, reason: "id counter record".into() }),
+            None => 0,
+        };
+        let next_hi = hi.checked_add(1).ok_or_else(|| Error::TooLarge("id space exhausted".into()))?;
+        w.put(&keys::idgen(), &next_hi.to_be_bytes())?;
+        w.commit(Commit::Durable)?;
+        let engine = Engine {
+            kv,
+            cfg,
+            ids: Mutex::new(IdRange { next: next_hi << 32, end: (next_hi + 1) << 32 }),
+            active: Mutex::new(HashSet::new()),
+            path,
+            commit: crate::commit::GroupCommit::default(),
+        };
+        engine.reclaim_staged()?;
+        Ok(engine)
+    }
+
+    pub(crate) fn next_id(&self) -> Result<u64> {
+        let mut ids = self.ids.lock().map_err(|_| lock_err())?;
+        if ids.next >= ids.end {
+            return Err(Error::TooLarge("this handle used 2^32 ids; reopen the store".into()));
+        }
+        let id = ids.next;
+        ids.next += 1;
+        Ok(id)
+    }
+
+    /// The commit mode for an acknowledged write.
+    pub(crate) fn ack_mode(&self) -> Commit {
+        if self.cfg.durable { Commit::Durable } else { Commit::Deferred }
+    }
+
+    pub(crate) fn snapshot(&self) -> Result<Arc<dyn ReadTxn>> {
+        self.kv.read()
+    }
+
+    /// Runs `f` in a write transaction that commits acknowledged (durably, unless the store
+    /// was opened with relaxed durability). Concurrent callers share commits (group commit).
+    pub(crate) fn write<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut dyn WriteTxn) -> Result<R> + Send + 'static,
+    ) -> Result<R> {
+        crate::commit::GroupCommit::run(self, f)
+    }
+
+    /// Runs `f` in its own write transaction, committed with `mode`.
+    pub(crate) fn write_alone<R>(&self, mode: Commit, f: impl FnOnce(&mut dyn WriteTxn) -> Result<R>) -> Result<R> {
+        let mut w = self.kv.write()?;
+        let r = f(w.as_mut())?;
+        w.commit(mode)?;
+        Ok(r)
+    }
+
+    /// Frees every staged (never completed) upload that is not in flight in this process.
+    /// Returns how many uploads and chunks were reclaimed.
+    pub(crate) fn reclaim_staged(&self) -> Result<(u64, u64)> {
+        let mut uploads = 0;
+        let mut chunks = 0;
+        let prefix = Book::Stage.all();
+        let end = crate::storage::prefix_end(&prefix);
+        let mut from = prefix.clone();
+        loop {
+            let snap = self.kv.read()?;
+            let page = snap.scan(range_from(&from, end.as_deref()), 256)?;
+            drop(snap);
+            let Some((last, _)) = page.last() else { break };
+            from = next_key(last);
+            for (k, v) in page {
+                let Some((bucket, id, _)) = Book::Stage.parse(&k) else { continue };
+                if self.active.lock().map_err(|_| lock_err())?.contains(&id) {
+                    continue;
+                }
+                let segs = StageRecord::decode(&v).map(|r| r.segs).unwrap_or_default();
+                chunks += self.write_alone(Commit::Durable, |w| {
+                    let mut n = 0;
+                    for seg in &segs {
+                        n += delete_prefix(w, &keys::segment_prefix(&bucket, *seg))?;
+                    }
+                    w.delete(&k)?;
+                    Ok(n)
+                })?;
+                uploads += 1;
+            }
+        }
+        chunks += self.drain_gc()?;
+        Ok((uploads, chunks))
+    }
+
+    /// Deletes the chunks of segments queued for freeing, in transactions that stay within the
+    /// backend's limits. Returns the number of chunks deleted.
+    pub(crate) fn drain_gc(&self) -> Result<u64> {
+        let prefix = Book::Gc.all();
+        let end = crate::storage::prefix_end(&prefix);
+        let per_txn = self.kv.limits().max_txn_ops.saturating_sub(2).clamp(1, 4096);
+        let mut freed = 0;
+        loop {
+            let snap = self.kv.read()?;
+            let page = snap.scan(range_from(&prefix, end.as_deref()), 64)?;
+            drop(snap);
+            if page.is_empty() {
+                return Ok(freed);
+            }
+            for (k, _) in page {
+                let Some((bucket, seg, _)) = Book::Gc.parse(&k) else {
+                    self.write_alone(Commit::Durable, |w| w.delete(&k))?;
+                    continue;
+                };
+                let seg_prefix = keys::segment_prefix(&bucket, seg);
+                loop {
+                    let snap = self.kv.read()?;
+                    let seg_end = crate::storage::prefix_end(&seg_prefix);
+                    let batch = snap.scan(range_from(&seg_prefix, seg_end.as_deref()), per_txn)?;
+                    drop(snap);
+                    let done = batch.len() < per_txn;
+                    self.write_alone(Commit::Durable, |w| {
+                        for (ck, _) in &batch {
+                            w.delete(ck)?;
+                        }
+                        if done {
+                            w.delete(&k)?;
+                        }
+                        Ok(())
+                    })?;
+                    freed += batch.len() as u64;
+                    if done {
+                        break;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Keys from `start` (inclusive) to `end` (exclusive, or to the end of the key space).
+pub(crate) fn range_from<'a>(start: &'a [u8], end: Option<&'a [u8]>) -> KeyRange<'a> {
+    use std::ops::Bound;
+    KeyRange::new(Bound::Included(start), end.map_or(Bound::Unbounded, Bound::Excluded))
+}
+
+/// The smallest key after `key`.
+pub(crate) fn next_key(key: &[u8]) -> Vec<u8> {
+    let mut k = key.to_vec();
+    k.push(0);
+    k
+}
+
+/// Deletes every key starting with `prefix`.
+pub(crate) fn delete_prefix(w: &mut dyn WriteTxn, prefix: &[u8]) -> Result<u64> {
+    let end = crate::storage::prefix_end(prefix);
+    w.delete_range(range_from(prefix, end.as_deref()))
+}
+
+/// Scans every key starting with `prefix` in pages of `page`, calling `f` on each entry;
+/// stops early when `f` returns `false`.
+pub(crate) fn for_each_prefixed(
+    r: &dyn KvRead,
+    prefix: &[u8],
+    page: usize,
+    mut f: impl FnMut(&[u8], &[u8]) -> Result<bool>,
+) -> Result<()> {
+    let end = crate::storage::prefix_end(prefix);
+    let mut from = prefix.to_vec();
+    loop {
+        let batch = r.scan(range_from(&from, end.as_deref()), page)?;
+        let full = batch.len() == page;
+        for (k, v) in &batch {
+            if !f(k, v)? {
+                return Ok(());
+            }
+        }
+        match batch.last() {
+            Some((k, _)) if full => from = next_key(k),
+            _ => return Ok(()),
+        }
+    }
+}

@@ -1,0 +1,203 @@
+//! The one public error type of the library.
+
+use std::fmt;
+
+/// A specialized `Result` for Keystone operations.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in a Keystone call.
+///
+/// Variants are named after what the caller can do about them; messages name the bucket and
+/// key involved. The enum is `#[non_exhaustive]`: match the variants you act on and keep a
+/// catch-all arm.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The bucket does not exist.
+    #[error("no such bucket: {bucket:?}")]
+    NoSuchBucket {
+        /// Bucket name.
+        bucket: String,
+    },
+    /// `create_bucket` on a name that is already taken.
+    #[error("bucket already exists: {bucket:?}")]
+    BucketAlreadyExists {
+        /// Bucket name.
+        bucket: String,
+    },
+    /// `delete_empty_bucket` on a bucket that still holds objects or uploads.
+    #[error("bucket {bucket:?} is not empty")]
+    BucketNotEmpty {
+        /// Bucket name.
+        bucket: String,
+    },
+    /// The object does not exist.
+    #[error("no such key: {key:?} in bucket {bucket:?}")]
+    NoSuchKey {
+        /// Bucket name.
+        bucket: String,
+        /// Object key.
+        key: String,
+    },
+    /// The multipart upload does not exist (never created, completed, or aborted).
+    #[error("no such upload {upload_id:?} in bucket {bucket:?}")]
+    NoSuchUpload {
+        /// Bucket name.
+        bucket: String,
+        /// Upload id as returned by `create_upload`.
+        upload_id: String,
+    },
+    /// The bucket name breaks one of the naming rules (S3's rules).
+    #[error("invalid bucket name {name:?}: {reason}")]
+    InvalidBucketName {
+        /// The rejected name.
+        name: String,
+        /// The rule it breaks.
+        reason: &'static str,
+    },
+    /// The object key breaks one of the key rules.
+    #[error("invalid object key {key:?}: {reason}")]
+    InvalidKey {
+        /// The rejected key (lossily shown).
+        key: String,
+        /// The rule it breaks.
+        reason: &'static str,
+    },
+    /// A conditional write or read found a different state than required.
+    #[error("precondition failed for {key:?} in bucket {bucket:?}: {reason}")]
+    PreconditionFailed {
+        /// Bucket name.
+        bucket: String,
+        /// Object key.
+        key: String,
+        /// What did not hold.
+        reason: String,
+    },
+    /// A byte range outside the object.
+    #[error("invalid range {start}..{end} for {key:?} of {size} bytes in bucket {bucket:?}")]
+    InvalidRange {
+        /// Bucket name.
+        bucket: String,
+        /// Object key.
+        key: String,
+        /// Requested start (inclusive).
+        start: u64,
+        /// Requested end (exclusive).
+        end: u64,
+        /// Object size.
+        size: u64,
+    },
+    /// A multipart completion named a part that is missing or whose ETag differs.
+    #[error("invalid part {part_number} for upload {upload_id:?}: {reason}")]
+    InvalidPart {
+        /// Upload id.
+        upload_id: String,
+        /// Part number.
+        part_number: u32,
+        /// What was wrong.
+        reason: String,
+    },
+    /// A multipart completion listed parts out of ascending order.
+    #[error("parts of upload {upload_id:?} are not in ascending order")]
+    InvalidPartOrder {
+        /// Upload id.
+        upload_id: String,
+    },
+    /// A part other than the last is smaller than the minimum part size.
+    #[error("part {part_number} of upload {upload_id:?} is {size} bytes, below the minimum of {min}")]
+    EntityTooSmall {
+        /// Upload id.
+        upload_id: String,
+        /// Part number.
+        part_number: u32,
+        /// Its size.
+        size: u64,
+        /// The minimum.
+        min: u64,
+    },
+    /// Stored bytes do not match their checksum, or a record cannot be decoded.
+    #[error("corrupted data in {}: {reason}", location(bucket, key))]
+    Corrupted {
+        /// Bucket, when known.
+        bucket: Option<String>,
+        /// Key, when known.
+        key: Option<String>,
+        /// What was found.
+        reason: String,
+    },
+    /// A typed `get` of bytes that do not deserialize as the requested type, or a typed `put`
+    /// of a value that cannot be serialized.
+    #[error("serialization of {key:?} in bucket {bucket:?}: {source}")]
+    Serialization {
+        /// Bucket name.
+        bucket: String,
+        /// Object key.
+        key: String,
+        /// The serde error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The store file is open in another process (or another handle in this process).
+    #[error("store {path} is already open in another process (only one process may open it at a time)")]
+    AlreadyOpen {
+        /// The file.
+        path: String,
+    },
+    /// An object or transaction is larger than the storage backend accepts.
+    #[error("too large: {0}")]
+    TooLarge(String),
+    /// An earlier durable commit failed; the handle refuses writes until reopened.
+    #[error("the store had a failed write to disk and refuses further writes until it is reopened")]
+    Poisoned,
+    /// The storage engine failed.
+    #[error("storage error: {context}")]
+    Storage {
+        /// What Keystone was doing.
+        context: String,
+        /// The engine's error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync + 'static>,
+    },
+    /// Reading a caller's stream or a file failed.
+    #[error("I/O error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+fn location(bucket: &Option<String>, key: &Option<String>) -> impl fmt::Display {
+    match (bucket, key) {
+        (Some(b), Some(k)) => format!("object {k:?} in bucket {b:?}"),
+        (Some(b), None) => format!("bucket {b:?}"),
+        _ => "the store".to_string(),
+    }
+}
+
+impl Error {
+    pub(crate) fn no_such_key(bucket: &str, key: &str) -> Self {
+        Error::NoSuchKey { bucket: bucket.to_owned(), key: key.to_owned() }
+    }
+
+    pub(crate) fn no_such_bucket(bucket: &str) -> Self {
+        Error::NoSuchBucket { bucket: bucket.to_owned() }
+    }
+
+    pub(crate) fn precondition(bucket: &str, key: &str, reason: impl Into<String>) -> Self {
+        Error::PreconditionFailed { bucket: bucket.to_owned(), key: key.to_owned(), reason: reason.into() }
+    }
+
+    pub(crate) fn corrupted(bucket: &str, key: &str, reason: impl Into<String>) -> Self {
+        Error::Corrupted { bucket: Some(bucket.to_owned()), key: Some(key.to_owned()), reason: reason.into() }
+    }
+
+    /// Attaches bucket and key to a `Corrupted` error raised without them.
+    pub(crate) fn at(self, bucket: &str, key: &str) -> Self {
+        match self {
+            Error::Corrupted { bucket: None, key: None, reason } => Error::corrupted(bucket, key, reason),
+            other => other,
+        }
+    }
+
+    /// True for errors that say the data on disk is damaged.
+    pub fn is_corruption(&self) -> bool {
+        matches!(self, Error::Corrupted { .. })
+    }
+}

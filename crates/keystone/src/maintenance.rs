@@ -1,0 +1,173 @@
+//! `verify`, `gc` and `compact`, with the reports they return.
+
+use std::collections::HashSet;
+use std::io;
+use std::sync::Arc;
+
+use crate::data::keys::{self, Book};
+use crate::data::records::{Manifest, PartRecord, StageRecord};
+use crate::engine::{Engine, for_each_prefixed, range_from};
+use crate::error::{Error, Result};
+use crate::objects;
+use crate::reader::ObjectReader;
+use crate::storage::{KvRead, ReadTxn, prefix_end};
+use crate::upload::from_io;
+
+/// An object that failed verification.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CorruptObject {
+    /// Bucket name.
+    pub bucket: String,
+    /// Object key.
+    pub key: String,
+    /// What was wrong.
+    pub reason: String,
+}
+
+/// What [`Datastore::verify`](crate::Datastore::verify) found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct VerifyReport {
+    /// Objects read.
+    pub objects: u64,
+    /// Bytes read and checked.
+    pub bytes: u64,
+    /// Objects whose bytes or records are damaged.
+    pub corrupt: Vec<CorruptObject>,
+    /// Segments of chunks that no object, part or pending upload refers to (leaked space).
+    pub orphan_segments: u64,
+    /// The storage engine's own integrity check (page checksums and tree structure);
+    /// `None` when it could not run because readers were open.
+    pub engine_ok: Option<bool>,
+}
+
+impl VerifyReport {
+    /// True when nothing is wrong.
+    pub fn is_clean(&self) -> bool {
+        self.corrupt.is_empty() && self.orphan_segments == 0 && self.engine_ok != Some(false)
+    }
+}
+
+/// What [`Datastore::gc`](crate::Datastore::gc) reclaimed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GcReport {
+    /// Abandoned streaming uploads freed.
+    pub uploads_reclaimed: u64,
+    /// Chunks deleted.
+    pub chunks_freed: u64,
+}
+
+/// What [`Datastore::compact`](crate::Datastore::compact) did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CompactReport {
+    /// File size before, bytes.
+    pub size_before: u64,
+    /// File size after, bytes.
+    pub size_after: u64,
+}
+
+fn check_object(snap: &Arc<dyn ReadTxn>, bucket: &str, key: &str, raw: &[u8]) -> Result<u64> {
+    let m = Manifest::decode(raw).map_err(|e| e.at(bucket, key))?;
+    let info = objects::info(bucket, key, &m);
+    let mut reader = ObjectReader::new(snap.clone(), info, m)?;
+    io::copy(&mut reader, &mut io::sink()).map_err(from_io)
+}
+
+/// Re-reads every object of `only` (or of all buckets) and checks it.
+pub(crate) fn verify(engine: &Engine, only: Option<&str>) -> Result<VerifyReport> {
+    let snap = engine.snapshot()?;
+    let mut report = VerifyReport::default();
+    let buckets: Vec<String> = match only {
+        Some(b) => {
+            objects::require_bucket(snap.as_ref(), b)?;
+            vec![b.to_owned()]
+        }
+        None => objects::list_buckets(snap.as_ref())?.into_iter().map(|b| b.name).collect(),
+    };
+    let mut referenced: HashSet<(String, u64)> = HashSet::new();
+    for bucket in &buckets {
+        let prefix = keys::objects_prefix(bucket);
+        for_each_prefixed(snap.as_ref(), &prefix, 256, |k, v| {
+            let key = String::from_utf8_lossy(&k[prefix.len()..]).into_owned();
+            report.objects += 1;
+            if let Ok(m) = Manifest::decode_head(v) {
+                referenced.extend(m.segments().iter().map(|s| (bucket.clone(), s.id)));
+            }
+            match check_object(&snap, bucket, &key, v) {
+                Ok(n) => report.bytes += n,
+                Err(e) => report.corrupt.push(CorruptObject { bucket: bucket.clone(), key, reason: e.to_string() }),
+            }
+            Ok(true)
+        })?;
+        collect_bookkeeping(snap.as_ref(), bucket, &mut referenced)?;
+        report.orphan_segments += count_orphans(snap.as_ref(), bucket, &referenced, engine)?;
+    }
+    drop(snap);
+    report.engine_ok = match engine.kv.check_integrity() {
+        Ok(ok) => Some(ok),
+        Err(Error::Storage { .. }) => None,
+        Err(e) => return Err(e),
+    };
+    Ok(report)
+}
+
+/// Segments referred to by parts, uploads in flight and queued frees.
+fn collect_bookkeeping(r: &dyn KvRead, bucket: &str, refs: &mut HashSet<(String, u64)>) -> Result<()> {
+    for_each_prefixed(r, &Book::Part.in_bucket(bucket), 1000, |_, v| {
+        if let Ok(p) = PartRecord::decode(v) {
+            refs.insert((bucket.to_owned(), p.seg.id));
+        }
+        Ok(true)
+    })?;
+    for_each_prefixed(r, &Book::Stage.in_bucket(bucket), 1000, |_, v| {
+        if let Ok(s) = StageRecord::decode(v) {
+            refs.extend(s.segs.into_iter().map(|id| (bucket.to_owned(), id)));
+        }
+        Ok(true)
+    })?;
+    for_each_prefixed(r, &Book::Gc.in_bucket(bucket), 1000, |k, _| {
+        if let Some((_, id, _)) = Book::Gc.parse(k) {
+            refs.insert((bucket.to_owned(), id));
+        }
+        Ok(true)
+    })?;
+    Ok(())
+}
+
+/// Walks the segments of `bucket` (one seek per segment) and counts unreferenced ones.
+fn count_orphans(r: &dyn KvRead, bucket: &str, refs: &HashSet<(String, u64)>, engine: &Engine) -> Result<u64> {
+    let data = keys::bucket_data_prefix(bucket);
+    let end = prefix_end(&data);
+    let mut from = data.clone();
+    let mut orphans = 0;
+    loop {
+        let page = r.scan(range_from(&from, end.as_deref()), 1)?;
+        let Some((k, _)) = page.first() else { return Ok(orphans) };
+        let Some((_, seg, _)) = keys::parse_chunk(k) else {
+            return Err(Error::Corrupted {
+                bucket: Some(bucket.into()),
+                key: None,
+                reason: "malformed chunk key".into(),
+            });
+        };
+        let active = engine.active.lock().map_err(|_| crate::engine::lock_err())?.contains(&seg);
+        if !active && !refs.contains(&(bucket.to_owned(), seg)) {
+            orphans += 1;
+        }
+        match prefix_end(&keys::segment_prefix(bucket, seg)) {
+            Some(next) => from = next,
+            None => return Ok(orphans),
+        }
+    }
+}
+
+pub(crate) fn gc(engine: &Engine) -> Result<GcReport> {
+    let (uploads, chunks) = engine.reclaim_staged()?;
+    Ok(GcReport { uploads_reclaimed: uploads, chunks_freed: chunks })
+}
+
+pub(crate) fn compact(engine: &Engine) -> Result<CompactReport> {
+    let size_before = engine.kv.space()?.file_size;
+    engine.kv.compact()?;
+    let size_after = engine.kv.space()?.file_size;
+    Ok(CompactReport { size_before, size_after })
+}

@@ -1,0 +1,255 @@
+//! Multipart uploads (S3's staging mechanism): parts are written as their own segments and
+//! recorded under the upload; completing publishes the object atomically from the parts'
+//! segments, aborting frees them.
+
+use std::io::Read;
+
+use md5::{Digest, Md5};
+
+use crate::data::chunking::{Chunker, hex, unhex};
+use crate::data::keys::{self, Book};
+use crate::data::names;
+use crate::data::records::{Body, MpuRecord, PartRecord, StagePurpose};
+use crate::engine::{Engine, for_each_prefixed};
+use crate::error::{Error, Result};
+use crate::objects::{self, NewVersion};
+use crate::storage::{KvRead, WriteTxn};
+use crate::types::{CompleteOptions, CompletedPart, ObjectInfo, ObjectMeta, PartInfo, UploadInfo, now_nanos, time_of};
+use crate::upload::{from_io, stream_segment};
+
+fn parse_id(bucket: &str, upload_id: &str) -> Result<u64> {
+    let no_such = || Error::NoSuchUpload { bucket: bucket.to_owned(), upload_id: upload_id.to_owned() };
+    if upload_id.len() != 16 {
+        return Err(no_such());
+    }
+    let bytes = unhex(upload_id).ok_or_else(no_such)?;
+    let arr: [u8; 8] = bytes.try_into().map_err(|_| no_such())?;
+    Ok(u64::from_be_bytes(arr))
+}
+
+fn upload_record(r: &dyn KvRead, bucket: &str, upload_id: &str, id: u64) -> Result<MpuRecord> {
+    match r.get(&Book::Mpu.key(bucket, id))? {
+        Some(v) => MpuRecord::decode(&v).map_err(|e| e.at(bucket, "")),
+        None => {
+            objects::require_bucket(r, bucket)?;
+            Err(Error::NoSuchUpload { bucket: bucket.to_owned(), upload_id: upload_id.to_owned() })
+        }
+    }
+}
+
+pub(crate) fn create(engine: &Engine, bucket: &str, key: &str, meta: ObjectMeta) -> Result<String> {
+    names::check_key(key)?;
+    let id = engine.next_id()?;
+    let rec = MpuRecord { key: key.to_owned(), initiated: now_nanos(), meta };
+    let b = bucket.to_owned();
+    engine.write(move |w| {
+        objects::require_bucket(w, &b)?;
+        w.put(&Book::Mpu.key(&b, id), &rec.encode())
+    })?;
+    Ok(hex(&id.to_be_bytes()))
+}
+
+pub(crate) fn upload_part<R: Read>(
+    engine: &Engine,
+    bucket: &str,
+    upload_id: &str,
+    part_number: u32,
+    reader: R,
+) -> Result<PartInfo> {
+    let id = parse_id(bucket, upload_id)?;
+    let rec = upload_record(engine.snapshot()?.as_ref(), bucket, upload_id, id)?;
+    let chunker = Chunker::new(reader, engine.cfg.chunk_size, true);
+    let limits = engine.kv.limits();
+    let (info, queued) =
+        stream_segment(engine, bucket, &rec.key, StagePurpose::Part, chunker, Vec::new(), |w, written| {
+            upload_record(w, bucket, upload_id, id)?;
+            let key = keys::part(bucket, id, part_number);
+            let old = match w.get(&key)? {
+                Some(v) => Some(PartRecord::decode(&v).map_err(|e| e.at(bucket, &rec.key))?),
+                None => None,
+            };
+            let part = PartRecord { seg: written.seg, md5: written.md5, crc: written.crc, modified: now_nanos() };
+            let queued = match old {
+                Some(o) => objects::free_segments(w, limits, bucket, &[o.seg])?,
+                None => false,
+            };
+            w.put(&key, &part.encode())?;
+            Ok((part_info(part_number, &part), queued))
+        })
+        .map_err(|e| match e {
+            Error::Io(io) => from_io(io),
+            other => other,
+        })?;
+    if queued {
+        engine.drain_gc()?;
+    }
+    Ok(info)
+}
+
+fn part_info(part_number: u32, p: &PartRecord) -> PartInfo {
+    PartInfo { part_number, etag: hex(&p.md5), size: p.seg.len, modified: time_of(p.modified) }
+}
+
+fn parts_of(r: &dyn KvRead, bucket: &str, id: u64) -> Result<Vec<(u32, PartRecord)>> {
+    let prefix = keys::parts_prefix(bucket, id);
+    let mut out = Vec::new();
+    for_each_prefixed(r, &prefix, 1000, |k, v| {
+        let n: [u8; 4] = k[prefix.len()..].try_into().map_err(|_| Error::Corrupted {
+            bucket: Some(bucket.into()),
+            key: None,
+            reason: "part record key".into(),
+        })?;
+        out.push((u32::from_be_bytes(n), PartRecord::decode(v).map_err(|e| e.at(bucket, ""))?));
+        Ok(true)
+    })?;
+    Ok(out)
+}
+
+pub(crate) fn list_parts(r: &dyn KvRead, bucket: &str, upload_id: &str) -> Result<Vec<PartInfo>> {
+    let id = parse_id(bucket, upload_id)?;
+    upload_record(r, bucket, upload_id, id)?;
+    Ok(parts_of(r, bucket, id)?.iter().map(|(n, p)| part_info(*n, p)).collect())
+}
+
+pub(crate) fn list_uploads(r: &dyn KvRead, bucket: &str, prefix: &str) -> Result<Vec<UploadInfo>> {
+    objects::require_bucket(r, bucket)?;
+    let mut out = Vec::new();
+    for_each_prefixed(r, &Book::Mpu.in_bucket(bucket), 1000, |k, v| {
+        let Some((_, id, _)) = Book::Mpu.parse(k) else { return Ok(true) };
+        let rec = MpuRecord::decode(v).map_err(|e| e.at(bucket, ""))?;
+        if rec.key.starts_with(prefix) {
+            out.push(UploadInfo {
+                key: rec.key,
+                upload_id: hex(&id.to_be_bytes()),
+                initiated: time_of(rec.initiated),
+                meta: rec.meta,
+            });
+        }
+        Ok(true)
+    })?;
+    out.sort_by(|a, b| a.key.cmp(&b.key).then(a.initiated.cmp(&b.initiated)));
+    Ok(out)
+}
+
+/// Frees every part and the upload record.
+fn drop_upload(w: &mut dyn WriteTxn, engine: &Engine, bucket: &str, id: u64, keep: &[u32]) -> Result<bool> {
+    let limits = engine.kv.limits();
+    let mut queued = false;
+    for (n, p) in parts_of(w, bucket, id)? {
+        if !keep.contains(&n) {
+            queued |= objects::free_segments(w, limits, bucket, &[p.seg])?;
+        }
+        w.delete(&keys::part(bucket, id, n))?;
+    }
+    w.delete(&Book::Mpu.key(bucket, id))?;
+    Ok(queued)
+}
+
+pub(crate) fn abort(engine: &Engine, bucket: &str, upload_id: &str) -> Result<()> {
+    let id = parse_id(bucket, upload_id)?;
+    let queued = engine.write_alone(engine.ack_mode(), |w| {
+        upload_record(w, bucket, upload_id, id)?;
+        drop_upload(w, engine, bucket, id, &[])
+    })?;
+    if queued {
+        engine.drain_gc()?;
+    }
+    Ok(())
+}
+
+pub(crate) fn complete(
+    engine: &Engine,
+    bucket: &str,
+    upload_id: &str,
+    parts: &[CompletedPart],
+    opts: &CompleteOptions,
+) -> Result<ObjectInfo> {
+    let id = parse_id(bucket, upload_id)?;
+    let limits = engine.kv.limits();
+    let (info, queued) = engine.write_alone(engine.ack_mode(), |w| {
+        let rec = upload_record(w, bucket, upload_id, id)?;
+        if parts.is_empty() {
+            return Err(Error::InvalidPart {
+                upload_id: upload_id.into(),
+                part_number: 0,
+                reason: "no parts were named".into(),
+            });
+        }
+        if parts.windows(2).any(|p| p[0].part_number >= p[1].part_number) {
+            return Err(Error::InvalidPartOrder { upload_id: upload_id.into() });
+        }
+        let mut segs = Vec::with_capacity(parts.len());
+        let mut md5s = Md5::new();
+        let mut crc = 0u32;
+        let mut size = 0u64;
+        for (i, want) in parts.iter().enumerate() {
+            let invalid = |reason: &str| Error::InvalidPart {
+                upload_id: upload_id.into(),
+                part_number: want.part_number,
+                reason: reason.into(),
+            };
+            let Some(v) = w.get(&keys::part(bucket, id, want.part_number))? else {
+                return Err(invalid("it was not uploaded"));
+            };
+            let p = PartRecord::decode(&v).map_err(|e| e.at(bucket, &rec.key))?;
+            if !crate::types::etag_eq(&want.etag, &hex(&p.md5)) {
+                return Err(invalid("its ETag does not match"));
+            }
+            if i + 1 < parts.len() && p.seg.len < opts.min_part_size {
+                return Err(Error::EntityTooSmall {
+                    upload_id: upload_id.into(),
+                    part_number: want.part_number,
+                    size: p.seg.len,
+                    min: opts.min_part_size,
+                });
+            }
+            md5s.update(p.md5);
+            crc = crc32c::crc32c_combine(crc, p.crc, p.seg.len as usize);
+            size += p.seg.len;
+            segs.push(p.seg);
+        }
+        let current = objects::manifest(w, bucket, &rec.key, false)?;
+        objects::check_condition(bucket, &rec.key, current.as_ref(), &opts.condition)?;
+        // Checks are done; from here on every step writes.
+        let used: Vec<u32> = parts.iter().map(|p| p.part_number).collect();
+        let mut queued = drop_upload(w, engine, bucket, id, &used)?;
+        let new = NewVersion {
+            size,
+            etag: format!("{}-{}", hex(&md5s.finalize()), parts.len()),
+            crc,
+            parts: parts.len() as u32,
+            meta: rec.meta,
+            body: Body::Segments(segs),
+        };
+        let (info, q) = objects::publish(w, limits, bucket, &rec.key, new, &opts.condition)?;
+        queued |= q;
+        Ok((info, queued))
+    })?;
+    if queued {
+        engine.drain_gc()?;
+    }
+    Ok(info)
+}
+
+/// Frees multipart uploads initiated before `cutoff_nanos`; returns how many.
+pub(crate) fn abort_older_than(engine: &Engine, cutoff_nanos: u64) -> Result<u64> {
+    let snap = engine.snapshot()?;
+    let mut stale = Vec::new();
+    for_each_prefixed(snap.as_ref(), &Book::Mpu.all(), 1000, |k, v| {
+        if let (Some((bucket, id, _)), Ok(rec)) = (Book::Mpu.parse(k), MpuRecord::decode(v)) {
+            if rec.initiated < cutoff_nanos {
+                stale.push((bucket, id));
+            }
+        }
+        Ok(true)
+    })?;
+    drop(snap);
+    let n = stale.len() as u64;
+    for (bucket, id) in stale {
+        abort(engine, &bucket, &hex(&id.to_be_bytes())).or_else(|e| match e {
+            Error::NoSuchUpload { .. } | Error::NoSuchBucket { .. } => Ok(()),
+            other => Err(other),
+        })?;
+    }
+    Ok(n)
+}

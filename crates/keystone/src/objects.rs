@@ -1,0 +1,195 @@
+//! Object and bucket operations inside one write transaction or snapshot. Every operation
+//! checks everything it can reject *before* its first write, so that a rejected operation
+//! leaves the transaction untouched (group commit relies on it).
+
+use crate::data::keys::{self, Book};
+use crate::data::names;
+use crate::data::records::{Body, BucketRecord, Manifest, Segment, gc_record};
+use crate::engine::{delete_prefix, for_each_prefixed};
+use crate::error::{Error, Result};
+use crate::storage::{KvRead, Limits, WriteTxn};
+use crate::types::{BucketInfo, ObjectInfo, ObjectMeta, PutCondition, etag_eq, now_nanos, time_of};
+
+pub(crate) fn bucket_record(r: &dyn KvRead, bucket: &str) -> Result<Option<BucketRecord>> {
+    match r.get(&keys::bucket(bucket))? {
+        Some(v) => BucketRecord::decode(&v).map(Some).map_err(|e| e.at(bucket, "")),
+        None => Ok(None),
+    }
+}
+
+pub(crate) fn require_bucket(r: &dyn KvRead, bucket: &str) -> Result<()> {
+    match bucket_record(r, bucket)? {
+        Some(_) => Ok(()),
+        None => Err(Error::no_such_bucket(bucket)),
+    }
+}
+
+pub(crate) fn create_bucket(w: &mut dyn WriteTxn, name: &str) -> Result<()> {
+    names::check_bucket(name)?;
+    if bucket_record(w, name)?.is_some() {
+        return Err(Error::BucketAlreadyExists { bucket: name.to_owned() });
+    }
+    w.put(&keys::bucket(name), &BucketRecord { created: now_nanos() }.encode())
+}
+
+/// Whether the bucket holds any object or multipart upload.
+pub(crate) fn bucket_is_empty(r: &dyn KvRead, name: &str) -> Result<bool> {
+    for prefix in [keys::objects_prefix(name), Book::Mpu.in_bucket(name)] {
+        let mut any = false;
+        for_each_prefixed(r, &prefix, 1, |_, _| {
+            any = true;
+            Ok(false)
+        })?;
+        if any {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// Deletes the bucket and everything in it.
+pub(crate) fn delete_bucket(w: &mut dyn WriteTxn, name: &str, only_if_empty: bool) -> Result<()> {
+    names::check_bucket(name)?;
+    require_bucket(w, name)?;
+    if only_if_empty && !bucket_is_empty(w, name)? {
+        return Err(Error::BucketNotEmpty { bucket: name.to_owned() });
+    }
+    delete_prefix(w, &keys::objects_prefix(name))?;
+    delete_prefix(w, &keys::bucket_data_prefix(name))?;
+    for book in [Book::Stage, Book::Mpu, Book::Part, Book::Gc] {
+        delete_prefix(w, &book.in_bucket(name))?;
+    }
+    w.delete(&keys::bucket(name))?;
+    Ok(())
+}
+
+pub(crate) fn list_buckets(r: &dyn KvRead) -> Result<Vec<BucketInfo>> {
+    let prefix = keys::buckets_prefix();
+    let mut out = Vec::new();
+    for_each_prefixed(r, &prefix, 1000, |k, v| {
+        let name = String::from_utf8_lossy(&k[prefix.len()..]).into_owned();
+        let rec = BucketRecord::decode(v).map_err(|e| e.at(&name, ""))?;
+        out.push(BucketInfo { name, created: time_of(rec.created) });
+        Ok(true)
+    })?;
+    Ok(out)
+}
+
+/// The manifest of `key`; `full` also decodes an inline body.
+pub(crate) fn manifest(r: &dyn KvRead, bucket: &str, key: &str, full: bool) -> Result<Option<Manifest>> {
+    let Some(v) = r.get(&keys::object(bucket, key))? else { return Ok(None) };
+    let m = if full { Manifest::decode(&v) } else { Manifest::decode_head(&v) };
+    m.map(Some).map_err(|e| e.at(bucket, key))
+}
+
+/// The manifest of an existing object, or `NoSuchKey` / `NoSuchBucket`.
+pub(crate) fn existing(r: &dyn KvRead, bucket: &str, key: &str, full: bool) -> Result<Manifest> {
+    names::check_key(key)?;
+    match manifest(r, bucket, key, full)? {
+        Some(m) => Ok(m),
+        None => {
+            require_bucket(r, bucket)?;
+            Err(Error::no_such_key(bucket, key))
+        }
+    }
+}
+
+pub(crate) fn info(bucket: &str, key: &str, m: &Manifest) -> ObjectInfo {
+    ObjectInfo {
+        bucket: bucket.to_owned(),
+        key: key.to_owned(),
+        size: m.size,
+        etag: m.etag.clone(),
+        checksum: m.crc,
+        meta: m.meta.clone(),
+        created: time_of(m.created),
+        modified: time_of(m.modified),
+        parts: m.parts,
+    }
+}
+
+pub(crate) fn check_condition(bucket: &str, key: &str, current: Option<&Manifest>, cond: &PutCondition) -> Result<()> {
+    match (cond, current) {
+        (PutCondition::None, _) => Ok(()),
+        (PutCondition::IfAbsent, None) => Ok(()),
+        (PutCondition::IfAbsent, Some(_)) => Err(Error::precondition(bucket, key, "an object with this key exists")),
+        (PutCondition::IfMatch(_), None) => Err(Error::precondition(bucket, key, "no object with this key exists")),
+        (PutCondition::IfMatch(want), Some(m)) if etag_eq(want, &m.etag) => Ok(()),
+        (PutCondition::IfMatch(want), Some(m)) => {
+            Err(Error::precondition(bucket, key, format!("ETag is {:?}, not {want:?}", m.etag)))
+        }
+    }
+}
+
+/// The content of a new version, as far as it is known before publishing.
+pub(crate) struct NewVersion {
+    pub size: u64,
+    pub etag: String,
+    pub crc: u32,
+    pub parts: u32,
+    pub meta: ObjectMeta,
+    pub body: Body,
+}
+
+/// Makes `new` the current version of `key`: checks the bucket and the condition, frees the
+/// old version's chunks (or queues them, past the backend's transaction limits), and writes
+/// the manifest. Returns the object's info and whether freeing was queued.
+pub(crate) fn publish(
+    w: &mut dyn WriteTxn,
+    limits: Limits,
+    bucket: &str,
+    key: &str,
+    new: NewVersion,
+    cond: &PutCondition,
+) -> Result<(ObjectInfo, bool)> {
+    names::check_key(key)?;
+    require_bucket(w, bucket)?;
+    let old = manifest(w, bucket, key, false)?;
+    check_condition(bucket, key, old.as_ref(), cond)?;
+    let now = now_nanos();
+    let m = Manifest {
+        size: new.size,
+        etag: new.etag,
+        crc: new.crc,
+        created: old.as_ref().map_or(now, |o| o.created),
+        modified: now,
+        parts: new.parts,
+        meta: new.meta,
+        body: new.body,
+    };
+    let queued = match &old {
+        Some(o) => free_segments(w, limits, bucket, o.segments())?,
+        None => false,
+    };
+    w.put(&keys::object(bucket, key), &m.encode())?;
+    Ok((info(bucket, key, &m), queued))
+}
+
+/// Deletes `key` (a missing key is fine). Returns whether freeing was queued.
+pub(crate) fn delete_object(w: &mut dyn WriteTxn, limits: Limits, bucket: &str, key: &str) -> Result<bool> {
+    names::check_key(key)?;
+    let Some(old) = manifest(w, bucket, key, false)? else {
+        require_bucket(w, bucket)?;
+        return Ok(false);
+    };
+    let queued = free_segments(w, limits, bucket, old.segments())?;
+    w.delete(&keys::object(bucket, key))?;
+    Ok(queued)
+}
+
+/// Frees the chunks of `segs` in this transaction when that fits the backend's limits, or
+/// queues them for `drain_gc` (returns `true`) when it does not.
+pub(crate) fn free_segments(w: &mut dyn WriteTxn, limits: Limits, bucket: &str, segs: &[Segment]) -> Result<bool> {
+    let chunks: u64 = segs.iter().map(Segment::chunks).sum();
+    if chunks <= (limits.max_txn_ops / 4) as u64 {
+        for s in segs {
+            delete_prefix(w, &keys::segment_prefix(bucket, s.id))?;
+        }
+        Ok(false)
+    } else {
+        for s in segs {
+            w.put(&Book::Gc.key(bucket, s.id), &gc_record())?;
+        }
+        Ok(true)
+    }
+}

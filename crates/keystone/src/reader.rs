@@ -1,0 +1,268 @@
+//! Reading objects: a `Read + Seek` reader that owns its snapshot and loads one chunk at a
+//! time, checking each chunk's CRC and, on a full sequential read, the whole-object CRC.
+
+use std::io::{self, Read, Seek, SeekFrom};
+use std::ops::Bound;
+use std::sync::Arc;
+
+use crate::data::chunking::{chunk_len, locate};
+use crate::data::keys;
+use crate::data::records::{Body, CHUNK_HEADER, Manifest, Segment, open_chunk};
+use crate::error::{Error, Result};
+use crate::storage::{KvRead, ReadTxn, Value};
+use crate::types::ObjectInfo;
+
+/// A reader over one version of an object.
+///
+/// It owns the snapshot it was opened in, so it is `Send + 'static`: it can move to another
+/// thread or into an HTTP response body, and it keeps reading the version it opened even if
+/// the object is overwritten or deleted meanwhile. Memory use is one chunk.
+///
+/// Every chunk is checked against its CRC32C as it is loaded; a read from start to end also
+/// checks the whole object's CRC32C. A mismatch is an `io::Error` wrapping
+/// [`Error::Corrupted`] (use [`Error::from_io`] to get it back).
+pub struct ObjectReader {
+    snap: Arc<dyn ReadTxn>,
+    info: ObjectInfo,
+    body: ReaderBody,
+    pos: u64,
+    /// Object offset of the loaded chunk, and its record.
+    cur: Option<(u64, Value)>,
+    /// Whole-object CRC of the chunks loaded in order from the start, and where they end;
+    /// `None` once the reader jumped around.
+    whole: Option<(u32, u64)>,
+}
+
+enum ReaderBody {
+    Inline(Vec<u8>),
+    Segments(Vec<Segment>),
+}
+
+impl std::fmt::Debug for ObjectReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ObjectReader").field("info", &self.info).field("pos", &self.pos).finish_non_exhaustive()
+    }
+}
+
+impl ObjectReader {
+    pub(crate) fn new(snap: Arc<dyn ReadTxn>, info: ObjectInfo, m: Manifest) -> Result<Self> {
+        let body = match m.body {
+            Body::Inline(data) => {
+                let crc = crc32c::crc32c(&data);
+                if crc != m.crc {
+                    return Err(Error::corrupted(
+                        &info.bucket,
+                        &info.key,
+                        format!("checksum mismatch (stored {:08x}, computed {crc:08x})", m.crc),
+                    ));
+                }
+                ReaderBody::Inline(data)
+            }
+            Body::Segments(s) => ReaderBody::Segments(s),
+        };
+        Ok(ObjectReader { snap, info, body, pos: 0, cur: None, whole: Some((0, 0)) })
+    }
+
+    /// The object this reader reads.
+    pub fn info(&self) -> &ObjectInfo {
+        &self.info
+    }
+
+    /// The object's length.
+    pub fn len(&self) -> u64 {
+        self.info.size
+    }
+
+    /// Whether the object is empty.
+    pub fn is_empty(&self) -> bool {
+        self.info.size == 0
+    }
+
+    /// Current position.
+    pub fn position(&self) -> u64 {
+        self.pos
+    }
+
+    fn corrupt(&self, reason: impl Into<String>) -> io::Error {
+        io::Error::other(Error::corrupted(&self.info.bucket, &self.info.key, reason))
+    }
+
+    /// Loads the chunk holding `self.pos`.
+    fn load(&mut self, segs: &[Segment]) -> io::Result<()> {
+        let Some((si, ci, _, start)) = locate(segs, self.pos) else {
+            return Err(self.corrupt("position past the last segment"));
+        };
+        let seg = segs[si];
+        let key = keys::chunk(&self.info.bucket, seg.id, ci);
+        let value = match self.snap.get(&key) {
+            Ok(Some(v)) => v,
+            Ok(None) => return Err(self.corrupt(format!("chunk {ci} of segment {si} is missing"))),
+            Err(e) => return Err(io::Error::other(e.at(&self.info.bucket, &self.info.key))),
+        };
+        let payload = open_chunk(&value).map_err(|e| io::Error::other(e.at(&self.info.bucket, &self.info.key)))?;
+        let expected = chunk_len(&seg, u64::from(ci));
+        if payload.len() as u64 != expected {
+            return Err(self.corrupt(format!("chunk {ci} holds {} bytes, expected {expected}", payload.len())));
+        }
+        let crc = u32::from_le_bytes([value[1], value[2], value[3], value[4]]);
+        self.whole = match self.whole {
+            Some((acc, end)) if end == start => Some((crc32c::crc32c_combine(acc, crc, payload.len()), end + expected)),
+            _ => None,
+        };
+        self.cur = Some((start, value));
+        Ok(())
+    }
+
+    fn check_whole(&mut self) -> io::Result<()> {
+        if let Some((crc, end)) = self.whole {
+            if end == self.info.size {
+                self.whole = None; // checked once
+                if crc != self.info.checksum {
+                    return Err(self.corrupt(format!(
+                        "object checksum mismatch (stored {:08x}, computed {crc:08x})",
+                        self.info.checksum
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Read for ObjectReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if buf.is_empty() || self.pos >= self.info.size {
+            if matches!(self.body, ReaderBody::Segments(_)) && self.pos >= self.info.size {
+                self.check_whole()?;
+            }
+            return Ok(0);
+        }
+        let segs = match &self.body {
+            ReaderBody::Inline(data) => {
+                let start = self.pos as usize;
+                let n = buf.len().min(data.len() - start);
+                buf[..n].copy_from_slice(&data[start..start + n]);
+                self.pos += n as u64;
+                return Ok(n);
+            }
+            ReaderBody::Segments(s) => s,
+        };
+        let loaded = matches!(&self.cur, Some((start, v)) if self.pos >= *start && self.pos < *start + (v.len() - CHUNK_HEADER) as u64);
+        if !loaded {
+            let segs = segs.clone();
+            self.load(&segs)?;
+        }
+        let Some((start, value)) = &self.cur else { return Err(self.corrupt("no chunk loaded")) };
+        let payload = &value[CHUNK_HEADER..];
+        let off = (self.pos - start) as usize;
+        let n = buf.len().min(payload.len() - off);
+        buf[..n].copy_from_slice(&payload[off..off + n]);
+        self.pos += n as u64;
+        if self.pos >= self.info.size {
+            self.check_whole()?;
+        }
+        Ok(n)
+    }
+}
+
+impl Seek for ObjectReader {
+    fn seek(&mut self, to: SeekFrom) -> io::Result<u64> {
+        let target = match to {
+            SeekFrom::Start(n) => Some(n),
+            SeekFrom::End(d) => self.info.size.checked_add_signed(d),
+            SeekFrom::Current(d) => self.pos.checked_add_signed(d),
+        };
+        match target {
+            Some(t) => {
+                self.pos = t;
+                Ok(t)
+            }
+            None => Err(io::Error::new(io::ErrorKind::InvalidInput, "seek to a negative or overflowing position")),
+        }
+    }
+}
+
+/// Opens `key` in `snap`.
+pub(crate) fn open(snap: Arc<dyn ReadTxn>, bucket: &str, key: &str) -> Result<ObjectReader> {
+    let m = crate::objects::existing(snap.as_ref(), bucket, key, true)?;
+    let info = crate::objects::info(bucket, key, &m);
+    ObjectReader::new(snap, info, m)
+}
+
+/// Reads the whole object or a range of it from any view (snapshot or transaction).
+pub(crate) fn read_range(
+    r: &dyn KvRead,
+    bucket: &str,
+    key: &str,
+    range: (Bound<&u64>, Bound<&u64>),
+) -> Result<Vec<u8>> {
+    let m = crate::objects::existing(r, bucket, key, true)?;
+    let (start, end) = resolve_range(range, m.size).ok_or_else(|| Error::InvalidRange {
+        bucket: bucket.into(),
+        key: key.into(),
+        start: bound_start(range.0),
+        end: bound_end(range.1, m.size),
+        size: m.size,
+    })?;
+    let full = start == 0 && end == m.size;
+    match &m.body {
+        Body::Inline(data) => {
+            if crc32c::crc32c(data) != m.crc {
+                return Err(Error::corrupted(bucket, key, "checksum mismatch"));
+            }
+            Ok(data[start as usize..end as usize].to_vec())
+        }
+        Body::Segments(segs) => {
+            let mut out = Vec::with_capacity((end - start) as usize);
+            let mut pos = start;
+            let mut whole = 0u32;
+            while pos < end {
+                let Some((si, ci, off, _)) = locate(segs, pos) else {
+                    return Err(Error::corrupted(bucket, key, "position past the last segment"));
+                };
+                let seg = segs[si];
+                let Some(value) = r.get(&keys::chunk(bucket, seg.id, ci))? else {
+                    return Err(Error::corrupted(bucket, key, format!("chunk {ci} of segment {si} is missing")));
+                };
+                let payload = open_chunk(&value).map_err(|e| e.at(bucket, key))?;
+                if payload.len() as u64 != chunk_len(&seg, u64::from(ci)) {
+                    return Err(Error::corrupted(bucket, key, format!("chunk {ci} has the wrong length")));
+                }
+                if full {
+                    let crc = u32::from_le_bytes([value[1], value[2], value[3], value[4]]);
+                    whole = crc32c::crc32c_combine(whole, crc, payload.len());
+                }
+                let take = (payload.len() as u64 - off).min(end - pos) as usize;
+                out.extend_from_slice(&payload[off as usize..off as usize + take]);
+                pos += take as u64;
+            }
+            if full && whole != m.crc {
+                return Err(Error::corrupted(bucket, key, "object checksum mismatch"));
+            }
+            Ok(out)
+        }
+    }
+}
+
+fn bound_start(b: Bound<&u64>) -> u64 {
+    match b {
+        Bound::Included(&s) => s,
+        Bound::Excluded(&s) => s.saturating_add(1),
+        Bound::Unbounded => 0,
+    }
+}
+
+fn bound_end(b: Bound<&u64>, size: u64) -> u64 {
+    match b {
+        Bound::Included(&e) => e.saturating_add(1),
+        Bound::Excluded(&e) => e,
+        Bound::Unbounded => size,
+    }
+}
+
+/// A byte range resolved against an object of `size` bytes: `start..end`, or `None` when it
+/// does not lie within the object.
+pub(crate) fn resolve_range(range: (Bound<&u64>, Bound<&u64>), size: u64) -> Option<(u64, u64)> {
+    let (start, end) = (bound_start(range.0), bound_end(range.1, size));
+    (start <= end && end <= size).then_some((start, end))
+}

@@ -1,0 +1,149 @@
+//! The storage abstraction: an ordered, transactional key-value store.
+//!
+//! Everything above this module talks to [`KeyValueStore`] only. The trait is shaped so that a
+//! networked transactional engine (etcd, TiKV, FoundationDB) could implement it: reads happen
+//! in snapshots, writes in transactions that commit atomically or not at all, scans are paged
+//! with a limit, and a backend states its [`Limits`] so the data layer keeps every value and
+//! every transaction within them.
+
+pub(crate) mod memory;
+pub(crate) mod redb;
+
+use std::ops::{Bound, Deref};
+use std::sync::Arc;
+
+use crate::error::Result;
+
+/// What a backend can take in one value and one transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Limits {
+    /// Largest value, in bytes.
+    pub max_value_size: usize,
+    /// Most writes (puts and deletes) in one transaction.
+    pub max_txn_ops: usize,
+    /// Most bytes written (keys plus values) in one transaction.
+    pub max_txn_bytes: usize,
+}
+
+impl Limits {
+    /// No limits: what redb offers.
+    pub(crate) const UNLIMITED: Limits =
+        Limits { max_value_size: usize::MAX, max_txn_ops: usize::MAX, max_txn_bytes: usize::MAX };
+}
+
+/// Whether a commit must be on stable storage when `commit` returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Commit {
+    /// Durable (fsync) before returning.
+    Durable,
+    /// Atomic and visible, but made durable only by a later durable commit; a crash before
+    /// that loses it entirely (never partially).
+    Deferred,
+}
+
+/// A stored value. Backends may hand out a zero-copy guard or an owned buffer.
+pub(crate) struct Value(ValueInner);
+
+enum ValueInner {
+    Owned(Vec<u8>),
+    Shared(Box<dyn AsRef<[u8]> + Send + Sync>),
+}
+
+impl Value {
+    pub(crate) fn owned(bytes: Vec<u8>) -> Self {
+        Value(ValueInner::Owned(bytes))
+    }
+
+    pub(crate) fn shared(guard: Box<dyn AsRef<[u8]> + Send + Sync>) -> Self {
+        Value(ValueInner::Shared(guard))
+    }
+}
+
+impl Deref for Value {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match &self.0 {
+            ValueInner::Owned(v) => v,
+            ValueInner::Shared(g) => (**g).as_ref(),
+        }
+    }
+}
+
+impl std::fmt::Debug for Value {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Value({} bytes)", self.len())
+    }
+}
+
+/// A range of keys.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct KeyRange<'a> {
+    pub start: Bound<&'a [u8]>,
+    pub end: Bound<&'a [u8]>,
+}
+
+impl<'a> KeyRange<'a> {
+    /// Keys from `start` (inclusive or exclusive) up to `end` (exclusive), or to the end.
+    pub(crate) fn new(start: Bound<&'a [u8]>, end: Bound<&'a [u8]>) -> Self {
+        KeyRange { start, end }
+    }
+}
+
+/// The smallest key greater than every key that starts with `prefix`, or `None` when no
+/// such key exists (the prefix is all `0xFF`).
+pub(crate) fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xFF {
+            end.push(last + 1);
+            return Some(end);
+        }
+    }
+    None
+}
+
+/// Reads, shared by snapshots and write transactions (which see their own writes).
+pub(crate) trait KvRead {
+    /// The value under `key`.
+    fn get(&self, key: &[u8]) -> Result<Option<Value>>;
+    /// Up to `limit` entries of `range`, in ascending key order.
+    fn scan(&self, range: KeyRange<'_>, limit: usize) -> Result<Vec<(Vec<u8>, Value)>>;
+}
+
+/// A consistent read-only view of the store, owned so it can move between threads.
+pub(crate) trait ReadTxn: KvRead + Send + Sync {}
+
+/// A write transaction. Dropping it without `commit` aborts it.
+pub(crate) trait WriteTxn: KvRead {
+    fn put(&mut self, key: &[u8], value: &[u8]) -> Result<()>;
+    /// Removes `key`; says whether it was there.
+    fn delete(&mut self, key: &[u8]) -> Result<bool>;
+    /// Removes every key of `range`; returns how many there were.
+    fn delete_range(&mut self, range: KeyRange<'_>) -> Result<u64>;
+    /// Makes every write of the transaction visible at once.
+    fn commit(self: Box<Self>, mode: Commit) -> Result<()>;
+}
+
+/// Space figures of a backend.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct SpaceInfo {
+    /// Size of the file (or of the backend's storage), bytes.
+    pub file_size: u64,
+}
+
+/// An ordered transactional key-value store.
+pub(crate) trait KeyValueStore: Send + Sync + 'static {
+    fn limits(&self) -> Limits;
+    /// A snapshot of the latest committed state.
+    fn read(&self) -> Result<Arc<dyn ReadTxn>>;
+    /// Begins the (single) write transaction, waiting for the current one to end.
+    fn write(&self) -> Result<Box<dyn WriteTxn>>;
+    /// Shrinks the storage; needs every snapshot and transaction to have ended.
+    fn compact(&self) -> Result<()>;
+    /// Checks the engine's own integrity (page checksums, tree structure).
+    fn check_integrity(&self) -> Result<bool>;
+    fn space(&self) -> Result<SpaceInfo>;
+}
+
+#[cfg(test)]
+pub(crate) mod conformance;

@@ -1,0 +1,286 @@
+//! The redb adapter: the only file that knows about redb.
+
+use std::ops::Bound;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+
+use redb::{
+    Database, DatabaseError, Durability, ReadOnlyTable, ReadableDatabase, ReadableTable, StorageError, Table,
+    TableDefinition, TableError, WriteTransaction,
+};
+
+use super::{Commit, KeyRange, KeyValueStore, KvRead, Limits, ReadTxn, SpaceInfo, Value, WriteTxn};
+use crate::error::{Error, Result};
+
+const TABLE: TableDefinition<'static, &'static [u8], &'static [u8]> = TableDefinition::new("keystone");
+
+/// redb-specific settings.
+#[derive(Debug, Clone)]
+pub(crate) struct RedbConfig {
+    pub cache_size: Option<usize>,
+}
+
+/// A redb database holding Keystone's single table.
+pub(crate) struct RedbStore {
+    // `compact` and `check_integrity` need `&mut Database`; everything else shares it.
+    db: RwLock<Database>,
+    /// Set when a commit failed: redb's state after a failed fsync is not trusted until reopen.
+    poisoned: Arc<AtomicBool>,
+    label: String,
+}
+
+fn storage(context: &str, e: impl Into<redb::Error>) -> Error {
+    let e: redb::Error = e.into();
+    match e {
+        redb::Error::Corrupted(reason) => Error::Corrupted { bucket: None, key: None, reason },
+        redb::Error::DatabaseAlreadyOpen => Error::AlreadyOpen { path: context.to_owned() },
+        other => Error::Storage { context: context.to_owned(), source: Box::new(other) },
+    }
+}
+
+fn poisoned_lock() -> Error {
+    Error::Storage { context: "store lock".into(), source: "a thread panicked while compacting the store".into() }
+}
+
+impl RedbStore {
+    /// Opens (or creates) the file.
+    pub(crate) fn open(path: &Path, config: &RedbConfig) -> Result<Self> {
+        let label = path.display().to_string();
+        let mut builder = Database::builder();
+        if let Some(size) = config.cache_size {
+            builder.set_cache_size(size);
+        }
+        let db = builder.create(path).map_err(|e| open_error(&label, e))?;
+        Self::init(db, label)
+    }
+
+    /// An anonymous store on redb's in-memory backend.
+    pub(crate) fn in_memory(config: &RedbConfig) -> Result<Self> {
+        let mut builder = Database::builder();
+        if let Some(size) = config.cache_size {
+            builder.set_cache_size(size);
+        }
+        let db = builder
+            .create_with_backend(redb::backends::InMemoryBackend::new())
+            .map_err(|e| storage("creating in-memory store", e))?;
+        Self::init(db, "(memory)".into())
+    }
+
+    /// A store on a caller-supplied redb storage backend (used by fault-injection tests).
+    pub(crate) fn with_backend(backend: impl redb::StorageBackend, config: &RedbConfig) -> Result<Self> {
+        let mut builder = Database::builder();
+        if let Some(size) = config.cache_size {
+            builder.set_cache_size(size);
+        }
+        let db = builder.create_with_backend(backend).map_err(|e| open_error("(custom backend)", e))?;
+        Self::init(db, "(custom backend)".into())
+    }
+
+    fn init(db: Database, label: String) -> Result<Self> {
+        let txn = db.begin_write().map_err(|e| storage("creating table", e))?;
+        txn.open_table(TABLE).map_err(|e| storage("creating table", e))?;
+        txn.commit().map_err(|e| storage("creating table", e))?;
+        Ok(RedbStore { db: RwLock::new(db), poisoned: Arc::new(AtomicBool::new(false)), label })
+    }
+}
+
+fn open_error(label: &str, e: DatabaseError) -> Error {
+    match e {
+        DatabaseError::DatabaseAlreadyOpen => Error::AlreadyOpen { path: label.to_owned() },
+        DatabaseError::Storage(StorageError::Corrupted(reason)) => {
+            Error::Corrupted { bucket: None, key: None, reason: format!("{label} is not a valid store: {reason}") }
+        }
+        other => Error::Storage { context: format!("opening {label}"), source: Box::new(other) },
+    }
+}
+
+impl KeyValueStore for RedbStore {
+    fn limits(&self) -> Limits {
+        Limits::UNLIMITED
+    }
+
+    fn read(&self) -> Result<Arc<dyn ReadTxn>> {
+        let db = self.db.read().map_err(|_| poisoned_lock())?;
+        let txn = db.begin_read().map_err(|e| storage("beginning a read", e))?;
+        let table = match txn.open_table(TABLE) {
+            Ok(t) => t,
+            Err(e) => return Err(storage("opening table", e)),
+        };
+        Ok(Arc::new(RedbRead { table }))
+    }
+
+    fn write(&self) -> Result<Box<dyn WriteTxn>> {
+        if self.poisoned.load(Ordering::Acquire) {
+            return Err(Error::Poisoned);
+        }
+        let txn = {
+            let db = self.db.read().map_err(|_| poisoned_lock())?;
+            db.begin_write().map_err(|e| storage("beginning a write", e))?
+        };
+        let cell =
+            TxnCell::try_new(txn, |txn| txn.open_table(TABLE)).map_err(|e: TableError| storage("opening table", e))?;
+        Ok(Box::new(RedbWrite { cell, poisoned: self.poisoned.clone() }))
+    }
+
+    fn compact(&self) -> Result<()> {
+        let mut db = self.db.write().map_err(|_| poisoned_lock())?;
+        loop {
+            match db.compact() {
+                Ok(true) => {}
+                Ok(false) => return Ok(()),
+                Err(redb::CompactionError::TransactionInProgress) => {
+                    return Err(Error::Storage {
+                        context: "compacting".into(),
+                        source: "readers or uploads are still open; close them and retry".into(),
+                    });
+                }
+                Err(e) => return Err(storage("compacting", e)),
+            }
+        }
+    }
+
+    fn check_integrity(&self) -> Result<bool> {
+        let mut db = self.db.write().map_err(|_| poisoned_lock())?;
+        db.check_integrity().map_err(|e| storage("checking integrity", e))
+    }
+
+    fn space(&self) -> Result<SpaceInfo> {
+        let file_size =
+            if self.label.starts_with('(') { 0 } else { std::fs::metadata(&self.label).map(|m| m.len()).unwrap_or(0) };
+        Ok(SpaceInfo { file_size })
+    }
+}
+
+struct RedbRead {
+    table: ReadOnlyTable<&'static [u8], &'static [u8]>,
+}
+
+struct Guard(redb::OwnedAccessGuard<&'static [u8]>);
+
+impl AsRef<[u8]> for Guard {
+    fn as_ref(&self) -> &[u8] {
+        self.0.value()
+    }
+}
+
+fn to_bounds<'a>(range: KeyRange<'a>) -> (Bound<&'a [u8]>, Bound<&'a [u8]>) {
+    (range.start, range.end)
+}
+
+impl KvRead for RedbRead {
+    fn get(&self, key: &[u8]) -> Result<Option<Value>> {
+        let guard = self.table.get_owned(key).map_err(|e| storage("reading", e))?;
+        Ok(guard.map(|g| Value::shared(Box::new(Guard(g)))))
+    }
+
+    fn scan(&self, range: KeyRange<'_>, limit: usize) -> Result<Vec<(Vec<u8>, Value)>> {
+        let mut out = Vec::new();
+        if limit == 0 {
+            return Ok(out);
+        }
+        let iter = self.table.range::<&[u8]>(to_bounds(range)).map_err(|e| storage("scanning", e))?;
+        for item in iter {
+            let (k, v) = item.map_err(|e| storage("scanning", e))?;
+            out.push((k.value().to_vec(), Value::owned(v.value().to_vec())));
+            if out.len() >= limit {
+                break;
+            }
+        }
+        Ok(out)
+    }
+}
+
+impl ReadTxn for RedbRead {}
+
+type KsTable<'txn> = Table<'txn, &'static [u8], &'static [u8]>;
+
+self_cell::self_cell!(
+    struct TxnCell {
+        owner: WriteTransaction,
+        #[not_covariant]
+        dependent: KsTable,
+    }
+);
+
+struct RedbWrite {
+    cell: TxnCell,
+    poisoned: Arc<AtomicBool>,
+}
+
+impl KvRead for RedbWrite {
+    fn get(&self, key: &[u8]) -> Result<Option<Value>> {
+        self.cell.with_dependent(|_, table| {
+            let guard = table.get(key).map_err(|e| storage("reading", e))?;
+            Ok(guard.map(|g| Value::owned(g.value().to_vec())))
+        })
+    }
+
+    fn scan(&self, range: KeyRange<'_>, limit: usize) -> Result<Vec<(Vec<u8>, Value)>> {
+        self.cell.with_dependent(|_, table| {
+            let mut out = Vec::new();
+            if limit == 0 {
+                return Ok(out);
+            }
+            let iter = table.range::<&[u8]>(to_bounds(range)).map_err(|e| storage("scanning", e))?;
+            for item in iter {
+                let (k, v) = item.map_err(|e| storage("scanning", e))?;
+                out.push((k.value().to_vec(), Value::owned(v.value().to_vec())));
+                if out.len() >= limit {
+                    break;
+                }
+            }
+            Ok(out)
+        })
+    }
+}
+
+impl WriteTxn for RedbWrite {
+    fn put(&mut self, key: &[u8], value: &[u8]) -> Result<()> {
+        self.cell.with_dependent_mut(|_, table| {
+            table.insert(key, value).map_err(|e| storage("writing", e))?;
+            Ok(())
+        })
+    }
+
+    fn delete(&mut self, key: &[u8]) -> Result<bool> {
+        self.cell.with_dependent_mut(|_, table| {
+            let old = table.remove(key).map_err(|e| storage("deleting", e))?;
+            Ok(old.is_some())
+        })
+    }
+
+    fn delete_range(&mut self, range: KeyRange<'_>) -> Result<u64> {
+        self.cell.with_dependent_mut(|_, table| {
+            let mut n = 0u64;
+            table
+                .retain_in::<&[u8], _>(to_bounds(range), |_, _| {
+                    n += 1;
+                    false
+                })
+                .map_err(|e| storage("deleting a range", e))?;
+            Ok(n)
+        })
+    }
+
+    fn commit(self: Box<Self>, mode: Commit) -> Result<()> {
+        let RedbWrite { cell, poisoned } = *self;
+        let mut txn = cell.into_owner();
+        let durability = match mode {
+            Commit::Durable => Durability::Immediate,
+            Commit::Deferred => Durability::None,
+        };
+        txn.set_durability(durability)
+            .map_err(|e| Error::Storage { context: "setting durability".into(), source: Box::new(e) })?;
+        if mode == Commit::Durable {
+            // Keep recovery after a crash fast: redb stores its allocator state at commit.
+            txn.set_quick_repair(true);
+        }
+        txn.commit().map_err(|e| {
+            // A failed commit may mean a failed fsync: the page cache state is unknown, so no
+            // silent retry. The handle refuses writes until reopened.
+            poisoned.store(true, Ordering::Release);
+            storage("committing", e)
+        })
+    }
+}

@@ -1,0 +1,276 @@
+//! Writing object content: inline or in chunks, streamed in bounded batches outside
+//! transactions, with a staging record that lets recovery free an upload that never finished.
+
+use std::io::Read;
+
+use crate::data::chunking::{Chunker, hex};
+use crate::data::keys::{self, Book};
+use crate::data::names;
+use crate::data::records::{Body, Segment, StagePurpose, StageRecord};
+use crate::engine::{Engine, delete_prefix, lock_err};
+use crate::error::{Error, Result};
+use crate::objects::{self, NewVersion};
+use crate::storage::{Commit, WriteTxn};
+use crate::types::{ObjectInfo, PutOptions, now_nanos};
+
+/// Turns an I/O error from a caller's reader back into the Keystone error it may carry (an
+/// object reader's corruption, say).
+pub(crate) fn from_io(e: std::io::Error) -> Error {
+    if e.get_ref().is_some_and(|inner| inner.is::<Error>()) {
+        if let Some(inner) = e.into_inner() {
+            if let Ok(err) = inner.downcast::<Error>() {
+                return *err;
+            }
+            return Error::Io(std::io::Error::other("reader failed"));
+        }
+        return Error::Io(std::io::Error::other("reader failed"));
+    }
+    Error::Io(e)
+}
+
+/// Chunks written under one staging record, flushed in batches of bounded size, each its own
+/// (non-durable) commit, so the write lock is never held while the caller's reader is read.
+pub(crate) struct Staged<'e> {
+    engine: &'e Engine,
+    bucket: String,
+    id: u64,
+    record: StageRecord,
+    record_dirty: bool,
+    batch: Vec<(Vec<u8>, Vec<u8>)>,
+    batch_bytes: usize,
+    flushed: bool,
+    done: bool,
+}
+
+impl<'e> Staged<'e> {
+    pub(crate) fn new(engine: &'e Engine, bucket: &str, key: &str, purpose: StagePurpose, id: u64) -> Result<Self> {
+        engine.active.lock().map_err(|_| lock_err())?.insert(id);
+        Ok(Staged {
+            engine,
+            bucket: bucket.to_owned(),
+            id,
+            record: StageRecord { purpose, key: key.to_owned(), started: now_nanos(), segs: vec![id] },
+            record_dirty: true,
+            batch: Vec::new(),
+            batch_bytes: 0,
+            flushed: false,
+            done: false,
+        })
+    }
+
+    pub(crate) fn push(&mut self, key: Vec<u8>, record: Vec<u8>) -> Result<()> {
+        self.batch_bytes += record.len();
+        self.batch.push((key, record));
+        if self.batch_bytes >= self.engine.cfg.batch_bytes {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn stage_key(&self) -> Vec<u8> {
+        Book::Stage.key(&self.bucket, self.id)
+    }
+
+    /// Writes what is buffered (and the staging record) into `w`.
+    fn write_into(&mut self, w: &mut dyn WriteTxn) -> Result<()> {
+        if self.flushed {
+            // The bucket (and with it this record) may have been deleted meanwhile.
+            if w.get(&self.stage_key())?.is_none() {
+                return Err(Error::no_such_bucket(&self.bucket));
+            }
+        } else {
+            objects::require_bucket(w, &self.bucket)?;
+        }
+        if self.record_dirty {
+            w.put(&self.stage_key(), &self.record.encode())?;
+        }
+        for (k, v) in &self.batch {
+            w.put(k, v)?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<()> {
+        let mut w = self.engine.kv.write()?;
+        self.write_into(w.as_mut())?;
+        w.commit(Commit::Deferred)?;
+        self.flushed = true;
+        self.record_dirty = false;
+        self.batch.clear();
+        self.batch_bytes = 0;
+        Ok(())
+    }
+
+    /// Writes the rest, removes the staging record and runs `publish`, all in one
+    /// acknowledged commit.
+    pub(crate) fn finish<R>(mut self, publish: impl FnOnce(&mut dyn WriteTxn) -> Result<R>) -> Result<R> {
+        let mut w = self.engine.kv.write()?;
+        let first_commit = !self.flushed;
+        if first_commit {
+            // Everything fits in one commit: no staging record is needed at all.
+            objects::require_bucket(w.as_mut(), &self.bucket)?;
+            for (k, v) in &self.batch {
+                w.put(k, v)?;
+            }
+        } else {
+            self.record_dirty = false;
+            self.write_into(w.as_mut())?;
+            w.delete(&self.stage_key())?;
+        }
+        let r = publish(w.as_mut())?;
+        w.commit(self.engine.ack_mode())?;
+        self.done = true;
+        Ok(r)
+    }
+}
+
+impl Drop for Staged<'_> {
+    fn drop(&mut self) {
+        if !self.done && self.flushed {
+            // Best effort: if this fails, recovery at the next open (or `gc`) frees it.
+            let segs = self.record.segs.clone();
+            let key = self.stage_key();
+            let bucket = self.bucket.clone();
+            let _ = self.engine.write_alone(Commit::Deferred, |w| {
+                for s in &segs {
+                    delete_prefix(w, &keys::segment_prefix(&bucket, *s))?;
+                }
+                w.delete(&key)?;
+                Ok(())
+            });
+        }
+        if let Ok(mut active) = self.engine.active.lock() {
+            active.remove(&self.id);
+        }
+    }
+}
+
+/// What a finished stream of chunks amounts to.
+pub(crate) struct Written {
+    pub seg: Segment,
+    pub md5: [u8; 16],
+    pub crc: u32,
+}
+
+/// Reads `chunker` to its end into chunks of segment `seg`, handing each chunk to `sink`.
+fn write_chunks<R: Read>(
+    chunker: &mut Chunker<R>,
+    mut carry: Vec<u8>,
+    bucket: &str,
+    seg: u64,
+    mut sink: impl FnMut(Vec<u8>, Vec<u8>) -> Result<()>,
+) -> Result<()> {
+    let mut index: u32 = 0;
+    while let Some(rec) = chunker.next_chunk(&mut carry).map_err(from_io)? {
+        sink(keys::chunk(bucket, seg, index), rec)?;
+        index = index.checked_add(1).ok_or_else(|| Error::TooLarge("object has more than 2^32 chunks".into()))?;
+    }
+    Ok(())
+}
+
+fn finish_digests<R>(chunker: Chunker<R>, seg: u64, chunk_size: usize) -> Written {
+    let d = chunker.digests;
+    let (len, crc) = (d.len, d.crc);
+    Written { seg: Segment { id: seg, len, chunk_size: chunk_size as u32 }, md5: d.md5(), crc }
+}
+
+/// Streams `reader` into staged chunks of a new segment, then runs `publish` with the result
+/// in the acknowledged commit.
+pub(crate) fn stream_segment<R: Read, T>(
+    engine: &Engine,
+    bucket: &str,
+    key: &str,
+    purpose: StagePurpose,
+    mut ch: Chunker<R>,
+    carry: Vec<u8>,
+    publish: impl FnOnce(&mut dyn WriteTxn, &Written) -> Result<T>,
+) -> Result<T> {
+    let seg = engine.next_id()?;
+    let mut staged = Staged::new(engine, bucket, key, purpose, seg)?;
+    write_chunks(&mut ch, carry, bucket, seg, |k, v| staged.push(k, v))?;
+    let written = finish_digests(ch, seg, engine.cfg.chunk_size);
+    staged.finish(|w| publish(w, &written))
+}
+
+/// A single-object write outside a transaction: inline and group-committed when small,
+/// staged in batches when large. `etag` skips the MD5 when the content is a copy.
+pub(crate) fn put_stream<R: Read>(
+    engine: &Engine,
+    bucket: &str,
+    key: &str,
+    reader: R,
+    opts: PutOptions,
+    etag: Option<String>,
+) -> Result<ObjectInfo> {
+    names::check_bucket(bucket).map_err(|_| Error::no_such_bucket(bucket))?;
+    names::check_key(key)?;
+    let mut chunker = Chunker::new(reader, engine.cfg.chunk_size, etag.is_none());
+    let prefix = chunker.read_prefix(engine.cfg.inline_max + 1).map_err(from_io)?;
+    let limits = engine.kv.limits();
+    let (info, queued) = if prefix.len() <= engine.cfg.inline_max {
+        let new = inline_version(prefix, opts.meta, etag);
+        let (b, k, cond) = (bucket.to_owned(), key.to_owned(), opts.condition);
+        engine.write(move |w| objects::publish(w, limits, &b, &k, new, &cond))?
+    } else {
+        stream_segment(engine, bucket, key, StagePurpose::Put, chunker, prefix, |w, written| {
+            let new = chunked_version(written, opts.meta, etag);
+            objects::publish(w, limits, bucket, key, new, &opts.condition)
+        })?
+    };
+    if queued {
+        engine.drain_gc()?;
+    }
+    Ok(info)
+}
+
+/// The same write inside a caller's transaction: every chunk goes into that transaction.
+pub(crate) fn put_in_txn<R: Read>(
+    engine: &Engine,
+    w: &mut dyn WriteTxn,
+    bucket: &str,
+    key: &str,
+    reader: R,
+    opts: PutOptions,
+    etag: Option<String>,
+) -> Result<(ObjectInfo, bool)> {
+    names::check_key(key)?;
+    objects::require_bucket(w, bucket)?;
+    let old = objects::manifest(w, bucket, key, false)?;
+    objects::check_condition(bucket, key, old.as_ref(), &opts.condition)?;
+    let mut chunker = Chunker::new(reader, engine.cfg.chunk_size, etag.is_none());
+    let prefix = chunker.read_prefix(engine.cfg.inline_max + 1).map_err(from_io)?;
+    let limits = engine.kv.limits();
+    let new = if prefix.len() <= engine.cfg.inline_max {
+        inline_version(prefix, opts.meta, etag)
+    } else {
+        let seg = engine.next_id()?;
+        write_chunks(&mut chunker, prefix, bucket, seg, |k, v| w.put(&k, &v))?;
+        chunked_version(&finish_digests(chunker, seg, engine.cfg.chunk_size), opts.meta, etag)
+    };
+    objects::publish(w, limits, bucket, key, new, &opts.condition)
+}
+
+fn inline_version(data: Vec<u8>, meta: crate::types::ObjectMeta, etag: Option<String>) -> NewVersion {
+    let mut d = crate::data::chunking::Digests::new(etag.is_none());
+    d.update(&data);
+    let crc = d.crc;
+    NewVersion {
+        size: data.len() as u64,
+        etag: etag.unwrap_or_else(|| hex(&d.md5())),
+        crc,
+        parts: 0,
+        meta,
+        body: Body::Inline(data),
+    }
+}
+
+fn chunked_version(w: &Written, meta: crate::types::ObjectMeta, etag: Option<String>) -> NewVersion {
+    NewVersion {
+        size: w.seg.len,
+        etag: etag.unwrap_or_else(|| hex(&w.md5)),
+        crc: w.crc,
+        parts: 0,
+        meta,
+        body: Body::Segments(vec![w.seg]),
+    }
+}
