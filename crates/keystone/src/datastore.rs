@@ -271,7 +271,16 @@ impl Datastore {
     pub fn transaction<T, E: From<Error>>(&self, f: impl FnOnce(&Transaction<'_>) -> Result<T, E>) -> Result<T, E> {
         let w = self.engine.kv.write()?;
         let tx = Transaction::new(&self.engine, w);
-        let value = f(&tx)?;
+        // A panic in `f` must roll back like an error: abort the transaction before the panic
+        // continues (a transaction dropped while unwinding cannot abort cleanly).
+        let value = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&tx))) {
+            Ok(Ok(value)) => value,
+            Ok(Err(e)) => return Err(e),
+            Err(panic) => {
+                drop(tx);
+                std::panic::resume_unwind(panic);
+            }
+        };
         let queued = tx.commit()?;
         if queued {
             self.engine.drain_gc()?;

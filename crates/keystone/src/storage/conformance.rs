@@ -1,1 +1,164 @@
+//! One conformance suite for every `KeyValueStore` adapter: the same checks, called once per
+//! backend.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::ops::Bound;
+
+use super::{Commit, KeyRange, KeyValueStore, KvRead};
+
+fn all() -> KeyRange<'static> {
+    KeyRange::new(Bound::Unbounded, Bound::Unbounded)
+}
+
+fn keys_of(r: &dyn KvRead, range: KeyRange<'_>, limit: usize) -> Vec<Vec<u8>> {
+    r.scan(range, limit).unwrap().into_iter().map(|(k, _)| k).collect()
+}
+
+/// Runs every check against a fresh, empty store from `make`.
+pub(crate) fn suite(make: &dyn Fn() -> Box<dyn KeyValueStore>) {
+    put_get_delete(make().as_ref());
+    scans_are_ordered_bounded_and_limited(make().as_ref());
+    writes_see_their_own_writes(make().as_ref());
+    dropped_transaction_aborts(make().as_ref());
+    snapshots_are_isolated(make().as_ref());
+    delete_range_removes_exactly_the_range(make().as_ref());
+    large_values_round_trip(make().as_ref());
+}
+
+fn put_get_delete(kv: &dyn KeyValueStore) {
+    let mut w = kv.write().unwrap();
+    w.put(b"a", b"1").unwrap();
+    w.put(b"b", b"").unwrap();
+    w.commit(Commit::Durable).unwrap();
+    let r = kv.read().unwrap();
+    assert_eq!(&*r.get(b"a").unwrap().unwrap(), b"1");
+    assert_eq!(&*r.get(b"b").unwrap().unwrap(), b"");
+    assert!(r.get(b"c").unwrap().is_none());
+    let mut w = kv.write().unwrap();
+    assert!(w.delete(b"a").unwrap());
+    assert!(!w.delete(b"zz").unwrap());
+    w.put(b"b", b"2").unwrap();
+    w.commit(Commit::Deferred).unwrap();
+    let r = kv.read().unwrap();
+    assert!(r.get(b"a").unwrap().is_none());
+    assert_eq!(&*r.get(b"b").unwrap().unwrap(), b"2");
+}
+
+fn scans_are_ordered_bounded_and_limited(kv: &dyn KeyValueStore) {
+    let mut w = kv.write().unwrap();
+    for k in [&b"b\x00\x0a"[..], b"b\x00\x09", b"a", b"b", b"b\x00", b"c", b"\xff\xff"] {
+        w.put(k, k).unwrap();
+    }
+    w.commit(Commit::Durable).unwrap();
+    let r = kv.read().unwrap();
+    let every = keys_of(r.as_ref(), all(), usize::MAX);
+    let mut sorted = every.clone();
+    sorted.sort();
+    assert_eq!(every, sorted);
+    assert_eq!(every.len(), 7);
+    assert_eq!(keys_of(r.as_ref(), all(), 2), vec![b"a".to_vec(), b"b".to_vec()]);
+    assert!(keys_of(r.as_ref(), all(), 0).is_empty());
+    let end = super::prefix_end(b"b\x00").unwrap();
+    let pre = KeyRange::new(Bound::Included(b"b\x00"), Bound::Excluded(&end));
+    assert_eq!(keys_of(r.as_ref(), pre, 10), vec![b"b\x00".to_vec(), b"b\x00\x09".to_vec(), b"b\x00\x0a".to_vec()]);
+    let after = KeyRange::new(Bound::Excluded(b"b\x00\x09"), Bound::Unbounded);
+    assert_eq!(keys_of(r.as_ref(), after, 2), vec![b"b\x00\x0a".to_vec(), b"c".to_vec()]);
+    assert_eq!(super::prefix_end(b"\xff\xff"), None);
+    assert_eq!(super::prefix_end(b"a\xff"), Some(b"b".to_vec()));
+}
+
+fn writes_see_their_own_writes(kv: &dyn KeyValueStore) {
+    let mut w = kv.write().unwrap();
+    w.put(b"k1", b"old").unwrap();
+    w.put(b"k3", b"x").unwrap();
+    w.commit(Commit::Durable).unwrap();
+    let mut w = kv.write().unwrap();
+    w.put(b"k1", b"new").unwrap();
+    w.put(b"k2", b"added").unwrap();
+    w.delete(b"k3").unwrap();
+    assert_eq!(&*w.get(b"k1").unwrap().unwrap(), b"new");
+    assert_eq!(keys_of(w.as_ref(), all(), 10), vec![b"k1".to_vec(), b"k2".to_vec()]);
+    // A snapshot taken meanwhile sees none of it.
+    let r = kv.read().unwrap();
+    assert_eq!(&*r.get(b"k1").unwrap().unwrap(), b"old");
+    assert!(r.get(b"k2").unwrap().is_none());
+    w.commit(Commit::Durable).unwrap();
+    assert_eq!(&*r.get(b"k1").unwrap().unwrap(), b"old");
+    assert_eq!(&*kv.read().unwrap().get(b"k1").unwrap().unwrap(), b"new");
+}
+
+fn dropped_transaction_aborts(kv: &dyn KeyValueStore) {
+    let mut w = kv.write().unwrap();
+    w.put(b"x", b"1").unwrap();
+    drop(w);
+    assert!(kv.read().unwrap().get(b"x").unwrap().is_none());
+    // The write lock is released again.
+    let mut w = kv.write().unwrap();
+    w.put(b"y", b"1").unwrap();
+    w.commit(Commit::Durable).unwrap();
+    assert!(kv.read().unwrap().get(b"y").unwrap().is_some());
+}
+
+fn snapshots_are_isolated(kv: &dyn KeyValueStore) {
+    let mut w = kv.write().unwrap();
+    w.put(b"s", b"1").unwrap();
+    w.commit(Commit::Durable).unwrap();
+    let before = kv.read().unwrap();
+    let mut w = kv.write().unwrap();
+    w.delete(b"s").unwrap();
+    w.commit(Commit::Durable).unwrap();
+    assert_eq!(&*before.get(b"s").unwrap().unwrap(), b"1");
+    assert!(kv.read().unwrap().get(b"s").unwrap().is_none());
+    // Snapshots move between threads.
+    let t = std::thread::spawn(move || before.get(b"s").unwrap().map(|v| v.to_vec()));
+    assert_eq!(t.join().unwrap(), Some(b"1".to_vec()));
+}
+
+fn delete_range_removes_exactly_the_range(kv: &dyn KeyValueStore) {
+    let mut w = kv.write().unwrap();
+    for k in [&b"p"[..], b"p\x00", b"p\x00a", b"p\x00b", b"p\x01", b"q"] {
+        w.put(k, b"v").unwrap();
+    }
+    let end = super::prefix_end(b"p\x00").unwrap();
+    assert_eq!(w.delete_range(KeyRange::new(Bound::Included(b"p\x00"), Bound::Excluded(&end))).unwrap(), 3);
+    assert_eq!(keys_of(w.as_ref(), all(), 10), vec![b"p".to_vec(), b"p\x01".to_vec(), b"q".to_vec()]);
+    w.commit(Commit::Durable).unwrap();
+    assert_eq!(keys_of(kv.read().unwrap().as_ref(), all(), 10).len(), 3);
+}
+
+fn large_values_round_trip(kv: &dyn KeyValueStore) {
+    let big: Vec<u8> = (0..3 * 1024 * 1024 + 7).map(|i| (i % 253) as u8).collect();
+    let mut w = kv.write().unwrap();
+    w.put(b"big", &big).unwrap();
+    w.commit(Commit::Durable).unwrap();
+    assert_eq!(&*kv.read().unwrap().get(b"big").unwrap().unwrap(), &big[..]);
+}
+
+#[test]
+fn redb_adapter_conforms() {
+    use super::redb::{RedbConfig, RedbStore};
+    suite(&|| Box::new(RedbStore::in_memory(&RedbConfig { cache_size: None }).unwrap()));
+    let dir = tempfile::tempdir().unwrap();
+    let n = std::sync::atomic::AtomicUsize::new(0);
+    suite(&|| {
+        let i = n.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let path = dir.path().join(format!("t{i}.redb"));
+        Box::new(RedbStore::open(&path, &RedbConfig { cache_size: None }).unwrap())
+    });
+}
+
+#[test]
+fn memory_adapter_conforms() {
+    suite(&|| Box::new(super::memory::MemoryStore::new(super::Limits::UNLIMITED)));
+}
+
+#[test]
+fn memory_adapter_enforces_limits() {
+    let kv = super::memory::MemoryStore::new(super::Limits { max_value_size: 10, max_txn_ops: 2, max_txn_bytes: 100 });
+    let mut w = kv.write().unwrap();
+    assert!(matches!(w.put(b"k", &[0; 11]), Err(crate::Error::TooLarge(_))));
+    w.put(b"a", b"1").unwrap();
+    w.put(b"b", b"1").unwrap();
+    assert!(matches!(w.put(b"c", b"1"), Err(crate::Error::TooLarge(_))));
+}

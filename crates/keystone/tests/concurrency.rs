@@ -1,0 +1,225 @@
+//! Writers and readers on many threads: small writes commit while a large upload streams,
+//! and readers only ever see whole versions.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{self, Read};
+use std::sync::mpsc;
+use std::sync::{Arc, Barrier};
+use std::thread;
+
+use keystone::{Datastore, Error, PutOptions};
+
+fn store(dir: &tempfile::TempDir) -> Datastore {
+    Datastore::builder().chunk_size(64 * 1024).upload_batch_size(256 * 1024).open(dir.path().join("c.keystone")).unwrap()
+}
+
+/// A reader that hands out `chunks` pieces of 64 KiB, and after `pause_after` of them tells
+/// the test (through `reached`) and waits for permission (through `resume`) before going on.
+struct Gated {
+    chunks: usize,
+    sent: usize,
+    pause_after: usize,
+    reached: mpsc::Sender<()>,
+    resume: mpsc::Receiver<()>,
+}
+
+impl Read for Gated {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.sent == self.chunks {
+            return Ok(0);
+        }
+        if self.sent == self.pause_after {
+            self.reached.send(()).map_err(io::Error::other)?;
+            self.resume.recv().map_err(io::Error::other)?;
+        }
+        let n = buf.len().min(64 * 1024);
+        buf[..n].fill(7);
+        self.sent += 1;
+        Ok(n)
+    }
+}
+
+#[test]
+fn small_writes_commit_while_a_large_upload_is_in_progress() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = store(&dir);
+    let b = db.create_bucket("busy").unwrap();
+    let (reached_tx, reached_rx) = mpsc::channel();
+    let (resume_tx, resume_rx) = mpsc::channel();
+    let uploader = {
+        let b = b.clone();
+        thread::spawn(move || {
+            // 64 pieces of 64 KiB: with 256 KiB batches, several intermediate commits happen
+            // before the pause.
+            let reader = Gated { chunks: 64, sent: 0, pause_after: 32, reached: reached_tx, resume: resume_rx };
+            b.put_reader("large", reader, PutOptions::default())
+        })
+    };
+    // The upload is halfway: its reader is blocked inside put_reader.
+    reached_rx.recv().unwrap();
+    // Other threads' small writes and deletes commit now, without waiting for the upload.
+    let writer = {
+        let b = b.clone();
+        thread::spawn(move || {
+            b.put_bytes("small", b"committed during the upload").unwrap();
+            b.put_bytes("doomed", b"x").unwrap();
+            b.delete("doomed").unwrap();
+        })
+    };
+    writer.join().unwrap();
+    assert_eq!(b.get_bytes("small").unwrap(), b"committed during the upload");
+    // The half-written object is invisible.
+    assert!(!b.exists("large").unwrap());
+    resume_tx.send(()).unwrap();
+    let info = uploader.join().unwrap().unwrap();
+    assert_eq!(info.size, 64 * 64 * 1024);
+    assert!(b.get_bytes("large").unwrap().iter().all(|&x| x == 7));
+    assert!(db.verify().unwrap().is_clean());
+}
+
+#[test]
+fn a_failing_upload_leaves_nothing_behind() {
+    struct Failing(usize);
+    impl Read for Failing {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            if self.0 == 0 {
+                return Err(io::Error::new(io::ErrorKind::ConnectionReset, "client went away"));
+            }
+            self.0 -= 1;
+            let n = buf.len().min(64 * 1024);
+            buf[..n].fill(1);
+            Ok(n)
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let db = store(&dir);
+    let b = db.create_bucket("fail").unwrap();
+    b.put_bytes("large", b"previous version").unwrap();
+    let err = b.put_reader("large", Failing(40), PutOptions::default()).unwrap_err();
+    assert!(matches!(&err, Error::Io(e) if e.kind() == io::ErrorKind::ConnectionReset), "{err}");
+    assert_eq!(b.get_bytes("large").unwrap(), b"previous version");
+    let report = db.verify().unwrap();
+    assert!(report.is_clean(), "{report:?}");
+}
+
+/// Each version of the object is `len` copies of one byte, so any mix of two versions shows.
+fn version(n: u8, len: usize) -> Vec<u8> {
+    vec![n; len]
+}
+
+#[test]
+fn readers_during_overwrites_see_whole_old_or_whole_new_content() {
+    const LEN: usize = 300 * 1024;
+    const VERSIONS: u8 = 40;
+    let dir = tempfile::tempdir().unwrap();
+    let db = store(&dir);
+    let b = db.create_bucket("flip").unwrap();
+    b.put_bytes("obj", version(0, LEN)).unwrap();
+    let start = Arc::new(Barrier::new(4));
+    let writer = {
+        let (b, start) = (b.clone(), start.clone());
+        thread::spawn(move || {
+            start.wait();
+            for n in 1..=VERSIONS {
+                b.put_reader("obj", &version(n, LEN)[..], PutOptions::default()).unwrap();
+            }
+        })
+    };
+    let readers: Vec<_> = (0..3)
+        .map(|i| {
+            let (b, start) = (b.clone(), start.clone());
+            thread::spawn(move || {
+                start.wait();
+                let mut last = 0u8;
+                let mut reads = 0;
+                while last < VERSIONS {
+                    let bytes = if i == 0 {
+                        b.get_bytes("obj").unwrap()
+                    } else {
+                        // Streaming readers, read in small pieces across many writes.
+                        let mut r = b.open("obj").unwrap();
+                        let mut v = Vec::new();
+                        let mut piece = [0u8; 4096];
+                        loop {
+                            let n = r.read(&mut piece).unwrap();
+                            if n == 0 {
+                                break;
+                            }
+                            v.extend_from_slice(&piece[..n]);
+                        }
+                        v
+                    };
+                    assert_eq!(bytes.len(), LEN, "partial object");
+                    let first = bytes[0];
+                    assert!(bytes.iter().all(|&x| x == first), "a mix of two versions");
+                    assert!(first >= last, "went back from version {last} to {first}");
+                    last = first;
+                    reads += 1;
+                }
+                reads
+            })
+        })
+        .collect();
+    start.wait();
+    writer.join().unwrap();
+    for r in readers {
+        assert!(r.join().unwrap() > 0);
+    }
+    assert!(db.verify().unwrap().is_clean());
+}
+
+#[test]
+fn many_threads_write_distinct_keys_and_all_land() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = store(&dir);
+    let b = db.create_bucket("many").unwrap();
+    let threads: Vec<_> = (0..8)
+        .map(|t| {
+            let b = b.clone();
+            thread::spawn(move || {
+                for i in 0..50 {
+                    let key = format!("t{t}/k{i}");
+                    b.put_bytes(&key, key.as_bytes()).unwrap();
+                    if i % 5 == 0 {
+                        b.delete(&key).unwrap();
+                    }
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let keys: Vec<String> =
+        b.list_iter(keystone::ListOptions::default()).unwrap().map(|e| format!("{:?}", e.unwrap())).collect();
+    assert_eq!(keys.len(), 8 * 40);
+    for t in 0..8 {
+        for i in 0..50 {
+            let key = format!("t{t}/k{i}");
+            assert_eq!(b.exists(&key).unwrap(), i % 5 != 0, "{key}");
+        }
+    }
+}
+
+#[test]
+fn conditional_creates_race_and_exactly_one_wins() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = store(&dir);
+    let b = db.create_bucket("race").unwrap();
+    let start = Arc::new(Barrier::new(8));
+    let results: Vec<_> = (0..8)
+        .map(|t| {
+            let (b, start) = (b.clone(), start.clone());
+            thread::spawn(move || {
+                start.wait();
+                let opts = PutOptions { condition: keystone::PutCondition::IfAbsent, ..Default::default() };
+                b.put_bytes_with("lock", format!("{t}").as_bytes(), opts)
+            })
+        })
+        .map(|h| h.join().unwrap())
+        .collect();
+    let winners = results.iter().filter(|r| r.is_ok()).count();
+    assert_eq!(winners, 1);
+    assert!(results.iter().filter(|r| r.is_err()).all(|r| matches!(r, Err(Error::PreconditionFailed { .. }))));
+}

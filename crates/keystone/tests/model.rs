@@ -1,0 +1,84 @@
+//! Model-based random testing: random sequences of put / delete / copy / get / list /
+//! transactions that commit and abort / multipart uploads / bucket create and delete /
+//! snapshots taken and re-checked later / gc / reopen, replayed against a real store and a
+//! BTreeMap model. After every operation the whole store must equal the model; after every
+//! reopen and at the end it must also verify clean (no corrupt object, no leaked chunk, redb
+//! integrity check passing).
+//!
+//! The model and harness are `keystone_torture::model` (crates/keystone-torture/src/model.rs),
+//! included here by path so that this test and the cargo-fuzz target `model` run one model.
+//! `PROPTEST_CASES=N` runs more cases (see docs/reliability.md).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "../../keystone-torture/src/model.rs"]
+#[allow(dead_code)]
+mod model;
+
+/// Deterministic content and the cleanliness check the model uses.
+#[path = "../../keystone-torture/src/support.rs"]
+#[allow(dead_code)]
+mod support;
+
+use model::{Cond, Harness, Op, Target, TxOp};
+use proptest::prelude::*;
+
+fn small() -> impl Strategy<Value = u8> {
+    0u8..8
+}
+
+fn tx_op() -> impl Strategy<Value = TxOp> {
+    prop_oneof![
+        3 => (0u8..3, small(), any::<u32>(), any::<u8>()).prop_map(|(b, k, len, seed)| TxOp::Put { b, k, len, seed }),
+        1 => (0u8..3, small()).prop_map(|(b, k)| TxOp::Delete { b, k }),
+        1 => (0u8..3, small(), 0u8..3, small()).prop_map(|(sb, sk, db, dk)| TxOp::Copy { sb, sk, db, dk }),
+        1 => (0u8..3, small()).prop_map(|(b, k)| TxOp::Get { b, k }),
+    ]
+}
+
+fn cond() -> impl Strategy<Value = Cond> {
+    prop_oneof![4 => Just(Cond::None), 1 => Just(Cond::IfAbsent), 1 => Just(Cond::IfMatchCurrent), 1 => Just(Cond::IfMatchWrong)]
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        8 => (0u8..3, small(), any::<u32>(), any::<u8>(), any::<bool>(), cond())
+            .prop_map(|(b, k, len, seed, stream, cond)| Op::Put { b, k, len, seed, stream, cond }),
+        3 => (0u8..3, small()).prop_map(|(b, k)| Op::Delete { b, k }),
+        2 => (0u8..3, small(), 0u8..3, small()).prop_map(|(sb, sk, db, dk)| Op::Copy { sb, sk, db, dk }),
+        2 => (0u8..3, small(), proptest::option::of((any::<u32>(), any::<u32>())))
+            .prop_map(|(b, k, range)| Op::Get { b, k, range }),
+        2 => (0u8..3, 0u8..6, any::<bool>(), any::<u8>()).prop_map(|(b, prefix, delim, page)| Op::List { b, prefix, delim, page }),
+        3 => (proptest::collection::vec(tx_op(), 0..6), prop::bool::weighted(0.7)).prop_map(|(ops, commit)| Op::Txn { ops, commit }),
+        1 => (0u8..3, small(), proptest::collection::vec((any::<u32>(), any::<u8>()), 0..4), prop::bool::weighted(0.7))
+            .prop_map(|(b, k, parts, complete)| Op::Multipart { b, k, parts, complete }),
+        1 => (0u8..3).prop_map(|b| Op::CreateBucket { b }),
+        1 => (0u8..3, any::<bool>()).prop_map(|(b, only_empty)| Op::DeleteBucket { b, only_empty }),
+        1 => Just(Op::TakeSnapshot),
+        1 => Just(Op::CheckSnapshot),
+        1 => Just(Op::Reopen),
+        1 => Just(Op::Gc),
+    ]
+}
+
+fn run(target: Target, ops: &[Op]) -> Result<(), TestCaseError> {
+    let mut h = Harness::new(target).map_err(TestCaseError::fail)?;
+    for op in ops {
+        h.apply(op).map_err(TestCaseError::fail)?;
+    }
+    h.check_clean().map_err(TestCaseError::fail)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, failure_persistence: None, ..ProptestConfig::default() })]
+
+    #[test]
+    fn store_on_redb_file_matches_model(ops in proptest::collection::vec(op(), 1..40)) {
+        run(Target::File, &ops)?;
+    }
+
+    #[test]
+    fn store_on_limited_reference_map_matches_model(ops in proptest::collection::vec(op(), 1..40)) {
+        run(Target::RefMap, &ops)?;
+    }
+}
