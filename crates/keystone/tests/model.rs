@@ -69,8 +69,13 @@ fn run(target: Target, ops: &[Op]) -> Result<(), TestCaseError> {
     h.check_clean().map_err(TestCaseError::fail)
 }
 
+/// 48 cases per target by default (CI); `PROPTEST_CASES=N` for long runs.
+fn cases() -> u32 {
+    std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(48)
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 48, failure_persistence: None, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: cases(), failure_persistence: None, ..ProptestConfig::default() })]
 
     #[test]
     fn store_on_redb_file_matches_model(ops in proptest::collection::vec(op(), 1..40)) {
