@@ -1,0 +1,93 @@
+//! Keystone through its public API, with its default settings (durable acknowledgements).
+
+use std::io::Read;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use keystone::{Bucket, Datastore, ListOptions, PutOptions};
+
+use super::BenchEngine;
+
+pub struct Keystone {
+    db: Datastore,
+    bucket: Bucket,
+}
+
+const BUCKET: &str = "bench";
+
+impl Keystone {
+    pub fn open(dir: &Path, cache: usize) -> Result<Self> {
+        let path = dir.join("store.keystone");
+        let db = Datastore::builder().cache_size(cache).open(&path).with_context(|| format!("{}", path.display()))?;
+        let bucket = match db.bucket(BUCKET) {
+            Ok(b) => b,
+            Err(keystone::Error::NoSuchBucket { .. }) => db.create_bucket(BUCKET)?,
+            Err(e) => return Err(e.into()),
+        };
+        Ok(Keystone { db, bucket })
+    }
+}
+
+impl BenchEngine for Keystone {
+    fn name(&self) -> &'static str {
+        "keystone"
+    }
+
+    fn put(&self, key: &str, value: &[u8]) -> Result<()> {
+        self.bucket.put_bytes(key, value)?;
+        Ok(())
+    }
+
+    fn put_batch(&self, items: &[(String, Vec<u8>)], _durable: bool) -> Result<()> {
+        self.db.transaction(|tx| {
+            let b = tx.bucket(BUCKET)?;
+            for (k, v) in items {
+                b.put_bytes(k, v)?;
+            }
+            Ok::<_, keystone::Error>(())
+        })?;
+        Ok(())
+    }
+
+    fn get(&self, key: &str) -> Result<Vec<u8>> {
+        Ok(self.bucket.get_bytes(key)?)
+    }
+
+    fn delete_batch(&self, keys: &[String]) -> Result<()> {
+        self.db.transaction(|tx| {
+            let b = tx.bucket(BUCKET)?;
+            for k in keys {
+                b.delete(k)?;
+            }
+            Ok::<_, keystone::Error>(())
+        })?;
+        Ok(())
+    }
+
+    fn list(&self, after: Option<&str>, limit: usize) -> Result<Vec<String>> {
+        let opts = ListOptions { start_after: after.map(str::to_owned), max_keys: limit, ..ListOptions::default() };
+        Ok(self.bucket.list(&opts)?.objects.into_iter().map(|o| o.key).collect())
+    }
+
+    fn put_stream(&self, key: &str, src: &mut dyn Read) -> Result<u64> {
+        Ok(self.bucket.put_reader(key, src, PutOptions::default())?.size)
+    }
+
+    fn get_stream(&self, key: &str, sink: &mut dyn FnMut(&[u8])) -> Result<u64> {
+        let mut reader = self.bucket.open(key)?;
+        super::read_pieces(&mut reader, 1 << 20, |piece| {
+            sink(piece);
+            Ok(())
+        })
+    }
+
+    fn disk_bytes(&self) -> Result<u64> {
+        let path = self.db.path().context("store has no file")?;
+        Ok(std::fs::metadata(path)?.len())
+    }
+
+    fn compact(&self) -> Result<()> {
+        self.db.compact()?;
+        Ok(())
+    }
+}
