@@ -1,0 +1,315 @@
+//! `cp`: files and whole trees from the local disk to the store, back, and within the store.
+
+use std::path::{Component, Path, PathBuf};
+
+use anyhow::{Context as _, anyhow};
+use indicatif::ProgressBar;
+use keystone::{Bucket, CopyOptions, Datastore, ListEntry, ListOptions, ObjectInfo};
+
+use crate::context::{Address, Ctx, SCHEME, local_meta, usage};
+use crate::objects::{key_basename, key_for_upload, missing_key_hint};
+use crate::output::{plural, size};
+use crate::transfer::{self, MetaArgs};
+
+pub const HELP: &str = "\
+Which side is the store: an argument starting with ks:// is a store address; one starting with \
+`/`, `.` or `~` is a local path; otherwise the source is local if it exists on disk, and the \
+destination is the other side.
+
+With -r, a directory's files are uploaded under the prefix (DIR/a/b.txt becomes PREFIX/a/b.txt), \
+and every object under BUCKET/PREFIX/ is downloaded into DIR with the same relative paths. Empty \
+directories are not stored. A single file or object copies the same way with or without -r.
+
+Examples:
+  keystone cp ./report.pdf docs/2024/report.pdf
+  keystone cp ./report.pdf docs/2024/
+  keystone cp -r ./site web/v2/
+  keystone cp -r web/v2 ./site-copy
+  keystone cp docs/2024/report.pdf .
+  keystone cp -r ks://web/v2 ks://web/v3";
+
+/// `keystone cp [-r] SRC DST`.
+#[derive(Debug, clap::Args)]
+pub struct CpArgs {
+    /// Copy whole trees (directories, or every object under a prefix).
+    #[arg(long, short)]
+    recursive: bool,
+    /// A local file or directory, or BUCKET/KEY, BUCKET/PREFIX.
+    src: String,
+    /// A local file or directory, or BUCKET/KEY, BUCKET/PREFIX/.
+    dst: String,
+    #[command(flatten)]
+    meta: MetaArgs,
+}
+
+/// One side of a copy.
+#[derive(Debug)]
+enum Side {
+    Local(PathBuf),
+    Store(Address),
+}
+
+/// An argument that says which side it is, or `None` when only context can tell.
+fn explicit(arg: &str) -> anyhow::Result<Option<Side>> {
+    if arg.starts_with(SCHEME) {
+        return Ok(Some(Side::Store(Address::parse(arg)?)));
+    }
+    if arg == "-" {
+        return Err(usage("cp does not read standard input or write standard output: use `put -` or `get KEY -`"));
+    }
+    if arg.starts_with(['/', '.', '~']) {
+        return Ok(Some(Side::Local(PathBuf::from(arg))));
+    }
+    Ok(None)
+}
+
+fn sides(a: &CpArgs) -> anyhow::Result<(Side, Side)> {
+    let src = match explicit(&a.src)? {
+        Some(s) => s,
+        None if Path::new(&a.src).exists() => Side::Local(PathBuf::from(&a.src)),
+        None => Side::Store(Address::parse(&a.src)?),
+    };
+    let dst = match (explicit(&a.dst)?, &src) {
+        (Some(d), _) => d,
+        (None, Side::Local(_)) => Side::Store(Address::parse(&a.dst)?),
+        (None, Side::Store(_)) => Side::Local(PathBuf::from(&a.dst)),
+    };
+    Ok((src, dst))
+}
+
+pub fn cp(ctx: &Ctx, a: &CpArgs) -> anyhow::Result<()> {
+    let (src, dst) = sides(a)?;
+    match (src, dst) {
+        (Side::Local(s), Side::Store(d)) => upload(ctx, a, &s, &d),
+        (Side::Store(s), Side::Local(d)) => download(ctx, a.recursive, &s, &d),
+        (Side::Store(s), Side::Store(d)) => within(ctx, a.recursive, &s, &d),
+        (Side::Local(_), Side::Local(_)) => {
+            Err(usage("both arguments are local paths: write the store side as BUCKET/KEY or ks://BUCKET/KEY"))
+        }
+    }
+}
+
+/// Counts one tree copy: the bar's position is bytes; its prefix shows files done/total.
+struct Tree {
+    bar: ProgressBar,
+    total: u64,
+    done: u64,
+    bytes: u64,
+    failed: Vec<String>,
+}
+
+impl Tree {
+    fn new(ctx: &Ctx, files: u64, bytes: u64) -> Self {
+        Tree { bar: ctx.progress.tree(files, bytes), total: files, done: 0, bytes: 0, failed: Vec::new() }
+    }
+
+    fn start(&self, name: &str) {
+        self.bar.set_message(name.to_owned());
+    }
+
+    /// Records one file's outcome; failures are printed as they happen and counted.
+    fn record(&mut self, name: &str, r: anyhow::Result<u64>) {
+        match r {
+            Ok(n) => {
+                self.done += 1;
+                self.bytes += n;
+            }
+            Err(e) => {
+                let line = format!("keystone: {name}: {e:#}");
+                self.bar.suspend(|| eprintln!("{line}"));
+                self.failed.push(name.to_owned());
+            }
+        }
+        self.bar.set_prefix(format!("{}/{}", self.done + self.failed.len() as u64, self.total));
+    }
+
+    /// Ends the bar; an error when any file failed.
+    fn finish(self, ctx: &Ctx, verb: &str, to: &str) -> anyhow::Result<()> {
+        self.bar.set_message("");
+        self.bar.finish();
+        ctx.say(format_args!("{verb} {} ({}) to {to}", plural(self.done, "file"), size(self.bytes)))?;
+        if self.failed.is_empty() {
+            Ok(())
+        } else {
+            Err(anyhow!("{} of {} failed", self.failed.len(), plural(self.total, "file")))
+        }
+    }
+}
+
+fn upload(ctx: &Ctx, a: &CpArgs, src: &Path, dst: &Address) -> anyhow::Result<()> {
+    let meta = local_meta(src)?;
+    let db = ctx.open()?;
+    let bucket = dst.bucket(&db)?;
+    if !meta.is_dir() {
+        let key = key_for_upload(dst, src)?;
+        let bar = ctx.progress.transfer(&key, Some(meta.len()));
+        let info = transfer::upload_file(&bucket, &key, src, &a.meta, &bar)?;
+        bar.finish();
+        return ctx.say(format_args!("{} -> {}/{key} ({})", src.display(), dst.bucket, size(info.size)));
+    }
+    if !a.recursive {
+        return Err(anyhow!("{} is a directory (use `keystone cp -r` to copy a tree)", src.display()));
+    }
+    let prefix = dst.dir_prefix();
+    let mut files = Vec::new();
+    let mut walk_errors = Vec::new();
+    for entry in walkdir::WalkDir::new(src).follow_links(true).sort_by_file_name() {
+        match entry {
+            Ok(e) if e.file_type().is_file() => {
+                let len = e.metadata().map_or(0, |m| m.len());
+                files.push((e.into_path(), len));
+            }
+            Ok(_) => {}
+            Err(e) => walk_errors.push(e),
+        }
+    }
+    let bytes = files.iter().map(|(_, n)| n).sum();
+    let mut tree = Tree::new(ctx, files.len() as u64 + walk_errors.len() as u64, bytes);
+    for e in walk_errors {
+        let name = e.path().map_or_else(|| src.display().to_string(), |p| p.display().to_string());
+        tree.record(&name, Err(anyhow::Error::new(e).context("cannot read")));
+    }
+    for (path, _) in files {
+        let name = path.display().to_string();
+        tree.start(&name);
+        let r = key_under(&prefix, src, &path)
+            .and_then(|key| transfer::upload_file(&bucket, &key, &path, &a.meta, &tree.bar).map(|i| i.size));
+        tree.record(&name, r);
+    }
+    tree.finish(ctx, "uploaded", &format!("{}/{prefix}", dst.bucket))
+}
+
+/// The key of `path` (a file under `root`): `prefix` + its relative path with `/` separators.
+fn key_under(prefix: &str, root: &Path, path: &Path) -> anyhow::Result<String> {
+    let rel = path.strip_prefix(root).with_context(|| format!("{} is not under {}", path.display(), root.display()))?;
+    let mut key = prefix.to_owned();
+    for (i, c) in rel.components().enumerate() {
+        let part = c.as_os_str().to_str().ok_or_else(|| anyhow!("file name is not valid UTF-8"))?;
+        if i > 0 {
+            key.push('/');
+        }
+        key.push_str(part);
+    }
+    Ok(key)
+}
+
+/// The local path of a key below the copied prefix. Refuses relative parts that would leave
+/// the destination directory (`..`, absolute paths) or that no file can be named (empty, `.`).
+fn local_path_of(dir: &Path, rel: &str) -> anyhow::Result<PathBuf> {
+    let mut path = dir.to_path_buf();
+    for part in rel.split('/') {
+        let mut comps = Path::new(part).components();
+        match (comps.next(), comps.next()) {
+            (Some(Component::Normal(c)), None) => path.push(c),
+            _ => return Err(anyhow!("the key has a path segment {part:?} that cannot be a local file name")),
+        }
+    }
+    Ok(path)
+}
+
+/// Every object under `prefix`, in key order.
+fn objects_under(bucket: &Bucket, prefix: &str) -> anyhow::Result<Vec<ObjectInfo>> {
+    let mut out = Vec::new();
+    for entry in bucket.list_iter(ListOptions::prefix(prefix))? {
+        if let ListEntry::Object(o) = entry? {
+            out.push(o);
+        }
+    }
+    Ok(out)
+}
+
+/// The objects a copy from `src` takes with -r: those under `src/`, or `src` itself when it
+/// is a single object. `Ok(None)` means the single object `src.key`.
+fn tree_or_single(bucket: &Bucket, src: &Address, recursive: bool) -> anyhow::Result<Option<Vec<ObjectInfo>>> {
+    if recursive {
+        let objects = objects_under(bucket, &src.dir_prefix())?;
+        if !objects.is_empty() {
+            return Ok(Some(objects));
+        }
+        if src.key.is_empty() || src.key.ends_with('/') || !bucket.exists(&src.key)? {
+            return Err(anyhow!("no objects under {}/{}", src.bucket, src.dir_prefix()));
+        }
+        return Ok(None);
+    }
+    if src.key.is_empty() || src.key.ends_with('/') {
+        return Err(anyhow!("{src} is a prefix (use `keystone cp -r` to copy a tree)"));
+    }
+    bucket.head(&src.key).map_err(|e| missing_key_hint(bucket, &src.key, e, "keystone cp -r"))?;
+    Ok(None)
+}
+
+fn download(ctx: &Ctx, recursive: bool, src: &Address, dir: &Path) -> anyhow::Result<()> {
+    let db = ctx.open()?;
+    let bucket = src.bucket(&db)?;
+    let Some(objects) = tree_or_single(&bucket, src, recursive)? else {
+        let file = if dir.is_dir() || dir.to_string_lossy().ends_with('/') {
+            dir.join(key_basename(&src.key)?)
+        } else {
+            dir.to_path_buf()
+        };
+        let info = bucket.head(&src.key)?;
+        let bar = ctx.progress.transfer(&src.key, Some(info.size));
+        let n = transfer::download_to_file(&bucket, &src.key, &file, &bar)?;
+        bar.finish();
+        return ctx.say(format_args!("{src} -> {} ({})", file.display(), size(n)));
+    };
+    let dst = dir;
+    if dst.exists() && !dst.is_dir() {
+        return Err(anyhow!("{} exists and is not a directory", dst.display()));
+    }
+    let prefix = src.dir_prefix();
+    let bytes = objects.iter().map(|o| o.size).sum();
+    let mut tree = Tree::new(ctx, objects.len() as u64, bytes);
+    for o in &objects {
+        tree.start(&o.key);
+        let rel = &o.key[prefix.len()..];
+        let r = local_path_of(dst, rel.trim_end_matches('/')).and_then(|path| {
+            if rel.ends_with('/') && o.size == 0 {
+                // A "folder" marker object, as S3 consoles create.
+                std::fs::create_dir_all(&path).with_context(|| format!("cannot create {}", path.display()))?;
+                return Ok(0);
+            }
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
+            }
+            transfer::download_to_file(&bucket, &o.key, &path, &tree.bar)
+        });
+        tree.record(&format!("{}/{}", src.bucket, o.key), r);
+    }
+    tree.finish(ctx, "downloaded", &dst.display().to_string())
+}
+
+/// Copies within the store (each object's bytes are copied; ETag and metadata are kept).
+fn within(ctx: &Ctx, recursive: bool, src: &Address, dst: &Address) -> anyhow::Result<()> {
+    let db = ctx.open()?;
+    let bucket = src.bucket(&db)?;
+    dst.bucket(&db)?;
+    let Some(objects) = tree_or_single(&bucket, src, recursive)? else {
+        let key = if dst.key.is_empty() || dst.key.ends_with('/') {
+            format!("{}{}", dst.key, key_basename(&src.key)?)
+        } else {
+            dst.key.clone()
+        };
+        let spinner = ctx.progress.spinner(&format!("copying {src}"));
+        let info = copy_one(&db, src, &src.key, dst, &key)?;
+        spinner.finish_and_clear();
+        return ctx.say(format_args!("{src} -> {}/{key} ({})", dst.bucket, size(info.size)));
+    };
+    let (from, to) = (src.dir_prefix(), dst.dir_prefix());
+    let mut tree = Tree::new(ctx, objects.len() as u64, objects.iter().map(|o| o.size).sum());
+    for o in &objects {
+        tree.start(&o.key);
+        let key = format!("{to}{}", &o.key[from.len()..]);
+        let r = copy_one(&db, src, &o.key, dst, &key).map(|i| i.size);
+        if let Ok(n) = &r {
+            tree.bar.inc(*n);
+        }
+        tree.record(&format!("{}/{}", src.bucket, o.key), r);
+    }
+    tree.finish(ctx, "copied", &format!("{}/{to}", dst.bucket))
+}
+
+fn copy_one(db: &Datastore, src: &Address, src_key: &str, dst: &Address, dst_key: &str) -> anyhow::Result<ObjectInfo> {
+    db.copy_object(&src.bucket, src_key, &dst.bucket, dst_key, &CopyOptions::default())
+        .with_context(|| format!("cannot copy {}/{src_key} to {}/{dst_key}", src.bucket, dst.bucket))
+}

@@ -1,0 +1,84 @@
+//! Formatting for people (human-readable sizes, local times) and scripts (JSON), and writing
+//! lines to stdout with errors reported instead of panicking (as `println!` would on a closed
+//! pipe).
+
+use std::fmt;
+use std::io::Write;
+use std::time::SystemTime;
+
+use indicatif::HumanBytes;
+use jiff::Timestamp;
+use jiff::tz::TimeZone;
+use keystone::{BucketInfo, ObjectInfo};
+use serde_json::{Value, json};
+
+/// Writes one line to stdout.
+pub fn line(text: impl fmt::Display) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{text}")?;
+    Ok(())
+}
+
+/// `1.20 MiB`.
+pub fn size(bytes: u64) -> String {
+    HumanBytes(bytes).to_string()
+}
+
+/// A time in the local time zone, `2026-11-25 21:04:05`.
+pub fn local_time(t: SystemTime) -> String {
+    match Timestamp::try_from(t) {
+        Ok(ts) => ts.to_zoned(TimeZone::system()).strftime("%Y-%m-%d %H:%M:%S").to_string(),
+        Err(_) => "-".to_owned(),
+    }
+}
+
+/// A time in the local time zone with its offset, `2026-11-25 21:04:05.123 +01:00`.
+pub fn local_time_long(t: SystemTime) -> String {
+    match Timestamp::try_from(t) {
+        Ok(ts) => ts.to_zoned(TimeZone::system()).strftime("%Y-%m-%d %H:%M:%S%.3f %:z").to_string(),
+        Err(_) => "-".to_owned(),
+    }
+}
+
+/// A time for machines: RFC 3339 in UTC.
+pub fn rfc3339(t: SystemTime) -> Value {
+    Timestamp::try_from(t).map_or(Value::Null, |ts| Value::String(ts.to_string()))
+}
+
+/// An object as one JSON value (`ls --json`, `stat --json`).
+pub fn object_json(o: &ObjectInfo) -> Value {
+    let m = &o.meta;
+    json!({
+        "type": "object",
+        "bucket": o.bucket,
+        "key": o.key,
+        "size": o.size,
+        "etag": o.etag,
+        "crc32c": format!("{:08x}", o.checksum),
+        "content_type": m.content_type,
+        "cache_control": m.cache_control,
+        "content_disposition": m.content_disposition,
+        "content_encoding": m.content_encoding,
+        "content_language": m.content_language,
+        "expires": m.expires,
+        "metadata": m.user,
+        "parts": o.parts,
+        "created": rfc3339(o.created),
+        "modified": rfc3339(o.modified),
+    })
+}
+
+/// A common prefix as one JSON value.
+pub fn prefix_json(bucket: &str, prefix: &str) -> Value {
+    json!({ "type": "prefix", "bucket": bucket, "prefix": prefix })
+}
+
+/// A bucket as one JSON value.
+pub fn bucket_json(b: &BucketInfo) -> Value {
+    json!({ "type": "bucket", "name": b.name, "created": rfc3339(b.created) })
+}
+
+/// `3 objects` / `1 object`.
+pub fn plural(n: u64, word: &str) -> String {
+    if n == 1 { format!("{n} {word}") } else { format!("{n} {word}s") }
+}

@@ -1,0 +1,121 @@
+//! Moving bytes between local files and objects, in bounded memory, counting progress; shared
+//! by `put`, `get`, `cat` and `cp`.
+
+use std::fs::File;
+use std::io::{self, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use indicatif::ProgressBar;
+use keystone::{Bucket, ObjectInfo, ObjectMeta, PutOptions};
+
+/// Bytes moved per read when downloading.
+const COPY_BUF: usize = 256 * 1024;
+
+/// Metadata options of `put` and `cp` uploads.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct MetaArgs {
+    /// Content type of the object(s) (default: guessed from each file's extension).
+    #[arg(long, value_name = "TYPE")]
+    pub content_type: Option<String>,
+    /// User metadata stored with the object(s); repeat for several.
+    #[arg(long = "meta", value_name = "KEY=VALUE", value_parser = parse_key_value)]
+    pub meta: Vec<(String, String)>,
+}
+
+fn parse_key_value(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
+        _ => Err(format!("{s:?} is not KEY=VALUE")),
+    }
+}
+
+impl MetaArgs {
+    /// The write options for a file at `path` (`None` for stdin).
+    pub fn options(&self, path: Option<&Path>) -> PutOptions {
+        let guessed = path.and_then(|p| mime_guess::from_path(p).first_raw()).map(str::to_owned);
+        PutOptions {
+            meta: ObjectMeta {
+                content_type: self.content_type.clone().or(guessed),
+                user: self.meta.iter().cloned().collect(),
+                ..ObjectMeta::default()
+            },
+            ..PutOptions::default()
+        }
+    }
+}
+
+/// Uploads the local file `src` as `bucket/key`, counting bytes on `bar`.
+pub fn upload_file(
+    bucket: &Bucket,
+    key: &str,
+    src: &Path,
+    meta: &MetaArgs,
+    bar: &ProgressBar,
+) -> anyhow::Result<ObjectInfo> {
+    let file = File::open(src).with_context(|| format!("cannot read {}", src.display()))?;
+    if file.metadata().is_ok_and(|m| m.is_dir()) {
+        anyhow::bail!("{} is a directory (use `keystone cp -r` for a tree)", src.display());
+    }
+    bucket
+        .put_reader(key, bar.wrap_read(file), meta.options(Some(src)))
+        .with_context(|| format!("cannot upload {} to {}/{key}", src.display(), bucket.name()))
+}
+
+/// Uploads standard input as `bucket/key`.
+pub fn upload_stdin(bucket: &Bucket, key: &str, meta: &MetaArgs, bar: &ProgressBar) -> anyhow::Result<ObjectInfo> {
+    let stdin = io::stdin().lock();
+    bucket
+        .put_reader(key, bar.wrap_read(stdin), meta.options(None))
+        .with_context(|| format!("cannot upload standard input to {}/{key}", bucket.name()))
+}
+
+/// Streams `bucket/key` into `out`, counting bytes on `bar`; `to` names `out` in errors.
+pub fn download(bucket: &Bucket, key: &str, out: &mut impl Write, to: &str, bar: &ProgressBar) -> anyhow::Result<u64> {
+    let mut reader = bucket.open(key)?;
+    let mut buf = vec![0u8; COPY_BUF];
+    let mut total = 0u64;
+    loop {
+        let n = match reader.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                return Err(anyhow::Error::new(keystone::Error::from_io(e))
+                    .context(format!("cannot read {}/{key}", bucket.name())));
+            }
+        };
+        out.write_all(&buf[..n]).with_context(|| format!("cannot write {to}"))?;
+        bar.inc(n as u64);
+        total += n as u64;
+    }
+    out.flush().with_context(|| format!("cannot write {to}"))?;
+    Ok(total)
+}
+
+/// Downloads `bucket/key` to the file `dest`. The bytes go to a hidden temporary file in the
+/// same directory, renamed over `dest` only once complete and verified, so a failed download
+/// leaves no partial file.
+pub fn download_to_file(bucket: &Bucket, key: &str, dest: &Path, bar: &ProgressBar) -> anyhow::Result<u64> {
+    let dir = match dest.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let name = dest.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let prefix = format!(".{name}.");
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(&prefix).suffix(".part");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        builder.permissions(std::fs::Permissions::from_mode(0o666));
+    }
+    let shown = dest.display().to_string();
+    let mut tmp = builder.tempfile_in(&dir).with_context(|| format!("cannot write {shown}"))?;
+    let n = {
+        let mut out = BufWriter::with_capacity(COPY_BUF, tmp.as_file_mut());
+        download(bucket, key, &mut out, &shown, bar)?
+    };
+    tmp.persist(dest).map_err(|e| e.error).with_context(|| format!("cannot write {shown}"))?;
+    Ok(n)
+}
