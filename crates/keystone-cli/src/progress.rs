@@ -34,18 +34,18 @@ impl Progress {
     /// One transfer: bytes, rate and ETA when the length is known; bytes and rate otherwise.
     pub fn transfer(self, label: &str, len: Option<u64>) -> ProgressBar {
         let template = if len.is_some() {
-            "{msg} [{bar:30}] {percent:>3}% {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta}"
+            "{msg} [{wide_bar}] {percent:>3}% {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta}"
         } else {
             "{spinner} {msg} {bytes} {binary_bytes_per_sec} {elapsed}"
         };
-        self.bar(len, template).with_message(label.to_owned())
+        self.bar(len, template).with_message(short(label))
     }
 
     /// A tree copy: files done/total in the prefix, bytes, rate and ETA, the current file.
     pub fn tree(self, files: u64, bytes: u64) -> ProgressBar {
         let bar = self.bar(
             Some(bytes),
-            "{prefix} files [{bar:30}] {percent:>3}% {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta} {wide_msg}",
+            "{prefix} files [{bar:20}] {percent:>3}% {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta} {wide_msg}",
         );
         bar.set_prefix(format!("0/{files}"));
         bar
@@ -53,11 +53,24 @@ impl Progress {
 
     /// A count of items (objects deleted, say).
     pub fn count(self, label: &str, len: u64) -> ProgressBar {
-        self.bar(Some(len), "{msg} [{bar:30}] {pos}/{len} {per_sec} ETA {eta}").with_message(label.to_owned())
+        self.bar(Some(len), "{msg} [{wide_bar}] {pos}/{len} {per_sec} ETA {eta}").with_message(short(label))
     }
 
     /// A spinner for work of unknown length.
     pub fn spinner(self, label: &str) -> ProgressBar {
         self.bar(None, "{spinner} {msg} {elapsed}").with_message(label.to_owned())
     }
+}
+
+/// Longest label shown before a bar, in characters.
+const LABEL_MAX: usize = 32;
+
+/// `label`, shortened from the left to [`LABEL_MAX`] characters (the end of a path says most).
+fn short(label: &str) -> String {
+    let n = label.chars().count();
+    if n <= LABEL_MAX {
+        return label.to_owned();
+    }
+    let tail: String = label.chars().skip(n - (LABEL_MAX - 1)).collect();
+    format!("…{tail}")
 }

@@ -31,9 +31,13 @@ fn parse_key_value(s: &str) -> Result<(String, String), String> {
 }
 
 impl MetaArgs {
-    /// The write options for a file at `path` (`None` for stdin).
-    pub fn options(&self, path: Option<&Path>) -> PutOptions {
-        let guessed = path.and_then(|p| mime_guess::from_path(p).first_raw()).map(str::to_owned);
+    /// The write options of `key` from the file at `path` (`None` for stdin). Without
+    /// `--content-type`, the type is guessed from the file's extension, else the key's.
+    pub fn options(&self, path: Option<&Path>, key: &str) -> PutOptions {
+        let guessed = path
+            .and_then(|p| mime_guess::from_path(p).first_raw())
+            .or_else(|| mime_guess::from_path(key).first_raw())
+            .map(str::to_owned);
         PutOptions {
             meta: ObjectMeta {
                 content_type: self.content_type.clone().or(guessed),
@@ -58,7 +62,7 @@ pub fn upload_file(
         anyhow::bail!("{} is a directory (use `keystone cp -r` for a tree)", src.display());
     }
     bucket
-        .put_reader(key, bar.wrap_read(file), meta.options(Some(src)))
+        .put_reader(key, bar.wrap_read(file), meta.options(Some(src), key))
         .with_context(|| format!("cannot upload {} to {}/{key}", src.display(), bucket.name()))
 }
 
@@ -66,7 +70,7 @@ pub fn upload_file(
 pub fn upload_stdin(bucket: &Bucket, key: &str, meta: &MetaArgs, bar: &ProgressBar) -> anyhow::Result<ObjectInfo> {
     let stdin = io::stdin().lock();
     bucket
-        .put_reader(key, bar.wrap_read(stdin), meta.options(None))
+        .put_reader(key, bar.wrap_read(stdin), meta.options(None, key))
         .with_context(|| format!("cannot upload standard input to {}/{key}", bucket.name()))
 }
 

@@ -1,0 +1,372 @@
+//! Every command's success and failure paths, except `cp` (copy.rs), the maintenance commands
+//! (maint.rs) and the progress bar (pty.rs).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use common::{BIN, Env, bytes};
+use predicates::prelude::*;
+
+#[test]
+fn mb_creates_the_store_and_rb_removes_buckets() {
+    let env = Env::new();
+    assert!(!env.store.exists());
+    assert_eq!(env.ok(&["mb", "photos"]), "created bucket photos\n");
+    assert!(env.store.exists());
+    env.ok(&["mb", "docs"]);
+    let ls = env.ok(&["ls"]);
+    let names: Vec<&str> = ls.lines().map(|l| l.rsplit(' ').next().unwrap()).collect();
+    assert_eq!(names, ["docs", "photos"]);
+    // Times are local: "YYYY-MM-DD HH:MM:SS  name".
+    let re = predicate::str::is_match(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d  docs$").unwrap();
+    assert!(re.eval(ls.lines().next().unwrap()), "{ls}");
+
+    assert_eq!(env.ok(&["rb", "docs"]), "removed bucket docs\n");
+    assert_eq!(env.ok(&["ls"]).lines().count(), 1);
+}
+
+#[test]
+fn mb_failures() {
+    let env = Env::with_bucket();
+    let e = env.fails(&["mb", "bkt"], 1);
+    assert!(e.contains("bucket already exists: \"bkt\""), "{e}");
+    let e = env.fails(&["mb", "Bad_Name"], 1);
+    assert!(e.contains("invalid bucket name \"Bad_Name\""), "{e}");
+    let e = env.fails(&["mb", "ab"], 1);
+    assert!(e.contains("invalid bucket name \"ab\""), "{e}");
+    env.fails(&["mb"], 2);
+}
+
+#[test]
+fn rb_refuses_a_non_empty_bucket_unless_forced() {
+    let env = Env::with_bucket();
+    env.write("f.txt", b"x");
+    env.ok(&["put", "f.txt", "bkt/f.txt"]);
+    let e = env.fails(&["rb", "bkt"], 1);
+    assert!(e.contains("bucket \"bkt\" is not empty") && e.contains("--force"), "{e}");
+    env.ok(&["stat", "bkt/f.txt"]);
+    env.ok(&["rb", "--force", "bkt"]);
+    let e = env.fails(&["rb", "bkt"], 1);
+    assert!(e.contains("no such bucket: \"bkt\""), "{e}");
+    assert_eq!(env.ok(&["ls"]), "");
+}
+
+#[test]
+fn commands_other_than_mb_do_not_create_a_store() {
+    let env = Env::new();
+    for args in [&["ls"][..], &["ls", "bkt"], &["get", "bkt/k"], &["du"], &["verify"], &["gc"], &["compact"]] {
+        let e = env.fails(args, 1);
+        assert!(e.contains("no store at") && e.contains("store.redb"), "{args:?}: {e}");
+    }
+    assert!(!env.store.exists());
+}
+
+#[test]
+fn store_is_chosen_by_flag_or_environment() {
+    let env = Env::new();
+    let other = env.path("other.redb");
+    env.cmd(&["--store", other.to_str().unwrap(), "mb", "flagged"]).assert().success();
+    assert!(other.exists());
+    assert!(!env.store.exists());
+    // Default: ./keystone.redb in the current directory.
+    let mut c = env.cmd(&["mb", "defaulted"]);
+    c.env_remove("KEYSTONE_STORE").assert().success();
+    assert!(env.path("keystone.redb").exists());
+    env.cmd(&["ls"]).env("KEYSTONE_STORE", &other).assert().success().stdout(predicate::str::contains("flagged"));
+}
+
+#[test]
+fn ls_lists_levels_recursively_and_as_json_lines() {
+    let env = Env::with_bucket();
+    for (k, n) in [("a/1.txt", 10), ("a/b/2.txt", 2048), ("top.txt", 3), ("z/3.txt", 0)] {
+        env.write("f", &bytes(n, 1));
+        env.ok(&["put", "f", &format!("bkt/{k}")]);
+    }
+    let top = env.ok(&["ls", "bkt"]);
+    let lines: Vec<&str> = top.lines().collect();
+    assert_eq!(lines.len(), 3, "{top}");
+    assert!(lines[0].ends_with("PRE  a/"), "{top}");
+    assert!(lines[1].ends_with("3 B  top.txt"), "{top}");
+    assert!(lines[2].ends_with("PRE  z/"), "{top}");
+
+    let a = env.ok(&["ls", "bkt/a/"]);
+    assert!(a.contains("10 B  a/1.txt") && a.contains("PRE  a/b/") && !a.contains("2.txt"), "{a}");
+
+    let all = env.ok(&["ls", "-r", "bkt"]);
+    assert_eq!(all.lines().count(), 4, "{all}");
+    assert!(all.contains("2.00 KiB  a/b/2.txt"), "{all}");
+
+    let json = env.ok(&["ls", "--json", "bkt"]);
+    let values: Vec<serde_json::Value> = json.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(values.len(), 3);
+    assert_eq!(values[0]["type"], "prefix");
+    assert_eq!(values[0]["prefix"], "a/");
+    assert_eq!(values[1]["type"], "object");
+    assert_eq!(values[1]["key"], "top.txt");
+    assert_eq!(values[1]["size"], 3);
+    assert_eq!(values[1]["content_type"], "text/plain");
+    assert!(values[1]["modified"].as_str().unwrap().ends_with('Z'));
+
+    let buckets = env.ok(&["ls", "--json"]);
+    let b: serde_json::Value = serde_json::from_str(buckets.trim()).unwrap();
+    assert_eq!(b["type"], "bucket");
+    assert_eq!(b["name"], "bkt");
+
+    let e = env.fails(&["ls", "nope"], 1);
+    assert!(e.contains("no such bucket: \"nope\""), "{e}");
+    env.fails(&["ls", "/x"], 2);
+}
+
+#[test]
+fn put_get_cat_round_trip_with_guessed_content_type() {
+    let env = Env::with_bucket();
+    let data = bytes(300_000, 7);
+    env.write("in/photo.png", &data);
+    let out = env.ok(&["put", "in/photo.png", "bkt/pics/photo.png"]);
+    assert_eq!(out, "in/photo.png -> bkt/pics/photo.png (292.97 KiB)\n");
+    let stat = env.ok(&["stat", "bkt/pics/photo.png"]);
+    assert!(stat.contains("Content-Type:       image/png"), "{stat}");
+    assert!(stat.contains("Size:               292.97 KiB (300000 bytes)"), "{stat}");
+
+    // get to a named file, to a directory, to the default name, and to stdout.
+    env.ok(&["get", "bkt/pics/photo.png", "copy.png"]);
+    assert_eq!(std::fs::read(env.path("copy.png")).unwrap(), data);
+    std::fs::create_dir(env.path("d")).unwrap();
+    env.ok(&["get", "bkt/pics/photo.png", "d"]);
+    assert_eq!(std::fs::read(env.path("d/photo.png")).unwrap(), data);
+    env.ok(&["get", "bkt/pics/photo.png"]);
+    assert_eq!(std::fs::read(env.path("photo.png")).unwrap(), data);
+    env.cmd(&["get", "bkt/pics/photo.png", "-"]).assert().success().stdout(data.clone());
+    env.cmd(&["cat", "bkt/pics/photo.png"]).assert().success().stdout(data.clone());
+
+    // A trailing slash appends the file name.
+    env.ok(&["put", "in/photo.png", "bkt/dir/"]);
+    env.cmd(&["cat", "bkt/dir/photo.png"]).assert().success().stdout(data);
+}
+
+#[test]
+fn put_from_stdin_with_content_type_and_metadata() {
+    let env = Env::with_bucket();
+    let data = bytes(2 * 1024 * 1024 + 5, 3);
+    let out = env
+        .cmd(&["put", "-", "bkt/blob.bin", "--content-type", "application/x-test", "--meta", "owner=ann", "--meta", "k=v=w"])
+        .write_stdin(data.clone())
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "standard input -> bkt/blob.bin (2.00 MiB)\n");
+    let json: serde_json::Value = serde_json::from_str(&env.ok(&["stat", "--json", "bkt/blob.bin"])).unwrap();
+    assert_eq!(json["content_type"], "application/x-test");
+    assert_eq!(json["metadata"]["owner"], "ann");
+    assert_eq!(json["metadata"]["k"], "v=w");
+    assert_eq!(json["size"], data.len());
+    assert_eq!(json["etag"].as_str().unwrap().len(), 32);
+    let stat = env.ok(&["stat", "bkt/blob.bin"]);
+    assert!(stat.contains("Metadata:           owner=ann"), "{stat}");
+    let modified = predicate::str::is_match(r"Modified:\s+\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} \+00:00").unwrap();
+    assert!(modified.eval(&stat), "{stat}");
+    env.cmd(&["cat", "bkt/blob.bin"]).assert().success().stdout(data);
+    // Without --content-type, standard input's type comes from the key's extension.
+    env.cmd(&["put", "-", "bkt/page.html"]).write_stdin("<p>").assert().success();
+    assert!(env.ok(&["stat", "bkt/page.html"]).contains("Content-Type:       text/html"));
+    env.cmd(&["put", "-", "bkt/noext"]).write_stdin("x").assert().success();
+    assert!(env.ok(&["stat", "bkt/noext"]).contains("Content-Type:       application/octet-stream (unset)"));
+}
+
+#[test]
+fn put_and_get_failures() {
+    let env = Env::with_bucket();
+    env.write("f.txt", b"hello");
+    let e = env.fails(&["put", "missing.txt", "bkt/k"], 1);
+    assert!(e.contains("cannot read missing.txt") && e.contains("No such file"), "{e}");
+    std::fs::create_dir(env.path("adir")).unwrap();
+    let e = env.fails(&["put", "adir", "bkt/k"], 1);
+    assert!(e.contains("adir is a directory"), "{e}");
+    let e = env.fails(&["put", "f.txt", "nobucket/k"], 1);
+    assert!(e.contains("no such bucket: \"nobucket\""), "{e}");
+    env.fails(&["put", "-", "bkt/"], 2);
+    env.fails(&["put", "f.txt", "/k"], 2);
+    env.fails(&["put", "f.txt", "bkt/k", "--meta", "novalue"], 2);
+    env.fails(&["put", "f.txt"], 2);
+
+    let e = env.fails(&["get", "bkt/nothing", "out"], 1);
+    assert!(e.contains("no such key: \"nothing\" in bucket \"bkt\""), "{e}");
+    assert!(!env.path("out").exists());
+    let e = env.fails(&["cat", "bkt/nothing"], 1);
+    assert!(e.contains("no such key"), "{e}");
+    let e = env.fails(&["get", "nob/k", "out"], 1);
+    assert!(e.contains("no such bucket: \"nob\""), "{e}");
+    env.fails(&["get", "bkt"], 2);
+    env.ok(&["put", "f.txt", "bkt/k"]);
+    let e = env.fails(&["get", "bkt/k", "no/such/dir/out"], 1);
+    assert!(e.contains("cannot write no/such/dir/out"), "{e}");
+}
+
+#[test]
+fn a_prefix_given_where_a_key_is_expected_gets_a_hint() {
+    let env = Env::with_bucket();
+    env.write("f.txt", b"x");
+    env.ok(&["put", "f.txt", "bkt/dir/f.txt"]);
+    let e = env.fails(&["rm", "bkt/dir"], 1);
+    assert!(e.contains("there are objects under bkt/dir/") && e.contains("rm -r"), "{e}");
+    let e = env.fails(&["cat", "bkt/dir"], 1);
+    assert!(e.contains("there are objects under bkt/dir/"), "{e}");
+}
+
+#[test]
+fn rm_and_rm_recursive() {
+    let env = Env::with_bucket();
+    env.write("f.txt", b"x");
+    for k in ["keep.txt", "dir/a", "dir/sub/b", "dirx/c"] {
+        env.ok(&["put", "f.txt", &format!("bkt/{k}")]);
+    }
+    assert_eq!(env.ok(&["rm", "bkt/keep.txt"]), "deleted bkt/keep.txt\n");
+    let e = env.fails(&["rm", "bkt/keep.txt"], 1);
+    assert!(e.contains("no such key: \"keep.txt\""), "{e}");
+    // `dir` means `dir/`: `dirx/c` stays.
+    assert_eq!(env.ok(&["rm", "-r", "bkt/dir"]), "deleted 2 objects under bkt/dir/\n");
+    assert_eq!(env.ok(&["ls", "-r", "bkt"]).lines().count(), 1);
+    env.ok(&["stat", "bkt/dirx/c"]);
+    let e = env.fails(&["rm", "-r", "bkt/dir"], 1);
+    assert!(e.contains("no objects under bkt/dir/"), "{e}");
+    // A bare bucket with -r empties it.
+    env.ok(&["rm", "-r", "bkt"]);
+    assert_eq!(env.ok(&["ls", "-r", "bkt"]), "");
+    env.fails(&["rm", "bkt"], 2);
+}
+
+#[test]
+fn rm_recursive_deletes_more_than_one_batch() {
+    let env = Env::with_bucket();
+    let db = keystone::Datastore::open(&env.store).unwrap();
+    let b = db.bucket("bkt").unwrap();
+    db.transaction(|tx| {
+        let t = tx.bucket("bkt")?;
+        for i in 0..2500 {
+            t.put_bytes(&format!("many/{i:05}"), b"x")?;
+        }
+        Ok::<_, keystone::Error>(())
+    })
+    .unwrap();
+    b.put_bytes("other", b"y").unwrap();
+    drop((b, db));
+    assert_eq!(env.ok(&["rm", "-r", "bkt/many/"]), "deleted 2500 objects under bkt/many/\n");
+    assert_eq!(env.ok(&["ls", "-r", "bkt"]).lines().count(), 1);
+}
+
+#[test]
+fn stat_failures() {
+    let env = Env::with_bucket();
+    let e = env.fails(&["stat", "bkt/none"], 1);
+    assert!(e.contains("no such key: \"none\""), "{e}");
+    env.fails(&["stat", "bkt"], 2);
+}
+
+#[test]
+fn du_counts_objects_and_bytes() {
+    let env = Env::with_bucket();
+    env.ok(&["mb", "second"]);
+    env.write("a", &bytes(1000, 1));
+    env.write("b", &bytes(24, 2));
+    env.ok(&["put", "a", "bkt/x/a"]);
+    env.ok(&["put", "b", "bkt/x/b"]);
+    env.ok(&["put", "b", "bkt/y"]);
+    env.ok(&["put", "a", "second/a"]);
+    let all = env.ok(&["du", "--bytes"]);
+    let rows: Vec<Vec<&str>> = all.lines().map(|l| l.split_whitespace().collect()).collect();
+    assert_eq!(rows, [["3", "objects", "1048", "bkt"], ["1", "object", "1000", "second"], ["4", "objects", "2048", "total"]]);
+    assert_eq!(env.ok(&["du", "bkt/x/"]).split_whitespace().collect::<Vec<_>>(), ["2", "objects", "1.00", "KiB", "bkt/x/"]);
+    let e = env.fails(&["du", "nope"], 1);
+    assert!(e.contains("no such bucket"), "{e}");
+}
+
+#[test]
+fn every_command_has_help_with_an_example() {
+    let env = Env::new();
+    for cmd in [
+        "mb", "rb", "ls", "put", "get", "cat", "cp", "rm", "stat", "du", "verify", "gc", "compact", "serve",
+    ] {
+        env.cmd(&[cmd, "--help"])
+            .assert()
+            .success()
+            .stdout(predicate::str::contains("Example").and(predicate::str::contains(format!("keystone {cmd}"))));
+    }
+    env.cmd(&["--help"]).assert().success().stdout(predicate::str::contains("keystone cp -r"));
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let env = Env::new();
+    env.cmd(&[]).assert().code(2);
+    env.cmd(&["frobnicate"]).assert().code(2).stderr(predicate::str::contains("unrecognized subcommand"));
+    env.cmd(&["ls", "--bogus"]).assert().code(2);
+    env.cmd(&["gc", "--abort-uploads-older-than", "soon"]).assert().code(2);
+}
+
+#[test]
+fn a_store_held_by_another_process_is_reported() {
+    let env = Env::with_bucket();
+    // This test process holds the store open.
+    let db = keystone::Datastore::open(&env.store).unwrap();
+    let e = env.fails(&["ls", "bkt"], 1);
+    assert!(e.contains("is in use by another process") && e.contains("keystone serve"), "{e}");
+    env.fails(&["mb", "other"], 1);
+    drop(db);
+    env.ok(&["ls", "bkt"]);
+}
+
+#[test]
+fn a_running_keystone_holds_the_store_until_it_exits() {
+    let env = Env::with_bucket();
+    // `put -` keeps the store open while it waits for standard input.
+    let mut writer = Command::new(BIN)
+        .args(["put", "-", "bkt/streamed"])
+        .env("KEYSTONE_STORE", &env.store)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = writer.stdin.take().unwrap();
+    stdin.write_all(b"first part ").unwrap();
+    // Wait (bounded) until the writer has the store file open, without opening it ourselves.
+    let store = env.store.canonicalize().unwrap();
+    let fds = format!("/proc/{}/fd", writer.id());
+    let opened = (0..400).any(|_| {
+        let found = std::fs::read_dir(&fds)
+            .map(|d| d.flatten().any(|fd| std::fs::read_link(fd.path()).is_ok_and(|t| t == store)))
+            .unwrap_or(false);
+        if !found {
+            std::thread::sleep(std::time::Duration::from_millis(25));
+        }
+        found
+    });
+    assert!(opened, "the writer never opened the store");
+    let held = env.fails(&["ls", "bkt"], 1);
+    assert!(held.contains("in use by another process"), "{held}");
+    stdin.write_all(b"and the rest").unwrap();
+    drop(stdin);
+    assert!(writer.wait().unwrap().success());
+    env.cmd(&["cat", "bkt/streamed"]).assert().success().stdout("first part and the rest");
+}
+
+#[test]
+fn closed_stdout_ends_cat_quietly() {
+    let env = Env::with_bucket();
+    env.write("big", &bytes(4 * 1024 * 1024, 9));
+    env.ok(&["put", "big", "bkt/big"]);
+    let mut child = Command::new(BIN)
+        .args(["cat", "bkt/big"])
+        .env("KEYSTONE_STORE", &env.store)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "");
+}
