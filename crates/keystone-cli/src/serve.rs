@@ -2,8 +2,12 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// Run an S3-compatible HTTP endpoint over the store.
+///
+/// With no credentials configured, a key pair is generated on first start and saved to
+/// `<store>.credentials` (mode 0600).
 #[derive(Debug, clap::Args)]
 pub struct ServeArgs {
     /// Address to listen on.
@@ -12,7 +16,7 @@ pub struct ServeArgs {
     /// Region reported to clients.
     #[arg(long, env = "KEYSTONE_REGION", default_value = "us-east-1")]
     pub region: String,
-    /// File with access-key/secret pairs.
+    /// File with access-key/secret pairs, one `ACCESS_KEY:SECRET` per line.
     #[arg(long, env = "KEYSTONE_CREDENTIALS_FILE")]
     pub credentials_file: Option<PathBuf>,
     /// Access key (with --secret-key).
@@ -21,13 +25,24 @@ pub struct ServeArgs {
     /// Secret key of --access-key.
     #[arg(long, env = "KEYSTONE_SECRET_KEY", hide_env_values = true)]
     pub secret_key: Option<String>,
-    /// Log filter (error, warn, info, debug, trace).
+    /// Log filter (error, warn, info, debug, trace, or tracing directives).
     #[arg(long, env = "KEYSTONE_LOG", default_value = "info")]
     pub log_level: String,
+    /// Seconds a connection may stay idle (no request head, a stalled body, an unread download).
+    #[arg(long, env = "KEYSTONE_IDLE_TIMEOUT", default_value_t = 60)]
+    pub idle_timeout: u64,
+    /// Seconds shutdown waits for requests in flight.
+    #[arg(long, env = "KEYSTONE_SHUTDOWN_GRACE", default_value_t = 30)]
+    pub shutdown_grace: u64,
 }
 
 /// Runs the server on `store` until SIGINT/SIGTERM.
 pub fn run(store: PathBuf, args: ServeArgs) -> anyhow::Result<()> {
+    let limits = keystone_s3::Limits {
+        idle_timeout: Duration::from_secs(args.idle_timeout.max(1)),
+        shutdown_grace: Duration::from_secs(args.shutdown_grace),
+        ..keystone_s3::Limits::default()
+    };
     let opts = keystone_s3::ServeOptions {
         addr: args.addr,
         store,
@@ -36,6 +51,7 @@ pub fn run(store: PathBuf, args: ServeArgs) -> anyhow::Result<()> {
         access_key: args.access_key,
         secret_key: args.secret_key,
         log_level: args.log_level,
+        limits,
     };
     keystone_s3::serve_blocking(&opts)?;
     Ok(())

@@ -1,45 +1,60 @@
-//! An S3-compatible HTTP endpoint over a Keystone store (work in progress: see issue 3).
+//! An S3-compatible HTTP endpoint over a Keystone store.
+//!
+//! The S3 protocol (routing, XML, SigV4 header/query/streaming auth) comes from
+//! [s3s](https://docs.rs/s3s); this crate implements its `S3` trait over
+//! [`keystone::Datastore`], fills the gaps s3s leaves (checksums, conditional requests,
+//! URL encoding of listings, SigV2 rejection, ...; see `docs/s3.md`), and runs it on hyper.
+//!
+//! Every call into the store runs on tokio's blocking pool; request and response bodies
+//! stream between the connection and the store through bounded channels, so memory does not
+//! grow with object size.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), keystone_s3::ServeError> {
+//! let db = keystone::Datastore::open("keystone.redb").map_err(keystone_s3::ServeError::from)?;
+//! let config = keystone_s3::ServerConfig::new(vec![keystone_s3::AccessKey::new("AK", "SECRET")]);
+//! let server = keystone_s3::Server::start(db, ([127, 0, 0, 1], 0).into(), config).await?;
+//! println!("listening on http://{}", server.local_addr());
+//! server.shutdown().await;
+//! # Ok(()) }
+//! ```
 
 #![deny(missing_docs)]
 
-use std::net::SocketAddr;
-use std::path::PathBuf;
+mod auth;
+mod body;
+mod credentials;
+mod errors;
+mod s3;
+mod serve;
+mod server;
 
-/// How to run the server.
-#[derive(Debug, Clone)]
-pub struct ServeOptions {
-    /// Address to listen on (default 127.0.0.1:9000).
-    pub addr: SocketAddr,
-    /// Store file (default ./keystone.redb).
-    pub store: PathBuf,
-    /// Region reported to clients (default us-east-1).
-    pub region: String,
-    /// File of access-key/secret pairs, if any.
-    pub credentials_file: Option<PathBuf>,
-    /// One access key given directly (with `secret_key`).
-    pub access_key: Option<String>,
-    /// The secret of `access_key`.
-    pub secret_key: Option<String>,
-    /// Log filter, e.g. "info".
-    pub log_level: String,
+pub use credentials::{AccessKey, load_credentials};
+pub use serve::{ServeOptions, serve_blocking};
+pub use server::{Limits, Server, ServerConfig};
+
+/// Errors of the server itself (startup, configuration), not of S3 requests.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The store could not be opened.
+    #[error("cannot open the store: {0}")]
+    Store(#[from] keystone::Error),
+    /// Binding the address or another I/O step failed.
+    #[error("{context}: {source}")]
+    Io {
+        /// What the server was doing.
+        context: String,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Bad configuration (credentials file, options).
+    #[error("{0}")]
+    Config(String),
 }
 
-/// Errors of the server itself.
-#[derive(Debug)]
-pub struct ServeError(pub String);
-
-impl std::fmt::Display for ServeError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
+impl ServeError {
+    pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        ServeError::Io { context: context.into(), source }
     }
-}
-
-impl std::error::Error for ServeError {}
-
-/// Runs the server until SIGINT/SIGTERM.
-///
-/// # Errors
-/// Always, for now: the S3 layer is not built yet.
-pub fn serve_blocking(opts: &ServeOptions) -> Result<(), ServeError> {
-    Err(ServeError(format!("the S3 server is not built yet (store {})", opts.store.display())))
 }

@@ -1,0 +1,380 @@
+//! Streaming bodies between hyper and the blocking store calls.
+//!
+//! Uploads: the request body is pumped on the async side into a bounded channel and read on a
+//! blocking thread as `std::io::Read`, which also counts, hashes and checks the bytes; the
+//! reader reports end-of-stream only once every check passed, so the store never commits
+//! an object that failed one. Downloads: an `ObjectReader` is read on a blocking thread in
+//! bounded pieces into a bounded channel that feeds the response body.
+
+use std::io::{self, Read};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use hyper::StatusCode;
+use md5::{Digest, Md5};
+use s3s::checksum::ChecksumHasher;
+use s3s::dto::{Checksum, ChecksumAlgorithm, StreamingBlob};
+use s3s::stream::{ByteStream, RemainingLength};
+use s3s::{S3Error, S3ErrorCode, S3Result, StdError, TrailingHeaders, s3_error};
+
+use crate::errors::{body_error, custom, to_s3};
+
+/// Pieces in flight between the connection and the store, per request.
+const CHANNEL_DEPTH: usize = 4;
+/// Bytes per piece of a download.
+const READ_PIECE: usize = 256 * 1024;
+
+/// What the body must match: declared length, Content-MD5 and `x-amz-checksum-*` values from
+/// headers or trailers.
+#[derive(Debug, Default)]
+pub(crate) struct Expect {
+    pub length: Option<u64>,
+    pub md5: Option<[u8; 16]>,
+    /// Header values (base64): crc32, crc32c, crc64nvme, sha1, sha256.
+    pub checksums: Checksum,
+    /// Algorithm to compute even without a value (to report it back).
+    pub algorithm: Option<String>,
+    /// Trailer named by `x-amz-trailer` that must arrive.
+    pub trailer: Option<String>,
+    pub trailers: Option<TrailingHeaders>,
+}
+
+const ALGOS: [(&str, &str); 5] = [
+    (ChecksumAlgorithm::CRC32, "x-amz-checksum-crc32"),
+    (ChecksumAlgorithm::CRC32C, "x-amz-checksum-crc32c"),
+    (ChecksumAlgorithm::CRC64NVME, "x-amz-checksum-crc64nvme"),
+    (ChecksumAlgorithm::SHA1, "x-amz-checksum-sha1"),
+    (ChecksumAlgorithm::SHA256, "x-amz-checksum-sha256"),
+];
+
+fn field(c: &mut Checksum, i: usize) -> &mut Option<String> {
+    match i {
+        0 => &mut c.checksum_crc32,
+        1 => &mut c.checksum_crc32c,
+        2 => &mut c.checksum_crc64nvme,
+        3 => &mut c.checksum_sha1,
+        _ => &mut c.checksum_sha256,
+    }
+}
+
+impl Expect {
+    /// Builds the expectations of a PUT/UploadPart.
+    pub(crate) fn new(
+        headers: &hyper::HeaderMap,
+        trailers: Option<TrailingHeaders>,
+        content_length: Option<i64>,
+        content_md5: Option<&str>,
+        checksums: Checksum,
+        algorithm: Option<&ChecksumAlgorithm>,
+    ) -> S3Result<Self> {
+        let md5 = match content_md5 {
+            None => None,
+            Some(b64) => {
+                let raw = base64_simd::STANDARD
+                    .decode_to_vec(b64.trim())
+                    .map_err(|_| s3_error!(InvalidDigest, "The Content-MD5 you specified is not valid."))?;
+                Some(
+                    <[u8; 16]>::try_from(raw.as_slice())
+                        .map_err(|_| s3_error!(InvalidDigest, "The Content-MD5 you specified is not valid."))?,
+                )
+            }
+        };
+        let trailer = match headers.get("x-amz-trailer") {
+            None => None,
+            Some(v) => {
+                let name = v.to_str().unwrap_or_default().trim().to_ascii_lowercase();
+                if !ALGOS.iter().any(|(_, h)| *h == name) {
+                    return Err(s3_error!(InvalidRequest, "Unsupported x-amz-trailer value."));
+                }
+                Some(name)
+            }
+        };
+        let length = match content_length {
+            Some(n) if n < 0 => return Err(s3_error!(InvalidArgument, "Content-Length must not be negative.")),
+            Some(n) => Some(n as u64),
+            None => None,
+        };
+        Ok(Expect {
+            length,
+            md5,
+            checksums,
+            algorithm: algorithm.map(|a| a.as_str().to_ascii_uppercase()),
+            trailer,
+            trailers,
+        })
+    }
+
+    fn hasher(&self) -> ChecksumHasher {
+        let mut h = ChecksumHasher::default();
+        let mut want = self.checksums.clone();
+        for (i, (algo, header)) in ALGOS.iter().enumerate() {
+            let on = field(&mut want, i).is_some()
+                || self.algorithm.as_deref() == Some(*algo)
+                || self.trailer.as_deref() == Some(*header);
+            if on {
+                match i {
+                    0 => h.crc32 = Some(Default::default()),
+                    1 => h.crc32c = Some(Default::default()),
+                    2 => h.crc64nvme = Some(Default::default()),
+                    3 => h.sha1 = Some(Default::default()),
+                    _ => h.sha256 = Some(Default::default()),
+                }
+            }
+        }
+        h
+    }
+}
+
+/// Reads the request body on a blocking thread and checks it at the end.
+pub(crate) struct BodyReader {
+    rx: tokio::sync::mpsc::Receiver<io::Result<Bytes>>,
+    cur: Bytes,
+    count: u64,
+    md5: Option<Md5>,
+    hasher: Option<ChecksumHasher>,
+    expect: Expect,
+    /// The computed checksums, once verified.
+    computed: Arc<Mutex<Option<Checksum>>>,
+    /// Why the reader failed, for the response.
+    failure: Arc<Mutex<Option<S3Error>>>,
+    done: bool,
+}
+
+impl BodyReader {
+    fn fail(&self, e: S3Error) -> io::Error {
+        if let Ok(mut slot) = self.failure.lock() {
+            if slot.is_none() {
+                *slot = Some(e);
+            }
+        }
+        io::Error::other("request body rejected")
+    }
+
+    /// The end-of-body checks.
+    fn finish(&mut self) -> Result<(), S3Error> {
+        if let Some(n) = self.expect.length {
+            if self.count < n {
+                return Err(S3Error::with_message(
+                    S3ErrorCode::IncompleteBody,
+                    "You did not provide the number of bytes specified by the Content-Length HTTP header.",
+                ));
+            }
+            if self.count > n {
+                return Err(s3_error!(InvalidRequest, "The body is longer than the declared content length."));
+            }
+        }
+        if let (Some(want), Some(h)) = (self.expect.md5, self.md5.take()) {
+            if h.finalize().as_slice() != want {
+                return Err(s3_error!(BadDigest, "The Content-MD5 you specified did not match what we received."));
+            }
+        }
+        let mut want = self.expect.checksums.clone();
+        if let Some(name) = &self.expect.trailer {
+            let got = self
+                .expect
+                .trailers
+                .as_ref()
+                .and_then(|t| t.read(|h| h.get(name.as_str()).and_then(|v| v.to_str().ok()).map(str::to_owned)));
+            let Some(value) = got.flatten() else {
+                return Err(s3_error!(InvalidRequest, "The trailer named by x-amz-trailer was not sent."));
+            };
+            if let Some(i) = ALGOS.iter().position(|(_, h)| h == name) {
+                *field(&mut want, i) = Some(value);
+            }
+        }
+        let got = self.hasher.take().map(ChecksumHasher::finalize).unwrap_or_default();
+        let mut got_c = got.clone();
+        for (i, (algo, _)) in ALGOS.iter().enumerate() {
+            if let Some(w) = field(&mut want, i).as_deref() {
+                if field(&mut got_c, i).as_deref() != Some(w.trim()) {
+                    return Err(custom(
+                        "BadDigest",
+                        StatusCode::BAD_REQUEST,
+                        format!("The {algo} you specified did not match the calculated checksum."),
+                    ));
+                }
+            }
+        }
+        if let Ok(mut c) = self.computed.lock() {
+            *c = Some(got);
+        }
+        Ok(())
+    }
+}
+
+impl Read for BodyReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            if !self.cur.is_empty() {
+                let n = buf.len().min(self.cur.len());
+                buf[..n].copy_from_slice(&self.cur[..n]);
+                let _ = self.cur.split_to(n);
+                return Ok(n);
+            }
+            if self.done || buf.is_empty() {
+                return Ok(0);
+            }
+            match self.rx.blocking_recv() {
+                Some(Ok(b)) => {
+                    self.count += b.len() as u64;
+                    if let Some(n) = self.expect.length {
+                        if self.count > n {
+                            return Err(self.fail(s3_error!(
+                                InvalidRequest,
+                                "The body is longer than the declared content length."
+                            )));
+                        }
+                    }
+                    if let Some(h) = &mut self.md5 {
+                        h.update(&b);
+                    }
+                    if let Some(h) = &mut self.hasher {
+                        h.update(&b);
+                    }
+                    self.cur = b;
+                }
+                Some(Err(e)) => return Err(e),
+                None => {
+                    self.finish().map_err(|e| self.fail(e))?;
+                    self.done = true;
+                    return Ok(0);
+                }
+            }
+        }
+    }
+}
+
+/// Streams `body` into `f` (run on the blocking pool) through a [`BodyReader`]. Returns what
+/// `f` returned and the checksums computed, or the S3 error for whatever failed first: the
+/// body stream, a check, or `f`.
+pub(crate) async fn consume<T, F>(
+    body: Option<StreamingBlob>,
+    expect: Expect,
+    idle: Duration,
+    f: F,
+) -> S3Result<(T, Checksum)>
+where
+    F: FnOnce(&mut BodyReader) -> keystone::Result<T> + Send + 'static,
+    T: Send + 'static,
+{
+    let (tx, rx) = tokio::sync::mpsc::channel::<io::Result<Bytes>>(CHANNEL_DEPTH);
+    let failure = Arc::new(Mutex::new(None));
+    let computed = Arc::new(Mutex::new(None));
+    let md5 = expect.md5.map(|_| Md5::new());
+    let hasher = Some(expect.hasher());
+    let mut reader = BodyReader {
+        rx,
+        cur: Bytes::new(),
+        count: 0,
+        md5,
+        hasher,
+        expect,
+        computed: computed.clone(),
+        failure: failure.clone(),
+        done: false,
+    };
+    let worker = tokio::task::spawn_blocking(move || f(&mut reader));
+    let mut body_err: Option<S3Error> = None;
+    if let Some(mut body) = body {
+        loop {
+            let item = match tokio::time::timeout(idle, body.next()).await {
+                Ok(Some(item)) => item,
+                Ok(None) => break,
+                Err(_) => {
+                    body_err = Some(s3_error!(
+                        RequestTimeout,
+                        "Your socket connection to the server was not read from or written to within the timeout period."
+                    ));
+                    let _ = tx.send(Err(io::Error::new(io::ErrorKind::TimedOut, "request body idle"))).await;
+                    break;
+                }
+            };
+            match item {
+                Ok(b) => {
+                    if tx.send(Ok(b)).await.is_err() {
+                        break; // the store call ended early (an error); it is reported below
+                    }
+                }
+                Err(e) => {
+                    body_err = Some(body_error(&e));
+                    let _ = tx.send(Err(io::Error::other("request body failed"))).await;
+                    break;
+                }
+            }
+        }
+    }
+    drop(tx);
+    let result = worker.await.map_err(crate::errors::internal)?;
+    if let Some(e) = body_err {
+        return Err(e);
+    }
+    if let Some(e) = failure.lock().ok().and_then(|mut g| g.take()) {
+        return Err(e);
+    }
+    let value = result.map_err(to_s3)?;
+    let sums = computed.lock().ok().and_then(|mut g| g.take()).unwrap_or_default();
+    Ok((value, sums))
+}
+
+/// A response body read from a blocking reader.
+struct ReadStream {
+    rx: tokio::sync::mpsc::Receiver<io::Result<Bytes>>,
+    remaining: usize,
+}
+
+impl futures::Stream for ReadStream {
+    type Item = Result<Bytes, StdError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        match self.rx.poll_recv(cx) {
+            Poll::Ready(Some(Ok(b))) => {
+                self.remaining = self.remaining.saturating_sub(b.len());
+                Poll::Ready(Some(Ok(b)))
+            }
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(Box::new(e)))),
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl ByteStream for ReadStream {
+    fn remaining_length(&self) -> RemainingLength {
+        RemainingLength::new_exact(self.remaining)
+    }
+}
+
+/// A response body of exactly `len` bytes read from `reader` on the blocking pool. A piece
+/// the client does not take within `idle` ends the download (and frees the store snapshot).
+pub(crate) fn stream_reader<R: Read + Send + 'static>(mut reader: R, len: u64, idle: Duration) -> StreamingBlob {
+    let (tx, rx) = tokio::sync::mpsc::channel::<io::Result<Bytes>>(CHANNEL_DEPTH);
+    let handle = tokio::runtime::Handle::current();
+    tokio::task::spawn_blocking(move || {
+        let mut left = len;
+        while left > 0 {
+            let mut buf = vec![0u8; left.min(READ_PIECE as u64) as usize];
+            let item = match reader.read(&mut buf) {
+                Ok(0) => Err(io::Error::from(io::ErrorKind::UnexpectedEof)),
+                Ok(n) => {
+                    buf.truncate(n);
+                    left -= n as u64;
+                    Ok(Bytes::from(buf))
+                }
+                Err(e) => {
+                    tracing::error!(error = %keystone::Error::from_io(e), "download failed");
+                    Err(io::Error::other("object read failed"))
+                }
+            };
+            let failed = item.is_err();
+            let sent = handle.block_on(async { tokio::time::timeout(idle, tx.send(item)).await });
+            if failed || !matches!(sent, Ok(Ok(()))) {
+                return; // client gone, too slow, or a read error: drop the reader (ends its snapshot)
+            }
+        }
+    });
+    StreamingBlob::new(ReadStream { rx, remaining: usize::try_from(len).unwrap_or(usize::MAX) })
+}

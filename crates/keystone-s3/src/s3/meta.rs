@@ -1,0 +1,179 @@
+//! Conversions between S3 headers and the library's metadata, times and ETags, and the
+//! conditional-request rules s3s leaves to the implementation.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use hyper::HeaderMap;
+use hyper::header::{ETAG, HeaderValue, LAST_MODIFIED};
+use keystone::{ObjectInfo, ObjectMeta, PutCondition};
+use s3s::dto::{ETag, ETagCondition, Metadata, Timestamp, TimestampFormat};
+use s3s::{S3Error, S3Result, s3_error};
+
+/// S3's limit on user metadata (keys plus values), bytes.
+const MAX_USER_META: usize = 2048;
+
+/// Header fields of a write, as s3s parsed them.
+#[derive(Default)]
+pub(crate) struct MetaIn {
+    pub content_type: Option<String>,
+    pub cache_control: Option<String>,
+    pub content_disposition: Option<String>,
+    pub content_encoding: Option<String>,
+    pub content_language: Option<String>,
+    pub expires: Option<Timestamp>,
+    pub metadata: Option<Metadata>,
+}
+
+impl MetaIn {
+    /// The library's metadata; `aws-chunked` (a transfer detail) is dropped from the encoding.
+    pub(crate) fn into_meta(self) -> S3Result<ObjectMeta> {
+        let user: std::collections::BTreeMap<String, String> =
+            self.metadata.unwrap_or_default().into_iter().map(|(k, v)| (k.to_ascii_lowercase(), v)).collect();
+        if user.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>() > MAX_USER_META {
+            return Err(s3_error!(MetadataTooLarge, "Your metadata headers exceed the maximum allowed metadata size."));
+        }
+        let content_encoding = self.content_encoding.and_then(|e| {
+            let kept: Vec<&str> = e
+                .split(',')
+                .map(str::trim)
+                .filter(|p| !p.is_empty() && !p.eq_ignore_ascii_case("aws-chunked"))
+                .collect();
+            (!kept.is_empty()).then(|| kept.join(", "))
+        });
+        let expires = self.expires.and_then(|t| {
+            let mut buf = Vec::new();
+            t.format(TimestampFormat::HttpDate, &mut buf).ok()?;
+            String::from_utf8(buf).ok()
+        });
+        Ok(ObjectMeta {
+            content_type: self.content_type,
+            cache_control: self.cache_control,
+            content_disposition: self.content_disposition,
+            content_encoding,
+            content_language: self.content_language,
+            expires,
+            user,
+        })
+    }
+}
+
+/// Stored `Expires` back as a timestamp (values that are not HTTP dates are left out).
+pub(crate) fn expires(meta: &ObjectMeta) -> Option<Timestamp> {
+    meta.expires.as_deref().and_then(|s| Timestamp::parse(TimestampFormat::HttpDate, s).ok())
+}
+
+pub(crate) fn user_metadata(meta: &ObjectMeta) -> Option<Metadata> {
+    (!meta.user.is_empty()).then(|| meta.user.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+}
+
+/// A time at HTTP-date resolution (whole seconds), so comparisons with client dates agree.
+pub(crate) fn seconds(t: SystemTime) -> Timestamp {
+    let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    Timestamp::from(UNIX_EPOCH + Duration::from_secs(secs))
+}
+
+pub(crate) fn etag(e: &str) -> ETag {
+    ETag::Strong(e.to_owned())
+}
+
+fn etag_matches(cond: &ETagCondition, current: &str) -> bool {
+    match cond {
+        ETagCondition::Any => true,
+        ETagCondition::ETag(e) => e.value().trim_matches('"') == current,
+    }
+}
+
+/// Read conditions (GET/HEAD and copy sources), in RFC 7232 order.
+pub(crate) struct ReadConditions<'a> {
+    pub if_match: Option<&'a ETagCondition>,
+    pub if_none_match: Option<&'a ETagCondition>,
+    pub if_modified_since: Option<&'a Timestamp>,
+    pub if_unmodified_since: Option<&'a Timestamp>,
+}
+
+impl ReadConditions<'_> {
+    /// `Err(412)` or, for GET/HEAD (`not_modified` true), `Err(304)` with ETag and
+    /// Last-Modified; copy sources answer 412 where GET answers 304.
+    pub(crate) fn check(&self, info: &ObjectInfo, not_modified: bool) -> S3Result<()> {
+        let lm = seconds(info.modified);
+        if let Some(c) = self.if_match {
+            if !etag_matches(c, &info.etag) {
+                return Err(s3_error!(
+                    PreconditionFailed,
+                    "At least one of the pre-conditions you specified did not hold."
+                ));
+            }
+        } else if let Some(t) = self.if_unmodified_since {
+            if lm > *t {
+                return Err(s3_error!(
+                    PreconditionFailed,
+                    "At least one of the pre-conditions you specified did not hold."
+                ));
+            }
+        }
+        let unchanged = match (self.if_none_match, self.if_modified_since) {
+            (Some(c), _) => etag_matches(c, &info.etag),
+            (None, Some(t)) => lm <= *t,
+            (None, None) => false,
+        };
+        if unchanged {
+            if !not_modified {
+                return Err(s3_error!(
+                    PreconditionFailed,
+                    "At least one of the pre-conditions you specified did not hold."
+                ));
+            }
+            return Err(not_modified_error(info));
+        }
+        Ok(())
+    }
+}
+
+fn not_modified_error(info: &ObjectInfo) -> S3Error {
+    let mut e = s3_error!(NotModified);
+    let mut h = HeaderMap::new();
+    if let Ok(v) = HeaderValue::from_str(&format!("\"{}\"", info.etag)) {
+        h.insert(ETAG, v);
+    }
+    let mut buf = Vec::new();
+    if seconds(info.modified).format(TimestampFormat::HttpDate, &mut buf).is_ok() {
+        if let Ok(v) = HeaderValue::from_bytes(&buf) {
+            h.insert(LAST_MODIFIED, v);
+        }
+    }
+    e.set_headers(h);
+    e
+}
+
+/// The write condition of a PUT / CompleteMultipartUpload.
+pub(crate) fn put_condition(
+    if_match: Option<&ETagCondition>,
+    if_none_match: Option<&ETagCondition>,
+) -> S3Result<PutCondition> {
+    match (if_match, if_none_match) {
+        (None, None) => Ok(PutCondition::None),
+        (None, Some(ETagCondition::Any)) => Ok(PutCondition::IfAbsent),
+        (Some(ETagCondition::ETag(e)), None) => Ok(PutCondition::IfMatch(e.value().trim_matches('"').to_owned())),
+        (Some(ETagCondition::Any), None) => Err(s3_error!(NotImplemented, "If-Match: * is not supported on writes.")),
+        (None, Some(_)) => Err(s3_error!(NotImplemented, "If-None-Match on writes supports only '*'.")),
+        (Some(_), Some(_)) => {
+            Err(s3_error!(InvalidRequest, "If-Match and If-None-Match cannot be combined on a write."))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn strips_aws_chunked_and_limits_metadata() {
+        let m = MetaIn { content_encoding: Some("aws-chunked".into()), ..MetaIn::default() }.into_meta().unwrap();
+        assert_eq!(m.content_encoding, None);
+        let m = MetaIn { content_encoding: Some("gzip,aws-chunked".into()), ..MetaIn::default() }.into_meta().unwrap();
+        assert_eq!(m.content_encoding.as_deref(), Some("gzip"));
+        let big: Metadata = [("k".to_owned(), "v".repeat(3000))].into_iter().collect();
+        assert!(MetaIn { metadata: Some(big), ..MetaIn::default() }.into_meta().is_err());
+    }
+}

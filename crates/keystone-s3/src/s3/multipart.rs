@@ -1,0 +1,314 @@
+//! Multipart uploads over the library's staging mechanism.
+
+use std::io::{Read, Seek, SeekFrom};
+
+use keystone::{CompleteOptions, CompletedPart as KsPart, UploadInfo};
+use s3s::dto::*;
+use s3s::{S3Request, S3Response, S3Result, s3_error};
+
+use super::Keystone;
+use super::list::{Enc, max_keys};
+use super::meta::{MetaIn, ReadConditions, etag, put_condition, seconds};
+use super::objects::{checksum_of, copy_source};
+use crate::body::{Expect, consume};
+use crate::errors::to_s3;
+
+/// S3's smallest part (all but the last).
+const MIN_PART_SIZE: u64 = 5 * 1024 * 1024;
+/// Largest part (S3: 5 GiB).
+const MAX_PART_SIZE: u64 = 5 * 1024 * 1024 * 1024;
+
+fn part_number(n: i32) -> S3Result<u32> {
+    u32::try_from(n)
+        .ok()
+        .filter(|n| (1..=10_000).contains(n))
+        .ok_or_else(|| s3_error!(InvalidArgument, "Part number must be an integer between 1 and 10000, inclusive."))
+}
+
+fn owner() -> Owner {
+    Owner { id: Some("keystone".into()), display_name: Some("keystone".into()) }
+}
+
+impl Keystone {
+    pub(super) async fn do_create_multipart_upload(
+        &self,
+        req: S3Request<CreateMultipartUploadInput>,
+    ) -> S3Result<S3Response<CreateMultipartUploadOutput>> {
+        let input = req.input;
+        let meta = MetaIn {
+            content_type: input.content_type,
+            cache_control: input.cache_control,
+            content_disposition: input.content_disposition,
+            content_encoding: input.content_encoding,
+            content_language: input.content_language,
+            expires: input.expires,
+            metadata: input.metadata,
+        }
+        .into_meta()?;
+        let (bucket, key) = (input.bucket.clone(), input.key.clone());
+        let id = self.blocking(move |db| db.bucket(&bucket)?.create_upload(&key, meta)).await?;
+        Ok(S3Response::new(CreateMultipartUploadOutput {
+            bucket: Some(input.bucket),
+            key: Some(input.key),
+            upload_id: Some(id),
+            checksum_algorithm: input.checksum_algorithm,
+            ..Default::default()
+        }))
+    }
+
+    pub(super) async fn do_upload_part(
+        &self,
+        req: S3Request<UploadPartInput>,
+    ) -> S3Result<S3Response<UploadPartOutput>> {
+        let trailers = req.trailing_headers.clone();
+        let input = req.input;
+        let n = part_number(input.part_number)?;
+        if input.content_length.is_some_and(|l| l > MAX_PART_SIZE as i64) {
+            return Err(s3_error!(EntityTooLarge, "A part may be at most 5 GiB."));
+        }
+        let sums = checksum_of(
+            input.checksum_crc32,
+            input.checksum_crc32c,
+            input.checksum_crc64nvme,
+            input.checksum_sha1,
+            input.checksum_sha256,
+        );
+        let expect = Expect::new(
+            &req.headers,
+            trailers,
+            input.content_length,
+            input.content_md5.as_deref(),
+            sums,
+            input.checksum_algorithm.as_ref(),
+        )?;
+        let (bucket, id) = (input.bucket, input.upload_id);
+        let db = self.db.clone();
+        let (part, got) =
+            consume(input.body, expect, self.limits.idle_timeout, move |r| db.bucket(&bucket)?.upload_part(&id, n, r))
+                .await?;
+        Ok(S3Response::new(UploadPartOutput {
+            e_tag: Some(etag(&part.etag)),
+            checksum_crc32: got.checksum_crc32,
+            checksum_crc32c: got.checksum_crc32c,
+            checksum_crc64nvme: got.checksum_crc64nvme,
+            checksum_sha1: got.checksum_sha1,
+            checksum_sha256: got.checksum_sha256,
+            ..Default::default()
+        }))
+    }
+
+    pub(super) async fn do_upload_part_copy(
+        &self,
+        req: S3Request<UploadPartCopyInput>,
+    ) -> S3Result<S3Response<UploadPartCopyOutput>> {
+        let input = req.input;
+        let n = part_number(input.part_number)?;
+        let (src_bucket, src_key) = copy_source(&input.copy_source)?;
+        let range = match input.copy_source_range.as_deref() {
+            None => None,
+            Some(s) => match Range::parse(s) {
+                Ok(r @ Range::Int { last: Some(_), .. }) => Some(r),
+                _ => {
+                    return Err(s3_error!(
+                        InvalidArgument,
+                        "The x-amz-copy-source-range value must be of the form bytes=first-last."
+                    ));
+                }
+            },
+        };
+        let conds = (
+            input.copy_source_if_match,
+            input.copy_source_if_none_match,
+            input.copy_source_if_modified_since,
+            input.copy_source_if_unmodified_since,
+        );
+        let (bucket, id) = (input.bucket, input.upload_id);
+        let part = self
+            .blocking_s3(move |db| {
+                let dst = db.bucket(&bucket).map_err(to_s3)?;
+                let mut src = db.bucket(&src_bucket).and_then(|b| b.open(&src_key)).map_err(to_s3)?;
+                let info = src.info().clone();
+                ReadConditions {
+                    if_match: conds.0.as_ref(),
+                    if_none_match: conds.1.as_ref(),
+                    if_modified_since: conds.2.as_ref(),
+                    if_unmodified_since: conds.3.as_ref(),
+                }
+                .check(&info, false)?;
+                let (start, end) = match &range {
+                    None => (0, info.size),
+                    Some(r) => {
+                        let rg = r.check(info.size)?;
+                        (rg.start, rg.end)
+                    }
+                };
+                if end - start > MAX_PART_SIZE {
+                    return Err(s3_error!(EntityTooLarge, "A part may be at most 5 GiB."));
+                }
+                src.seek(SeekFrom::Start(start)).map_err(|e| to_s3(keystone::Error::from_io(e)))?;
+                dst.upload_part(&id, n, src.take(end - start)).map_err(to_s3)
+            })
+            .await?;
+        Ok(S3Response::new(UploadPartCopyOutput {
+            copy_part_result: Some(CopyPartResult {
+                e_tag: Some(etag(&part.etag)),
+                last_modified: Some(seconds(part.modified)),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }))
+    }
+
+    pub(super) async fn do_complete_multipart_upload(
+        &self,
+        req: S3Request<CompleteMultipartUploadInput>,
+    ) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
+        let input = req.input;
+        let named = input.multipart_upload.and_then(|m| m.parts).unwrap_or_default();
+        if named.is_empty() {
+            return Err(s3_error!(MalformedXML, "The CompleteMultipartUpload request names no parts."));
+        }
+        let mut parts = Vec::with_capacity(named.len());
+        for p in named {
+            let (Some(n), Some(e)) = (p.part_number, p.e_tag) else {
+                return Err(s3_error!(MalformedXML, "Every part needs a PartNumber and an ETag."));
+            };
+            parts.push(KsPart { part_number: part_number(n)?, etag: e.value().trim_matches('"').to_owned() });
+        }
+        let condition = put_condition(input.if_match.as_ref(), input.if_none_match.as_ref())?;
+        let (bucket, key, id) = (input.bucket.clone(), input.key.clone(), input.upload_id);
+        let info = self
+            .blocking_s3(move |db| {
+                let b = db.bucket(&bucket).map_err(to_s3)?;
+                // The upload must belong to the key of the request.
+                let belongs = b.list_uploads(&key).map_err(to_s3)?.iter().any(|u| u.upload_id == id && u.key == key);
+                if !belongs {
+                    return Err(s3_error!(NoSuchUpload, "The specified multipart upload does not exist."));
+                }
+                let opts = CompleteOptions { min_part_size: MIN_PART_SIZE, condition };
+                b.complete_upload(&id, &parts, &opts).map_err(to_s3)
+            })
+            .await?;
+        Ok(S3Response::new(CompleteMultipartUploadOutput {
+            bucket: Some(input.bucket.clone()),
+            key: Some(input.key.clone()),
+            e_tag: Some(etag(&info.etag)),
+            location: Some(format!("/{}/{}", input.bucket, input.key)),
+            ..Default::default()
+        }))
+    }
+
+    pub(super) async fn do_abort_multipart_upload(
+        &self,
+        req: S3Request<AbortMultipartUploadInput>,
+    ) -> S3Result<S3Response<AbortMultipartUploadOutput>> {
+        let (bucket, id) = (req.input.bucket, req.input.upload_id);
+        self.blocking(move |db| db.bucket(&bucket)?.abort_upload(&id)).await?;
+        Ok(S3Response::new(AbortMultipartUploadOutput::default()))
+    }
+
+    pub(super) async fn do_list_parts(&self, req: S3Request<ListPartsInput>) -> S3Result<S3Response<ListPartsOutput>> {
+        let input = req.input;
+        let max = max_keys(input.max_parts, "max-parts")?;
+        let marker = input.part_number_marker.unwrap_or(0);
+        let (bucket, id) = (input.bucket.clone(), input.upload_id.clone());
+        let all = self.blocking(move |db| db.bucket(&bucket)?.list_parts(&id)).await?;
+        let rest: Vec<_> = all.into_iter().filter(|p| i64::from(p.part_number) > i64::from(marker)).collect();
+        let truncated = rest.len() > max;
+        let page: Vec<Part> = rest
+            .iter()
+            .take(max)
+            .map(|p| Part {
+                part_number: i32::try_from(p.part_number).ok(),
+                e_tag: Some(etag(&p.etag)),
+                size: i64::try_from(p.size).ok(),
+                last_modified: Some(seconds(p.modified)),
+                ..Default::default()
+            })
+            .collect();
+        let next = if truncated { page.last().and_then(|p| p.part_number) } else { None };
+        Ok(S3Response::new(ListPartsOutput {
+            bucket: Some(input.bucket),
+            key: Some(input.key),
+            upload_id: Some(input.upload_id),
+            part_number_marker: input.part_number_marker,
+            next_part_number_marker: next,
+            max_parts: Some(max as i32),
+            is_truncated: Some(truncated),
+            parts: Some(page),
+            initiator: Some(Initiator { id: Some("keystone".into()), display_name: Some("keystone".into()) }),
+            owner: Some(owner()),
+            storage_class: Some(StorageClass::from_static(StorageClass::STANDARD)),
+            ..Default::default()
+        }))
+    }
+
+    pub(super) async fn do_list_multipart_uploads(
+        &self,
+        req: S3Request<ListMultipartUploadsInput>,
+    ) -> S3Result<S3Response<ListMultipartUploadsOutput>> {
+        let input = req.input;
+        let enc = Enc::parse(input.encoding_type.as_ref())?;
+        let max = max_keys(input.max_uploads, "max-uploads")?;
+        let prefix = input.prefix.clone().unwrap_or_default();
+        let (bucket, p) = (input.bucket.clone(), prefix.clone());
+        let all = self.blocking(move |db| db.bucket(&bucket)?.list_uploads(&p)).await?;
+        let key_marker = input.key_marker.clone().unwrap_or_default();
+        let id_marker = input.upload_id_marker.clone().unwrap_or_default();
+        let after = |u: &UploadInfo| {
+            key_marker.is_empty()
+                || u.key > key_marker
+                || (u.key == key_marker && !id_marker.is_empty() && u.upload_id > id_marker)
+        };
+        let delimiter = input.delimiter.clone().filter(|d| !d.is_empty());
+        let (mut uploads, mut common): (Vec<MultipartUpload>, Vec<String>) = (Vec::new(), Vec::new());
+        let (mut truncated, mut next) = (false, None);
+        for u in all.iter().filter(|u| after(u)) {
+            let rolled = delimiter
+                .as_deref()
+                .and_then(|d| u.key[prefix.len()..].find(d).map(|i| u.key[..prefix.len() + i + d.len()].to_owned()));
+            if let Some(cp) = &rolled {
+                if common.last() == Some(cp) {
+                    continue;
+                }
+            }
+            if uploads.len() + common.len() == max {
+                truncated = true;
+                break;
+            }
+            next = Some((u.key.clone(), u.upload_id.clone()));
+            match rolled {
+                Some(cp) => common.push(cp),
+                None => uploads.push(MultipartUpload {
+                    key: Some(enc.s(&u.key)),
+                    upload_id: Some(u.upload_id.clone()),
+                    initiated: Some(seconds(u.initiated)),
+                    initiator: Some(Initiator { id: Some("keystone".into()), display_name: Some("keystone".into()) }),
+                    owner: Some(owner()),
+                    storage_class: Some(StorageClass::from_static(StorageClass::STANDARD)),
+                    ..Default::default()
+                }),
+            }
+        }
+        let (next_key, next_id) = match next.filter(|_| truncated) {
+            Some((k, i)) => (Some(enc.s(&k)), Some(i)),
+            None => (None, None),
+        };
+        Ok(S3Response::new(ListMultipartUploadsOutput {
+            bucket: Some(input.bucket),
+            prefix: Some(enc.s(&prefix)),
+            delimiter: enc.opt(input.delimiter.as_ref()),
+            key_marker: Some(enc.s(&key_marker)),
+            upload_id_marker: input.upload_id_marker,
+            next_key_marker: next_key,
+            next_upload_id_marker: next_id,
+            max_uploads: Some(max as i32),
+            is_truncated: Some(truncated),
+            uploads: Some(uploads),
+            common_prefixes: (!common.is_empty())
+                .then(|| common.iter().map(|c| CommonPrefix { prefix: Some(enc.s(c)) }).collect()),
+            encoding_type: enc.echo(),
+            ..Default::default()
+        }))
+    }
+}

@@ -1,0 +1,306 @@
+//! Object operations: PUT, GET, HEAD, DELETE, batch delete, copy.
+
+use std::io::{Read, Seek, SeekFrom};
+
+use keystone::{CopyOptions, ObjectInfo, PutCondition, PutOptions};
+use s3s::dto::*;
+use s3s::{S3Request, S3Response, S3Result, s3_error};
+
+use super::Keystone;
+use super::meta::{MetaIn, ReadConditions, etag, expires, put_condition, seconds, user_metadata};
+use crate::body::{Expect, consume, stream_reader};
+use crate::errors::to_s3;
+
+/// Largest DeleteObjects batch (S3's limit).
+const MAX_DELETE_BATCH: usize = 1000;
+
+pub(super) fn checksum_of(
+    crc32: Option<String>,
+    crc32c: Option<String>,
+    crc64nvme: Option<String>,
+    sha1: Option<String>,
+    sha256: Option<String>,
+) -> Checksum {
+    Checksum {
+        checksum_crc32: crc32,
+        checksum_crc32c: crc32c,
+        checksum_crc64nvme: crc64nvme,
+        checksum_sha1: sha1,
+        checksum_sha256: sha256,
+        ..Default::default()
+    }
+}
+
+/// A byte range of an object of `size` bytes: `(start, end)` and the Content-Range, if any.
+pub(super) fn resolve_range(range: Option<&Range>, size: u64) -> S3Result<(u64, u64, Option<String>)> {
+    match range {
+        None => Ok((0, size, None)),
+        Some(r) => {
+            let rg = r.check(size)?;
+            Ok((rg.start, rg.end, Some(format!("bytes {}-{}/{}", rg.start, rg.end.saturating_sub(1), size))))
+        }
+    }
+}
+
+fn content_type(info: &ObjectInfo) -> String {
+    info.meta.content_type.clone().unwrap_or_else(|| "application/octet-stream".to_owned())
+}
+
+impl Keystone {
+    pub(super) async fn do_put_object(&self, req: S3Request<PutObjectInput>) -> S3Result<S3Response<PutObjectOutput>> {
+        let trailers = req.trailing_headers.clone();
+        let input = req.input;
+        let sums = checksum_of(
+            input.checksum_crc32,
+            input.checksum_crc32c,
+            input.checksum_crc64nvme,
+            input.checksum_sha1,
+            input.checksum_sha256,
+        );
+        let expect = Expect::new(
+            &req.headers,
+            trailers,
+            input.content_length,
+            input.content_md5.as_deref(),
+            sums,
+            input.checksum_algorithm.as_ref(),
+        )?;
+        let condition = put_condition(input.if_match.as_ref(), input.if_none_match.as_ref())?;
+        let meta = MetaIn {
+            content_type: input.content_type,
+            cache_control: input.cache_control,
+            content_disposition: input.content_disposition,
+            content_encoding: input.content_encoding,
+            content_language: input.content_language,
+            expires: input.expires,
+            metadata: input.metadata,
+        }
+        .into_meta()?;
+        let (bucket, key) = (input.bucket, input.key);
+        let db = self.db.clone();
+        let (info, got) = consume(input.body, expect, self.limits.idle_timeout, move |r| {
+            db.bucket(&bucket)?.put_reader(&key, r, PutOptions { meta, condition })
+        })
+        .await?;
+        Ok(S3Response::new(PutObjectOutput {
+            e_tag: Some(etag(&info.etag)),
+            checksum_crc32: got.checksum_crc32,
+            checksum_crc32c: got.checksum_crc32c,
+            checksum_crc64nvme: got.checksum_crc64nvme,
+            checksum_sha1: got.checksum_sha1,
+            checksum_sha256: got.checksum_sha256,
+            size: i64::try_from(info.size).ok(),
+            ..Default::default()
+        }))
+    }
+
+    pub(super) async fn do_get_object(&self, req: S3Request<GetObjectInput>) -> S3Result<S3Response<GetObjectOutput>> {
+        let input = req.input;
+        if input.part_number.is_some_and(|n| n != 1) {
+            return Err(s3_error!(NotImplemented, "GetObject with partNumber other than 1 is not supported."));
+        }
+        let (bucket, key) = (input.bucket, input.key);
+        let (if_match, if_none_match) = (input.if_match, input.if_none_match);
+        let (if_modified_since, if_unmodified_since) = (input.if_modified_since, input.if_unmodified_since);
+        let range = input.range;
+        let (reader, info, start, end, content_range) = self
+            .blocking_s3(move |db| {
+                let mut r = db.bucket(&bucket).and_then(|b| b.open(&key)).map_err(to_s3)?;
+                let info = r.info().clone();
+                ReadConditions {
+                    if_match: if_match.as_ref(),
+                    if_none_match: if_none_match.as_ref(),
+                    if_modified_since: if_modified_since.as_ref(),
+                    if_unmodified_since: if_unmodified_since.as_ref(),
+                }
+                .check(&info, true)?;
+                let (start, end, cr) = resolve_range(range.as_ref(), info.size)?;
+                if start > 0 {
+                    r.seek(SeekFrom::Start(start)).map_err(|e| to_s3(keystone::Error::from_io(e)))?;
+                }
+                Ok((r, info, start, end, cr))
+            })
+            .await?;
+        let len = end - start;
+        let body = stream_reader(reader.take(len), len, self.limits.idle_timeout);
+        Ok(S3Response::new(GetObjectOutput {
+            body: Some(body),
+            content_length: i64::try_from(len).ok(),
+            content_range,
+            accept_ranges: Some("bytes".into()),
+            e_tag: Some(etag(&info.etag)),
+            last_modified: Some(seconds(info.modified)),
+            content_type: Some(content_type(&info)),
+            cache_control: info.meta.cache_control.clone(),
+            content_disposition: info.meta.content_disposition.clone(),
+            content_encoding: info.meta.content_encoding.clone(),
+            content_language: info.meta.content_language.clone(),
+            expires: expires(&info.meta),
+            metadata: user_metadata(&info.meta),
+            ..Default::default()
+        }))
+    }
+
+    pub(super) async fn do_head_object(
+        &self,
+        req: S3Request<HeadObjectInput>,
+    ) -> S3Result<S3Response<HeadObjectOutput>> {
+        let input = req.input;
+        if input.part_number.is_some_and(|n| n != 1) {
+            return Err(s3_error!(NotImplemented, "HeadObject with partNumber other than 1 is not supported."));
+        }
+        let (bucket, key) = (input.bucket, input.key);
+        let info = self.blocking(move |db| db.bucket(&bucket)?.head(&key)).await?;
+        ReadConditions {
+            if_match: input.if_match.as_ref(),
+            if_none_match: input.if_none_match.as_ref(),
+            if_modified_since: input.if_modified_since.as_ref(),
+            if_unmodified_since: input.if_unmodified_since.as_ref(),
+        }
+        .check(&info, true)?;
+        let (start, end, content_range) = resolve_range(input.range.as_ref(), info.size)?;
+        Ok(S3Response::new(HeadObjectOutput {
+            content_length: i64::try_from(end - start).ok(),
+            content_range,
+            accept_ranges: Some("bytes".into()),
+            e_tag: Some(etag(&info.etag)),
+            last_modified: Some(seconds(info.modified)),
+            content_type: Some(input.response_content_type.unwrap_or_else(|| content_type(&info))),
+            cache_control: input.response_cache_control.or_else(|| info.meta.cache_control.clone()),
+            content_disposition: input.response_content_disposition.or_else(|| info.meta.content_disposition.clone()),
+            content_encoding: input.response_content_encoding.or_else(|| info.meta.content_encoding.clone()),
+            content_language: input.response_content_language.or_else(|| info.meta.content_language.clone()),
+            expires: input.response_expires.or_else(|| expires(&info.meta)),
+            metadata: user_metadata(&info.meta),
+            ..Default::default()
+        }))
+    }
+
+    pub(super) async fn do_delete_object(
+        &self,
+        req: S3Request<DeleteObjectInput>,
+    ) -> S3Result<S3Response<DeleteObjectOutput>> {
+        let (bucket, key) = (req.input.bucket, req.input.key);
+        self.blocking(move |db| db.bucket(&bucket)?.delete(&key)).await?;
+        Ok(S3Response::new(DeleteObjectOutput::default()))
+    }
+
+    pub(super) async fn do_delete_objects(
+        &self,
+        req: S3Request<DeleteObjectsInput>,
+    ) -> S3Result<S3Response<DeleteObjectsOutput>> {
+        let input = req.input;
+        let quiet = input.delete.quiet.unwrap_or(false);
+        let objects = input.delete.objects;
+        if objects.len() > MAX_DELETE_BATCH {
+            return Err(s3_error!(MalformedXML, "A DeleteObjects request may name at most 1000 keys."));
+        }
+        let bucket = input.bucket;
+        let (deleted, errors) = self
+            .blocking_s3(move |db| {
+                let b = db.bucket(&bucket).map_err(to_s3)?;
+                let (mut deleted, mut errors) = (Vec::new(), Vec::new());
+                for o in objects {
+                    match b.delete(&o.key) {
+                        Ok(()) if quiet => {}
+                        Ok(()) => deleted.push(DeletedObject { key: Some(o.key), ..Default::default() }),
+                        Err(e) => {
+                            let e = to_s3(e);
+                            errors.push(Error {
+                                key: Some(o.key),
+                                code: Some(e.code().as_str().to_owned()),
+                                message: e.message().map(str::to_owned),
+                                ..Default::default()
+                            });
+                        }
+                    }
+                }
+                Ok((deleted, errors))
+            })
+            .await?;
+        Ok(S3Response::new(DeleteObjectsOutput {
+            deleted: Some(deleted),
+            errors: (!errors.is_empty()).then_some(errors),
+            ..Default::default()
+        }))
+    }
+
+    pub(super) async fn do_copy_object(
+        &self,
+        req: S3Request<CopyObjectInput>,
+    ) -> S3Result<S3Response<CopyObjectOutput>> {
+        let input = req.input;
+        let (src_bucket, src_key) = copy_source(&input.copy_source)?;
+        let replace = match input.metadata_directive.as_ref().map(MetadataDirective::as_str) {
+            None | Some(MetadataDirective::COPY) => false,
+            Some(MetadataDirective::REPLACE) => true,
+            Some(other) => return Err(s3_error!(InvalidArgument, "Unknown metadata directive {other:?}.")),
+        };
+        if !replace && src_bucket == input.bucket && src_key == input.key {
+            return Err(s3_error!(
+                InvalidRequest,
+                "This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata."
+            ));
+        }
+        let meta = if replace {
+            Some(
+                MetaIn {
+                    content_type: input.content_type,
+                    cache_control: input.cache_control,
+                    content_disposition: input.content_disposition,
+                    content_encoding: input.content_encoding,
+                    content_language: input.content_language,
+                    expires: input.expires,
+                    metadata: input.metadata,
+                }
+                .into_meta()?,
+            )
+        } else {
+            None
+        };
+        let (dst_bucket, dst_key) = (input.bucket, input.key);
+        let conds = (
+            input.copy_source_if_match,
+            input.copy_source_if_none_match,
+            input.copy_source_if_modified_since,
+            input.copy_source_if_unmodified_since,
+        );
+        let info = self
+            .blocking_s3(move |db| {
+                db.bucket(&dst_bucket).map_err(to_s3)?;
+                let src = db.bucket(&src_bucket).and_then(|b| b.head(&src_key)).map_err(to_s3)?;
+                ReadConditions {
+                    if_match: conds.0.as_ref(),
+                    if_none_match: conds.1.as_ref(),
+                    if_modified_since: conds.2.as_ref(),
+                    if_unmodified_since: conds.3.as_ref(),
+                }
+                .check(&src, false)?;
+                // The source ETag makes the copy fail if the source changed since the checks.
+                let opts = CopyOptions { meta, condition: PutCondition::None, source_etag: Some(src.etag) };
+                db.copy_object(&src_bucket, &src_key, &dst_bucket, &dst_key, &opts).map_err(to_s3)
+            })
+            .await?;
+        Ok(S3Response::new(CopyObjectOutput {
+            copy_object_result: Some(CopyObjectResult {
+                e_tag: Some(etag(&info.etag)),
+                last_modified: Some(seconds(info.modified)),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }))
+    }
+}
+
+/// The bucket and key of an `x-amz-copy-source`.
+pub(super) fn copy_source(src: &CopySource) -> S3Result<(String, String)> {
+    match src {
+        CopySource::Bucket { bucket, key, version_id } => {
+            if version_id.as_deref().is_some_and(|v| v != "null") {
+                return Err(s3_error!(NotImplemented, "Versioned copy sources are not supported."));
+            }
+            Ok((bucket.to_string(), key.to_string()))
+        }
+        _ => Err(s3_error!(NotImplemented, "Access point copy sources are not supported.")),
+    }
+}

@@ -1,0 +1,108 @@
+//! `keystone serve`: open the store, resolve credentials, run until SIGINT/SIGTERM.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use crate::ServeError;
+use crate::credentials::resolve;
+use crate::server::{Limits, Server, ServerConfig};
+
+/// How to run the server.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// Address to listen on (default 127.0.0.1:9000).
+    pub addr: SocketAddr,
+    /// Store file (default ./keystone.redb), created if missing.
+    pub store: PathBuf,
+    /// Region reported to clients (default us-east-1).
+    pub region: String,
+    /// File of access-key/secret pairs, if any.
+    pub credentials_file: Option<PathBuf>,
+    /// One access key given directly (with `secret_key`).
+    pub access_key: Option<String>,
+    /// The secret of `access_key`.
+    pub secret_key: Option<String>,
+    /// Log filter, e.g. "info" or "info,keystone_s3=debug".
+    pub log_level: String,
+    /// Limits.
+    pub limits: Limits,
+}
+
+fn init_logging(filter: &str) -> Result<(), ServeError> {
+    // s3s logs every refused signature at ERROR and, at DEBUG, whole requests with their
+    // Authorization header: keep it quiet unless asked for by name.
+    let directives = if filter.contains("s3s") { filter.to_owned() } else { format!("{filter},s3s=off") };
+    let filter = tracing_subscriber::EnvFilter::try_new(&directives)
+        .map_err(|e| ServeError::Config(format!("bad --log-level {filter:?}: {e}")))?;
+    // A second call (tests) keeps the first subscriber.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .try_init();
+    Ok(())
+}
+
+/// Runs the server until SIGINT/SIGTERM, then stops accepting, lets requests in flight finish
+/// (up to the grace period) and closes the store.
+///
+/// # Errors
+/// Logging, credential or store setup failed, or the address cannot be bound.
+pub fn serve_blocking(opts: &ServeOptions) -> Result<(), ServeError> {
+    init_logging(&opts.log_level)?;
+    let creds =
+        resolve(opts.credentials_file.as_deref(), opts.access_key.as_deref(), opts.secret_key.as_deref(), &opts.store)?;
+    let db = keystone::Datastore::open(&opts.store)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("keystone-serve")
+        .build()
+        .map_err(|e| ServeError::io("cannot start the runtime", e))?;
+    let config = ServerConfig { keys: creds.keys.clone(), region: opts.region.clone(), limits: opts.limits.clone() };
+    rt.block_on(async {
+        let server = Server::start(db, opts.addr, config).await?;
+        let endpoint = format!("http://{}", server.local_addr());
+        let first = &creds.keys[0];
+        println!("keystone serve: S3 endpoint {endpoint} (store {}, region {})", opts.store.display(), opts.region);
+        match &creds.generated {
+            Some(path) => {
+                println!("Generated credentials (saved to {}, mode 0600):", path.display());
+                println!("  access key: {}", first.access_key);
+                println!("  secret key: {}", first.secret_key);
+            }
+            None => println!("Credentials from {} (access key {}).", creds.source, first.access_key),
+        }
+        println!("Configure the aws CLI:");
+        println!(
+            "  export AWS_ACCESS_KEY_ID={} AWS_SECRET_ACCESS_KEY=<secret> AWS_DEFAULT_REGION={}",
+            first.access_key, opts.region
+        );
+        println!("  aws --endpoint-url {endpoint} s3 ls");
+        wait_for_signal().await?;
+        tracing::info!("signal received");
+        server.shutdown().await;
+        Ok::<_, ServeError>(())
+    })?;
+    rt.shutdown_timeout(opts.limits.shutdown_grace);
+    tracing::info!("store closed");
+    Ok(())
+}
+
+async fn wait_for_signal() -> Result<(), ServeError> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate()).map_err(|e| ServeError::io("SIGTERM handler", e))?;
+        let mut int = signal(SignalKind::interrupt()).map_err(|e| ServeError::io("SIGINT handler", e))?;
+        tokio::select! {
+            _ = term.recv() => {},
+            _ = int.recv() => {},
+        }
+        Ok(())
+    }
+    #[cfg(not(unix))]
+    {
+        tokio::signal::ctrl_c().await.map_err(|e| ServeError::io("Ctrl-C handler", e))
+    }
+}

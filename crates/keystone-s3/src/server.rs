@@ -1,0 +1,251 @@
+//! The HTTP server: accept loop, the outer service (request ids, logs, the pre-filters s3s
+//! lacks), limits and graceful shutdown.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use hyper::body::Incoming;
+use hyper::{Method, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use s3s::service::{S3Service, S3ServiceBuilder};
+use s3s::{S3Error, s3_error};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::ServeError;
+use crate::auth::{Access, KeyTable, OpSlot, RequestId};
+use crate::credentials::AccessKey;
+use crate::errors::custom;
+use crate::s3::Keystone;
+
+/// Limits that protect the server.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Largest request head (request line and headers), bytes; larger gets 431.
+    pub max_header_bytes: usize,
+    /// Largest XML request body (DeleteObjects, CompleteMultipartUpload, CreateBucket).
+    pub max_xml_bytes: usize,
+    /// Largest single PUT (S3: 5 GiB); larger uploads must use multipart.
+    pub max_object_bytes: u64,
+    /// A connection that sends no request head, or a body that makes no progress, or a client
+    /// that does not read a download, for this long is dropped.
+    pub idle_timeout: Duration,
+    /// How long shutdown waits for requests in flight.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_header_bytes: 64 * 1024,
+            max_xml_bytes: 4 * 1024 * 1024,
+            max_object_bytes: 5 * 1024 * 1024 * 1024,
+            idle_timeout: Duration::from_secs(60),
+            shutdown_grace: Duration::from_secs(30),
+        }
+    }
+}
+
+/// How the S3 layer behaves.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Access keys that may sign requests.
+    pub keys: Vec<AccessKey>,
+    /// Region reported to clients (and accepted in CreateBucket's location constraint).
+    pub region: String,
+    /// Limits.
+    pub limits: Limits,
+}
+
+impl ServerConfig {
+    /// A configuration with these keys, region us-east-1 and default limits.
+    pub fn new(keys: Vec<AccessKey>) -> Self {
+        ServerConfig { keys, region: "us-east-1".to_owned(), limits: Limits::default() }
+    }
+}
+
+/// A running server.
+#[derive(Debug)]
+pub struct Server {
+    addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    done: tokio::task::JoinHandle<()>,
+}
+
+impl Server {
+    /// Binds `addr` and serves `db` on the current tokio runtime until [`shutdown`](Self::shutdown).
+    ///
+    /// # Errors
+    /// The address cannot be bound, or no access key is configured.
+    pub async fn start(db: keystone::Datastore, addr: SocketAddr, config: ServerConfig) -> Result<Server, ServeError> {
+        if config.keys.is_empty() {
+            return Err(ServeError::Config("no access keys configured".into()));
+        }
+        let listener =
+            TcpListener::bind(addr).await.map_err(|e| ServeError::io(format!("cannot listen on {addr}"), e))?;
+        let addr = listener.local_addr().map_err(|e| ServeError::io("local address", e))?;
+        let limits = config.limits.clone();
+        let mut b = S3ServiceBuilder::new(Keystone::new(db, config.region.clone(), limits.clone()));
+        b.set_auth(KeyTable::new(&config.keys));
+        b.set_access(Access);
+        let mut cfg = s3s::config::S3Config::default();
+        cfg.xml_max_body_size = limits.max_xml_bytes;
+        cfg.post_object_max_file_size = 0;
+        b.set_config(Arc::new(s3s::config::StaticConfigProvider::new(Arc::new(cfg))));
+        let outer = Outer { s3: b.build(), seq: Arc::new(AtomicU64::new(0)), limits: Arc::new(limits.clone()) };
+        let (stop, stop_rx) = watch::channel(false);
+        let done = tokio::spawn(accept_loop(listener, outer, limits, stop_rx));
+        Ok(Server { addr, stop, done })
+    }
+
+    /// The address it listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stops accepting, waits (up to the grace period) for requests in flight, and returns.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        let _ = self.done.await;
+    }
+}
+
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    while !*stop.borrow_and_update() {
+        if stop.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+async fn accept_loop(listener: TcpListener, outer: Outer, limits: Limits, mut stop: watch::Receiver<bool>) {
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(limits.idle_timeout)
+        .max_buf_size(limits.max_header_bytes.max(8192))
+        .keep_alive(true);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    loop {
+        let sock = tokio::select! {
+            r = listener.accept() => match r {
+                Ok((sock, _)) => sock,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = stopped(&mut stop) => break,
+        };
+        if let Err(e) = sock.set_nodelay(true) {
+            tracing::debug!(error = %e, "TCP_NODELAY");
+        }
+        let conn = http.serve_connection(TokioIo::new(sock), outer.clone());
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    tracing::info!("shutting down: waiting for requests in flight");
+    tokio::select! {
+        () = graceful.shutdown() => tracing::info!("all connections closed"),
+        () = tokio::time::sleep(limits.shutdown_grace) => tracing::warn!("shutdown grace period over; dropping connections"),
+    }
+}
+
+#[derive(Clone)]
+struct Outer {
+    s3: S3Service,
+    seq: Arc<AtomicU64>,
+    limits: Arc<Limits>,
+}
+
+/// Requests refused before s3s sees them, for what s3s would get wrong (docs/s3.md).
+fn prefilter(req: &hyper::Request<Incoming>, limits: &Limits) -> Option<S3Error> {
+    let headers = req.headers();
+    let query = req.uri().query().unwrap_or("");
+    let has_param = |name: &str| query.split('&').any(|p| p.split('=').next().is_some_and(|k| k == name));
+    if headers.get(hyper::header::AUTHORIZATION).is_some_and(|v| v.as_bytes().starts_with(b"AWS "))
+        || has_param("AWSAccessKeyId")
+        || has_param("Signature")
+    {
+        return Some(s3_error!(AccessDenied, "Signature Version 2 is not supported; use Signature Version 4."));
+    }
+    if req.method() == Method::POST
+        && headers.get(hyper::header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"multipart/form-data"))
+    {
+        return Some(s3_error!(NotImplemented, "POST Object (browser form upload) is not supported."));
+    }
+    if let Some(exp) = query.split('&').find_map(|p| p.strip_prefix("X-Amz-Expires=")) {
+        if exp.parse::<u64>().map_or(true, |s| s > 604_800) {
+            return Some(custom(
+                "AuthorizationQueryParametersError",
+                StatusCode::BAD_REQUEST,
+                "X-Amz-Expires must be a number of seconds no greater than 604800 (7 days).",
+            ));
+        }
+    }
+    let length = headers
+        .get("x-amz-decoded-content-length")
+        .or_else(|| headers.get(hyper::header::CONTENT_LENGTH))
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let path = req.uri().path().trim_start_matches('/');
+    let bucket_level = !path.contains('/') || path.ends_with('/') && path.matches('/').count() == 1;
+    let xml_op = req.method() == Method::POST || (req.method() == Method::PUT && bucket_level);
+    if let Some(n) = length {
+        if xml_op && n > limits.max_xml_bytes as u64 {
+            return Some(s3_error!(MaxMessageLengthExceeded, "Your request was too big."));
+        }
+        if n > limits.max_object_bytes {
+            return Some(s3_error!(EntityTooLarge, "Your proposed upload exceeds the maximum allowed object size."));
+        }
+    }
+    None
+}
+
+impl hyper::service::Service<hyper::Request<Incoming>> for Outer {
+    type Response = hyper::Response<s3s::Body>;
+    type Error = s3s::HttpError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn call(&self, req: hyper::Request<Incoming>) -> Self::Future {
+        let this = self.clone();
+        Box::pin(async move {
+            let n = this.seq.fetch_add(1, Ordering::Relaxed);
+            let rid = format!("{:08X}{n:08X}", std::process::id());
+            let method = req.method().clone();
+            let path = req.uri().path().to_owned();
+            let started = Instant::now();
+            let slot = OpSlot::default();
+            let mut resp = if let Some(mut e) = prefilter(&req, &this.limits) {
+                e.set_request_id(rid.clone());
+                e.to_http_response().map_err(|e| s3s::HttpError::new(Box::new(e)))?
+            } else {
+                let mut req = req.map(s3s::Body::from);
+                req.extensions_mut().insert(slot.clone());
+                req.extensions_mut().insert(RequestId(rid.clone()));
+                this.s3.call(req).await?
+            };
+            if let Ok(v) = hyper::header::HeaderValue::from_str(&rid) {
+                resp.headers_mut().insert("x-amz-request-id", v);
+            }
+            let op = slot.get().unwrap_or_else(|| "-".to_owned());
+            let status = resp.status().as_u16();
+            let ms = started.elapsed().as_millis() as u64;
+            if status >= 500 {
+                tracing::warn!(request_id = %rid, %method, %path, op = %op, status, ms, "request");
+            } else {
+                tracing::info!(request_id = %rid, %method, %path, op = %op, status, ms, "request");
+            }
+            Ok(resp)
+        })
+    }
+}
