@@ -152,7 +152,17 @@ fn put_from_stdin_with_content_type_and_metadata() {
     let env = Env::with_bucket();
     let data = bytes(2 * 1024 * 1024 + 5, 3);
     let out = env
-        .cmd(&["put", "-", "bkt/blob.bin", "--content-type", "application/x-test", "--meta", "owner=ann", "--meta", "k=v=w"])
+        .cmd(&[
+            "put",
+            "-",
+            "bkt/blob.bin",
+            "--content-type",
+            "application/x-test",
+            "--meta",
+            "owner=ann",
+            "--meta",
+            "k=v=w",
+        ])
         .write_stdin(data.clone())
         .output()
         .unwrap();
@@ -277,8 +287,14 @@ fn du_counts_objects_and_bytes() {
     env.ok(&["put", "a", "second/a"]);
     let all = env.ok(&["du", "--bytes"]);
     let rows: Vec<Vec<&str>> = all.lines().map(|l| l.split_whitespace().collect()).collect();
-    assert_eq!(rows, [["3", "objects", "1048", "bkt"], ["1", "object", "1000", "second"], ["4", "objects", "2048", "total"]]);
-    assert_eq!(env.ok(&["du", "bkt/x/"]).split_whitespace().collect::<Vec<_>>(), ["2", "objects", "1.00", "KiB", "bkt/x/"]);
+    assert_eq!(
+        rows,
+        [["3", "objects", "1048", "bkt"], ["1", "object", "1000", "second"], ["4", "objects", "2048", "total"]]
+    );
+    assert_eq!(
+        env.ok(&["du", "bkt/x/"]).split_whitespace().collect::<Vec<_>>(),
+        ["2", "objects", "1.00", "KiB", "bkt/x/"]
+    );
     let e = env.fails(&["du", "nope"], 1);
     assert!(e.contains("no such bucket"), "{e}");
 }
@@ -286,9 +302,7 @@ fn du_counts_objects_and_bytes() {
 #[test]
 fn every_command_has_help_with_an_example() {
     let env = Env::new();
-    for cmd in [
-        "mb", "rb", "ls", "put", "get", "cat", "cp", "rm", "stat", "du", "verify", "gc", "compact", "serve",
-    ] {
+    for cmd in ["mb", "rb", "ls", "put", "get", "cat", "cp", "rm", "stat", "du", "verify", "gc", "compact", "serve"] {
         env.cmd(&[cmd, "--help"])
             .assert()
             .success()

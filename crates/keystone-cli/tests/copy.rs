@@ -1,0 +1,176 @@
+//! `cp`: trees and single files, up, down and within the store, compared byte for byte.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::{Env, bytes, tree};
+
+/// A tree with nested directories, empty files, odd names and a file of a few MiB.
+fn make_tree(env: &Env, root: &str) -> Vec<(String, Vec<u8>)> {
+    let files: Vec<(&str, Vec<u8>)> = vec![
+        ("readme.md", b"# hello\n".to_vec()),
+        ("empty", Vec::new()),
+        ("a/empty.txt", Vec::new()),
+        ("a/b/c/deep.bin", bytes(70_000, 1)),
+        ("a/b/big.dat", bytes(3 * 1024 * 1024 + 123, 2)),
+        ("sp ace/ünï códe.txt", b"names with spaces and accents".to_vec()),
+        ("z/one-chunk-exactly", bytes(1024 * 1024, 3)),
+    ];
+    for (rel, data) in &files {
+        env.write(&format!("{root}/{rel}"), data);
+    }
+    let mut expected: Vec<(String, Vec<u8>)> = files.into_iter().map(|(r, d)| (r.to_owned(), d)).collect();
+    expected.sort();
+    expected
+}
+
+#[test]
+fn tree_round_trip_keeps_every_byte_and_relative_path() {
+    let env = Env::with_bucket();
+    let expected = make_tree(&env, "src");
+    let out = env.ok(&["cp", "-r", "./src", "bkt/backup/2024"]);
+    assert!(out.starts_with("uploaded 7 files (4.07 MiB) to bkt/backup/2024/"), "{out}");
+
+    let listed = env.ok(&["ls", "-r", "--json", "bkt/backup/2024/"]);
+    let mut keys: Vec<String> = listed
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["key"].as_str().unwrap().to_owned())
+        .collect();
+    keys.sort();
+    let want: Vec<String> = expected.iter().map(|(r, _)| format!("backup/2024/{r}")).collect();
+    assert_eq!(keys, want);
+    let md = env.ok(&["stat", "--json", "bkt/backup/2024/readme.md"]);
+    assert!(md.contains("\"content_type\":\"text/markdown\""), "{md}");
+
+    // Down again, into a directory that does not exist yet; `backup/2024` means `backup/2024/`.
+    let out = env.ok(&["cp", "-r", "bkt/backup/2024", "restored"]);
+    assert!(out.starts_with("downloaded 7 files (4.07 MiB) to restored"), "{out}");
+    assert_eq!(tree(&env.path("restored")), expected);
+
+    // Into an existing directory, with the prefix written with its slash.
+    std::fs::create_dir(env.path("again")).unwrap();
+    env.ok(&["cp", "-r", "bkt/backup/2024/a/", "again"]);
+    let sub: Vec<(String, Vec<u8>)> =
+        expected.iter().filter_map(|(r, d)| r.strip_prefix("a/").map(|r| (r.to_owned(), d.clone()))).collect();
+    assert_eq!(tree(&env.path("again")), sub);
+}
+
+#[test]
+fn tree_upload_to_the_bucket_root_and_download_of_a_whole_bucket() {
+    let env = Env::with_bucket();
+    let expected = make_tree(&env, "src");
+    env.ok(&["cp", "-r", "src", "bkt"]);
+    env.ok(&["stat", "bkt/a/b/big.dat"]);
+    env.ok(&["cp", "-r", "bkt", "./whole"]);
+    assert_eq!(tree(&env.path("whole")), expected);
+}
+
+#[test]
+fn tree_copy_within_the_store() {
+    let env = Env::with_bucket();
+    env.ok(&["mb", "other"]);
+    let expected = make_tree(&env, "src");
+    env.ok(&["cp", "-r", "src", "bkt/v1/"]);
+    let out = env.ok(&["cp", "-r", "ks://bkt/v1", "ks://other/v2"]);
+    assert!(out.starts_with("copied 7 files (4.07 MiB) to other/v2/"), "{out}");
+    env.ok(&["cp", "-r", "other/v2/", "./down"]);
+    assert_eq!(tree(&env.path("down")), expected);
+    // A single object within the store, into a prefix and to a key.
+    env.ok(&["cp", "ks://bkt/v1/readme.md", "ks://other/docs/"]);
+    env.ok(&["cp", "ks://bkt/v1/readme.md", "ks://other/renamed.md"]);
+    env.cmd(&["cat", "other/docs/readme.md"]).assert().success().stdout("# hello\n");
+    env.cmd(&["cat", "other/renamed.md"]).assert().success().stdout("# hello\n");
+}
+
+#[test]
+fn single_files_copy_the_same_way_with_or_without_r() {
+    let env = Env::with_bucket();
+    let data = bytes(2 * 1024 * 1024 + 1, 4);
+    env.write("one.bin", &data);
+    env.ok(&["cp", "one.bin", "bkt/files/one.bin"]);
+    env.ok(&["cp", "-r", "one.bin", "bkt/files/"]);
+    env.ok(&["cp", "-r", "./one.bin", "bkt/files/two.bin"]);
+    assert_eq!(env.ok(&["ls", "bkt/files/"]).lines().count(), 2);
+
+    env.ok(&["cp", "bkt/files/one.bin", "copy1"]);
+    env.ok(&["cp", "-r", "bkt/files/two.bin", "copy2"]);
+    std::fs::create_dir(env.path("d")).unwrap();
+    env.ok(&["cp", "bkt/files/two.bin", "d"]);
+    env.ok(&["cp", "bkt/files/one.bin", "./"]);
+    for f in ["copy1", "copy2", "d/two.bin", "one.bin"] {
+        assert_eq!(std::fs::read(env.path(f)).unwrap(), data, "{f}");
+    }
+    env.write("empty", b"");
+    env.ok(&["cp", "empty", "bkt/empty"]);
+    env.ok(&["cp", "bkt/empty", "empty.out"]);
+    assert_eq!(std::fs::read(env.path("empty.out")).unwrap(), b"");
+}
+
+#[test]
+fn cp_failures() {
+    let env = Env::with_bucket();
+    make_tree(&env, "src");
+    let e = env.fails(&["cp", "src", "bkt/x"], 1);
+    assert!(e.contains("src is a directory") && e.contains("cp -r"), "{e}");
+    let e = env.fails(&["cp", "./missing", "bkt/x"], 1);
+    assert!(e.contains("cannot read ./missing"), "{e}");
+    let e = env.fails(&["cp", "-r", "src", "nobucket/x"], 1);
+    assert!(e.contains("no such bucket: \"nobucket\""), "{e}");
+    let e = env.fails(&["cp", "-r", "bkt/nothing", "out"], 1);
+    assert!(e.contains("no objects under bkt/nothing/"), "{e}");
+    let e = env.fails(&["cp", "bkt/nothing", "out"], 1);
+    assert!(e.contains("no such key: \"nothing\""), "{e}");
+    env.ok(&["cp", "-r", "src", "bkt/t"]);
+    let e = env.fails(&["cp", "bkt/t", "out"], 1);
+    assert!(e.contains("there are objects under bkt/t/"), "{e}");
+    let e = env.fails(&["cp", "bkt/t/", "out"], 1);
+    assert!(e.contains("is a prefix"), "{e}");
+    env.write("afile", b"x");
+    let e = env.fails(&["cp", "-r", "bkt/t", "afile"], 1);
+    assert!(e.contains("afile exists and is not a directory"), "{e}");
+    env.fails(&["cp", "./a", "./b"], 2);
+    env.fails(&["cp", "-", "bkt/x"], 2);
+    env.fails(&["cp", "src"], 2);
+    assert!(!env.path("out").exists());
+}
+
+#[test]
+fn unreadable_files_in_a_tree_are_reported_and_the_rest_copied() {
+    let env = Env::with_bucket();
+    env.write("src/good.txt", b"good");
+    env.write("src/sub/also-good.txt", b"also");
+    #[cfg(unix)]
+    std::os::unix::fs::symlink(env.path("does-not-exist"), env.path("src/dangling")).unwrap();
+    let out = env.cmd(&["cp", "-r", "src", "bkt/t/"]).output().unwrap();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 2, "{stderr}");
+    assert!(lines[0].contains("src/dangling") && lines[0].contains("No such file"), "{stderr}");
+    assert_eq!(lines[1], "keystone: 1 of 3 files failed");
+    assert!(String::from_utf8(out.stdout).unwrap().starts_with("uploaded 2 files"));
+    env.cmd(&["cat", "bkt/t/good.txt"]).assert().success().stdout("good");
+    env.cmd(&["cat", "bkt/t/sub/also-good.txt"]).assert().success().stdout("also");
+}
+
+#[test]
+fn keys_that_would_escape_the_destination_are_refused() {
+    let env = Env::with_bucket();
+    let db = keystone::Datastore::open(&env.store).unwrap();
+    let b = db.bucket("bkt").unwrap();
+    b.put_bytes("t/ok.txt", b"fine").unwrap();
+    b.put_bytes("t/../../escaped.txt", b"evil").unwrap();
+    b.put_bytes("t/a//double", b"evil").unwrap();
+    b.put_bytes("t/folder/", b"").unwrap();
+    drop((b, db));
+    std::fs::create_dir(env.path("dl")).unwrap();
+    let out = env.cmd(&["cp", "-r", "bkt/t", "dl/inner"]).output().unwrap();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("t/../../escaped.txt") && stderr.contains("cannot be a local file name"), "{stderr}");
+    assert!(stderr.contains("t/a//double"), "{stderr}");
+    assert!(stderr.ends_with("keystone: 2 of 4 files failed\n"), "{stderr}");
+    assert!(!env.path("escaped.txt").exists() && !env.path("dl/escaped.txt").exists());
+    assert_eq!(std::fs::read(env.path("dl/inner/ok.txt")).unwrap(), b"fine");
+    assert!(env.path("dl/inner/folder").is_dir());
+}

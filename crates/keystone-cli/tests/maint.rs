@@ -1,0 +1,158 @@
+//! `verify`, `gc` and `compact`, including a store damaged on disk.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use common::{BIN, Env, bytes};
+
+const MARKER: &[u8; 32] = b"KEYSTONE-CLI-TEST-CORRUPT-MARKER";
+
+/// Flips one byte inside every copy of the marker in the store file.
+fn corrupt_store(env: &Env) -> usize {
+    let mut file = std::fs::read(&env.store).unwrap();
+    let mut hits = 0;
+    let mut i = 0;
+    while i + MARKER.len() <= file.len() {
+        if &file[i..i + MARKER.len()] == MARKER {
+            file[i + 5] ^= 0xff;
+            hits += 1;
+            i += MARKER.len();
+        } else {
+            i += 1;
+        }
+    }
+    std::fs::write(&env.store, file).unwrap();
+    hits
+}
+
+#[test]
+fn verify_a_clean_store() {
+    let env = Env::with_bucket();
+    env.write("f", &bytes(2_000_000, 1));
+    env.ok(&["put", "f", "bkt/a"]);
+    env.ok(&["put", "f", "bkt/b"]);
+    let out = env.ok(&["verify"]);
+    assert_eq!(out, "checked 2 objects (3.81 MiB): 0 corrupt, 0 orphaned chunk segments, storage engine check ok\n");
+    let out = env.ok(&["verify", "bkt"]);
+    assert!(out.starts_with("checked 2 objects"), "{out}");
+    let e = env.fails(&["verify", "nope"], 1);
+    assert!(e.contains("no such bucket: \"nope\""), "{e}");
+}
+
+#[test]
+fn verify_lists_corrupt_objects_and_exits_1() {
+    let env = Env::with_bucket();
+    env.write("good", &bytes(100_000, 2));
+    env.ok(&["put", "good", "bkt/good.bin"]);
+    env.write("bad", &MARKER.repeat(4096)); // 128 KiB: stored in chunks, not inline
+    env.ok(&["put", "bad", "bkt/bad.bin"]);
+    assert!(corrupt_store(&env) > 0);
+
+    let out = env.cmd(&["verify"]).output().unwrap();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    let corrupt: Vec<&str> = stdout.lines().filter(|l| l.starts_with("CORRUPT")).collect();
+    assert_eq!(corrupt.len(), 1, "{stdout}");
+    assert!(corrupt[0].starts_with("CORRUPT  bkt/bad.bin: "), "{stdout}");
+    assert!(stdout.contains("checked 2 objects") && stdout.contains("1 corrupt"), "{stdout}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.starts_with("keystone: verification failed: 1 object corrupt"), "{stderr}");
+    // Verifying does not make things worse: the store still opens and verifies the same.
+    assert_eq!(env.ok(&["ls", "bkt"]).lines().count(), 2);
+    let again = env.cmd(&["verify", "bkt"]).output().unwrap();
+    assert_eq!(again.status.code(), Some(1));
+    assert!(String::from_utf8(again.stdout).unwrap().contains("CORRUPT  bkt/bad.bin: "));
+
+    // Reading it fails cleanly and leaves no file behind; the good object still reads.
+    let e = env.fails(&["get", "bkt/bad.bin", "out.bin"], 1);
+    assert!(e.contains("corrupted data"), "{e}");
+    assert!(!env.path("out.bin").exists());
+    let names: Vec<String> = std::fs::read_dir(env.dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(!names.iter().any(|n| n.ends_with(".part")), "{names:?}");
+    let e = env.fails(&["cat", "bkt/bad.bin"], 1);
+    assert!(e.contains("corrupted data"), "{e}");
+    env.ok(&["get", "bkt/good.bin", "good.out"]);
+    assert_eq!(std::fs::read(env.path("good.out")).unwrap(), bytes(100_000, 2));
+}
+
+#[test]
+fn gc_aborts_old_multipart_uploads_and_reports_sizes() {
+    let env = Env::with_bucket();
+    let db = keystone::Datastore::open(&env.store).unwrap();
+    let b = db.bucket("bkt").unwrap();
+    let id = b.create_upload("big", keystone::ObjectMeta::default()).unwrap();
+    b.upload_part(&id, 1, &bytes(3 * 1024 * 1024, 5)[..]).unwrap();
+    drop((b, db));
+
+    let out = env.ok(&["gc"]);
+    assert!(out.contains("reclaimed 0 abandoned uploads"), "{out}");
+    assert!(!out.contains("aborted"), "{out}");
+    let sizes = predicates::str::is_match(r"store file \S+: \d+\.\d\d MiB before, \d+\.\d\d MiB after").unwrap();
+    assert!(predicates::Predicate::eval(&sizes, &out), "{out}");
+    // The upload is still there, so the bucket is not empty.
+    env.fails(&["rb", "bkt"], 1);
+
+    let out = env.ok(&["gc", "--abort-uploads-older-than", "1d"]);
+    assert!(out.starts_with("aborted 0 multipart uploads\n"), "{out}");
+    let out = env.ok(&["gc", "--abort-uploads-older-than", "0s"]);
+    assert!(out.starts_with("aborted 1 multipart upload\n"), "{out}");
+    env.ok(&["verify"]);
+    env.ok(&["rb", "bkt"]);
+}
+
+#[test]
+fn an_upload_killed_midway_is_reclaimed() {
+    let env = Env::with_bucket();
+    let mut child = Command::new(BIN)
+        .args(["put", "-", "bkt/never"])
+        .env("KEYSTONE_STORE", &env.store)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    // More than one upload batch (8 MiB), so some chunks are committed before the kill.
+    for i in 0..12 {
+        stdin.write_all(&bytes(1024 * 1024, i)).unwrap();
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    drop(stdin);
+    env.ok(&["gc"]);
+    let out = env.ok(&["verify"]);
+    assert!(out.contains("0 corrupt, 0 orphaned chunk segments"), "{out}");
+    env.fails(&["stat", "bkt/never"], 1);
+}
+
+#[test]
+fn compact_shrinks_the_file_after_deletes() {
+    let env = Env::with_bucket();
+    env.write("f", &bytes(12 * 1024 * 1024, 6));
+    env.ok(&["put", "f", "bkt/big"]);
+    env.ok(&["rm", "bkt/big"]);
+    let before = std::fs::metadata(&env.store).unwrap().len();
+    let out = env.ok(&["compact"]);
+    let after = std::fs::metadata(&env.store).unwrap().len();
+    assert!(after < before, "{before} -> {after}: {out}");
+    assert!(out.starts_with("compacted ") && out.contains(" before, ") && out.contains(" smaller)"), "{out}");
+    env.ok(&["verify"]);
+}
+
+#[test]
+fn quiet_suppresses_summaries_but_not_data_or_errors() {
+    let env = Env::new();
+    assert_eq!(env.ok(&["--quiet", "mb", "bkt"]), "");
+    env.write("f", b"payload");
+    assert_eq!(env.ok(&["put", "-q", "f", "bkt/f"]), "");
+    assert_eq!(env.ok(&["cat", "-q", "bkt/f"]), "payload");
+    assert!(env.ok(&["ls", "-q", "bkt"]).contains("f"));
+    env.fails(&["-q", "cat", "bkt/missing"], 1);
+}
