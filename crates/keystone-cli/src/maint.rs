@@ -4,8 +4,8 @@ use std::io;
 use std::time::Duration;
 
 use anyhow::{Context as _, anyhow};
-use jiff::{Span, SpanRelativeTo};
 use indicatif::ProgressBar;
+use jiff::{Span, SpanRelativeTo};
 use keystone::{Bucket, CorruptObject, Datastore, Error, ListEntry, ListOptions, VerifyReport};
 
 use crate::context::{Address, Ctx};

@@ -351,8 +351,7 @@ fn a_running_keystone_holds_the_store_until_it_exits() {
     let fds = format!("/proc/{}/fd", writer.id());
     let opened = (0..400).any(|_| {
         let found = std::fs::read_dir(&fds)
-            .map(|d| d.flatten().any(|fd| std::fs::read_link(fd.path()).is_ok_and(|t| t == store)))
-            .unwrap_or(false);
+            .is_ok_and(|mut d| d.any(|fd| fd.is_ok_and(|fd| std::fs::read_link(fd.path()).is_ok_and(|t| t == store))));
         if !found {
             std::thread::sleep(std::time::Duration::from_millis(25));
         }
