@@ -51,10 +51,10 @@ pub(crate) struct Access;
 impl S3Access for Access {
     async fn check(&self, cx: &mut S3AccessContext<'_>) -> S3Result<()> {
         let op = cx.s3_op().name().to_owned();
-        if let Some(slot) = cx.extensions_mut().get::<OpSlot>() {
-            if let Ok(mut g) = slot.0.lock() {
-                *g = Some(op);
-            }
+        if let Some(slot) = cx.extensions_mut().get::<OpSlot>()
+            && let Ok(mut g) = slot.0.lock()
+        {
+            *g = Some(op);
         }
         match cx.credentials() {
             Some(_) => Ok(()),

@@ -95,7 +95,7 @@ impl Expect {
         };
         let length = match content_length {
             Some(n) if n < 0 => return Err(s3_error!(InvalidArgument, "Content-Length must not be negative.")),
-            Some(n) => Some(n as u64),
+            Some(n) => Some(n.unsigned_abs()),
             None => None,
         };
         Ok(Expect {
@@ -117,11 +117,11 @@ impl Expect {
                 || self.trailer.as_deref() == Some(*header);
             if on {
                 match i {
-                    0 => h.crc32 = Some(Default::default()),
-                    1 => h.crc32c = Some(Default::default()),
-                    2 => h.crc64nvme = Some(Default::default()),
-                    3 => h.sha1 = Some(Default::default()),
-                    _ => h.sha256 = Some(Default::default()),
+                    0 => h.crc32 = Some(s3s::crypto::Crc32::default()),
+                    1 => h.crc32c = Some(s3s::crypto::Crc32c::default()),
+                    2 => h.crc64nvme = Some(s3s::crypto::Crc64Nvme::default()),
+                    3 => h.sha1 = Some(s3s::crypto::Sha1::default()),
+                    _ => h.sha256 = Some(s3s::crypto::Sha256::default()),
                 }
             }
         }
@@ -146,10 +146,10 @@ pub(crate) struct BodyReader {
 
 impl BodyReader {
     fn fail(&self, e: S3Error) -> io::Error {
-        if let Ok(mut slot) = self.failure.lock() {
-            if slot.is_none() {
-                *slot = Some(e);
-            }
+        if let Ok(mut slot) = self.failure.lock()
+            && slot.is_none()
+        {
+            *slot = Some(e);
         }
         io::Error::other("request body rejected")
     }
@@ -167,10 +167,10 @@ impl BodyReader {
                 return Err(s3_error!(InvalidRequest, "The body is longer than the declared content length."));
             }
         }
-        if let (Some(want), Some(h)) = (self.expect.md5, self.md5.take()) {
-            if h.finalize().as_slice() != want {
-                return Err(s3_error!(BadDigest, "The Content-MD5 you specified did not match what we received."));
-            }
+        if let (Some(want), Some(h)) = (self.expect.md5, self.md5.take())
+            && h.finalize().as_slice() != want
+        {
+            return Err(s3_error!(BadDigest, "The Content-MD5 you specified did not match what we received."));
         }
         let mut want = self.expect.checksums.clone();
         if let Some(name) = &self.expect.trailer {
@@ -189,14 +189,14 @@ impl BodyReader {
         let got = self.hasher.take().map(ChecksumHasher::finalize).unwrap_or_default();
         let mut got_c = got.clone();
         for (i, (algo, _)) in ALGOS.iter().enumerate() {
-            if let Some(w) = field(&mut want, i).as_deref() {
-                if field(&mut got_c, i).as_deref() != Some(w.trim()) {
-                    return Err(custom(
-                        "BadDigest",
-                        StatusCode::BAD_REQUEST,
-                        format!("The {algo} you specified did not match the calculated checksum."),
-                    ));
-                }
+            if let Some(w) = field(&mut want, i).as_deref()
+                && field(&mut got_c, i).as_deref() != Some(w.trim())
+            {
+                return Err(custom(
+                    "BadDigest",
+                    StatusCode::BAD_REQUEST,
+                    format!("The {algo} you specified did not match the calculated checksum."),
+                ));
             }
         }
         if let Ok(mut c) = self.computed.lock() {
@@ -221,13 +221,11 @@ impl Read for BodyReader {
             match self.rx.blocking_recv() {
                 Some(Ok(b)) => {
                     self.count += b.len() as u64;
-                    if let Some(n) = self.expect.length {
-                        if self.count > n {
-                            return Err(self.fail(s3_error!(
-                                InvalidRequest,
-                                "The body is longer than the declared content length."
-                            )));
-                        }
+                    if let Some(n) = self.expect.length
+                        && self.count > n
+                    {
+                        return Err(self
+                            .fail(s3_error!(InvalidRequest, "The body is longer than the declared content length.")));
                     }
                     if let Some(h) = &mut self.md5 {
                         h.update(&b);

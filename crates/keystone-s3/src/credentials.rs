@@ -50,7 +50,8 @@ fn parse(path: &Path, text: &str) -> Result<Vec<AccessKey>, ServeError> {
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
-        let pair = line.split_once(':').or_else(|| line.split_once(char::is_whitespace));
+        // The access key ends at the first ':' or blank; the secret is the rest.
+        let pair = line.find(|c: char| c == ':' || c.is_whitespace()).map(|i| (&line[..i], &line[i + 1..]));
         let Some((ak, sk)) = pair.map(|(a, s)| (a.trim(), s.trim())).filter(|(a, s)| !a.is_empty() && !s.is_empty())
         else {
             return Err(ServeError::Config(format!(

@@ -48,13 +48,14 @@ pub(crate) fn to_s3(e: keystone::Error) -> S3Error {
             );
         }
         E::TooLarge(_) => (S3ErrorCode::EntityTooLarge, "Your proposed upload exceeds the maximum allowed size."),
+        // Named so a new variant is a conscious choice; all are the server's problem.
         E::Corrupted { .. }
         | E::Serialization { .. }
         | E::AlreadyOpen { .. }
         | E::Poisoned
         | E::Storage { .. }
-        | E::Io(_) => return internal(e),
-        _ => return internal(e),
+        | E::Io(_)
+        | _ => return internal(e),
     };
     S3Error::with_message(code, msg)
 }

@@ -44,7 +44,7 @@ impl Default for Limits {
             max_header_bytes: 64 * 1024,
             max_xml_bytes: 4 * 1024 * 1024,
             max_object_bytes: 5 * 1024 * 1024 * 1024,
-            idle_timeout: Duration::from_secs(60),
+            idle_timeout: Duration::from_mins(1),
             shutdown_grace: Duration::from_secs(30),
         }
     }
@@ -139,7 +139,7 @@ async fn accept_loop(listener: TcpListener, outer: Outer, limits: Limits, mut st
                     continue;
                 }
             },
-            _ = stopped(&mut stop) => break,
+            () = stopped(&mut stop) => break,
         };
         if let Err(e) = sock.set_nodelay(true) {
             tracing::debug!(error = %e, "TCP_NODELAY");
@@ -183,14 +183,14 @@ fn prefilter(req: &hyper::Request<Incoming>, limits: &Limits) -> Option<S3Error>
     {
         return Some(s3_error!(NotImplemented, "POST Object (browser form upload) is not supported."));
     }
-    if let Some(exp) = query.split('&').find_map(|p| p.strip_prefix("X-Amz-Expires=")) {
-        if exp.parse::<u64>().map_or(true, |s| s > 604_800) {
-            return Some(custom(
-                "AuthorizationQueryParametersError",
-                StatusCode::BAD_REQUEST,
-                "X-Amz-Expires must be a number of seconds no greater than 604800 (7 days).",
-            ));
-        }
+    if let Some(exp) = query.split('&').find_map(|p| p.strip_prefix("X-Amz-Expires="))
+        && exp.parse::<u64>().map_or(true, |s| s > 604_800)
+    {
+        return Some(custom(
+            "AuthorizationQueryParametersError",
+            StatusCode::BAD_REQUEST,
+            "X-Amz-Expires must be a number of seconds no greater than 604800 (7 days).",
+        ));
     }
     let length = headers
         .get("x-amz-decoded-content-length")

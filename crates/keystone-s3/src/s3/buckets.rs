@@ -1,6 +1,10 @@
 //! Bucket operations.
 
-use s3s::dto::*;
+use s3s::dto::{
+    Bucket, BucketLocationConstraint, CreateBucketInput, CreateBucketOutput, DeleteBucketInput, DeleteBucketOutput,
+    GetBucketLocationInput, GetBucketLocationOutput, HeadBucketInput, HeadBucketOutput, ListBucketsInput,
+    ListBucketsOutput, Owner,
+};
 use s3s::{S3Request, S3Response, S3Result, s3_error};
 
 use super::Keystone;
@@ -11,7 +15,7 @@ impl Keystone {
         &self,
         _req: S3Request<ListBucketsInput>,
     ) -> S3Result<S3Response<ListBucketsOutput>> {
-        let list = self.blocking(|db| db.list_buckets()).await?;
+        let list = self.blocking(keystone::Datastore::list_buckets).await?;
         let buckets = list
             .into_iter()
             .map(|b| Bucket {
@@ -42,7 +46,7 @@ impl Keystone {
         }
         let name = input.bucket.clone();
         self.blocking(move |db| db.create_bucket(&name).map(|_| ())).await?;
-        Ok(S3Response::new(CreateBucketOutput { location: Some(format!("/{}", input.bucket)), ..Default::default() }))
+        Ok(S3Response::new(CreateBucketOutput { location: Some(format!("/{}", input.bucket)) }))
     }
 
     pub(super) async fn do_head_bucket(

@@ -2,7 +2,10 @@
 
 use keystone::{ListOptions, ListPage, ObjectInfo};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
-use s3s::dto::*;
+use s3s::dto::{
+    CommonPrefix, EncodingType, ListObjectsInput, ListObjectsOutput, ListObjectsV2Input, ListObjectsV2Output, Object,
+    ObjectStorageClass, Owner,
+};
 use s3s::{S3Request, S3Response, S3Result, s3_error};
 
 use super::Keystone;
@@ -42,8 +45,13 @@ pub(super) fn max_keys(v: Option<i32>, what: &str) -> S3Result<usize> {
     match v {
         None => Ok(MAX_KEYS as usize),
         Some(n) if n < 0 => Err(s3_error!(InvalidArgument, "{what} must be a non-negative number.")),
-        Some(n) => Ok(n.min(MAX_KEYS) as usize),
+        Some(n) => Ok(n.min(MAX_KEYS).unsigned_abs() as usize),
     }
+}
+
+/// A count for the response (at most 1000 here).
+pub(super) fn count(n: usize) -> i32 {
+    i32::try_from(n).unwrap_or(i32::MAX)
 }
 
 fn owner() -> Owner {
@@ -132,8 +140,8 @@ impl Keystone {
             prefix: Some(enc.s(input.prefix.as_deref().unwrap_or(""))),
             delimiter: enc.opt(input.delimiter.as_ref()),
             start_after: enc.opt(input.start_after.as_ref()),
-            max_keys: Some(max as i32),
-            key_count: Some(key_count as i32),
+            max_keys: Some(count(max)),
+            key_count: Some(count(key_count)),
             continuation_token: input.continuation_token,
             next_continuation_token: page.next_token.as_deref().map(token_out),
             is_truncated: Some(page.next_token.is_some()),
@@ -175,7 +183,7 @@ impl Keystone {
             delimiter: enc.opt(input.delimiter.as_ref()),
             marker: Some(enc.s(input.marker.as_deref().unwrap_or(""))),
             next_marker,
-            max_keys: Some(max as i32),
+            max_keys: Some(count(max)),
             is_truncated: Some(truncated),
             contents: Some(page.objects.iter().map(|o| object(o, enc, true)).collect()),
             common_prefixes: prefixes(&page, enc),

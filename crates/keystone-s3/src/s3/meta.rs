@@ -84,6 +84,7 @@ fn etag_matches(cond: &ETagCondition, current: &str) -> bool {
 }
 
 /// Read conditions (GET/HEAD and copy sources), in RFC 7232 order.
+#[allow(clippy::struct_field_names, reason = "named after the HTTP headers")]
 pub(crate) struct ReadConditions<'a> {
     pub if_match: Option<&'a ETagCondition>,
     pub if_none_match: Option<&'a ETagCondition>,
@@ -103,13 +104,13 @@ impl ReadConditions<'_> {
                     "At least one of the pre-conditions you specified did not hold."
                 ));
             }
-        } else if let Some(t) = self.if_unmodified_since {
-            if lm > *t {
-                return Err(s3_error!(
-                    PreconditionFailed,
-                    "At least one of the pre-conditions you specified did not hold."
-                ));
-            }
+        } else if let Some(t) = self.if_unmodified_since
+            && lm > *t
+        {
+            return Err(s3_error!(
+                PreconditionFailed,
+                "At least one of the pre-conditions you specified did not hold."
+            ));
         }
         let unchanged = match (self.if_none_match, self.if_modified_since) {
             (Some(c), _) => etag_matches(c, &info.etag),
@@ -136,10 +137,10 @@ fn not_modified_error(info: &ObjectInfo) -> S3Error {
         h.insert(ETAG, v);
     }
     let mut buf = Vec::new();
-    if seconds(info.modified).format(TimestampFormat::HttpDate, &mut buf).is_ok() {
-        if let Ok(v) = HeaderValue::from_bytes(&buf) {
-            h.insert(LAST_MODIFIED, v);
-        }
+    if seconds(info.modified).format(TimestampFormat::HttpDate, &mut buf).is_ok()
+        && let Ok(v) = HeaderValue::from_bytes(&buf)
+    {
+        h.insert(LAST_MODIFIED, v);
     }
     e.set_headers(h);
     e

@@ -3,11 +3,16 @@
 use std::io::{Read, Seek, SeekFrom};
 
 use keystone::{CompleteOptions, CompletedPart as KsPart, UploadInfo};
-use s3s::dto::*;
+use s3s::dto::{
+    AbortMultipartUploadInput, AbortMultipartUploadOutput, CommonPrefix, CompleteMultipartUploadInput,
+    CompleteMultipartUploadOutput, CopyPartResult, CreateMultipartUploadInput, CreateMultipartUploadOutput, Initiator,
+    ListMultipartUploadsInput, ListMultipartUploadsOutput, ListPartsInput, ListPartsOutput, MultipartUpload, Owner,
+    Part, Range, StorageClass, UploadPartCopyInput, UploadPartCopyOutput, UploadPartInput, UploadPartOutput,
+};
 use s3s::{S3Request, S3Response, S3Result, s3_error};
 
 use super::Keystone;
-use super::list::{Enc, max_keys};
+use super::list::{Enc, count, max_keys};
 use super::meta::{MetaIn, ReadConditions, etag, put_condition, seconds};
 use super::objects::{checksum_of, copy_source};
 use crate::body::{Expect, consume};
@@ -63,7 +68,7 @@ impl Keystone {
         let trailers = req.trailing_headers.clone();
         let input = req.input;
         let n = part_number(input.part_number)?;
-        if input.content_length.is_some_and(|l| l > MAX_PART_SIZE as i64) {
+        if input.content_length.is_some_and(|l| l.unsigned_abs() > MAX_PART_SIZE) {
             return Err(s3_error!(EntityTooLarge, "A part may be at most 5 GiB."));
         }
         let sums = checksum_of(
@@ -233,7 +238,7 @@ impl Keystone {
             upload_id: Some(input.upload_id),
             part_number_marker: input.part_number_marker,
             next_part_number_marker: next,
-            max_parts: Some(max as i32),
+            max_parts: Some(count(max)),
             is_truncated: Some(truncated),
             parts: Some(page),
             initiator: Some(Initiator { id: Some("keystone".into()), display_name: Some("keystone".into()) }),
@@ -267,10 +272,10 @@ impl Keystone {
             let rolled = delimiter
                 .as_deref()
                 .and_then(|d| u.key[prefix.len()..].find(d).map(|i| u.key[..prefix.len() + i + d.len()].to_owned()));
-            if let Some(cp) = &rolled {
-                if common.last() == Some(cp) {
-                    continue;
-                }
+            if let Some(cp) = &rolled
+                && common.last() == Some(cp)
+            {
+                continue;
             }
             if uploads.len() + common.len() == max {
                 truncated = true;
@@ -302,7 +307,7 @@ impl Keystone {
             upload_id_marker: input.upload_id_marker,
             next_key_marker: next_key,
             next_upload_id_marker: next_id,
-            max_uploads: Some(max as i32),
+            max_uploads: Some(count(max)),
             is_truncated: Some(truncated),
             uploads: Some(uploads),
             common_prefixes: (!common.is_empty())

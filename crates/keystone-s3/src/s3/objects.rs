@@ -3,7 +3,11 @@
 use std::io::{Read, Seek, SeekFrom};
 
 use keystone::{CopyOptions, ObjectInfo, PutCondition, PutOptions};
-use s3s::dto::*;
+use s3s::dto::{
+    Checksum, CopyObjectInput, CopyObjectOutput, CopyObjectResult, CopySource, DeleteObjectInput, DeleteObjectOutput,
+    DeleteObjectsInput, DeleteObjectsOutput, DeletedObject, Error, GetObjectInput, GetObjectOutput, HeadObjectInput,
+    HeadObjectOutput, MetadataDirective, PutObjectInput, PutObjectOutput, Range,
+};
 use s3s::{S3Request, S3Response, S3Result, s3_error};
 
 use super::Keystone;

@@ -1,0 +1,60 @@
+//! Starts the server in-process on 127.0.0.1:0 over a temporary store, and builds SDK clients.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
+use keystone_s3::{AccessKey, Server, ServerConfig};
+
+pub const AK: &str = "KSTESTACCESSKEY00001";
+pub const SK: &str = "test-secret-key/0123456789abcdefghijklmn";
+
+#[allow(missing_debug_implementations)]
+pub struct Harness {
+    pub db: keystone::Datastore,
+    pub server: Server,
+    pub endpoint: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Harness {
+    pub async fn start() -> Harness {
+        let dir = tempfile::tempdir().unwrap();
+        let db = keystone::Datastore::open(dir.path().join("s3.redb")).unwrap();
+        let config = ServerConfig::new(vec![AccessKey::new(AK, SK), AccessKey::new("KSOTHERKEY", "other-secret")]);
+        let server = Server::start(db.clone(), ([127, 0, 0, 1], 0).into(), config).await.unwrap();
+        let endpoint = format!("http://{}", server.local_addr());
+        Harness { db, server, endpoint, _dir: dir }
+    }
+
+    pub fn client(&self) -> aws_sdk_s3::Client {
+        self.client_with(AK, SK)
+    }
+
+    pub fn client_with(&self, ak: &str, sk: &str) -> aws_sdk_s3::Client {
+        let conf = aws_sdk_s3::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .endpoint_url(&self.endpoint)
+            .region(Region::new("us-east-1"))
+            .credentials_provider(Credentials::new(ak, sk, None, None, "test"))
+            .force_path_style(true)
+            .http_client(aws_smithy_http_client::Builder::new().build_http())
+            .build();
+        aws_sdk_s3::Client::from_conf(conf)
+    }
+}
+
+/// The S3 error code of a failed call.
+pub fn code<E, R>(e: &aws_sdk_s3::error::SdkError<E, R>) -> String
+where
+    E: aws_sdk_s3::error::ProvideErrorMetadata + std::fmt::Debug,
+    R: std::fmt::Debug,
+{
+    match e {
+        aws_sdk_s3::error::SdkError::ServiceError(s) => s.err().code().unwrap_or("<none>").to_owned(),
+        other => format!("<{other:?}>"),
+    }
+}
+
+/// The HTTP status of a failed call.
+pub fn status<E>(e: &aws_sdk_s3::error::SdkError<E, aws_sdk_s3::config::http::HttpResponse>) -> u16 {
+    e.raw_response().map_or(0, |r| r.status().as_u16())
+}

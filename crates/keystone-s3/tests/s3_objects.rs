@@ -1,0 +1,279 @@
+//! Buckets, objects, conditional requests, copies and the Rust-API interop, through aws-sdk-s3.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::too_many_lines, clippy::similar_names)]
+
+mod common;
+
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{Delete, MetadataDirective, ObjectIdentifier};
+use common::{Harness, code, status};
+
+async fn body(out: aws_sdk_s3::operation::get_object::GetObjectOutput) -> Vec<u8> {
+    out.body.collect().await.unwrap().into_bytes().to_vec()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn buckets() {
+    let h = Harness::start().await;
+    let c = h.client();
+    c.create_bucket().bucket("alpha").send().await.unwrap();
+    c.create_bucket().bucket("beta").send().await.unwrap();
+    let e = c.create_bucket().bucket("alpha").send().await.unwrap_err();
+    assert_eq!(code(&e), "BucketAlreadyOwnedByYou");
+    let e = c.create_bucket().bucket("Bad_Name").send().await.unwrap_err();
+    assert_eq!(code(&e), "InvalidBucketName");
+    let names: Vec<String> =
+        c.list_buckets().send().await.unwrap().buckets().iter().filter_map(|b| b.name().map(str::to_owned)).collect();
+    assert_eq!(names, ["alpha", "beta"]);
+    c.head_bucket().bucket("alpha").send().await.unwrap();
+    let e = c.head_bucket().bucket("gamma").send().await.unwrap_err();
+    assert_eq!(status(&e), 404);
+    let loc = c.get_bucket_location().bucket("alpha").send().await.unwrap();
+    assert!(loc.location_constraint().is_none_or(|c| c.as_str().is_empty()));
+    c.put_object().bucket("alpha").key("k").body(ByteStream::from_static(b"x")).send().await.unwrap();
+    let e = c.delete_bucket().bucket("alpha").send().await.unwrap_err();
+    assert_eq!(code(&e), "BucketNotEmpty");
+    c.delete_object().bucket("alpha").key("k").send().await.unwrap();
+    c.delete_bucket().bucket("alpha").send().await.unwrap();
+    let e = c.delete_bucket().bucket("alpha").send().await.unwrap_err();
+    assert_eq!(code(&e), "NoSuchBucket");
+    h.server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn put_get_head_range_metadata() {
+    let h = Harness::start().await;
+    let c = h.client();
+    c.create_bucket().bucket("bkt1").send().await.unwrap();
+    let data: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+    let put = c
+        .put_object()
+        .bucket("bkt1")
+        .key("dir/obj.bin")
+        .body(ByteStream::from(data.clone()))
+        .content_type("application/x-test")
+        .cache_control("max-age=60")
+        .content_disposition("attachment")
+        .content_language("en")
+        .metadata("color", "blue")
+        .send()
+        .await
+        .unwrap();
+    let etag = put.e_tag().unwrap().to_owned();
+    let got = c.get_object().bucket("bkt1").key("dir/obj.bin").send().await.unwrap();
+    assert_eq!(got.content_type(), Some("application/x-test"));
+    assert_eq!(got.cache_control(), Some("max-age=60"));
+    assert_eq!(got.content_disposition(), Some("attachment"));
+    assert_eq!(got.content_language(), Some("en"));
+    assert_eq!(got.metadata().unwrap().get("color").map(String::as_str), Some("blue"));
+    assert_eq!(got.e_tag(), Some(etag.as_str()));
+    assert_eq!(body(got).await, data);
+
+    let r = c.get_object().bucket("bkt1").key("dir/obj.bin").range("bytes=10-19").send().await.unwrap();
+    assert_eq!(r.content_range(), Some("bytes 10-19/100000"));
+    assert_eq!(body(r).await, &data[10..20]);
+    let r = c.get_object().bucket("bkt1").key("dir/obj.bin").range("bytes=-5").send().await.unwrap();
+    assert_eq!(body(r).await, &data[99_995..]);
+    let r = c.get_object().bucket("bkt1").key("dir/obj.bin").range("bytes=99990-").send().await.unwrap();
+    assert_eq!(body(r).await, &data[99_990..]);
+    let e = c.get_object().bucket("bkt1").key("dir/obj.bin").range("bytes=200000-").send().await.unwrap_err();
+    assert_eq!(status(&e), 416);
+
+    let head = c.head_object().bucket("bkt1").key("dir/obj.bin").send().await.unwrap();
+    assert_eq!(head.content_length(), Some(100_000));
+    let e = c.get_object().bucket("bkt1").key("missing").send().await.unwrap_err();
+    assert_eq!(code(&e), "NoSuchKey");
+
+    // Conditional reads.
+    let e = c.get_object().bucket("bkt1").key("dir/obj.bin").if_none_match(&etag).send().await.unwrap_err();
+    assert_eq!(status(&e), 304);
+    let e = c.get_object().bucket("bkt1").key("dir/obj.bin").if_match("\"0000\"").send().await.unwrap_err();
+    assert_eq!(status(&e), 412);
+    c.get_object().bucket("bkt1").key("dir/obj.bin").if_match(&etag).send().await.unwrap();
+    let past = aws_sdk_s3::primitives::DateTime::from_secs(1_000_000);
+    let e = c.get_object().bucket("bkt1").key("dir/obj.bin").if_unmodified_since(past).send().await.unwrap_err();
+    assert_eq!(status(&e), 412);
+    let future = aws_sdk_s3::primitives::DateTime::from_secs(4_000_000_000);
+    let e = c.head_object().bucket("bkt1").key("dir/obj.bin").if_modified_since(future).send().await.unwrap_err();
+    assert_eq!(status(&e), 304);
+
+    // Conditional writes.
+    let e = c
+        .put_object()
+        .bucket("bkt1")
+        .key("dir/obj.bin")
+        .if_none_match("*")
+        .body(ByteStream::from_static(b"no"))
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(status(&e), 412);
+    let e = c
+        .put_object()
+        .bucket("bkt1")
+        .key("dir/obj.bin")
+        .if_match("\"deadbeef\"")
+        .body(ByteStream::from_static(b"no"))
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(status(&e), 412);
+    c.put_object()
+        .bucket("bkt1")
+        .key("dir/obj.bin")
+        .if_match(&etag)
+        .body(ByteStream::from_static(b"yes"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(h.db.bucket("bkt1").unwrap().get_bytes("dir/obj.bin").unwrap(), b"yes");
+
+    // Content-MD5 mismatch: BadDigest, nothing stored.
+    let e = c
+        .put_object()
+        .bucket("bkt1")
+        .key("md5")
+        .content_md5("1B2M2Y8AsgTpgAmY7PhCfg==")
+        .body(ByteStream::from_static(b"not empty"))
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), "BadDigest");
+    assert!(!h.db.bucket("bkt1").unwrap().exists("md5").unwrap());
+
+    // Empty object.
+    c.put_object().bucket("bkt1").key("empty").body(ByteStream::from_static(b"")).send().await.unwrap();
+    let got = c.get_object().bucket("bkt1").key("empty").send().await.unwrap();
+    assert_eq!(got.content_length(), Some(0));
+    h.server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rust_api_and_s3_see_the_same_objects() {
+    let h = Harness::start().await;
+    let c = h.client();
+    let b = h.db.create_bucket("shared").unwrap();
+    #[derive(serde::Serialize)]
+    struct User {
+        name: String,
+        age: u32,
+    }
+    b.put("users/alice", &User { name: "Alice".into(), age: 30 }).unwrap();
+    let got = c.get_object().bucket("shared").key("users/alice").send().await.unwrap();
+    assert_eq!(got.content_type(), Some("application/json"));
+    let v: serde_json::Value = serde_json::from_slice(&body(got).await).unwrap();
+    assert_eq!(v["name"], "Alice");
+    assert_eq!(v["age"], 30);
+    c.put_object().bucket("shared").key("n").body(ByteStream::from_static(b"42")).send().await.unwrap();
+    assert_eq!(b.get::<u32>("n").unwrap(), 42);
+    h.server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copy_and_batch_delete() {
+    let h = Harness::start().await;
+    let c = h.client();
+    c.create_bucket().bucket("src").send().await.unwrap();
+    c.create_bucket().bucket("dst").send().await.unwrap();
+    let put = c
+        .put_object()
+        .bucket("src")
+        .key("a b+c")
+        .content_type("text/plain")
+        .metadata("m", "1")
+        .body(ByteStream::from_static(b"hello"))
+        .send()
+        .await
+        .unwrap();
+    let out = c.copy_object().bucket("dst").key("copy").copy_source("src/a%20b%2Bc").send().await.unwrap();
+    assert_eq!(out.copy_object_result().unwrap().e_tag(), put.e_tag());
+    let got = c.get_object().bucket("dst").key("copy").send().await.unwrap();
+    assert_eq!(got.content_type(), Some("text/plain"));
+    assert_eq!(got.metadata().unwrap().get("m").map(String::as_str), Some("1"));
+    c.copy_object()
+        .bucket("dst")
+        .key("copy")
+        .copy_source("dst/copy")
+        .metadata_directive(MetadataDirective::Replace)
+        .content_type("text/html")
+        .send()
+        .await
+        .unwrap();
+    let head = c.head_object().bucket("dst").key("copy").send().await.unwrap();
+    assert_eq!(head.content_type(), Some("text/html"));
+    assert!(head.metadata().is_none_or(std::collections::HashMap::is_empty));
+    let e = c.copy_object().bucket("dst").key("copy").copy_source("dst/copy").send().await.unwrap_err();
+    assert_eq!(code(&e), "InvalidRequest");
+    let e = c
+        .copy_object()
+        .bucket("dst")
+        .key("c2")
+        .copy_source("src/a%20b%2Bc")
+        .copy_source_if_match("\"bad\"")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(status(&e), 412);
+
+    for k in ["x1", "x2", "x3"] {
+        c.put_object().bucket("dst").key(k).body(ByteStream::from_static(b"x")).send().await.unwrap();
+    }
+    let ids: Vec<ObjectIdentifier> =
+        ["x1", "x2", "nope"].iter().map(|k| ObjectIdentifier::builder().key(*k).build().unwrap()).collect();
+    let out = c
+        .delete_objects()
+        .bucket("dst")
+        .delete(Delete::builder().set_objects(Some(ids.clone())).build().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.deleted().len(), 3);
+    let out = c
+        .delete_objects()
+        .bucket("dst")
+        .delete(Delete::builder().set_objects(Some(ids)).quiet(true).build().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert!(out.deleted().is_empty());
+    assert!(h.db.bucket("dst").unwrap().exists("x3").unwrap());
+    assert!(!h.db.bucket("dst").unwrap().exists("x1").unwrap());
+    h.server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn authentication() {
+    let h = Harness::start().await;
+    let e = h.client_with(common::AK, "wrong-secret").list_buckets().send().await.unwrap_err();
+    assert_eq!(code(&e), "SignatureDoesNotMatch");
+    assert_eq!(status(&e), 403);
+    let e = h.client_with("KSUNKNOWN", "whatever").list_buckets().send().await.unwrap_err();
+    assert_eq!(code(&e), "InvalidAccessKeyId");
+    h.client_with("KSOTHERKEY", "other-secret").list_buckets().send().await.unwrap();
+    h.server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streaming_upload_with_checksum_trailer() {
+    // A file body goes out as aws-chunked signed chunks with a signed CRC32 trailer.
+    let h = Harness::start().await;
+    let c = h.client();
+    c.create_bucket().bucket("stream").send().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("f");
+    let data: Vec<u8> = (0..3 * 1024 * 1024 + 17u32).map(|i| (i * 7 % 256) as u8).collect();
+    std::fs::write(&path, &data).unwrap();
+    let out = c
+        .put_object()
+        .bucket("stream")
+        .key("f")
+        .checksum_algorithm(aws_sdk_s3::types::ChecksumAlgorithm::Crc32)
+        .body(ByteStream::from_path(&path).await.unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert!(out.checksum_crc32().is_some());
+    assert_eq!(h.db.bucket("stream").unwrap().get_bytes("f").unwrap(), data);
+    let head = c.head_object().bucket("stream").key("f").send().await.unwrap();
+    assert_eq!(head.content_encoding(), None, "aws-chunked must not be stored as the content encoding");
+    h.server.shutdown().await;
+}
