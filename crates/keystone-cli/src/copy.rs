@@ -12,7 +12,7 @@ use crate::output::{plural, size};
 use crate::transfer::{self, MetaArgs};
 
 pub const HELP: &str = "\
-Which side is the store: an argument starting with ks:// is a store address; one starting with \
+How the store side is told apart: an argument starting with ks:// is a store address; one starting with \
 `/`, `.` or `~` is a local path; otherwise the source is local if it exists on disk, and the \
 destination is the other side.
 

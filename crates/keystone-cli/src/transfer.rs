@@ -15,7 +15,7 @@ const COPY_BUF: usize = 256 * 1024;
 /// Metadata options of `put` and `cp` uploads.
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct MetaArgs {
-    /// Content type of the object(s) (default: guessed from each file's extension).
+    /// Content type of the object(s) (default: guessed from the file extension, else the key's).
     #[arg(long, value_name = "TYPE")]
     pub content_type: Option<String>,
     /// User metadata stored with the object(s); repeat for several.
