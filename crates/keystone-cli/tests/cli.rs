@@ -7,7 +7,7 @@ mod common;
 use std::io::Write;
 use std::process::{Command, Stdio};
 
-use common::{BIN, Env, bytes};
+use common::{BIN, Env, bytes, wait_until_holds};
 use predicates::prelude::*;
 
 #[test]
@@ -26,6 +26,20 @@ fn mb_creates_the_store_and_rb_removes_buckets() {
 
     assert_eq!(env.ok(&["rb", "docs"]), "removed bucket docs\n");
     assert_eq!(env.ok(&["ls"]).lines().count(), 1);
+}
+
+#[test]
+fn times_are_shown_in_the_local_time_zone() {
+    let env = Env::with_bucket();
+    env.write("f", b"x");
+    env.ok(&["put", "f", "bkt/f"]);
+    let utc = env.cmd(&["stat", "bkt/f"]).env("TZ", "UTC").output().unwrap();
+    let india = env.cmd(&["stat", "bkt/f"]).env("TZ", "IST-5:30").output().unwrap();
+    let (utc, india) = (String::from_utf8(utc.stdout).unwrap(), String::from_utf8(india.stdout).unwrap());
+    assert!(utc.contains(" +00:00\n"), "{utc}");
+    assert!(india.contains(" +05:30\n"), "{india}");
+    let json: serde_json::Value = serde_json::from_str(&env.ok(&["stat", "--json", "bkt/f"])).unwrap();
+    assert!(json["modified"].as_str().unwrap().ends_with('Z'));
 }
 
 #[test]
@@ -346,24 +360,32 @@ fn a_running_keystone_holds_the_store_until_it_exits() {
         .unwrap();
     let mut stdin = writer.stdin.take().unwrap();
     stdin.write_all(b"first part ").unwrap();
-    // Wait (bounded) until the writer has the store file open, without opening it ourselves.
-    let store = env.store.canonicalize().unwrap();
-    let fds = format!("/proc/{}/fd", writer.id());
-    let opened = (0..400).any(|_| {
-        let found = std::fs::read_dir(&fds)
-            .is_ok_and(|mut d| d.any(|fd| fd.is_ok_and(|fd| std::fs::read_link(fd.path()).is_ok_and(|t| t == store))));
-        if !found {
-            std::thread::sleep(std::time::Duration::from_millis(25));
-        }
-        found
-    });
-    assert!(opened, "the writer never opened the store");
+    assert!(wait_until_holds(&mut writer, &env.store), "the writer never opened the store");
     let held = env.fails(&["ls", "bkt"], 1);
     assert!(held.contains("in use by another process"), "{held}");
     stdin.write_all(b"and the rest").unwrap();
     drop(stdin);
     assert!(writer.wait().unwrap().success());
     env.cmd(&["cat", "bkt/streamed"]).assert().success().stdout("first part and the rest");
+}
+
+#[test]
+fn a_running_keystone_serve_is_named_as_the_likely_holder() {
+    let env = Env::with_bucket();
+    let mut server = Command::new(BIN)
+        .args(["serve", "--addr", "127.0.0.1:0", "--access-key", "test", "--secret-key", "test-secret-key"])
+        .env("KEYSTONE_STORE", &env.store)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let holds = wait_until_holds(&mut server, &env.store);
+    let e = if holds { Some(env.fails(&["put", "-", "bkt/x"], 1)) } else { None };
+    server.kill().unwrap();
+    let out = server.wait_with_output().unwrap();
+    let e = e.unwrap_or_else(|| panic!("serve did not hold the store: {}", String::from_utf8_lossy(&out.stderr)));
+    assert!(e.contains("is in use by another process (a running `keystone serve`, say)"), "{e}");
+    env.ok(&["ls", "bkt"]);
 }
 
 #[test]

@@ -72,6 +72,26 @@ impl Env {
     }
 }
 
+/// Waits (at most ~10 s) until process `child` has the file `store` open, looking at its file
+/// descriptors rather than opening the store (which would race with it). False if it never did
+/// or exited first.
+pub fn wait_until_holds(child: &mut std::process::Child, store: &Path) -> bool {
+    let store = store.canonicalize().unwrap();
+    let fds = format!("/proc/{}/fd", child.id());
+    for _ in 0..400 {
+        let holds = std::fs::read_dir(&fds)
+            .is_ok_and(|mut d| d.any(|fd| fd.is_ok_and(|fd| std::fs::read_link(fd.path()).is_ok_and(|t| t == store))));
+        if holds {
+            return true;
+        }
+        if child.try_wait().unwrap().is_some() {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(25));
+    }
+    false
+}
+
 /// Deterministic pseudo-random bytes (xorshift), different for each seed.
 pub fn bytes(len: usize, seed: u64) -> Vec<u8> {
     let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
