@@ -14,28 +14,26 @@ fn store(dir: &tempfile::TempDir) -> Datastore {
     Datastore::builder().chunk_size(64 * 1024).upload_batch_size(256 * 1024).open(dir.path().join("c.keystone")).unwrap()
 }
 
-/// A reader that hands out `chunks` pieces of 64 KiB, and after `pause_after` of them tells
-/// the test (through `reached`) and waits for permission (through `resume`) before going on.
+/// A reader of `total` bytes that, once `pause_at` bytes are out, tells the test (through
+/// `reached`) and waits for permission (through `resume`) before going on.
 struct Gated {
-    chunks: usize,
+    total: usize,
     sent: usize,
-    pause_after: usize,
+    pause_at: usize,
     reached: mpsc::Sender<()>,
     resume: mpsc::Receiver<()>,
 }
 
 impl Read for Gated {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if self.sent == self.chunks {
-            return Ok(0);
-        }
-        if self.sent == self.pause_after {
+        if self.sent == self.pause_at {
             self.reached.send(()).map_err(io::Error::other)?;
             self.resume.recv().map_err(io::Error::other)?;
         }
-        let n = buf.len().min(64 * 1024);
+        let limit = if self.sent < self.pause_at { self.pause_at } else { self.total };
+        let n = buf.len().min(limit - self.sent);
         buf[..n].fill(7);
-        self.sent += 1;
+        self.sent += n;
         Ok(n)
     }
 }
@@ -50,9 +48,9 @@ fn small_writes_commit_while_a_large_upload_is_in_progress() {
     let uploader = {
         let b = b.clone();
         thread::spawn(move || {
-            // 64 pieces of 64 KiB: with 256 KiB batches, several intermediate commits happen
-            // before the pause.
-            let reader = Gated { chunks: 64, sent: 0, pause_after: 32, reached: reached_tx, resume: resume_rx };
+            // 4 MiB in all: with 256 KiB batches, several intermediate commits happen before the
+            // pause at 2 MiB.
+            let reader = Gated { total: 4 << 20, sent: 0, pause_at: 2 << 20, reached: reached_tx, resume: resume_rx };
             b.put_reader("large", reader, PutOptions::default())
         })
     };
@@ -116,7 +114,8 @@ fn readers_during_overwrites_see_whole_old_or_whole_new_content() {
     let db = store(&dir);
     let b = db.create_bucket("flip").unwrap();
     b.put_bytes("obj", version(0, LEN)).unwrap();
-    let start = Arc::new(Barrier::new(4));
+    // The writer, three readers and this thread start together.
+    let start = Arc::new(Barrier::new(5));
     let writer = {
         let (b, start) = (b.clone(), start.clone());
         thread::spawn(move || {
@@ -208,7 +207,7 @@ fn conditional_creates_race_and_exactly_one_wins() {
     let db = store(&dir);
     let b = db.create_bucket("race").unwrap();
     let start = Arc::new(Barrier::new(8));
-    let results: Vec<_> = (0..8)
+    let handles: Vec<_> = (0..8)
         .map(|t| {
             let (b, start) = (b.clone(), start.clone());
             thread::spawn(move || {
@@ -217,8 +216,8 @@ fn conditional_creates_race_and_exactly_one_wins() {
                 b.put_bytes_with("lock", format!("{t}").as_bytes(), opts)
             })
         })
-        .map(|h| h.join().unwrap())
         .collect();
+    let results: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
     let winners = results.iter().filter(|r| r.is_ok()).count();
     assert_eq!(winners, 1);
     assert!(results.iter().filter(|r| r.is_err()).all(|r| matches!(r, Err(Error::PreconditionFailed { .. }))));
