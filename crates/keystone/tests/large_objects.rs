@@ -13,28 +13,38 @@ use peak_alloc::PeakAlloc;
 static HEAP: PeakAlloc = PeakAlloc;
 
 /// A deterministic pseudo-random stream of `len` bytes that never exists in memory at once.
+/// Byte `p` depends only on `p` and the seed, whatever sizes the stream is read in.
 struct Pattern {
-    left: u64,
-    state: u64,
+    pos: u64,
+    len: u64,
+    seed: u64,
 }
 
 impl Pattern {
     fn new(len: u64, seed: u64) -> Self {
-        Pattern { left: len, state: seed | 1 }
+        Pattern { pos: 0, len, seed }
     }
+}
+
+fn splitmix(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
 }
 
 impl Read for Pattern {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = buf.len().min(self.left as usize);
-        for chunk in buf[..n].chunks_mut(8) {
-            self.state ^= self.state << 13;
-            self.state ^= self.state >> 7;
-            self.state ^= self.state << 17;
-            let bytes = self.state.to_le_bytes();
-            chunk.copy_from_slice(&bytes[..chunk.len()]);
+        let n = buf.len().min((self.len - self.pos) as usize);
+        let mut i = 0;
+        while i < n {
+            let word = splitmix((self.pos / 8) ^ self.seed).to_le_bytes();
+            let off = (self.pos % 8) as usize;
+            let take = (8 - off).min(n - i);
+            buf[i..i + take].copy_from_slice(&word[off..off + take]);
+            i += take;
+            self.pos += take as u64;
         }
-        self.left -= n as u64;
         Ok(n)
     }
 }
