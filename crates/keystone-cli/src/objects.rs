@@ -1,10 +1,11 @@
 //! `put`, `get`, `cat`, `rm` and `stat`: one object at a time (and `rm -r`).
 
-use std::io::{self, BufWriter};
+use std::io::{self, BufWriter, IsTerminal};
 use std::path::{Path, PathBuf};
 
 use anyhow::anyhow;
-use keystone::{Bucket, ListOptions};
+use indicatif::ProgressBar;
+use keystone::{Bucket, ListEntry, ListOptions};
 
 use crate::context::{Address, Ctx, usage};
 use crate::output::{self, local_time_long, object_json, plural, size};
@@ -123,7 +124,19 @@ pub fn get(ctx: &Ctx, a: &GetArgs) -> anyhow::Result<()> {
     let db = ctx.open()?;
     let bucket = src.bucket(&db)?;
     let dest = match &a.dest {
-        Some(d) if d.as_os_str() == "-" => return to_stdout(&bucket, &src.key),
+        Some(d) if d.as_os_str() == "-" => {
+            // A bar on stderr only while the bytes go somewhere other than the terminal.
+            let bar = if io::stdout().is_terminal() {
+                ProgressBar::hidden()
+            } else {
+                let info =
+                    bucket.head(&src.key).map_err(|e| missing_key_hint(&bucket, &src.key, e, "keystone cp -r"))?;
+                ctx.progress.transfer(&src.key, Some(info.size))
+            };
+            to_stdout(&bucket, &src.key, &bar)?;
+            bar.finish();
+            return Ok(());
+        }
         Some(d) if d.is_dir() || d.to_string_lossy().ends_with('/') => d.join(key_basename(&src.key)?),
         Some(d) => d.clone(),
         None => PathBuf::from(key_basename(&src.key)?),
@@ -138,18 +151,18 @@ pub fn get(ctx: &Ctx, a: &GetArgs) -> anyhow::Result<()> {
 pub fn cat(ctx: &Ctx, a: &CatArgs) -> anyhow::Result<()> {
     let src = Address::parse_object(&a.source)?;
     let db = ctx.open()?;
-    to_stdout(&src.bucket(&db)?, &src.key)
+    to_stdout(&src.bucket(&db)?, &src.key, &ProgressBar::hidden())
 }
 
-/// Streams an object to stdout (no bar: the bytes are the output).
-fn to_stdout(bucket: &Bucket, key: &str) -> anyhow::Result<()> {
+/// Streams an object to stdout.
+fn to_stdout(bucket: &Bucket, key: &str, bar: &ProgressBar) -> anyhow::Result<()> {
     let mut out = BufWriter::with_capacity(256 * 1024, io::stdout().lock());
-    transfer::download(bucket, key, &mut out, "standard output", &indicatif::ProgressBar::hidden()).map_err(
-        |e| match e.downcast::<keystone::Error>() {
+    transfer::download(bucket, key, &mut out, "standard output", bar).map_err(|e| {
+        match e.downcast::<keystone::Error>() {
             Ok(ks) => missing_key_hint(bucket, key, ks, "keystone cp -r"),
             Err(other) => other,
-        },
-    )?;
+        }
+    })?;
     Ok(())
 }
 
@@ -163,30 +176,37 @@ pub fn rm(ctx: &Ctx, a: &RmArgs) -> anyhow::Result<()> {
         return ctx.say(format_args!("deleted {target}"));
     }
     let prefix = target.dir_prefix();
-    let keys: Vec<String> = bucket
-        .list_iter(ListOptions::prefix(prefix.clone()))?
-        .filter_map(|e| match e {
-            Ok(keystone::ListEntry::Object(o)) => Some(Ok(o.key)),
-            Ok(keystone::ListEntry::Prefix(_)) => None,
+    // Two passes over the keys (count, then delete batch by batch) keep memory independent of
+    // how many objects there are.
+    let keys = || -> anyhow::Result<_> {
+        Ok(bucket.list_iter(ListOptions::prefix(prefix.clone()))?.filter_map(|e| match e {
+            Ok(ListEntry::Object(o)) => Some(Ok(o.key)),
+            Ok(ListEntry::Prefix(_)) => None,
             Err(e) => Some(Err(e)),
-        })
-        .collect::<Result<_, _>>()?;
-    if keys.is_empty() {
+        }))
+    };
+    let total = keys()?.try_fold(0u64, |n, k| k.map(|_| n + 1))?;
+    if total == 0 {
         return Err(anyhow!("no objects under {}/{prefix}", target.bucket));
     }
-    let bar = ctx.progress.count("deleting", keys.len() as u64);
-    for batch in keys.chunks(DELETE_BATCH) {
+    let bar = ctx.progress.count("deleting", total);
+    let mut deleted = 0u64;
+    let mut batch = Vec::with_capacity(DELETE_BATCH);
+    let mut keys = keys()?.peekable();
+    while keys.peek().is_some() {
+        batch.clear();
+        for k in keys.by_ref().take(DELETE_BATCH) {
+            batch.push(k?);
+        }
         db.transaction(|tx| {
             let b = tx.bucket(&target.bucket)?;
-            for k in batch {
-                b.delete(k)?;
-            }
-            Ok::<_, keystone::Error>(())
+            batch.iter().try_for_each(|k| b.delete(k))
         })?;
+        deleted += batch.len() as u64;
         bar.inc(batch.len() as u64);
     }
     bar.finish();
-    ctx.say(format_args!("deleted {} under {}/{prefix}", plural(keys.len() as u64, "object"), target.bucket))
+    ctx.say(format_args!("deleted {} under {}/{prefix}", plural(deleted, "object"), target.bucket))
 }
 
 pub fn stat(ctx: &Ctx, a: &StatArgs) -> anyhow::Result<()> {

@@ -13,10 +13,14 @@ use portable_pty::{CommandBuilder, PtySize, native_pty_system};
 /// Runs `keystone ARGS` with stdin, stdout and stderr on a 120-column pseudo-terminal;
 /// returns its exit status and everything it wrote, with ANSI escape sequences removed.
 fn run_in_pty(env: &Env, args: &[&str]) -> (bool, String, String) {
+    run_program_in_pty(env, BIN, args)
+}
+
+fn run_program_in_pty(env: &Env, program: &str, args: &[&str]) -> (bool, String, String) {
     let pair = native_pty_system()
         .openpty(PtySize { rows: 30, cols: 120, pixel_width: 0, pixel_height: 0 })
         .expect("a pseudo-terminal");
-    let mut cmd = CommandBuilder::new(BIN);
+    let mut cmd = CommandBuilder::new(program);
     cmd.args(args);
     cmd.cwd(env.dir.path());
     cmd.env("KEYSTONE_STORE", &env.store);
@@ -116,4 +120,24 @@ fn quiet_draws_nothing_even_on_a_terminal() {
     let (ok, text, _) = run_in_pty(&env, &["put", "--quiet", "f.bin", "bkt/f.bin"]);
     assert!(ok, "{text}");
     assert_eq!(text.trim(), "", "{text:?}");
+}
+
+#[test]
+fn get_to_a_pipe_draws_on_the_terminal_but_cat_does_not() {
+    let env = Env::with_bucket();
+    let data = bytes(2 * 1024 * 1024, 5);
+    env.write("d.bin", &data);
+    env.ok(&["put", "d.bin", "bkt/d.bin"]);
+    let script = format!("'{BIN}' get bkt/d.bin - > piped.bin");
+    let (ok, text, _) = run_program_in_pty(&env, "sh", &["-c", &script]);
+    assert!(ok, "{text}");
+    let bar = last_line_with(&text, "d.bin [");
+    assert!(bar.contains("100%") && bar.contains("2.00 MiB/2.00 MiB"), "{bar:?}\n{text}");
+    assert_eq!(std::fs::read(env.path("piped.bin")).unwrap(), data);
+
+    // Bytes to the terminal itself: no bar mixed into them.
+    env.cmd(&["put", "-", "bkt/t.txt"]).write_stdin("plain text").assert().success();
+    let (ok, text, _) = run_in_pty(&env, &["get", "bkt/t.txt", "-"]);
+    assert!(ok, "{text}");
+    assert_eq!(text, "plain text");
 }
