@@ -272,10 +272,10 @@ impl WriteTxn for RedbWrite {
         };
         txn.set_durability(durability)
             .map_err(|e| Error::Storage { context: "setting durability".into(), source: Box::new(e) })?;
-        if mode == Commit::Durable {
-            // Keep recovery after a crash fast: redb stores its allocator state at commit.
-            txn.set_quick_repair(true);
-        }
+        // No quick-repair: it forces redb's two-phase commit (two fsyncs per durable commit
+        // instead of one) and writes the allocator state every time, which halved durable
+        // small-write throughput (BENCHMARKS.md, W1). The one-phase commit with checksums is
+        // redb's default and is crash-safe; recovery after a crash walks the file instead.
         txn.commit().map_err(|e| {
             // A failed commit may mean a failed fsync: the page cache state is unknown, so no
             // silent retry. The handle refuses writes until reopened.
