@@ -221,7 +221,13 @@ impl Datastore {
     pub fn delete_bucket(&self, name: &str) -> Result<()> {
         names::check_bucket(name).map_err(|_| Error::no_such_bucket(name))?;
         let n = name.to_owned();
-        self.engine.write_alone(self.engine.ack_mode(), move |w| objects::delete_bucket(w, &n, false))
+        let limits = self.engine.kv.limits();
+        let queued =
+            self.engine.write_alone(self.engine.ack_mode(), move |w| objects::delete_bucket(w, limits, &n, false))?;
+        if queued {
+            self.engine.drain_gc()?;
+        }
+        Ok(())
     }
 
     /// Deletes a bucket only if it holds no objects and no multipart uploads.
@@ -231,7 +237,13 @@ impl Datastore {
     pub fn delete_empty_bucket(&self, name: &str) -> Result<()> {
         names::check_bucket(name).map_err(|_| Error::no_such_bucket(name))?;
         let n = name.to_owned();
-        self.engine.write_alone(self.engine.ack_mode(), move |w| objects::delete_bucket(w, &n, true))
+        let limits = self.engine.kv.limits();
+        let queued =
+            self.engine.write_alone(self.engine.ack_mode(), move |w| objects::delete_bucket(w, limits, &n, true))?;
+        if queued {
+            self.engine.drain_gc()?;
+        }
+        Ok(())
     }
 
     /// A handle to an existing bucket.

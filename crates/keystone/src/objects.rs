@@ -47,20 +47,52 @@ pub(crate) fn bucket_is_empty(r: &dyn KvRead, name: &str) -> Result<bool> {
     Ok(true)
 }
 
-/// Deletes the bucket and everything in it.
-pub(crate) fn delete_bucket(w: &mut dyn WriteTxn, name: &str, only_if_empty: bool) -> Result<()> {
+/// Deletes the bucket and everything in it. Returns whether freeing chunks was queued (when
+/// there are more than the backend's transaction limits allow deleting at once).
+pub(crate) fn delete_bucket(w: &mut dyn WriteTxn, limits: Limits, name: &str, only_if_empty: bool) -> Result<bool> {
     names::check_bucket(name)?;
     require_bucket(w, name)?;
     if only_if_empty && !bucket_is_empty(w, name)? {
         return Err(Error::BucketNotEmpty { bucket: name.to_owned() });
     }
     delete_prefix(w, &keys::objects_prefix(name))?;
-    delete_prefix(w, &keys::bucket_data_prefix(name))?;
     for book in [Book::Stage, Book::Mpu, Book::Part, Book::Gc] {
         delete_prefix(w, &book.in_bucket(name))?;
     }
+    let queued = free_bucket_data(w, limits, name)?;
     w.delete(&keys::bucket(name))?;
-    Ok(())
+    Ok(queued)
+}
+
+/// Deletes every chunk of `bucket` in this transaction when that fits the backend's limits;
+/// otherwise queues each of its segments for `drain_gc` (one record per segment; segment ids
+/// are never reused, so a bucket created again under the name is not touched).
+fn free_bucket_data(w: &mut dyn WriteTxn, limits: Limits, bucket: &str) -> Result<bool> {
+    let data = keys::bucket_data_prefix(bucket);
+    let end = crate::storage::prefix_end(&data);
+    let budget = limits.max_txn_ops / 4;
+    let found = w.scan(crate::engine::range_from(&data, end.as_deref()), budget.saturating_add(1))?.len();
+    if found <= budget {
+        delete_prefix(w, &data)?;
+        return Ok(false);
+    }
+    let mut from = data.clone();
+    loop {
+        let page = w.scan(crate::engine::range_from(&from, end.as_deref()), 1)?;
+        let Some((k, _)) = page.first() else { return Ok(true) };
+        let Some((_, seg, _)) = keys::parse_chunk(k) else {
+            return Err(Error::Corrupted {
+                bucket: Some(bucket.into()),
+                key: None,
+                reason: "malformed chunk key".into(),
+            });
+        };
+        w.put(&Book::Gc.key(bucket, seg), &gc_record())?;
+        match crate::storage::prefix_end(&keys::segment_prefix(bucket, seg)) {
+            Some(next) => from = next,
+            None => return Ok(true),
+        }
+    }
 }
 
 pub(crate) fn list_buckets(r: &dyn KvRead) -> Result<Vec<BucketInfo>> {

@@ -74,7 +74,10 @@ impl<'a> Transaction<'a> {
     /// Deletes a bucket and everything in it inside this transaction.
     pub fn delete_bucket(&self, name: &str) -> Result<()> {
         names::check_bucket(name).map_err(|_| Error::no_such_bucket(name))?;
-        objects::delete_bucket(self.txn()?.as_mut(), name, false)
+        let limits = self.engine.kv.limits();
+        let queued = objects::delete_bucket(self.txn()?.as_mut(), limits, name, false)?;
+        self.queued.set(self.queued.get() | queued);
+        Ok(())
     }
 
     /// Every bucket, as this transaction sees them.

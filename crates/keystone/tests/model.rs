@@ -87,3 +87,12 @@ proptest! {
         run(Target::RefMap, &ops)?;
     }
 }
+
+/// Found by the model test: deleting a bucket whose chunks outnumber the backend's
+/// per-transaction limit failed with `TooLarge` instead of queueing the chunks for GC.
+#[test]
+fn regression_delete_bucket_with_more_chunks_than_one_transaction_takes() {
+    let parts = vec![(2_729_987_026, 0), (925_724_638, 0), (1_456_347_022, 0)];
+    let ops = [Op::Multipart { b: 0, k: 0, parts, complete: true }, Op::DeleteBucket { b: 0, only_empty: false }];
+    run(Target::RefMap, &ops).unwrap();
+}
