@@ -337,8 +337,9 @@ impl Datastore {
         Ok(info)
     }
 
-    /// Re-reads every object and checks it against its checksums; also looks for leaked
-    /// chunks and runs the storage engine's own integrity check.
+    /// Re-reads every object and checks it against its checksums, and looks for leaked chunks
+    /// (segments no object, part or upload refers to). It only reads: corrupt objects are
+    /// reported, not changed.
     pub fn verify(&self) -> Result<VerifyReport> {
         maintenance::verify(&self.engine, None)
     }
@@ -346,6 +347,21 @@ impl Datastore {
     /// [`verify`](Self::verify) for one bucket.
     pub fn verify_bucket(&self, bucket: &str) -> Result<VerifyReport> {
         maintenance::verify(&self.engine, Some(bucket))
+    }
+
+    /// Runs the storage engine's own integrity check (redb: page checksums and tree
+    /// structure) and says whether it passed. Needs every reader, snapshot and transaction of
+    /// this store to have ended.
+    ///
+    /// Unlike [`verify`](Self::verify), this may write: redb repairs what it can, and a file
+    /// damaged beyond repair can be left unopenable. Run it on a copy of a store you suspect.
+    pub fn check_engine_integrity(&self) -> Result<bool> {
+        self.engine.kv.check_integrity()
+    }
+
+    /// What the last open reclaimed: uploads a previous process left unfinished.
+    pub fn recovery_report(&self) -> GcReport {
+        self.engine.recovered.clone()
     }
 
     /// Frees the chunks of uploads that never completed (not those in flight in this process)

@@ -37,8 +37,10 @@ pub(crate) struct Engine {
     /// Staging ids of uploads in flight in this process; `gc` leaves them alone.
     pub active: Mutex<HashSet<u64>>,
     pub path: Option<PathBuf>,
-    /// Serializes `compact` against in-flight streaming writes.
+    /// Shared commits of small writes.
     pub(crate) commit: crate::commit::GroupCommit,
+    /// What recovery reclaimed when the store was opened.
+    pub(crate) recovered: crate::maintenance::GcReport,
 }
 
 impl std::fmt::Debug for Engine {
@@ -74,15 +76,17 @@ impl Engine {
         let next_hi = hi.checked_add(1).ok_or_else(|| Error::TooLarge("id space exhausted".into()))?;
         w.put(&keys::idgen(), &next_hi.to_be_bytes())?;
         w.commit(Commit::Durable)?;
-        let engine = Engine {
+        let mut engine = Engine {
             kv,
             cfg,
             ids: Mutex::new(IdRange { next: next_hi << 32, end: (next_hi + 1) << 32 }),
             active: Mutex::new(HashSet::new()),
             path,
             commit: crate::commit::GroupCommit::default(),
+            recovered: crate::maintenance::GcReport::default(),
         };
-        engine.reclaim_staged()?;
+        let (uploads_reclaimed, chunks_freed) = engine.reclaim_staged()?;
+        engine.recovered = crate::maintenance::GcReport { uploads_reclaimed, chunks_freed };
         Ok(engine)
     }
 
