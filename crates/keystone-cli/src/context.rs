@@ -50,6 +50,23 @@ impl Ctx {
         })
     }
 
+    /// Whether `path` is the store file itself (which must not be uploaded into itself: it
+    /// grows while it is read).
+    pub fn is_store(&self, path: &Path) -> bool {
+        match (path.canonicalize(), self.store.canonicalize()) {
+            (Ok(a), Ok(b)) => a == b,
+            _ => false,
+        }
+    }
+
+    /// Refuses to upload the store file into itself.
+    pub fn check_not_store(&self, path: &Path) -> anyhow::Result<()> {
+        if self.is_store(path) {
+            return Err(anyhow!("{} is the store itself and cannot be uploaded into it", path.display()));
+        }
+        Ok(())
+    }
+
     /// Prints a summary line on stdout unless `--quiet`.
     pub fn say(&self, line: impl fmt::Display) -> anyhow::Result<()> {
         if self.quiet {

@@ -141,6 +141,7 @@ fn upload(ctx: &Ctx, a: &CpArgs, src: &Path, dst: &Address) -> anyhow::Result<()
     let db = ctx.open()?;
     let bucket = dst.bucket(&db)?;
     if !meta.is_dir() {
+        ctx.check_not_store(src)?;
         let key = key_for_upload(dst, src)?;
         let bar = ctx.progress.transfer(&key, Some(meta.len()));
         let info = transfer::upload_file(&bucket, &key, src, &a.meta, &bar)?;
@@ -155,6 +156,11 @@ fn upload(ctx: &Ctx, a: &CpArgs, src: &Path, dst: &Address) -> anyhow::Result<()
     let mut walk_errors = Vec::new();
     for entry in walkdir::WalkDir::new(src).follow_links(true).sort_by_file_name() {
         match entry {
+            Ok(e) if e.file_type().is_file() && ctx.is_store(e.path()) => {
+                if !ctx.quiet {
+                    eprintln!("keystone: skipping {}: it is the store itself", e.path().display());
+                }
+            }
             Ok(e) if e.file_type().is_file() => {
                 let len = e.metadata().map_or(0, |m| m.len());
                 files.push((e.into_path(), len));

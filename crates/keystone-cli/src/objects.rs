@@ -106,6 +106,9 @@ pub fn put(ctx: &Ctx, a: &PutArgs) -> anyhow::Result<()> {
         key_for_upload(&dest, &a.file)?
     };
     let len = if stdin { None } else { Some(crate::context::local_meta(&a.file)?.len()) };
+    if !stdin {
+        ctx.check_not_store(&a.file)?;
+    }
     let db = ctx.open()?;
     let bucket = dest.bucket(&db)?;
     let bar = ctx.progress.transfer(&key, len);

@@ -174,3 +174,19 @@ fn keys_that_would_escape_the_destination_are_refused() {
     assert_eq!(std::fs::read(env.path("dl/inner/ok.txt")).unwrap(), b"fine");
     assert!(env.path("dl/inner/folder").is_dir());
 }
+
+#[test]
+fn the_store_file_is_never_uploaded_into_itself() {
+    let env = Env::with_bucket();
+    env.write("a.txt", b"a");
+    // The scratch directory holds store.redb: a tree copy of it skips the store, with a note.
+    let out = env.cmd(&["cp", "-r", ".", "bkt/all/"]).output().unwrap();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("skipping ./store.redb: it is the store itself"), "{stderr}");
+    assert!(String::from_utf8(out.stdout).unwrap().starts_with("uploaded 1 file "));
+    let e = env.fails(&["put", "store.redb", "bkt/self"], 1);
+    assert!(e.contains("store.redb is the store itself"), "{e}");
+    let e = env.fails(&["cp", "./store.redb", "bkt/self"], 1);
+    assert!(e.contains("is the store itself"), "{e}");
+}
