@@ -147,16 +147,17 @@ async fn put_get_head_range_metadata() {
     h.server.shutdown().await;
 }
 
+#[derive(serde::Serialize)]
+struct User {
+    name: String,
+    age: u32,
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rust_api_and_s3_see_the_same_objects() {
     let h = Harness::start().await;
     let c = h.client();
     let b = h.db.create_bucket("shared").unwrap();
-    #[derive(serde::Serialize)]
-    struct User {
-        name: String,
-        age: u32,
-    }
     b.put("users/alice", &User { name: "Alice".into(), age: 30 }).unwrap();
     let got = c.get_object().bucket("shared").key("users/alice").send().await.unwrap();
     assert_eq!(got.content_type(), Some("application/json"));

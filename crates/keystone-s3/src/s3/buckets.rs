@@ -3,12 +3,11 @@
 use s3s::dto::{
     Bucket, BucketLocationConstraint, CreateBucketInput, CreateBucketOutput, DeleteBucketInput, DeleteBucketOutput,
     GetBucketLocationInput, GetBucketLocationOutput, HeadBucketInput, HeadBucketOutput, ListBucketsInput,
-    ListBucketsOutput, Owner,
+    ListBucketsOutput, Owner, Timestamp,
 };
 use s3s::{S3Request, S3Response, S3Result, s3_error};
 
 use super::Keystone;
-use super::meta::seconds;
 
 impl Keystone {
     pub(super) async fn do_list_buckets(
@@ -20,7 +19,7 @@ impl Keystone {
             .into_iter()
             .map(|b| Bucket {
                 name: Some(b.name),
-                creation_date: Some(seconds(b.created)),
+                creation_date: Some(Timestamp::from(b.created)),
                 bucket_region: Some(self.region.clone()),
             })
             .collect();

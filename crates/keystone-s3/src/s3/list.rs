@@ -4,12 +4,12 @@ use keystone::{ListOptions, ListPage, ObjectInfo};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use s3s::dto::{
     CommonPrefix, EncodingType, ListObjectsInput, ListObjectsOutput, ListObjectsV2Input, ListObjectsV2Output, Object,
-    ObjectStorageClass, Owner,
+    ObjectStorageClass, Owner, Timestamp,
 };
 use s3s::{S3Request, S3Response, S3Result, s3_error};
 
 use super::Keystone;
-use super::meta::{etag, seconds};
+use super::meta::etag;
 
 /// What `encoding-type=url` leaves as is: unreserved characters and '/'.
 const URL_KEEP: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~').remove(b'/');
@@ -63,7 +63,7 @@ fn object(o: &ObjectInfo, enc: Enc, with_owner: bool) -> Object {
         key: Some(enc.s(&o.key)),
         size: i64::try_from(o.size).ok(),
         e_tag: Some(etag(&o.etag)),
-        last_modified: Some(seconds(o.modified)),
+        last_modified: Some(Timestamp::from(o.modified)),
         storage_class: Some(ObjectStorageClass::from_static(ObjectStorageClass::STANDARD)),
         owner: with_owner.then(owner),
         ..Default::default()

@@ -67,7 +67,7 @@ pub(crate) fn user_metadata(meta: &ObjectMeta) -> Option<Metadata> {
 }
 
 /// A time at HTTP-date resolution (whole seconds), so comparisons with client dates agree.
-pub(crate) fn seconds(t: SystemTime) -> Timestamp {
+fn seconds(t: SystemTime) -> Timestamp {
     let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
     Timestamp::from(UNIX_EPOCH + Duration::from_secs(secs))
 }

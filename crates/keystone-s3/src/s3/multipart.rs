@@ -7,13 +7,13 @@ use s3s::dto::{
     AbortMultipartUploadInput, AbortMultipartUploadOutput, CommonPrefix, CompleteMultipartUploadInput,
     CompleteMultipartUploadOutput, CopyPartResult, CreateMultipartUploadInput, CreateMultipartUploadOutput, Initiator,
     ListMultipartUploadsInput, ListMultipartUploadsOutput, ListPartsInput, ListPartsOutput, MultipartUpload, Owner,
-    Part, Range, StorageClass, UploadPartCopyInput, UploadPartCopyOutput, UploadPartInput, UploadPartOutput,
+    Part, Range, StorageClass, Timestamp, UploadPartCopyInput, UploadPartCopyOutput, UploadPartInput, UploadPartOutput,
 };
 use s3s::{S3Request, S3Response, S3Result, s3_error};
 
 use super::Keystone;
 use super::list::{Enc, count, max_keys};
-use super::meta::{MetaIn, ReadConditions, etag, put_condition, seconds};
+use super::meta::{MetaIn, ReadConditions, etag, put_condition};
 use super::objects::{checksum_of, copy_source};
 use crate::body::{Expect, consume};
 use crate::errors::to_s3;
@@ -157,7 +157,7 @@ impl Keystone {
         Ok(S3Response::new(UploadPartCopyOutput {
             copy_part_result: Some(CopyPartResult {
                 e_tag: Some(etag(&part.etag)),
-                last_modified: Some(seconds(part.modified)),
+                last_modified: Some(Timestamp::from(part.modified)),
                 ..Default::default()
             }),
             ..Default::default()
@@ -227,7 +227,7 @@ impl Keystone {
                 part_number: i32::try_from(p.part_number).ok(),
                 e_tag: Some(etag(&p.etag)),
                 size: i64::try_from(p.size).ok(),
-                last_modified: Some(seconds(p.modified)),
+                last_modified: Some(Timestamp::from(p.modified)),
                 ..Default::default()
             })
             .collect();
@@ -287,7 +287,7 @@ impl Keystone {
                 None => uploads.push(MultipartUpload {
                     key: Some(enc.s(&u.key)),
                     upload_id: Some(u.upload_id.clone()),
-                    initiated: Some(seconds(u.initiated)),
+                    initiated: Some(Timestamp::from(u.initiated)),
                     initiator: Some(Initiator { id: Some("keystone".into()), display_name: Some("keystone".into()) }),
                     owner: Some(owner()),
                     storage_class: Some(StorageClass::from_static(StorageClass::STANDARD)),

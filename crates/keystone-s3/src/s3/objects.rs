@@ -6,12 +6,12 @@ use keystone::{CopyOptions, ObjectInfo, PutCondition, PutOptions};
 use s3s::dto::{
     Checksum, CopyObjectInput, CopyObjectOutput, CopyObjectResult, CopySource, DeleteObjectInput, DeleteObjectOutput,
     DeleteObjectsInput, DeleteObjectsOutput, DeletedObject, Error, GetObjectInput, GetObjectOutput, HeadObjectInput,
-    HeadObjectOutput, MetadataDirective, PutObjectInput, PutObjectOutput, Range,
+    HeadObjectOutput, MetadataDirective, PutObjectInput, PutObjectOutput, Range, Timestamp,
 };
 use s3s::{S3Request, S3Response, S3Result, s3_error};
 
 use super::Keystone;
-use super::meta::{MetaIn, ReadConditions, etag, expires, put_condition, seconds, user_metadata};
+use super::meta::{MetaIn, ReadConditions, etag, expires, put_condition, user_metadata};
 use crate::body::{Expect, consume, stream_reader};
 use crate::errors::to_s3;
 
@@ -133,7 +133,7 @@ impl Keystone {
             content_range,
             accept_ranges: Some("bytes".into()),
             e_tag: Some(etag(&info.etag)),
-            last_modified: Some(seconds(info.modified)),
+            last_modified: Some(Timestamp::from(info.modified)),
             content_type: Some(content_type(&info)),
             cache_control: info.meta.cache_control.clone(),
             content_disposition: info.meta.content_disposition.clone(),
@@ -168,7 +168,7 @@ impl Keystone {
             content_range,
             accept_ranges: Some("bytes".into()),
             e_tag: Some(etag(&info.etag)),
-            last_modified: Some(seconds(info.modified)),
+            last_modified: Some(Timestamp::from(info.modified)),
             content_type: Some(input.response_content_type.unwrap_or_else(|| content_type(&info))),
             cache_control: input.response_cache_control.or_else(|| info.meta.cache_control.clone()),
             content_disposition: input.response_content_disposition.or_else(|| info.meta.content_disposition.clone()),
@@ -288,7 +288,7 @@ impl Keystone {
         Ok(S3Response::new(CopyObjectOutput {
             copy_object_result: Some(CopyObjectResult {
                 e_tag: Some(etag(&info.etag)),
-                last_modified: Some(seconds(info.modified)),
+                last_modified: Some(Timestamp::from(info.modified)),
                 ..Default::default()
             }),
             ..Default::default()

@@ -1,0 +1,261 @@
+#!/usr/bin/env python3
+"""boto3 and hand-signed (hostile) requests against a running `keystone serve`.
+
+Environment: KS_ENDPOINT (http://127.0.0.1:PORT), KS_AK, KS_SK, KS_WORK (a scratch directory),
+KS_STORE_DIR (the directory holding the store: nothing else may appear there).
+Prints one line per check and a final "N passed, M failed"; exits non-zero on a failure.
+"""
+import base64, datetime, hashlib, hmac, http.client, os, socket, sys, time, urllib.parse, zlib
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+EP, AK, SK = os.environ["KS_ENDPOINT"], os.environ["KS_AK"], os.environ["KS_SK"]
+WORK, STORE_DIR = os.environ["KS_WORK"], os.environ["KS_STORE_DIR"]
+HOST, PORT = urllib.parse.urlparse(EP).hostname, urllib.parse.urlparse(EP).port
+REGION = "us-east-1"
+results = {"passed": 0, "failed": 0}
+
+
+def check(name, ok, detail=""):
+    results["passed" if ok else "failed"] += 1
+    print(f"{'ok  ' if ok else 'FAIL'} {name}{'' if ok else '  -- ' + str(detail)}", flush=True)
+
+
+def s3(secret=SK):
+    cfg = Config(signature_version="s3v4", s3={"addressing_style": "path"}, retries={"max_attempts": 1})
+    return boto3.client("s3", endpoint_url=EP, aws_access_key_id=AK, aws_secret_access_key=secret,
+                        region_name=REGION, config=cfg)
+
+
+def err_code(fn):
+    try:
+        fn()
+        return "OK"
+    except ClientError as e:
+        return e.response["Error"].get("Code") or str(e.response["ResponseMetadata"]["HTTPStatusCode"])
+
+
+# ---------------------------------------------------------------- hand-signed requests (SigV4)
+
+def sha(b):
+    return hashlib.sha256(b).hexdigest()
+
+
+def _hm(k, m):
+    return hmac.new(k, m.encode(), hashlib.sha256).digest()
+
+
+def _signing_key(date, secret):
+    k = _hm(("AWS4" + secret).encode(), date)
+    return _hm(_hm(_hm(k, REGION), "s3"), "aws4_request")
+
+
+def raw(method, path, body=b"", query="", headers=None, mode="single", tamper=None, when=None,
+        secret=SK, decoded_len=None, content_length=None, shutdown_write=False, chunk=65536):
+    """Sends one signed request over a fresh socket; returns (status, code). `path` is sent as is
+    (already percent-encoded). mode: single | unsigned | signed-chunks | unsigned-trailer."""
+    now = when or datetime.datetime.now(datetime.timezone.utc)
+    amzdate, date = now.strftime("%Y%m%dT%H%M%SZ"), now.strftime("%Y%m%d")
+    scope = f"{date}/{REGION}/s3/aws4_request"
+    hdrs = {"host": f"{HOST}:{PORT}", "x-amz-date": amzdate}
+    hdrs.update(headers or {})
+    data = body
+    if mode == "single":
+        csha = sha(data) if tamper != "sha" else sha(data + b"extra")
+    elif mode == "unsigned":
+        csha = "UNSIGNED-PAYLOAD"
+    elif mode == "signed-chunks":
+        csha = "STREAMING-AWS4-HMAC-SHA256-PAYLOAD"
+    else:
+        csha = "STREAMING-UNSIGNED-PAYLOAD-TRAILER"
+    hdrs["x-amz-content-sha256"] = csha
+    if mode in ("signed-chunks", "unsigned-trailer"):
+        hdrs["content-encoding"] = "aws-chunked"
+        hdrs["x-amz-decoded-content-length"] = str(decoded_len if decoded_len is not None else len(data))
+    if mode == "unsigned-trailer":
+        hdrs["x-amz-trailer"] = "x-amz-checksum-crc32"
+    signed = sorted(hdrs)
+    canon_q = "&".join(sorted(query.split("&"))) if query else ""
+    canon = "\n".join([method, path, canon_q, "".join(f"{k}:{hdrs[k]}\n" for k in signed), ";".join(signed), csha])
+    key = _signing_key(date, secret)
+    sign = lambda s: hmac.new(key, s.encode(), hashlib.sha256).hexdigest()
+    seed = sign("\n".join(["AWS4-HMAC-SHA256", amzdate, scope, sha(canon.encode())]))
+    if mode in ("signed-chunks", "unsigned-trailer"):
+        parts, prev = [], seed
+        for c in [data[i:i + chunk] for i in range(0, len(data), chunk)] + [b""]:
+            if mode == "unsigned-trailer":
+                parts.append(f"{len(c):x}\r\n".encode() + c + (b"\r\n" if c else b""))
+            else:
+                sig = sign("\n".join(["AWS4-HMAC-SHA256-PAYLOAD", amzdate, scope, prev, sha(b""), sha(c)]))
+                prev = sig
+                parts.append(f"{len(c):x};chunk-signature={sig}\r\n".encode() + c + (b"\r\n" if c else b""))
+        if mode == "unsigned-trailer":
+            crc = zlib.crc32(data) ^ (1 if tamper == "crc" else 0)
+            if tamper != "no-trailer":
+                parts.append(b"x-amz-checksum-crc32:" + base64.b64encode(crc.to_bytes(4, "big")) + b"\r\n")
+        parts.append(b"\r\n")
+        body = b"".join(parts)
+    hdrs["authorization"] = (f"AWS4-HMAC-SHA256 Credential={AK}/{scope}, SignedHeaders={';'.join(signed)}, "
+                             f"Signature={seed}")
+    hdrs["content-length"] = str(len(body) if content_length is None else content_length)
+    target = path + ("?" + query if query else "")
+    head = f"{method} {target} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in hdrs.items()) + "connection: close\r\n\r\n"
+    sock = socket.create_connection((HOST, PORT), timeout=30)
+    try:
+        sock.sendall(head.encode() + body)
+        if shutdown_write:
+            sock.shutdown(socket.SHUT_WR)
+        resp = b""
+        while True:
+            try:
+                b = sock.recv(65536)
+            except (ConnectionResetError, socket.timeout):
+                break
+            if not b:
+                break
+            resp += b
+    finally:
+        sock.close()
+    if not resp:
+        return 0, "closed"
+    status = int(resp.split(b" ", 2)[1])
+    code = resp.split(b"<Code>")[1].split(b"</Code>")[0].decode() if b"<Code>" in resp else ""
+    return status, code
+
+
+# ---------------------------------------------------------------- boto3
+
+def boto3_checks():
+    c = s3()
+    c.create_bucket(Bucket="boto")
+    check("boto3 list_buckets sees the bucket", "boto" in [b["Name"] for b in c.list_buckets()["Buckets"]])
+    for name, size in [("zero", 0), ("small", 1234), ("fifty", 50 * 1024 * 1024)]:
+        src = os.path.join(WORK, f"boto-{name}")
+        with open(src, "wb") as f:
+            f.write(os.urandom(size))
+        c.upload_file(src, "boto", f"up/{name}")
+        dst = src + ".back"
+        c.download_file("boto", f"up/{name}", dst)
+        same = open(src, "rb").read() == open(dst, "rb").read()
+        etag = c.head_object(Bucket="boto", Key=f"up/{name}")["ETag"]
+        check(f"boto3 upload_file/download_file {name} ({size} bytes) byte-equal", same, etag)
+    check("boto3 50 MiB went multipart (ETag has -N)", "-" in c.head_object(Bucket="boto", Key="up/fifty")["ETag"])
+    r = c.get_object(Bucket="boto", Key="up/small", Range="bytes=10-19")
+    check("boto3 ranged GET", r["ContentRange"] == "bytes 10-19/1234" and len(r["Body"].read()) == 10)
+    c.put_object(Bucket="boto", Key="meta", Body=b"x", ContentType="text/x", Metadata={"a": "b"},
+                 CacheControl="no-cache", ContentEncoding="identity", ContentLanguage="de",
+                 ContentDisposition="inline", Expires=datetime.datetime(2030, 1, 1, tzinfo=datetime.timezone.utc))
+    h = c.head_object(Bucket="boto", Key="meta")
+    check("boto3 metadata round trip",
+          (h["ContentType"], h["Metadata"], h["CacheControl"], h["ContentEncoding"], h["ContentLanguage"],
+           h["ContentDisposition"], h["Expires"].year) == ("text/x", {"a": "b"}, "no-cache", "identity", "de", "inline", 2030), h)
+    r = c.get_object(Bucket="boto", Key="meta", ResponseContentType="application/override")
+    check("boto3 response-content-type override", r["ContentType"] == "application/override", r["ContentType"])
+    check("boto3 conditional GET If-None-Match -> 304",
+          err_code(lambda: c.get_object(Bucket="boto", Key="meta", IfNoneMatch=h["ETag"])) == "304")
+    check("boto3 PUT If-None-Match:* on existing -> 412",
+          err_code(lambda: c.put_object(Bucket="boto", Key="meta", Body=b"y", IfNoneMatch="*")) in ("PreconditionFailed", "412"))
+    out = c.delete_objects(Bucket="boto", Delete={"Objects": [{"Key": "meta"}, {"Key": "nope"}], "Quiet": True})
+    check("boto3 DeleteObjects quiet", not out.get("Deleted") and not out.get("Errors"), out)
+    check("boto3 wrong secret -> SignatureDoesNotMatch",
+          err_code(lambda: s3("wrong-secret").list_buckets()) == "SignatureDoesNotMatch")
+
+
+# ---------------------------------------------------------------- hostile inputs
+
+def store_dir_clean():
+    extra = [f for f in os.listdir(STORE_DIR) if not f.startswith("store.redb")]
+    return not extra, extra
+
+
+def hostile_checks():
+    c = s3()
+    c.create_bucket(Bucket="hostile")
+    odd = ["..", "../../escape", "a/../b", "\\", "a\\..\\b", "%00", "a//b", "//lead", "./.", "k" * 1024]
+    for k in odd:
+        c.put_object(Bucket="hostile", Key=k, Body=k.encode())
+    keys = []
+    for page in c.get_paginator("list_objects_v2").paginate(Bucket="hostile"):
+        keys += [o["Key"] for o in page.get("Contents", [])]
+    check("odd keys are stored literally, inside the bucket", sorted(keys) == sorted(odd), sorted(set(keys) ^ set(odd)))
+    same = all(c.get_object(Bucket="hostile", Key=k)["Body"].read() == k.encode() for k in odd)
+    check("odd keys read back their own bytes", same)
+    ok, extra = store_dir_clean()
+    check("nothing written next to the store", ok, extra)
+    check("1025-byte key -> KeyTooLongError",
+          err_code(lambda: c.put_object(Bucket="hostile", Key="k" * 1025, Body=b"x")) == "KeyTooLongError")
+    st, code = raw("PUT", "/hostile/a%00b", b"x")
+    check("NUL in a key -> 400", st == 400, (st, code))
+    for name in ["ab", "UPPER", "a_b", "-ab", "a..b", "192.168.1.1", "x" * 64]:
+        st, code = raw("PUT", f"/{name}")
+        check(f"invalid bucket name {name[:20]!r} -> InvalidBucketName", (st, code) == (400, "InvalidBucketName"), (st, code))
+    for xml in [b"<Delete><Object><Key>a</Key>", b"not xml", b"<Wrong/>"]:
+        st, code = raw("POST", "/hostile", xml, query="delete=",
+                       headers={"content-md5": base64.b64encode(hashlib.md5(xml).digest()).decode()})
+        check(f"DeleteObjects malformed XML {xml[:12]!r} -> MalformedXML", (st, code) == (400, "MalformedXML"), (st, code))
+    up = c.create_multipart_upload(Bucket="hostile", Key="mpu")["UploadId"]
+    for xml in [b"<CompleteMultipartUpload><Part>", b"garbage", b""]:
+        st, code = raw("POST", "/hostile/mpu", xml, query=f"uploadId={up}")
+        check(f"CompleteMultipartUpload malformed XML {xml[:12]!r} -> MalformedXML", (st, code) == (400, "MalformedXML"), (st, code))
+    data = os.urandom(200_000)
+    st, code = raw("PUT", "/hostile/trunc", data[:100_000], mode="unsigned", content_length=len(data), shutdown_write=True)
+    check("truncated body (Content-Length larger than sent) rejected", st in (0, 400), (st, code))
+    st, code = raw("PUT", "/hostile/longer", data, mode="single", content_length=100_000)
+    check("body larger than declared (signed hash of full body) -> XAmzContentSHA256Mismatch",
+          (st, code) == (400, "XAmzContentSHA256Mismatch"), (st, code))
+    st, code = raw("PUT", "/hostile/chunked-lie", data, mode="signed-chunks", decoded_len=10)
+    check("aws-chunked decoded length smaller than sent -> 400", st == 400, (st, code))
+    st, code = raw("PUT", "/hostile/chunked-short", data, mode="unsigned-trailer", decoded_len=len(data) + 5)
+    check("aws-chunked decoded length larger than sent -> IncompleteBody", (st, code) == (400, "IncompleteBody"), (st, code))
+    st, code = raw("PUT", "/hostile/badcrc", data, mode="unsigned-trailer", tamper="crc")
+    check("wrong x-amz-checksum-crc32 trailer -> BadDigest", (st, code) == (400, "BadDigest"), (st, code))
+    st, code = raw("PUT", "/hostile/notrailer", data, mode="unsigned-trailer", tamper="no-trailer")
+    check("declared trailer missing -> 400", st == 400, (st, code))
+    st, code = raw("PUT", "/hostile/badsha", data, tamper="sha")
+    check("wrong x-amz-content-sha256 -> XAmzContentSHA256Mismatch", (st, code) == (400, "XAmzContentSHA256Mismatch"), (st, code))
+    st, code = raw("PUT", "/hostile/good", data, mode="unsigned-trailer")
+    check("well-formed unsigned-trailer upload accepted", st == 200, (st, code))
+    st, code = raw("PUT", "/hostile/good2", data, mode="signed-chunks")
+    check("well-formed signed-chunks upload accepted", st == 200, (st, code))
+    st, code = raw("PUT", "/hostile/md5", b"abc", headers={"content-md5": base64.b64encode(b"0" * 16).decode()})
+    check("Content-MD5 mismatch -> BadDigest", (st, code) == (400, "BadDigest"), (st, code))
+    present = set()
+    for page in c.get_paginator("list_objects_v2").paginate(Bucket="hostile"):
+        present |= {o["Key"] for o in page.get("Contents", [])}
+    bad = {"trunc", "longer", "chunked-lie", "chunked-short", "badcrc", "notrailer", "badsha", "md5", "a\0b"} & present
+    check("no rejected upload became visible", not bad and {"good", "good2"} <= present, bad)
+    # Authentication edge cases.
+    st, code = raw("GET", "/", secret="wrong")
+    check("wrong secret -> 403 SignatureDoesNotMatch", (st, code) == (403, "SignatureDoesNotMatch"), (st, code))
+    old = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(minutes=20)
+    st, code = raw("GET", "/", when=old)
+    check("clock skew 20 min -> 403 RequestTimeTooSkewed", (st, code) == (403, "RequestTimeTooSkewed"), (st, code))
+    conn = http.client.HTTPConnection(HOST, PORT, timeout=10)
+    conn.request("GET", "/hostile")
+    r = conn.getresponse()
+    check("anonymous -> 403", r.status == 403, r.status)
+    r.read()
+    conn.request("GET", "/", headers={"Authorization": "AWS " + AK + ":c2lnbmF0dXJl"})
+    r = conn.getresponse()
+    check("SigV2 -> 403", r.status == 403, r.status)
+    r.read()
+    url = s3().generate_presigned_url("get_object", Params={"Bucket": "hostile", "Key": "good"}, ExpiresIn=1)
+    time.sleep(2.5)
+    conn.request("GET", url[len(EP):])
+    r = conn.getresponse()
+    check("expired presigned URL -> 403", r.status == 403, r.status)
+    r.read()
+    url = s3().generate_presigned_url("get_object", Params={"Bucket": "hostile", "Key": "good"}, ExpiresIn=8 * 86400)
+    conn.request("GET", url[len(EP):])
+    r = conn.getresponse()
+    check("presigned X-Amz-Expires over 7 days -> 400", r.status == 400, r.status)
+    r.read()
+    check("server still answers", "hostile" in [b["Name"] for b in c.list_buckets()["Buckets"]])
+
+
+boto3_checks()
+hostile_checks()
+print(f"{results['passed']} passed, {results['failed']} failed")
+sys.exit(1 if results["failed"] else 0)
