@@ -153,6 +153,10 @@ pub fn report(e: &anyhow::Error) -> ExitCode {
     if broken_pipe {
         return ExitCode::SUCCESS;
     }
+    if crate::interrupt::happened() {
+        eprintln!("keystone: interrupted");
+        return ExitCode::from(130);
+    }
     let line = format!("{e:#}").replace('\n', " ");
     eprintln!("keystone: {line}");
     if e.downcast_ref::<Usage>().is_some() { ExitCode::from(2) } else { ExitCode::FAILURE }

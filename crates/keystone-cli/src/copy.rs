@@ -7,6 +7,7 @@ use indicatif::ProgressBar;
 use keystone::{Bucket, CopyOptions, Datastore, ListEntry, ListOptions, ObjectInfo};
 
 use crate::context::{Address, Ctx, SCHEME, local_meta, usage};
+use crate::interrupt;
 use crate::objects::{key_basename, key_for_upload, missing_key_hint};
 use crate::output::{plural, size};
 use crate::transfer::{self, MetaArgs};
@@ -103,8 +104,11 @@ impl Tree {
         Tree { bar: ctx.progress.tree(files, bytes), total: files, done: 0, bytes: 0, failed: Vec::new() }
     }
 
-    fn start(&self, name: &str) {
+    /// Shows `name` as the file in progress; an error once Ctrl-C was pressed.
+    fn start(&self, name: &str) -> anyhow::Result<()> {
+        interrupt::check()?;
         self.bar.set_message(name.to_owned());
+        Ok(())
     }
 
     /// Records one file's outcome; failures are printed as they happen and counted.
@@ -177,7 +181,7 @@ fn upload(ctx: &Ctx, a: &CpArgs, src: &Path, dst: &Address) -> anyhow::Result<()
     }
     for (path, _) in files {
         let name = path.display().to_string();
-        tree.start(&name);
+        tree.start(&name)?;
         let r = key_under(&prefix, src, &path)
             .and_then(|key| transfer::upload_file(&bucket, &key, &path, &a.meta, &tree.bar).map(|i| i.size));
         tree.record(&name, r);
@@ -267,7 +271,7 @@ fn download(ctx: &Ctx, recursive: bool, src: &Address, dir: &Path) -> anyhow::Re
     let bytes = objects.iter().map(|o| o.size).sum();
     let mut tree = Tree::new(ctx, objects.len() as u64, bytes);
     for o in &objects {
-        tree.start(&o.key);
+        tree.start(&o.key)?;
         let rel = &o.key[prefix.len()..];
         let r = local_path_of(dst, rel.trim_end_matches('/')).and_then(|path| {
             if rel.ends_with('/') && o.size == 0 {
@@ -304,7 +308,7 @@ fn within(ctx: &Ctx, recursive: bool, src: &Address, dst: &Address) -> anyhow::R
     let (from, to) = (src.dir_prefix(), dst.dir_prefix());
     let mut tree = Tree::new(ctx, objects.len() as u64, objects.iter().map(|o| o.size).sum());
     for o in &objects {
-        tree.start(&o.key);
+        tree.start(&o.key)?;
         let key = format!("{to}{}", &o.key[from.len()..]);
         let r = copy_one(&db, src, &o.key, dst, &key).map(|i| i.size);
         if let Ok(n) = &r {

@@ -8,6 +8,7 @@
 mod buckets;
 mod context;
 mod copy;
+mod interrupt;
 mod maint;
 mod objects;
 mod output;
@@ -102,6 +103,9 @@ keystone get backups/site.tar - | tar x"
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     let ctx = Ctx::new(cli.store.clone(), cli.quiet);
+    if matches!(cli.command, Command::Put(_) | Command::Get(_) | Command::Cp(_)) {
+        interrupt::install();
+    }
     match cli.command {
         Command::Mb(a) => buckets::mb(&ctx, &a),
         Command::Rb(a) => buckets::rb(&ctx, &a),

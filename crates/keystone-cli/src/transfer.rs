@@ -9,6 +9,8 @@ use anyhow::Context as _;
 use indicatif::ProgressBar;
 use keystone::{Bucket, ObjectInfo, ObjectMeta, PutOptions};
 
+use crate::interrupt::{self, Stoppable};
+
 /// Bytes moved per read when downloading.
 const COPY_BUF: usize = 256 * 1024;
 
@@ -62,7 +64,7 @@ pub fn upload_file(
         anyhow::bail!("{} is a directory (use `keystone cp -r` for a tree)", src.display());
     }
     bucket
-        .put_reader(key, bar.wrap_read(file), meta.options(Some(src), key))
+        .put_reader(key, bar.wrap_read(Stoppable(file)), meta.options(Some(src), key))
         .with_context(|| format!("cannot upload {} to {}/{key}", src.display(), bucket.name()))
 }
 
@@ -70,7 +72,7 @@ pub fn upload_file(
 pub fn upload_stdin(bucket: &Bucket, key: &str, meta: &MetaArgs, bar: &ProgressBar) -> anyhow::Result<ObjectInfo> {
     let stdin = io::stdin().lock();
     bucket
-        .put_reader(key, bar.wrap_read(stdin), meta.options(None, key))
+        .put_reader(key, bar.wrap_read(Stoppable(stdin)), meta.options(None, key))
         .with_context(|| format!("cannot upload standard input to {}/{key}", bucket.name()))
 }
 
@@ -80,6 +82,7 @@ pub fn download(bucket: &Bucket, key: &str, out: &mut impl Write, to: &str, bar:
     let mut buf = vec![0u8; COPY_BUF];
     let mut total = 0u64;
     loop {
+        interrupt::check()?;
         let n = match reader.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => n,

@@ -6,7 +6,7 @@ mod common;
 use std::io::Write;
 use std::process::{Command, Stdio};
 
-use common::{BIN, Env, bytes};
+use common::{BIN, Env, bytes, wait_until_holds};
 
 const MARKER: &[u8; 32] = b"KEYSTONE-CLI-TEST-CORRUPT-MARKER";
 
@@ -155,4 +155,60 @@ fn quiet_suppresses_summaries_but_not_data_or_errors() {
     assert_eq!(env.ok(&["cat", "-q", "bkt/f"]), "payload");
     assert!(env.ok(&["ls", "-q", "bkt"]).ends_with("  f\n"));
     env.fails(&["-q", "cat", "bkt/missing"], 1);
+}
+
+fn interrupt(child: &std::process::Child) {
+    let status = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+}
+
+#[test]
+fn ctrl_c_stops_an_upload_and_stores_nothing() {
+    let env = Env::with_bucket();
+    let mut child = Command::new(BIN)
+        .args(["put", "-", "bkt/partial"])
+        .env("KEYSTONE_STORE", &env.store)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(&bytes(1024 * 1024, 1)).unwrap();
+    assert!(wait_until_holds(&mut child, &env.store));
+    interrupt(&child);
+    // The upload notices at its next read; it then exits and our writes fail.
+    let chunk = bytes(1024 * 1024, 2);
+    for _ in 0..256 {
+        if stdin.write_all(&chunk).is_err() {
+            break;
+        }
+    }
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130));
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "keystone: interrupted\n");
+    env.fails(&["stat", "bkt/partial"], 1);
+    assert!(env.ok(&["verify"]).contains("0 corrupt, 0 orphaned chunk segments"));
+}
+
+#[test]
+fn ctrl_c_stops_a_download() {
+    let env = Env::with_bucket();
+    env.write("big", &bytes(8 * 1024 * 1024, 3));
+    env.ok(&["put", "big", "bkt/big"]);
+    // Nobody reads its stdout yet, so it blocks once the pipe is full, mid-object.
+    let mut child = Command::new(BIN)
+        .args(["get", "bkt/big", "-"])
+        .env("KEYSTONE_STORE", &env.store)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    assert!(wait_until_holds(&mut child, &env.store));
+    interrupt(&child);
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130));
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "keystone: interrupted\n");
+    assert!(out.stdout.len() < 8 * 1024 * 1024);
 }
