@@ -1,10 +1,12 @@
 //! Group commit: concurrent small writes share one durable commit.
 //!
-//! Each writer queues a job and then competes for the leader lock. The leader drains the
-//! queue, applies every job in one write transaction, commits once (one fsync for all), and
-//! hands each writer its own result; writers whose job was taken by another leader find their
-//! result when they get the lock. A writer is acknowledged only after the commit that holds
-//! its write is durable. A job that is rejected for a reason of its own (a failed
+//! Each writer queues a job. When no commit is in progress, the writer becomes the leader: it
+//! drains the queue, applies every job in one write transaction, commits once (one fsync for
+//! all), and hands each writer its own result. Writers that arrive while a commit is in
+//! progress wait on a condition variable (not on a lock the leader holds, which would wake them
+//! one at a time and let each become the leader of a batch of one); when the commit ends, the
+//! first of them to wake leads the next batch with everything queued meanwhile. A writer is
+//! acknowledged only after the commit that holds its write is durable. A job that is rejected for a reason of its own (a failed
 //! precondition, a missing bucket) writes nothing and does not disturb the others; an error of
 //! the shared transaction or commit is returned to every writer in it.
 
@@ -27,9 +29,33 @@ struct Job {
 }
 
 #[derive(Default)]
+struct State {
+    queue: Vec<Job>,
+    /// A leader is applying and committing a batch.
+    committing: bool,
+}
+
+#[derive(Default)]
 pub(crate) struct GroupCommit {
-    queue: Mutex<Vec<Job>>,
-    leader: Mutex<()>,
+    state: Mutex<State>,
+    /// Signalled when a batch has been committed (and its writers have their results).
+    batch_done: Condvar,
+}
+
+/// Clears `committing` and wakes the waiting writers when the leader is done, even if it
+/// panicked.
+struct Leading<'a>(&'a GroupCommit);
+
+impl Drop for Leading<'_> {
+    fn drop(&mut self) {
+        let mut st = match self.0.state.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        st.committing = false;
+        drop(st);
+        self.0.batch_done.notify_all();
+    }
 }
 
 impl std::fmt::Debug for GroupCommit {
@@ -43,7 +69,6 @@ struct Slot<R> {
     pending: Mutex<Option<Result<R>>>,
     /// The final outcome, set after the shared commit.
     done: Mutex<Option<Result<R>>>,
-    ready: Condvar,
 }
 
 /// Errors that reject one job without touching the transaction.
@@ -89,7 +114,7 @@ impl GroupCommit {
         f: impl FnOnce(&mut dyn WriteTxn) -> Result<R> + Send + 'static,
     ) -> Result<R> {
         let this = &engine.commit;
-        let slot = Arc::new(Slot { pending: Mutex::new(None), done: Mutex::new(None), ready: Condvar::new() });
+        let slot = Arc::new(Slot { pending: Mutex::new(None), done: Mutex::new(None) });
         let (s1, s2) = (slot.clone(), slot.clone());
         let job = Job {
             apply: Box::new(move |w| match f(w) {
@@ -113,26 +138,28 @@ impl GroupCommit {
                 if let Ok(mut d) = s2.done.lock() {
                     *d = Some(outcome);
                 }
-                s2.ready.notify_all();
             }),
         };
-        this.queue.lock().map_err(|_| lock_err())?.push(job);
-
+        let mut st = this.state.lock().map_err(|_| lock_err())?;
+        st.queue.push(job);
         loop {
-            let leader = this.leader.lock().map_err(|_| lock_err())?;
+            // The leader sets `done` before it takes `state` to signal, so a result set after
+            // this check is always followed by a wake-up.
             if let Some(r) = slot.done.lock().map_err(|_| lock_err())?.take() {
                 return r;
             }
-            let jobs: Vec<Job> = {
-                let mut q = this.queue.lock().map_err(|_| lock_err())?;
-                let n = q.len().min(MAX_BATCH);
-                q.drain(..n).collect()
-            };
+            if st.committing {
+                st = this.batch_done.wait(st).map_err(|_| lock_err())?;
+                continue;
+            }
+            st.committing = true;
+            let n = st.queue.len().min(MAX_BATCH);
+            let jobs: Vec<Job> = st.queue.drain(..n).collect();
+            drop(st);
+            let leading = Leading(this);
             this.commit_batch(engine, jobs);
-            drop(leader);
-            if let Some(r) = slot.done.lock().map_err(|_| lock_err())?.take() {
-                return r;
-            }
+            drop(leading);
+            st = this.state.lock().map_err(|_| lock_err())?;
         }
     }
 
