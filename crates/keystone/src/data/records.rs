@@ -264,7 +264,9 @@ impl Manifest {
                 for _ in 0..n {
                     segs.push(Segment::decode(&mut d)?);
                 }
-                if segs.iter().map(|s| s.len).sum::<u64>() != size {
+                // Checked: lengths from a damaged record may overflow when added up.
+                let total = segs.iter().try_fold(0u64, |acc, s| acc.checked_add(s.len));
+                if total != Some(size) {
                     return Err(corrupt("segment lengths do not add up to the object size"));
                 }
                 Body::Segments(segs)
