@@ -49,6 +49,8 @@ mod data;
 mod datastore;
 mod engine;
 mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 mod list;
 mod maintenance;
 mod multipart;

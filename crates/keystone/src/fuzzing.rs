@@ -1,0 +1,67 @@
+//! Thin wrappers over crate internals for the cargo-fuzz targets in `fuzz/` and their smoke
+//! tests. Not a stable API.
+
+use crate::data::{keys, names, records};
+
+/// Whether `name` is a valid bucket name.
+pub fn bucket_name_ok(name: &str) -> bool {
+    names::check_bucket(name).is_ok()
+}
+
+/// Whether `key` is a valid object key.
+pub fn object_key_ok(key: &str) -> bool {
+    names::check_key(key).is_ok()
+}
+
+/// Encodes every key kind from the parts and parses it back; `false` when a round trip or the
+/// ordering of chunk keys is wrong. Only meaningful for valid bucket names and keys.
+pub fn keys_round_trip(bucket: &str, key: &str, id: u64, index: u32) -> bool {
+    let chunk = keys::chunk(bucket, id, index);
+    let chunk_ok = keys::parse_chunk(&chunk) == Some((bucket, id, index))
+        && chunk.starts_with(&keys::segment_prefix(bucket, id))
+        && chunk.starts_with(&keys::bucket_data_prefix(bucket))
+        && (index == u32::MAX || chunk < keys::chunk(bucket, id, index + 1));
+    let object = keys::object(bucket, key);
+    let object_ok = keys::object_name(bucket, &object) == Some(key)
+        && object.starts_with(&keys::objects_prefix(bucket))
+        && !object.starts_with(keys::META)
+        && !object.starts_with(keys::DATA);
+    let books_ok = [keys::Book::Stage, keys::Book::Mpu, keys::Book::Gc].into_iter().all(|b| {
+        let k = b.key(bucket, id);
+        b.parse(&k) == Some((bucket.to_owned(), id, &[][..])) && k.starts_with(&b.in_bucket(bucket))
+    });
+    let part = keys::part(bucket, id, index);
+    let part_ok = keys::Book::Part.parse(&part) == Some((bucket.to_owned(), id, &index.to_be_bytes()[..]));
+    chunk_ok && object_ok && books_ok && part_ok
+}
+
+/// Decodes `bytes` as every record kind and as keys; each must succeed or fail with an error,
+/// never panic. A record that decodes must re-encode to something that decodes equal.
+/// Returns how many kinds decoded.
+pub fn decode_all(bytes: &[u8]) -> usize {
+    let mut n = 0;
+    if let Ok(m) = records::Manifest::decode(bytes) {
+        assert_eq!(records::Manifest::decode(&m.encode()).ok(), Some(m), "manifest round trip");
+        n += 1;
+    }
+    n += usize::from(records::Manifest::decode_head(bytes).is_ok());
+    if let Ok(r) = records::StageRecord::decode(bytes) {
+        assert_eq!(records::StageRecord::decode(&r.encode()).ok(), Some(r), "staging record round trip");
+        n += 1;
+    }
+    if let Ok(r) = records::MpuRecord::decode(bytes) {
+        assert_eq!(records::MpuRecord::decode(&r.encode()).ok(), Some(r), "upload record round trip");
+        n += 1;
+    }
+    if let Ok(r) = records::PartRecord::decode(bytes) {
+        assert_eq!(records::PartRecord::decode(&r.encode()).ok(), Some(r), "part record round trip");
+        n += 1;
+    }
+    n += usize::from(records::BucketRecord::decode(bytes).is_ok());
+    n += usize::from(records::open_chunk(bytes).is_ok());
+    n += usize::from(keys::parse_chunk(bytes).is_some());
+    for b in [keys::Book::Stage, keys::Book::Mpu, keys::Book::Part, keys::Book::Gc] {
+        n += usize::from(b.parse(bytes).is_some());
+    }
+    n
+}
