@@ -5,7 +5,7 @@
 
 use std::io::Read;
 
-use keystone::{Datastore, DEFAULT_CHUNK_SIZE, PutOptions};
+use keystone::{DEFAULT_CHUNK_SIZE, Datastore, PutOptions};
 
 /// `len` bytes of a cheap pseudo-random stream (incompressible, never all in memory).
 struct Noise(u64, u64);

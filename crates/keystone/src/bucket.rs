@@ -79,6 +79,19 @@ impl Bucket {
 
     /// Stores bytes with metadata and a condition.
     ///
+    /// ```
+    /// use keystone::{PutCondition, PutOptions};
+    /// # let db = keystone::Datastore::in_memory()?;
+    /// # let b = db.create_bucket("locks")?;
+    /// let create_only = PutOptions { condition: PutCondition::IfAbsent, ..Default::default() };
+    /// let first = b.put_bytes_with("leader", b"node-1", create_only.clone())?;
+    /// assert!(b.put_bytes_with("leader", b"node-2", create_only).is_err());
+    /// // Replace only what we wrote (compare-and-swap on the ETag).
+    /// let swap = PutOptions { condition: PutCondition::IfMatch(first.etag), ..Default::default() };
+    /// b.put_bytes_with("leader", b"node-3", swap)?;
+    /// # Ok::<_, keystone::Error>(())
+    /// ```
+    ///
     /// # Errors
     /// As [`put_bytes`](Self::put_bytes), and [`Error::PreconditionFailed`](crate::Error::PreconditionFailed).
     pub fn put_bytes_with(&self, key: &str, data: &[u8], opts: PutOptions) -> Result<ObjectInfo> {
@@ -88,6 +101,18 @@ impl Bucket {
     /// Streams an object of any size from `reader`. Memory use is bounded by the chunk and
     /// batch sizes, not the object size, and other writers are not blocked while it streams:
     /// the object appears atomically, whole, when the last byte is written.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// # let db = keystone::Datastore::open(dir.path().join("db"))?;
+    /// # let b = db.create_bucket("backups")?;
+    /// # let path = dir.path().join("dump.sql");
+    /// # std::fs::write(&path, b"-- dump")?;
+    /// let file = std::fs::File::open(&path)?;
+    /// let info = b.put_reader("2024-06-01.sql", file, keystone::PutOptions::content_type("application/sql"))?;
+    /// assert_eq!(info.size, 7);
+    /// # Ok::<_, Box<dyn std::error::Error>>(())
+    /// ```
     ///
     /// # Errors
     /// As [`put_bytes_with`](Self::put_bytes_with), and [`Error::Io`](crate::Error::Io) when
@@ -106,6 +131,16 @@ impl Bucket {
 
     /// A byte range of the object (`10..20`, `..100`, `5..`).
     ///
+    /// ```
+    /// # let db = keystone::Datastore::in_memory()?;
+    /// # let b = db.create_bucket("logs")?;
+    /// b.put_bytes("app.log", b"0123456789")?;
+    /// assert_eq!(b.get_range("app.log", 2..5)?, b"234");
+    /// assert_eq!(b.get_range("app.log", 7..)?, b"789");
+    /// assert!(b.get_range("app.log", 5..11).is_err());
+    /// # Ok::<_, keystone::Error>(())
+    /// ```
+    ///
     /// # Errors
     /// [`Error::InvalidRange`](crate::Error::InvalidRange) when the range is not within the object.
     pub fn get_range(&self, key: &str, range: impl RangeBounds<u64>) -> Result<Vec<u8>> {
@@ -113,6 +148,19 @@ impl Bucket {
     }
 
     /// A streaming reader (`Read + Seek + Send + 'static`) over the current version.
+    ///
+    /// ```
+    /// use std::io::{Read, Seek, SeekFrom};
+    /// # let db = keystone::Datastore::in_memory()?;
+    /// # let b = db.create_bucket("media")?;
+    /// b.put_bytes("clip", vec![7u8; 100_000])?;
+    /// let mut reader = b.open("clip")?;
+    /// reader.seek(SeekFrom::Start(99_990))?;
+    /// let mut tail = Vec::new();
+    /// // The reader owns its snapshot: it can move to another thread.
+    /// std::thread::spawn(move || reader.read_to_end(&mut tail).map(|_| tail)).join().unwrap()?;
+    /// # Ok::<_, Box<dyn std::error::Error>>(())
+    /// ```
     ///
     /// # Errors
     /// [`Error::NoSuchKey`](crate::Error::NoSuchKey).
@@ -177,6 +225,23 @@ impl Bucket {
         multipart::create(&self.db.engine, &self.name, key, meta)
     }
 
+    /// ```
+    /// use keystone::{CompleteOptions, CompletedPart, ObjectMeta};
+    /// # let db = keystone::Datastore::in_memory()?;
+    /// # let b = db.create_bucket("videos")?;
+    /// let id = b.create_upload("movie.mp4", ObjectMeta::default())?;
+    /// let p1 = b.upload_part(&id, 1, &vec![1u8; 1000][..])?;
+    /// let p2 = b.upload_part(&id, 2, &b"end"[..])?;
+    /// let parts = [
+    ///     CompletedPart { part_number: 1, etag: p1.etag },
+    ///     CompletedPart { part_number: 2, etag: p2.etag },
+    /// ];
+    /// let info = b.complete_upload(&id, &parts, &CompleteOptions::default())?;
+    /// assert_eq!(info.size, 1003);
+    /// assert!(info.etag.ends_with("-2"));
+    /// # Ok::<_, keystone::Error>(())
+    /// ```
+    ///
     /// Streams one part of a multipart upload (replacing an earlier part with the number).
     ///
     /// # Errors

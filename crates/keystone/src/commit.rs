@@ -157,13 +157,13 @@ impl GroupCommit {
             let jobs: Vec<Job> = st.queue.drain(..n).collect();
             drop(st);
             let leading = Leading(this);
-            this.commit_batch(engine, jobs);
+            Self::commit_batch(engine, jobs);
             drop(leading);
             st = this.state.lock().map_err(|_| lock_err())?;
         }
     }
 
-    fn commit_batch(&self, engine: &Engine, jobs: Vec<Job>) {
+    fn commit_batch(engine: &Engine, jobs: Vec<Job>) {
         if jobs.is_empty() {
             return;
         }

@@ -301,6 +301,17 @@ impl Datastore {
     }
 
     /// A read-only view of one consistent state of every bucket.
+    ///
+    /// ```
+    /// # let db = keystone::Datastore::in_memory()?;
+    /// let b = db.create_bucket("config")?;
+    /// b.put_bytes("version", b"1")?;
+    /// let snap = db.snapshot()?;
+    /// b.put_bytes("version", b"2")?;
+    /// assert_eq!(snap.bucket("config")?.get_bytes("version")?, b"1");
+    /// assert_eq!(b.get_bytes("version")?, b"2");
+    /// # Ok::<_, keystone::Error>(())
+    /// ```
     pub fn snapshot(&self) -> Result<Snapshot> {
         Ok(Snapshot::new(self.engine.snapshot()?))
     }
@@ -321,10 +332,10 @@ impl Datastore {
     ) -> Result<ObjectInfo> {
         let snap = self.engine.snapshot()?;
         let src = reader::open(snap, src_bucket, src_key)?;
-        if let Some(want) = &opts.source_etag {
-            if !crate::types::etag_eq(want, &src.info().etag) {
-                return Err(Error::precondition(src_bucket, src_key, "source ETag does not match"));
-            }
+        if let Some(want) = &opts.source_etag
+            && !crate::types::etag_eq(want, &src.info().etag)
+        {
+            return Err(Error::precondition(src_bucket, src_key, "source ETag does not match"));
         }
         let put = PutOptions {
             meta: opts.meta.clone().unwrap_or_else(|| src.info().meta.clone()),

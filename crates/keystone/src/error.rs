@@ -116,7 +116,7 @@ pub enum Error {
         min: u64,
     },
     /// Stored bytes do not match their checksum, or a record cannot be decoded.
-    #[error("corrupted data in {}: {reason}", location(bucket, key))]
+    #[error("corrupted data in {}: {reason}", location(bucket.as_ref(), key.as_ref()))]
     Corrupted {
         /// Bucket, when known.
         bucket: Option<String>,
@@ -163,7 +163,7 @@ pub enum Error {
     Io(#[from] std::io::Error),
 }
 
-fn location(bucket: &Option<String>, key: &Option<String>) -> impl fmt::Display {
+fn location(bucket: Option<&String>, key: Option<&String>) -> impl fmt::Display {
     match (bucket, key) {
         (Some(b), Some(k)) => format!("object {k:?} in bucket {b:?}"),
         (Some(b), None) => format!("bucket {b:?}"),

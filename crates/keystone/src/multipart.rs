@@ -236,10 +236,10 @@ pub(crate) fn abort_older_than(engine: &Engine, cutoff_nanos: u64) -> Result<u64
     let snap = engine.snapshot()?;
     let mut stale = Vec::new();
     for_each_prefixed(snap.as_ref(), &Book::Mpu.all(), 1000, |k, v| {
-        if let (Some((bucket, id, _)), Ok(rec)) = (Book::Mpu.parse(k), MpuRecord::decode(v)) {
-            if rec.initiated < cutoff_nanos {
-                stale.push((bucket, id));
-            }
+        if let (Some((bucket, id, _)), Ok(rec)) = (Book::Mpu.parse(k), MpuRecord::decode(v))
+            && rec.initiated < cutoff_nanos
+        {
+            stale.push((bucket, id));
         }
         Ok(true)
     })?;

@@ -142,8 +142,7 @@ pub(crate) fn info(bucket: &str, key: &str, m: &Manifest) -> ObjectInfo {
 
 pub(crate) fn check_condition(bucket: &str, key: &str, current: Option<&Manifest>, cond: &PutCondition) -> Result<()> {
     match (cond, current) {
-        (PutCondition::None, _) => Ok(()),
-        (PutCondition::IfAbsent, None) => Ok(()),
+        (PutCondition::None, _) | (PutCondition::IfAbsent, None) => Ok(()),
         (PutCondition::IfAbsent, Some(_)) => Err(Error::precondition(bucket, key, "an object with this key exists")),
         (PutCondition::IfMatch(_), None) => Err(Error::precondition(bucket, key, "no object with this key exists")),
         (PutCondition::IfMatch(want), Some(m)) if etag_eq(want, &m.etag) => Ok(()),

@@ -114,15 +114,15 @@ impl ObjectReader {
     }
 
     fn check_whole(&mut self) -> io::Result<()> {
-        if let Some((crc, end)) = self.whole {
-            if end == self.info.size {
-                self.whole = None; // checked once
-                if crc != self.info.checksum {
-                    return Err(self.corrupt(format!(
-                        "object checksum mismatch (stored {:08x}, computed {crc:08x})",
-                        self.info.checksum
-                    )));
-                }
+        if let Some((crc, end)) = self.whole
+            && end == self.info.size
+        {
+            self.whole = None; // checked once
+            if crc != self.info.checksum {
+                return Err(self.corrupt(format!(
+                    "object checksum mismatch (stored {:08x}, computed {crc:08x})",
+                    self.info.checksum
+                )));
             }
         }
         Ok(())

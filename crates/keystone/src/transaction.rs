@@ -230,7 +230,7 @@ pub struct SnapshotBucket {
 
 impl std::fmt::Debug for SnapshotBucket {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SnapshotBucket").field("name", &self.name).finish()
+        f.debug_struct("SnapshotBucket").field("name", &self.name).finish_non_exhaustive()
     }
 }
 

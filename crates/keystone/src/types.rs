@@ -141,6 +141,10 @@ pub struct ListPage {
 }
 
 /// One entry of a lazy listing.
+#[expect(
+    clippy::large_enum_variant,
+    reason = "entries are transient iterator items; boxing would cost an allocation each"
+)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ListEntry {
     /// An object.

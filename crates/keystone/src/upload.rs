@@ -16,16 +16,15 @@ use crate::types::{ObjectInfo, PutOptions, now_nanos};
 /// Turns an I/O error from a caller's reader back into the Keystone error it may carry (an
 /// object reader's corruption, say).
 pub(crate) fn from_io(e: std::io::Error) -> Error {
-    if e.get_ref().is_some_and(|inner| inner.is::<Error>()) {
-        if let Some(inner) = e.into_inner() {
-            if let Ok(err) = inner.downcast::<Error>() {
-                return *err;
-            }
-            return Error::Io(std::io::Error::other("reader failed"));
-        }
-        return Error::Io(std::io::Error::other("reader failed"));
+    if !e.get_ref().is_some_and(<dyn std::error::Error + Send + Sync>::is::<Error>) {
+        return Error::Io(e);
     }
-    Error::Io(e)
+    let kind = e.kind();
+    match e.into_inner().map(<dyn std::error::Error + Send + Sync>::downcast::<Error>) {
+        Some(Ok(err)) => *err,
+        Some(Err(other)) => Error::Io(std::io::Error::new(kind, other)),
+        None => Error::Io(kind.into()),
+    }
 }
 
 /// Chunks written under one staging record, flushed in batches of bounded size, each its own

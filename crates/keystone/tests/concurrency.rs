@@ -11,7 +11,11 @@ use std::thread;
 use keystone::{Datastore, Error, PutOptions};
 
 fn store(dir: &tempfile::TempDir) -> Datastore {
-    Datastore::builder().chunk_size(64 * 1024).upload_batch_size(256 * 1024).open(dir.path().join("c.keystone")).unwrap()
+    Datastore::builder()
+        .chunk_size(64 * 1024)
+        .upload_batch_size(256 * 1024)
+        .open(dir.path().join("c.keystone"))
+        .unwrap()
 }
 
 /// A reader of `total` bytes that, once `pause_at` bytes are out, tells the test (through

@@ -18,7 +18,12 @@ fn data(len: usize, seed: u8) -> Vec<u8> {
 
 /// A store with a small chunk size so that chunked paths run on small data.
 fn file_store(dir: &tempfile::TempDir, name: &str) -> Datastore {
-    Datastore::builder().chunk_size(1000).inline_threshold(100).upload_batch_size(4000).open(dir.path().join(name)).unwrap()
+    Datastore::builder()
+        .chunk_size(1000)
+        .inline_threshold(100)
+        .upload_batch_size(4000)
+        .open(dir.path().join(name))
+        .unwrap()
 }
 
 /// Every backend the suite runs on.
@@ -141,7 +146,11 @@ fn objects(db: &Datastore) {
 
 fn md5_hex(bytes: &[u8]) -> String {
     use md5::Digest;
-    md5::Md5::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+    use std::fmt::Write;
+    md5::Md5::digest(bytes).iter().fold(String::new(), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
 }
 
 #[derive(Serialize, Deserialize, Debug, PartialEq)]
@@ -317,9 +326,15 @@ fn copies(db: &Datastore) {
         assert_eq!(replaced.meta, ObjectMeta::default());
     }
     assert!(matches!(b.copy("nope", "x"), Err(Error::NoSuchKey { .. })));
-    assert!(matches!(db.copy_object("alpha", "small-copy", "nope", "x", &CopyOptions::default()), Err(Error::NoSuchBucket { .. })));
+    assert!(matches!(
+        db.copy_object("alpha", "small-copy", "nope", "x", &CopyOptions::default()),
+        Err(Error::NoSuchBucket { .. })
+    ));
     let wrong = CopyOptions { source_etag: Some("bad".into()), ..Default::default() };
-    assert!(matches!(db.copy_object("alpha", "small-copy", "other", "y", &wrong), Err(Error::PreconditionFailed { .. })));
+    assert!(matches!(
+        db.copy_object("alpha", "small-copy", "other", "y", &wrong),
+        Err(Error::PreconditionFailed { .. })
+    ));
     db.delete_bucket("other").unwrap();
 }
 
@@ -477,7 +492,7 @@ fn multipart(db: &Datastore) {
     assert_eq!(info.checksum, crc32c::crc32c(&whole));
     assert_eq!(info.parts, 3);
     assert_eq!(info.meta, meta);
-    let md5s: Vec<u8> = [&p1, &p2, &p3].iter().flat_map(|p| <md5::Md5 as md5::Digest>::digest(p)).collect();
+    let md5s: Vec<u8> = [&p1, &p2, &p3].iter().flat_map(<md5::Md5 as md5::Digest>::digest).collect();
     assert_eq!(info.etag, format!("{}-3", md5_hex(&md5s)));
     assert_eq!(b.get_range("movie", 2490..2510).unwrap(), &whole[2490..2510]);
     // The upload is gone; part 4 and the replaced part 2 were freed.

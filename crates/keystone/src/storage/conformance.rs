@@ -128,7 +128,7 @@ fn delete_range_removes_exactly_the_range(kv: &dyn KeyValueStore) {
 }
 
 fn large_values_round_trip(kv: &dyn KeyValueStore) {
-    let big: Vec<u8> = (0..3 * 1024 * 1024 + 7).map(|i| (i % 253) as u8).collect();
+    let big: Vec<u8> = (0..3 * 1024 * 1024 + 7u32).map(|i| (i % 253) as u8).collect();
     let mut w = kv.write().unwrap();
     w.put(b"big", &big).unwrap();
     w.commit(Commit::Durable).unwrap();

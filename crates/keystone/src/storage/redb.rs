@@ -147,7 +147,7 @@ impl KeyValueStore for RedbStore {
 
     fn space(&self) -> Result<SpaceInfo> {
         let file_size =
-            if self.label.starts_with('(') { 0 } else { std::fs::metadata(&self.label).map(|m| m.len()).unwrap_or(0) };
+            if self.label.starts_with('(') { 0 } else { std::fs::metadata(&self.label).map_or(0, |m| m.len()) };
         Ok(SpaceInfo { file_size })
     }
 }
@@ -164,7 +164,7 @@ impl AsRef<[u8]> for Guard {
     }
 }
 
-fn to_bounds<'a>(range: KeyRange<'a>) -> (Bound<&'a [u8]>, Bound<&'a [u8]>) {
+fn to_bounds(range: KeyRange<'_>) -> (Bound<&[u8]>, Bound<&[u8]>) {
     (range.start, range.end)
 }
 
