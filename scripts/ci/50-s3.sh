@@ -41,7 +41,7 @@ export AWS_ACCESS_KEY_ID=KSE2EACCESSKEY000001 AWS_SECRET_ACCESS_KEY=e2e-secret-0
 export AWS_DEFAULT_REGION=us-east-1 AWS_SHARED_CREDENTIALS_FILE=/dev/null AWS_CONFIG_FILE=$TMP/aws-config
 printf '[default]\nregion = us-east-1\ns3 =\n    signature_version = s3v4\n    addressing_style = path\n' >"$AWS_CONFIG_FILE"
 KEYSTONE_ACCESS_KEY=$AWS_ACCESS_KEY_ID KEYSTONE_SECRET_KEY=$AWS_SECRET_ACCESS_KEY \
-  "$BIN" --store "$TMP/store/store.redb" serve --addr 127.0.0.1:0 --log-level warn >"$TMP/server.out" 2>"$TMP/server.err" &
+  "$BIN" --store "$TMP/store/store.redb" serve --addr 127.0.0.1:0 --log-level warn --idle-timeout 5 >"$TMP/server.out" 2>"$TMP/server.err" &
 SERVER_PID=$!
 EP=
 for _ in $(seq 1 100); do

@@ -252,6 +252,20 @@ def hostile_checks():
     r = conn.getresponse()
     check("presigned X-Amz-Expires over 7 days -> 400", r.status == 400, r.status)
     r.read()
+    # Idle limits (the CI server runs with --idle-timeout 5).
+    sock = socket.create_connection((HOST, PORT), timeout=60)
+    started = time.time()
+    try:
+        sock.sendall(b"GET / HTTP/1.1\r\nhost: x\r\n")  # half a request head, then silence
+        closed = sock.recv(65536) is not None
+    except (ConnectionResetError, socket.timeout):
+        closed = False
+    finally:
+        sock.close()
+    check("silent connection dropped by the idle timeout", closed and time.time() - started < 60)
+    st, code = raw("PUT", "/hostile/stalled", b"x" * 10, mode="unsigned", content_length=100)
+    check("stalled upload body -> RequestTimeout", (st, code) == (400, "RequestTimeout"), (st, code))
+    check("stalled upload not visible", err_code(lambda: c.head_object(Bucket="hostile", Key="stalled")) == "404")
     check("server still answers", "hostile" in [b["Name"] for b in c.list_buckets()["Buckets"]])
 
 

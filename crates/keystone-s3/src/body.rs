@@ -352,27 +352,41 @@ pub(crate) fn stream_reader<R: Read + Send + 'static>(mut reader: R, len: u64, i
     let (tx, rx) = tokio::sync::mpsc::channel::<io::Result<Bytes>>(CHANNEL_DEPTH);
     let handle = tokio::runtime::Handle::current();
     tokio::task::spawn_blocking(move || {
-        let mut left = len;
-        while left > 0 {
-            let mut buf = vec![0u8; left.min(READ_PIECE as u64) as usize];
-            let item = match reader.read(&mut buf) {
-                Ok(0) => Err(io::Error::from(io::ErrorKind::UnexpectedEof)),
-                Ok(n) => {
-                    buf.truncate(n);
-                    left -= n as u64;
-                    Ok(Bytes::from(buf))
-                }
-                Err(e) => {
-                    tracing::error!(error = %keystone::Error::from_io(e), "download failed");
-                    Err(io::Error::other("object read failed"))
-                }
-            };
-            let failed = item.is_err();
-            let sent = handle.block_on(async { tokio::time::timeout(idle, tx.send(item)).await });
-            if failed || !matches!(sent, Ok(Ok(()))) {
-                return; // client gone, too slow, or a read error: drop the reader (ends its snapshot)
-            }
-        }
+        pump(&mut reader, len, idle, &tx, &handle);
+        // The reader (and its snapshot of the store) goes before the body ends, so a finished
+        // response never outlives a handle on the store.
+        drop(reader);
+        drop(tx);
     });
     StreamingBlob::new(ReadStream { rx, remaining: usize::try_from(len).unwrap_or(usize::MAX) })
+}
+
+fn pump<R: Read>(
+    reader: &mut R,
+    len: u64,
+    idle: Duration,
+    tx: &tokio::sync::mpsc::Sender<io::Result<Bytes>>,
+    handle: &tokio::runtime::Handle,
+) {
+    let mut left = len;
+    while left > 0 {
+        let mut buf = vec![0u8; left.min(READ_PIECE as u64) as usize];
+        let item = match reader.read(&mut buf) {
+            Ok(0) => Err(io::Error::from(io::ErrorKind::UnexpectedEof)),
+            Ok(n) => {
+                buf.truncate(n);
+                left -= n as u64;
+                Ok(Bytes::from(buf))
+            }
+            Err(e) => {
+                tracing::error!(error = %keystone::Error::from_io(e), "download failed");
+                Err(io::Error::other("object read failed"))
+            }
+        };
+        let failed = item.is_err();
+        let sent = handle.block_on(async { tokio::time::timeout(idle, tx.send(item)).await });
+        if failed || !matches!(sent, Ok(Ok(()))) {
+            return; // client gone, too slow, or a read error
+        }
+    }
 }

@@ -278,3 +278,35 @@ async fn streaming_upload_with_checksum_trailer() {
     assert_eq!(head.content_encoding(), None, "aws-chunked must not be stored as the content encoding");
     h.server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_lets_requests_in_flight_finish() {
+    let h = Harness::start().await;
+    let c = h.client();
+    let data: Vec<u8> = (0..8 * 1024 * 1024u32).map(|i| (i % 249) as u8).collect();
+    h.db.create_bucket("drain").unwrap().put_bytes("big", &data).unwrap();
+    // The response head has arrived; the body is still streaming when shutdown starts.
+    let got = c.get_object().bucket("drain").key("big").send().await.unwrap();
+    let Harness { db, server, dir, .. } = h;
+    let addr = server.local_addr();
+    let stop = tokio::spawn(server.shutdown());
+    let bytes = got.body.collect().await.unwrap().into_bytes();
+    assert!(bytes == data[..], "the download in flight completes");
+    stop.await.unwrap();
+    assert!(tokio::net::TcpStream::connect(addr).await.is_err(), "no new connections after shutdown");
+    drop(db);
+    // Every handle is gone: the store opens again (only one opener at a time). A connection
+    // task may drop its last handle just after shutdown returns, so allow it a moment.
+    let mut reopened = None;
+    for _ in 0..100 {
+        match keystone::Datastore::open(dir.path().join("s3.redb")) {
+            Ok(db) => {
+                reopened = Some(db);
+                break;
+            }
+            Err(keystone::Error::AlreadyOpen { .. }) => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert!(reopened.is_some(), "the server released the store");
+}

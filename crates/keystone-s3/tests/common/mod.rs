@@ -12,7 +12,7 @@ pub struct Harness {
     pub db: keystone::Datastore,
     pub server: Server,
     pub endpoint: String,
-    _dir: tempfile::TempDir,
+    pub dir: tempfile::TempDir,
 }
 
 impl Harness {
@@ -22,7 +22,7 @@ impl Harness {
         let config = ServerConfig::new(vec![AccessKey::new(AK, SK), AccessKey::new("KSOTHERKEY", "other-secret")]);
         let server = Server::start(db.clone(), ([127, 0, 0, 1], 0).into(), config).await.unwrap();
         let endpoint = format!("http://{}", server.local_addr());
-        Harness { db, server, endpoint, _dir: dir }
+        Harness { db, server, endpoint, dir }
     }
 
     pub fn client(&self) -> aws_sdk_s3::Client {
