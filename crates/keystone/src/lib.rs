@@ -78,6 +78,11 @@ pub use types::{
     PartInfo, PutCondition, PutOptions, UploadInfo,
 };
 
+/// The README's examples, compiled as doc-tests so they cannot rot.
+#[doc = include_str!("../../../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
+
 impl Error {
     /// Recovers the Keystone error carried by an `io::Error` from an [`ObjectReader`]
     /// (a corruption, say); other I/O errors become [`Error::Io`].
