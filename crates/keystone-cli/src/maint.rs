@@ -1,12 +1,11 @@
 //! `du`, `verify`, `gc` and `compact`: looking after the store as a whole.
 
-use std::io;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context as _, anyhow};
-use indicatif::ProgressBar;
 use jiff::{Span, SpanRelativeTo};
-use keystone::{Bucket, CorruptObject, Datastore, Error, ListEntry, ListOptions, VerifyReport};
+use keystone::{Bucket, Datastore, ListEntry, ListOptions};
 
 use crate::context::{Address, Ctx};
 use crate::output::{self, plural, size};
@@ -26,6 +25,10 @@ pub struct DuArgs {
 pub struct VerifyArgs {
     /// Check only this bucket.
     bucket: Option<String>,
+    /// Also run the storage engine's own integrity check (page checksums, tree structure).
+    /// It runs on a temporary copy of the store next to it, since it repairs in place.
+    #[arg(long)]
+    engine: bool,
 }
 
 /// `keystone gc`.
@@ -76,74 +79,34 @@ pub fn du(ctx: &Ctx, a: &DuArgs) -> anyhow::Result<()> {
     show(all_objects, all_bytes, "total")
 }
 
-/// What the CLI's own read pass found.
-#[derive(Debug, Default)]
-struct Scan {
-    objects: u64,
-    bytes: u64,
-    corrupt: Vec<CorruptObject>,
-}
-
-/// Reads every object of `only` (or of every bucket) through its checksums.
-///
-/// Workaround (see /work/notes/requests.md, CLI item 1): the library's `verify` ends with the
-/// storage engine's repairing integrity check, which on a store with a damaged chunk fails
-/// with an error (losing the list of corrupt objects) and leaves the file unopenable. So the
-/// CLI reads the objects first, and calls the library's `verify` only when they are all sound.
-fn scan(db: &Datastore, only: Option<&str>, spinner: &ProgressBar) -> anyhow::Result<Scan> {
-    let names = match only {
-        Some(b) => vec![b.to_owned()],
-        None => db.list_buckets()?.into_iter().map(|b| b.name).collect(),
-    };
-    let mut scan = Scan::default();
-    for name in names {
-        let bucket = db.bucket(&name)?;
-        for entry in bucket.list_iter(ListOptions::prefix(""))? {
-            let ListEntry::Object(o) = entry? else { continue };
-            spinner.set_message(format!("verifying {name}/{}", o.key));
-            scan.objects += 1;
-            let read = bucket.open(&o.key).and_then(|mut r| io::copy(&mut r, &mut io::sink()).map_err(Error::from_io));
-            match read {
-                Ok(n) => scan.bytes += n,
-                Err(e) if e.is_corruption() => {
-                    scan.corrupt.push(CorruptObject { bucket: name.clone(), key: o.key, reason: e.to_string() });
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
-    }
-    Ok(scan)
-}
-
 pub fn verify(ctx: &Ctx, a: &VerifyArgs) -> anyhow::Result<()> {
     let db = ctx.open()?;
-    let spinner = ctx.progress.spinner("verifying");
-    let scan = scan(&db, a.bucket.as_deref(), &spinner)?;
-    let report = if scan.corrupt.is_empty() {
-        spinner.set_message("checking the storage engine");
-        match &a.bucket {
-            Some(b) => db.verify_bucket(b)?,
-            None => db.verify()?,
-        }
-    } else {
-        VerifyReport { objects: scan.objects, bytes: scan.bytes, corrupt: scan.corrupt, ..VerifyReport::default() }
+    let spinner = ctx.progress.spinner("verifying objects");
+    let mut report = match &a.bucket {
+        Some(b) => db.verify_bucket(b)?,
+        None => db.verify()?,
     };
     spinner.finish_and_clear();
+    drop(db);
+    if a.engine {
+        let spinner = ctx.progress.spinner("checking the storage engine on a copy");
+        report.engine_ok = Some(engine_check_on_copy(ctx)?);
+        spinner.finish_and_clear();
+    }
     for c in &report.corrupt {
         output::line(format_args!("CORRUPT  {}/{}: {}", c.bucket, c.key, c.reason))?;
     }
     let engine = match report.engine_ok {
         Some(true) => "ok",
         Some(false) => "FAILED",
-        None if report.corrupt.is_empty() => "not run (the store was busy)",
-        None => "not run (objects are corrupt; the engine's check would try to repair the file in place)",
+        None => "not run (--engine runs it)",
     };
-    let orphans = if report.corrupt.is_empty() { report.orphan_segments.to_string() } else { "not counted".to_owned() };
     ctx.say(format_args!(
-        "checked {} ({}): {} corrupt, {orphans} orphaned chunk segments, storage engine check {engine}",
+        "checked {} ({}): {} corrupt, {} orphaned chunk segments, storage engine check {engine}",
         plural(report.objects, "object"),
         size(report.bytes),
         report.corrupt.len(),
+        report.orphan_segments
     ))?;
     if report.is_clean() {
         return Ok(());
@@ -161,13 +124,40 @@ pub fn verify(ctx: &Ctx, a: &VerifyArgs) -> anyhow::Result<()> {
     Err(anyhow!("verification failed: {}", problems.join(", ")))
 }
 
+/// Runs the storage engine's integrity check on a temporary copy of the store, because the
+/// check repairs in place and can leave a damaged file unopenable. A copy that cannot even
+/// be opened counts as a failed check.
+fn engine_check_on_copy(ctx: &Ctx) -> anyhow::Result<bool> {
+    let dir = match ctx.store.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let copy = tempfile::Builder::new()
+        .prefix(".keystone-verify-")
+        .suffix(".redb")
+        .tempfile_in(&dir)
+        .with_context(|| format!("cannot create a copy of the store in {}", dir.display()))?;
+    std::fs::copy(&ctx.store, copy.path())
+        .with_context(|| format!("cannot copy {} to {}", ctx.store.display(), copy.path().display()))?;
+    // The copy is opened by path; the temporary file handle only removes it afterwards.
+    match Datastore::open(copy.path()) {
+        Ok(db) => match db.check_engine_integrity() {
+            Ok(ok) => Ok(ok),
+            Err(e) if e.is_corruption() => Ok(false),
+            Err(e) => Err(anyhow::Error::new(e).context("the storage engine check failed to run")),
+        },
+        Err(e) if e.is_corruption() => Ok(false),
+        Err(e) => Err(anyhow::Error::new(e).context("cannot open the copy of the store")),
+    }
+}
+
 fn file_size(ctx: &Ctx) -> anyhow::Result<u64> {
     Ok(std::fs::metadata(&ctx.store).with_context(|| format!("cannot read {}", ctx.store.display()))?.len())
 }
 
 pub fn gc(ctx: &Ctx, a: &GcArgs) -> anyhow::Result<()> {
     // Measured before opening: opening a store already reclaims streaming uploads that a
-    // crashed process left behind.
+    // crashed process left behind (counted through `recovery_report`).
     let before = if ctx.store.exists() { file_size(ctx)? } else { 0 };
     let db = ctx.open()?;
     let spinner = ctx.progress.spinner("collecting garbage");
@@ -175,6 +165,7 @@ pub fn gc(ctx: &Ctx, a: &GcArgs) -> anyhow::Result<()> {
         Some(age) => Some(db.abort_uploads_older_than(age)?),
         None => None,
     };
+    let on_open = db.recovery_report();
     let report = db.gc()?;
     spinner.finish_and_clear();
     drop(db);
@@ -184,8 +175,8 @@ pub fn gc(ctx: &Ctx, a: &GcArgs) -> anyhow::Result<()> {
     }
     ctx.say(format_args!(
         "reclaimed {} ({} freed)",
-        plural(report.uploads_reclaimed, "abandoned upload"),
-        plural(report.chunks_freed, "chunk")
+        plural(report.uploads_reclaimed + on_open.uploads_reclaimed, "abandoned upload"),
+        plural(report.chunks_freed + on_open.chunks_freed, "chunk")
     ))?;
     ctx.say(format_args!(
         "store file {}: {} before, {} after (freed space is reused by new writes; `keystone compact` shrinks the file)",
