@@ -11,7 +11,7 @@
 //! the shared transaction or commit is returned to every writer in it.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 
 use crate::engine::{Engine, lock_err};
 use crate::error::{Error, Result};
