@@ -96,12 +96,12 @@ struct Tree {
     total: u64,
     done: u64,
     bytes: u64,
-    failed: Vec<String>,
+    failed: u64,
 }
 
 impl Tree {
     fn new(ctx: &Ctx, files: u64, bytes: u64) -> Self {
-        Tree { bar: ctx.progress.tree(files, bytes), total: files, done: 0, bytes: 0, failed: Vec::new() }
+        Tree { bar: ctx.progress.tree(files, bytes), total: files, done: 0, bytes: 0, failed: 0 }
     }
 
     /// Shows `name` as the file in progress; an error once Ctrl-C was pressed.
@@ -121,10 +121,10 @@ impl Tree {
             Err(e) => {
                 let line = format!("keystone: {name}: {e:#}");
                 self.bar.suspend(|| eprintln!("{line}"));
-                self.failed.push(name.to_owned());
+                self.failed += 1;
             }
         }
-        self.bar.set_prefix(format!("{}/{}", self.done + self.failed.len() as u64, self.total));
+        self.bar.set_prefix(format!("{}/{}", self.done + self.failed, self.total));
     }
 
     /// Ends the bar; an error when any file failed.
@@ -132,11 +132,7 @@ impl Tree {
         self.bar.set_message("");
         self.bar.finish();
         ctx.say(format_args!("{verb} {} ({}) to {to}", plural(self.done, "file"), size(self.bytes)))?;
-        if self.failed.is_empty() {
-            Ok(())
-        } else {
-            Err(anyhow!("{} of {} failed", self.failed.len(), plural(self.total, "file")))
-        }
+        if self.failed == 0 { Ok(()) } else { Err(anyhow!("{} of {} failed", self.failed, plural(self.total, "file"))) }
     }
 }
 
@@ -177,7 +173,8 @@ fn upload(ctx: &Ctx, a: &CpArgs, src: &Path, dst: &Address) -> anyhow::Result<()
     let mut tree = Tree::new(ctx, files.len() as u64 + walk_errors.len() as u64, bytes);
     for e in walk_errors {
         let name = e.path().map_or_else(|| src.display().to_string(), |p| p.display().to_string());
-        tree.record(&name, Err(anyhow::Error::new(e).context("cannot read")));
+        let why = e.io_error().map_or_else(|| e.to_string(), ToString::to_string);
+        tree.record(&name, Err(anyhow!("cannot read: {why}")));
     }
     for (path, _) in files {
         let name = path.display().to_string();
