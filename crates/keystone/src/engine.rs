@@ -140,21 +140,32 @@ impl Engine {
             drop(snap);
             let Some((last, _)) = page.last() else { break };
             from = next_key(last);
-            for (k, v) in page {
+            for (k, _) in page {
                 let Some((bucket, id, _)) = Book::Stage.parse(&k) else { continue };
                 if self.active.lock().map_err(|_| lock_err())?.contains(&id) {
                     continue;
                 }
-                let segs = StageRecord::decode(&v).map(|r| r.segs).unwrap_or_default();
-                chunks += self.write_alone(Commit::Durable, |w| {
+                // Decide again under the write lock: the upload may have completed since the
+                // scan (its record is then gone and its chunks belong to a published object).
+                // An upload registers as active before it writes its record, so a record that
+                // still exists here with no active upload is abandoned.
+                let freed = self.write_alone(Commit::Durable, |w| {
+                    let Some(v) = w.get(&k)? else { return Ok(None) };
+                    if self.active.lock().map_err(|_| lock_err())?.contains(&id) {
+                        return Ok(None);
+                    }
+                    let segs = StageRecord::decode(&v).map_or_else(|_| vec![id], |r| r.segs);
                     let mut n = 0;
                     for seg in &segs {
                         n += delete_prefix(w, &keys::segment_prefix(&bucket, *seg))?;
                     }
                     w.delete(&k)?;
-                    Ok(n)
+                    Ok(Some(n))
                 })?;
-                uploads += 1;
+                if let Some(n) = freed {
+                    chunks += n;
+                    uploads += 1;
+                }
             }
         }
         chunks += self.drain_gc()?;
