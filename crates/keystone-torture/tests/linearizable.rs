@@ -192,3 +192,56 @@ fn eight_threads_see_a_linearizable_history() {
     let report = db.verify().unwrap();
     assert!(report.is_clean(), "{report:?}");
 }
+
+/// GC running in a loop while streaming uploads (several staged batches each) complete: an
+/// upload that finishes between GC's scan of the staging records and its decision to free one
+/// must not lose its chunks.
+#[test]
+fn gc_alongside_streaming_uploads_never_frees_a_published_object() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Datastore::builder()
+        .chunk_size(1024)
+        .inline_threshold(256)
+        .upload_batch_size(2048)
+        .durability(keystone::Durability::Relaxed)
+        .open(dir.path().join("gc.keystone"))
+        .unwrap();
+    db.create_bucket("ups").unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let gcs: Vec<_> = (0..2)
+        .map(|_| {
+            let (db, stop) = (db.clone(), stop.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    db.gc().unwrap();
+                }
+            })
+        })
+        .collect();
+    let uploaders: Vec<_> = (0..6u64)
+        .map(|t| {
+            let b = db.bucket("ups").unwrap();
+            std::thread::spawn(move || {
+                for i in 0..300u64 {
+                    let key = format!("t{t}/{}", i % 5);
+                    let v = Content::bytes(t << 32 | i, 6000);
+                    b.put_reader(&key, &v[..], PutOptions::default()).unwrap();
+                    match b.get_bytes(&key) {
+                        Ok(got) => assert!(got == v, "{key}: other bytes"),
+                        Err(e) => panic!("{key} just written: {e}"),
+                    }
+                }
+            })
+        })
+        .collect();
+    let results: Vec<_> = uploaders.into_iter().map(std::thread::JoinHandle::join).collect();
+    stop.store(true, Ordering::Relaxed);
+    for g in gcs {
+        g.join().unwrap();
+    }
+    for r in results {
+        r.unwrap();
+    }
+    let report = db.verify().unwrap();
+    assert!(report.is_clean(), "{report:?}");
+}
