@@ -211,6 +211,9 @@ fn put_and_get_failures() {
     assert!(e.contains("adir is a directory"), "{e}");
     let e = env.fails(&["put", "f.txt", "nobucket/k"], 1);
     assert!(e.contains("no such bucket: \"nobucket\""), "{e}");
+    let long = format!("bkt/{}", "k".repeat(2000));
+    let e = env.fails(&["put", "f.txt", &long], 1);
+    assert!(e.contains("invalid object key") && e.contains("at most 1024 bytes"), "{e}");
     env.fails(&["put", "-", "bkt/"], 2);
     env.fails(&["put", "f.txt", "/k"], 2);
     env.fails(&["put", "f.txt", "bkt/k", "--meta", "novalue"], 2);
