@@ -182,10 +182,10 @@ fn run_and_kill(
         let mut acks = BTreeMap::new();
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
             let mut w = line.split_whitespace();
-            if let (Some("ACK"), Some(t), Some(n)) = (w.next(), w.next(), w.next()) {
-                if let (Ok(t), Ok(n)) = (t.parse::<u32>(), n.parse::<u64>()) {
-                    acks.insert(t, n);
-                }
+            if let (Some("ACK"), Some(t), Some(n)) = (w.next(), w.next(), w.next())
+                && let (Ok(t), Ok(n)) = (t.parse::<u32>(), n.parse::<u64>())
+            {
+                acks.insert(t, n);
             }
         }
         acks

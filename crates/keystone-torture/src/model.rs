@@ -140,7 +140,11 @@ fn md5_raw(data: &[u8]) -> [u8; 16] {
 }
 
 fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
+    use std::fmt::Write;
+    b.iter().fold(String::with_capacity(b.len() * 2), |mut s, x| {
+        let _ = write!(s, "{x:02x}");
+        s
+    })
 }
 
 /// The kind of an outcome, for comparing the store's answer with the model's.
@@ -370,10 +374,10 @@ impl Harness {
                     None => {
                         let got = bk.and_then(|bk| bk.get_bytes(k));
                         Self::expect("get", want.as_ref().map_or_else(|e| *e, |_| "ok"), &got)?;
-                        if let (Ok(g), Ok(w)) = (&got, want) {
-                            if *g != w.data {
-                                return Err("get returned other bytes".into());
-                            }
+                        if let (Ok(g), Ok(w)) = (&got, want)
+                            && *g != w.data
+                        {
+                            return Err("get returned other bytes".into());
                         }
                     }
                     Some((s, e)) => {
@@ -386,16 +390,16 @@ impl Harness {
                             Err(x) => Err(x),
                         };
                         Self::expect("get_range", w.map_or_else(|x| x, |_| "ok"), &got)?;
-                        if let (Ok(g), Ok(w)) = (&got, w) {
-                            if g[..] != *w {
-                                return Err("get_range returned other bytes".into());
-                            }
+                        if let (Ok(g), Ok(w)) = (&got, w)
+                            && g[..] != *w
+                        {
+                            return Err("get_range returned other bytes".into());
                         }
                     }
                 }
             }
             Op::List { b, prefix, delim, page } => {
-                self.list(&db, bname(b), PREFIXES[prefix as usize % 6], delim, page)?
+                self.list(&db, bname(b), PREFIXES[prefix as usize % 6], delim, page)?;
             }
             Op::Txn { ref ops, commit } => self.txn(&db, ops, commit)?,
             Op::Multipart { b, k, ref parts, complete } => self.multipart(&db, bname(b), kname(k), parts, complete)?,
@@ -490,11 +494,11 @@ impl Harness {
                     TxOp::Get { b, k } => {
                         let got = tx.bucket(bname(b)).and_then(|bk| bk.get_bytes(kname(k)));
                         let want = lookup(&working, bname(b), kname(k));
-                        if let (Ok(g), Ok(w)) = (&got, &want) {
-                            if *g != w.data {
-                                mismatch = Some("a read inside the transaction missed its own write".to_owned());
-                                return Err(TxEnd::Abort);
-                            }
+                        if let (Ok(g), Ok(w)) = (&got, &want)
+                            && *g != w.data
+                        {
+                            mismatch = Some("a read inside the transaction missed its own write".to_owned());
+                            return Err(TxEnd::Abort);
                         }
                         (want.map_or_else(|e| e, |_| "ok"), got.map(|_| ()))
                     }
@@ -660,12 +664,12 @@ impl Cursor<'_> {
             7 | 8 => {
                 let n = self.u8() % 6;
                 let ops = (0..n).map(|_| self.tx_op()).collect();
-                Op::Txn { ops, commit: self.u8() % 4 != 0 }
+                Op::Txn { ops, commit: !self.u8().is_multiple_of(4) }
             }
             9 => {
                 let (b, k, n) = (self.u8(), self.u8(), self.u8() % 4);
                 let parts = (0..n).map(|_| (self.u32(), self.u8())).collect();
-                Op::Multipart { b, k, parts, complete: self.u8() % 3 != 0 }
+                Op::Multipart { b, k, parts, complete: !self.u8().is_multiple_of(3) }
             }
             10 => Op::CreateBucket { b: self.u8() },
             11 => Op::DeleteBucket { b: self.u8(), only_empty: self.u8() & 1 == 1 },

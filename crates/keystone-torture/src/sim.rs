@@ -217,11 +217,11 @@ impl SimDisk {
             return Err(crashed_err());
         }
         s.counts[idx(call)] += 1;
-        if let Some(limit) = s.crash_after {
-            if s.mutating_calls() >= limit {
-                Self::freeze(s);
-                return Err(crashed_err());
-            }
+        if let Some(limit) = s.crash_after
+            && s.mutating_calls() >= limit
+        {
+            Self::freeze(s);
+            return Err(crashed_err());
         }
         if let Some((kind, at, forever)) = s.fault {
             let n = s.counts[idx(call)];

@@ -321,10 +321,10 @@ pub fn check_recovered(
     for b in buckets {
         let bucket = db.bucket(b).map_err(|e| format!("bucket {b}: {e}"))?;
         for entry in bucket.list_iter(ListOptions::default()).map_err(|e| format!("list: {e}"))? {
-            if let keystone::ListEntry::Object(info) = entry.map_err(|e| format!("list: {e}"))? {
-                if !model.contains_key(&((*b).to_owned(), info.key.clone())) {
-                    return Err(format!("object that no acknowledged write left: {b}/{}", info.key));
-                }
+            if let keystone::ListEntry::Object(info) = entry.map_err(|e| format!("list: {e}"))?
+                && !model.contains_key(&((*b).to_owned(), info.key.clone()))
+            {
+                return Err(format!("object that no acknowledged write left: {b}/{}", info.key));
             }
         }
     }
