@@ -219,7 +219,7 @@ impl Datastore {
     /// # Errors
     /// [`Error::NoSuchBucket`].
     pub fn delete_bucket(&self, name: &str) -> Result<()> {
-        names::check_bucket(name).map_err(|_| Error::no_such_bucket(name))?;
+        names::check_bucket(name)?;
         let n = name.to_owned();
         let limits = self.engine.kv.limits();
         let queued =
@@ -235,7 +235,7 @@ impl Datastore {
     /// # Errors
     /// [`Error::NoSuchBucket`], [`Error::BucketNotEmpty`].
     pub fn delete_empty_bucket(&self, name: &str) -> Result<()> {
-        names::check_bucket(name).map_err(|_| Error::no_such_bucket(name))?;
+        names::check_bucket(name)?;
         let n = name.to_owned();
         let limits = self.engine.kv.limits();
         let queued =
@@ -251,7 +251,7 @@ impl Datastore {
     /// # Errors
     /// [`Error::NoSuchBucket`].
     pub fn bucket(&self, name: &str) -> Result<Bucket> {
-        names::check_bucket(name).map_err(|_| Error::no_such_bucket(name))?;
+        names::check_bucket(name)?;
         objects::require_bucket(self.engine.snapshot()?.as_ref(), name)?;
         Ok(Bucket::new(self.clone(), name))
     }

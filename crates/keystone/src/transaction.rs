@@ -57,7 +57,7 @@ impl<'a> Transaction<'a> {
     /// # Errors
     /// [`Error::NoSuchBucket`].
     pub fn bucket(&self, name: &str) -> Result<TxBucket<'_>> {
-        names::check_bucket(name).map_err(|_| Error::no_such_bucket(name))?;
+        names::check_bucket(name)?;
         objects::require_bucket(self.txn()?.as_ref(), name)?;
         Ok(TxBucket { tx: self, name: name.to_owned() })
     }
@@ -73,7 +73,7 @@ impl<'a> Transaction<'a> {
 
     /// Deletes a bucket and everything in it inside this transaction.
     pub fn delete_bucket(&self, name: &str) -> Result<()> {
-        names::check_bucket(name).map_err(|_| Error::no_such_bucket(name))?;
+        names::check_bucket(name)?;
         let limits = self.engine.kv.limits();
         let queued = objects::delete_bucket(self.txn()?.as_mut(), limits, name, false)?;
         self.queued.set(self.queued.get() | queued);
@@ -210,7 +210,7 @@ impl Snapshot {
     /// # Errors
     /// [`Error::NoSuchBucket`].
     pub fn bucket(&self, name: &str) -> Result<SnapshotBucket> {
-        names::check_bucket(name).map_err(|_| Error::no_such_bucket(name))?;
+        names::check_bucket(name)?;
         objects::require_bucket(self.snap.as_ref(), name)?;
         Ok(SnapshotBucket { snap: self.snap.clone(), name: name.to_owned() })
     }

@@ -201,7 +201,7 @@ pub(crate) fn put_stream<R: Read>(
     opts: PutOptions,
     etag: Option<String>,
 ) -> Result<ObjectInfo> {
-    names::check_bucket(bucket).map_err(|_| Error::no_such_bucket(bucket))?;
+    names::check_bucket(bucket)?;
     names::check_key(key)?;
     let mut chunker = Chunker::new(reader, engine.cfg.chunk_size, etag.is_none());
     let prefix = chunker.read_prefix(engine.cfg.inline_max + 1).map_err(from_io)?;

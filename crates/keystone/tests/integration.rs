@@ -70,7 +70,7 @@ fn buckets(db: &Datastore) {
     let names: Vec<String> = db.list_buckets().unwrap().into_iter().map(|b| b.name).collect();
     assert_eq!(names, ["alpha", "beta.1"]);
     assert!(matches!(db.bucket("nope"), Err(Error::NoSuchBucket { .. })));
-    assert!(matches!(db.bucket("NOPE"), Err(Error::NoSuchBucket { .. })));
+    assert!(matches!(db.bucket("NOPE"), Err(Error::InvalidBucketName { .. })));
     assert!(matches!(db.delete_bucket("nope"), Err(Error::NoSuchBucket { .. })));
 
     let b = db.bucket("beta.1").unwrap();
