@@ -43,4 +43,11 @@ with open(os.environ["BIG"], "rb") as f:
 want = w.hexdigest()
 print("GET bytes equal:", h.hexdigest() == want)
 PY
-echo "after 1 GiB PUT + GET: VmHWM $(hwm)"
+echo "after 1 GiB single PUT + GET (boto3): VmHWM $(hwm)"
+AWS=$(dirname "$PY")/aws
+export AWS_ACCESS_KEY_ID=$AK AWS_SECRET_ACCESS_KEY=$SK AWS_DEFAULT_REGION=us-east-1 AWS_CONFIG_FILE=/dev/null
+t=$(date +%s.%N)
+"$AWS" --endpoint-url "$EP" s3 cp --only-show-errors "$TMP/big" s3://rss/big-mpu
+"$AWS" --endpoint-url "$EP" s3 cp --only-show-errors s3://rss/big-mpu "$TMP/big.back"
+cmp "$TMP/big" "$TMP/big.back" && echo "aws s3 cp 1 GiB up and down (multipart, 10 concurrent requests): $(echo "$(date +%s.%N) - $t" | bc) s, bytes equal"
+echo "after that too: VmHWM $(hwm)"
