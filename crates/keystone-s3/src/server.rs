@@ -126,7 +126,7 @@ async fn accept_loop(listener: TcpListener, outer: Outer, limits: Limits, mut st
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(limits.idle_timeout)
-        .max_buf_size(limits.max_header_bytes.max(8192))
+        .max_header_size(limits.max_header_bytes)
         .keep_alive(true);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     loop {
