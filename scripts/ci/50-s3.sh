@@ -20,7 +20,7 @@ if ((${#need_apt[@]})); then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
 fi
 if ! "$VENV/bin/python" -c 'import boto3, awscli' 2>/dev/null; then
-  python3 -m venv "$VENV"
+  python3 -m venv --clear "$VENV"
   "$VENV/bin/pip" install -q --disable-pip-version-check awscli boto3
 fi
 AWS=$VENV/bin/aws

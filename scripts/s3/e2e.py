@@ -176,6 +176,8 @@ def store_dir_clean():
 def hostile_checks():
     c = s3()
     c.create_bucket(Bucket="hostile")
+    c.create_bucket(Bucket="neighbor")
+    c.put_object(Bucket="neighbor", Key="only", Body=b"n")
     odd = ["..", "../../escape", "a/../b", "\\", "a\\..\\b", "%00", "a//b", "//lead", "./.", "k" * 1024]
     for k in odd:
         c.put_object(Bucket="hostile", Key=k, Body=k.encode())
@@ -185,6 +187,8 @@ def hostile_checks():
     check("odd keys are stored literally, inside the bucket", sorted(keys) == sorted(odd), sorted(set(keys) ^ set(odd)))
     same = all(c.get_object(Bucket="hostile", Key=k)["Body"].read() == k.encode() for k in odd)
     check("odd keys read back their own bytes", same)
+    neighbor = [o["Key"] for o in c.list_objects_v2(Bucket="neighbor").get("Contents", [])]
+    check("odd keys did not reach another bucket", neighbor == ["only"], neighbor)
     ok, extra = store_dir_clean()
     check("nothing written next to the store", ok, extra)
     check("1025-byte key -> KeyTooLongError",
