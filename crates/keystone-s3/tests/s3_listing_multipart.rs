@@ -95,6 +95,18 @@ async fn multipart() {
         .send()
         .await
         .unwrap();
+    // An upload id is valid only with its own key.
+    let e = c
+        .upload_part()
+        .bucket("mpu")
+        .key("other")
+        .upload_id(&id)
+        .part_number(3)
+        .body(ByteStream::from_static(b"x"))
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), "NoSuchUpload");
     let parts = c.list_parts().bucket("mpu").key("big").upload_id(&id).send().await.unwrap();
     assert_eq!(parts.parts().len(), 2);
     let ups = c.list_multipart_uploads().bucket("mpu").send().await.unwrap();

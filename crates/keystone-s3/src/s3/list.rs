@@ -75,12 +75,13 @@ fn prefixes(page: &ListPage, enc: Enc) -> Option<Vec<CommonPrefix>> {
         .then(|| page.common_prefixes.iter().map(|p| CommonPrefix { prefix: Some(enc.s(p)) }).collect())
 }
 
-/// A v1 marker that is a common prefix (it ends with the delimiter) must skip every key under
-/// it, or the same prefix would be rolled up again: listing starts after the marker followed
-/// by more U+10FFFF (the largest character) than a key can hold.
-fn after_marker(marker: &str, delimiter: Option<&str>) -> String {
+/// A v1 marker that is a common prefix (below the request prefix, ending with the delimiter)
+/// must skip every key under it, or the same prefix would be rolled up again: listing starts
+/// after the marker followed by more U+10FFFF (the largest character) than a key can hold.
+fn after_marker(marker: &str, prefix: &str, delimiter: Option<&str>) -> String {
+    let rolled = |d: &str| marker.strip_prefix(prefix).is_some_and(|rest| !rest.is_empty() && rest.ends_with(d));
     match delimiter {
-        Some(d) if !d.is_empty() && marker.ends_with(d) => {
+        Some(d) if !d.is_empty() && rolled(d) => {
             let mut s = marker.to_owned();
             while s.len() <= keystone::MAX_KEY_LEN {
                 s.push('\u{10FFFF}');
@@ -166,7 +167,7 @@ impl Keystone {
                 .marker
                 .as_deref()
                 .filter(|m| !m.is_empty())
-                .map(|m| after_marker(m, delimiter.as_deref())),
+                .map(|m| after_marker(m, input.prefix.as_deref().unwrap_or(""), delimiter.as_deref())),
             continuation: None,
             delimiter,
             max_keys: max,
@@ -204,8 +205,10 @@ mod tests {
         assert_eq!(Enc(false).s("a b"), "a b");
         assert_eq!(token_in(&token_out("k\u{1}x")).unwrap(), "k\u{1}x");
         assert!(token_in("***").is_err());
-        let m = after_marker("a/", Some("/"));
+        let m = after_marker("a/", "", Some("/"));
         assert!(m.as_str() > "a/\u{10FFFF}zzz" && m.len() > keystone::MAX_KEY_LEN);
-        assert_eq!(after_marker("a/b", Some("/")), "a/b");
+        assert_eq!(after_marker("a/b", "", Some("/")), "a/b");
+        // The request prefix itself is not a rolled-up prefix.
+        assert_eq!(after_marker("a/", "a/", Some("/")), "a/");
     }
 }

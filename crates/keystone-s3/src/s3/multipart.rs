@@ -30,6 +30,15 @@ fn part_number(n: i32) -> S3Result<u32> {
         .ok_or_else(|| s3_error!(InvalidArgument, "Part number must be an integer between 1 and 10000, inclusive."))
 }
 
+/// An upload id is valid only with the key it was created for (S3 answers NoSuchUpload).
+fn check_upload(b: &keystone::Bucket, key: &str, id: &str) -> keystone::Result<()> {
+    if b.list_uploads(key)?.iter().any(|u| u.upload_id == id && u.key == key) {
+        Ok(())
+    } else {
+        Err(keystone::Error::NoSuchUpload { bucket: b.name().to_owned(), upload_id: id.to_owned() })
+    }
+}
+
 fn owner() -> Owner {
     Owner { id: Some("keystone".into()), display_name: Some("keystone".into()) }
 }
@@ -86,11 +95,14 @@ impl Keystone {
             sums,
             input.checksum_algorithm.as_ref(),
         )?;
-        let (bucket, id) = (input.bucket, input.upload_id);
+        let (bucket, key, id) = (input.bucket, input.key, input.upload_id);
         let db = self.db.clone();
-        let (part, got) =
-            consume(input.body, expect, self.limits.idle_timeout, move |r| db.bucket(&bucket)?.upload_part(&id, n, r))
-                .await?;
+        let (part, got) = consume(input.body, expect, self.limits.idle_timeout, move |r| {
+            let b = db.bucket(&bucket)?;
+            check_upload(&b, &key, &id)?;
+            b.upload_part(&id, n, r)
+        })
+        .await?;
         Ok(S3Response::new(UploadPartOutput {
             e_tag: Some(etag(&part.etag)),
             checksum_crc32: got.checksum_crc32,
@@ -127,10 +139,11 @@ impl Keystone {
             input.copy_source_if_modified_since,
             input.copy_source_if_unmodified_since,
         );
-        let (bucket, id) = (input.bucket, input.upload_id);
+        let (bucket, key, id) = (input.bucket, input.key, input.upload_id);
         let part = self
             .blocking_s3(move |db| {
                 let dst = db.bucket(&bucket).map_err(to_s3)?;
+                check_upload(&dst, &key, &id).map_err(to_s3)?;
                 let mut src = db.bucket(&src_bucket).and_then(|b| b.open(&src_key)).map_err(to_s3)?;
                 let info = src.info().clone();
                 ReadConditions {
@@ -185,11 +198,7 @@ impl Keystone {
         let info = self
             .blocking_s3(move |db| {
                 let b = db.bucket(&bucket).map_err(to_s3)?;
-                // The upload must belong to the key of the request.
-                let belongs = b.list_uploads(&key).map_err(to_s3)?.iter().any(|u| u.upload_id == id && u.key == key);
-                if !belongs {
-                    return Err(s3_error!(NoSuchUpload, "The specified multipart upload does not exist."));
-                }
+                check_upload(&b, &key, &id).map_err(to_s3)?;
                 let opts = CompleteOptions { min_part_size: MIN_PART_SIZE, condition };
                 b.complete_upload(&id, &parts, &opts).map_err(to_s3)
             })
@@ -208,7 +217,13 @@ impl Keystone {
         req: S3Request<AbortMultipartUploadInput>,
     ) -> S3Result<S3Response<AbortMultipartUploadOutput>> {
         let (bucket, id) = (req.input.bucket, req.input.upload_id);
-        self.blocking(move |db| db.bucket(&bucket)?.abort_upload(&id)).await?;
+        let key = req.input.key;
+        self.blocking(move |db| {
+            let b = db.bucket(&bucket)?;
+            check_upload(&b, &key, &id)?;
+            b.abort_upload(&id)
+        })
+        .await?;
         Ok(S3Response::new(AbortMultipartUploadOutput::default()))
     }
 
@@ -217,7 +232,14 @@ impl Keystone {
         let max = max_keys(input.max_parts, "max-parts")?;
         let marker = input.part_number_marker.unwrap_or(0);
         let (bucket, id) = (input.bucket.clone(), input.upload_id.clone());
-        let all = self.blocking(move |db| db.bucket(&bucket)?.list_parts(&id)).await?;
+        let key = input.key.clone();
+        let all = self
+            .blocking(move |db| {
+                let b = db.bucket(&bucket)?;
+                check_upload(&b, &key, &id)?;
+                b.list_parts(&id)
+            })
+            .await?;
         let rest: Vec<_> = all.into_iter().filter(|p| i64::from(p.part_number) > i64::from(marker)).collect();
         let truncated = rest.len() > max;
         let page: Vec<Part> = rest

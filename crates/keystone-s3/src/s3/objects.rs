@@ -107,10 +107,17 @@ impl Keystone {
         let (if_match, if_none_match) = (input.if_match, input.if_none_match);
         let (if_modified_since, if_unmodified_since) = (input.if_modified_since, input.if_unmodified_since);
         let range = input.range;
+        let part_number = input.part_number;
         let (reader, info, start, end, content_range) = self
             .blocking_s3(move |db| {
                 let mut r = db.bucket(&bucket).and_then(|b| b.open(&key)).map_err(to_s3)?;
                 let info = r.info().clone();
+                if part_number.is_some() && info.parts > 1 {
+                    return Err(s3_error!(
+                        NotImplemented,
+                        "GetObject by partNumber of a multipart object is not supported."
+                    ));
+                }
                 ReadConditions {
                     if_match: if_match.as_ref(),
                     if_none_match: if_none_match.as_ref(),
@@ -155,6 +162,9 @@ impl Keystone {
         }
         let (bucket, key) = (input.bucket, input.key);
         let info = self.blocking(move |db| db.bucket(&bucket)?.head(&key)).await?;
+        if input.part_number.is_some() && info.parts > 1 {
+            return Err(s3_error!(NotImplemented, "HeadObject by partNumber of a multipart object is not supported."));
+        }
         ReadConditions {
             if_match: input.if_match.as_ref(),
             if_none_match: input.if_none_match.as_ref(),
