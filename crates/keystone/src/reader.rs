@@ -205,19 +205,23 @@ pub(crate) fn read_range(
         size: m.size,
     })?;
     let full = start == 0 && end == m.size;
-    match &m.body {
-        Body::Inline(data) => {
-            if crc32c::crc32c(data) != m.crc {
+    let crc = m.crc;
+    match m.body {
+        Body::Inline(mut data) => {
+            if crc32c::crc32c(&data) != crc {
                 return Err(Error::corrupted(bucket, key, "checksum mismatch"));
             }
-            Ok(data[start as usize..end as usize].to_vec())
+            // The decoded manifest owns the bytes: hand them over rather than copy them.
+            data.truncate(end as usize);
+            data.drain(..start as usize);
+            Ok(data)
         }
         Body::Segments(segs) => {
             let mut out = Vec::with_capacity((end - start) as usize);
             let mut pos = start;
             let mut whole = 0u32;
             while pos < end {
-                let Some((si, ci, off, _)) = locate(segs, pos) else {
+                let Some((si, ci, off, _)) = locate(&segs, pos) else {
                     return Err(Error::corrupted(bucket, key, "position past the last segment"));
                 };
                 let seg = segs[si];
@@ -229,14 +233,14 @@ pub(crate) fn read_range(
                     return Err(Error::corrupted(bucket, key, format!("chunk {ci} has the wrong length")));
                 }
                 if full {
-                    let crc = u32::from_le_bytes([value[1], value[2], value[3], value[4]]);
-                    whole = crc32c::crc32c_combine(whole, crc, payload.len());
+                    let chunk_crc = u32::from_le_bytes([value[1], value[2], value[3], value[4]]);
+                    whole = crc32c::crc32c_combine(whole, chunk_crc, payload.len());
                 }
                 let take = (payload.len() as u64 - off).min(end - pos) as usize;
                 out.extend_from_slice(&payload[off as usize..off as usize + take]);
                 pos += take as u64;
             }
-            if full && whole != m.crc {
+            if full && whole != crc {
                 return Err(Error::corrupted(bucket, key, "object checksum mismatch"));
             }
             Ok(out)
