@@ -25,6 +25,7 @@ mod auth;
 mod body;
 mod credentials;
 mod errors;
+mod log;
 mod s3;
 mod serve;
 mod server;

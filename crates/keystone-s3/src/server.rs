@@ -20,6 +20,7 @@ use crate::ServeError;
 use crate::auth::{Access, KeyTable, OpSlot, RequestId};
 use crate::credentials::AccessKey;
 use crate::errors::custom;
+use crate::log::{Entry, LoggedBody};
 use crate::s3::Keystone;
 
 /// Limits that protect the server.
@@ -212,7 +213,7 @@ fn prefilter(req: &hyper::Request<Incoming>, limits: &Limits) -> Option<S3Error>
 }
 
 impl hyper::service::Service<hyper::Request<Incoming>> for Outer {
-    type Response = hyper::Response<s3s::Body>;
+    type Response = hyper::Response<LoggedBody>;
     type Error = s3s::HttpError;
     type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
 
@@ -237,14 +238,9 @@ impl hyper::service::Service<hyper::Request<Incoming>> for Outer {
             if let Ok(v) = hyper::header::HeaderValue::from_str(&rid) {
                 resp.headers_mut().insert("x-amz-request-id", v);
             }
-            let op = slot.get().unwrap_or_else(|| "-".to_owned());
             let status = resp.status().as_u16();
-            let ms = started.elapsed().as_millis() as u64;
-            if status >= 500 {
-                tracing::warn!(request_id = %rid, %method, %path, op = %op, status, ms, "request");
-            } else {
-                tracing::info!(request_id = %rid, %method, %path, op = %op, status, ms, "request");
-            }
+            let entry = Entry { request_id: rid, method, path, op: slot, status, started };
+            let resp = resp.map(|body| LoggedBody::new(body, entry));
             Ok(resp)
         })
     }
