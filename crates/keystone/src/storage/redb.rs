@@ -2,7 +2,7 @@
 
 use std::ops::Bound;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use redb::{
@@ -21,8 +21,36 @@ pub(crate) struct RedbConfig {
     pub cache_size: Option<usize>,
 }
 
+/// The latest snapshot, shared by readers until a commit makes it stale: beginning a redb
+/// read transaction and opening the table costs more than a small get itself (W3 in
+/// BENCHMARKS.md). `generation` counts commits; a snapshot is reused only while it is current,
+/// and a commit drops the cached one so that it does not hold back the freeing of pages.
+#[derive(Default)]
+struct Latest {
+    generation: AtomicU64,
+    snap: RwLock<Option<(u64, Arc<RedbRead>)>>,
+}
+
+impl Latest {
+    /// After a commit: later reads must see it.
+    fn invalidate(&self) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        self.clear();
+    }
+
+    fn clear(&self) {
+        let stale = match self.snap.write() {
+            Ok(mut g) => g.take(),
+            Err(poisoned) => poisoned.into_inner().take(),
+        };
+        drop(stale);
+    }
+}
+
 /// A redb database holding Keystone's single table.
 pub(crate) struct RedbStore {
+    /// Declared before `db` so that the cached snapshot ends before the database closes.
+    latest: Arc<Latest>,
     // `compact` and `check_integrity` need `&mut Database`; everything else shares it.
     db: RwLock<Database>,
     /// Set when a commit failed: redb's state after a failed fsync is not trusted until reopen.
@@ -81,7 +109,12 @@ impl RedbStore {
         let txn = db.begin_write().map_err(|e| storage("creating table", e))?;
         txn.open_table(TABLE).map_err(|e| storage("creating table", e))?;
         txn.commit().map_err(|e| storage("creating table", e))?;
-        Ok(RedbStore { db: RwLock::new(db), poisoned: Arc::new(AtomicBool::new(false)), label })
+        Ok(RedbStore {
+            latest: Arc::default(),
+            db: RwLock::new(db),
+            poisoned: Arc::new(AtomicBool::new(false)),
+            label,
+        })
     }
 }
 
@@ -101,13 +134,28 @@ impl KeyValueStore for RedbStore {
     }
 
     fn read(&self) -> Result<Arc<dyn ReadTxn>> {
-        let db = self.db.read().map_err(|_| poisoned_lock())?;
-        let txn = db.begin_read().map_err(|e| storage("beginning a read", e))?;
-        let table = match txn.open_table(TABLE) {
-            Ok(t) => t,
-            Err(e) => return Err(storage("opening table", e)),
+        // Read the generation before beginning the transaction: a commit that lands in
+        // between makes the new snapshot look stale (it is then used once, not cached).
+        let generation = self.latest.generation.load(Ordering::Acquire);
+        if let Some((g, snap)) = &*self.latest.snap.read().map_err(|_| poisoned_lock())? {
+            if *g == generation {
+                return Ok(snap.clone());
+            }
+        }
+        let fresh = {
+            let db = self.db.read().map_err(|_| poisoned_lock())?;
+            let txn = db.begin_read().map_err(|e| storage("beginning a read", e))?;
+            let table = match txn.open_table(TABLE) {
+                Ok(t) => t,
+                Err(e) => return Err(storage("opening table", e)),
+            };
+            Arc::new(RedbRead { table })
         };
-        Ok(Arc::new(RedbRead { table }))
+        let mut cached = self.latest.snap.write().map_err(|_| poisoned_lock())?;
+        if self.latest.generation.load(Ordering::Acquire) == generation {
+            *cached = Some((generation, fresh.clone()));
+        }
+        Ok(fresh)
     }
 
     fn write(&self) -> Result<Box<dyn WriteTxn>> {
@@ -120,10 +168,11 @@ impl KeyValueStore for RedbStore {
         };
         let cell =
             TxnCell::try_new(txn, |txn| txn.open_table(TABLE)).map_err(|e: TableError| storage("opening table", e))?;
-        Ok(Box::new(RedbWrite { cell, poisoned: self.poisoned.clone() }))
+        Ok(Box::new(RedbWrite { cell, poisoned: self.poisoned.clone(), latest: self.latest.clone() }))
     }
 
     fn compact(&self) -> Result<()> {
+        self.latest.clear();
         let mut db = self.db.write().map_err(|_| poisoned_lock())?;
         loop {
             match db.compact() {
@@ -141,6 +190,7 @@ impl KeyValueStore for RedbStore {
     }
 
     fn check_integrity(&self) -> Result<bool> {
+        self.latest.clear();
         let mut db = self.db.write().map_err(|_| poisoned_lock())?;
         db.check_integrity().map_err(|e| storage("checking integrity", e))
     }
@@ -206,6 +256,7 @@ self_cell::self_cell!(
 struct RedbWrite {
     cell: TxnCell,
     poisoned: Arc<AtomicBool>,
+    latest: Arc<Latest>,
 }
 
 impl KvRead for RedbWrite {
@@ -264,7 +315,7 @@ impl WriteTxn for RedbWrite {
     }
 
     fn commit(self: Box<Self>, mode: Commit) -> Result<()> {
-        let RedbWrite { cell, poisoned } = *self;
+        let RedbWrite { cell, poisoned, latest } = *self;
         let mut txn = cell.into_owner();
         let durability = match mode {
             Commit::Durable => Durability::Immediate,
@@ -276,11 +327,13 @@ impl WriteTxn for RedbWrite {
         // instead of one) and writes the allocator state every time, which halved durable
         // small-write throughput (BENCHMARKS.md, W1). The one-phase commit with checksums is
         // redb's default and is crash-safe; recovery after a crash walks the file instead.
-        txn.commit().map_err(|e| {
+        let committed = txn.commit().map_err(|e| {
             // A failed commit may mean a failed fsync: the page cache state is unknown, so no
             // silent retry. The handle refuses writes until reopened.
             poisoned.store(true, Ordering::Release);
             storage("committing", e)
-        })
+        });
+        latest.invalidate();
+        committed
     }
 }
