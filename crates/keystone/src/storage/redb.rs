@@ -109,12 +109,7 @@ impl RedbStore {
         let txn = db.begin_write().map_err(|e| storage("creating table", e))?;
         txn.open_table(TABLE).map_err(|e| storage("creating table", e))?;
         txn.commit().map_err(|e| storage("creating table", e))?;
-        Ok(RedbStore {
-            latest: Arc::default(),
-            db: RwLock::new(db),
-            poisoned: Arc::new(AtomicBool::new(false)),
-            label,
-        })
+        Ok(RedbStore { latest: Arc::default(), db: RwLock::new(db), poisoned: Arc::new(AtomicBool::new(false)), label })
     }
 }
 
