@@ -2,11 +2,16 @@
 //! transactions, with a staging record that lets recovery free an upload that never finished.
 
 use std::io::Read;
+use std::sync::Arc;
+use std::sync::mpsc::{SyncSender, sync_channel};
+use std::thread::JoinHandle;
 
-use crate::data::chunking::{Chunker, hex};
+use md5::{Digest, Md5};
+
+use crate::data::chunking::{Chunker, Digests, hex};
 use crate::data::keys::{self, Book};
 use crate::data::names;
-use crate::data::records::{Body, Segment, StagePurpose, StageRecord};
+use crate::data::records::{Body, CHUNK_HEADER, Segment, StagePurpose, StageRecord};
 use crate::engine::{Engine, delete_prefix, lock_err};
 use crate::error::{Error, Result};
 use crate::objects::{self, NewVersion};
@@ -35,7 +40,7 @@ pub(crate) struct Staged<'e> {
     id: u64,
     record: StageRecord,
     record_dirty: bool,
-    batch: Vec<(Vec<u8>, Vec<u8>)>,
+    batch: Vec<(Vec<u8>, Arc<Vec<u8>>)>,
     batch_bytes: usize,
     flushed: bool,
     done: bool,
@@ -57,7 +62,7 @@ impl<'e> Staged<'e> {
         })
     }
 
-    pub(crate) fn push(&mut self, key: Vec<u8>, record: Vec<u8>) -> Result<()> {
+    pub(crate) fn push(&mut self, key: Vec<u8>, record: Arc<Vec<u8>>) -> Result<()> {
         self.batch_bytes += record.len();
         self.batch.push((key, record));
         if self.batch_bytes >= self.engine.cfg.batch_bytes {
@@ -186,9 +191,78 @@ pub(crate) fn stream_segment<R: Read, T>(
 ) -> Result<T> {
     let seg = engine.next_id()?;
     let mut staged = Staged::new(engine, bucket, key, purpose, seg)?;
-    write_chunks(&mut ch, carry, bucket, seg, |k, v| staged.push(k, v))?;
-    let written = finish_digests(ch, seg, engine.cfg.chunk_size);
+    let md5 = if wants_md5(&ch.digests) {
+        ch.digests = Digests::new(false);
+        Some(Md5Thread::spawn()?)
+    } else {
+        None
+    };
+    write_chunks(&mut ch, carry, bucket, seg, |k, v| {
+        let v = Arc::new(v);
+        if let Some(m) = &md5 {
+            m.send(&v)?;
+        }
+        staged.push(k, v)
+    })?;
+    let mut written = finish_digests(ch, seg, engine.cfg.chunk_size);
+    if let Some(m) = md5 {
+        written.md5 = m.finish()?;
+    }
     staged.finish(|w| publish(w, &written))
+}
+
+/// Whether `d` computes an MD5 (its `md5()` is all zeros when it does not; the MD5 of any
+/// input, the empty one included, is not).
+fn wants_md5(d: &Digests) -> bool {
+    d.clone().md5() != [0u8; 16]
+}
+
+fn md5_failed() -> Error {
+    Error::Storage { context: "computing the ETag".into(), source: "the MD5 thread stopped".into() }
+}
+
+/// The MD5 of a stream's chunk payloads, computed on a second thread while the first one reads
+/// and writes: MD5 runs at about 500 MB/s here, slower than the rest of the write path, so in
+/// line it bounded large uploads (BENCHMARKS.md, W4). The channel holds at most four chunks,
+/// so memory stays bounded when the hashing falls behind (the writer then waits).
+struct Md5Thread {
+    tx: Option<SyncSender<Arc<Vec<u8>>>>,
+    handle: Option<JoinHandle<[u8; 16]>>,
+}
+
+impl Md5Thread {
+    fn spawn() -> Result<Self> {
+        let (tx, rx) = sync_channel::<Arc<Vec<u8>>>(4);
+        let handle = std::thread::Builder::new()
+            .name("keystone-md5".into())
+            .spawn(move || {
+                let mut h = Md5::new();
+                for rec in rx {
+                    h.update(rec.get(CHUNK_HEADER..).unwrap_or_default());
+                }
+                h.finalize().into()
+            })
+            .map_err(Error::Io)?;
+        Ok(Md5Thread { tx: Some(tx), handle: Some(handle) })
+    }
+
+    fn send(&self, rec: &Arc<Vec<u8>>) -> Result<()> {
+        self.tx.as_ref().ok_or_else(md5_failed)?.send(rec.clone()).map_err(|_| md5_failed())
+    }
+
+    fn finish(mut self) -> Result<[u8; 16]> {
+        drop(self.tx.take());
+        self.handle.take().ok_or_else(md5_failed)?.join().map_err(|_| md5_failed())
+    }
+}
+
+impl Drop for Md5Thread {
+    fn drop(&mut self) {
+        drop(self.tx.take());
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
 }
 
 /// A single-object write outside a transaction: inline and group-committed when small,

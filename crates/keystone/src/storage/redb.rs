@@ -132,10 +132,10 @@ impl KeyValueStore for RedbStore {
         // Read the generation before beginning the transaction: a commit that lands in
         // between makes the new snapshot look stale (it is then used once, not cached).
         let generation = self.latest.generation.load(Ordering::Acquire);
-        if let Some((g, snap)) = &*self.latest.snap.read().map_err(|_| poisoned_lock())? {
-            if *g == generation {
-                return Ok(snap.clone());
-            }
+        if let Some((g, snap)) = &*self.latest.snap.read().map_err(|_| poisoned_lock())?
+            && *g == generation
+        {
+            return Ok(snap.clone());
         }
         let fresh = {
             let db = self.db.read().map_err(|_| poisoned_lock())?;
