@@ -61,6 +61,10 @@ struct Args {
     /// W3: spread of object sizes, bytes.
     #[arg(long, default_value_t = 2 * 1024)]
     w3_jitter: usize,
+    /// W3: page cache of Keystone and raw redb, MiB; 0 = enough to hold the data set, so the
+    /// cache is warm as the OS page cache is for files and SQLite.
+    #[arg(long, default_value_t = 0)]
+    w3_cache_mib: usize,
     /// W3: reader threads of the concurrent run.
     #[arg(long, default_value_t = 2)]
     w3_threads: usize,
@@ -95,16 +99,20 @@ impl Args {
     fn apply_quick(&mut self) {
         self.reps.get_or_insert(2);
         self.w1_puts = 64;
-        self.w2_count = 4000;
-        self.w3_count = 4000;
-        self.w4_mib = vec![24];
-        self.w5_count = 20_000;
+        self.w2_count = 2000;
+        self.w3_count = 2000;
+        self.w4_mib = vec![16];
+        self.w5_count = 10_000;
         self.w5_prefixes = 100;
-        self.w5_deletes = 2000;
-        self.w6_points = vec![2000, 20_000];
+        self.w5_deletes = 1000;
+        self.w6_points = vec![1000, 10_000];
         self.w6_puts = 20;
         self.w6_gets = 500;
     }
+}
+
+fn progress_cache(mib: usize) {
+    workloads::progress(&format!("W3 runs keystone and redb with a {mib} MiB page cache"));
 }
 
 const WORKLOADS: [&str; 6] = ["W1", "W2", "W3", "W4", "W5", "W6"];
@@ -153,7 +161,12 @@ fn main() -> Result<()> {
         if p.jitter > p.size {
             bail!("--w3-jitter must not exceed --w3-size");
         }
-        rows.extend(small::w3(&ctx, &chosen, &p)?);
+        let mib = 1024 * 1024;
+        let data = p.count * (p.size + p.jitter);
+        let cache =
+            if args.w3_cache_mib == 0 { (2 * data).div_ceil(mib).max(args.cache_mib) } else { args.w3_cache_mib };
+        progress_cache(cache);
+        rows.extend(small::w3(&Ctx { cache: cache * mib, ..ctx.clone() }, &chosen, &p)?);
     }
     if has("W4") {
         let w4: Vec<String> = if args.engines.is_some() {

@@ -157,7 +157,7 @@ fn w5_rows(ctx: &Ctx, stores: &[Box<dyn BenchEngine>], p: &Scale, total: usize, 
     let one = |f: &dyn Fn(&dyn BenchEngine) -> Result<f64>| -> Result<Vec<(String, Vec<f64>)>> {
         stores.iter().map(|e| Ok((e.name().to_owned(), vec![f(e.as_ref())?]))).collect()
     };
-    rows.push(Row::new(label.clone(), "file size / bytes user_bytes, after load", one(&|e| space(e, user_bytes))?));
+    rows.push(Row::new(label.clone(), "file size / bytes stored, after load", one(&|e| space(e, user_bytes))?));
     progress(" W5 deletes");
     let step = (p.count / p.deletes.max(1)).max(1);
     let victims: Vec<String> = (0..p.count).step_by(step).take(p.deletes).map(|i| key(i, p.prefixes)).collect();
@@ -172,14 +172,14 @@ fn w5_rows(ctx: &Ctx, stores: &[Box<dyn BenchEngine>], p: &Scale, total: usize, 
     })?;
     rows.push(Row::new(label.clone(), format!("delete {} in txns of 1,000, deletes/s", victims.len()), deletes));
     let left = user_bytes - removed;
-    rows.push(Row::new(label.clone(), "file size / bytes user_bytes, after deletes", one(&|e| space(e, left))?));
+    rows.push(Row::new(label.clone(), "file size / bytes stored, after deletes", one(&|e| space(e, left))?));
     progress(" W5 compact");
     let compacted = one(&|e| {
         e.compact()?;
         space(e, left)
     })?;
     rows.push(
-        Row::new(label, "file size / bytes user_bytes, after deletes + compact", compacted).target(Target::AtMost(1.3)),
+        Row::new(label, "file size / bytes stored, after deletes + compact", compacted).target(Target::AtMost(1.3)),
     );
     Ok(rows)
 }
