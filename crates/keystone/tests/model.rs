@@ -96,3 +96,16 @@ fn regression_delete_bucket_with_more_chunks_than_one_transaction_takes() {
     let ops = [Op::Multipart { b: 0, k: 0, parts, complete: true }, Op::DeleteBucket { b: 0, only_empty: false }];
     run(Target::RefMap, &ops).unwrap();
 }
+
+/// Found by the model test: a transaction bigger than the limited backend takes in one commit
+/// is refused with `TooLarge` as a whole and leaves the store as it was (the model's
+/// expectation was corrected; the store's behaviour was right).
+#[test]
+fn regression_transaction_beyond_backend_limits_rolls_back_whole() {
+    let put = |len| TxOp::Put { b: 0, k: 0, len, seed: 0 };
+    let ops = [
+        Op::CreateBucket { b: 2 },
+        Op::Txn { ops: vec![put(1_725_456_118), put(532_568_541), put(3_242_683_245)], commit: false },
+    ];
+    run(Target::RefMap, &ops).unwrap();
+}
