@@ -212,6 +212,14 @@ fn prefilter(req: &hyper::Request<Incoming>, limits: &Limits) -> Option<S3Error>
     None
 }
 
+/// A request that asks for `100 Continue` but has no body to continue with.
+fn expects_continue_without_body(req: &hyper::Request<Incoming>) -> bool {
+    let h = req.headers();
+    h.get(hyper::header::EXPECT).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"))
+        && !h.contains_key(hyper::header::TRANSFER_ENCODING)
+        && h.get(hyper::header::CONTENT_LENGTH).is_none_or(|v| v.as_bytes() == b"0")
+}
+
 impl hyper::service::Service<hyper::Request<Incoming>> for Outer {
     type Response = hyper::Response<LoggedBody>;
     type Error = s3s::HttpError;
@@ -226,6 +234,7 @@ impl hyper::service::Service<hyper::Request<Incoming>> for Outer {
             let path = req.uri().path().to_owned();
             let started = Instant::now();
             let slot = OpSlot::default();
+            let empty_expect = expects_continue_without_body(&req);
             let mut resp = if let Some(mut e) = prefilter(&req, &this.limits) {
                 e.set_request_id(rid.clone());
                 e.to_http_response().map_err(|e| s3s::HttpError::new(Box::new(e)))?
@@ -237,6 +246,13 @@ impl hyper::service::Service<hyper::Request<Incoming>> for Outer {
             };
             if let Ok(v) = hyper::header::HeaderValue::from_str(&rid) {
                 resp.headers_mut().insert("x-amz-request-id", v);
+            }
+            if empty_expect {
+                // hyper answers `Expect: 100-continue` on an empty body with the final response
+                // alone; botocore then misreads the next response on that connection (seen
+                // with `aws s3 sync`: an empty file, then an UploadPart). Not reusing the
+                // connection avoids it.
+                resp.headers_mut().insert(hyper::header::CONNECTION, hyper::header::HeaderValue::from_static("close"));
             }
             let status = resp.status().as_u16();
             let entry = Entry { request_id: rid, method, path, op: slot, status, started };
