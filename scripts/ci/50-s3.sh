@@ -80,6 +80,9 @@ head -c 70000 /dev/urandom >"$W/tree/a/b/c/deep.bin"; : >"$W/tree/d/empty"; echo
 head -c $((9 * 1024 * 1024)) /dev/urandom >"$W/tree/d/nine-mib"
 find "$W/tree" -exec touch -d '-1 minute' {} + # sync compares times; files are older than their uploads
 check "aws s3 sync up" aws_ s3 sync --only-show-errors "$W/tree" s3://cli/tree
+# An empty file next to a multipart one once tripped botocore on a reused connection.
+check "aws s3 sync to 3 more prefixes" bash -c "
+  for i in 1 2 3; do $AWS --endpoint-url $EP s3 sync --only-show-errors $W/tree s3://cli/again\$i || exit 1; done"
 check "aws s3 sync back is identical" bash -c "
   $AWS --endpoint-url $EP s3 sync --only-show-errors s3://cli/tree $W/tree-back && diff -r $W/tree $W/tree-back"
 check "second aws s3 sync uploads nothing" bash -c "
