@@ -270,6 +270,14 @@ impl Bucket {
         multipart::abort(&self.db.engine, &self.name, upload_id)
     }
 
+    /// One multipart upload in progress, by id (one lookup).
+    ///
+    /// # Errors
+    /// [`Error::NoSuchUpload`](crate::Error::NoSuchUpload).
+    pub fn upload_info(&self, upload_id: &str) -> Result<UploadInfo> {
+        multipart::upload_info(self.db.engine.snapshot()?.as_ref(), &self.name, upload_id)
+    }
+
     /// Multipart uploads in progress whose key starts with `prefix`.
     pub fn list_uploads(&self, prefix: &str) -> Result<Vec<UploadInfo>> {
         multipart::list_uploads(self.db.engine.snapshot()?.as_ref(), &self.name, prefix)

@@ -111,6 +111,12 @@ pub(crate) fn list_parts(r: &dyn KvRead, bucket: &str, upload_id: &str) -> Resul
     Ok(parts_of(r, bucket, id)?.iter().map(|(n, p)| part_info(*n, p)).collect())
 }
 
+pub(crate) fn upload_info(r: &dyn KvRead, bucket: &str, upload_id: &str) -> Result<UploadInfo> {
+    let id = parse_id(bucket, upload_id)?;
+    let rec = upload_record(r, bucket, upload_id, id)?;
+    Ok(UploadInfo { key: rec.key, upload_id: upload_id.to_owned(), initiated: time_of(rec.initiated), meta: rec.meta })
+}
+
 pub(crate) fn list_uploads(r: &dyn KvRead, bucket: &str, prefix: &str) -> Result<Vec<UploadInfo>> {
     objects::require_bucket(r, bucket)?;
     let mut out = Vec::new();

@@ -457,6 +457,9 @@ fn multipart(db: &Datastore) {
     b.upload_part(&id, 4, &b"never used"[..]).unwrap();
     assert_eq!(b.list_parts(&id).unwrap().iter().map(|p| p.part_number).collect::<Vec<_>>(), [1, 2, 3, 4]);
     assert_eq!(b.list_uploads("mo").unwrap()[0].upload_id, id);
+    assert_eq!(b.upload_info(&id).unwrap().key, "movie");
+    assert!(matches!(b.upload_info("0000000000000000"), Err(Error::NoSuchUpload { .. })));
+    assert!(matches!(b.upload_info("zz"), Err(Error::NoSuchUpload { .. })));
     assert!(b.list_uploads("x").unwrap().is_empty());
     // Not visible until completed.
     assert!(!b.exists("movie").unwrap());

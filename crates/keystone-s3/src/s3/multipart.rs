@@ -32,7 +32,7 @@ fn part_number(n: i32) -> S3Result<u32> {
 
 /// An upload id is valid only with the key it was created for (S3 answers NoSuchUpload).
 fn check_upload(b: &keystone::Bucket, key: &str, id: &str) -> keystone::Result<()> {
-    if b.list_uploads(key)?.iter().any(|u| u.upload_id == id && u.key == key) {
+    if b.upload_info(id)?.key == key {
         Ok(())
     } else {
         Err(keystone::Error::NoSuchUpload { bucket: b.name().to_owned(), upload_id: id.to_owned() })
