@@ -7,6 +7,8 @@
 
 mod engines;
 mod report;
+#[cfg(feature = "s3")]
+mod s3;
 mod workloads;
 
 use std::path::PathBuf;
@@ -124,6 +126,12 @@ fn main() -> Result<()> {
     if raw.get(1).map(String::as_str) == Some(large::CHILD_FLAG) {
         return large::child(&raw[2..]);
     }
+    if raw.get(1).map(String::as_str) == Some(s3_flag()) {
+        #[cfg(feature = "s3")]
+        return s3::run(&raw[1..]);
+        #[cfg(not(feature = "s3"))]
+        bail!("the S3 mode is built with `--features s3`");
+    }
     let mut args = Args::parse();
     if args.quick {
         args.apply_quick();
@@ -199,4 +207,12 @@ fn main() -> Result<()> {
         if report::all_met(&rows) { "all met" } else { "NOT all met (see the Met column)" }
     );
     Ok(())
+}
+
+/// The first argument that selects the S3 mode.
+fn s3_flag() -> &'static str {
+    #[cfg(feature = "s3")]
+    return s3::FLAG;
+    #[cfg(not(feature = "s3"))]
+    "s3"
 }
