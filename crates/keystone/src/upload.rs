@@ -191,7 +191,7 @@ pub(crate) fn stream_segment<R: Read, T>(
 ) -> Result<T> {
     let seg = engine.next_id()?;
     let mut staged = Staged::new(engine, bucket, key, purpose, seg)?;
-    let md5 = if wants_md5(&ch.digests) {
+    let md5 = if ch.digests.has_md5() {
         ch.digests = Digests::new(false);
         Some(Md5Thread::spawn()?)
     } else {
@@ -209,12 +209,6 @@ pub(crate) fn stream_segment<R: Read, T>(
         written.md5 = m.finish()?;
     }
     staged.finish(|w| publish(w, &written))
-}
-
-/// Whether `d` computes an MD5 (its `md5()` is all zeros when it does not; the MD5 of any
-/// input, the empty one included, is not).
-fn wants_md5(d: &Digests) -> bool {
-    d.clone().md5() != [0u8; 16]
 }
 
 fn md5_failed() -> Error {
@@ -306,16 +300,18 @@ pub(crate) fn put_in_txn<R: Read>(
     opts: PutOptions,
     etag: Option<String>,
 ) -> Result<(ObjectInfo, bool)> {
-    names::check_key(key)?;
-    objects::require_bucket(w, bucket)?;
-    let old = objects::manifest(w, bucket, key, false)?;
-    objects::check_condition(bucket, key, old.as_ref(), &opts.condition)?;
     let mut chunker = Chunker::new(reader, engine.cfg.chunk_size, etag.is_none());
     let prefix = chunker.read_prefix(engine.cfg.inline_max + 1).map_err(from_io)?;
     let limits = engine.kv.limits();
+    // `publish` checks the key, the bucket and the condition before it writes; a chunked
+    // object checks them first as well, so that no chunk is written for a refused put.
     let new = if prefix.len() <= engine.cfg.inline_max {
         inline_version(prefix, opts.meta, etag)
     } else {
+        names::check_key(key)?;
+        objects::require_bucket(w, bucket)?;
+        let old = objects::manifest(w, bucket, key, false)?;
+        objects::check_condition(bucket, key, old.as_ref(), &opts.condition)?;
         let seg = engine.next_id()?;
         write_chunks(&mut chunker, prefix, bucket, seg, |k, v| w.put(&k, &v))?;
         chunked_version(&finish_digests(chunker, seg, engine.cfg.chunk_size), opts.meta, etag)

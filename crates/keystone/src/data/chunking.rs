@@ -48,6 +48,11 @@ impl Digests {
         Digests { md5: with_md5.then(Md5::new), crc: 0, len: 0 }
     }
 
+    /// Whether these digests include an MD5.
+    pub(crate) fn has_md5(&self) -> bool {
+        self.md5.is_some()
+    }
+
     pub(crate) fn update(&mut self, data: &[u8]) {
         if let Some(m) = &mut self.md5 {
             m.update(data);
