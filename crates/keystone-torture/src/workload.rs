@@ -239,8 +239,8 @@ pub fn holds(db: &Datastore, loc: &Loc, val: Option<&Val>) -> Result<bool, Error
             let mut want = reader(v);
             let (mut a, mut bb) = (vec![0u8; 256 * 1024], vec![0u8; 256 * 1024]);
             loop {
-                let n = fill(&mut got, &mut a).map_err(Error::from_io)?;
-                let m = fill(&mut want, &mut bb).map_err(Error::Io)?;
+                let n = crate::support::read_full(&mut got, &mut a).map_err(Error::from_io)?;
+                let m = crate::support::read_full(&mut want, &mut bb).map_err(Error::Io)?;
                 if n != m || a[..n] != bb[..m] {
                     return Ok(false);
                 }
@@ -250,17 +250,6 @@ pub fn holds(db: &Datastore, loc: &Loc, val: Option<&Val>) -> Result<bool, Error
             }
         }
     }
-}
-
-fn fill(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        match r.read(&mut buf[n..])? {
-            0 => break,
-            k => n += k,
-        }
-    }
-    Ok(n)
 }
 
 /// What [`check_recovered`] saw.
