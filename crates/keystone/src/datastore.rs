@@ -388,8 +388,10 @@ impl Datastore {
         crate::multipart::abort_older_than(&self.engine, nanos)
     }
 
-    /// Shrinks the file to what is in use. Needs every reader, snapshot and transaction of
-    /// this store to have ended.
+    /// Shrinks the file to what is in use: rewrites the records in key order (which fills the
+    /// B-tree's pages) and returns the freed space to the file system. Like SQLite's `VACUUM`,
+    /// it needs free disk space up to the store's size while it runs. Needs every reader,
+    /// snapshot and transaction of this store to have ended.
     pub fn compact(&self) -> Result<CompactReport> {
         maintenance::compact(&self.engine)
     }

@@ -2,7 +2,7 @@
 
 use std::ops::Bound;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 
 use redb::{
@@ -14,6 +14,9 @@ use super::{Commit, KeyRange, KeyValueStore, KvRead, Limits, ReadTxn, SpaceInfo,
 use crate::error::{Error, Result};
 
 const TABLE: TableDefinition<'static, &'static [u8], &'static [u8]> = TableDefinition::new("keystone");
+/// Where `compact` rebuilds the table before renaming it over the old one (inside one transaction,
+/// so the name never survives a commit).
+const REPACK: TableDefinition<'static, &'static [u8], &'static [u8]> = TableDefinition::new("keystone.repack");
 
 /// redb-specific settings.
 #[derive(Debug, Clone)]
@@ -55,6 +58,8 @@ pub(crate) struct RedbStore {
     db: RwLock<Database>,
     /// Set when a commit failed: redb's state after a failed fsync is not trusted until reopen.
     poisoned: Arc<AtomicBool>,
+    /// Snapshots alive (held by callers or by the cache): `compact` needs none.
+    readers: Arc<AtomicUsize>,
     label: String,
 }
 
@@ -109,8 +114,49 @@ impl RedbStore {
         let txn = db.begin_write().map_err(|e| storage("creating table", e))?;
         txn.open_table(TABLE).map_err(|e| storage("creating table", e))?;
         txn.commit().map_err(|e| storage("creating table", e))?;
-        Ok(RedbStore { latest: Arc::default(), db: RwLock::new(db), poisoned: Arc::new(AtomicBool::new(false)), label })
+        Ok(RedbStore {
+            latest: Arc::default(),
+            db: RwLock::new(db),
+            poisoned: Arc::new(AtomicBool::new(false)),
+            readers: Arc::default(),
+            label,
+        })
     }
+}
+
+fn in_use() -> Error {
+    Error::Storage {
+        context: "compacting".into(),
+        source: "readers or uploads are still open; close them and retry".into(),
+    }
+}
+
+/// Rewrites the table in key order into a fresh one, in one durable transaction.
+///
+/// redb splits a full leaf into two half-full ones and its `compact` only moves pages, so a
+/// table filled by random or repeated inserts stays about half empty (2.0x the bytes stored
+/// for 1 KiB objects, BENCHMARKS.md W5). Appending every entry in order through a cursor
+/// packs each leaf full. The copy needs free space up to the table's size until the commit
+/// frees the old pages, which `compact` then returns to the file system.
+fn repack(db: &Database, poisoned: &AtomicBool) -> Result<()> {
+    let ctx = "compacting (rewriting the table)";
+    let txn = db.begin_write().map_err(|e| storage(ctx, e))?;
+    {
+        let old = txn.open_table(TABLE).map_err(|e| storage(ctx, e))?;
+        let mut new = txn.open_table(REPACK).map_err(|e| storage(ctx, e))?;
+        let mut cursor = new.upper_bound_mut(Bound::<&[u8]>::Unbounded).map_err(|e| storage(ctx, e))?;
+        for item in old.range::<&[u8]>(..).map_err(|e| storage(ctx, e))? {
+            let (k, v) = item.map_err(|e| storage(ctx, e))?;
+            cursor.insert_before(k.value(), v.value()).map_err(|e| storage(ctx, e))?;
+        }
+        cursor.close().map_err(|e| storage(ctx, e))?;
+    }
+    txn.delete_table(TABLE).map_err(|e| storage(ctx, e))?;
+    txn.rename_table(REPACK, TABLE).map_err(|e| storage(ctx, e))?;
+    txn.commit().map_err(|e| {
+        poisoned.store(true, Ordering::Release);
+        storage(ctx, e)
+    })
 }
 
 fn open_error(label: &str, e: DatabaseError) -> Error {
@@ -144,7 +190,8 @@ impl KeyValueStore for RedbStore {
                 Ok(t) => t,
                 Err(e) => return Err(storage("opening table", e)),
             };
-            Arc::new(RedbRead { table })
+            self.readers.fetch_add(1, Ordering::AcqRel);
+            Arc::new(RedbRead { table, readers: self.readers.clone() })
         };
         let mut cached = self.latest.snap.write().map_err(|_| poisoned_lock())?;
         if self.latest.generation.load(Ordering::Acquire) == generation {
@@ -169,16 +216,18 @@ impl KeyValueStore for RedbStore {
     fn compact(&self) -> Result<()> {
         self.latest.clear();
         let mut db = self.db.write().map_err(|_| poisoned_lock())?;
+        if self.readers.load(Ordering::Acquire) > 0 {
+            return Err(in_use());
+        }
+        if self.poisoned.load(Ordering::Acquire) {
+            return Err(Error::Poisoned);
+        }
+        repack(&db, &self.poisoned)?;
         loop {
             match db.compact() {
                 Ok(true) => {}
                 Ok(false) => return Ok(()),
-                Err(redb::CompactionError::TransactionInProgress) => {
-                    return Err(Error::Storage {
-                        context: "compacting".into(),
-                        source: "readers or uploads are still open; close them and retry".into(),
-                    });
-                }
+                Err(redb::CompactionError::TransactionInProgress) => return Err(in_use()),
                 Err(e) => return Err(storage("compacting", e)),
             }
         }
@@ -199,6 +248,13 @@ impl KeyValueStore for RedbStore {
 
 struct RedbRead {
     table: ReadOnlyTable<&'static [u8], &'static [u8]>,
+    readers: Arc<AtomicUsize>,
+}
+
+impl Drop for RedbRead {
+    fn drop(&mut self) {
+        self.readers.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 struct Guard(redb::OwnedAccessGuard<&'static [u8]>);
