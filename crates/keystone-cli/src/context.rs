@@ -40,7 +40,9 @@ impl Ctx {
 
     /// Opens the store, creating the file when it does not exist.
     pub fn open_or_create(&self) -> anyhow::Result<Datastore> {
-        Datastore::open(&self.store).map_err(|e| match e {
+        // MD5 ETags, as `keystone serve` writes them: what the CLI uploads looks the same to an
+        // S3 client later.
+        Datastore::builder().etag(keystone::EtagAlgorithm::Md5).open(&self.store).map_err(|e| match e {
             keystone::Error::AlreadyOpen { .. } => anyhow!(
                 "store {} is in use by another process (a running `keystone serve`, say); stop it or go through its \
                  S3 endpoint",

@@ -11,7 +11,11 @@
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), keystone_s3::ServeError> {
-//! let db = keystone::Datastore::open("keystone.redb").map_err(keystone_s3::ServeError::from)?;
+//! // S3 clients check ETags against the MD5 of what they sent: the store must compute MD5 ETags.
+//! let db = keystone::Datastore::builder()
+//!     .etag(keystone::EtagAlgorithm::Md5)
+//!     .open("keystone.redb")
+//!     .map_err(keystone_s3::ServeError::from)?;
 //! let config = keystone_s3::ServerConfig::new(vec![keystone_s3::AccessKey::new("AK", "SECRET")]);
 //! let server = keystone_s3::Server::start(db, ([127, 0, 0, 1], 0).into(), config).await?;
 //! println!("listening on http://{}", server.local_addr());

@@ -53,7 +53,7 @@ pub fn serve_blocking(opts: &ServeOptions) -> Result<(), ServeError> {
     init_logging(&opts.log_level)?;
     let creds =
         resolve(opts.credentials_file.as_deref(), opts.access_key.as_deref(), opts.secret_key.as_deref(), &opts.store)?;
-    let db = keystone::Datastore::open(&opts.store)?;
+    let db = keystone::Datastore::builder().etag(keystone::EtagAlgorithm::Md5).open(&opts.store)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("keystone-serve")

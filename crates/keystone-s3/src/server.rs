@@ -86,6 +86,13 @@ impl Server {
         if config.keys.is_empty() {
             return Err(ServeError::Config("no access keys configured".into()));
         }
+        if db.etag_algorithm() != keystone::EtagAlgorithm::Md5 {
+            // S3 clients (the AWS SDK for Java v1, rclone) compare a PutObject's ETag with the
+            // MD5 of what they sent.
+            return Err(ServeError::Config(
+                "the store must be opened with Builder::etag(EtagAlgorithm::Md5) to be served over S3".into(),
+            ));
+        }
         let listener =
             TcpListener::bind(addr).await.map_err(|e| ServeError::io(format!("cannot listen on {addr}"), e))?;
         let addr = listener.local_addr().map_err(|e| ServeError::io("local address", e))?;

@@ -310,3 +310,14 @@ async fn shutdown_lets_requests_in_flight_finish() {
     }
     assert!(reopened.is_some(), "the server released the store");
 }
+
+/// A store computing XXH3 ETags would answer PutObject with an ETag that is not the MD5 of
+/// the body, which some S3 clients reject: the server refuses to start on one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refuses_a_store_without_md5_etags() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = keystone::Datastore::open(dir.path().join("x.redb")).unwrap();
+    let config = keystone_s3::ServerConfig::new(vec![keystone_s3::AccessKey::new("AKID", "SECRET")]);
+    let err = keystone_s3::Server::start(db, ([127, 0, 0, 1], 0).into(), config).await.unwrap_err();
+    assert!(err.to_string().contains("EtagAlgorithm::Md5"), "{err}");
+}

@@ -95,7 +95,7 @@ impl Bucket {
     /// # Errors
     /// As [`put_bytes`](Self::put_bytes), and [`Error::PreconditionFailed`](crate::Error::PreconditionFailed).
     pub fn put_bytes_with(&self, key: &str, data: &[u8], opts: PutOptions) -> Result<ObjectInfo> {
-        self.db.put_stream(&self.name, key, data, opts)
+        crate::upload::put_slice(&self.db.engine, &self.name, key, data, opts)
     }
 
     /// Streams an object of any size from `reader`. Memory use is bounded by the chunk and

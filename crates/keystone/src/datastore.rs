@@ -17,7 +17,7 @@ use crate::storage::KeyValueStore;
 use crate::storage::memory::MemoryStore;
 use crate::storage::redb::{RedbConfig, RedbStore};
 use crate::transaction::{Snapshot, Transaction};
-use crate::types::{BucketInfo, CopyOptions, ObjectInfo, PutOptions};
+use crate::types::{BucketInfo, CopyOptions, EtagAlgorithm, ObjectInfo, PutOptions};
 use crate::upload;
 
 /// Default payload bytes per chunk. redb stores a value larger than a page in a region whose
@@ -61,6 +61,7 @@ pub struct Builder {
     batch_bytes: usize,
     cache_size: usize,
     durability: Durability,
+    etag: EtagAlgorithm,
 }
 
 impl Default for Builder {
@@ -71,6 +72,7 @@ impl Default for Builder {
             batch_bytes: DEFAULT_BATCH_BYTES,
             cache_size: DEFAULT_CACHE_SIZE,
             durability: Durability::Immediate,
+            etag: EtagAlgorithm::default(),
         }
     }
 }
@@ -113,12 +115,22 @@ impl Builder {
         self
     }
 
+    /// How single writes compute their ETag: [`EtagAlgorithm::Xxh3`] (the default) costs next
+    /// to nothing; [`EtagAlgorithm::Md5`] is what AWS S3 returns and what `keystone serve`
+    /// needs. Objects keep the ETag they were written with.
+    #[must_use]
+    pub fn etag(mut self, algorithm: EtagAlgorithm) -> Self {
+        self.etag = algorithm;
+        self
+    }
+
     fn config(&self) -> Config {
         Config {
             chunk_size: self.chunk_size,
             inline_max: self.inline_max,
             batch_bytes: self.batch_bytes,
             durable: self.durability == Durability::Immediate,
+            etag: self.etag,
         }
     }
 
@@ -201,6 +213,11 @@ impl Datastore {
     /// The file behind the store, if any.
     pub fn path(&self) -> Option<&Path> {
         self.engine.path.as_deref()
+    }
+
+    /// How this handle computes the ETag of single writes ([`Builder::etag`]).
+    pub fn etag_algorithm(&self) -> EtagAlgorithm {
+        self.engine.cfg.etag
     }
 
     /// Creates a bucket.

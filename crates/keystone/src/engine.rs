@@ -21,6 +21,8 @@ pub(crate) struct Config {
     pub batch_bytes: usize,
     /// Whether acknowledged writes are on disk.
     pub durable: bool,
+    /// How single writes compute their ETag.
+    pub etag: crate::types::EtagAlgorithm,
 }
 
 /// Ids for segments and uploads: the high 32 bits are reserved durably at open, the low 32

@@ -74,8 +74,8 @@ pub use maintenance::{CompactReport, CorruptObject, GcReport, VerifyReport};
 pub use reader::ObjectReader;
 pub use transaction::{Snapshot, SnapshotBucket, Transaction, TxBucket};
 pub use types::{
-    BucketInfo, CompleteOptions, CompletedPart, CopyOptions, ListEntry, ListOptions, ListPage, ObjectInfo, ObjectMeta,
-    PartInfo, PutCondition, PutOptions, UploadInfo,
+    BucketInfo, CompleteOptions, CompletedPart, CopyOptions, EtagAlgorithm, ListEntry, ListOptions, ListPage,
+    ObjectInfo, ObjectMeta, PartInfo, PutCondition, PutOptions, UploadInfo,
 };
 
 /// The README's examples, compiled as doc-tests so they cannot rot.

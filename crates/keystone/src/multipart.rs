@@ -14,7 +14,9 @@ use crate::engine::{Engine, for_each_prefixed};
 use crate::error::{Error, Result};
 use crate::objects::{self, NewVersion};
 use crate::storage::{KvRead, WriteTxn};
-use crate::types::{CompleteOptions, CompletedPart, ObjectInfo, ObjectMeta, PartInfo, UploadInfo, now_nanos, time_of};
+use crate::types::{
+    CompleteOptions, CompletedPart, EtagAlgorithm, ObjectInfo, ObjectMeta, PartInfo, UploadInfo, now_nanos, time_of,
+};
 use crate::upload::{from_io, stream_segment};
 
 fn parse_id(bucket: &str, upload_id: &str) -> Result<u64> {
@@ -58,7 +60,7 @@ pub(crate) fn upload_part<R: Read>(
 ) -> Result<PartInfo> {
     let id = parse_id(bucket, upload_id)?;
     let rec = upload_record(engine.snapshot()?.as_ref(), bucket, upload_id, id)?;
-    let chunker = Chunker::new(reader, engine.cfg.chunk_size, true);
+    let chunker = Chunker::new(reader, engine.cfg.chunk_size, Some(EtagAlgorithm::Md5));
     let limits = engine.kv.limits();
     let (info, queued) =
         stream_segment(engine, bucket, &rec.key, StagePurpose::Part, chunker, Vec::new(), |w, written| {
@@ -68,7 +70,7 @@ pub(crate) fn upload_part<R: Read>(
                 Some(v) => Some(PartRecord::decode(&v).map_err(|e| e.at(bucket, &rec.key))?),
                 None => None,
             };
-            let part = PartRecord { seg: written.seg, md5: written.md5, crc: written.crc, modified: now_nanos() };
+            let part = PartRecord { seg: written.seg, md5: written.digest, crc: written.crc, modified: now_nanos() };
             let queued = match old {
                 Some(o) => objects::free_segments(w, limits, bucket, &[o.seg])?,
                 None => false,
@@ -227,7 +229,7 @@ pub(crate) fn complete(
             meta: rec.meta,
             body: Body::Segments(segs),
         };
-        let (info, q) = objects::publish(w, limits, bucket, &rec.key, new, &opts.condition)?;
+        let (info, q) = objects::publish(w, limits, bucket, &rec.key, new, &opts.condition, false)?;
         queued |= q;
         Ok((info, queued))
     })?;

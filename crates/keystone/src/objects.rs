@@ -165,6 +165,9 @@ pub(crate) struct NewVersion {
 /// Makes `new` the current version of `key`: checks the bucket and the condition, frees the
 /// old version's chunks (or queues them, past the backend's transaction limits), and writes
 /// the manifest. Returns the object's info and whether freeing was queued.
+///
+/// `bucket_known`: the caller has seen the bucket in this same transaction, after its last
+/// bucket deletion (a transaction's bucket handle), so it is not looked up again.
 pub(crate) fn publish(
     w: &mut dyn WriteTxn,
     limits: Limits,
@@ -172,10 +175,15 @@ pub(crate) fn publish(
     key: &str,
     new: NewVersion,
     cond: &PutCondition,
+    bucket_known: bool,
 ) -> Result<(ObjectInfo, bool)> {
     names::check_key(key)?;
-    require_bucket(w, bucket)?;
     let old = manifest(w, bucket, key, false)?;
+    // An object's manifest exists only while its bucket does (deleting a bucket deletes its
+    // objects in the same transaction), so only a new key needs the bucket looked up.
+    if old.is_none() && !bucket_known {
+        require_bucket(w, bucket)?;
+    }
     check_condition(bucket, key, old.as_ref(), cond)?;
     let now = now_nanos();
     let m = Manifest {

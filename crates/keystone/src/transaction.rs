@@ -26,6 +26,9 @@ pub struct Transaction<'a> {
     w: RefCell<Box<dyn WriteTxn>>,
     /// Some write queued chunk frees that must be drained after commit.
     queued: Cell<bool>,
+    /// Bucket deletions so far: a bucket handle taken after the last one need not look its
+    /// bucket up again for every put.
+    deletions: Cell<u64>,
 }
 
 impl std::fmt::Debug for Transaction<'_> {
@@ -36,7 +39,7 @@ impl std::fmt::Debug for Transaction<'_> {
 
 impl<'a> Transaction<'a> {
     pub(crate) fn new(engine: &'a Engine, w: Box<dyn WriteTxn>) -> Self {
-        Transaction { engine, w: RefCell::new(w), queued: Cell::new(false) }
+        Transaction { engine, w: RefCell::new(w), queued: Cell::new(false), deletions: Cell::new(0) }
     }
 
     pub(crate) fn commit(self) -> Result<bool> {
@@ -59,7 +62,7 @@ impl<'a> Transaction<'a> {
     pub fn bucket(&self, name: &str) -> Result<TxBucket<'_>> {
         names::check_bucket(name)?;
         objects::require_bucket(self.txn()?.as_ref(), name)?;
-        Ok(TxBucket { tx: self, name: name.to_owned() })
+        Ok(TxBucket { tx: self, name: name.to_owned(), seen_at: self.deletions.get() })
     }
 
     /// Creates a bucket inside this transaction.
@@ -68,7 +71,7 @@ impl<'a> Transaction<'a> {
     /// [`Error::InvalidBucketName`], [`Error::BucketAlreadyExists`].
     pub fn create_bucket(&self, name: &str) -> Result<TxBucket<'_>> {
         objects::create_bucket(self.txn()?.as_mut(), name)?;
-        Ok(TxBucket { tx: self, name: name.to_owned() })
+        Ok(TxBucket { tx: self, name: name.to_owned(), seen_at: self.deletions.get() })
     }
 
     /// Deletes a bucket and everything in it inside this transaction.
@@ -76,6 +79,7 @@ impl<'a> Transaction<'a> {
         names::check_bucket(name)?;
         let limits = self.engine.kv.limits();
         let queued = objects::delete_bucket(self.txn()?.as_mut(), limits, name, false)?;
+        self.deletions.set(self.deletions.get() + 1);
         self.queued.set(self.queued.get() | queued);
         Ok(())
     }
@@ -91,6 +95,8 @@ impl<'a> Transaction<'a> {
 pub struct TxBucket<'t> {
     tx: &'t Transaction<'t>,
     name: String,
+    /// `tx.deletions` when the bucket was seen to exist.
+    seen_at: u64,
 }
 
 impl std::fmt::Debug for TxBucket<'_> {
@@ -123,7 +129,11 @@ impl TxBucket<'_> {
 
     /// Stores bytes with metadata and a condition.
     pub fn put_bytes_with(&self, key: &str, data: &[u8], opts: PutOptions) -> Result<ObjectInfo> {
-        self.put_reader(key, data, opts)
+        let known = self.seen_at == self.tx.deletions.get();
+        let (info, queued) =
+            upload::put_slice_in_txn(self.tx.engine, self.tx.txn()?.as_mut(), &self.name, key, data, opts, known)?;
+        self.tx.queued.set(self.tx.queued.get() | queued);
+        Ok(info)
     }
 
     /// Streams an object into the transaction (its chunks are part of the transaction).

@@ -54,6 +54,34 @@ impl PutOptions {
     }
 }
 
+/// How the ETag of a single write (`put`, `put_stream`, ...) is computed. Multipart uploads
+/// always use MD5, as S3 does (`<md5 of the part md5s>-<parts>`); copies keep their source's.
+///
+/// Every ETag changes when the content changes and is the same for the same content.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum EtagAlgorithm {
+    /// `<hex XXH3-128 of the content>-0`. Costs next to nothing (tens of GB/s). The `-0`
+    /// suffix tells S3 clients that it is not an MD5, so none of them checks it as one.
+    #[default]
+    Xxh3,
+    /// The hex MD5 of the content, as AWS S3 computes it, which some S3 clients check
+    /// (`keystone serve` needs it). MD5 runs at about 600 MB/s: a quarter of the CPU time of a
+    /// small put, and for large streams a second thread (BENCHMARKS.md, W2 and W4).
+    Md5,
+}
+
+impl EtagAlgorithm {
+    /// The ETag for a finished digest of this algorithm.
+    pub(crate) fn etag(self, digest: &[u8; 16]) -> String {
+        let hex = crate::data::chunking::hex(digest);
+        match self {
+            EtagAlgorithm::Xxh3 => format!("{hex}-0"),
+            EtagAlgorithm::Md5 => hex,
+        }
+    }
+}
+
 /// What `head`, `list` and writes report about an object.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ObjectInfo {
@@ -63,8 +91,9 @@ pub struct ObjectInfo {
     pub key: String,
     /// Length in bytes.
     pub size: u64,
-    /// Hex MD5 of the content for a single write; `<md5 of part md5s>-<parts>` for a multipart
-    /// upload, as S3 computes it. Without quotes.
+    /// For a single write, set by the store's [`EtagAlgorithm`] (hex MD5 with
+    /// [`EtagAlgorithm::Md5`], as S3 computes it); `<md5 of part md5s>-<parts>` for a multipart
+    /// upload. Without quotes.
     pub etag: String,
     /// CRC32C of the whole content, verified on every full read.
     pub checksum: u32,

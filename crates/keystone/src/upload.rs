@@ -8,7 +8,7 @@ use std::thread::JoinHandle;
 
 use md5::{Digest, Md5};
 
-use crate::data::chunking::{Chunker, Digests, hex};
+use crate::data::chunking::{Chunker, Digests, digest_of};
 use crate::data::keys::{self, Book};
 use crate::data::names;
 use crate::data::records::{Body, CHUNK_HEADER, Segment, StagePurpose, StageRecord};
@@ -16,7 +16,7 @@ use crate::engine::{Engine, delete_prefix, lock_err};
 use crate::error::{Error, Result};
 use crate::objects::{self, NewVersion};
 use crate::storage::{Commit, WriteTxn};
-use crate::types::{ObjectInfo, PutOptions, now_nanos};
+use crate::types::{EtagAlgorithm, ObjectInfo, PutOptions, now_nanos};
 
 /// Turns an I/O error from a caller's reader back into the Keystone error it may carry (an
 /// object reader's corruption, say).
@@ -152,7 +152,8 @@ impl Drop for Staged<'_> {
 /// What a finished stream of chunks amounts to.
 pub(crate) struct Written {
     pub seg: Segment,
-    pub md5: [u8; 16],
+    /// The finished ETag hash (MD5 for multipart parts).
+    pub digest: [u8; 16],
     pub crc: u32,
 }
 
@@ -175,7 +176,7 @@ fn write_chunks<R: Read>(
 fn finish_digests<R>(chunker: Chunker<R>, seg: u64, chunk_size: usize) -> Written {
     let d = chunker.digests;
     let (len, crc) = (d.len, d.crc);
-    Written { seg: Segment { id: seg, len, chunk_size: chunk_size as u32 }, md5: d.md5(), crc }
+    Written { seg: Segment { id: seg, len, chunk_size: chunk_size as u32 }, digest: d.digest(), crc }
 }
 
 /// Streams `reader` into staged chunks of a new segment, then runs `publish` with the result
@@ -191,8 +192,9 @@ pub(crate) fn stream_segment<R: Read, T>(
 ) -> Result<T> {
     let seg = engine.next_id()?;
     let mut staged = Staged::new(engine, bucket, key, purpose, seg)?;
-    let md5 = if ch.digests.has_md5() {
-        ch.digests = Digests::new(false);
+    // XXH3 keeps up with the writes in line; MD5 does not and gets a thread of its own.
+    let md5 = if ch.digests.algorithm() == Some(EtagAlgorithm::Md5) {
+        ch.digests = Digests::new(None);
         Some(Md5Thread::spawn()?)
     } else {
         None
@@ -206,7 +208,7 @@ pub(crate) fn stream_segment<R: Read, T>(
     })?;
     let mut written = finish_digests(ch, seg, engine.cfg.chunk_size);
     if let Some(m) = md5 {
-        written.md5 = m.finish()?;
+        written.digest = m.finish()?;
     }
     staged.finish(|w| publish(w, &written))
 }
@@ -260,7 +262,7 @@ impl Drop for Md5Thread {
 }
 
 /// A single-object write outside a transaction: inline and group-committed when small,
-/// staged in batches when large. `etag` skips the MD5 when the content is a copy.
+/// staged in batches when large. `etag` skips the ETag hash when the content is a copy.
 pub(crate) fn put_stream<R: Read>(
     engine: &Engine,
     bucket: &str,
@@ -271,19 +273,46 @@ pub(crate) fn put_stream<R: Read>(
 ) -> Result<ObjectInfo> {
     names::check_bucket(bucket)?;
     names::check_key(key)?;
-    let mut chunker = Chunker::new(reader, engine.cfg.chunk_size, etag.is_none());
+    let mut chunker = Chunker::new(reader, engine.cfg.chunk_size, etag.is_none().then_some(engine.cfg.etag));
     let prefix = chunker.read_prefix(engine.cfg.inline_max + 1).map_err(from_io)?;
+    if prefix.len() <= engine.cfg.inline_max {
+        return put_inline(engine, bucket, key, prefix, opts, etag);
+    }
     let limits = engine.kv.limits();
-    let (info, queued) = if prefix.len() <= engine.cfg.inline_max {
-        let new = inline_version(prefix, opts.meta, etag);
-        let (b, k, cond) = (bucket.to_owned(), key.to_owned(), opts.condition);
-        engine.write(move |w| objects::publish(w, limits, &b, &k, new, &cond))?
-    } else {
-        stream_segment(engine, bucket, key, StagePurpose::Put, chunker, prefix, |w, written| {
-            let new = chunked_version(written, opts.meta, etag);
-            objects::publish(w, limits, bucket, key, new, &opts.condition)
-        })?
-    };
+    let (info, queued) = stream_segment(engine, bucket, key, StagePurpose::Put, chunker, prefix, |w, written| {
+        let new = chunked_version(written, opts.meta, etag, engine.cfg.etag);
+        objects::publish(w, limits, bucket, key, new, &opts.condition, false)
+    })?;
+    if queued {
+        engine.drain_gc()?;
+    }
+    Ok(info)
+}
+
+/// `put_stream` for bytes already in memory: a small object needs neither a reader nor the
+/// prefix buffer sized for the largest inline object.
+pub(crate) fn put_slice(engine: &Engine, bucket: &str, key: &str, data: &[u8], opts: PutOptions) -> Result<ObjectInfo> {
+    if data.len() > engine.cfg.inline_max {
+        return put_stream(engine, bucket, key, data, opts, None);
+    }
+    names::check_bucket(bucket)?;
+    names::check_key(key)?;
+    put_inline(engine, bucket, key, data.to_vec(), opts, None)
+}
+
+/// A small object: one group-committed write of its manifest.
+fn put_inline(
+    engine: &Engine,
+    bucket: &str,
+    key: &str,
+    data: Vec<u8>,
+    opts: PutOptions,
+    etag: Option<String>,
+) -> Result<ObjectInfo> {
+    let limits = engine.kv.limits();
+    let new = inline_version(data, opts.meta, etag, engine.cfg.etag);
+    let (b, k, cond) = (bucket.to_owned(), key.to_owned(), opts.condition);
+    let (info, queued) = engine.write(move |w| objects::publish(w, limits, &b, &k, new, &cond, false))?;
     if queued {
         engine.drain_gc()?;
     }
@@ -300,13 +329,13 @@ pub(crate) fn put_in_txn<R: Read>(
     opts: PutOptions,
     etag: Option<String>,
 ) -> Result<(ObjectInfo, bool)> {
-    let mut chunker = Chunker::new(reader, engine.cfg.chunk_size, etag.is_none());
+    let mut chunker = Chunker::new(reader, engine.cfg.chunk_size, etag.is_none().then_some(engine.cfg.etag));
     let prefix = chunker.read_prefix(engine.cfg.inline_max + 1).map_err(from_io)?;
     let limits = engine.kv.limits();
     // `publish` checks the key, the bucket and the condition before it writes; a chunked
     // object checks them first as well, so that no chunk is written for a refused put.
     let new = if prefix.len() <= engine.cfg.inline_max {
-        inline_version(prefix, opts.meta, etag)
+        inline_version(prefix, opts.meta, etag, engine.cfg.etag)
     } else {
         names::check_key(key)?;
         objects::require_bucket(w, bucket)?;
@@ -314,29 +343,54 @@ pub(crate) fn put_in_txn<R: Read>(
         objects::check_condition(bucket, key, old.as_ref(), &opts.condition)?;
         let seg = engine.next_id()?;
         write_chunks(&mut chunker, prefix, bucket, seg, |k, v| w.put(&k, &v))?;
-        chunked_version(&finish_digests(chunker, seg, engine.cfg.chunk_size), opts.meta, etag)
+        chunked_version(&finish_digests(chunker, seg, engine.cfg.chunk_size), opts.meta, etag, engine.cfg.etag)
     };
-    objects::publish(w, limits, bucket, key, new, &opts.condition)
+    objects::publish(w, limits, bucket, key, new, &opts.condition, false)
 }
 
-fn inline_version(data: Vec<u8>, meta: crate::types::ObjectMeta, etag: Option<String>) -> NewVersion {
-    let mut d = crate::data::chunking::Digests::new(etag.is_none());
-    d.update(&data);
-    let crc = d.crc;
+/// `put_in_txn` for bytes already in memory (see `put_slice`). `bucket_known` as for
+/// `objects::publish`.
+pub(crate) fn put_slice_in_txn(
+    engine: &Engine,
+    w: &mut dyn WriteTxn,
+    bucket: &str,
+    key: &str,
+    data: &[u8],
+    opts: PutOptions,
+    bucket_known: bool,
+) -> Result<(ObjectInfo, bool)> {
+    if data.len() > engine.cfg.inline_max {
+        return put_in_txn(engine, w, bucket, key, data, opts, None);
+    }
+    let new = inline_version(data.to_vec(), opts.meta, None, engine.cfg.etag);
+    objects::publish(w, engine.kv.limits(), bucket, key, new, &opts.condition, bucket_known)
+}
+
+fn inline_version(
+    data: Vec<u8>,
+    meta: crate::types::ObjectMeta,
+    etag: Option<String>,
+    alg: EtagAlgorithm,
+) -> NewVersion {
     NewVersion {
         size: data.len() as u64,
-        etag: etag.unwrap_or_else(|| hex(&d.md5())),
-        crc,
+        etag: etag.unwrap_or_else(|| alg.etag(&digest_of(alg, &data))),
+        crc: crc32c::crc32c(&data),
         parts: 0,
         meta,
         body: Body::Inline(data),
     }
 }
 
-fn chunked_version(w: &Written, meta: crate::types::ObjectMeta, etag: Option<String>) -> NewVersion {
+fn chunked_version(
+    w: &Written,
+    meta: crate::types::ObjectMeta,
+    etag: Option<String>,
+    alg: EtagAlgorithm,
+) -> NewVersion {
     NewVersion {
         size: w.seg.len,
-        etag: etag.unwrap_or_else(|| hex(&w.md5)),
+        etag: etag.unwrap_or_else(|| alg.etag(&w.digest)),
         crc: w.crc,
         parts: 0,
         meta,

@@ -18,7 +18,8 @@ pub struct Harness {
 impl Harness {
     pub async fn start() -> Harness {
         let dir = tempfile::tempdir().unwrap();
-        let db = keystone::Datastore::open(dir.path().join("s3.redb")).unwrap();
+        let db =
+            keystone::Datastore::builder().etag(keystone::EtagAlgorithm::Md5).open(dir.path().join("s3.redb")).unwrap();
         let config = ServerConfig::new(vec![AccessKey::new(AK, SK), AccessKey::new("KSOTHERKEY", "other-secret")]);
         let server = Server::start(db.clone(), ([127, 0, 0, 1], 0).into(), config).await.unwrap();
         let endpoint = format!("http://{}", server.local_addr());

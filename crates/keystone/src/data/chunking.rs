@@ -3,6 +3,9 @@
 use std::io::Read;
 
 use md5::{Digest, Md5};
+use xxhash_rust::xxh3::Xxh3;
+
+use crate::types::EtagAlgorithm;
 
 use super::records::{CHUNK_HEADER, Segment, chunk_buffer, seal_chunk};
 
@@ -34,43 +37,73 @@ pub(crate) fn locate(segs: &[Segment], offset: u64) -> Option<(usize, u32, u64, 
     None
 }
 
-/// Running digests of a stream: MD5 (for the ETag), CRC32C and length.
+/// The running hash behind an ETag.
+#[derive(Clone)]
+enum EtagHash {
+    Md5(Md5),
+    Xxh3(Box<Xxh3>),
+}
+
+/// Running digests of a stream: the ETag's hash, CRC32C and length.
 #[derive(Clone)]
 pub(crate) struct Digests {
-    md5: Option<Md5>,
+    hash: Option<EtagHash>,
     pub crc: u32,
     pub len: u64,
 }
 
 impl Digests {
-    /// `with_md5 = false` skips MD5 when the ETag is already known (copies).
-    pub(crate) fn new(with_md5: bool) -> Self {
-        Digests { md5: with_md5.then(Md5::new), crc: 0, len: 0 }
+    /// `None` skips the ETag hash when the ETag is already known (copies).
+    pub(crate) fn new(etag: Option<EtagAlgorithm>) -> Self {
+        let hash = etag.map(|a| match a {
+            EtagAlgorithm::Md5 => EtagHash::Md5(Md5::new()),
+            EtagAlgorithm::Xxh3 => EtagHash::Xxh3(Box::new(Xxh3::new())),
+        });
+        Digests { hash, crc: 0, len: 0 }
     }
 
-    /// Whether these digests include an MD5.
-    pub(crate) fn has_md5(&self) -> bool {
-        self.md5.is_some()
+    /// The ETag algorithm these digests compute, if any.
+    pub(crate) fn algorithm(&self) -> Option<EtagAlgorithm> {
+        self.hash.as_ref().map(|h| match h {
+            EtagHash::Md5(_) => EtagAlgorithm::Md5,
+            EtagHash::Xxh3(_) => EtagAlgorithm::Xxh3,
+        })
     }
 
     pub(crate) fn update(&mut self, data: &[u8]) {
-        if let Some(m) = &mut self.md5 {
-            m.update(data);
+        match &mut self.hash {
+            Some(EtagHash::Md5(m)) => m.update(data),
+            Some(EtagHash::Xxh3(x)) => x.update(data),
+            None => {}
         }
         self.crc = crc32c::crc32c_append(self.crc, data);
         self.len += data.len() as u64;
     }
 
-    pub(crate) fn md5(self) -> [u8; 16] {
-        self.md5.map(|m| m.finalize().into()).unwrap_or_default()
+    /// The finished ETag hash (zeros when none was computed).
+    pub(crate) fn digest(self) -> [u8; 16] {
+        match self.hash {
+            Some(EtagHash::Md5(m)) => m.finalize().into(),
+            Some(EtagHash::Xxh3(x)) => x.digest128().to_be_bytes(),
+            None => [0; 16],
+        }
+    }
+}
+
+/// The ETag hash of bytes in memory, in one call (what `Digests` computes for a stream).
+pub(crate) fn digest_of(alg: EtagAlgorithm, data: &[u8]) -> [u8; 16] {
+    match alg {
+        EtagAlgorithm::Md5 => Md5::digest(data).into(),
+        EtagAlgorithm::Xxh3 => xxhash_rust::xxh3::xxh3_128(data).to_be_bytes(),
     }
 }
 
 pub(crate) fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut s = String::with_capacity(bytes.len() * 2);
     for b in bytes {
-        let _ = write!(s, "{b:02x}");
+        s.push(char::from(DIGITS[usize::from(b >> 4)]));
+        s.push(char::from(DIGITS[usize::from(b & 0xf)]));
     }
     s
 }
@@ -91,8 +124,8 @@ pub(crate) struct Chunker<R> {
 }
 
 impl<R: Read> Chunker<R> {
-    pub(crate) fn new(reader: R, chunk_size: usize, with_md5: bool) -> Self {
-        Chunker { reader, chunk_size, digests: Digests::new(with_md5), eof: false }
+    pub(crate) fn new(reader: R, chunk_size: usize, etag: Option<EtagAlgorithm>) -> Self {
+        Chunker { reader, chunk_size, digests: Digests::new(etag), eof: false }
     }
 
     /// Reads up to `max` bytes into a plain buffer (used to decide whether an object is small
@@ -164,7 +197,7 @@ mod tests {
 
     fn cut(len: usize, prefix: usize) -> Vec<Vec<u8>> {
         let data: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
-        let mut ch = Chunker::new(&data[..], C as usize, true);
+        let mut ch = Chunker::new(&data[..], C as usize, Some(EtagAlgorithm::Md5));
         let mut carry = ch.read_prefix(prefix).expect("reads");
         let mut out = Vec::new();
         while let Some(rec) = ch.next_chunk(&mut carry).expect("reads") {
@@ -185,6 +218,19 @@ mod tests {
                 assert!(chunks.iter().rev().skip(1).all(|ch| ch.len() == c));
             }
         }
+    }
+
+    #[test]
+    fn one_shot_digest_matches_the_stream() {
+        let data: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
+        for alg in [EtagAlgorithm::Md5, EtagAlgorithm::Xxh3] {
+            let mut d = Digests::new(Some(alg));
+            for part in data.chunks(777) {
+                d.update(part);
+            }
+            assert_eq!(d.digest(), digest_of(alg, &data), "{alg:?}");
+        }
+        assert_eq!(hex(&digest_of(EtagAlgorithm::Md5, b"")), "d41d8cd98f00b204e9800998ecf8427e");
     }
 
     #[test]
