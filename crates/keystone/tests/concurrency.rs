@@ -203,6 +203,31 @@ fn many_threads_write_distinct_keys_and_all_land() {
             assert_eq!(b.exists(&key).unwrap(), i % 5 != 0, "{key}");
         }
     }
+    // After batches of up to 8, a lone writer (whose leader waits, bounded, for writers that
+    // do not come back), then writers that stop one after another: every write lands.
+    for i in 0..20 {
+        b.put_bytes(&format!("lone/{i}"), b"x").unwrap();
+    }
+    let threads: Vec<_> = (0..4)
+        .map(|t| {
+            let b = b.clone();
+            thread::spawn(move || {
+                for i in 0..(1 + t * 10) {
+                    b.put_bytes(&format!("wave{t}/{i}"), b"y").unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let count = |prefix: &str| {
+        b.list_iter(keystone::ListOptions { prefix: prefix.into(), ..Default::default() }).unwrap().count()
+    };
+    assert_eq!(count("lone/"), 20);
+    for t in 0..4 {
+        assert_eq!(count(&format!("wave{t}/")), 1 + t * 10);
+    }
 }
 
 #[test]
