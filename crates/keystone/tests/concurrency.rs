@@ -212,7 +212,7 @@ fn many_threads_write_distinct_keys_and_all_land() {
         .map(|t| {
             let b = b.clone();
             thread::spawn(move || {
-                for i in 0..(1 + t * 10) {
+                for i in 0..=(t * 10) {
                     b.put_bytes(&format!("wave{t}/{i}"), b"y").unwrap();
                 }
             })
