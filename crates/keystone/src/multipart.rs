@@ -212,7 +212,7 @@ pub(crate) fn complete(
                 });
             }
             md5s.update(p.md5);
-            crc = crc32c::crc32c_combine(crc, p.crc, p.seg.len as usize);
+            crc = crate::data::crc::combine(crc, p.crc, p.seg.len as usize);
             size += p.seg.len;
             segs.push(p.seg);
         }

@@ -48,7 +48,7 @@ impl ObjectReader {
     pub(crate) fn new(snap: Arc<dyn ReadTxn>, info: ObjectInfo, m: Manifest) -> Result<Self> {
         let body = match m.body {
             Body::Inline(data) => {
-                let crc = crc32c::crc32c(&data);
+                let crc = crate::data::crc::crc(&data);
                 if crc != m.crc {
                     return Err(Error::corrupted(
                         &info.bucket,
@@ -106,7 +106,9 @@ impl ObjectReader {
         }
         let crc = u32::from_le_bytes([value[1], value[2], value[3], value[4]]);
         self.whole = match self.whole {
-            Some((acc, end)) if end == start => Some((crc32c::crc32c_combine(acc, crc, payload.len()), end + expected)),
+            Some((acc, end)) if end == start => {
+                Some((crate::data::crc::combine(acc, crc, payload.len()), end + expected))
+            }
             _ => None,
         };
         self.cur = Some((start, value));
@@ -196,26 +198,49 @@ pub(crate) fn read_range(
     key: &str,
     range: (Bound<&u64>, Bound<&u64>),
 ) -> Result<Vec<u8>> {
-    let m = crate::objects::existing(r, bucket, key, true)?;
-    let (start, end) = resolve_range(range, m.size).ok_or_else(|| Error::InvalidRange {
-        bucket: bucket.into(),
-        key: key.into(),
-        start: bound_start(range.0),
-        end: bound_end(range.1, m.size),
-        size: m.size,
+    crate::data::names::check_key(key)?;
+    let checked_range = |size: u64| {
+        resolve_range(range, size).ok_or_else(|| Error::InvalidRange {
+            bucket: bucket.into(),
+            key: key.into(),
+            start: bound_start(range.0),
+            end: bound_end(range.1, size),
+            size,
+        })
+    };
+    // An inline object is decoded, checked and copied (only the bytes asked for) while the
+    // store lends its record: no guard, no copy of the whole record.
+    let mut inline_out = None;
+    let mut chunked = None;
+    let found = r.read_with(&keys::object(bucket, key), &mut |buf| {
+        let (m, inline) = Manifest::decode_located(buf).map_err(|e| e.at(bucket, key))?;
+        let (start, end) = checked_range(m.size)?;
+        match inline.and_then(|at| buf.get(at)) {
+            Some(data) => {
+                if crate::data::crc::crc(data) != m.crc {
+                    return Err(Error::corrupted(bucket, key, "checksum mismatch"));
+                }
+                let wanted = data.get(start as usize..end as usize);
+                inline_out = Some(wanted.ok_or_else(|| Error::corrupted(bucket, key, "range past the body"))?.to_vec());
+            }
+            None => chunked = Some((m, start, end)),
+        }
+        Ok(())
     })?;
+    if !found {
+        crate::objects::require_bucket(r, bucket)?;
+        return Err(Error::no_such_key(bucket, key));
+    }
+    if let Some(out) = inline_out {
+        return Ok(out);
+    }
+    let Some((m, start, end)) = chunked else {
+        return Err(Error::corrupted(bucket, key, "manifest could not be read"));
+    };
     let full = start == 0 && end == m.size;
     let crc = m.crc;
     match m.body {
-        Body::Inline(mut data) => {
-            if crc32c::crc32c(&data) != crc {
-                return Err(Error::corrupted(bucket, key, "checksum mismatch"));
-            }
-            // The decoded manifest owns the bytes: hand them over rather than copy them.
-            data.truncate(end as usize);
-            data.drain(..start as usize);
-            Ok(data)
-        }
+        Body::Inline(_) => Err(Error::corrupted(bucket, key, "inline body out of its record")),
         Body::Segments(segs) => {
             let mut out = Vec::with_capacity((end - start) as usize);
             let mut pos = start;
@@ -234,7 +259,7 @@ pub(crate) fn read_range(
                 }
                 if full {
                     let chunk_crc = u32::from_le_bytes([value[1], value[2], value[3], value[4]]);
-                    whole = crc32c::crc32c_combine(whole, chunk_crc, payload.len());
+                    whole = crate::data::crc::combine(whole, chunk_crc, payload.len());
                 }
                 let take = (payload.len() as u64 - off).min(end - pos) as usize;
                 out.extend_from_slice(&payload[off as usize..off as usize + take]);

@@ -375,7 +375,7 @@ fn inline_version(
     NewVersion {
         size: data.len() as u64,
         etag: etag.unwrap_or_else(|| alg.etag(&digest_of(alg, &data))),
-        crc: crc32c::crc32c(&data),
+        crc: crate::data::crc::crc(&data),
         parts: 0,
         meta,
         body: Body::Inline(data),

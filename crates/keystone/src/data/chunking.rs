@@ -76,7 +76,7 @@ impl Digests {
             Some(EtagHash::Xxh3(x)) => x.update(data),
             None => {}
         }
-        self.crc = crc32c::crc32c_append(self.crc, data);
+        self.crc = crate::data::crc::append(self.crc, data);
         self.len += data.len() as u64;
     }
 

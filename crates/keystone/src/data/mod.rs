@@ -2,6 +2,7 @@
 //! It depends on the storage trait only, never on a concrete engine.
 
 pub(crate) mod chunking;
+pub(crate) mod crc;
 pub(crate) mod keys;
 pub(crate) mod names;
 pub(crate) mod records;

@@ -62,6 +62,11 @@ impl<'a> Dec<'a> {
             None => Err(corrupt(&format!("{what} is empty"))),
         }
     }
+    /// Bytes not decoded yet.
+    fn remaining(&self) -> usize {
+        self.buf.len()
+    }
+
     fn take(&mut self, n: usize) -> Result<&'a [u8]> {
         if self.buf.len() < n {
             return Err(corrupt(&format!("{} is truncated", self.what)));
@@ -162,6 +167,14 @@ pub(crate) enum Body {
     Segments(Vec<Segment>),
 }
 
+/// What decoding a manifest does with an inline body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BodyMode {
+    Copy,
+    Skip,
+    Locate,
+}
+
 /// An object's manifest: everything about it but (for chunked objects) its bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Manifest {
@@ -232,16 +245,23 @@ impl Manifest {
 
     /// Decodes the whole manifest, body included.
     pub(crate) fn decode(buf: &[u8]) -> Result<Self> {
-        Self::decode_inner(buf, true)
+        Ok(Self::decode_inner(buf, BodyMode::Copy)?.0)
     }
 
     /// Decodes everything but an inline body (left empty): what listings and `head` need.
     pub(crate) fn decode_head(buf: &[u8]) -> Result<Self> {
-        Self::decode_inner(buf, false)
+        Ok(Self::decode_inner(buf, BodyMode::Skip)?.0)
     }
 
-    fn decode_inner(buf: &[u8], with_body: bool) -> Result<Self> {
+    /// Decodes everything, leaving an inline body in `buf`: returns where it is, so a read
+    /// copies only the bytes it returns.
+    pub(crate) fn decode_located(buf: &[u8]) -> Result<(Self, Option<std::ops::Range<usize>>)> {
+        Self::decode_inner(buf, BodyMode::Locate)
+    }
+
+    fn decode_inner(buf: &[u8], mode: BodyMode) -> Result<(Self, Option<std::ops::Range<usize>>)> {
         let mut d = Dec::new(buf, "object manifest")?;
+        let mut located = None;
         let size = d.u64()?;
         let etag = d.string()?;
         let crc = d.u32()?;
@@ -250,13 +270,19 @@ impl Manifest {
         let parts = d.u32()?;
         let meta = decode_meta(&mut d)?;
         let body = match d.u8()? {
-            BODY_INLINE if !with_body => Body::Inline(Vec::new()),
+            BODY_INLINE if mode == BodyMode::Skip => Body::Inline(Vec::new()),
             BODY_INLINE => {
-                let data = d.bytes()?.to_vec();
+                let data = d.bytes()?;
                 if data.len() as u64 != size {
                     return Err(corrupt("inline body length differs from the object size"));
                 }
-                Body::Inline(data)
+                if mode == BodyMode::Copy {
+                    Body::Inline(data.to_vec())
+                } else {
+                    let end = buf.len() - d.remaining();
+                    located = Some(end - data.len()..end);
+                    Body::Inline(Vec::new())
+                }
             }
             BODY_SEGMENTS => {
                 let n = d.u32()?;
@@ -273,10 +299,10 @@ impl Manifest {
             }
             t => return Err(corrupt(&format!("object manifest has an unknown body kind {t}"))),
         };
-        if with_body {
+        if mode != BodyMode::Skip {
             d.finish()?;
         }
-        Ok(Manifest { size, etag, crc, created, modified, parts, meta, body })
+        Ok((Manifest { size, etag, crc, created, modified, parts, meta, body }, located))
     }
 
     pub(crate) fn segments(&self) -> &[Segment] {
@@ -394,7 +420,7 @@ pub(crate) fn chunk_buffer(capacity: usize) -> Vec<u8> {
 /// Seals a chunk record built with [`chunk_buffer`]: writes the payload's CRC32C into the
 /// header and returns it.
 pub(crate) fn seal_chunk(record: &mut [u8]) -> u32 {
-    let crc = crc32c::crc32c(&record[CHUNK_HEADER..]);
+    let crc = crate::data::crc::crc(&record[CHUNK_HEADER..]);
     record[1..CHUNK_HEADER].copy_from_slice(&crc.to_le_bytes());
     crc
 }
@@ -409,7 +435,7 @@ pub(crate) fn open_chunk(record: &[u8]) -> Result<&[u8]> {
     }
     let stored = u32::from_le_bytes([record[1], record[2], record[3], record[4]]);
     let payload = &record[CHUNK_HEADER..];
-    let actual = crc32c::crc32c(payload);
+    let actual = crate::data::crc::crc(payload);
     if stored != actual {
         return Err(corrupt(&format!("chunk checksum mismatch (stored {stored:08x}, computed {actual:08x})")));
     }

@@ -106,6 +106,14 @@ pub(crate) fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
 pub(crate) trait KvRead {
     /// The value under `key`.
     fn get(&self, key: &[u8]) -> Result<Option<Value>>;
+    /// Calls `f` with the value under `key`, borrowed for the call (a backend can skip the
+    /// guard or copy `get` hands out); returns whether the key exists.
+    fn read_with(&self, key: &[u8], f: &mut dyn FnMut(&[u8]) -> Result<()>) -> Result<bool> {
+        match self.get(key)? {
+            Some(v) => f(&v).map(|()| true),
+            None => Ok(false),
+        }
+    }
     /// Up to `limit` entries of `range`, in ascending key order.
     fn scan(&self, range: KeyRange<'_>, limit: usize) -> Result<Vec<(Vec<u8>, Value)>>;
 }

@@ -275,6 +275,13 @@ impl KvRead for RedbRead {
         Ok(guard.map(|g| Value::shared(Box::new(Guard(g)))))
     }
 
+    fn read_with(&self, key: &[u8], f: &mut dyn FnMut(&[u8]) -> Result<()>) -> Result<bool> {
+        match self.table.get(key).map_err(|e| storage("reading", e))? {
+            Some(g) => f(g.value()).map(|()| true),
+            None => Ok(false),
+        }
+    }
+
     fn scan(&self, range: KeyRange<'_>, limit: usize) -> Result<Vec<(Vec<u8>, Value)>> {
         let mut out = Vec::new();
         if limit == 0 {
@@ -315,6 +322,13 @@ impl KvRead for RedbWrite {
         self.cell.with_dependent(|_, table| {
             let guard = table.get(key).map_err(|e| storage("reading", e))?;
             Ok(guard.map(|g| Value::owned(g.value().to_vec())))
+        })
+    }
+
+    fn read_with(&self, key: &[u8], f: &mut dyn FnMut(&[u8]) -> Result<()>) -> Result<bool> {
+        self.cell.with_dependent(|_, table| match table.get(key).map_err(|e| storage("reading", e))? {
+            Some(g) => f(g.value()).map(|()| true),
+            None => Ok(false),
         })
     }
 
