@@ -11,10 +11,12 @@ use crate::storage::{KvRead, Limits, WriteTxn};
 use crate::types::{BucketInfo, ObjectInfo, ObjectMeta, PutCondition, etag_eq, now_nanos, time_of};
 
 pub(crate) fn bucket_record(r: &dyn KvRead, bucket: &str) -> Result<Option<BucketRecord>> {
-    match r.get(&keys::bucket(bucket))? {
-        Some(v) => BucketRecord::decode(&v).map(Some).map_err(|e| e.at(bucket, "")),
-        None => Ok(None),
-    }
+    let mut out = None;
+    r.read_with(&keys::bucket(bucket), &mut |v| {
+        out = Some(BucketRecord::decode(v).map_err(|e| e.at(bucket, ""))?);
+        Ok(())
+    })?;
+    Ok(out)
 }
 
 pub(crate) fn require_bucket(r: &dyn KvRead, bucket: &str) -> Result<()> {
@@ -109,9 +111,13 @@ pub(crate) fn list_buckets(r: &dyn KvRead) -> Result<Vec<BucketInfo>> {
 
 /// The manifest of `key`; `full` also decodes an inline body.
 pub(crate) fn manifest(r: &dyn KvRead, bucket: &str, key: &str, full: bool) -> Result<Option<Manifest>> {
-    let Some(v) = r.get(&keys::object(bucket, key))? else { return Ok(None) };
-    let m = if full { Manifest::decode(&v) } else { Manifest::decode_head(&v) };
-    m.map(Some).map_err(|e| e.at(bucket, key))
+    let mut out = None;
+    r.read_with(&keys::object(bucket, key), &mut |v| {
+        let m = if full { Manifest::decode(v) } else { Manifest::decode_head(v) };
+        out = Some(m.map_err(|e| e.at(bucket, key))?);
+        Ok(())
+    })?;
+    Ok(out)
 }
 
 /// The manifest of an existing object, or `NoSuchKey` / `NoSuchBucket`.
