@@ -1,17 +1,19 @@
 //! Group commit: concurrent small writes share one durable commit.
 //!
 //! Each writer queues a job. When no commit is in progress, the writer becomes the leader: it
-//! drains the queue, applies every job in one write transaction, commits once (one fsync for
-//! all), and hands each writer its own result. Writers that arrive while a commit is in
-//! progress wait, each on a condition variable of its own (not on a lock the leader holds, which
-//! would wake them one at a time and let each become the leader of a batch of one). When the
-//! commit ends, the leader wakes exactly the writers of its batch, which return, and the first
-//! writer still queued, which leads the next batch with everything queued meanwhile; the others
-//! sleep on (one shared `notify_all` woke every writer per batch, and with 8 writers on 2 cores
-//! the context switches cost more than the commit's CPU). A writer is
-//! acknowledged only after the commit that holds its write is durable. A job that is rejected for a reason of its own (a failed
-//! precondition, a missing bucket) writes nothing and does not disturb the others; an error of
-//! the shared transaction or commit is returned to every writer in it.
+//! takes the queued jobs, applies them in one write transaction — taking the jobs that arrive
+//! meanwhile, and waiting a little for the writers of the last batch to come back (see
+//! `GroupCommit::lead`) — commits once (one fsync for all), and hands each writer its own
+//! result. Writers that arrive while a commit is in progress wait, each on a condition variable
+//! of its own (not on a lock the leader holds, which would wake them one at a time and let each
+//! become the leader of a batch of one). When the commit ends, the leader wakes exactly the
+//! writers of its batch, which return, and the first writer still queued, which leads the next
+//! batch; the others sleep on (one shared `notify_all` woke every writer per batch, and with 8
+//! writers on 2 cores the context switches cost more than the commit's CPU). A writer is
+//! acknowledged only after the commit that holds its write is durable. A job that is rejected
+//! for a reason of its own (a failed precondition, a missing bucket) writes nothing and does not
+//! disturb the others; an error of the shared transaction or commit is returned to every writer
+//! in it.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -54,6 +56,13 @@ pub(crate) struct GroupCommit {
     state: Mutex<State>,
     /// Signalled to a gathering leader when a job is queued.
     gather: Condvar,
+}
+
+/// How long a leader gathers jobs for its batch.
+struct Gather {
+    /// Jobs in the last batch: the writers expected back.
+    target: usize,
+    deadline: Instant,
 }
 
 /// When the leader is done (even if it panicked): clears `committing`, wakes the writers of
@@ -184,75 +193,102 @@ impl GroupCommit {
                 continue;
             }
             st.committing = true;
-            st = Self::gather(this, st)?;
+            let plan = Gather {
+                target: st.last_batch.clamp(1, MAX_BATCH),
+                deadline: Instant::now() + (st.last_commit / 2).min(MAX_GATHER),
+            };
             let n = st.queue.len().min(MAX_BATCH);
-            let jobs: Vec<Job> = st.queue.drain(..n).collect();
+            let first: Vec<Job> = st.queue.drain(..n).collect();
             drop(st);
-            let leading =
-                Leading { commit: this, batch: jobs.iter().map(|j| j.wake.clone()).collect(), started: Instant::now() };
-            Self::commit_batch(engine, jobs);
+            let mut leading = Leading { commit: this, batch: Vec::new(), started: Instant::now() };
+            Self::lead(engine, &mut leading, first, &plan);
             drop(leading);
             st = this.state.lock().map_err(|_| lock_err())?;
         }
     }
 
-    /// Before a batch starts: while fewer jobs are queued than the last batch held, waits for
-    /// them — for at most half the last commit's duration (and `MAX_GATHER`). The writers of
-    /// the last batch were just acknowledged; writers that write again come back within
-    /// microseconds, and without the wait the first of them would start a batch of one or two
-    /// while the rest queue behind it for a whole commit, so that 8 writers settled into two
-    /// alternating batches of ~4 (W1 in BENCHMARKS.md). A lone writer (last batch 1) never
-    /// waits; a writer that stops writing costs at most one bounded wait.
-    fn gather<'a>(this: &'a GroupCommit, mut st: MutexGuard<'a, State>) -> Result<MutexGuard<'a, State>> {
-        let target = st.last_batch.min(MAX_BATCH);
-        if st.queue.len() >= target {
-            return Ok(st);
-        }
-        let deadline = Instant::now() + (st.last_commit / 2).min(MAX_GATHER);
-        while st.queue.len() < target {
-            let Some(left) = deadline.checked_duration_since(Instant::now()).filter(|d| !d.is_zero()) else { break };
-            st.gathering = true;
-            let (guard, _) = this.gather.wait_timeout(st, left).map_err(|_| lock_err())?;
-            st = guard;
-            st.gathering = false;
-        }
-        Ok(st)
-    }
-
-    fn commit_batch(engine: &Engine, jobs: Vec<Job>) {
-        if jobs.is_empty() {
-            return;
-        }
-        let (applies, finishes): (Vec<Apply>, Vec<Finish>) = jobs.into_iter().map(|j| (j.apply, j.finish)).unzip();
-        let failure = match engine.kv.write() {
-            Err(e) => Some(e),
-            Ok(mut w) => {
-                let mut failure = None;
-                for apply in applies {
-                    let applied = catch_unwind(AssertUnwindSafe(|| apply(w.as_mut())));
-                    match applied {
-                        Ok(Ok(())) => {}
-                        Ok(Err(e)) => {
-                            failure = Some(e);
-                            break;
-                        }
-                        Err(_) => {
-                            failure = Some(Error::Storage {
-                                context: "group commit".into(),
-                                source: "a write panicked; its batch was rolled back".into(),
-                            });
-                            break;
-                        }
-                    }
+    /// Applies `first` and the jobs that arrive meanwhile in one transaction, then commits.
+    ///
+    /// While fewer jobs than the last batch held have been applied, the leader takes the jobs
+    /// that arrive and waits for more — until the deadline, at most half the last commit's
+    /// duration (and `MAX_GATHER`). The writers of the last batch were just acknowledged;
+    /// writers that write again come back within microseconds, and without the wait the first
+    /// of them would start a batch of one or two while the rest queue behind it for a whole
+    /// commit, so that 8 writers settled into two alternating batches of ~4 (W1 in
+    /// BENCHMARKS.md). Jobs are applied as they arrive, so the wait overlaps the work. A lone
+    /// writer (last batch 1) never waits; a writer that stops writing costs at most one
+    /// bounded wait.
+    fn lead(engine: &Engine, leading: &mut Leading<'_>, first: Vec<Job>, plan: &Gather) {
+        let this = leading.commit;
+        let mut finishes: Vec<Finish> = Vec::new();
+        let (mut w, mut failure) = match engine.kv.write() {
+            Ok(w) => (Some(w), None),
+            Err(e) => (None, Some(e)),
+        };
+        let mut jobs = first;
+        loop {
+            for job in jobs.drain(..) {
+                leading.batch.push(job.wake);
+                finishes.push(job.finish);
+                if let (None, Some(w)) = (&failure, w.as_mut()) {
+                    failure = Self::apply(job.apply, w.as_mut());
                 }
-                match failure {
-                    Some(e) => Some(e),
-                    None => w.commit(engine.ack_mode()).err(),
-                }
+            }
+            if failure.is_some() || finishes.len() >= MAX_BATCH {
+                break;
+            }
+            jobs = match this.state.lock() {
+                Ok(st) => Self::more(this, st, plan, finishes.len()),
+                Err(_) => Vec::new(),
+            };
+            if jobs.is_empty() {
+                break;
+            }
+        }
+        let failure = match (failure, w) {
+            (Some(e), _) => Some(e),
+            (None, Some(w)) => w.commit(engine.ack_mode()).err(),
+            (None, None) => {
+                Some(Error::Storage { context: "group commit".into(), source: "no write transaction to commit".into() })
             }
         };
         for finish in finishes {
             finish(failure.as_ref().map(share));
+        }
+    }
+
+    /// The jobs queued since the leader last looked, waiting for some while fewer than the
+    /// target have been taken and the deadline has not passed. Empty: commit now.
+    fn more(this: &GroupCommit, mut st: MutexGuard<'_, State>, plan: &Gather, taken: usize) -> Vec<Job> {
+        loop {
+            if !st.queue.is_empty() {
+                let n = st.queue.len().min(MAX_BATCH - taken);
+                return st.queue.drain(..n).collect();
+            }
+            if taken >= plan.target {
+                return Vec::new();
+            }
+            let Some(left) = plan.deadline.checked_duration_since(Instant::now()).filter(|d| !d.is_zero()) else {
+                return Vec::new();
+            };
+            st.gathering = true;
+            st = match this.gather.wait_timeout(st, left) {
+                Ok((guard, _)) => guard,
+                Err(_) => return Vec::new(),
+            };
+            st.gathering = false;
+        }
+    }
+
+    /// Applies one job; `Some` is an error that fails the whole transaction.
+    fn apply(apply: Apply, w: &mut dyn WriteTxn) -> Option<Error> {
+        match catch_unwind(AssertUnwindSafe(|| apply(w))) {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(e),
+            Err(_) => Some(Error::Storage {
+                context: "group commit".into(),
+                source: "a write panicked; its batch was rolled back".into(),
+            }),
         }
     }
 }
