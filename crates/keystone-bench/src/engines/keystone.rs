@@ -1,36 +1,42 @@
-//! Keystone through its public API, with its default settings (durable acknowledgements).
+//! Keystone through its public API, with its default settings (durable acknowledgements, XXH3
+//! ETags) — or, as engine `keystone-md5`, with the MD5 ETags a store served over S3 uses.
 
 use std::io::Read;
 use std::path::Path;
 
 use anyhow::{Context, Result};
-use keystone::{Bucket, Datastore, ListOptions, PutOptions};
+use keystone::{Bucket, Datastore, EtagAlgorithm, ListOptions, PutOptions};
 
 use super::BenchEngine;
 
 pub struct Keystone {
     db: Datastore,
     bucket: Bucket,
+    name: &'static str,
 }
 
 const BUCKET: &str = "bench";
 
 impl Keystone {
-    pub fn open(dir: &Path, cache: usize) -> Result<Self> {
+    pub fn open(dir: &Path, cache: usize, etag: EtagAlgorithm, name: &'static str) -> Result<Self> {
         let path = dir.join("store.keystone");
-        let db = Datastore::builder().cache_size(cache).open(&path).with_context(|| format!("{}", path.display()))?;
+        let db = Datastore::builder()
+            .cache_size(cache)
+            .etag(etag)
+            .open(&path)
+            .with_context(|| format!("{}", path.display()))?;
         let bucket = match db.bucket(BUCKET) {
             Ok(b) => b,
             Err(keystone::Error::NoSuchBucket { .. }) => db.create_bucket(BUCKET)?,
             Err(e) => return Err(e.into()),
         };
-        Ok(Keystone { db, bucket })
+        Ok(Keystone { db, bucket, name })
     }
 }
 
 impl BenchEngine for Keystone {
     fn name(&self) -> &'static str {
-        "keystone"
+        self.name
     }
 
     fn put(&self, key: &str, value: &[u8]) -> Result<()> {
