@@ -88,6 +88,9 @@ fn a_flipped_byte_in_a_chunk_or_manifest_is_reported_as_corruption_naming_the_ob
     assert!(matches!(Error::from_io(err), Error::Corrupted { .. }));
     // The damaged range read fails; an undamaged object reads fine.
     assert!(matches!(b.get_range("chunked", 0..10), Err(Error::Corrupted { .. })));
+    // A range of an inline object that leaves out the damaged byte fails too: the whole body's
+    // CRC is checked.
+    assert!(matches!(b.get_range("inline", 0..3), Err(Error::Corrupted { .. })));
     assert!(keystone_torture::same_content(b.open("healthy").unwrap(), 2, 30_000).unwrap());
 
     let report = db.verify().unwrap();

@@ -66,7 +66,7 @@ impl Bucket {
     /// [`Error::NoSuchKey`](crate::Error::NoSuchKey); [`Error::Serialization`](crate::Error::Serialization)
     /// if the bytes are not a `T`; [`Error::Corrupted`](crate::Error::Corrupted).
     pub fn get<T: DeserializeOwned>(&self, key: &str) -> Result<T> {
-        reads::get_typed(self.db.engine.snapshot()?.as_ref(), &self.name, key)
+        self.db.engine.read(|r| reads::get_typed(r, &self.name, key))
     }
 
     /// Stores bytes (content type unset).
@@ -126,7 +126,7 @@ impl Bucket {
     /// # Errors
     /// [`Error::NoSuchKey`](crate::Error::NoSuchKey), [`Error::Corrupted`](crate::Error::Corrupted).
     pub fn get_bytes(&self, key: &str) -> Result<Vec<u8>> {
-        reads::get_bytes(self.db.engine.snapshot()?.as_ref(), &self.name, key)
+        self.db.engine.read(|r| reads::get_bytes(r, &self.name, key))
     }
 
     /// A byte range of the object (`10..20`, `..100`, `5..`).
@@ -144,7 +144,7 @@ impl Bucket {
     /// # Errors
     /// [`Error::InvalidRange`](crate::Error::InvalidRange) when the range is not within the object.
     pub fn get_range(&self, key: &str, range: impl RangeBounds<u64>) -> Result<Vec<u8>> {
-        reads::get_range(self.db.engine.snapshot()?.as_ref(), &self.name, key, range)
+        self.db.engine.read(|r| reads::get_range(r, &self.name, key, range))
     }
 
     /// A streaming reader (`Read + Seek + Send + 'static`) over the current version.
@@ -173,12 +173,12 @@ impl Bucket {
     /// # Errors
     /// [`Error::NoSuchKey`](crate::Error::NoSuchKey).
     pub fn head(&self, key: &str) -> Result<ObjectInfo> {
-        reads::head(self.db.engine.snapshot()?.as_ref(), &self.name, key)
+        self.db.engine.read(|r| reads::head(r, &self.name, key))
     }
 
     /// Whether an object exists under `key`.
     pub fn exists(&self, key: &str) -> Result<bool> {
-        reads::exists(self.db.engine.snapshot()?.as_ref(), &self.name, key)
+        self.db.engine.read(|r| reads::exists(r, &self.name, key))
     }
 
     /// Deletes the object. Deleting a key that does not exist succeeds, as in S3.
@@ -212,7 +212,7 @@ impl Bucket {
     /// # Ok::<_, keystone::Error>(())
     /// ```
     pub fn list(&self, opts: &ListOptions) -> Result<ListPage> {
-        list_page(self.db.engine.snapshot()?.as_ref(), &self.name, opts)
+        self.db.engine.read(|r| list_page(r, &self.name, opts))
     }
 
     /// Every entry, lazily, page by page, from one snapshot.
@@ -275,17 +275,17 @@ impl Bucket {
     /// # Errors
     /// [`Error::NoSuchUpload`](crate::Error::NoSuchUpload).
     pub fn upload_info(&self, upload_id: &str) -> Result<UploadInfo> {
-        multipart::upload_info(self.db.engine.snapshot()?.as_ref(), &self.name, upload_id)
+        self.db.engine.read(|r| multipart::upload_info(r, &self.name, upload_id))
     }
 
     /// Multipart uploads in progress whose key starts with `prefix`.
     pub fn list_uploads(&self, prefix: &str) -> Result<Vec<UploadInfo>> {
-        multipart::list_uploads(self.db.engine.snapshot()?.as_ref(), &self.name, prefix)
+        self.db.engine.read(|r| multipart::list_uploads(r, &self.name, prefix))
     }
 
     /// Parts uploaded so far, by part number.
     pub fn list_parts(&self, upload_id: &str) -> Result<Vec<PartInfo>> {
-        multipart::list_parts(self.db.engine.snapshot()?.as_ref(), &self.name, upload_id)
+        self.db.engine.read(|r| multipart::list_parts(r, &self.name, upload_id))
     }
 }
 

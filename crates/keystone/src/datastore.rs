@@ -269,13 +269,13 @@ impl Datastore {
     /// [`Error::NoSuchBucket`].
     pub fn bucket(&self, name: &str) -> Result<Bucket> {
         names::check_bucket(name)?;
-        objects::require_bucket(self.engine.snapshot()?.as_ref(), name)?;
+        self.engine.read(|r| objects::require_bucket(r, name))?;
         Ok(Bucket::new(self.clone(), name))
     }
 
     /// Every bucket, by name.
     pub fn list_buckets(&self) -> Result<Vec<BucketInfo>> {
-        objects::list_buckets(self.engine.snapshot()?.as_ref())
+        self.engine.read(objects::list_buckets)
     }
 
     /// Runs `f` in one transaction over every bucket: everything it writes commits atomically

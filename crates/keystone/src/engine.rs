@@ -111,6 +111,19 @@ impl Engine {
         self.kv.read()
     }
 
+    /// Runs `f` on the latest committed state, for a read that ends with the call.
+    pub(crate) fn read<T>(&self, f: impl FnOnce(&dyn crate::storage::KvRead) -> Result<T>) -> Result<T> {
+        let mut f = Some(f);
+        let mut out = None;
+        self.kv.with_read(&mut |r| {
+            if let Some(f) = f.take() {
+                out = Some(f(r)?);
+            }
+            Ok(())
+        })?;
+        out.ok_or_else(|| Error::Storage { context: "reading".into(), source: "the read did not run".into() })
+    }
+
     /// Runs `f` in a write transaction that commits acknowledged (durably, unless the store
     /// was opened with relaxed durability). Concurrent callers share commits (group commit).
     pub(crate) fn write<R: Send + 'static>(

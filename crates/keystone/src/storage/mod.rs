@@ -144,6 +144,12 @@ pub(crate) trait KeyValueStore: Send + Sync + 'static {
     fn limits(&self) -> Limits;
     /// A snapshot of the latest committed state.
     fn read(&self) -> Result<Arc<dyn ReadTxn>>;
+    /// Runs `f` on a snapshot of the latest committed state, for a read that does not outlive
+    /// the call (a backend can lend a shared snapshot instead of handing out a counted one).
+    fn with_read(&self, f: &mut dyn FnMut(&dyn KvRead) -> Result<()>) -> Result<()> {
+        let snap = self.read()?;
+        f(snap.as_ref())
+    }
     /// Begins the (single) write transaction, waiting for the current one to end.
     fn write(&self) -> Result<Box<dyn WriteTxn>>;
     /// Shrinks the storage; needs every snapshot and transaction to have ended.

@@ -200,6 +200,22 @@ impl KeyValueStore for RedbStore {
         Ok(fresh)
     }
 
+    fn with_read(&self, f: &mut dyn FnMut(&dyn KvRead) -> Result<()>) -> Result<()> {
+        // The current shared snapshot, used under the cache's read lock: no reference count
+        // is touched, which concurrent readers of small objects otherwise all contend on.
+        let generation = self.latest.generation.load(Ordering::Acquire);
+        {
+            let cached = self.latest.snap.read().map_err(|_| poisoned_lock())?;
+            if let Some((g, snap)) = &*cached
+                && *g == generation
+            {
+                return f(snap.as_ref());
+            }
+        }
+        let snap = self.read()?;
+        f(snap.as_ref())
+    }
+
     fn write(&self) -> Result<Box<dyn WriteTxn>> {
         if self.poisoned.load(Ordering::Acquire) {
             return Err(Error::Poisoned);
