@@ -28,6 +28,12 @@ pub(crate) struct RedbConfig {
 /// read transaction and opening the table costs more than a small get itself (W3 in
 /// BENCHMARKS.md). `generation` counts commits; a snapshot is reused only while it is current,
 /// and a commit drops the cached one so that it does not hold back the freeing of pages.
+///
+/// Readers may hold `snap`'s read lock for a whole read (`with_read`), large ones included, so
+/// nothing but `clear` (compaction, with the database locked) ever waits for its write lock:
+/// a commit, or a reader caching a fresh snapshot, only tries it. A stale snapshot left behind
+/// is never used (its generation is old) and is replaced by the next read or dropped by the
+/// next commit.
 #[derive(Default)]
 struct Latest {
     generation: AtomicU64,
@@ -38,7 +44,12 @@ impl Latest {
     /// After a commit: later reads must see it.
     fn invalidate(&self) {
         self.generation.fetch_add(1, Ordering::AcqRel);
-        self.clear();
+        let stale = match self.snap.try_write() {
+            Ok(mut g) => g.take(),
+            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner().take(),
+            Err(std::sync::TryLockError::WouldBlock) => None,
+        };
+        drop(stale);
     }
 
     fn clear(&self) {
@@ -193,10 +204,14 @@ impl KeyValueStore for RedbStore {
             self.readers.fetch_add(1, Ordering::AcqRel);
             Arc::new(RedbRead { table, readers: self.readers.clone() })
         };
-        let mut cached = self.latest.snap.write().map_err(|_| poisoned_lock())?;
-        if self.latest.generation.load(Ordering::Acquire) == generation {
-            *cached = Some((generation, fresh.clone()));
-        }
+        // Cached only if no reader holds the cache right now (see `Latest`).
+        let replaced = match self.latest.snap.try_write() {
+            Ok(mut cached) if self.latest.generation.load(Ordering::Acquire) == generation => {
+                cached.replace((generation, fresh.clone()))
+            }
+            _ => None,
+        };
+        drop(replaced);
         Ok(fresh)
     }
 
@@ -230,8 +245,9 @@ impl KeyValueStore for RedbStore {
     }
 
     fn compact(&self) -> Result<()> {
-        self.latest.clear();
+        // Cleared once the database is locked: no read can begin and refill the cache meanwhile.
         let mut db = self.db.write().map_err(|_| poisoned_lock())?;
+        self.latest.clear();
         if self.readers.load(Ordering::Acquire) > 0 {
             return Err(in_use());
         }
@@ -250,8 +266,8 @@ impl KeyValueStore for RedbStore {
     }
 
     fn check_integrity(&self) -> Result<bool> {
-        self.latest.clear();
         let mut db = self.db.write().map_err(|_| poisoned_lock())?;
+        self.latest.clear();
         db.check_integrity().map_err(|e| storage("checking integrity", e))
     }
 
