@@ -71,6 +71,12 @@ pub(crate) fn delete_bucket(w: &mut dyn WriteTxn, limits: Limits, name: &str, on
 /// are never reused, so a bucket created again under the name is not touched).
 fn free_bucket_data(w: &mut dyn WriteTxn, limits: Limits, bucket: &str) -> Result<bool> {
     let data = keys::bucket_data_prefix(bucket);
+    if limits.max_txn_ops == usize::MAX {
+        // No transaction limit (redb): no need to count the chunks first, which would read
+        // every one of them.
+        delete_prefix(w, &data)?;
+        return Ok(false);
+    }
     let end = crate::storage::prefix_end(&data);
     let budget = limits.max_txn_ops / 4;
     let found = w.scan(crate::engine::range_from(&data, end.as_deref()), budget.saturating_add(1))?.len();
