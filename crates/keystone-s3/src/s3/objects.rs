@@ -212,24 +212,31 @@ impl Keystone {
         let bucket = input.bucket;
         let (deleted, errors) = self
             .blocking_s3(move |db| {
-                let b = db.bucket(&bucket).map_err(to_s3)?;
-                let (mut deleted, mut errors) = (Vec::new(), Vec::new());
-                for o in objects {
-                    match b.delete(&o.key) {
-                        Ok(()) if quiet => {}
-                        Ok(()) => deleted.push(DeletedObject { key: Some(o.key), ..Default::default() }),
-                        Err(e) => {
-                            let e = to_s3(e);
-                            errors.push(Error {
-                                key: Some(o.key),
-                                code: Some(e.code().as_str().to_owned()),
-                                message: e.message().map(str::to_owned),
-                                ..Default::default()
-                            });
+                // One transaction, one durable commit, for the whole batch (not one per key).
+                // A key the store rejects (an invalid name) writes nothing and is reported on
+                // its own; a storage failure fails the request and deletes nothing.
+                db.transaction(|tx| {
+                    let b = tx.bucket(&bucket)?;
+                    let (mut deleted, mut errors) = (Vec::new(), Vec::new());
+                    for o in objects {
+                        match b.delete(&o.key) {
+                            Ok(()) if quiet => {}
+                            Ok(()) => deleted.push(DeletedObject { key: Some(o.key), ..Default::default() }),
+                            Err(e @ (keystone::Error::InvalidKey { .. } | keystone::Error::NoSuchKey { .. })) => {
+                                let e = to_s3(e);
+                                errors.push(Error {
+                                    key: Some(o.key),
+                                    code: Some(e.code().as_str().to_owned()),
+                                    message: e.message().map(str::to_owned),
+                                    ..Default::default()
+                                });
+                            }
+                            Err(e) => return Err(e),
                         }
                     }
-                }
-                Ok((deleted, errors))
+                    Ok((deleted, errors))
+                })
+                .map_err(to_s3)
             })
             .await?;
         Ok(S3Response::new(DeleteObjectsOutput {
