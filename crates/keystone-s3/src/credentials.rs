@@ -51,7 +51,7 @@ fn parse(path: &Path, text: &str) -> Result<Vec<AccessKey>, ServeError> {
             continue;
         }
         // The access key ends at the first ':' or blank; the secret is the rest.
-        let pair = line.find(|c: char| c == ':' || c.is_whitespace()).map(|i| (&line[..i], &line[i + 1..]));
+        let pair = line.split_once(|c: char| c == ':' || c.is_whitespace());
         let Some((ak, sk)) = pair.map(|(a, s)| (a.trim(), s.trim())).filter(|(a, s)| !a.is_empty() && !s.is_empty())
         else {
             return Err(ServeError::Config(format!(
@@ -160,6 +160,8 @@ mod tests {
         assert_eq!(keys, vec![AccessKey::new("AK1", "s1"), AccessKey::new("AK2", "s2:x")]);
         assert!(parse(p, "justone\n").unwrap_err().to_string().contains("creds:1"));
         assert!(parse(p, "# only comments\n").is_err());
+        // A multi-byte blank as the separator (no panic slicing inside it).
+        assert_eq!(parse(p, "AK3\u{3000}s3\n").unwrap(), vec![AccessKey::new("AK3", "s3")]);
     }
 
     #[test]
