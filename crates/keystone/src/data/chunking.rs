@@ -70,13 +70,14 @@ impl Digests {
         })
     }
 
-    pub(crate) fn update(&mut self, data: &[u8]) {
+    /// `update` for bytes whose CRC32C is already known (a sealed chunk's).
+    pub(crate) fn update_with_crc(&mut self, data: &[u8], crc: u32) {
         match &mut self.hash {
             Some(EtagHash::Md5(m)) => m.update(data),
             Some(EtagHash::Xxh3(x)) => x.update(data),
             None => {}
         }
-        self.crc = crate::data::crc::append(self.crc, data);
+        self.crc = crate::data::crc::combine(self.crc, crc, data.len());
         self.len += data.len() as u64;
     }
 
@@ -158,8 +159,8 @@ impl<R: Read> Chunker<R> {
         if rec.len() == CHUNK_HEADER {
             return Ok(None);
         }
-        self.digests.update(&rec[CHUNK_HEADER..]);
-        seal_chunk(&mut rec);
+        let crc = seal_chunk(&mut rec);
+        self.digests.update_with_crc(&rec[CHUNK_HEADER..], crc);
         Ok(Some(rec))
     }
 }
@@ -226,7 +227,7 @@ mod tests {
         for alg in [EtagAlgorithm::Md5, EtagAlgorithm::Xxh3] {
             let mut d = Digests::new(Some(alg));
             for part in data.chunks(777) {
-                d.update(part);
+                d.update_with_crc(part, crate::data::crc::crc(part));
             }
             assert_eq!(d.digest(), digest_of(alg, &data), "{alg:?}");
         }
