@@ -220,17 +220,24 @@ impl GroupCommit {
     /// bounded wait.
     fn lead(engine: &Engine, leading: &mut Leading<'_>, first: Vec<Job>, plan: &Gather) {
         let this = leading.commit;
-        let mut finishes: Vec<Finish> = Vec::new();
-        let (mut w, mut failure) = match engine.kv.write() {
-            Ok(w) => (Some(w), None),
-            Err(e) => (None, Some(e)),
+        let mut w = match engine.kv.write() {
+            Ok(w) => w,
+            Err(e) => {
+                for job in first {
+                    leading.batch.push(job.wake);
+                    (job.finish)(Some(share(&e)));
+                }
+                return;
+            }
         };
+        let mut finishes: Vec<Finish> = Vec::new();
+        let mut failure = None;
         let mut jobs = first;
         loop {
             for job in jobs.drain(..) {
                 leading.batch.push(job.wake);
                 finishes.push(job.finish);
-                if let (None, Some(w)) = (&failure, w.as_mut()) {
+                if failure.is_none() {
                     failure = Self::apply(job.apply, w.as_mut());
                 }
             }
@@ -245,12 +252,9 @@ impl GroupCommit {
                 break;
             }
         }
-        let failure = match (failure, w) {
-            (Some(e), _) => Some(e),
-            (None, Some(w)) => w.commit(engine.ack_mode()).err(),
-            (None, None) => {
-                Some(Error::Storage { context: "group commit".into(), source: "no write transaction to commit".into() })
-            }
+        let failure = match failure {
+            Some(e) => Some(e),
+            None => w.commit(engine.ack_mode()).err(),
         };
         for finish in finishes {
             finish(failure.as_ref().map(share));

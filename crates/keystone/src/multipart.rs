@@ -213,7 +213,9 @@ pub(crate) fn complete(
             }
             md5s.update(p.md5);
             crc = crate::data::crc::combine(crc, p.crc, p.seg.len as usize);
-            size += p.seg.len;
+            size = size
+                .checked_add(p.seg.len)
+                .ok_or_else(|| Error::TooLarge("the parts add up to more than 2^64 bytes".into()))?;
             segs.push(p.seg);
         }
         let current = objects::manifest(w, bucket, &rec.key, false)?;
