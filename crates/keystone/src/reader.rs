@@ -210,13 +210,19 @@ pub(crate) fn read_range(
     };
     // An inline object is decoded, checked and copied (only the bytes asked for) while the
     // store lends its record: no guard, no copy of the whole record.
-    let mut inline_out = None;
-    let mut chunked = None;
-    let found = r.read_with(&keys::object(bucket, key), &mut |buf| {
+    enum Found {
+        Inline(Vec<u8>),
+        Chunked(Vec<crate::data::records::Segment>, u32, u64, u64, u64),
+    }
+    let mut found = None;
+    r.read_with(&keys::object(bucket, key), &mut |buf| {
         let (m, inline) = Manifest::decode_located(buf).map_err(|e| e.at(bucket, key))?;
         let (start, end) = checked_range(m.size)?;
-        match inline.and_then(|at| buf.get(at)) {
-            Some(data) => {
+        let data = inline.and_then(|at| buf.get(at));
+        found = Some(match (m.body, data) {
+            (Body::Segments(segs), _) => Found::Chunked(segs, m.crc, m.size, start, end),
+            (Body::Inline(_), data) => {
+                let data = data.ok_or_else(|| Error::corrupted(bucket, key, "inline body out of its record"))?;
                 let wanted = data.get(start as usize..end as usize);
                 let out = wanted.ok_or_else(|| Error::corrupted(bucket, key, "range past the body"))?.to_vec();
                 // Copy first, then check the copy when it is the whole body: the copy pulls the
@@ -227,28 +233,21 @@ pub(crate) fn read_range(
                 if crate::data::crc::crc(checked) != m.crc {
                     return Err(Error::corrupted(bucket, key, "checksum mismatch"));
                 }
-                inline_out = Some(out);
+                Found::Inline(out)
             }
-            None => chunked = Some((m, start, end)),
-        }
+        });
         Ok(())
     })?;
-    if !found {
-        crate::objects::require_bucket(r, bucket)?;
-        return Err(Error::no_such_key(bucket, key));
-    }
-    if let Some(out) = inline_out {
-        return Ok(out);
-    }
-    let Some((m, start, end)) = chunked else {
-        return Err(Error::corrupted(bucket, key, "manifest could not be read"));
-    };
-    let full = start == 0 && end == m.size;
-    let crc = m.crc;
-    match m.body {
-        Body::Inline(_) => Err(Error::corrupted(bucket, key, "inline body out of its record")),
-        Body::Segments(segs) => {
-            let mut out = Vec::with_capacity((end - start) as usize);
+    match found {
+        None => {
+            crate::objects::require_bucket(r, bucket)?;
+            Err(Error::no_such_key(bucket, key))
+        }
+        Some(Found::Inline(out)) => Ok(out),
+        Some(Found::Chunked(segs, crc, size, start, end)) => {
+            let full = start == 0 && end == size;
+            // Reserved up to 64 MiB: the size comes from a record that may be damaged.
+            let mut out = Vec::with_capacity((end - start).min(64 << 20) as usize);
             let mut pos = start;
             let mut whole = 0u32;
             while pos < end {
