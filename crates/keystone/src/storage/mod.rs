@@ -7,6 +7,7 @@
 //! every transaction within them.
 
 pub(crate) mod memory;
+pub(crate) mod prefill;
 pub(crate) mod redb;
 
 use std::ops::{Bound, Deref};

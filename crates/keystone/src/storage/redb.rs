@@ -10,6 +10,7 @@ use redb::{
     TableDefinition, TableError, WriteTransaction,
 };
 
+use super::prefill::Prefilled;
 use super::{Commit, KeyRange, KeyValueStore, KvRead, Limits, ReadTxn, SpaceInfo, Value, WriteTxn};
 use crate::error::{Error, Result};
 
@@ -95,7 +96,18 @@ impl RedbStore {
         if let Some(size) = config.cache_size {
             builder.set_cache_size(size);
         }
-        let db = builder.create(path).map_err(|e| open_error(&label, e))?;
+        // What `Builder::create` does, with the file behind `Prefilled`.
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+            .map_err(|e| open_error(&label, e.into()))?;
+        let backend = redb::backends::FileBackend::new(file)
+            .and_then(|f| Prefilled::new(f).map_err(DatabaseError::from))
+            .map_err(|e| open_error(&label, e))?;
+        let db = builder.create_with_backend(backend).map_err(|e| open_error(&label, e))?;
         Self::init(db, label)
     }
 
@@ -117,6 +129,8 @@ impl RedbStore {
         if let Some(size) = config.cache_size {
             builder.set_cache_size(size);
         }
+        // Behind `Prefilled`, as a file is, so that fault-injection and power-loss tests cover it.
+        let backend = Prefilled::new(backend).map_err(|e| open_error("(custom backend)", e.into()))?;
         let db = builder.create_with_backend(backend).map_err(|e| open_error("(custom backend)", e))?;
         Self::init(db, "(custom backend)".into())
     }
