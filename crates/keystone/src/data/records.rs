@@ -91,14 +91,17 @@ impl<'a> Dec<'a> {
         let n = self.u32()? as usize;
         self.take(n)
     }
-    fn string(&mut self) -> Result<String> {
+    fn str(&mut self) -> Result<&'a str> {
         let b = self.bytes()?;
-        String::from_utf8(b.to_vec()).map_err(|_| corrupt(&format!("{} holds a string that is not UTF-8", self.what)))
+        std::str::from_utf8(b).map_err(|_| corrupt(&format!("{} holds a string that is not UTF-8", self.what)))
     }
-    fn opt_string(&mut self) -> Result<Option<String>> {
+    fn string(&mut self) -> Result<String> {
+        Ok(self.str()?.to_owned())
+    }
+    fn opt_str(&mut self) -> Result<Option<&'a str>> {
         match self.u8()? {
             0 => Ok(None),
-            1 => Ok(Some(self.string()?)),
+            1 => Ok(Some(self.str()?)),
             t => Err(corrupt(&format!("{} has an invalid option tag {t}", self.what))),
         }
     }
@@ -201,21 +204,25 @@ pub(crate) fn encode_meta(e: &mut Enc, m: &ObjectMeta) {
     }
 }
 
-fn decode_meta(d: &mut Dec<'_>) -> Result<ObjectMeta> {
+/// Decodes the metadata; with `keep` false only checks it (a read needs none of it) and returns
+/// it empty, without allocating.
+fn decode_meta(d: &mut Dec<'_>, keep: bool) -> Result<ObjectMeta> {
+    let mut opt = || -> Result<Option<String>> { Ok(d.opt_str()?.filter(|_| keep).map(str::to_owned)) };
     let mut m = ObjectMeta {
-        content_type: d.opt_string()?,
-        cache_control: d.opt_string()?,
-        content_disposition: d.opt_string()?,
-        content_encoding: d.opt_string()?,
-        content_language: d.opt_string()?,
-        expires: d.opt_string()?,
+        content_type: opt()?,
+        cache_control: opt()?,
+        content_disposition: opt()?,
+        content_encoding: opt()?,
+        content_language: opt()?,
+        expires: opt()?,
         user: std::collections::BTreeMap::new(),
     };
     let n = d.u32()?;
     for _ in 0..n {
-        let k = d.string()?;
-        let v = d.string()?;
-        m.user.insert(k, v);
+        let (k, v) = (d.str()?, d.str()?);
+        if keep {
+            m.user.insert(k.to_owned(), v.to_owned());
+        }
     }
     Ok(m)
 }
@@ -253,8 +260,9 @@ impl Manifest {
         Ok(Self::decode_inner(buf, BodyMode::Skip)?.0)
     }
 
-    /// Decodes everything, leaving an inline body in `buf`: returns where it is, so a read
-    /// copies only the bytes it returns.
+    /// What a read needs, leaving an inline body in `buf`: returns where it is, so a read
+    /// copies only the bytes it returns. The ETag and metadata are checked but left empty (a
+    /// get allocates nothing for them).
     pub(crate) fn decode_located(buf: &[u8]) -> Result<(Self, Option<std::ops::Range<usize>>)> {
         Self::decode_inner(buf, BodyMode::Locate)
     }
@@ -263,12 +271,14 @@ impl Manifest {
         let mut d = Dec::new(buf, "object manifest")?;
         let mut located = None;
         let size = d.u64()?;
-        let etag = d.string()?;
+        let keep = mode != BodyMode::Locate;
+        let etag = d.str()?;
+        let etag = if keep { etag.to_owned() } else { String::new() };
         let crc = d.u32()?;
         let created = d.u64()?;
         let modified = d.u64()?;
         let parts = d.u32()?;
-        let meta = decode_meta(&mut d)?;
+        let meta = decode_meta(&mut d, keep)?;
         let body = match d.u8()? {
             BODY_INLINE if mode == BodyMode::Skip => Body::Inline(Vec::new()),
             BODY_INLINE => {
@@ -374,7 +384,7 @@ impl MpuRecord {
     }
     pub(crate) fn decode(buf: &[u8]) -> Result<Self> {
         let mut d = Dec::new(buf, "multipart upload record")?;
-        let r = MpuRecord { key: d.string()?, initiated: d.u64()?, meta: decode_meta(&mut d)? };
+        let r = MpuRecord { key: d.string()?, initiated: d.u64()?, meta: decode_meta(&mut d, true)? };
         d.finish()?;
         Ok(r)
     }
@@ -469,6 +479,15 @@ mod tests {
         let head = Manifest::decode_head(&inline.encode()).expect("decodes");
         assert_eq!(head.body, Body::Inline(Vec::new()));
         assert_eq!(head.meta, inline.meta);
+        let rec = inline.encode();
+        let (read, at) = Manifest::decode_located(&rec).expect("decodes");
+        assert_eq!((read.size, read.crc, read.etag.as_str(), read.meta.content_type), (3, 7, "", None));
+        assert_eq!(at.map(|r| &rec[r]), Some(&b"xyz"[..]));
+        // What it skips is still checked: an ETag that is not UTF-8 is damage.
+        let mut bad = rec.clone();
+        let at = bad.windows(3).position(|w| w == b"abc").expect("etag in the record");
+        bad[at] = 0xff;
+        assert!(Manifest::decode_located(&bad).unwrap_err().to_string().contains("UTF-8"));
 
         let chunked = Manifest {
             size: 30,
