@@ -19,7 +19,12 @@ pub(crate) struct Enc(pub Vec<u8>);
 
 impl Enc {
     fn new() -> Self {
-        Enc(vec![FORMAT_V1])
+        Self::with_capacity(64)
+    }
+    fn with_capacity(n: usize) -> Self {
+        let mut v = Vec::with_capacity(n);
+        v.push(FORMAT_V1);
+        Enc(v)
     }
     fn u8(&mut self, v: u8) -> &mut Self {
         self.0.push(v);
@@ -204,6 +209,20 @@ pub(crate) fn encode_meta(e: &mut Enc, m: &ObjectMeta) {
     }
 }
 
+/// Bytes `encode_meta` writes for `m`, near enough to size a buffer.
+fn meta_len(m: &ObjectMeta) -> usize {
+    let fields = [
+        &m.content_type,
+        &m.cache_control,
+        &m.content_disposition,
+        &m.content_encoding,
+        &m.content_language,
+        &m.expires,
+    ];
+    let opt: usize = fields.iter().map(|f| 5 + f.as_ref().map_or(0, String::len)).sum();
+    opt + 4 + m.user.iter().map(|(k, v)| 8 + k.len() + v.len()).sum::<usize>()
+}
+
 /// Decodes the metadata; with `keep` false only checks it (a read needs none of it) and returns
 /// it empty, without allocating.
 fn decode_meta(d: &mut Dec<'_>, keep: bool) -> Result<ObjectMeta> {
@@ -232,7 +251,12 @@ const BODY_SEGMENTS: u8 = 1;
 
 impl Manifest {
     pub(crate) fn encode(&self) -> Vec<u8> {
-        let mut e = Enc::new();
+        // Sized up front: an inline body would otherwise regrow the buffer several times.
+        let inline = match &self.body {
+            Body::Inline(data) => data.len(),
+            Body::Segments(segs) => segs.len() * 24,
+        };
+        let mut e = Enc::with_capacity(128 + self.etag.len() + meta_len(&self.meta) + inline);
         e.u64(self.size).str(&self.etag).u32(self.crc).u64(self.created).u64(self.modified).u32(self.parts);
         encode_meta(&mut e, &self.meta);
         // The body comes last so that `decode_head` can stop before it.
