@@ -2,8 +2,8 @@
 # End-to-end S3 checks with unmodified real clients against `keystone serve`:
 # aws CLI and boto3 (PyPI, in a venv), rclone and curl (Debian). Starts the server on a free
 # 127.0.0.1 port over a temporary store and stops it (SIGTERM, graceful) at the end.
-# Cost: ~1 min when the clients are installed and the debug binary is built (plus a one-time
-# pip/apt install of ~1 min).
+# Cost: ~1 min when the clients are installed and the debug binaries are built (plus a one-time
+# pip/apt install of ~1 min, and ~3 min to build the bench's S3 mode, the AWS SDK, cold).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
@@ -111,6 +111,14 @@ sed 's/^/     /' "$TMP/check.log"
 check "bucket delete with objects -> BucketNotEmpty" bash -c "
   ! $AWS --endpoint-url $EP s3 rb s3://boto 2>$W/rb.err && grep -q BucketNotEmpty $W/rb.err"
 check "aws s3 rb --force" aws_ s3 rb --force s3://cli
+
+# ---- the benchmark's S3 mode (the AWS SDK for Rust as client), so that it cannot rot; its
+# figures are not checked here (scripts/bench-s3.sh measures them).
+cargo build -q -p keystone-bench --features s3
+bench_s3() { "$CARGO_TARGET_DIR/debug/keystone-bench" s3 --endpoint "$EP" --access-key "$AWS_ACCESS_KEY_ID" \
+  --secret-key "$AWS_SECRET_ACCESS_KEY" --bucket bench "$@"; }
+check "bench S3 mode, 4 KiB put/get/mixed" bench_s3 --concurrency 4 --size 4096 --ops 200 --objects 32
+check "bench S3 mode, 2 MiB put/get/mixed" bench_s3 --concurrency 2 --size 2097152 --ops 6 --objects 2
 
 # ---- graceful stop
 kill -TERM "$SERVER_PID"
