@@ -17,7 +17,10 @@
 //! Invariant: every byte at or past `filled` was never written since the file was opened (at
 //! open, `filled` is the file's length), so it reads as zero and writing zeros there changes
 //! nothing a reader, a crash or redb's recovery can observe. Writes move `filled` past their
-//! end under the same lock as the zero-filling, so a zero never lands on data.
+//! end under the same lock as the zero-filling, so a zero never lands on data. This needs this
+//! process to be the file's only writer: Keystone opens redb in its default `ExclusiveWriter`
+//! mode, which locks the whole file (a multi-process writable mode would break the invariant,
+//! since another process's writes past `filled` would not be seen here).
 
 use std::ops::Bound;
 use std::sync::{Mutex, MutexGuard};
