@@ -38,6 +38,13 @@ impl Ctx {
             .collect()
     }
 
+    /// Writes every dirty page of the machine back to disk (`sync`), so that a read workload
+    /// does not time the write-back of its own load phase, or of the workloads before it, on a
+    /// core it shares.
+    pub fn settle(&self) {
+        rustix::fs::sync();
+    }
+
     /// Removes the stores of one workload.
     pub fn clean(&self, workload: &str) -> Result<()> {
         let dir = self.dir.join(workload);

@@ -142,7 +142,8 @@ pub fn w3(ctx: &Ctx, engines: &[String], p: &W3) -> Result<Vec<Row>> {
             })
         })
     };
-    progress(" warming caches");
+    progress(" syncing, warming caches");
+    ctx.settle();
     for e in &stores {
         read_all(e.as_ref(), 1)?;
     }
