@@ -87,6 +87,20 @@ async fn put_get_head_range_metadata() {
 
     let head = c.head_object().bucket("bkt1").key("dir/obj.bin").send().await.unwrap();
     assert_eq!(head.content_length(), Some(100_000));
+    // `response-*` parameters replace the stored headers, on HEAD as on GET.
+    let head = c
+        .head_object()
+        .bucket("bkt1")
+        .key("dir/obj.bin")
+        .response_content_disposition("attachment; filename=\"x.bin\"")
+        .response_content_type("application/x-override")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(head.content_disposition(), Some("attachment; filename=\"x.bin\""));
+    assert_eq!(head.content_type(), Some("application/x-override"));
+    let got = c.get_object().bucket("bkt1").key("dir/obj.bin").response_cache_control("no-store").send().await.unwrap();
+    assert_eq!(got.cache_control(), Some("no-store"));
     let e = c.get_object().bucket("bkt1").key("missing").send().await.unwrap_err();
     assert_eq!(code(&e), "NoSuchKey");
 

@@ -1,5 +1,43 @@
 //! The `S3` trait over a Keystone store: one file per area, shared helpers here.
 
+/// What the body of a PutObject or UploadPart request must match: its declared length,
+/// Content-MD5 and `x-amz-checksum-*` values (the two inputs have the same fields).
+macro_rules! expect_body {
+    ($req:expr, $input:expr) => {
+        crate::body::Expect::new(
+            &$req.headers,
+            $req.trailing_headers.clone(),
+            $input.content_length,
+            $input.content_md5.as_deref(),
+            s3s::dto::Checksum {
+                checksum_crc32: $input.checksum_crc32.take(),
+                checksum_crc32c: $input.checksum_crc32c.take(),
+                checksum_crc64nvme: $input.checksum_crc64nvme.take(),
+                checksum_sha1: $input.checksum_sha1.take(),
+                checksum_sha256: $input.checksum_sha256.take(),
+                ..Default::default()
+            },
+            $input.checksum_algorithm.as_ref(),
+        )
+    };
+}
+
+/// A PutObject or UploadPart output with the checksums the body was checked against.
+macro_rules! with_checksums {
+    ($out:ident { $($field:ident: $value:expr),* $(,)? }, $got:expr) => {{
+        let got: s3s::dto::Checksum = $got;
+        s3s::dto::$out {
+            checksum_crc32: got.checksum_crc32,
+            checksum_crc32c: got.checksum_crc32c,
+            checksum_crc64nvme: got.checksum_crc64nvme,
+            checksum_sha1: got.checksum_sha1,
+            checksum_sha256: got.checksum_sha256,
+            $($field: $value,)*
+            ..Default::default()
+        }
+    }};
+}
+
 mod buckets;
 mod list;
 mod meta;

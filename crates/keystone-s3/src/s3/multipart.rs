@@ -14,8 +14,8 @@ use s3s::{S3Request, S3Response, S3Result, s3_error};
 use super::Keystone;
 use super::list::{Enc, count, max_keys};
 use super::meta::{MetaIn, ReadConditions, etag, put_condition};
-use super::objects::{checksum_of, copy_source};
-use crate::body::{Expect, consume};
+use super::objects::copy_source;
+use crate::body::consume;
 use crate::errors::to_s3;
 
 /// S3's smallest part (all but the last).
@@ -74,27 +74,12 @@ impl Keystone {
         &self,
         req: S3Request<UploadPartInput>,
     ) -> S3Result<S3Response<UploadPartOutput>> {
-        let trailers = req.trailing_headers.clone();
-        let input = req.input;
+        let mut input = req.input;
         let n = part_number(input.part_number)?;
         if input.content_length.is_some_and(|l| l.unsigned_abs() > MAX_PART_SIZE) {
             return Err(s3_error!(EntityTooLarge, "A part may be at most 5 GiB."));
         }
-        let sums = checksum_of(
-            input.checksum_crc32,
-            input.checksum_crc32c,
-            input.checksum_crc64nvme,
-            input.checksum_sha1,
-            input.checksum_sha256,
-        );
-        let expect = Expect::new(
-            &req.headers,
-            trailers,
-            input.content_length,
-            input.content_md5.as_deref(),
-            sums,
-            input.checksum_algorithm.as_ref(),
-        )?;
+        let expect = expect_body!(req, input)?;
         let (bucket, key, id) = (input.bucket, input.key, input.upload_id);
         let db = self.db.clone();
         let (part, got) = consume(input.body, expect, self.limits.idle_timeout, move |r| {
@@ -103,15 +88,7 @@ impl Keystone {
             b.upload_part(&id, n, r)
         })
         .await?;
-        Ok(S3Response::new(UploadPartOutput {
-            e_tag: Some(etag(&part.etag)),
-            checksum_crc32: got.checksum_crc32,
-            checksum_crc32c: got.checksum_crc32c,
-            checksum_crc64nvme: got.checksum_crc64nvme,
-            checksum_sha1: got.checksum_sha1,
-            checksum_sha256: got.checksum_sha256,
-            ..Default::default()
-        }))
+        Ok(S3Response::new(with_checksums!(UploadPartOutput { e_tag: Some(etag(&part.etag)) }, got)))
     }
 
     pub(super) async fn do_upload_part_copy(

@@ -4,7 +4,7 @@ use std::io::{Read, Seek, SeekFrom};
 
 use keystone::{CopyOptions, ObjectInfo, PutCondition, PutOptions};
 use s3s::dto::{
-    Checksum, CopyObjectInput, CopyObjectOutput, CopyObjectResult, CopySource, DeleteObjectInput, DeleteObjectOutput,
+    CopyObjectInput, CopyObjectOutput, CopyObjectResult, CopySource, DeleteObjectInput, DeleteObjectOutput,
     DeleteObjectsInput, DeleteObjectsOutput, DeletedObject, Error, GetObjectInput, GetObjectOutput, HeadObjectInput,
     HeadObjectOutput, MetadataDirective, PutObjectInput, PutObjectOutput, Range, Timestamp,
 };
@@ -12,28 +12,37 @@ use s3s::{S3Request, S3Response, S3Result, s3_error};
 
 use super::Keystone;
 use super::meta::{MetaIn, ReadConditions, etag, expires, put_condition, user_metadata};
-use crate::body::{Expect, consume, stream_reader};
+use crate::body::{consume, stream_reader};
 use crate::errors::to_s3;
+
+/// A GetObject or HeadObject output: the object's stored headers, each replaced by the
+/// request's `response-*` parameter when it has one (S3 honours them on both; s3s also applies
+/// them to a GET's response headers itself, not to a HEAD's), plus `$field: $value` pairs.
+macro_rules! object_output {
+    ($out:ident { $($field:ident: $value:expr),* $(,)? }, $info:expr, $input:expr) => {{
+        let info: &ObjectInfo = $info;
+        s3s::dto::$out {
+            accept_ranges: Some("bytes".into()),
+            e_tag: Some(etag(&info.etag)),
+            last_modified: Some(Timestamp::from(info.modified)),
+            content_type: Some($input.response_content_type.take().unwrap_or_else(|| content_type(info))),
+            cache_control: $input.response_cache_control.take().or_else(|| info.meta.cache_control.clone()),
+            content_disposition: $input
+                .response_content_disposition
+                .take()
+                .or_else(|| info.meta.content_disposition.clone()),
+            content_encoding: $input.response_content_encoding.take().or_else(|| info.meta.content_encoding.clone()),
+            content_language: $input.response_content_language.take().or_else(|| info.meta.content_language.clone()),
+            expires: $input.response_expires.take().or_else(|| expires(&info.meta)),
+            metadata: user_metadata(&info.meta),
+            $($field: $value,)*
+            ..Default::default()
+        }
+    }};
+}
 
 /// Largest DeleteObjects batch (S3's limit).
 const MAX_DELETE_BATCH: usize = 1000;
-
-pub(super) fn checksum_of(
-    crc32: Option<String>,
-    crc32c: Option<String>,
-    crc64nvme: Option<String>,
-    sha1: Option<String>,
-    sha256: Option<String>,
-) -> Checksum {
-    Checksum {
-        checksum_crc32: crc32,
-        checksum_crc32c: crc32c,
-        checksum_crc64nvme: crc64nvme,
-        checksum_sha1: sha1,
-        checksum_sha256: sha256,
-        ..Default::default()
-    }
-}
 
 /// A byte range of an object of `size` bytes: `(start, end)` and the Content-Range, if any.
 pub(super) fn resolve_range(range: Option<&Range>, size: u64) -> S3Result<(u64, u64, Option<String>)> {
@@ -52,23 +61,8 @@ fn content_type(info: &ObjectInfo) -> String {
 
 impl Keystone {
     pub(super) async fn do_put_object(&self, req: S3Request<PutObjectInput>) -> S3Result<S3Response<PutObjectOutput>> {
-        let trailers = req.trailing_headers.clone();
-        let input = req.input;
-        let sums = checksum_of(
-            input.checksum_crc32,
-            input.checksum_crc32c,
-            input.checksum_crc64nvme,
-            input.checksum_sha1,
-            input.checksum_sha256,
-        );
-        let expect = Expect::new(
-            &req.headers,
-            trailers,
-            input.content_length,
-            input.content_md5.as_deref(),
-            sums,
-            input.checksum_algorithm.as_ref(),
-        )?;
+        let mut input = req.input;
+        let expect = expect_body!(req, input)?;
         let condition = put_condition(input.if_match.as_ref(), input.if_none_match.as_ref())?;
         let meta = MetaIn {
             content_type: input.content_type,
@@ -86,20 +80,14 @@ impl Keystone {
             db.bucket(&bucket)?.put_reader(&key, r, PutOptions { meta, condition })
         })
         .await?;
-        Ok(S3Response::new(PutObjectOutput {
-            e_tag: Some(etag(&info.etag)),
-            checksum_crc32: got.checksum_crc32,
-            checksum_crc32c: got.checksum_crc32c,
-            checksum_crc64nvme: got.checksum_crc64nvme,
-            checksum_sha1: got.checksum_sha1,
-            checksum_sha256: got.checksum_sha256,
-            size: i64::try_from(info.size).ok(),
-            ..Default::default()
-        }))
+        Ok(S3Response::new(with_checksums!(
+            PutObjectOutput { e_tag: Some(etag(&info.etag)), size: i64::try_from(info.size).ok() },
+            got
+        )))
     }
 
     pub(super) async fn do_get_object(&self, req: S3Request<GetObjectInput>) -> S3Result<S3Response<GetObjectOutput>> {
-        let input = req.input;
+        let mut input = req.input;
         if input.part_number.is_some_and(|n| n != 1) {
             return Err(s3_error!(NotImplemented, "GetObject with partNumber other than 1 is not supported."));
         }
@@ -134,29 +122,18 @@ impl Keystone {
             .await?;
         let len = end - start;
         let body = stream_reader(reader.take(len), len, self.limits.idle_timeout);
-        Ok(S3Response::new(GetObjectOutput {
-            body: Some(body),
-            content_length: i64::try_from(len).ok(),
-            content_range,
-            accept_ranges: Some("bytes".into()),
-            e_tag: Some(etag(&info.etag)),
-            last_modified: Some(Timestamp::from(info.modified)),
-            content_type: Some(content_type(&info)),
-            cache_control: info.meta.cache_control.clone(),
-            content_disposition: info.meta.content_disposition.clone(),
-            content_encoding: info.meta.content_encoding.clone(),
-            content_language: info.meta.content_language.clone(),
-            expires: expires(&info.meta),
-            metadata: user_metadata(&info.meta),
-            ..Default::default()
-        }))
+        Ok(S3Response::new(object_output!(
+            GetObjectOutput { body: Some(body), content_length: i64::try_from(len).ok(), content_range: content_range },
+            &info,
+            input
+        )))
     }
 
     pub(super) async fn do_head_object(
         &self,
         req: S3Request<HeadObjectInput>,
     ) -> S3Result<S3Response<HeadObjectOutput>> {
-        let input = req.input;
+        let mut input = req.input;
         if input.part_number.is_some_and(|n| n != 1) {
             return Err(s3_error!(NotImplemented, "HeadObject with partNumber other than 1 is not supported."));
         }
@@ -173,21 +150,11 @@ impl Keystone {
         }
         .check(&info, true)?;
         let (start, end, content_range) = resolve_range(input.range.as_ref(), info.size)?;
-        Ok(S3Response::new(HeadObjectOutput {
-            content_length: i64::try_from(end - start).ok(),
-            content_range,
-            accept_ranges: Some("bytes".into()),
-            e_tag: Some(etag(&info.etag)),
-            last_modified: Some(Timestamp::from(info.modified)),
-            content_type: Some(input.response_content_type.unwrap_or_else(|| content_type(&info))),
-            cache_control: input.response_cache_control.or_else(|| info.meta.cache_control.clone()),
-            content_disposition: input.response_content_disposition.or_else(|| info.meta.content_disposition.clone()),
-            content_encoding: input.response_content_encoding.or_else(|| info.meta.content_encoding.clone()),
-            content_language: input.response_content_language.or_else(|| info.meta.content_language.clone()),
-            expires: input.response_expires.or_else(|| expires(&info.meta)),
-            metadata: user_metadata(&info.meta),
-            ..Default::default()
-        }))
+        Ok(S3Response::new(object_output!(
+            HeadObjectOutput { content_length: i64::try_from(end - start).ok(), content_range: content_range },
+            &info,
+            input
+        )))
     }
 
     pub(super) async fn do_delete_object(
