@@ -38,13 +38,6 @@ impl Ctx {
             .collect()
     }
 
-    /// Writes every dirty page of the machine back to disk (`sync`), so that a read workload
-    /// does not time the write-back of its own load phase, or of the workloads before it, on a
-    /// core it shares.
-    pub fn settle(&self) {
-        rustix::fs::sync();
-    }
-
     /// Removes the stores of one workload.
     pub fn clean(&self, workload: &str) -> Result<()> {
         let dir = self.dir.join(workload);
@@ -53,6 +46,13 @@ impl Ctx {
         }
         Ok(())
     }
+}
+
+/// Writes every dirty page of the machine back to disk (`sync`), so that a read workload does
+/// not time the write-back of its own load phase, or of the workloads before it, on a core it
+/// shares.
+pub fn settle() {
+    rustix::fs::sync();
 }
 
 /// Runs `run(rep, engine)` for every repetition, engines alternating within each repetition

@@ -143,7 +143,7 @@ pub fn w3(ctx: &Ctx, engines: &[String], p: &W3) -> Result<Vec<Row>> {
         })
     };
     progress(" syncing, warming caches");
-    ctx.settle();
+    super::settle();
     for e in &stores {
         read_all(e.as_ref(), 1)?;
     }
