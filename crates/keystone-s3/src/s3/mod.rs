@@ -38,6 +38,23 @@ macro_rules! with_checksums {
     }};
 }
 
+/// The stored headers and user metadata a PutObject, CopyObject or CreateMultipartUpload
+/// request sets (the three inputs have the same fields), checked.
+macro_rules! meta_of {
+    ($input:expr) => {
+        crate::s3::meta::MetaIn {
+            content_type: $input.content_type,
+            cache_control: $input.cache_control,
+            content_disposition: $input.content_disposition,
+            content_encoding: $input.content_encoding,
+            content_language: $input.content_language,
+            expires: $input.expires,
+            metadata: $input.metadata,
+        }
+        .into_meta()
+    };
+}
+
 mod buckets;
 mod list;
 mod meta;

@@ -13,7 +13,7 @@ use s3s::{S3Request, S3Response, S3Result, s3_error};
 
 use super::Keystone;
 use super::list::{Enc, count, max_keys};
-use super::meta::{MetaIn, ReadConditions, etag, put_condition};
+use super::meta::{ReadConditions, etag, put_condition};
 use super::objects::copy_source;
 use crate::body::consume;
 use crate::errors::to_s3;
@@ -49,16 +49,7 @@ impl Keystone {
         req: S3Request<CreateMultipartUploadInput>,
     ) -> S3Result<S3Response<CreateMultipartUploadOutput>> {
         let input = req.input;
-        let meta = MetaIn {
-            content_type: input.content_type,
-            cache_control: input.cache_control,
-            content_disposition: input.content_disposition,
-            content_encoding: input.content_encoding,
-            content_language: input.content_language,
-            expires: input.expires,
-            metadata: input.metadata,
-        }
-        .into_meta()?;
+        let meta = meta_of!(input)?;
         let (bucket, key) = (input.bucket.clone(), input.key.clone());
         let id = self.blocking(move |db| db.bucket(&bucket)?.create_upload(&key, meta)).await?;
         Ok(S3Response::new(CreateMultipartUploadOutput {

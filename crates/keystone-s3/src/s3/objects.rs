@@ -11,7 +11,7 @@ use s3s::dto::{
 use s3s::{S3Request, S3Response, S3Result, s3_error};
 
 use super::Keystone;
-use super::meta::{MetaIn, ReadConditions, etag, expires, put_condition, user_metadata};
+use super::meta::{ReadConditions, etag, expires, put_condition, user_metadata};
 use crate::body::{consume, stream_reader};
 use crate::errors::to_s3;
 
@@ -64,16 +64,7 @@ impl Keystone {
         let mut input = req.input;
         let expect = expect_body!(req, input)?;
         let condition = put_condition(input.if_match.as_ref(), input.if_none_match.as_ref())?;
-        let meta = MetaIn {
-            content_type: input.content_type,
-            cache_control: input.cache_control,
-            content_disposition: input.content_disposition,
-            content_encoding: input.content_encoding,
-            content_language: input.content_language,
-            expires: input.expires,
-            metadata: input.metadata,
-        }
-        .into_meta()?;
+        let meta = meta_of!(input)?;
         let (bucket, key) = (input.bucket, input.key);
         let db = self.db.clone();
         let (info, got) = consume(input.body, expect, self.limits.idle_timeout, move |r| {
@@ -230,22 +221,7 @@ impl Keystone {
                 "This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata."
             ));
         }
-        let meta = if replace {
-            Some(
-                MetaIn {
-                    content_type: input.content_type,
-                    cache_control: input.cache_control,
-                    content_disposition: input.content_disposition,
-                    content_encoding: input.content_encoding,
-                    content_language: input.content_language,
-                    expires: input.expires,
-                    metadata: input.metadata,
-                }
-                .into_meta()?,
-            )
-        } else {
-            None
-        };
+        let meta = if replace { Some(meta_of!(input)?) } else { None };
         let (dst_bucket, dst_key) = (input.bucket, input.key);
         let conds = (
             input.copy_source_if_match,
