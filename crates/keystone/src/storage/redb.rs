@@ -329,23 +329,32 @@ impl KvRead for RedbRead {
     }
 
     fn scan(&self, range: KeyRange<'_>, limit: usize) -> Result<Vec<(Vec<u8>, Value)>> {
-        let mut out = Vec::new();
-        if limit == 0 {
-            return Ok(out);
-        }
-        let iter = self.table.range::<&[u8]>(to_bounds(range)).map_err(|e| storage("scanning", e))?;
-        for item in iter {
-            let (k, v) = item.map_err(|e| storage("scanning", e))?;
-            out.push((k.value().to_vec(), Value::owned(v.value().to_vec())));
-            if out.len() >= limit {
-                break;
-            }
-        }
-        Ok(out)
+        scan_table(&self.table, range, limit)
     }
 }
 
 impl ReadTxn for RedbRead {}
+
+/// Up to `limit` entries of `range`, in key order, from a snapshot's table or a transaction's.
+fn scan_table(
+    table: &impl ReadableTable<&'static [u8], &'static [u8]>,
+    range: KeyRange<'_>,
+    limit: usize,
+) -> Result<Vec<(Vec<u8>, Value)>> {
+    let mut out = Vec::new();
+    if limit == 0 {
+        return Ok(out);
+    }
+    let iter = table.range::<&[u8]>(to_bounds(range)).map_err(|e| storage("scanning", e))?;
+    for item in iter {
+        let (k, v) = item.map_err(|e| storage("scanning", e))?;
+        out.push((k.value().to_vec(), Value::owned(v.value().to_vec())));
+        if out.len() >= limit {
+            break;
+        }
+    }
+    Ok(out)
+}
 
 type KsTable<'txn> = Table<'txn, &'static [u8], &'static [u8]>;
 
@@ -379,21 +388,7 @@ impl KvRead for RedbWrite {
     }
 
     fn scan(&self, range: KeyRange<'_>, limit: usize) -> Result<Vec<(Vec<u8>, Value)>> {
-        self.cell.with_dependent(|_, table| {
-            let mut out = Vec::new();
-            if limit == 0 {
-                return Ok(out);
-            }
-            let iter = table.range::<&[u8]>(to_bounds(range)).map_err(|e| storage("scanning", e))?;
-            for item in iter {
-                let (k, v) = item.map_err(|e| storage("scanning", e))?;
-                out.push((k.value().to_vec(), Value::owned(v.value().to_vec())));
-                if out.len() >= limit {
-                    break;
-                }
-            }
-            Ok(out)
-        })
+        self.cell.with_dependent(|_, table| scan_table(table, range, limit))
     }
 }
 
