@@ -21,15 +21,7 @@ use crate::types::{EtagAlgorithm, ObjectInfo, PutOptions, now_nanos};
 /// Turns an I/O error from a caller's reader back into the Keystone error it may carry (an
 /// object reader's corruption, say).
 pub(crate) fn from_io(e: std::io::Error) -> Error {
-    if !e.get_ref().is_some_and(<dyn std::error::Error + Send + Sync>::is::<Error>) {
-        return Error::Io(e);
-    }
-    let kind = e.kind();
-    match e.into_inner().map(<dyn std::error::Error + Send + Sync>::downcast::<Error>) {
-        Some(Ok(err)) => *err,
-        Some(Err(other)) => Error::Io(std::io::Error::new(kind, other)),
-        None => Error::Io(kind.into()),
-    }
+    e.downcast::<Error>().unwrap_or_else(Error::Io)
 }
 
 /// Chunks written under one staging record, flushed in batches of bounded size, each its own
@@ -395,5 +387,22 @@ fn chunked_version(
         parts: 0,
         meta,
         body: Body::Segments(vec![w.seg]),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Error as IoError, ErrorKind};
+
+    #[test]
+    fn from_io_recovers_the_error_a_reader_carried_and_keeps_the_others() {
+        let carried = IoError::other(Error::no_such_key("b", "k"));
+        assert!(matches!(from_io(carried), Error::NoSuchKey { .. }));
+        let eof = IoError::new(ErrorKind::UnexpectedEof, "short read");
+        assert!(
+            matches!(from_io(eof), Error::Io(e) if e.kind() == ErrorKind::UnexpectedEof && e.to_string() == "short read")
+        );
+        assert!(matches!(from_io(ErrorKind::BrokenPipe.into()), Error::Io(e) if e.kind() == ErrorKind::BrokenPipe));
     }
 }
