@@ -1,4 +1,5 @@
-//! The redb adapter: the only file that knows about redb.
+//! The redb adapter: with its file backend (`prefill.rs`), the only code that knows about redb
+//! (besides the re-export of redb's backend trait for fault-injection tests).
 
 use std::ops::Bound;
 use std::path::Path;
