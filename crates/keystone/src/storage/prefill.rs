@@ -2,28 +2,32 @@
 //! commits overwrite blocks the file system has already allocated.
 //!
 //! redb grows its file with `set_len`, which leaves a hole. The first write into a hole makes the
-//! file system allocate blocks, and the `fdatasync` that follows must then commit that allocation
-//! to its journal as well as flush the data: on ext4 here a small commit that lands in a hole
-//! syncs in ~190 µs, one that overwrites allocated blocks in ~100 µs (BENCHMARKS.md, W1). A
-//! store that grows by small commits (every durable put of a new object) lands in holes every
-//! time.
+//! file system allocate blocks, and the `fdatasync` that follows must then write that
+//! allocation's metadata as well as the data: on ext4 here a small commit that lands in a hole
+//! syncs in ~140 µs, one that overwrites written blocks in ~85 µs (`scripts/fsync-holes.py`,
+//! BENCHMARKS.md, W1). A store that grows by small commits (every durable put of a new object)
+//! lands in holes every time.
 //!
-//! So when a sync follows writes that went past the allocated part of the file, and they were
+//! So when a sync follows writes that went past the written part of the file, and they were
 //! small, the wrapper first writes zeros over the next [`AHEAD`] bytes of the hole (never past
 //! the length redb set) and lets the same sync commit them: one slow sync per [`AHEAD`] bytes
 //! of growth instead of one per commit. A commit that already grew the file by [`AHEAD`] or more
-//! pays the journal once for many megabytes and gets nothing ahead.
+//! pays for the allocation once for many megabytes and gets nothing ahead. (On a copy-on-write
+//! file system the zeros gain nothing and only add writes; Keystone's figures are for ext4.)
 //!
-//! Invariant: every byte at or past `filled` was never written since the file was opened (at
-//! open, `filled` is the file's length), so it reads as zero and writing zeros there changes
-//! nothing a reader, a crash or redb's recovery can observe. Writes move `filled` past their
-//! end under the same lock as the zero-filling, so a zero never lands on data. This needs this
-//! process to be the file's only writer: Keystone opens redb in its default `ExclusiveWriter`
-//! mode, which locks the whole file (a multi-process writable mode would break the invariant,
-//! since another process's writes past `filled` would not be seen here).
+//! Invariant: every byte at or past `filled` (up to the length) was never written since redb
+//! locked the file, so it reads as zero and writing zeros there changes nothing a reader, a
+//! crash or redb's recovery can observe. `filled` starts as the file's length measured at the
+//! first mutating call — redb makes none before it holds the file's lock, so the length then
+//! includes whatever an earlier handle wrote, even one that closed while this one was opening.
+//! Writes move `filled` past their end under the same lock as the zero-filling, so a zero
+//! never lands on data. This needs this process to be the file's only writer: Keystone opens
+//! redb in its default `ExclusiveWriter` mode, which locks the whole file (a multi-process
+//! writable mode would break the invariant, since another process's writes past `filled` would
+//! not be seen here).
 
 use std::ops::Bound;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::Mutex;
 
 use redb::{BackendError, StorageBackend};
 
@@ -50,41 +54,32 @@ struct Extent {
 #[derive(Debug)]
 pub(crate) struct Prefilled<B> {
     inner: B,
-    extent: Mutex<Extent>,
+    /// Measured at the first mutating call (see the module docs).
+    extent: Mutex<Option<Extent>>,
 }
 
 impl<B: StorageBackend> Prefilled<B> {
-    pub(crate) fn new(inner: B) -> Result<Self, BackendIoError> {
-        let len = inner.len()?;
-        Ok(Prefilled { inner, extent: Mutex::new(Extent { len, filled: len, filled_at_sync: len }) })
+    pub(crate) fn new(inner: B) -> Self {
+        Prefilled { inner, extent: Mutex::new(None) }
     }
 
-    fn extent(&self) -> MutexGuard<'_, Extent> {
+    /// Runs `f` on the extent, under its lock, measuring it first if this is the first call.
+    fn with_extent<T>(&self, f: impl FnOnce(&mut Extent) -> Result<T, BackendIoError>) -> Result<T, BackendIoError> {
         // The state is three integers updated together; a panic elsewhere cannot tear them.
-        self.extent.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-}
-
-impl<B: StorageBackend> StorageBackend for Prefilled<B> {
-    fn len(&self) -> Result<u64, BackendIoError> {
-        self.inner.len()
-    }
-
-    fn read(&self, offset: u64, out: &mut [u8]) -> Result<(), BackendIoError> {
-        self.inner.read(offset, out)
+        let mut guard = self.extent.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let extent = match &mut *guard {
+            Some(extent) => extent,
+            empty => {
+                let len = self.inner.len()?;
+                empty.insert(Extent { len, filled: len, filled_at_sync: len })
+            }
+        };
+        f(extent)
     }
 
-    fn set_len(&self, len: u64) -> Result<(), BackendIoError> {
-        let mut extent = self.extent();
-        self.inner.set_len(len)?;
-        extent.len = len;
-        extent.filled = extent.filled.min(len);
-        extent.filled_at_sync = extent.filled_at_sync.min(len);
-        Ok(())
-    }
-
-    fn sync_data(&self) -> Result<(), BackendIoError> {
-        let mut extent = self.extent();
+    /// Zeros over up to [`AHEAD`] bytes of the hole past `extent.filled`, if the writes since
+    /// the last sync went past it by less than that. Returns `filled` afterwards.
+    fn fill_ahead(&self, extent: &mut Extent) -> u64 {
         let grown = extent.filled.saturating_sub(extent.filled_at_sync);
         if grown > 0 && grown < AHEAD {
             let end = extent.len.min(extent.filled.saturating_add(AHEAD));
@@ -100,17 +95,47 @@ impl<B: StorageBackend> StorageBackend for Prefilled<B> {
             }
             extent.filled = at;
         }
+        extent.filled
+    }
+}
+
+impl<B: StorageBackend> StorageBackend for Prefilled<B> {
+    fn len(&self) -> Result<u64, BackendIoError> {
+        self.inner.len()
+    }
+
+    fn read(&self, offset: u64, out: &mut [u8]) -> Result<(), BackendIoError> {
+        self.inner.read(offset, out)
+    }
+
+    fn set_len(&self, len: u64) -> Result<(), BackendIoError> {
+        self.with_extent(|extent| {
+            self.inner.set_len(len)?;
+            extent.len = len;
+            extent.filled = extent.filled.min(len);
+            extent.filled_at_sync = extent.filled_at_sync.min(len);
+            Ok(())
+        })
+    }
+
+    fn sync_data(&self) -> Result<(), BackendIoError> {
+        let filled = self.with_extent(|extent| Ok(self.fill_ahead(extent)))?;
+        // The sync itself runs without the lock: writes from other threads (a reader writing
+        // back pages of a non-durable commit) need not wait for it.
         self.inner.sync_data()?;
-        extent.filled_at_sync = extent.filled;
-        Ok(())
+        self.with_extent(|extent| {
+            extent.filled_at_sync = extent.filled_at_sync.max(filled).min(extent.filled);
+            Ok(())
+        })
     }
 
     fn write(&self, offset: u64, data: &[u8]) -> Result<(), BackendIoError> {
-        let mut extent = self.extent();
-        // Move `filled` first: a failed write may still have written part of `data`.
-        let end = offset.saturating_add(data.len() as u64);
-        extent.filled = extent.filled.max(end);
-        self.inner.write(offset, data)
+        self.with_extent(|extent| {
+            // Move `filled` first: a failed write may still have written part of `data`.
+            let end = offset.saturating_add(data.len() as u64);
+            extent.filled = extent.filled.max(end);
+            self.inner.write(offset, data)
+        })
     }
 
     fn close(&self) -> Result<(), BackendIoError> {
@@ -147,16 +172,19 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    /// A backend in memory that logs its writes: (offset, length, all zeros).
+    /// A file in memory that logs its writes: (offset, length, all zeros). Like a file, a write
+    /// past the end extends it; `fail_after` makes the next write store only that many bytes
+    /// and fail.
     #[derive(Debug, Default)]
     struct Logged {
         bytes: Mutex<Vec<u8>>,
         writes: Mutex<Vec<(u64, usize, bool)>>,
+        fail_after: Mutex<Option<usize>>,
     }
 
     impl Logged {
         fn with(content: Vec<u8>) -> Self {
-            Logged { bytes: Mutex::new(content), writes: Mutex::default() }
+            Logged { bytes: Mutex::new(content), ..Logged::default() }
         }
         fn content(&self) -> Vec<u8> {
             self.bytes.lock().unwrap().clone()
@@ -185,13 +213,19 @@ mod tests {
             Ok(())
         }
         fn write(&self, offset: u64, data: &[u8]) -> Result<(), BackendIoError> {
+            let fail = self.fail_after.lock().unwrap().take();
+            let stored = &data[..fail.map_or(data.len(), |n| n.min(data.len()))];
             let mut bytes = self.bytes.lock().unwrap();
-            let start = offset as usize;
-            let dst =
-                bytes.get_mut(start..start + data.len()).ok_or_else(|| std::io::Error::other("write past the end"))?;
-            dst.copy_from_slice(data);
+            let (start, end) = (offset as usize, offset as usize + stored.len());
+            if bytes.len() < end {
+                bytes.resize(end, 0);
+            }
+            bytes[start..end].copy_from_slice(stored);
             self.writes.lock().unwrap().push((offset, data.len(), data.iter().all(|b| *b == 0)));
-            Ok(())
+            match fail {
+                Some(_) => Err(std::io::Error::other("injected write failure")),
+                None => Ok(()),
+            }
         }
     }
 
@@ -199,7 +233,7 @@ mod tests {
 
     #[test]
     fn a_small_commit_fills_ahead_and_the_next_lands_on_filled_ground() {
-        let disk = Prefilled::new(Logged::default()).unwrap();
+        let disk = Prefilled::new(Logged::default());
         disk.set_len(8 * MIB).unwrap();
         disk.write(0, &[7; 8192]).unwrap();
         disk.sync_data().unwrap();
@@ -218,7 +252,7 @@ mod tests {
 
     #[test]
     fn large_commits_and_syncs_without_growth_fill_nothing() {
-        let disk = Prefilled::new(Logged::default()).unwrap();
+        let disk = Prefilled::new(Logged::default());
         disk.set_len(8 * MIB).unwrap();
         disk.sync_data().unwrap(); // redb syncs after growing the file: no write went past `filled`
         disk.write(0, &vec![1; AHEAD as usize]).unwrap();
@@ -228,7 +262,7 @@ mod tests {
 
     #[test]
     fn filling_stops_at_the_length_redb_set() {
-        let disk = Prefilled::new(Logged::default()).unwrap();
+        let disk = Prefilled::new(Logged::default());
         disk.set_len(100_000).unwrap();
         disk.write(0, &[1; 4096]).unwrap();
         disk.sync_data().unwrap();
@@ -240,17 +274,38 @@ mod tests {
     #[test]
     fn bytes_present_at_open_are_never_zeroed() {
         // A reopened store: the file holds data everywhere, including past anything this process writes.
-        let disk = Prefilled::new(Logged::with(vec![5; 3 * MIB as usize])).unwrap();
+        let disk = Prefilled::new(Logged::with(vec![5; 3 * MIB as usize]));
         disk.write(0, &[6; 4096]).unwrap();
         disk.sync_data().unwrap();
         assert!(disk.inner.zero_writes().is_empty());
         assert!(disk.inner.content()[4096..].iter().all(|b| *b == 5));
     }
 
+    #[test]
+    fn what_another_handle_wrote_before_the_first_write_is_never_zeroed() {
+        // The wrapper is built, then an earlier handle of the same file finishes closing (its
+        // last commit grows the file and writes pages) before redb's open gets the lock.
+        let disk = Prefilled::new(Logged::with(vec![5; 4096]));
+        disk.inner.set_len(MIB).unwrap();
+        disk.inner.write(600_000, &[8; 8192]).unwrap();
+        // Then this handle grows the file and makes a small commit past the old end.
+        disk.set_len(4 * MIB).unwrap();
+        disk.write(MIB, &[1; 4096]).unwrap();
+        disk.sync_data().unwrap();
+        let content = disk.inner.content();
+        assert!(content[600_000..608_192].iter().all(|b| *b == 8), "zeros landed on the other handle's data");
+        assert!(!disk.inner.zero_writes().is_empty(), "the fill ran, past the data");
+    }
+
     #[derive(Debug, Clone)]
     enum Op {
         SetLen(u64),
+        /// A write somewhere in the file (`at` is taken modulo its length).
         Write(u64, usize, u8),
+        /// A write that may start past the end and extend the file.
+        WritePast(u64, usize, u8),
+        /// A write that stores its first `n` bytes and fails.
+        FailingWrite(u64, usize, u8, usize),
         Sync,
     }
 
@@ -258,16 +313,28 @@ mod tests {
         prop_oneof![
             (0..4 * MIB).prop_map(Op::SetLen),
             (0..4 * MIB, 1..70_000usize, 1..=255u8).prop_map(|(at, n, b)| Op::Write(at, n, b)),
+            (0..5 * MIB, 1..70_000usize, 1..=255u8).prop_map(|(at, n, b)| Op::WritePast(at, n, b)),
+            (0..4 * MIB, 1..70_000usize, 1..=255u8, 0..70_000usize)
+                .prop_map(|(at, n, b, k)| Op::FailingWrite(at, n, b, k)),
             Just(Op::Sync),
         ]
     }
 
     proptest! {
-        /// Whatever redb does, the file reads exactly as it would without the wrapper.
+        /// Whatever redb does, and whatever an earlier handle wrote before this one's first
+        /// write, the file reads exactly as it would without the wrapper.
         #[test]
-        fn content_is_what_was_written(initial in 0..2 * MIB, ops in proptest::collection::vec(op(), 1..60)) {
+        fn content_is_what_was_written(
+            initial in 0..2 * MIB,
+            earlier in proptest::collection::vec((0..3 * MIB, 1..20_000usize, 1..=255u8), 0..4),
+            ops in proptest::collection::vec(op(), 1..60),
+        ) {
             let plain = Logged::with(vec![3; initial as usize]);
-            let disk = Prefilled::new(Logged::with(vec![3; initial as usize])).unwrap();
+            let disk = Prefilled::new(Logged::with(vec![3; initial as usize]));
+            for (at, n, b) in earlier {
+                plain.write(at, &vec![b; n]).unwrap();
+                disk.inner.write(at, &vec![b; n]).unwrap();
+            }
             for op in ops {
                 match op {
                     Op::SetLen(len) => {
@@ -281,6 +348,16 @@ mod tests {
                         let n = n.min((len - at) as usize);
                         plain.write(at, &vec![b; n]).unwrap();
                         disk.write(at, &vec![b; n]).unwrap();
+                    }
+                    Op::WritePast(at, n, b) => {
+                        plain.write(at, &vec![b; n]).unwrap();
+                        disk.write(at, &vec![b; n]).unwrap();
+                    }
+                    Op::FailingWrite(at, n, b, k) => {
+                        *plain.fail_after.lock().unwrap() = Some(k);
+                        *disk.inner.fail_after.lock().unwrap() = Some(k);
+                        prop_assert!(plain.write(at, &vec![b; n]).is_err());
+                        prop_assert!(disk.write(at, &vec![b; n]).is_err());
                     }
                     Op::Sync => disk.sync_data().unwrap(),
                 }

@@ -105,9 +105,7 @@ impl RedbStore {
             .truncate(false)
             .open(path)
             .map_err(|e| open_error(&label, e.into()))?;
-        let backend = redb::backends::FileBackend::new(file)
-            .and_then(|f| Prefilled::new(f).map_err(DatabaseError::from))
-            .map_err(|e| open_error(&label, e))?;
+        let backend = redb::backends::FileBackend::new(file).map(Prefilled::new).map_err(|e| open_error(&label, e))?;
         let db = builder.create_with_backend(backend).map_err(|e| open_error(&label, e))?;
         Self::init(db, label)
     }
@@ -131,8 +129,7 @@ impl RedbStore {
             builder.set_cache_size(size);
         }
         // Behind `Prefilled`, as a file is, so that fault-injection and power-loss tests cover it.
-        let backend = Prefilled::new(backend).map_err(|e| open_error("(custom backend)", e.into()))?;
-        let db = builder.create_with_backend(backend).map_err(|e| open_error("(custom backend)", e))?;
+        let db = builder.create_with_backend(Prefilled::new(backend)).map_err(|e| open_error("(custom backend)", e))?;
         Self::init(db, "(custom backend)".into())
     }
 
