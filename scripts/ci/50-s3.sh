@@ -26,8 +26,9 @@ fi
 AWS=$VENV/bin/aws
 PY=$VENV/bin/python
 
-# ---- server
+# ---- server (and the bench's S3 mode, built before the server starts)
 cargo build -q -p keystone-cli
+cargo build -q -p keystone-bench --features s3
 BIN=$CARGO_TARGET_DIR/debug/keystone
 TMP=$(mktemp -d)
 SERVER_PID=
@@ -114,7 +115,6 @@ check "aws s3 rb --force" aws_ s3 rb --force s3://cli
 
 # ---- the benchmark's S3 mode (the AWS SDK for Rust as client), so that it cannot rot; its
 # figures are not checked here (scripts/bench-s3.sh measures them).
-cargo build -q -p keystone-bench --features s3
 bench_s3() { "$CARGO_TARGET_DIR/debug/keystone-bench" s3 --endpoint "$EP" --access-key "$AWS_ACCESS_KEY_ID" \
   --secret-key "$AWS_SECRET_ACCESS_KEY" --bucket bench "$@"; }
 check "bench S3 mode, 4 KiB put/get/mixed" bench_s3 --concurrency 4 --size 4096 --ops 200 --objects 32

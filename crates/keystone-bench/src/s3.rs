@@ -18,7 +18,9 @@ use crate::workloads::Rng;
 pub const FLAG: &str = "s3";
 
 #[derive(Parser, Debug)]
-#[command(name = "keystone-bench s3", about = "Drive an S3 endpoint: PUT, GET or mixed")]
+// A later occurrence of an option wins, so that scripts can append overrides to their defaults
+// (`scripts/bench-s3.sh --ops 5000`).
+#[command(name = "keystone-bench s3", about = "Drive an S3 endpoint: PUT, GET or mixed", args_override_self = true)]
 struct S3Args {
     /// Endpoint URL, e.g. http://127.0.0.1:9000 (path-style requests).
     #[arg(long)]

@@ -19,7 +19,7 @@ use crate::errors::to_s3;
 /// request's `response-*` parameter when it has one (S3 honours them on both; s3s also applies
 /// them to a GET's response headers itself, not to a HEAD's), plus `$field: $value` pairs.
 macro_rules! object_output {
-    ($out:ident { $($field:ident: $value:expr),* $(,)? }, $info:expr, $input:expr) => {{
+    ($out:ident { $($field:ident $(: $value:expr)?),* $(,)? }, $info:expr, $input:expr) => {{
         let info: &ObjectInfo = $info;
         s3s::dto::$out {
             accept_ranges: Some("bytes".into()),
@@ -35,7 +35,7 @@ macro_rules! object_output {
             content_language: $input.response_content_language.take().or_else(|| info.meta.content_language.clone()),
             expires: $input.response_expires.take().or_else(|| expires(&info.meta)),
             metadata: user_metadata(&info.meta),
-            $($field: $value,)*
+            $($field $(: $value)?,)*
             ..Default::default()
         }
     }};
@@ -114,7 +114,7 @@ impl Keystone {
         let len = end - start;
         let body = stream_reader(reader.take(len), len, self.limits.idle_timeout);
         Ok(S3Response::new(object_output!(
-            GetObjectOutput { body: Some(body), content_length: i64::try_from(len).ok(), content_range: content_range },
+            GetObjectOutput { body: Some(body), content_length: i64::try_from(len).ok(), content_range },
             &info,
             input
         )))
@@ -142,7 +142,7 @@ impl Keystone {
         .check(&info, true)?;
         let (start, end, content_range) = resolve_range(input.range.as_ref(), info.size)?;
         Ok(S3Response::new(object_output!(
-            HeadObjectOutput { content_length: i64::try_from(end - start).ok(), content_range: content_range },
+            HeadObjectOutput { content_length: i64::try_from(end - start).ok(), content_range },
             &info,
             input
         )))
