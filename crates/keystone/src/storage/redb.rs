@@ -320,10 +320,7 @@ impl KvRead for RedbRead {
     }
 
     fn read_with(&self, key: &[u8], f: &mut dyn FnMut(&[u8]) -> Result<()>) -> Result<bool> {
-        match self.table.get(key).map_err(|e| storage("reading", e))? {
-            Some(g) => f(g.value()).map(|()| true),
-            None => Ok(false),
-        }
+        read_table_with(&self.table, key, f)
     }
 
     fn scan(&self, range: KeyRange<'_>, limit: usize) -> Result<Vec<(Vec<u8>, Value)>> {
@@ -332,6 +329,19 @@ impl KvRead for RedbRead {
 }
 
 impl ReadTxn for RedbRead {}
+
+/// Calls `f` with the value under `key` while the table lends it (a snapshot's table or a
+/// transaction's); returns whether the key exists.
+fn read_table_with(
+    table: &impl ReadableTable<&'static [u8], &'static [u8]>,
+    key: &[u8],
+    f: &mut dyn FnMut(&[u8]) -> Result<()>,
+) -> Result<bool> {
+    match table.get(key).map_err(|e| storage("reading", e))? {
+        Some(g) => f(g.value()).map(|()| true),
+        None => Ok(false),
+    }
+}
 
 /// Up to `limit` entries of `range`, in key order, from a snapshot's table or a transaction's.
 fn scan_table(
@@ -379,10 +389,7 @@ impl KvRead for RedbWrite {
     }
 
     fn read_with(&self, key: &[u8], f: &mut dyn FnMut(&[u8]) -> Result<()>) -> Result<bool> {
-        self.cell.with_dependent(|_, table| match table.get(key).map_err(|e| storage("reading", e))? {
-            Some(g) => f(g.value()).map(|()| true),
-            None => Ok(false),
-        })
+        self.cell.with_dependent(|_, table| read_table_with(table, key, f))
     }
 
     fn scan(&self, range: KeyRange<'_>, limit: usize) -> Result<Vec<(Vec<u8>, Value)>> {
