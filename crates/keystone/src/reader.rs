@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use crate::data::chunking::{chunk_len, locate};
 use crate::data::keys;
-use crate::data::records::{Body, CHUNK_HEADER, Manifest, Segment, open_chunk};
+use crate::data::records::{Body, BodyRef, CHUNK_HEADER, Manifest, ReadPlan, Segment, open_chunk};
 use crate::error::{Error, Result};
 use crate::storage::{KvRead, ReadTxn, Value};
 use crate::types::ObjectInfo;
@@ -216,21 +216,19 @@ pub(crate) fn read_range(
     }
     let mut found = None;
     r.read_with(&keys::object(bucket, key), &mut |buf| {
-        let (m, inline) = Manifest::decode_located(buf).map_err(|e| e.at(bucket, key))?;
-        let (start, end) = checked_range(m.size)?;
-        let data = inline.and_then(|at| buf.get(at));
-        found = Some(match (m.body, data) {
-            (Body::Segments(segs), _) => Found::Chunked(segs, m.crc, m.size, start, end),
-            (Body::Inline(_), data) => {
-                let data = data.ok_or_else(|| Error::corrupted(bucket, key, "inline body out of its record"))?;
-                let wanted = data.get(start as usize..end as usize);
-                let out = wanted.ok_or_else(|| Error::corrupted(bucket, key, "range past the body"))?.to_vec();
+        let plan = ReadPlan::decode(buf).map_err(|e| e.at(bucket, key))?;
+        let (start, end) = checked_range(plan.size)?;
+        found = Some(match plan.body {
+            BodyRef::Segments(segs) => Found::Chunked(segs, plan.crc, plan.size, start, end),
+            BodyRef::Inline(data) => {
+                // In bounds: the decode checked that the body is `size` bytes long.
+                let out = data[start as usize..end as usize].to_vec();
                 // Copy first, then check the copy when it is the whole body: the copy pulls the
                 // record out of memory at streaming speed, and the CRC then runs on cached bytes
                 // (checked first, the CRC's interleaved loads paid the memory latency instead:
                 // 0.8 µs of a 10 KiB get).
                 let checked = if out.len() == data.len() { &out[..] } else { data };
-                if crate::data::crc::crc(checked) != m.crc {
+                if crate::data::crc::crc(checked) != plan.crc {
                     return Err(Error::corrupted(bucket, key, "checksum mismatch"));
                 }
                 Found::Inline(out)

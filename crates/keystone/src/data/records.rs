@@ -67,11 +67,6 @@ impl<'a> Dec<'a> {
             None => Err(corrupt(&format!("{what} is empty"))),
         }
     }
-    /// Bytes not decoded yet.
-    fn remaining(&self) -> usize {
-        self.buf.len()
-    }
-
     fn take(&mut self, n: usize) -> Result<&'a [u8]> {
         if self.buf.len() < n {
             return Err(corrupt(&format!("{} is truncated", self.what)));
@@ -175,12 +170,29 @@ pub(crate) enum Body {
     Segments(Vec<Segment>),
 }
 
-/// What decoding a manifest does with an inline body.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum BodyMode {
-    Copy,
-    Skip,
-    Locate,
+/// A body as decoded in place: an inline body borrowed from its record, or the segments.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum BodyRef<'a> {
+    Inline(&'a [u8]),
+    Segments(Vec<Segment>),
+}
+
+/// What a read needs from a manifest: the object's size and CRC32C, and where its bytes are.
+/// An inline body stays in the record, so a read copies only the bytes it returns. The ETag
+/// and metadata are checked as [`Manifest::decode`] checks them (a read accepts exactly the
+/// records it accepts) but not copied: a get allocates nothing for them.
+#[derive(Debug)]
+pub(crate) struct ReadPlan<'a> {
+    pub size: u64,
+    pub crc: u32,
+    pub body: BodyRef<'a>,
+}
+
+impl<'a> ReadPlan<'a> {
+    pub(crate) fn decode(buf: &'a [u8]) -> Result<Self> {
+        let (m, body) = Manifest::parse(buf, false)?;
+        Ok(ReadPlan { size: m.size, crc: m.crc, body })
+    }
 }
 
 /// An object's manifest: everything about it but (for chunked objects) its bytes.
@@ -276,26 +288,29 @@ impl Manifest {
 
     /// Decodes the whole manifest, body included.
     pub(crate) fn decode(buf: &[u8]) -> Result<Self> {
-        Ok(Self::decode_inner(buf, BodyMode::Copy)?.0)
+        let (mut m, body) = Self::parse(buf, true)?;
+        m.body = match body {
+            BodyRef::Inline(data) => Body::Inline(data.to_vec()),
+            BodyRef::Segments(segs) => Body::Segments(segs),
+        };
+        Ok(m)
     }
 
     /// Decodes everything but an inline body (left empty): what listings and `head` need.
     pub(crate) fn decode_head(buf: &[u8]) -> Result<Self> {
-        Ok(Self::decode_inner(buf, BodyMode::Skip)?.0)
+        let (mut m, body) = Self::parse(buf, true)?;
+        if let BodyRef::Segments(segs) = body {
+            m.body = Body::Segments(segs);
+        }
+        Ok(m)
     }
 
-    /// What a read needs, leaving an inline body in `buf`: returns where it is, so a read
-    /// copies only the bytes it returns. The ETag and metadata are checked but left empty (a
-    /// get allocates nothing for them).
-    pub(crate) fn decode_located(buf: &[u8]) -> Result<(Self, Option<std::ops::Range<usize>>)> {
-        Self::decode_inner(buf, BodyMode::Locate)
-    }
-
-    fn decode_inner(buf: &[u8], mode: BodyMode) -> Result<(Self, Option<std::ops::Range<usize>>)> {
+    /// The one decoder of the three views above: checks the whole record and returns its
+    /// fields with the body left empty (the caller fills it from the `BodyRef`), the ETag and
+    /// metadata copied only with `keep`.
+    fn parse(buf: &[u8], keep: bool) -> Result<(Self, BodyRef<'_>)> {
         let mut d = Dec::new(buf, "object manifest")?;
-        let mut located = None;
         let size = d.u64()?;
-        let keep = mode != BodyMode::Locate;
         let etag = d.str()?;
         let etag = if keep { etag.to_owned() } else { String::new() };
         let crc = d.u32()?;
@@ -304,19 +319,12 @@ impl Manifest {
         let parts = d.u32()?;
         let meta = decode_meta(&mut d, keep)?;
         let body = match d.u8()? {
-            BODY_INLINE if mode == BodyMode::Skip => Body::Inline(Vec::new()),
             BODY_INLINE => {
                 let data = d.bytes()?;
                 if data.len() as u64 != size {
                     return Err(corrupt("inline body length differs from the object size"));
                 }
-                if mode == BodyMode::Copy {
-                    Body::Inline(data.to_vec())
-                } else {
-                    let end = buf.len() - d.remaining();
-                    located = Some(end - data.len()..end);
-                    Body::Inline(Vec::new())
-                }
+                BodyRef::Inline(data)
             }
             BODY_SEGMENTS => {
                 let n = d.u32()?;
@@ -329,14 +337,13 @@ impl Manifest {
                 if total != Some(size) {
                     return Err(corrupt("segment lengths do not add up to the object size"));
                 }
-                Body::Segments(segs)
+                BodyRef::Segments(segs)
             }
             t => return Err(corrupt(&format!("object manifest has an unknown body kind {t}"))),
         };
-        if mode != BodyMode::Skip {
-            d.finish()?;
-        }
-        Ok((Manifest { size, etag, crc, created, modified, parts, meta, body }, located))
+        d.finish()?;
+        let m = Manifest { size, etag, crc, created, modified, parts, meta, body: Body::Inline(Vec::new()) };
+        Ok((m, body))
     }
 
     pub(crate) fn segments(&self) -> &[Segment] {
@@ -504,14 +511,14 @@ mod tests {
         assert_eq!(head.body, Body::Inline(Vec::new()));
         assert_eq!(head.meta, inline.meta);
         let rec = inline.encode();
-        let (read, at) = Manifest::decode_located(&rec).expect("decodes");
-        assert_eq!((read.size, read.crc, read.etag.as_str(), read.meta.content_type), (3, 7, "", None));
-        assert_eq!(at.map(|r| &rec[r]), Some(&b"xyz"[..]));
-        // What it skips is still checked: an ETag that is not UTF-8 is damage.
+        let plan = ReadPlan::decode(&rec).expect("decodes");
+        assert_eq!((plan.size, plan.crc, plan.body), (3, 7, BodyRef::Inline(b"xyz")));
+        // What a read does not copy is still checked: an ETag that is not UTF-8 is damage.
         let mut bad = rec.clone();
         let at = bad.windows(3).position(|w| w == b"abc").expect("etag in the record");
         bad[at] = 0xff;
-        assert!(Manifest::decode_located(&bad).unwrap_err().to_string().contains("UTF-8"));
+        assert!(ReadPlan::decode(&bad).unwrap_err().to_string().contains("UTF-8"));
+        assert!(Manifest::decode_head(&bad).unwrap_err().to_string().contains("UTF-8"));
 
         let chunked = Manifest {
             size: 30,
@@ -523,6 +530,10 @@ mod tests {
             ..inline
         };
         assert_eq!(Manifest::decode(&chunked.encode()).expect("decodes"), chunked);
+        assert_eq!(Manifest::decode_head(&chunked.encode()).expect("decodes"), chunked);
+        let rec = chunked.encode();
+        let plan = ReadPlan::decode(&rec).expect("decodes");
+        assert_eq!((plan.size, plan.body), (30, BodyRef::Segments(chunked.segments().to_vec())));
     }
 
     #[test]
@@ -559,6 +570,8 @@ mod tests {
         let mut trailing = m;
         trailing.push(0);
         assert!(Manifest::decode(&trailing).is_err());
+        assert!(Manifest::decode_head(&trailing).is_err());
+        assert!(ReadPlan::decode(&trailing).is_err());
         assert!(BucketRecord::decode(&[]).is_err());
     }
 
