@@ -49,6 +49,15 @@ struct S3Args {
     /// Phases to run, comma-separated: put, get, mixed.
     #[arg(long, value_delimiter = ',', default_values_t = ["put".to_string(), "get".to_string(), "mixed".to_string()])]
     phases: Vec<String>,
+    /// Send Content-MD5 with every PUT (the server checks the body against it).
+    #[arg(long)]
+    content_md5: bool,
+}
+
+/// What every PUT sends: the body, and its Content-MD5 when asked for (computed once).
+struct Payload {
+    body: Vec<u8>,
+    md5: Option<String>,
 }
 
 fn client(a: &S3Args) -> Client {
@@ -68,9 +77,11 @@ fn key(i: usize) -> String {
 }
 
 /// One request; `write` chooses PUT over GET.
-async fn request(c: &Client, bucket: &str, i: usize, write: bool, body: &[u8]) -> Result<()> {
+async fn request(c: &Client, bucket: &str, i: usize, write: bool, payload: &Payload) -> Result<()> {
+    let body = &payload.body;
     if write {
-        c.put_object().bucket(bucket).key(key(i)).body(ByteStream::from(body.to_vec())).send().await?;
+        let put = c.put_object().bucket(bucket).key(key(i)).set_content_md5(payload.md5.clone());
+        put.body(ByteStream::from(body.clone())).send().await?;
     } else {
         let out = c.get_object().bucket(bucket).key(key(i)).send().await?;
         let data = out.body.collect().await.context("reading a GET body")?.into_bytes();
@@ -82,7 +93,7 @@ async fn request(c: &Client, bucket: &str, i: usize, write: bool, body: &[u8]) -
 }
 
 /// Runs one phase; returns per-request latencies (µs) and the wall time (s).
-async fn phase(c: &Client, a: &S3Args, name: &str, body: Arc<Vec<u8>>) -> Result<(Vec<f64>, f64)> {
+async fn phase(c: &Client, a: &S3Args, name: &str, body: Arc<Payload>) -> Result<(Vec<f64>, f64)> {
     let per = a.ops.div_ceil(a.concurrency.max(1));
     let start = Instant::now();
     let mut tasks = Vec::new();
@@ -118,7 +129,12 @@ async fn run_async(a: S3Args) -> Result<()> {
     if c.head_bucket().bucket(&a.bucket).send().await.is_err() {
         c.create_bucket().bucket(&a.bucket).send().await.context("creating the bucket")?;
     }
-    let body = Arc::new(Rng::new(9).bytes(a.size));
+    let body = Rng::new(9).bytes(a.size);
+    let md5 = a.content_md5.then(|| {
+        use md5::Digest;
+        base64_simd::STANDARD.encode_to_string(md5::Md5::digest(&body))
+    });
+    let body = Arc::new(Payload { body, md5 });
     // Every object exists before GET and mixed phases.
     for i in 0..a.objects.max(1) {
         request(&c, &a.bucket, i, true, &body).await?;

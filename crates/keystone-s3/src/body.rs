@@ -3,7 +3,9 @@
 //! Uploads: the request body is pumped on the async side into a bounded channel and read on a
 //! blocking thread as `std::io::Read`, which also counts, hashes and checks the bytes; the
 //! reader reports end-of-stream only once every check passed, so the store never commits
-//! an object that failed one. Downloads: an `ObjectReader` is read on a blocking thread in
+//! an object that failed one. Content-MD5 is the exception: the store checks it before it
+//! commits (`PutOptions::content_md5`), against the MD5 it computes for the ETag anyway, so
+//! the body is not hashed twice. Downloads: an `ObjectReader` is read on a blocking thread in
 //! bounded pieces into a bounded channel that feeds the response body.
 
 use std::io::{self, Read};
@@ -15,7 +17,6 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::StreamExt;
 use hyper::StatusCode;
-use md5::{Digest, Md5};
 use s3s::checksum::ChecksumHasher;
 use s3s::dto::{Checksum, ChecksumAlgorithm, StreamingBlob};
 use s3s::stream::{ByteStream, RemainingLength};
@@ -28,8 +29,8 @@ const CHANNEL_DEPTH: usize = 4;
 /// Bytes per piece of a download.
 const READ_PIECE: usize = 256 * 1024;
 
-/// What the body must match: declared length, Content-MD5 and `x-amz-checksum-*` values from
-/// headers or trailers.
+/// What the body must match: declared length, Content-MD5 (checked by the store: pass it on)
+/// and `x-amz-checksum-*` values from headers or trailers.
 #[derive(Debug, Default)]
 pub(crate) struct Expect {
     pub length: Option<u64>,
@@ -134,7 +135,6 @@ pub(crate) struct BodyReader {
     rx: tokio::sync::mpsc::Receiver<io::Result<Bytes>>,
     cur: Bytes,
     count: u64,
-    md5: Option<Md5>,
     hasher: Option<ChecksumHasher>,
     expect: Expect,
     /// The computed checksums, once verified.
@@ -166,11 +166,6 @@ impl BodyReader {
             if self.count > n {
                 return Err(s3_error!(InvalidRequest, "The body is longer than the declared content length."));
             }
-        }
-        if let (Some(want), Some(h)) = (self.expect.md5, self.md5.take())
-            && h.finalize().as_slice() != want
-        {
-            return Err(s3_error!(BadDigest, "The Content-MD5 you specified did not match what we received."));
         }
         let mut want = self.expect.checksums.clone();
         if let Some(name) = &self.expect.trailer {
@@ -227,9 +222,6 @@ impl Read for BodyReader {
                         return Err(self
                             .fail(s3_error!(InvalidRequest, "The body is longer than the declared content length.")));
                     }
-                    if let Some(h) = &mut self.md5 {
-                        h.update(&b);
-                    }
                     if let Some(h) = &mut self.hasher {
                         h.update(&b);
                     }
@@ -262,13 +254,11 @@ where
     let (tx, rx) = tokio::sync::mpsc::channel::<io::Result<Bytes>>(CHANNEL_DEPTH);
     let failure = Arc::new(Mutex::new(None));
     let computed = Arc::new(Mutex::new(None));
-    let md5 = expect.md5.map(|_| Md5::new());
     let hasher = Some(expect.hasher());
     let mut reader = BodyReader {
         rx,
         cur: Bytes::new(),
         count: 0,
-        md5,
         hasher,
         expect,
         computed: computed.clone(),

@@ -47,6 +47,9 @@ pub(crate) fn to_s3(e: keystone::Error) -> S3Error {
                 ),
             );
         }
+        E::BadDigest { .. } => {
+            (S3ErrorCode::BadDigest, "The Content-MD5 you specified did not match what we received.")
+        }
         E::TooLarge(_) => (S3ErrorCode::EntityTooLarge, "Your proposed upload exceeds the maximum allowed size."),
         // Named so a new variant is a conscious choice; all are the server's problem.
         E::Corrupted { .. }
@@ -120,6 +123,13 @@ mod tests {
         assert!(!e.message().unwrap_or_default().contains("disk"));
         let e = to_s3(keystone::Error::InvalidKey { key: "k".into(), reason: "must be at most 1024 bytes" });
         assert_eq!(e.code(), &S3ErrorCode::KeyTooLongError);
+        let bad = keystone::Error::BadDigest {
+            bucket: "b".into(),
+            key: "k".into(),
+            expected: "0".into(),
+            computed: "1".into(),
+        };
+        assert_eq!(to_s3(bad).code(), &S3ErrorCode::BadDigest);
         let e = custom("XAmzContentSHA256Mismatch", StatusCode::BAD_REQUEST, "x");
         assert_eq!(e.status_code(), Some(StatusCode::BAD_REQUEST));
     }

@@ -68,6 +68,7 @@ async fn listing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn multipart() {
+    use md5::Digest;
     let h = Harness::start().await;
     let c = h.client();
     c.create_bucket().bucket("mpu").send().await.unwrap();
@@ -95,6 +96,19 @@ async fn multipart() {
         .send()
         .await
         .unwrap();
+    // A part whose body does not have its Content-MD5: BadDigest, and part 2 stays as it was.
+    let e = c
+        .upload_part()
+        .bucket("mpu")
+        .key("big")
+        .upload_id(&id)
+        .part_number(2)
+        .content_md5(base64_simd::STANDARD.encode_to_string(md5::Md5::digest(&part2)))
+        .body(ByteStream::from_static(b"TAIL"))
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), "BadDigest");
     // An upload id is valid only with its own key.
     let e = c
         .upload_part()

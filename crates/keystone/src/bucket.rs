@@ -247,7 +247,23 @@ impl Bucket {
     /// # Errors
     /// [`Error::NoSuchUpload`](crate::Error::NoSuchUpload).
     pub fn upload_part(&self, upload_id: &str, part_number: u32, reader: impl Read) -> Result<PartInfo> {
-        multipart::upload_part(&self.db.engine, &self.name, upload_id, part_number, reader)
+        multipart::upload_part(&self.db.engine, &self.name, upload_id, part_number, reader, None)
+    }
+
+    /// [`upload_part`](Self::upload_part) of content that must have the MD5 `content_md5`
+    /// (S3's `Content-MD5`): checked against the part's MD5 (its ETag) before it is stored.
+    ///
+    /// # Errors
+    /// As `upload_part`, and [`Error::BadDigest`](crate::Error::BadDigest) (the part is not
+    /// stored; an earlier part with its number stays).
+    pub fn upload_part_checked(
+        &self,
+        upload_id: &str,
+        part_number: u32,
+        reader: impl Read,
+        content_md5: [u8; 16],
+    ) -> Result<PartInfo> {
+        multipart::upload_part(&self.db.engine, &self.name, upload_id, part_number, reader, Some(content_md5))
     }
 
     /// Publishes the object from the named parts, atomically; parts not named are freed.

@@ -357,6 +357,7 @@ impl Datastore {
         let put = PutOptions {
             meta: opts.meta.clone().unwrap_or_else(|| src.info().meta.clone()),
             condition: opts.condition.clone(),
+            content_md5: None,
         };
         let etag = Some(src.info().etag.clone());
         let parts = src.info().parts;

@@ -115,6 +115,19 @@ pub enum Error {
         /// The minimum.
         min: u64,
     },
+    /// The content of a write does not have the MD5 the caller gave
+    /// ([`PutOptions::content_md5`](crate::PutOptions::content_md5)); nothing was stored.
+    #[error("content of {key:?} in bucket {bucket:?} has MD5 {computed}, not the expected {expected}")]
+    BadDigest {
+        /// Bucket name.
+        bucket: String,
+        /// Object key.
+        key: String,
+        /// The MD5 given, hex.
+        expected: String,
+        /// The MD5 of the content received, hex.
+        computed: String,
+    },
     /// Stored bytes do not match their checksum, or a record cannot be decoded.
     #[error("corrupted data in {}: {reason}", location(bucket.as_ref(), key.as_ref()))]
     Corrupted {

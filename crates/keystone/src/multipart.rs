@@ -17,7 +17,7 @@ use crate::storage::{KvRead, WriteTxn};
 use crate::types::{
     CompleteOptions, CompletedPart, EtagAlgorithm, ObjectInfo, ObjectMeta, PartInfo, UploadInfo, now_nanos, time_of,
 };
-use crate::upload::{from_io, stream_segment};
+use crate::upload::{WantMd5, from_io, stream_segment};
 
 fn parse_id(bucket: &str, upload_id: &str) -> Result<u64> {
     let no_such = || Error::NoSuchUpload { bucket: bucket.to_owned(), upload_id: upload_id.to_owned() };
@@ -57,13 +57,15 @@ pub(crate) fn upload_part<R: Read>(
     upload_id: &str,
     part_number: u32,
     reader: R,
+    content_md5: Option<[u8; 16]>,
 ) -> Result<PartInfo> {
     let id = parse_id(bucket, upload_id)?;
     let rec = upload_record(engine.snapshot()?.as_ref(), bucket, upload_id, id)?;
     let chunker = Chunker::new(reader, engine.cfg.chunk_size, Some(EtagAlgorithm::Md5));
     let limits = engine.kv.limits();
+    let want = WantMd5 { bucket, key: &rec.key, md5: content_md5 };
     let (info, queued) =
-        stream_segment(engine, bucket, &rec.key, StagePurpose::Part, chunker, Vec::new(), |w, written| {
+        stream_segment(engine, bucket, &rec.key, StagePurpose::Part, chunker, Vec::new(), want, |w, written| {
             upload_record(w, bucket, upload_id, id)?;
             let key = keys::part(bucket, id, part_number);
             let old = match w.get(&key)? {

@@ -42,6 +42,10 @@ pub struct PutOptions {
     pub meta: ObjectMeta,
     /// Condition checked atomically with the write.
     pub condition: PutCondition,
+    /// The MD5 the content must have (S3's `Content-MD5`). When the content differs the put
+    /// fails with [`Error::BadDigest`](crate::Error::BadDigest) and stores nothing. A store
+    /// with MD5 ETags checks it against the hash it computes anyway; others hash once more.
+    pub content_md5: Option<[u8; 16]>,
 }
 
 impl PutOptions {

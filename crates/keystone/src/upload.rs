@@ -8,7 +8,7 @@ use std::thread::JoinHandle;
 
 use md5::{Digest, Md5};
 
-use crate::data::chunking::{Chunker, Digests, digest_of};
+use crate::data::chunking::{Chunker, Digests, digest_of, hex};
 use crate::data::keys::{self, Book};
 use crate::data::names;
 use crate::data::records::{Body, CHUNK_HEADER, Segment, StagePurpose, StageRecord};
@@ -147,6 +147,36 @@ pub(crate) struct Written {
     /// The finished ETag hash (MD5 for multipart parts).
     pub digest: [u8; 16],
     pub crc: u32,
+    /// The content's MD5, when it was computed (for the ETag or for `content_md5`).
+    pub md5: Option<[u8; 16]>,
+}
+
+/// What `PutOptions::content_md5` asks of one write: that its content has this MD5.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct WantMd5<'a> {
+    pub bucket: &'a str,
+    pub key: &'a str,
+    pub md5: Option<[u8; 16]>,
+}
+
+impl WantMd5<'_> {
+    /// Checks the content's MD5; `got` is called only when one is wanted.
+    pub(crate) fn check(&self, got: impl FnOnce() -> Option<[u8; 16]>) -> Result<()> {
+        let Some(want) = self.md5 else { return Ok(()) };
+        match got() {
+            Some(got) if got == want => Ok(()),
+            Some(got) => Err(Error::BadDigest {
+                bucket: self.bucket.to_owned(),
+                key: self.key.to_owned(),
+                expected: hex(&want),
+                computed: hex(&got),
+            }),
+            None => Err(Error::Storage {
+                context: "checking the content's MD5".into(),
+                source: "the MD5 was not computed".into(),
+            }),
+        }
+    }
 }
 
 /// Reads `chunker` to its end into chunks of segment `seg`, handing each chunk to `sink`.
@@ -167,12 +197,14 @@ fn write_chunks<R: Read>(
 
 fn finish_digests<R>(chunker: Chunker<R>, seg: u64, chunk_size: usize) -> Written {
     let d = chunker.digests;
-    let (len, crc) = (d.len, d.crc);
-    Written { seg: Segment { id: seg, len, chunk_size: chunk_size as u32 }, digest: d.digest(), crc }
+    let (len, crc, is_md5) = (d.len, d.crc, d.algorithm() == Some(EtagAlgorithm::Md5));
+    let digest = d.digest();
+    Written { seg: Segment { id: seg, len, chunk_size: chunk_size as u32 }, digest, crc, md5: is_md5.then_some(digest) }
 }
 
 /// Streams `reader` into staged chunks of a new segment, then runs `publish` with the result
-/// in the acknowledged commit.
+/// in the acknowledged commit. `want` is checked before `publish` runs.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn stream_segment<R: Read, T>(
     engine: &Engine,
     bucket: &str,
@@ -180,13 +212,17 @@ pub(crate) fn stream_segment<R: Read, T>(
     purpose: StagePurpose,
     mut ch: Chunker<R>,
     carry: Vec<u8>,
+    want: WantMd5<'_>,
     publish: impl FnOnce(&mut dyn WriteTxn, &Written) -> Result<T>,
 ) -> Result<T> {
     let seg = engine.next_id()?;
     let mut staged = Staged::new(engine, bucket, key, purpose, seg)?;
     // XXH3 keeps up with the writes in line; MD5 does not and gets a thread of its own.
-    let md5 = if ch.digests.algorithm() == Some(EtagAlgorithm::Md5) {
-        ch.digests = Digests::new(None);
+    let etag_md5 = ch.digests.algorithm() == Some(EtagAlgorithm::Md5);
+    let md5 = if etag_md5 || want.md5.is_some() {
+        if etag_md5 {
+            ch.digests = Digests::new(None);
+        }
         Some(Md5Thread::spawn()?)
     } else {
         None
@@ -200,8 +236,13 @@ pub(crate) fn stream_segment<R: Read, T>(
     })?;
     let mut written = finish_digests(ch, seg, engine.cfg.chunk_size);
     if let Some(m) = md5 {
-        written.digest = m.finish()?;
+        let md5 = m.finish()?;
+        written.md5 = Some(md5);
+        if etag_md5 {
+            written.digest = md5;
+        }
     }
+    want.check(|| written.md5)?;
     staged.finish(|w| publish(w, &written))
 }
 
@@ -271,10 +312,12 @@ pub(crate) fn put_stream<R: Read>(
         return put_inline(engine, bucket, key, prefix, opts, etag);
     }
     let limits = engine.kv.limits();
-    let (info, queued) = stream_segment(engine, bucket, key, StagePurpose::Put, chunker, prefix, |w, written| {
-        let new = chunked_version(written, opts.meta, etag, engine.cfg.etag);
-        objects::publish(w, limits, bucket, key, new, &opts.condition, false)
-    })?;
+    let want = WantMd5 { bucket, key, md5: opts.content_md5 };
+    let (info, queued) =
+        stream_segment(engine, bucket, key, StagePurpose::Put, chunker, prefix, want, |w, written| {
+            let new = chunked_version(written, opts.meta, etag, engine.cfg.etag);
+            objects::publish(w, limits, bucket, key, new, &opts.condition, false)
+        })?;
     if queued {
         engine.drain_gc()?;
     }
@@ -302,7 +345,8 @@ fn put_inline(
     etag: Option<String>,
 ) -> Result<ObjectInfo> {
     let limits = engine.kv.limits();
-    let new = inline_version(data, opts.meta, etag, engine.cfg.etag);
+    let want = WantMd5 { bucket, key, md5: opts.content_md5 };
+    let new = inline_version(data, opts.meta, etag, engine.cfg.etag, want)?;
     let (b, k, cond) = (bucket.to_owned(), key.to_owned(), opts.condition);
     let (info, queued) = engine.write(move |w| objects::publish(w, limits, &b, &k, new, &cond, false))?;
     if queued {
@@ -324,20 +368,54 @@ pub(crate) fn put_in_txn<R: Read>(
     let mut chunker = Chunker::new(reader, engine.cfg.chunk_size, etag.is_none().then_some(engine.cfg.etag));
     let prefix = chunker.read_prefix(engine.cfg.inline_max + 1).map_err(from_io)?;
     let limits = engine.kv.limits();
+    let want = WantMd5 { bucket, key, md5: opts.content_md5 };
     // `publish` checks the key, the bucket and the condition before it writes; a chunked
     // object checks them first as well, so that no chunk is written for a refused put.
     let new = if prefix.len() <= engine.cfg.inline_max {
-        inline_version(prefix, opts.meta, etag, engine.cfg.etag)
+        inline_version(prefix, opts.meta, etag, engine.cfg.etag, want)?
     } else {
         names::check_key(key)?;
         objects::require_bucket(w, bucket)?;
         let old = objects::manifest(w, bucket, key, false)?;
         objects::check_condition(bucket, key, old.as_ref(), &opts.condition)?;
         let seg = engine.next_id()?;
-        write_chunks(&mut chunker, prefix, bucket, seg, |k, v| w.put(&k, &v))?;
-        chunked_version(&finish_digests(chunker, seg, engine.cfg.chunk_size), opts.meta, etag, engine.cfg.etag)
+        let written = write_chunks_in_txn(engine, w, bucket, seg, chunker, prefix, want);
+        if written.is_err() {
+            // The caller may go on and commit: a failed put leaves none of its chunks behind.
+            // (Should this fail too, the transaction's store is failing and will not commit.)
+            let _ = delete_prefix(w, &keys::segment_prefix(bucket, seg));
+        }
+        chunked_version(&written?, opts.meta, etag, engine.cfg.etag)
     };
     objects::publish(w, limits, bucket, key, new, &opts.condition, false)
+}
+
+/// The chunks of segment `seg` into the caller's transaction, checked against `want`.
+fn write_chunks_in_txn<R: Read>(
+    engine: &Engine,
+    w: &mut dyn WriteTxn,
+    bucket: &str,
+    seg: u64,
+    mut chunker: Chunker<R>,
+    prefix: Vec<u8>,
+    want: WantMd5<'_>,
+) -> Result<Written> {
+    // The MD5 `content_md5` asks for, where the ETag hash is not one (hashed in line here:
+    // the chunks go into the caller's transaction, not through a staging thread).
+    let etag_md5 = chunker.digests.algorithm() == Some(EtagAlgorithm::Md5);
+    let mut extra = (want.md5.is_some() && !etag_md5).then(Md5::new);
+    write_chunks(&mut chunker, prefix, bucket, seg, |k, v| {
+        if let Some(h) = &mut extra {
+            h.update(v.get(CHUNK_HEADER..).unwrap_or_default());
+        }
+        w.put(&k, &v)
+    })?;
+    let mut written = finish_digests(chunker, seg, engine.cfg.chunk_size);
+    if let Some(h) = extra {
+        written.md5 = Some(h.finalize().into());
+    }
+    want.check(|| written.md5)?;
+    Ok(written)
 }
 
 /// `put_in_txn` for bytes already in memory (see `put_slice`). `bucket_known` as for
@@ -354,24 +432,35 @@ pub(crate) fn put_slice_in_txn(
     if data.len() > engine.cfg.inline_max {
         return put_in_txn(engine, w, bucket, key, data, opts, None);
     }
-    let new = inline_version(data.to_vec(), opts.meta, None, engine.cfg.etag);
+    let want = WantMd5 { bucket, key, md5: opts.content_md5 };
+    let new = inline_version(data.to_vec(), opts.meta, None, engine.cfg.etag, want)?;
     objects::publish(w, engine.kv.limits(), bucket, key, new, &opts.condition, bucket_known)
 }
 
+/// A small object's new version, once its content passed `want`.
 fn inline_version(
     data: Vec<u8>,
     meta: crate::types::ObjectMeta,
     etag: Option<String>,
     alg: EtagAlgorithm,
-) -> NewVersion {
-    NewVersion {
+    want: WantMd5<'_>,
+) -> Result<NewVersion> {
+    let (etag, md5) = match etag {
+        Some(etag) => (etag, None),
+        None => {
+            let digest = digest_of(alg, &data);
+            (alg.etag(&digest), (alg == EtagAlgorithm::Md5).then_some(digest))
+        }
+    };
+    want.check(|| Some(md5.unwrap_or_else(|| digest_of(EtagAlgorithm::Md5, &data))))?;
+    Ok(NewVersion {
         size: data.len() as u64,
-        etag: etag.unwrap_or_else(|| alg.etag(&digest_of(alg, &data))),
+        etag,
         crc: crate::data::crc::crc(&data),
         parts: 0,
         meta,
         body: Body::Inline(data),
-    }
+    })
 }
 
 fn chunked_version(

@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 use std::io::{Read, Seek, SeekFrom};
 
 use keystone::{
-    CompleteOptions, CompletedPart, CopyOptions, Datastore, Error, EtagAlgorithm, ListEntry, ListOptions, ObjectMeta,
-    PutCondition, PutOptions,
+    CompleteOptions, CompletedPart, CopyOptions, Datastore, Error, EtagAlgorithm, ListEntry, ListOptions, ObjectInfo,
+    ObjectMeta, PutCondition, PutOptions,
 };
 use serde::{Deserialize, Serialize};
 
@@ -47,6 +47,7 @@ fn conformance_on_every_backend() {
         objects(&db);
         typed(&db);
         conditional(&db);
+        content_md5(&db);
         ranges_and_readers(&db);
         listing(&db);
         copies(&db);
@@ -207,6 +208,58 @@ fn conditional(db: &Datastore) {
     let on_missing = PutOptions { condition: PutCondition::IfMatch(v1.etag), ..Default::default() };
     assert!(matches!(b.put_bytes_with("cond-missing", b"x", on_missing), Err(Error::PreconditionFailed { .. })));
     assert!(db.verify().unwrap().is_clean());
+}
+
+/// `PutOptions::content_md5` and `upload_part_checked`: content with another MD5 is refused
+/// with `BadDigest` naming both hashes, and nothing of it is stored — inline, chunked and
+/// staged, alone and in a transaction that goes on to commit.
+fn content_md5(db: &Datastore) {
+    use md5::Digest;
+    let b = db.bucket("alpha").unwrap();
+    let md5 = |bytes: &[u8]| -> [u8; 16] { md5::Md5::digest(bytes).into() };
+    let with = |bytes: &[u8]| PutOptions { content_md5: Some(md5(bytes)), ..Default::default() };
+    let refused = |r: keystone::Result<ObjectInfo>, good: &[u8], sent: &[u8]| {
+        let err = r.unwrap_err();
+        assert!(
+            matches!(&err, Error::BadDigest { bucket, key, expected, computed }
+                if bucket == "alpha" && key == "md5" && *expected == md5_hex(good) && *computed == md5_hex(sent)),
+            "{err}"
+        );
+    };
+    // Inline, chunked in one commit, and staged over several (the batch is 4,000 bytes).
+    for len in [10, 2500, 9000] {
+        let (good, other) = (data(len, 5), data(len, 6));
+        let stored = b.put_reader("md5", &good[..], with(&good)).unwrap();
+        refused(b.put_reader("md5", &other[..], with(&good)), &good, &other);
+        refused(b.put_bytes_with("md5", &other, with(&good)), &good, &other);
+        db.transaction(|tx| {
+            let t = tx.bucket("alpha")?;
+            refused(t.put_reader("md5", &other[..], with(&good)), &good, &other);
+            refused(t.put_bytes_with("md5", &other, with(&good)), &good, &other);
+            t.put_bytes_with("md5-tx", &good, with(&good))?;
+            Ok::<_, Error>(())
+        })
+        .unwrap();
+        assert_eq!(b.get_bytes("md5").unwrap(), good);
+        assert_eq!(b.head("md5").unwrap().etag, stored.etag);
+        assert_eq!(b.get_bytes("md5-tx").unwrap(), good);
+    }
+    let id = b.create_upload("md5", ObjectMeta::default()).unwrap();
+    let (part, other) = (data(3000, 7), data(3000, 8));
+    let p1 = b.upload_part_checked(&id, 1, &part[..], md5(&part)).unwrap();
+    assert_eq!(p1.etag, md5_hex(&part));
+    let err = b.upload_part_checked(&id, 1, &other[..], md5(&part)).unwrap_err();
+    assert!(matches!(err, Error::BadDigest { .. }), "{err}");
+    // The refused part did not replace the first.
+    let done = b
+        .complete_upload(&id, &[CompletedPart { part_number: 1, etag: p1.etag }], &CompleteOptions::default())
+        .unwrap();
+    assert_eq!(done.size, 3000);
+    assert_eq!(b.get_bytes("md5").unwrap(), part);
+    // Nothing of the refused writes was left behind.
+    assert!(db.verify().unwrap().is_clean());
+    b.delete("md5").unwrap();
+    b.delete("md5-tx").unwrap();
 }
 
 fn ranges_and_readers(db: &Datastore) {

@@ -73,10 +73,14 @@ impl Keystone {
         let expect = expect_body!(req, input)?;
         let (bucket, key, id) = (input.bucket, input.key, input.upload_id);
         let db = self.db.clone();
+        let content_md5 = expect.md5;
         let (part, got) = consume(input.body, expect, self.limits.idle_timeout, move |r| {
             let b = db.bucket(&bucket)?;
             check_upload(&b, &key, &id)?;
-            b.upload_part(&id, n, r)
+            match content_md5 {
+                Some(md5) => b.upload_part_checked(&id, n, r, md5),
+                None => b.upload_part(&id, n, r),
+            }
         })
         .await?;
         Ok(S3Response::new(with_checksums!(UploadPartOutput { e_tag: Some(etag(&part.etag)) }, got)))

@@ -67,8 +67,9 @@ impl Keystone {
         let meta = meta_of!(input)?;
         let (bucket, key) = (input.bucket, input.key);
         let db = self.db.clone();
+        let content_md5 = expect.md5;
         let (info, got) = consume(input.body, expect, self.limits.idle_timeout, move |r| {
-            db.bucket(&bucket)?.put_reader(&key, r, PutOptions { meta, condition })
+            db.bucket(&bucket)?.put_reader(&key, r, PutOptions { meta, condition, content_md5 })
         })
         .await?;
         Ok(S3Response::new(with_checksums!(
