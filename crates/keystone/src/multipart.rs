@@ -17,7 +17,7 @@ use crate::storage::{KvRead, WriteTxn};
 use crate::types::{
     CompleteOptions, CompletedPart, EtagAlgorithm, ObjectInfo, ObjectMeta, PartInfo, UploadInfo, now_nanos, time_of,
 };
-use crate::upload::{WantMd5, from_io, stream_segment};
+use crate::upload::{Target, from_io, stream_segment};
 
 fn parse_id(bucket: &str, upload_id: &str) -> Result<u64> {
     let no_such = || Error::NoSuchUpload { bucket: bucket.to_owned(), upload_id: upload_id.to_owned() };
@@ -63,27 +63,26 @@ pub(crate) fn upload_part<R: Read>(
     let rec = upload_record(engine.snapshot()?.as_ref(), bucket, upload_id, id)?;
     let chunker = Chunker::new(reader, engine.cfg.chunk_size, Some(EtagAlgorithm::Md5));
     let limits = engine.kv.limits();
-    let want = WantMd5 { bucket, key: &rec.key, md5: content_md5 };
-    let (info, queued) =
-        stream_segment(engine, bucket, &rec.key, StagePurpose::Part, chunker, Vec::new(), want, |w, written| {
-            upload_record(w, bucket, upload_id, id)?;
-            let key = keys::part(bucket, id, part_number);
-            let old = match w.get(&key)? {
-                Some(v) => Some(PartRecord::decode(&v).map_err(|e| e.at(bucket, &rec.key))?),
-                None => None,
-            };
-            let part = PartRecord { seg: written.seg, md5: written.digest, crc: written.crc, modified: now_nanos() };
-            let queued = match old {
-                Some(o) => objects::free_segments(w, limits, bucket, &[o.seg])?,
-                None => false,
-            };
-            w.put(&key, &part.encode())?;
-            Ok((part_info(part_number, &part), queued))
-        })
-        .map_err(|e| match e {
-            Error::Io(io) => from_io(io),
-            other => other,
-        })?;
+    let to = Target { bucket, key: &rec.key, content_md5 };
+    let (info, queued) = stream_segment(engine, to, StagePurpose::Part, chunker, Vec::new(), |w, written| {
+        upload_record(w, bucket, upload_id, id)?;
+        let key = keys::part(bucket, id, part_number);
+        let old = match w.get(&key)? {
+            Some(v) => Some(PartRecord::decode(&v).map_err(|e| e.at(bucket, &rec.key))?),
+            None => None,
+        };
+        let part = PartRecord { seg: written.seg, md5: written.digest, crc: written.crc, modified: now_nanos() };
+        let queued = match old {
+            Some(o) => objects::free_segments(w, limits, bucket, &[o.seg])?,
+            None => false,
+        };
+        w.put(&key, &part.encode())?;
+        Ok((part_info(part_number, &part), queued))
+    })
+    .map_err(|e| match e {
+        Error::Io(io) => from_io(io),
+        other => other,
+    })?;
     if queued {
         engine.drain_gc()?;
     }

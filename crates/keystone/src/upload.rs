@@ -151,18 +151,18 @@ pub(crate) struct Written {
     pub md5: Option<[u8; 16]>,
 }
 
-/// What `PutOptions::content_md5` asks of one write: that its content has this MD5.
+/// The object a write goes to, and the MD5 its content must have (`PutOptions::content_md5`).
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct WantMd5<'a> {
+pub(crate) struct Target<'a> {
     pub bucket: &'a str,
     pub key: &'a str,
-    pub md5: Option<[u8; 16]>,
+    pub content_md5: Option<[u8; 16]>,
 }
 
-impl WantMd5<'_> {
-    /// Checks the content's MD5; `got` is called only when one is wanted.
-    pub(crate) fn check(&self, got: impl FnOnce() -> Option<[u8; 16]>) -> Result<()> {
-        let Some(want) = self.md5 else { return Ok(()) };
+impl Target<'_> {
+    /// Checks the content's MD5; `got` is called only when one is asked for.
+    pub(crate) fn check_md5(&self, got: impl FnOnce() -> Option<[u8; 16]>) -> Result<()> {
+        let Some(want) = self.content_md5 else { return Ok(()) };
         match got() {
             Some(got) if got == want => Ok(()),
             Some(got) => Err(Error::BadDigest {
@@ -202,24 +202,21 @@ fn finish_digests<R>(chunker: Chunker<R>, seg: u64, chunk_size: usize) -> Writte
     Written { seg: Segment { id: seg, len, chunk_size: chunk_size as u32 }, digest, crc, md5: is_md5.then_some(digest) }
 }
 
-/// Streams `reader` into staged chunks of a new segment, then runs `publish` with the result
-/// in the acknowledged commit. `want` is checked before `publish` runs.
-#[allow(clippy::too_many_arguments)]
+/// Streams `reader` into staged chunks of a new segment of `to`, then runs `publish` with the
+/// result in the acknowledged commit once the content passed `to`'s MD5 check.
 pub(crate) fn stream_segment<R: Read, T>(
     engine: &Engine,
-    bucket: &str,
-    key: &str,
+    to: Target<'_>,
     purpose: StagePurpose,
     mut ch: Chunker<R>,
     carry: Vec<u8>,
-    want: WantMd5<'_>,
     publish: impl FnOnce(&mut dyn WriteTxn, &Written) -> Result<T>,
 ) -> Result<T> {
-    let seg = engine.next_id()?;
-    let mut staged = Staged::new(engine, bucket, key, purpose, seg)?;
+    let (bucket, seg) = (to.bucket, engine.next_id()?);
+    let mut staged = Staged::new(engine, bucket, to.key, purpose, seg)?;
     // XXH3 keeps up with the writes in line; MD5 does not and gets a thread of its own.
     let etag_md5 = ch.digests.algorithm() == Some(EtagAlgorithm::Md5);
-    let md5 = if etag_md5 || want.md5.is_some() {
+    let md5 = if etag_md5 || to.content_md5.is_some() {
         if etag_md5 {
             ch.digests = Digests::new(None);
         }
@@ -242,7 +239,7 @@ pub(crate) fn stream_segment<R: Read, T>(
             written.digest = md5;
         }
     }
-    want.check(|| written.md5)?;
+    to.check_md5(|| written.md5)?;
     staged.finish(|w| publish(w, &written))
 }
 
@@ -312,12 +309,11 @@ pub(crate) fn put_stream<R: Read>(
         return put_inline(engine, bucket, key, prefix, opts, etag);
     }
     let limits = engine.kv.limits();
-    let want = WantMd5 { bucket, key, md5: opts.content_md5 };
-    let (info, queued) =
-        stream_segment(engine, bucket, key, StagePurpose::Put, chunker, prefix, want, |w, written| {
-            let new = chunked_version(written, opts.meta, etag, engine.cfg.etag);
-            objects::publish(w, limits, bucket, key, new, &opts.condition, false)
-        })?;
+    let to = Target { bucket, key, content_md5: opts.content_md5 };
+    let (info, queued) = stream_segment(engine, to, StagePurpose::Put, chunker, prefix, |w, written| {
+        let new = chunked_version(written, opts.meta, etag, engine.cfg.etag);
+        objects::publish(w, limits, bucket, key, new, &opts.condition, false)
+    })?;
     if queued {
         engine.drain_gc()?;
     }
@@ -345,8 +341,8 @@ fn put_inline(
     etag: Option<String>,
 ) -> Result<ObjectInfo> {
     let limits = engine.kv.limits();
-    let want = WantMd5 { bucket, key, md5: opts.content_md5 };
-    let new = inline_version(data, opts.meta, etag, engine.cfg.etag, want)?;
+    let to = Target { bucket, key, content_md5: opts.content_md5 };
+    let new = inline_version(data, opts.meta, etag, engine.cfg.etag, to)?;
     let (b, k, cond) = (bucket.to_owned(), key.to_owned(), opts.condition);
     let (info, queued) = engine.write(move |w| objects::publish(w, limits, &b, &k, new, &cond, false))?;
     if queued {
@@ -368,18 +364,18 @@ pub(crate) fn put_in_txn<R: Read>(
     let mut chunker = Chunker::new(reader, engine.cfg.chunk_size, etag.is_none().then_some(engine.cfg.etag));
     let prefix = chunker.read_prefix(engine.cfg.inline_max + 1).map_err(from_io)?;
     let limits = engine.kv.limits();
-    let want = WantMd5 { bucket, key, md5: opts.content_md5 };
+    let to = Target { bucket, key, content_md5: opts.content_md5 };
     // `publish` checks the key, the bucket and the condition before it writes; a chunked
     // object checks them first as well, so that no chunk is written for a refused put.
     let new = if prefix.len() <= engine.cfg.inline_max {
-        inline_version(prefix, opts.meta, etag, engine.cfg.etag, want)?
+        inline_version(prefix, opts.meta, etag, engine.cfg.etag, to)?
     } else {
         names::check_key(key)?;
         objects::require_bucket(w, bucket)?;
         let old = objects::manifest(w, bucket, key, false)?;
         objects::check_condition(bucket, key, old.as_ref(), &opts.condition)?;
         let seg = engine.next_id()?;
-        let written = write_chunks_in_txn(engine, w, bucket, seg, chunker, prefix, want);
+        let written = write_chunks_in_txn(engine, w, to, seg, chunker, prefix);
         if written.is_err() {
             // The caller may go on and commit: a failed put leaves none of its chunks behind.
             // (Should this fail too, the transaction's store is failing and will not commit.)
@@ -390,21 +386,20 @@ pub(crate) fn put_in_txn<R: Read>(
     objects::publish(w, limits, bucket, key, new, &opts.condition, false)
 }
 
-/// The chunks of segment `seg` into the caller's transaction, checked against `want`.
+/// The chunks of segment `seg` of `to` into the caller's transaction, then `to`'s MD5 check.
 fn write_chunks_in_txn<R: Read>(
     engine: &Engine,
     w: &mut dyn WriteTxn,
-    bucket: &str,
+    to: Target<'_>,
     seg: u64,
     mut chunker: Chunker<R>,
     prefix: Vec<u8>,
-    want: WantMd5<'_>,
 ) -> Result<Written> {
     // The MD5 `content_md5` asks for, where the ETag hash is not one (hashed in line here:
     // the chunks go into the caller's transaction, not through a staging thread).
     let etag_md5 = chunker.digests.algorithm() == Some(EtagAlgorithm::Md5);
-    let mut extra = (want.md5.is_some() && !etag_md5).then(Md5::new);
-    write_chunks(&mut chunker, prefix, bucket, seg, |k, v| {
+    let mut extra = (to.content_md5.is_some() && !etag_md5).then(Md5::new);
+    write_chunks(&mut chunker, prefix, to.bucket, seg, |k, v| {
         if let Some(h) = &mut extra {
             h.update(v.get(CHUNK_HEADER..).unwrap_or_default());
         }
@@ -414,7 +409,7 @@ fn write_chunks_in_txn<R: Read>(
     if let Some(h) = extra {
         written.md5 = Some(h.finalize().into());
     }
-    want.check(|| written.md5)?;
+    to.check_md5(|| written.md5)?;
     Ok(written)
 }
 
@@ -432,18 +427,18 @@ pub(crate) fn put_slice_in_txn(
     if data.len() > engine.cfg.inline_max {
         return put_in_txn(engine, w, bucket, key, data, opts, None);
     }
-    let want = WantMd5 { bucket, key, md5: opts.content_md5 };
-    let new = inline_version(data.to_vec(), opts.meta, None, engine.cfg.etag, want)?;
+    let to = Target { bucket, key, content_md5: opts.content_md5 };
+    let new = inline_version(data.to_vec(), opts.meta, None, engine.cfg.etag, to)?;
     objects::publish(w, engine.kv.limits(), bucket, key, new, &opts.condition, bucket_known)
 }
 
-/// A small object's new version, once its content passed `want`.
+/// A small object's new version, once its content passed `to`'s MD5 check.
 fn inline_version(
     data: Vec<u8>,
     meta: crate::types::ObjectMeta,
     etag: Option<String>,
     alg: EtagAlgorithm,
-    want: WantMd5<'_>,
+    to: Target<'_>,
 ) -> Result<NewVersion> {
     let (etag, md5) = match etag {
         Some(etag) => (etag, None),
@@ -452,7 +447,7 @@ fn inline_version(
             (alg.etag(&digest), (alg == EtagAlgorithm::Md5).then_some(digest))
         }
     };
-    want.check(|| Some(md5.unwrap_or_else(|| digest_of(EtagAlgorithm::Md5, &data))))?;
+    to.check_md5(|| Some(md5.unwrap_or_else(|| digest_of(EtagAlgorithm::Md5, &data))))?;
     Ok(NewVersion {
         size: data.len() as u64,
         etag,
