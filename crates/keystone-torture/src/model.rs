@@ -95,6 +95,9 @@ pub enum Op {
     Reopen,
     /// Collect garbage.
     Gc,
+    /// Compact: rewrite the table in key order and shrink the file (refused while a snapshot
+    /// is held on a redb file).
+    Compact,
 }
 
 /// A stored object in the model.
@@ -444,6 +447,14 @@ impl Harness {
             Op::Gc => {
                 db.gc().map_err(|e| format!("gc: {e}"))?;
             }
+            Op::Compact => {
+                let refused = self.snap.is_some() && matches!(self.target, Target::File);
+                match db.compact() {
+                    Ok(_) if !refused => {}
+                    Err(Error::Storage { source, .. }) if refused && source.to_string().contains("still open") => {}
+                    other => return Err(format!("compact (snapshot held: {}): {other:?}", self.snap.is_some())),
+                }
+            }
         }
         Ok(())
     }
@@ -659,7 +670,7 @@ impl Cursor<'_> {
         }
     }
     fn op(&mut self) -> Op {
-        match self.u8() % 16 {
+        match self.u8() % 17 {
             0..=2 => {
                 let (b, k, len, seed, flags) = (self.u8(), self.u8(), self.u32(), self.u8(), self.u8());
                 let cond = [Cond::None, Cond::None, Cond::IfAbsent, Cond::IfMatchCurrent, Cond::IfMatchWrong]
@@ -688,7 +699,8 @@ impl Cursor<'_> {
             12 => Op::TakeSnapshot,
             13 => Op::CheckSnapshot,
             14 => Op::Reopen,
-            _ => Op::Gc,
+            15 => Op::Gc,
+            _ => Op::Compact,
         }
     }
 }

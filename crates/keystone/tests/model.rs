@@ -1,6 +1,6 @@
 //! Model-based random testing: random sequences of put / delete / copy / get / list /
 //! transactions that commit and abort / multipart uploads / bucket create and delete /
-//! snapshots taken and re-checked later / gc / reopen, replayed against a real store and a
+//! snapshots taken and re-checked later / gc / compact / reopen, replayed against a real store and a
 //! BTreeMap model. After every operation the whole store must equal the model; after every
 //! reopen and at the end it must also verify clean (no corrupt object, no leaked chunk, redb
 //! integrity check passing).
@@ -58,6 +58,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => Just(Op::CheckSnapshot),
         1 => Just(Op::Reopen),
         1 => Just(Op::Gc),
+        1 => Just(Op::Compact),
     ]
 }
 
