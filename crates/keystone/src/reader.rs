@@ -221,8 +221,9 @@ pub(crate) fn read_range(
         found = Some(match plan.body {
             BodyRef::Segments(segs) => Found::Chunked(segs, plan.crc, plan.size, start, end),
             BodyRef::Inline(data) => {
-                // In bounds: the decode checked that the body is `size` bytes long.
-                let out = data[start as usize..end as usize].to_vec();
+                // The decode checked that the body is `size` bytes long, so the range lies in it.
+                let wanted = data.get(start as usize..end as usize);
+                let out = wanted.ok_or_else(|| Error::corrupted(bucket, key, "range past the body"))?.to_vec();
                 // Copy first, then check the copy when it is the whole body: the copy pulls the
                 // record out of memory at streaming speed, and the CRC then runs on cached bytes
                 // (checked first, the CRC's interleaved loads paid the memory latency instead:

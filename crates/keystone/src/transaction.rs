@@ -29,6 +29,9 @@ pub struct Transaction<'a> {
     /// Bucket deletions so far: a bucket handle taken after the last one need not look its
     /// bucket up again for every put.
     deletions: Cell<u64>,
+    /// A failed put could not take its chunks back out (a backend's transaction limits): the
+    /// transaction must not commit, or it would publish chunks nothing refers to.
+    unclean: Cell<bool>,
 }
 
 impl std::fmt::Debug for Transaction<'_> {
@@ -39,13 +42,34 @@ impl std::fmt::Debug for Transaction<'_> {
 
 impl<'a> Transaction<'a> {
     pub(crate) fn new(engine: &'a Engine, w: Box<dyn WriteTxn>) -> Self {
-        Transaction { engine, w: RefCell::new(w), queued: Cell::new(false), deletions: Cell::new(0) }
+        Transaction {
+            engine,
+            w: RefCell::new(w),
+            queued: Cell::new(false),
+            deletions: Cell::new(0),
+            unclean: Cell::new(false),
+        }
     }
 
     pub(crate) fn commit(self) -> Result<bool> {
+        if self.unclean.get() {
+            // Dropping the write transaction aborts it.
+            return Err(Error::Storage {
+                context: "committing a transaction".into(),
+                source: "a put in it failed and its chunks could not be removed again; nothing was committed".into(),
+            });
+        }
         let queued = self.queued.get();
         self.w.into_inner().commit(self.engine.ack_mode())?;
         Ok(queued)
+    }
+
+    /// Passes a put's error on, remembering when the put left chunks it could not remove.
+    fn note(&self, e: upload::TxnPutError) -> Error {
+        if e.left_chunks {
+            self.unclean.set(true);
+        }
+        e.error
     }
 
     fn txn(&self) -> Result<RefMut<'_, Box<dyn WriteTxn>>> {
@@ -131,7 +155,8 @@ impl TxBucket<'_> {
     pub fn put_bytes_with(&self, key: &str, data: &[u8], opts: PutOptions) -> Result<ObjectInfo> {
         let known = self.seen_at == self.tx.deletions.get();
         let (info, queued) =
-            upload::put_slice_in_txn(self.tx.engine, self.tx.txn()?.as_mut(), &self.name, key, data, opts, known)?;
+            upload::put_slice_in_txn(self.tx.engine, self.tx.txn()?.as_mut(), &self.name, key, data, opts, known)
+                .map_err(|e| self.tx.note(e))?;
         self.tx.queued.set(self.tx.queued.get() | queued);
         Ok(info)
     }
@@ -139,7 +164,8 @@ impl TxBucket<'_> {
     /// Streams an object into the transaction (its chunks are part of the transaction).
     pub fn put_reader(&self, key: &str, reader: impl Read, opts: PutOptions) -> Result<ObjectInfo> {
         let (info, queued) =
-            upload::put_in_txn(self.tx.engine, self.tx.txn()?.as_mut(), &self.name, key, reader, opts, None)?;
+            upload::put_in_txn(self.tx.engine, self.tx.txn()?.as_mut(), &self.name, key, reader, opts, None)
+                .map_err(|e| self.tx.note(e))?;
         self.tx.queued.set(self.tx.queued.get() | queued);
         Ok(info)
     }
@@ -179,7 +205,8 @@ impl TxBucket<'_> {
         let data = reads::get_bytes(w.as_ref(), &self.name, src)?;
         let opts = PutOptions { meta: info.meta.clone(), ..PutOptions::default() };
         let (mut out, queued) =
-            upload::put_in_txn(self.tx.engine, w.as_mut(), dst_bucket, dst_key, &data[..], opts, Some(info.etag))?;
+            upload::put_in_txn(self.tx.engine, w.as_mut(), dst_bucket, dst_key, &data[..], opts, Some(info.etag))
+                .map_err(|e| self.tx.note(e))?;
         out.parts = info.parts;
         self.tx.queued.set(self.tx.queued.get() | queued);
         Ok(out)

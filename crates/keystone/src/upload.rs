@@ -351,6 +351,20 @@ fn put_inline(
     Ok(info)
 }
 
+/// Why a put inside a transaction failed, and whether it left chunks in the transaction that
+/// it could not remove (the transaction must then not commit).
+#[derive(Debug)]
+pub(crate) struct TxnPutError {
+    pub error: Error,
+    pub left_chunks: bool,
+}
+
+impl From<Error> for TxnPutError {
+    fn from(error: Error) -> Self {
+        TxnPutError { error, left_chunks: false }
+    }
+}
+
 /// The same write inside a caller's transaction: every chunk goes into that transaction.
 pub(crate) fn put_in_txn<R: Read>(
     engine: &Engine,
@@ -360,7 +374,7 @@ pub(crate) fn put_in_txn<R: Read>(
     reader: R,
     opts: PutOptions,
     etag: Option<String>,
-) -> Result<(ObjectInfo, bool)> {
+) -> Result<(ObjectInfo, bool), TxnPutError> {
     let mut chunker = Chunker::new(reader, engine.cfg.chunk_size, etag.is_none().then_some(engine.cfg.etag));
     let prefix = chunker.read_prefix(engine.cfg.inline_max + 1).map_err(from_io)?;
     let limits = engine.kv.limits();
@@ -375,15 +389,17 @@ pub(crate) fn put_in_txn<R: Read>(
         let old = objects::manifest(w, bucket, key, false)?;
         objects::check_condition(bucket, key, old.as_ref(), &opts.condition)?;
         let seg = engine.next_id()?;
-        let written = write_chunks_in_txn(engine, w, to, seg, chunker, prefix);
-        if written.is_err() {
-            // The caller may go on and commit: a failed put leaves none of its chunks behind.
-            // (Should this fail too, the transaction's store is failing and will not commit.)
-            let _ = delete_prefix(w, &keys::segment_prefix(bucket, seg));
+        match write_chunks_in_txn(engine, w, to, seg, chunker, prefix) {
+            Ok(written) => chunked_version(&written, opts.meta, etag, engine.cfg.etag),
+            Err(error) => {
+                // The caller may go on and commit: a failed put takes its chunks back out, or
+                // (a backend's limits refusing the deletes) says the transaction cannot commit.
+                let left_chunks = delete_prefix(w, &keys::segment_prefix(bucket, seg)).is_err();
+                return Err(TxnPutError { error, left_chunks });
+            }
         }
-        chunked_version(&written?, opts.meta, etag, engine.cfg.etag)
     };
-    objects::publish(w, limits, bucket, key, new, &opts.condition, false)
+    Ok(objects::publish(w, limits, bucket, key, new, &opts.condition, false)?)
 }
 
 /// The chunks of segment `seg` of `to` into the caller's transaction, then `to`'s MD5 check.
@@ -423,13 +439,13 @@ pub(crate) fn put_slice_in_txn(
     data: &[u8],
     opts: PutOptions,
     bucket_known: bool,
-) -> Result<(ObjectInfo, bool)> {
+) -> Result<(ObjectInfo, bool), TxnPutError> {
     if data.len() > engine.cfg.inline_max {
         return put_in_txn(engine, w, bucket, key, data, opts, None);
     }
     let to = Target { bucket, key, content_md5: opts.content_md5 };
     let new = inline_version(data.to_vec(), opts.meta, None, engine.cfg.etag, to)?;
-    objects::publish(w, engine.kv.limits(), bucket, key, new, &opts.condition, bucket_known)
+    Ok(objects::publish(w, engine.kv.limits(), bucket, key, new, &opts.condition, bucket_known)?)
 }
 
 /// A small object's new version, once its content passed `to`'s MD5 check.

@@ -271,7 +271,7 @@ impl Manifest {
         let mut e = Enc::with_capacity(128 + self.etag.len() + meta_len(&self.meta) + inline);
         e.u64(self.size).str(&self.etag).u32(self.crc).u64(self.created).u64(self.modified).u32(self.parts);
         encode_meta(&mut e, &self.meta);
-        // The body comes last so that `decode_head` can stop before it.
+        // The body comes last: the fixed fields and metadata decode the same whatever it is.
         match &self.body {
             Body::Inline(data) => {
                 e.u8(BODY_INLINE).bytes(data);
