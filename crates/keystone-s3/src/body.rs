@@ -336,9 +336,12 @@ impl ByteStream for ReadStream {
     }
 }
 
-/// A response body of exactly `len` bytes read from `reader` on the blocking pool. A piece
-/// the client does not take within `idle` ends the download (and frees the store snapshot).
-pub(crate) fn stream_reader<R: Read + Send + 'static>(mut reader: R, len: u64, idle: Duration) -> StreamingBlob {
+/// The response body of `len` bytes of `reader` from its position: the store's chunks are
+/// handed on without a copy (`ObjectReader::next_chunk`), in pieces of at most `READ_PIECE`
+/// bytes that share their chunk, so at most about two chunks per download are in memory. A
+/// piece the client does not take within `idle` ends the download (and frees the store
+/// snapshot).
+pub(crate) fn stream_reader(mut reader: keystone::ObjectReader, len: u64, idle: Duration) -> StreamingBlob {
     let (tx, rx) = tokio::sync::mpsc::channel::<io::Result<Bytes>>(CHANNEL_DEPTH);
     let handle = tokio::runtime::Handle::current();
     tokio::task::spawn_blocking(move || {
@@ -351,8 +354,8 @@ pub(crate) fn stream_reader<R: Read + Send + 'static>(mut reader: R, len: u64, i
     StreamingBlob::new(ReadStream { rx, remaining: usize::try_from(len).unwrap_or(usize::MAX) })
 }
 
-fn pump<R: Read>(
-    reader: &mut R,
+fn pump(
+    reader: &mut keystone::ObjectReader,
     len: u64,
     idle: Duration,
     tx: &tokio::sync::mpsc::Sender<io::Result<Bytes>>,
@@ -360,23 +363,25 @@ fn pump<R: Read>(
 ) {
     let mut left = len;
     while left > 0 {
-        let mut buf = vec![0u8; left.min(READ_PIECE as u64) as usize];
-        let item = match reader.read(&mut buf) {
-            Ok(0) => Err(io::Error::from(io::ErrorKind::UnexpectedEof)),
-            Ok(n) => {
-                buf.truncate(n);
-                left -= n as u64;
-                Ok(Bytes::from(buf))
+        let pieces = match reader.next_chunk() {
+            Ok(Some(chunk)) => {
+                let take = left.min(chunk.len() as u64) as usize;
+                left -= take as u64;
+                let chunk = Bytes::from_owner(chunk).slice(..take);
+                (0..take).step_by(READ_PIECE).map(|at| Ok(chunk.slice(at..take.min(at + READ_PIECE)))).collect()
             }
+            Ok(None) => vec![Err(io::Error::from(io::ErrorKind::UnexpectedEof))],
             Err(e) => {
                 tracing::error!(error = %keystone::Error::from_io(e), "download failed");
-                Err(io::Error::other("object read failed"))
+                vec![Err(io::Error::other("object read failed"))]
             }
         };
-        let failed = item.is_err();
-        let sent = handle.block_on(async { tokio::time::timeout(idle, tx.send(item)).await });
-        if failed || !matches!(sent, Ok(Ok(()))) {
-            return; // client gone, too slow, or a read error
+        for item in pieces {
+            let failed = item.is_err();
+            let sent = handle.block_on(async { tokio::time::timeout(idle, tx.send(item)).await });
+            if failed || !matches!(sent, Ok(Ok(()))) {
+                return; // client gone, too slow, or a read error
+            }
         }
     }
 }

@@ -84,6 +84,20 @@ async fn put_get_head_range_metadata() {
     assert_eq!(body(r).await, &data[99_990..]);
     let e = c.get_object().bucket("bkt1").key("dir/obj.bin").range("bytes=200000-").send().await.unwrap_err();
     assert_eq!(status(&e), 416);
+    // Several chunks (about 1 MiB each): whole, and ranges that start, end and cross inside them.
+    let big: Vec<u8> = (0..3_200_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8).collect();
+    c.put_object().bucket("bkt1").key("multi.bin").body(ByteStream::from(big.clone())).send().await.unwrap();
+    assert_eq!(body(c.get_object().bucket("bkt1").key("multi.bin").send().await.unwrap()).await, big);
+    for (range, want) in [
+        ("bytes=1040000-2100000", &big[1_040_000..=2_100_000]),
+        ("bytes=-700000", &big[2_500_000..]),
+        ("bytes=1048000-1048100", &big[1_048_000..=1_048_100]),
+        ("bytes=0-0", &big[..1]),
+    ] {
+        let r = c.get_object().bucket("bkt1").key("multi.bin").range(range).send().await.unwrap();
+        assert_eq!(body(r).await, want, "{range}");
+    }
+    c.delete_object().bucket("bkt1").key("multi.bin").send().await.unwrap();
 
     let head = c.head_object().bucket("bkt1").key("dir/obj.bin").send().await.unwrap();
     assert_eq!(head.content_length(), Some(100_000));

@@ -86,6 +86,10 @@ fn a_flipped_byte_in_a_chunk_or_manifest_is_reported_as_corruption_naming_the_ob
     let mut r = b.open("chunked").unwrap();
     let err = r.read_to_end(&mut Vec::new()).unwrap_err();
     assert!(matches!(Error::from_io(err), Error::Corrupted { .. }));
+    // So do chunks handed out without a copy.
+    let mut r = b.open("chunked").unwrap();
+    let err = std::iter::from_fn(|| r.next_chunk().transpose()).find_map(Result::err).expect("a damaged chunk");
+    assert!(matches!(Error::from_io(err), Error::Corrupted { .. }));
     // The damaged range read fails; an undamaged object reads fine.
     assert!(matches!(b.get_range("chunked", 0..10), Err(Error::Corrupted { .. })));
     // A range of an inline object that leaves out the damaged byte fails too: the whole body's
@@ -99,6 +103,55 @@ fn a_flipped_byte_in_a_chunk_or_manifest_is_reported_as_corruption_naming_the_ob
     assert_eq!(named, [("docs".to_owned(), "chunked".to_owned()), ("docs".to_owned(), "inline".to_owned())]);
     assert_eq!(report.objects, 4);
     assert!(!report.is_clean());
+}
+
+/// Two chunks of one object swapped: each is intact (its own CRC32C holds), so only the
+/// whole object's checksum can tell. Every way of reading it from the start must fail.
+#[test]
+fn swapped_chunks_fail_the_whole_object_checksum() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.keystone");
+    store(&path)
+        .create_bucket("docs")
+        .unwrap()
+        .put_reader("obj", Content::new(5, 20_000), PutOptions::default())
+        .unwrap();
+    {
+        let db = redb::Database::open(&path).unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            let mut table = txn.open_table(TABLE).unwrap();
+            let keys: Vec<Vec<u8>> = table
+                .iter()
+                .unwrap()
+                .map(|e| e.unwrap().0.value().to_vec())
+                .filter(|k| k.starts_with(b"__data__\0docs\0"))
+                .collect();
+            assert_eq!(keys.len(), 5, "20,000 bytes in 4,096-byte chunks");
+            let (a, b) = (table.get(&keys[0][..]).unwrap().unwrap().value().to_vec(), {
+                table.get(&keys[1][..]).unwrap().unwrap().value().to_vec()
+            });
+            table.insert(&keys[0][..], &b[..]).unwrap();
+            table.insert(&keys[1][..], &a[..]).unwrap();
+        }
+        txn.commit().unwrap();
+    }
+    let db = store(&path);
+    let b = db.bucket("docs").unwrap();
+    assert!(matches!(b.get_bytes("obj"), Err(Error::Corrupted { .. })));
+    let err = b.open("obj").unwrap().read_to_end(&mut Vec::new()).unwrap_err();
+    assert!(Error::from_io(err).to_string().contains("object checksum mismatch"));
+    // Chunk by chunk, the mismatch comes in place of the last chunk: a consumer that stops
+    // once it has the object's length of bytes still sees it.
+    let mut r = b.open("obj").unwrap();
+    for _ in 0..4 {
+        assert!(r.next_chunk().unwrap().is_some());
+    }
+    let err = r.next_chunk().unwrap_err();
+    assert!(Error::from_io(err).to_string().contains("object checksum mismatch"));
+    // A range inside one chunk cannot be checked against the whole object and reads.
+    assert_eq!(b.get_range("obj", 10..20).unwrap().len(), 10);
+    assert_eq!(db.verify().unwrap().corrupt.len(), 1);
 }
 
 #[test]

@@ -71,7 +71,7 @@ pub use datastore::{
 pub use error::{Error, Result};
 pub use list::ListIter;
 pub use maintenance::{CompactReport, CorruptObject, GcReport, VerifyReport};
-pub use reader::ObjectReader;
+pub use reader::{Chunk, ObjectReader};
 pub use transaction::{Snapshot, SnapshotBucket, Transaction, TxBucket};
 pub use types::{
     BucketInfo, CompleteOptions, CompletedPart, CopyOptions, EtagAlgorithm, ListEntry, ListOptions, ListPage,

@@ -38,6 +38,44 @@ enum ReaderBody {
     Segments(Vec<Segment>),
 }
 
+/// A piece of an object from [`ObjectReader::next_chunk`]: derefs to its bytes, and owns
+/// them (`Send + 'static`), so it can be handed on, e.g. into an HTTP body without a copy.
+pub struct Chunk {
+    bytes: ChunkBytes,
+    range: std::ops::Range<usize>,
+}
+
+enum ChunkBytes {
+    /// The stored chunk record, shared with the storage engine.
+    Stored(Value),
+    /// A small object's body, copied out of its manifest.
+    Inline(Vec<u8>),
+}
+
+impl std::ops::Deref for Chunk {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        let all: &[u8] = match &self.bytes {
+            ChunkBytes::Stored(v) => v,
+            ChunkBytes::Inline(v) => v,
+        };
+        // In bounds: `next_chunk` builds the range from this very buffer.
+        all.get(self.range.clone()).unwrap_or_default()
+    }
+}
+
+impl AsRef<[u8]> for Chunk {
+    fn as_ref(&self) -> &[u8] {
+        self
+    }
+}
+
+impl std::fmt::Debug for Chunk {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Chunk({} bytes)", self.len())
+    }
+}
+
 impl std::fmt::Debug for ObjectReader {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ObjectReader").field("info", &self.info).field("pos", &self.pos).finish_non_exhaustive()
@@ -115,6 +153,63 @@ impl ObjectReader {
         Ok(())
     }
 
+    /// Loads the chunk holding `self.pos` unless it is the loaded one.
+    fn ensure_loaded(&mut self) -> io::Result<()> {
+        let loaded = matches!(&self.cur, Some((start, v)) if self.pos >= *start && self.pos < *start + (v.len() - CHUNK_HEADER) as u64);
+        if !loaded && let ReaderBody::Segments(segs) = &self.body {
+            let segs = segs.clone();
+            self.load(&segs)?;
+        }
+        Ok(())
+    }
+
+    /// The bytes from the current position to the end of the chunk that holds it, handed out
+    /// without a copy (a `Chunk` shares the stored chunk with the page cache until dropped),
+    /// and the position moves past them; `None` at the end. The checks are those of `read`:
+    /// each chunk's CRC32C when it is loaded, and the whole object's when a read from the start
+    /// reaches the end (before the last chunk is handed out).
+    ///
+    /// `read` copies every byte into the caller's buffer; a consumer that only looks at the
+    /// bytes or writes them on (a hash, a socket, another file) saves that copy with this.
+    ///
+    /// ```
+    /// # let db = keystone::Datastore::builder().chunk_size(1000).inline_threshold(100).in_memory()?;
+    /// # let b = db.create_bucket("media")?;
+    /// b.put_bytes("clip", vec![7u8; 2500])?;
+    /// let mut r = b.open("clip")?;
+    /// let mut sizes = Vec::new();
+    /// while let Some(chunk) = r.next_chunk()? {
+    ///     sizes.push(chunk.len());
+    /// }
+    /// assert_eq!(sizes, [1000, 1000, 500]);
+    /// # Ok::<_, Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As `read`: an `io::Error` wrapping [`Error::Corrupted`] or the store's error.
+    pub fn next_chunk(&mut self) -> io::Result<Option<Chunk>> {
+        if self.pos >= self.info.size {
+            if matches!(self.body, ReaderBody::Segments(_)) {
+                self.check_whole()?;
+            }
+            return Ok(None);
+        }
+        if let ReaderBody::Inline(data) = &self.body {
+            // At most the inline threshold (16 KiB by default): a copy, not a shared chunk.
+            let chunk = Chunk { bytes: ChunkBytes::Inline(data.clone()), range: self.pos as usize..data.len() };
+            self.pos = self.info.size;
+            return Ok(Some(chunk));
+        }
+        self.ensure_loaded()?;
+        let Some((start, value)) = self.cur.take() else { return Err(self.corrupt("no chunk loaded")) };
+        let from = CHUNK_HEADER + (self.pos - start) as usize;
+        self.pos = start + (value.len() - CHUNK_HEADER) as u64;
+        if self.pos >= self.info.size {
+            self.check_whole()?;
+        }
+        Ok(Some(Chunk { range: from..value.len(), bytes: ChunkBytes::Stored(value) }))
+    }
+
     fn check_whole(&mut self) -> io::Result<()> {
         if let Some((crc, end)) = self.whole
             && end == self.info.size
@@ -139,21 +234,14 @@ impl Read for ObjectReader {
             }
             return Ok(0);
         }
-        let segs = match &self.body {
-            ReaderBody::Inline(data) => {
-                let start = self.pos as usize;
-                let n = buf.len().min(data.len() - start);
-                buf[..n].copy_from_slice(&data[start..start + n]);
-                self.pos += n as u64;
-                return Ok(n);
-            }
-            ReaderBody::Segments(s) => s,
-        };
-        let loaded = matches!(&self.cur, Some((start, v)) if self.pos >= *start && self.pos < *start + (v.len() - CHUNK_HEADER) as u64);
-        if !loaded {
-            let segs = segs.clone();
-            self.load(&segs)?;
+        if let ReaderBody::Inline(data) = &self.body {
+            let start = self.pos as usize;
+            let n = buf.len().min(data.len() - start);
+            buf[..n].copy_from_slice(&data[start..start + n]);
+            self.pos += n as u64;
+            return Ok(n);
         }
+        self.ensure_loaded()?;
         let Some((start, value)) = &self.cur else { return Err(self.corrupt("no chunk loaded")) };
         let payload = &value[CHUNK_HEADER..];
         let off = (self.pos - start) as usize;

@@ -314,6 +314,32 @@ fn ranges_and_readers(db: &Datastore) {
         v
     });
     assert_eq!(t.join().unwrap(), bytes);
+    // Chunks handed out without a copy: whole chunks from the start (1,000 bytes here), the
+    // rest of one after a seek, and reads and chunks mixed; a small object is one chunk.
+    let mut r = b.open("ranged").unwrap();
+    let mut sizes = Vec::new();
+    let mut joined = Vec::new();
+    while let Some(c) = r.next_chunk().unwrap() {
+        sizes.push(c.len());
+        joined.extend_from_slice(&c);
+    }
+    assert_eq!((sizes, joined.as_slice()), (vec![1000, 1000, 1000, 1000, 321], &bytes[..]));
+    assert!(r.next_chunk().unwrap().is_none());
+    r.seek(SeekFrom::Start(2500)).unwrap();
+    let c = r.next_chunk().unwrap().unwrap();
+    assert_eq!(&c[..], &bytes[2500..3000]);
+    r.read_exact(&mut part).unwrap();
+    assert_eq!(&part[..], &bytes[3000..3100]);
+    assert_eq!(&r.next_chunk().unwrap().unwrap()[..], &bytes[3100..4000]);
+    b.put_bytes("small", b"tiny").unwrap();
+    let mut r = b.open("small").unwrap();
+    r.seek(SeekFrom::Start(1)).unwrap();
+    assert_eq!(&r.next_chunk().unwrap().unwrap()[..], b"iny");
+    assert!(r.next_chunk().unwrap().is_none());
+    // A chunk outlives its reader and moves to another thread.
+    let chunk = b.open("ranged").unwrap().next_chunk().unwrap().unwrap();
+    assert_eq!(std::thread::spawn(move || chunk.to_vec()).join().unwrap(), &bytes[..1000]);
+    b.delete("small").unwrap();
 }
 
 fn listing(db: &Datastore) {

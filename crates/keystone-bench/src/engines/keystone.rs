@@ -79,12 +79,16 @@ impl BenchEngine for Keystone {
         Ok(self.bucket.put_reader(key, src, PutOptions::default())?.size)
     }
 
+    /// Chunk by chunk as the store holds them (`ObjectReader::next_chunk`, no copy), as raw
+    /// redb's adapter hands on the values it borrows; the files adapter reads into a buffer.
     fn get_stream(&self, key: &str, sink: &mut dyn FnMut(&[u8])) -> Result<u64> {
         let mut reader = self.bucket.open(key)?;
-        super::read_pieces(&mut reader, 1 << 20, |piece| {
-            sink(piece);
-            Ok(())
-        })
+        let mut total = 0;
+        while let Some(chunk) = reader.next_chunk()? {
+            sink(&chunk);
+            total += chunk.len() as u64;
+        }
+        Ok(total)
     }
 
     fn disk_bytes(&self) -> Result<u64> {

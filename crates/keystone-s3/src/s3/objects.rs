@@ -1,6 +1,6 @@
 //! Object operations: PUT, GET, HEAD, DELETE, batch delete, copy.
 
-use std::io::{Read, Seek, SeekFrom};
+use std::io::{Seek, SeekFrom};
 
 use keystone::{CopyOptions, ObjectInfo, PutCondition, PutOptions};
 use s3s::dto::{
@@ -113,7 +113,7 @@ impl Keystone {
             })
             .await?;
         let len = end - start;
-        let body = stream_reader(reader.take(len), len, self.limits.idle_timeout);
+        let body = stream_reader(reader, len, self.limits.idle_timeout);
         Ok(S3Response::new(object_output!(
             GetObjectOutput { body: Some(body), content_length: i64::try_from(len).ok(), content_range },
             &info,
