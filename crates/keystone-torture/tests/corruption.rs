@@ -17,6 +17,11 @@ use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 
 const TABLE: TableDefinition<'static, &'static [u8], &'static [u8]> = TableDefinition::new("keystone");
 
+/// Every key of `table` that starts with `prefix`, in order.
+fn keys_with(table: &impl ReadableTable<&'static [u8], &'static [u8]>, prefix: &[u8]) -> Vec<Vec<u8>> {
+    table.iter().unwrap().map(|e| e.unwrap().0.value().to_vec()).filter(|k| k.starts_with(prefix)).collect()
+}
+
 /// Rewrites, through redb, every value whose key starts with `prefix`, flipping byte `at`.
 fn flip(path: &Path, prefix: &[u8], at: usize) -> usize {
     let db = redb::Database::open(path).unwrap();
@@ -24,9 +29,7 @@ fn flip(path: &Path, prefix: &[u8], at: usize) -> usize {
     let mut n = 0;
     {
         let mut table = txn.open_table(TABLE).unwrap();
-        let keys: Vec<Vec<u8>> =
-            table.iter().unwrap().map(|e| e.unwrap().0.value().to_vec()).filter(|k| k.starts_with(prefix)).collect();
-        for k in keys {
+        for k in keys_with(&table, prefix) {
             let mut v = table.get(&k[..]).unwrap().unwrap().value().to_vec();
             let i = at.min(v.len() - 1);
             v[i] ^= 0x5A;
@@ -59,12 +62,7 @@ fn a_flipped_byte_in_a_chunk_or_manifest_is_reported_as_corruption_naming_the_ob
         let db = redb::Database::open(&path).unwrap();
         let txn = db.begin_read().unwrap();
         let table = txn.open_table(TABLE).unwrap();
-        let data: Vec<Vec<u8>> = table
-            .iter()
-            .unwrap()
-            .map(|e| e.unwrap().0.value().to_vec())
-            .filter(|k| k.starts_with(b"__data__\0docs\0"))
-            .collect();
+        let data = keys_with(&table, b"__data__\0docs\0");
         // Segments in id order: "chunked" was written first.
         data[0][..data[0].len() - 4].to_vec()
     };
@@ -121,12 +119,7 @@ fn swapped_chunks_fail_the_whole_object_checksum() {
         let txn = db.begin_write().unwrap();
         {
             let mut table = txn.open_table(TABLE).unwrap();
-            let keys: Vec<Vec<u8>> = table
-                .iter()
-                .unwrap()
-                .map(|e| e.unwrap().0.value().to_vec())
-                .filter(|k| k.starts_with(b"__data__\0docs\0"))
-                .collect();
+            let keys = keys_with(&table, b"__data__\0docs\0");
             assert_eq!(keys.len(), 5, "20,000 bytes in 4,096-byte chunks");
             let (a, b) = (table.get(&keys[0][..]).unwrap().unwrap().value().to_vec(), {
                 table.get(&keys[1][..]).unwrap().unwrap().value().to_vec()
