@@ -5,8 +5,8 @@
 //! reader reports end-of-stream only once every check passed, so the store never commits
 //! an object that failed one. Content-MD5 is the exception: the store checks it before it
 //! commits (`PutOptions::content_md5`), against the MD5 it computes for the ETag anyway, so
-//! the body is not hashed twice. Downloads: an `ObjectReader` is read on a blocking thread in
-//! bounded pieces into a bounded channel that feeds the response body.
+//! the body is not hashed twice. Downloads: an `ObjectReader` hands its chunks on a blocking
+//! thread, without a copy, in bounded pieces into a bounded channel that feeds the response body.
 
 use std::io::{self, Read};
 use std::pin::Pin;
