@@ -10,7 +10,11 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::Read;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
 
+use keystone::redb_backend::StorageBackend;
 use keystone::{CompleteOptions, CompletedPart, Datastore, Error, ObjectMeta, PutOptions};
 use keystone_torture::sim::{Call, Fault, SimDisk};
 use keystone_torture::{Content, Dump, dump};
@@ -199,6 +203,92 @@ fn handle_refuses_writes_after_a_failed_sync_until_reopened() {
     a.put_bytes("k2", b"v2").unwrap();
     assert_eq!(a.get_bytes("k2").unwrap(), b"v2");
     assert_eq!(a.get_bytes("base-small").unwrap(), b"base");
+}
+
+/// The simulated disk, with syncs that wait while held: writers then gather behind a commit
+/// and go into the next one together.
+#[derive(Debug, Clone, Default)]
+struct Gated {
+    disk: SimDisk,
+    held: Arc<(Mutex<bool>, Condvar)>,
+    waiting: Arc<AtomicUsize>,
+}
+
+impl Gated {
+    fn hold(&self, on: bool) {
+        *self.held.0.lock().unwrap() = on;
+        self.held.1.notify_all();
+    }
+}
+
+impl StorageBackend for Gated {
+    fn len(&self) -> std::io::Result<u64> {
+        self.disk.len()
+    }
+    fn read(&self, offset: u64, out: &mut [u8]) -> std::io::Result<()> {
+        self.disk.read(offset, out)
+    }
+    fn set_len(&self, len: u64) -> std::io::Result<()> {
+        self.disk.set_len(len)
+    }
+    fn sync_data(&self) -> std::io::Result<()> {
+        self.waiting.fetch_add(1, Ordering::SeqCst);
+        let (lock, cv) = &*self.held;
+        drop(cv.wait_while(lock.lock().unwrap(), |held| *held).unwrap());
+        self.waiting.fetch_sub(1, Ordering::SeqCst);
+        self.disk.sync_data()
+    }
+    fn write(&self, offset: u64, data: &[u8]) -> std::io::Result<()> {
+        self.disk.write(offset, data)
+    }
+    fn close(&self) -> std::io::Result<()> {
+        self.disk.close()
+    }
+}
+
+/// An error and its sources, as one line.
+fn chain(e: &Error) -> String {
+    let mut s = e.to_string();
+    let mut src = std::error::Error::source(e);
+    while let Some(inner) = src {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        src = inner.source();
+    }
+    s
+}
+
+/// Group commit: when the commit shared by several writers fails its fsync, every one of them
+/// gets that error — none is acknowledged — and the writer of the commit before it, which did
+/// reach the disk, gets `Ok`.
+#[test]
+fn a_failed_group_commit_fails_every_writer_in_it() {
+    let gated = Gated { disk: SimDisk::from_image(base_image()), ..Gated::default() };
+    let db = builder().open_backend(gated.clone()).unwrap();
+    gated.hold(true);
+    let put = |key: String| {
+        let db = db.clone();
+        std::thread::spawn(move || db.bucket("alpha")?.put_bytes(&key, b"value"))
+    };
+    let first = put("first".into());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while gated.waiting.load(Ordering::SeqCst) == 0 {
+        assert!(Instant::now() < deadline, "the first commit never reached its sync");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    // The first commit waits in its sync (the disk's next one); the second sync fails. The
+    // writers started now queue behind the first commit and share the second.
+    gated.disk.arm(Fault { call: Call::Sync, nth: 2, forever: false });
+    let rest: Vec<_> = (0..7).map(|i| put(format!("w{i}"))).collect();
+    std::thread::sleep(Duration::from_millis(500));
+    gated.hold(false);
+    first.join().unwrap().unwrap();
+    let errors: Vec<String> = rest.into_iter().map(|t| chain(&t.join().unwrap().unwrap_err())).collect();
+    // A writer that came late finds the handle refusing writes after the failed sync; every
+    // writer of the failed commit carries its error.
+    let shared = errors.iter().filter(|e| e.contains("injected Sync failure")).count();
+    assert!(shared >= 2, "the failed commit was not shared: {errors:?}");
+    assert_eq!(gated.disk.injected(), 1);
 }
 
 #[test]

@@ -126,9 +126,11 @@ fn rejects_only_this_job(e: &Error) -> bool {
     )
 }
 
-/// A copy of a shared failure for each writer of the batch.
-fn share(e: &Error) -> Error {
-    match e {
+/// The failure of a shared commit, for each writer of the batch: the kinds a caller acts on
+/// keep their variant; the rest become `Storage` with the one original error, whole source
+/// chain included (the I/O error under a failed fsync), as their source.
+fn share(e: &Arc<Error>) -> Error {
+    match &**e {
         Error::Poisoned => Error::Poisoned,
         Error::TooLarge(m) => Error::TooLarge(m.clone()),
         Error::AlreadyOpen { path } => Error::AlreadyOpen { path: path.clone() },
@@ -136,10 +138,7 @@ fn share(e: &Error) -> Error {
             Error::Corrupted { bucket: bucket.clone(), key: key.clone(), reason: reason.clone() }
         }
         Error::Io(io) => Error::Io(std::io::Error::new(io.kind(), io.to_string())),
-        other => Error::Storage {
-            context: "a commit shared with other writes failed".into(),
-            source: other.to_string().into(),
-        },
+        _ => Error::Storage { context: "a commit shared with other writes failed".into(), source: Box::new(e.clone()) },
     }
 }
 
@@ -223,6 +222,7 @@ impl GroupCommit {
         let mut w = match engine.kv.write() {
             Ok(w) => w,
             Err(e) => {
+                let e = Arc::new(e);
                 for job in first {
                     leading.batch.push(job.wake);
                     (job.finish)(Some(share(&e)));
@@ -255,7 +255,8 @@ impl GroupCommit {
         let failure = match failure {
             Some(e) => Some(e),
             None => w.commit(engine.ack_mode()).err(),
-        };
+        }
+        .map(Arc::new);
         for finish in finishes {
             finish(failure.as_ref().map(share));
         }
