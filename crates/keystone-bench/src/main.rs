@@ -31,7 +31,8 @@ struct Args {
     #[arg(long)]
     reps: Option<usize>,
     /// Engines to run, comma-separated (keystone,redb,files,sqlite; also keystone-md5: Keystone with
-    /// the MD5 ETags of a store served over S3); default: all but keystone-md5 (W4: and sqlite).
+    /// the MD5 ETags of a store served over S3, and keystone-read: Keystone streaming gets through
+    /// `Read`); default: keystone,redb,files,sqlite (W4: not sqlite).
     #[arg(long, value_delimiter = ',')]
     engines: Option<Vec<String>>,
     /// Directory for the stores (default: a temporary directory, removed at the end).
@@ -146,8 +147,8 @@ fn main() -> Result<()> {
     }
     let all: Vec<String> = engines::ALL.iter().map(|e| (*e).to_owned()).collect();
     let chosen = args.engines.clone().unwrap_or_else(|| all.clone());
-    if let Some(bad) = chosen.iter().find(|e| !all.contains(e) && *e != "keystone-md5") {
-        bail!("unknown engine {bad:?} (expected some of {all:?}, or keystone-md5)");
+    if let Some(bad) = chosen.iter().find(|e| !all.contains(e) && !engines::VARIANTS.contains(&e.as_str())) {
+        bail!("unknown engine {bad:?} (expected some of {all:?}, or {:?})", engines::VARIANTS);
     }
     let tmp = match &args.dir {
         Some(_) => None,

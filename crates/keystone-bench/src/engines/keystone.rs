@@ -1,5 +1,7 @@
 //! Keystone through its public API, with its default settings (durable acknowledgements, XXH3
-//! ETags) — or, as engine `keystone-md5`, with the MD5 ETags a store served over S3 uses.
+//! ETags) — or, as engine `keystone-md5`, with the MD5 ETags a store served over S3 uses, or,
+//! as `keystone-read`, streaming gets through `Read` (a copy into a buffer) instead of
+//! `next_chunk`.
 
 use std::io::Read;
 use std::path::Path;
@@ -15,10 +17,15 @@ pub struct Keystone {
     name: &'static str,
 }
 
+/// Bytes per `read` call of `keystone-read` (as the files adapter reads).
+const READ_PIECE: usize = 1 << 20;
+
 const BUCKET: &str = "bench";
 
 impl Keystone {
-    pub fn open(dir: &Path, cache: usize, etag: EtagAlgorithm, name: &'static str) -> Result<Self> {
+    /// `name` is `keystone`, `keystone-md5` or `keystone-read`.
+    pub fn open(dir: &Path, cache: usize, name: &'static str) -> Result<Self> {
+        let etag = if name == "keystone-md5" { EtagAlgorithm::Md5 } else { EtagAlgorithm::Xxh3 };
         let path = dir.join("store.keystone");
         let db = Datastore::builder()
             .cache_size(cache)
@@ -83,6 +90,12 @@ impl BenchEngine for Keystone {
     /// redb's adapter hands on the values it borrows; the files adapter reads into a buffer.
     fn get_stream(&self, key: &str, sink: &mut dyn FnMut(&[u8])) -> Result<u64> {
         let mut reader = self.bucket.open(key)?;
+        if self.name == "keystone-read" {
+            return super::read_pieces(&mut reader, READ_PIECE, |piece| {
+                sink(piece);
+                Ok(())
+            });
+        }
         let mut total = 0;
         while let Some(chunk) = reader.next_chunk()? {
             sink(&chunk);
