@@ -67,6 +67,30 @@ fn scans_are_ordered_bounded_and_limited(kv: &dyn KeyValueStore) {
     assert_eq!(keys_of(r.as_ref(), after, 2), vec![b"b\x00\x0a".to_vec(), b"c".to_vec()]);
     assert_eq!(super::prefix_end(b"\xff\xff"), None);
     assert_eq!(super::prefix_end(b"a\xff"), Some(b"b".to_vec()));
+    // `first_with`: the first entry of a range, or none; the same in a write transaction,
+    // which sees its own writes.
+    let first = |r: &dyn KvRead, range: KeyRange<'_>| {
+        let mut seen = None;
+        let found = r.first_with(range, &mut |k, v| {
+            seen = Some((k.to_vec(), v.to_vec()));
+            Ok(())
+        });
+        assert_eq!(found.unwrap(), seen.is_some());
+        seen.map(|(k, v)| {
+            assert_eq!(k, v);
+            k
+        })
+    };
+    let from = |k: &'static [u8]| KeyRange::new(Bound::Included(k), Bound::Unbounded);
+    assert_eq!(first(r.as_ref(), from(b"b\x00\x01")), Some(b"b\x00\x09".to_vec()));
+    assert_eq!(first(r.as_ref(), from(b"b")), Some(b"b".to_vec()));
+    assert_eq!(first(r.as_ref(), KeyRange::new(Bound::Included(b"b\x01"), Bound::Excluded(b"c"))), None);
+    assert_eq!(first(r.as_ref(), from(b"\xff\xff\x00")), None);
+    let mut w = kv.write().unwrap();
+    w.put(b"b\x00\x05", b"b\x00\x05").unwrap();
+    w.delete(b"c").unwrap();
+    assert_eq!(first(w.as_ref(), from(b"b\x00\x01")), Some(b"b\x00\x05".to_vec()));
+    assert_eq!(first(w.as_ref(), from(b"b\x01")), Some(b"\xff\xff".to_vec()));
 }
 
 fn writes_see_their_own_writes(kv: &dyn KeyValueStore) {

@@ -103,6 +103,9 @@ pub(crate) fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
     None
 }
 
+/// A callback lent one entry (key, value) for the duration of the call.
+pub(crate) type EntryFn<'a> = dyn FnMut(&[u8], &[u8]) -> Result<()> + 'a;
+
 /// Reads, shared by snapshots and write transactions (which see their own writes).
 pub(crate) trait KvRead {
     /// The value under `key`.
@@ -117,6 +120,15 @@ pub(crate) trait KvRead {
     }
     /// Up to `limit` entries of `range`, in ascending key order.
     fn scan(&self, range: KeyRange<'_>, limit: usize) -> Result<Vec<(Vec<u8>, Value)>>;
+    /// Calls `f` with the first entry of `range` (key and value borrowed for the call, as in
+    /// `read_with`); returns whether there was one. A point lookup that also finds what
+    /// follows a missing key, in one descent.
+    fn first_with(&self, range: KeyRange<'_>, f: &mut EntryFn<'_>) -> Result<bool> {
+        match self.scan(range, 1)?.first() {
+            Some((k, v)) => f(k, v).map(|()| true),
+            None => Ok(false),
+        }
+    }
 }
 
 /// A consistent read-only view of the store, owned so it can move between threads.

@@ -12,7 +12,7 @@ use redb::{
 };
 
 use super::prefill::Prefilled;
-use super::{Commit, KeyRange, KeyValueStore, KvRead, Limits, ReadTxn, SpaceInfo, Value, WriteTxn};
+use super::{Commit, EntryFn, KeyRange, KeyValueStore, KvRead, Limits, ReadTxn, SpaceInfo, Value, WriteTxn};
 use crate::error::{Error, Result};
 
 const TABLE: TableDefinition<'static, &'static [u8], &'static [u8]> = TableDefinition::new("keystone");
@@ -326,6 +326,10 @@ impl KvRead for RedbRead {
     fn scan(&self, range: KeyRange<'_>, limit: usize) -> Result<Vec<(Vec<u8>, Value)>> {
         scan_table(&self.table, range, limit)
     }
+
+    fn first_with(&self, range: KeyRange<'_>, f: &mut EntryFn<'_>) -> Result<bool> {
+        first_table_with(&self.table, range, f)
+    }
 }
 
 impl ReadTxn for RedbRead {}
@@ -339,6 +343,22 @@ fn read_table_with(
 ) -> Result<bool> {
     match table.get(key).map_err(|e| storage("reading", e))? {
         Some(g) => f(g.value()).map(|()| true),
+        None => Ok(false),
+    }
+}
+
+/// `first_with` on a snapshot's table or a transaction's.
+fn first_table_with(
+    table: &impl ReadableTable<&'static [u8], &'static [u8]>,
+    range: KeyRange<'_>,
+    f: &mut EntryFn<'_>,
+) -> Result<bool> {
+    let mut iter = table.range::<&[u8]>(to_bounds(range)).map_err(|e| storage("scanning", e))?;
+    match iter.next() {
+        Some(item) => {
+            let (k, v) = item.map_err(|e| storage("scanning", e))?;
+            f(k.value(), v.value()).map(|()| true)
+        }
         None => Ok(false),
     }
 }
@@ -394,6 +414,10 @@ impl KvRead for RedbWrite {
 
     fn scan(&self, range: KeyRange<'_>, limit: usize) -> Result<Vec<(Vec<u8>, Value)>> {
         self.cell.with_dependent(|_, table| scan_table(table, range, limit))
+    }
+
+    fn first_with(&self, range: KeyRange<'_>, f: &mut EntryFn<'_>) -> Result<bool> {
+        self.cell.with_dependent(|_, table| first_table_with(table, range, f))
     }
 }
 
