@@ -94,6 +94,33 @@ fn damaged_valid_manifests_decode_the_same_in_every_view() {
     assert_eq!(fuzzing::decode_all(&longer), 0);
 }
 
+/// A pack record stored under `b` (as `decode_all` reads one: key, NUL, record), then every
+/// one-byte change and cut of it: each decodes and re-encodes to itself, or is an error.
+#[test]
+fn damaged_pack_records_are_errors_not_panics() {
+    let mut p = b"b\0".to_vec();
+    p.push(0x81);
+    p.extend(2u32.to_le_bytes());
+    for (key, manifest) in [(&b"a"[..], &b"\x01xyz"[..]), (b"b", b"\x01q")] {
+        p.extend((key.len() as u32).to_le_bytes());
+        p.extend(key);
+        p.extend((manifest.len() as u32).to_le_bytes());
+        p.extend(manifest);
+    }
+    assert_eq!(fuzzing::decode_all(&p), 1, "the pack decodes");
+    for i in 0..p.len() {
+        for flip in [0x01, 0x80, 0xff] {
+            let mut bad = p.clone();
+            bad[i] ^= flip;
+            let _ = fuzzing::decode_all(&bad);
+        }
+        let _ = fuzzing::decode_all(&p[..i]);
+    }
+    let mut longer = p.clone();
+    longer.push(0);
+    assert_eq!(fuzzing::decode_all(&longer), 0);
+}
+
 #[test]
 fn model_runs_fuzzer_style_inputs() {
     let mut rng = fastrand::Rng::with_seed(3);

@@ -411,10 +411,16 @@ impl Datastore {
         crate::multipart::abort_older_than(&self.engine, nanos)
     }
 
-    /// Shrinks the file to what is in use: rewrites the records in key order (which fills the
-    /// B-tree's pages) and returns the freed space to the file system. Like SQLite's `VACUUM`,
-    /// it needs free disk space up to the store's size while it runs. Needs every reader,
-    /// snapshot and transaction of this store to have ended.
+    /// Shrinks the file to what is in use: packs runs of small objects into shared records
+    /// (about 8 KiB each; a later write to one of them unpacks its record), rewrites the
+    /// records in key order (which fills the B-tree's pages) and returns the freed space to
+    /// the file system. Like SQLite's `VACUUM`, it needs free disk space up to the store's size
+    /// while it runs. Needs every reader, snapshot and transaction of this store to have
+    /// ended; packing runs first, in transactions of its own, and stays done if the rest
+    /// reports the store in use.
+    ///
+    /// A packed object costs one more B-tree lookup to read (see docs/design.md, "Packs of
+    /// small objects"); objects stored on their own are read as before.
     pub fn compact(&self) -> Result<CompactReport> {
         maintenance::compact(&self.engine)
     }

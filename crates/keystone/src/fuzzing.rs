@@ -1,7 +1,7 @@
 //! Thin wrappers over crate internals for the cargo-fuzz targets in `fuzz/` and their smoke
 //! tests. Not a stable API.
 
-use crate::data::{keys, names, records};
+use crate::data::{keys, names, pack, records};
 
 /// Whether `name` is a valid bucket name.
 pub fn bucket_name_ok(name: &str) -> bool {
@@ -70,6 +70,19 @@ pub fn decode_all(bytes: &[u8]) -> usize {
     }
     if let Ok(r) = records::PartRecord::decode(bytes) {
         assert_eq!(records::PartRecord::decode(&r.encode()).ok(), Some(r), "part record round trip");
+        n += 1;
+    }
+    // A pack record, read as stored under the key before the first NUL: a pack that decodes
+    // is built again, byte for byte, from its entries.
+    if let Some(nul) = bytes.iter().position(|&b| b == 0)
+        && let Ok(last) = std::str::from_utf8(&bytes[..nul])
+        && let Ok(entries) = pack::decode(&bytes[nul + 1..], last)
+    {
+        let mut b = pack::Builder::new(pack::PACK_PAGE);
+        for e in &entries {
+            b.push(e.key, e.manifest);
+        }
+        assert_eq!(b.finish(), (last.to_owned(), bytes[nul + 1..].to_vec()), "pack round trip");
         n += 1;
     }
     n += usize::from(records::BucketRecord::decode(bytes).is_ok());

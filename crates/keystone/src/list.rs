@@ -26,6 +26,7 @@ pub(crate) fn list_page(r: &dyn KvRead, bucket: &str, opts: &ListOptions) -> Res
     let mut scope = base.clone();
     scope.extend_from_slice(opts.prefix.as_bytes());
     let scope_end = prefix_end(&scope);
+    let bucket_end = keys::objects_end(bucket);
 
     // Where to start: the prefix, after `start_after`, or where the token says.
     let mut from = scope.clone();
@@ -47,41 +48,48 @@ pub(crate) fn list_page(r: &dyn KvRead, bucket: &str, opts: &ListOptions) -> Res
     let mut count = 0;
     let mut resume: Option<Vec<u8>> = None;
     'scan: loop {
-        let batch = r.scan(range_from(&from, scope_end.as_deref()), SCAN)?;
+        let mut batch = r.scan(range_from(&from, scope_end.as_deref()), SCAN)?;
         let exhausted = batch.len() < SCAN;
+        if exhausted && let Some(end) = scope_end.as_deref().filter(|&e| e < bucket_end.as_slice()) {
+            // A pack lives under its last key: one that begins inside the scope may be stored
+            // past its end, as the first record after it (its objects outside are cut below).
+            batch.extend(r.scan(range_from(end.max(&from), Some(&bucket_end)), 1)?);
+        }
         let mut next_from = None;
-        for (k, v) in &batch {
-            if count == max {
-                // More remain: the next page starts here.
-                resume = Some(k[base.len()..].to_vec());
-                break 'scan;
-            }
-            let Some(name) = keys::object_name(bucket, k) else {
-                return Err(Error::Corrupted {
-                    bucket: Some(bucket.into()),
-                    key: None,
-                    reason: "manifest key is not UTF-8".into(),
-                });
-            };
-            if let Some(d) = delim {
-                let rest = &name[opts.prefix.len()..];
-                if let Some(i) = rest.find(d) {
-                    let cp = &name[..opts.prefix.len() + i + d.len()];
-                    page.common_prefixes.push(cp.to_owned());
-                    count += 1;
-                    // Skip every other key under this common prefix.
-                    let mut cpk = base.clone();
-                    cpk.extend_from_slice(cp.as_bytes());
-                    match prefix_end(&cpk) {
-                        Some(e) => next_from = Some(e),
-                        None => break 'scan,
-                    }
-                    break;
+        'batch: for (k, v) in &batch {
+            for (name, manifest) in objects::record_objects(bucket, k, v)? {
+                // A pack found by the scan may begin before where this page starts.
+                if name.as_bytes() < &from[base.len()..] {
+                    continue;
                 }
+                if !name.starts_with(&opts.prefix) {
+                    break 'scan;
+                }
+                if count == max {
+                    // More remain: the next page starts here.
+                    resume = Some(name.as_bytes().to_vec());
+                    break 'scan;
+                }
+                if let Some(d) = delim {
+                    let rest = &name[opts.prefix.len()..];
+                    if let Some(i) = rest.find(d) {
+                        let cp = &name[..opts.prefix.len() + i + d.len()];
+                        page.common_prefixes.push(cp.to_owned());
+                        count += 1;
+                        // Skip every other key under this common prefix.
+                        let mut cpk = base.clone();
+                        cpk.extend_from_slice(cp.as_bytes());
+                        match prefix_end(&cpk) {
+                            Some(e) => next_from = Some(e),
+                            None => break 'scan,
+                        }
+                        break 'batch;
+                    }
+                }
+                let m = Manifest::decode_head(manifest).map_err(|e| e.at(bucket, name))?;
+                page.objects.push(objects::info(bucket, name, &m));
+                count += 1;
             }
-            let m = Manifest::decode_head(v).map_err(|e| e.at(bucket, name))?;
-            page.objects.push(objects::info(bucket, name, &m));
-            count += 1;
         }
         match next_from {
             Some(nf) => from = nf,

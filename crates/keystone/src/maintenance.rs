@@ -5,12 +5,13 @@ use std::io;
 use std::sync::Arc;
 
 use crate::data::keys::{self, Book};
-use crate::data::records::{Manifest, PartRecord, StageRecord};
-use crate::engine::{Engine, for_each_prefixed, range_from};
+use crate::data::pack;
+use crate::data::records::{BodyRef, Manifest, PartRecord, ReadPlan, StageRecord};
+use crate::engine::{Engine, for_each_prefixed, next_key, range_from};
 use crate::error::{Error, Result};
 use crate::objects;
 use crate::reader::ObjectReader;
-use crate::storage::{KvRead, ReadTxn, prefix_end};
+use crate::storage::{Commit, KeyRange, KvRead, ReadTxn, WriteTxn, prefix_end};
 use crate::upload::from_io;
 
 /// An object that failed verification.
@@ -88,14 +89,28 @@ pub(crate) fn verify(engine: &Engine, only: Option<&str>) -> Result<VerifyReport
     for bucket in &buckets {
         let prefix = keys::objects_prefix(bucket);
         for_each_prefixed(snap.as_ref(), &prefix, 256, |k, v| {
-            let key = String::from_utf8_lossy(&k[prefix.len()..]).into_owned();
-            report.objects += 1;
-            if let Ok(m) = Manifest::decode_head(v) {
-                referenced.extend(m.segments().iter().map(|s| (bucket.clone(), s.id)));
-            }
-            match check_object(&snap, bucket, &key, v) {
-                Ok(n) => report.bytes += n,
-                Err(e) => report.corrupt.push(CorruptObject { bucket: bucket.clone(), key, reason: e.to_string() }),
+            let objects = match objects::record_objects(bucket, k, v) {
+                Ok(objects) => objects,
+                Err(e) => {
+                    // A damaged pack: its objects cannot be told apart, it counts as one.
+                    let key = String::from_utf8_lossy(&k[prefix.len()..]).into_owned();
+                    report.objects += 1;
+                    report.corrupt.push(CorruptObject { bucket: bucket.clone(), key, reason: e.to_string() });
+                    return Ok(true);
+                }
+            };
+            for (key, v) in objects {
+                report.objects += 1;
+                if let Ok(m) = Manifest::decode_head(v) {
+                    referenced.extend(m.segments().iter().map(|s| (bucket.clone(), s.id)));
+                }
+                match check_object(&snap, bucket, key, v) {
+                    Ok(n) => report.bytes += n,
+                    Err(e) => {
+                        let key = key.to_owned();
+                        report.corrupt.push(CorruptObject { bucket: bucket.clone(), key, reason: e.to_string() });
+                    }
+                }
             }
             Ok(true)
         })?;
@@ -165,7 +180,187 @@ pub(crate) fn gc(engine: &Engine) -> Result<GcReport> {
 
 pub(crate) fn compact(engine: &Engine) -> Result<CompactReport> {
     let size_before = engine.kv.space()?.file_size;
+    let buckets = engine.read(objects::list_buckets)?;
+    for b in &buckets {
+        pack_bucket(engine, &b.name)?;
+    }
     engine.kv.compact()?;
     let size_after = engine.kv.space()?.file_size;
     Ok(CompactReport { size_before, size_after })
+}
+
+/// Records of one bucket packed per transaction (fewer where the backend's limits say so).
+const PACK_BATCH: usize = 4096;
+
+/// Packs runs of small inline objects of `bucket` into pack records (see `data::pack`), one
+/// batch of records per durable transaction; objects already packed are packed again, so
+/// runs broken up by writes since the last `compact` are filled back up.
+fn pack_bucket(engine: &Engine, bucket: &str) -> Result<()> {
+    let limits = engine.kv.limits();
+    let batch = PACK_BATCH.min(limits.max_txn_ops / 4);
+    let page = pack::PACK_PAGE.min(limits.max_value_size);
+    if batch < 2 {
+        return Ok(());
+    }
+    let base = keys::objects_prefix(bucket);
+    let end = prefix_end(&base);
+    let mut from = base.clone();
+    loop {
+        let next = engine.write_alone(Commit::Durable, |w| {
+            pack_batch(w, bucket, range_from(&from, end.as_deref()), batch, page, limits.max_txn_bytes / 4)
+        })?;
+        match next {
+            Some(n) => from = n,
+            None => return Ok(()),
+        }
+    }
+}
+
+/// Repacks the objects of up to `batch` records (and about `max_bytes`) of `range`; returns
+/// where the next batch starts, `None` when the range is done.
+fn pack_batch(
+    w: &mut dyn WriteTxn,
+    bucket: &str,
+    range: KeyRange<'_>,
+    batch: usize,
+    page: usize,
+    max_bytes: usize,
+) -> Result<Option<Vec<u8>>> {
+    let mut recs = w.scan(range, batch)?;
+    let scanned = recs.len();
+    let mut bytes = 0;
+    if let Some(fit) = recs.iter().position(|(k, v)| {
+        bytes += k.len() + v.len();
+        bytes > max_bytes
+    }) {
+        recs.truncate(fit.max(1));
+    }
+    let Some((last, _)) = recs.last() else { return Ok(None) };
+    let next = (scanned == batch || recs.len() < scanned).then(|| next_key(last));
+
+    let mut plan =
+        Plan { bucket, builder: pack::Builder::new(page), members: Vec::new(), deletes: Vec::new(), puts: Vec::new() };
+    for (k, v) in &recs {
+        let Ok(objects) = objects::record_objects(bucket, k, v) else {
+            // A damaged pack stays where it is, and no new pack reaches across it.
+            plan.flush();
+            continue;
+        };
+        let own = !pack::is_pack(v);
+        if !own {
+            plan.deletes.push(k.clone());
+        }
+        for (key, manifest) in objects {
+            let inline = matches!(ReadPlan::decode(manifest), Ok(ReadPlan { body: BodyRef::Inline(_), .. }));
+            if !(inline && plan.builder.packable(manifest.len())) {
+                plan.flush();
+                if !own {
+                    plan.puts.push((keys::object(bucket, key), manifest.to_vec()));
+                }
+                continue;
+            }
+            if !plan.builder.fits(key, manifest, bucket.len() + 1 + key.len()) {
+                plan.flush();
+            }
+            plan.builder.push(key, manifest);
+            plan.members.push((key.to_owned(), manifest.to_vec(), own));
+        }
+    }
+    plan.flush();
+    for k in &plan.deletes {
+        w.delete(k)?;
+    }
+    for (k, v) in &plan.puts {
+        w.put(k, v)?;
+    }
+    Ok(next)
+}
+
+/// The writes that repack one batch: records to delete first, then records to write.
+struct Plan<'a> {
+    bucket: &'a str,
+    builder: pack::Builder,
+    /// The objects in `builder`: key, manifest, and whether it is stored on its own now.
+    members: Vec<(String, Vec<u8>, bool)>,
+    deletes: Vec<Vec<u8>>,
+    puts: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+impl Plan<'_> {
+    /// Ends the pack being built: two or more objects become a pack record (their own records
+    /// are deleted); a single one stays, or becomes again, a record of its own.
+    fn flush(&mut self) {
+        let (last, record) = self.builder.finish();
+        let members = std::mem::take(&mut self.members);
+        match members.as_slice() {
+            [] => {}
+            [(key, manifest, own)] => {
+                if !own {
+                    self.puts.push((keys::object(self.bucket, key), manifest.clone()));
+                }
+            }
+            _ => {
+                for (key, _, own) in &members {
+                    if *own {
+                        self.deletes.push(keys::object(self.bucket, key));
+                    }
+                }
+                self.puts.push((keys::object(self.bucket, &last), record));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use crate::data::{keys, pack};
+    use crate::engine::for_each_prefixed;
+
+    /// (pack records, objects in them, records of their own) of `bucket`.
+    fn layout(db: &crate::Datastore, bucket: &str) -> (usize, usize, usize) {
+        db.engine
+            .read(|r| {
+                let mut out = (0, 0, 0);
+                for_each_prefixed(r, &keys::objects_prefix(bucket), 100, |k, v| {
+                    if pack::is_pack(v) {
+                        out.0 += 1;
+                        out.1 += crate::objects::record_objects(bucket, k, v)?.count();
+                    } else {
+                        out.2 += 1;
+                    }
+                    Ok(true)
+                })?;
+                Ok(out)
+            })
+            .unwrap()
+    }
+
+    #[test]
+    fn compact_packs_runs_of_small_objects_and_a_write_unpacks_one() {
+        let db = crate::Datastore::builder().inline_threshold(100).in_memory().unwrap();
+        let b = db.create_bucket("bkt").unwrap();
+        for i in 0..100u8 {
+            // k050 is chunked: no pack reaches across it.
+            b.put_bytes(&format!("k{i:03}"), vec![i; if i == 50 { 500 } else { 10 }]).unwrap();
+        }
+        assert_eq!(layout(&db, "bkt"), (0, 0, 100));
+        db.compact().unwrap();
+        let (packs, packed, own) = layout(&db, "bkt");
+        assert_eq!((packed, own), (99, 1), "{packs} packs");
+        assert!((2..10).contains(&packs), "{packs} packs");
+        assert_eq!(b.get_bytes("k049").unwrap(), vec![49u8; 10]);
+
+        // A new key inside a pack's range unpacks that pack only.
+        b.put_bytes("k010x", b"new").unwrap();
+        let (packs2, packed2, own2) = layout(&db, "bkt");
+        assert_eq!(packs2, packs - 1);
+        assert_eq!(packed2 + own2, 101);
+        assert_eq!(own2 - own, packed - packed2 + 1);
+        // A second compact packs it all again, the new key included.
+        db.compact().unwrap();
+        assert_eq!(layout(&db, "bkt").2, 1);
+        assert_eq!(db.verify().unwrap().objects, 101);
+    }
 }

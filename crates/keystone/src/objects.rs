@@ -3,8 +3,8 @@
 //! leaves the transaction untouched (group commit relies on it).
 
 use crate::data::keys::{self, Book};
-use crate::data::names;
 use crate::data::records::{Body, BucketRecord, Manifest, Segment, gc_record};
+use crate::data::{names, pack};
 use crate::engine::{delete_prefix, for_each_prefixed};
 use crate::error::{Error, Result};
 use crate::storage::{KvRead, Limits, WriteTxn};
@@ -115,27 +115,169 @@ pub(crate) fn list_buckets(r: &dyn KvRead) -> Result<Vec<BucketInfo>> {
     Ok(out)
 }
 
-/// The manifest of `key`; `full` also decodes an inline body.
-pub(crate) fn manifest(r: &dyn KvRead, bucket: &str, key: &str, full: bool) -> Result<Option<Manifest>> {
+/// Where a lookup found an object's manifest, or why it did not.
+pub(crate) enum Lookup<T> {
+    /// Found; `pack` names the pack record holding it (by its last key).
+    Hit {
+        value: T,
+        pack: Option<String>,
+    },
+    /// No such key; `pack` names a pack whose key range covers it (a write must unpack it).
+    Miss {
+        pack: Option<String>,
+    },
+    NoBucket,
+}
+
+/// Finds the manifest record of `key`, on its own or in a pack, and calls `f` with it while
+/// the store lends it. An object stored on its own costs one point lookup, as before packs
+/// existed; otherwise [`seek`] decides.
+pub(crate) fn lookup<T>(
+    r: &dyn KvRead,
+    bucket: &str,
+    key: &str,
+    mut f: impl FnMut(&[u8]) -> Result<T>,
+) -> Result<Lookup<T>> {
+    let okey = keys::object(bucket, key);
     let mut out = None;
-    r.read_with(&keys::object(bucket, key), &mut |v| {
-        let m = if full { Manifest::decode(v) } else { Manifest::decode_head(v) };
-        out = Some(m.map_err(|e| e.at(bucket, key))?);
+    r.read_with(&okey, &mut |v| {
+        if !pack::is_pack(v) {
+            out = Some(Lookup::Hit { value: f(v)?, pack: None });
+        }
         Ok(())
     })?;
-    Ok(out)
+    match out {
+        Some(hit) => Ok(hit),
+        None => seek(r, bucket, key, &okey, false, f),
+    }
+}
+
+/// [`lookup`] for a write, which needs to know about a covering pack even for a new key: one
+/// seek, no point lookup first (most writes in bulk loads are of new keys). `bucket_known`:
+/// the caller knows the bucket exists, a miss need not look it up.
+fn lookup_for_write<T>(
+    r: &dyn KvRead,
+    bucket: &str,
+    key: &str,
+    bucket_known: bool,
+    f: impl FnMut(&[u8]) -> Result<T>,
+) -> Result<Lookup<T>> {
+    seek(r, bucket, key, &keys::object(bucket, key), bucket_known, f)
+}
+
+/// The first record at or after `okey` decides: the key's own record, a pack covering the key
+/// (packs live under their last key; invariant 6 of docs/design.md), or neither. An object's
+/// record exists only while its bucket does, so only when no object of the bucket follows
+/// (and the caller does not know already) is the bucket record read, to tell a missing key
+/// from a missing bucket.
+fn seek<T>(
+    r: &dyn KvRead,
+    bucket: &str,
+    key: &str,
+    okey: &[u8],
+    bucket_known: bool,
+    mut f: impl FnMut(&[u8]) -> Result<T>,
+) -> Result<Lookup<T>> {
+    let end = keys::objects_end(bucket);
+    let mut out = None;
+    let follows = r.first_with(crate::engine::range_from(okey, Some(&end)), &mut |k, v| {
+        if !pack::is_pack(v) {
+            if k == okey {
+                out = Some(Lookup::Hit { value: f(v)?, pack: None });
+            }
+            return Ok(());
+        }
+        let last =
+            keys::object_name(bucket, k).ok_or_else(|| Error::corrupted(bucket, key, "pack key is not UTF-8"))?;
+        let entries = pack::decode(v, last).map_err(|e| e.at(bucket, last))?;
+        if entries.first().is_none_or(|e| e.key > key) {
+            return Ok(());
+        }
+        let pack = Some(last.to_owned());
+        out = Some(match entries.binary_search_by(|e| e.key.cmp(key)) {
+            Ok(i) => Lookup::Hit { value: f(entries[i].manifest)?, pack },
+            Err(_) => Lookup::Miss { pack },
+        });
+        Ok(())
+    })?;
+    match out {
+        Some(found) => Ok(found),
+        // An object of the bucket follows the key: the bucket exists.
+        None if follows || bucket_known => Ok(Lookup::Miss { pack: None }),
+        None if bucket_record(r, bucket)?.is_none() => Ok(Lookup::NoBucket),
+        None => Ok(Lookup::Miss { pack: None }),
+    }
+}
+
+/// The objects of one record of `bucket`'s key space: the object itself, or a pack's.
+pub(crate) fn record_objects<'a>(bucket: &str, k: &'a [u8], v: &'a [u8]) -> Result<RecordObjects<'a>> {
+    let Some(name) = keys::object_name(bucket, k) else {
+        return Err(Error::Corrupted {
+            bucket: Some(bucket.into()),
+            key: None,
+            reason: "manifest key is not UTF-8".into(),
+        });
+    };
+    if pack::is_pack(v) {
+        Ok(RecordObjects::Pack(pack::decode(v, name).map_err(|e| e.at(bucket, name))?.into_iter()))
+    } else {
+        Ok(RecordObjects::One(Some((name, v))))
+    }
+}
+
+/// Iterator of [`record_objects`]: (key, manifest record) pairs in key order.
+pub(crate) enum RecordObjects<'a> {
+    One(Option<(&'a str, &'a [u8])>),
+    Pack(std::vec::IntoIter<pack::Entry<'a>>),
+}
+
+impl<'a> Iterator for RecordObjects<'a> {
+    type Item = (&'a str, &'a [u8]);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        match self {
+            RecordObjects::One(one) => one.take(),
+            RecordObjects::Pack(entries) => entries.next().map(|e| (e.key, e.manifest)),
+        }
+    }
+}
+
+fn decoder(bucket: &str, key: &str, full: bool) -> impl Fn(&[u8]) -> Result<Manifest> {
+    move |v| {
+        let m = if full { Manifest::decode(v) } else { Manifest::decode_head(v) };
+        m.map_err(|e| e.at(bucket, key))
+    }
+}
+
+/// The manifest of `key`; `full` also decodes an inline body.
+pub(crate) fn manifest(r: &dyn KvRead, bucket: &str, key: &str, full: bool) -> Result<Option<Manifest>> {
+    match lookup(r, bucket, key, decoder(bucket, key, full))? {
+        Lookup::Hit { value, .. } => Ok(Some(value)),
+        Lookup::Miss { .. } | Lookup::NoBucket => Ok(None),
+    }
 }
 
 /// The manifest of an existing object, or `NoSuchKey` / `NoSuchBucket`.
 pub(crate) fn existing(r: &dyn KvRead, bucket: &str, key: &str, full: bool) -> Result<Manifest> {
     names::check_key(key)?;
-    match manifest(r, bucket, key, full)? {
-        Some(m) => Ok(m),
-        None => {
-            require_bucket(r, bucket)?;
-            Err(Error::no_such_key(bucket, key))
-        }
+    match lookup(r, bucket, key, decoder(bucket, key, full))? {
+        Lookup::Hit { value, .. } => Ok(value),
+        Lookup::Miss { .. } => Err(Error::no_such_key(bucket, key)),
+        Lookup::NoBucket => Err(Error::no_such_bucket(bucket)),
     }
+}
+
+/// Writes every object of the pack stored under `last` back under its own key (the last
+/// one's manifest replaces the pack record), so the key range it covered can be written.
+fn unpack(w: &mut dyn WriteTxn, bucket: &str, last: &str) -> Result<()> {
+    let Some(v) = w.get(&keys::object(bucket, last))? else {
+        return Err(Error::corrupted(bucket, last, "pack record vanished"));
+    };
+    let entries = pack::decode(&v, last).map_err(|e| e.at(bucket, last))?;
+    for e in entries {
+        w.put(&keys::object(bucket, e.key), e.manifest)?;
+    }
+    Ok(())
 }
 
 pub(crate) fn info(bucket: &str, key: &str, m: &Manifest) -> ObjectInfo {
@@ -176,7 +318,8 @@ pub(crate) struct NewVersion {
 
 /// Makes `new` the current version of `key`: checks the bucket and the condition, frees the
 /// old version's chunks (or queues them, past the backend's transaction limits), and writes
-/// the manifest. Returns the object's info and whether freeing was queued.
+/// the manifest (unpacking a pack that covers the key first). Returns the object's info and
+/// whether freeing was queued.
 ///
 /// `bucket_known`: the caller has seen the bucket in this same transaction, after its last
 /// bucket deletion (a transaction's bucket handle), so it is not looked up again.
@@ -190,13 +333,15 @@ pub(crate) fn publish(
     bucket_known: bool,
 ) -> Result<(ObjectInfo, bool)> {
     names::check_key(key)?;
-    let old = manifest(w, bucket, key, false)?;
-    // An object's manifest exists only while its bucket does (deleting a bucket deletes its
-    // objects in the same transaction), so only a new key needs the bucket looked up.
-    if old.is_none() && !bucket_known {
-        require_bucket(w, bucket)?;
-    }
+    let (old, pack) = match lookup_for_write(w, bucket, key, bucket_known, decoder(bucket, key, false))? {
+        Lookup::Hit { value, pack } => (Some(value), pack),
+        Lookup::Miss { pack } => (None, pack),
+        Lookup::NoBucket => return Err(Error::no_such_bucket(bucket)),
+    };
     check_condition(bucket, key, old.as_ref(), cond)?;
+    if let Some(last) = pack {
+        unpack(w, bucket, &last)?;
+    }
     let now = now_nanos();
     let m = Manifest {
         size: new.size,
@@ -219,9 +364,15 @@ pub(crate) fn publish(
 /// Deletes `key` (a missing key is fine). Returns whether freeing was queued.
 pub(crate) fn delete_object(w: &mut dyn WriteTxn, limits: Limits, bucket: &str, key: &str) -> Result<bool> {
     names::check_key(key)?;
-    let Some(old) = manifest(w, bucket, key, false)? else {
-        require_bucket(w, bucket)?;
-        return Ok(false);
+    let old = match lookup_for_write(w, bucket, key, false, decoder(bucket, key, false))? {
+        Lookup::Hit { value, pack } => {
+            if let Some(last) = pack {
+                unpack(w, bucket, &last)?;
+            }
+            value
+        }
+        Lookup::Miss { .. } => return Ok(false),
+        Lookup::NoBucket => return Err(Error::no_such_bucket(bucket)),
     };
     let queued = free_segments(w, limits, bucket, old.segments())?;
     w.delete(&keys::object(bucket, key))?;

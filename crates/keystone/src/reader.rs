@@ -307,11 +307,10 @@ pub(crate) fn read_range(
         Inline(Vec<u8>),
         Chunked(Vec<crate::data::records::Segment>, u32, u64, u64, u64),
     }
-    let mut found = None;
-    r.read_with(&keys::object(bucket, key), &mut |buf| {
+    let found = crate::objects::lookup(r, bucket, key, |buf| {
         let plan = ReadPlan::decode(buf).map_err(|e| e.at(bucket, key))?;
         let (start, end) = checked_range(plan.size)?;
-        found = Some(match plan.body {
+        Ok(match plan.body {
             BodyRef::Segments(segs) => Found::Chunked(segs, plan.crc, plan.size, start, end),
             BodyRef::Inline(data) => {
                 // The decode checked that the body is `size` bytes long, so the range lies in it.
@@ -327,16 +326,16 @@ pub(crate) fn read_range(
                 }
                 Found::Inline(out)
             }
-        });
-        Ok(())
+        })
     })?;
+    let found = match found {
+        crate::objects::Lookup::Hit { value, .. } => value,
+        crate::objects::Lookup::Miss { .. } => return Err(Error::no_such_key(bucket, key)),
+        crate::objects::Lookup::NoBucket => return Err(Error::no_such_bucket(bucket)),
+    };
     match found {
-        None => {
-            crate::objects::require_bucket(r, bucket)?;
-            Err(Error::no_such_key(bucket, key))
-        }
-        Some(Found::Inline(out)) => Ok(out),
-        Some(Found::Chunked(segs, crc, size, start, end)) => {
+        Found::Inline(out) => Ok(out),
+        Found::Chunked(segs, crc, size, start, end) => {
             let full = start == 0 && end == size;
             // Reserved up to 64 MiB: the size comes from a record that may be damaged.
             let mut out = Vec::with_capacity((end - start).min(64 << 20) as usize);

@@ -87,6 +87,24 @@ proptest! {
     fn store_on_limited_reference_map_matches_model(ops in proptest::collection::vec(op(), 1..40)) {
         run(Target::RefMap, &ops)?;
     }
+
+    /// Random operations on a store whose small objects were just packed by `compact`: every
+    /// write, read and listing then meets packs (rare in the runs above, where few small
+    /// objects sit next to each other when `compact` comes).
+    #[test]
+    fn store_with_packed_objects_matches_model(
+        fill in proptest::collection::vec((0u8..3, small(), 0u32..4, any::<u8>()), 4..24),
+        ops in proptest::collection::vec(op(), 1..40),
+    ) {
+        // size_of(0..4): 0, 1, INLINE - 1 and INLINE bytes, all inline.
+        let mut all: Vec<Op> = fill
+            .into_iter()
+            .map(|(b, k, len, seed)| Op::Put { b, k, len, seed, stream: false, cond: Cond::None })
+            .collect();
+        all.push(Op::Compact);
+        all.extend(ops);
+        run(Target::File, &all)?;
+    }
 }
 
 /// Found by the model test: deleting a bucket whose chunks outnumber the backend's

@@ -43,6 +43,11 @@ pub(crate) fn objects_prefix(bucket: &str) -> Vec<u8> {
     join(&[bucket.as_bytes(), b"\0"])
 }
 
+/// The first key past every manifest of `bucket` (`prefix_end` of `objects_prefix`).
+pub(crate) fn objects_end(bucket: &str) -> Vec<u8> {
+    join(&[bucket.as_bytes(), b"\x01"])
+}
+
 pub(crate) fn object(bucket: &str, key: &str) -> Vec<u8> {
     join(&[bucket.as_bytes(), b"\0", key.as_bytes()])
 }
@@ -179,6 +184,7 @@ mod tests {
         assert_eq!(object_name("ab", &k), None);
         // A bucket that extends another's name never falls inside its prefix.
         assert!(!object("abc.d", "x").starts_with(&objects_prefix("abc")));
+        assert_eq!(crate::storage::prefix_end(&objects_prefix("abc")), Some(objects_end("abc")));
         assert_ne!(object("abc", "a/c"), object("abc", "a//b/../c"));
     }
 

@@ -5,4 +5,5 @@ pub(crate) mod chunking;
 pub(crate) mod crc;
 pub(crate) mod keys;
 pub(crate) mod names;
+pub(crate) mod pack;
 pub(crate) mod records;
