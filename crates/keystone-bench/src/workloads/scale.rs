@@ -133,10 +133,12 @@ pub fn run(ctx: &Ctx, engines: &[String], p: &Scale, w5: bool, w6: bool) -> Resu
     Ok(rows)
 }
 
-fn w5_rows(ctx: &Ctx, stores: &[Box<dyn BenchEngine>], p: &Scale, total: usize, user_bytes: u64) -> Result<Vec<Row>> {
-    progress(" W5 listing");
-    let label = format!("W5 {} objs", p.count);
-    let list = alternate(ctx.reps, stores, |_, e| {
+/// Random gets timed after W5's compact.
+const GETS_AFTER_COMPACT: usize = 20_000;
+
+/// Pages of 1,000 keys per second listing every key (there must be `total`).
+fn list_rate(ctx: &Ctx, stores: &[Box<dyn BenchEngine>], total: usize) -> Result<Vec<(String, Vec<f64>)>> {
+    alternate(ctx.reps, stores, |_, e| {
         let t = Instant::now();
         let (mut pages, mut seen) = (0usize, 0usize);
         let mut after: Option<String> = None;
@@ -148,10 +150,16 @@ fn w5_rows(ctx: &Ctx, stores: &[Box<dyn BenchEngine>], p: &Scale, total: usize, 
             after = Some(last.clone());
         }
         if seen != total {
-            bail!("{} listed {seen} keys, user_bytes {total}", e.name());
+            bail!("{} listed {seen} keys, expected {total}", e.name());
         }
         Ok(pages as f64 / t.elapsed().as_secs_f64())
-    })?;
+    })
+}
+
+fn w5_rows(ctx: &Ctx, stores: &[Box<dyn BenchEngine>], p: &Scale, total: usize, user_bytes: u64) -> Result<Vec<Row>> {
+    progress(" W5 listing");
+    let label = format!("W5 {} objs", p.count);
+    let list = list_rate(ctx, stores, total)?;
     let mut rows = vec![Row::new(label.clone(), format!("list pages of 1,000 keys/s ({} prefixes)", p.prefixes), list)];
     let space = |e: &dyn BenchEngine, bytes: u64| -> Result<f64> { Ok(e.disk_bytes()? as f64 / bytes as f64) };
     let one = |f: &dyn Fn(&dyn BenchEngine) -> Result<f64>| -> Result<Vec<(String, Vec<f64>)>> {
@@ -179,7 +187,27 @@ fn w5_rows(ctx: &Ctx, stores: &[Box<dyn BenchEngine>], p: &Scale, total: usize, 
         space(e, left)
     })?;
     rows.push(
-        Row::new(label, "file size / bytes stored, after deletes + compact", compacted).target(Target::AtMost(1.3)),
+        Row::new(label.clone(), "file size / bytes stored, after deletes + compact", compacted)
+            .target(Target::AtMost(1.3)),
     );
+    // What compacting (in Keystone: packing small objects) does to reads.
+    progress(" W5 reads after compact");
+    let list = list_rate(ctx, stores, total - victims.len())?;
+    rows.push(Row::new(label.clone(), "list pages of 1,000 keys/s, after compact", list));
+    let mut rng = Rng::new(7);
+    let probes: Vec<String> = (0..GETS_AFTER_COMPACT)
+        .map(|_| rng.below(p.count as u64) as usize)
+        .filter(|i| i % step != 0 || i / step >= p.deletes)
+        .map(|i| key(i, p.prefixes))
+        .collect();
+    let gets = alternate(ctx.reps, stores, |_, e| {
+        rate(probes.len(), || {
+            for k in &probes {
+                e.get(k)?;
+            }
+            Ok(())
+        })
+    })?;
+    rows.push(Row::new(label, "random gets/s, after compact", gets));
     Ok(rows)
 }
