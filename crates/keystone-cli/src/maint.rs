@@ -192,10 +192,12 @@ pub fn compact(ctx: &Ctx) -> anyhow::Result<()> {
     let r = db.compact()?;
     spinner.finish_and_clear();
     ctx.say(format_args!(
-        "compacted {}: {} before, {} after ({} smaller)",
+        "compacted {}: {} before, {} after ({} smaller); {} small objects in {} pack records",
         ctx.store.display(),
         size(r.size_before),
         size(r.size_after),
-        size(r.size_before.saturating_sub(r.size_after))
+        size(r.size_before.saturating_sub(r.size_after)),
+        r.packed_objects,
+        r.pack_records
     ))
 }

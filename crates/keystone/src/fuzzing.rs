@@ -78,13 +78,15 @@ pub fn decode_all(bytes: &[u8]) -> usize {
         && let Ok(last) = std::str::from_utf8(&bytes[..nul])
         && let Ok(entries) = pack::decode(&bytes[nul + 1..], last)
     {
-        let mut b = pack::Builder::new(pack::PACK_PAGE);
+        let mut b = pack::Builder::new(pack::PACK_PAGE, usize::MAX);
         for e in &entries {
             b.push(e.key, e.manifest);
         }
         assert_eq!(b.finish(), (last.to_owned(), bytes[nul + 1..].to_vec()), "pack round trip");
+        assert_eq!(pack::first_key(&bytes[nul + 1..]), entries.first().map(|e| e.key), "first key");
         n += 1;
     }
+    let _ = pack::first_key(bytes);
     n += usize::from(records::BucketRecord::decode(bytes).is_ok());
     n += usize::from(records::open_chunk(bytes).is_ok());
     n += usize::from(keys::parse_chunk(bytes).is_some());

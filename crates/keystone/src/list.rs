@@ -4,8 +4,8 @@
 use std::sync::Arc;
 
 use crate::data::chunking::{hex, unhex};
-use crate::data::keys;
 use crate::data::records::Manifest;
+use crate::data::{keys, pack};
 use crate::engine::{next_key, range_from};
 use crate::error::{Error, Result};
 use crate::objects;
@@ -42,9 +42,14 @@ pub(crate) fn list_page(r: &dyn KvRead, bucket: &str, opts: &ListOptions) -> Res
         from = from.max(k);
     }
 
+    let mut page = ListPage::default();
+    if scope_end.as_deref().is_some_and(|end| from.as_slice() >= end) {
+        // Starts after every key of the prefix (a range that ends before it starts is not
+        // handed to the backend).
+        return Ok(page);
+    }
     let max = opts.max_keys.max(1);
     let delim = opts.delimiter.as_deref().filter(|d| !d.is_empty());
-    let mut page = ListPage::default();
     let mut count = 0;
     let mut resume: Option<Vec<u8>> = None;
     'scan: loop {
@@ -57,7 +62,20 @@ pub(crate) fn list_page(r: &dyn KvRead, bucket: &str, opts: &ListOptions) -> Res
         }
         let mut next_from = None;
         'batch: for (k, v) in &batch {
-            for (name, manifest) in objects::record_objects(bucket, k, v)? {
+            let objects = match objects::record_objects(bucket, k, v) {
+                Ok(objects) => objects,
+                // A damaged pack that begins past the prefix (the record looked at after it)
+                // holds nothing of this listing.
+                Err(_)
+                    if pack::first_key(v).is_some_and(|first| {
+                        first.as_bytes() >= &from[base.len()..] && !first.starts_with(&opts.prefix)
+                    }) =>
+                {
+                    break 'scan;
+                }
+                Err(e) => return Err(e),
+            };
+            for (name, manifest) in objects {
                 // A pack found by the scan may begin before where this page starts.
                 if name.as_bytes() < &from[base.len()..] {
                     continue;

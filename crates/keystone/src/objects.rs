@@ -189,7 +189,13 @@ fn seek<T>(
         }
         let last =
             keys::object_name(bucket, k).ok_or_else(|| Error::corrupted(bucket, key, "pack key is not UTF-8"))?;
-        let entries = pack::decode(v, last).map_err(|e| e.at(bucket, last))?;
+        let entries = match pack::decode(v, last) {
+            Ok(entries) => entries,
+            // A damaged pack that begins after the key does not cover it: only the keys of its
+            // own range report the damage.
+            Err(_) if pack::first_key(v).is_some_and(|first| key < first) => return Ok(()),
+            Err(e) => return Err(e.at(bucket, last)),
+        };
         if entries.first().is_none_or(|e| e.key > key) {
             return Ok(());
         }

@@ -86,6 +86,15 @@ pub(crate) fn decode<'a>(record: &'a [u8], last: &str) -> Result<Vec<Entry<'a>>>
     Ok(out)
 }
 
+/// The first object key of a pack record, read without checking the rest: what a lookup needs
+/// to know whether a damaged pack could cover its key at all.
+pub(crate) fn first_key(record: &[u8]) -> Option<&str> {
+    let mut buf = record.strip_prefix(&[PACK_V1])?;
+    take(&mut buf, 4).ok()?;
+    let n = u32_at(&mut buf).ok()?;
+    std::str::from_utf8(take(&mut buf, n).ok()?).ok()
+}
+
 /// Builds one pack from consecutive objects.
 #[derive(Debug)]
 pub(crate) struct Builder {
@@ -93,13 +102,15 @@ pub(crate) struct Builder {
     count: u32,
     last: String,
     page: usize,
+    max_entries: usize,
 }
 
 impl Builder {
-    /// Packs sized for `page` bytes: [`PACK_PAGE`], or less where the backend's values must
-    /// be smaller.
-    pub(crate) fn new(page: usize) -> Self {
-        Builder { buf: Vec::new(), count: 0, last: String::new(), page }
+    /// Packs sized for `page` bytes ([`PACK_PAGE`], or less where the backend's values must be
+    /// smaller) and at most `max_entries` objects (a write into a pack rewrites every object
+    /// of it: on a backend with transaction limits that must fit in one transaction).
+    pub(crate) fn new(page: usize, max_entries: usize) -> Self {
+        Builder { buf: Vec::new(), count: 0, last: String::new(), page, max_entries }
     }
 
     /// Whether a manifest of `len` bytes is worth packing: above a quarter of a page, a record
@@ -111,6 +122,9 @@ impl Builder {
     /// Whether an entry of `key` and `manifest` still fits the page, stored under a record
     /// key of `record_key_len` bytes once it is the last entry.
     pub(crate) fn fits(&self, key: &str, manifest: &[u8], record_key_len: usize) -> bool {
+        if self.count as usize >= self.max_entries {
+            return false;
+        }
         let header = if self.count == 0 { 5 } else { self.buf.len() };
         header + 8 + key.len() + manifest.len() + record_key_len + LEAF_OVERHEAD <= self.page
     }
@@ -146,7 +160,7 @@ mod tests {
     use super::*;
 
     fn sample() -> Vec<u8> {
-        let mut b = Builder::new(PACK_PAGE);
+        let mut b = Builder::new(PACK_PAGE, usize::MAX);
         b.push("a/1", b"\x01one");
         b.push("a/2", b"\x01two");
         b.push("b", b"\x01three");
@@ -163,6 +177,26 @@ mod tests {
         assert_eq!(e.iter().map(|e| e.key).collect::<Vec<_>>(), ["a/1", "a/2", "b"]);
         assert_eq!(e[2].manifest, b"\x01three");
         assert!(decode(&rec, "a/2").unwrap_err().to_string().contains("last key"));
+    }
+
+    #[test]
+    fn entry_cap() {
+        let mut b = Builder::new(PACK_PAGE, 2);
+        assert!(b.fits("a", b"x", 8));
+        b.push("a", b"x");
+        b.push("b", b"x");
+        assert!(!b.fits("c", b"x", 8));
+    }
+
+    #[test]
+    fn first_key_of_a_damaged_pack() {
+        let mut rec = sample();
+        assert_eq!(first_key(&rec), Some("a/1"));
+        rec.pop();
+        assert!(decode(&rec, "b").is_err());
+        assert_eq!(first_key(&rec), Some("a/1"));
+        assert_eq!(first_key(&rec[..7]), None);
+        assert_eq!(first_key(b"\x01manifest"), None);
     }
 
     #[test]
@@ -184,7 +218,7 @@ mod tests {
             }
         }
         // Out of order, duplicate and single-entry packs are refused.
-        let mut b = Builder::new(PACK_PAGE);
+        let mut b = Builder::new(PACK_PAGE, usize::MAX);
         b.push("b", b"x");
         b.push("a", b"y");
         assert!(decode(&b.finish().1, "a").unwrap_err().to_string().contains("order"));
@@ -198,7 +232,7 @@ mod tests {
     #[test]
     fn seven_one_kib_objects_fill_a_page() {
         let manifest = vec![1u8; 1024 + 110];
-        let mut b = Builder::new(PACK_PAGE);
+        let mut b = Builder::new(PACK_PAGE, usize::MAX);
         let mut n = 0;
         while b.fits(&format!("p{n:04}/o{n:08}"), &manifest, 40) {
             b.push(&format!("p{n:04}/o{n:08}"), &manifest);

@@ -255,4 +255,8 @@ fn memory_adapter_enforces_limits() {
     w.put(b"a", b"1").unwrap();
     w.put(b"b", b"1").unwrap();
     assert!(matches!(w.put(b"c", b"1"), Err(crate::Error::TooLarge(_))));
+    // A transaction past the limits is refused as a whole: the writes before the one that
+    // crossed them do not commit either.
+    assert!(matches!(w.commit(Commit::Durable), Err(crate::Error::TooLarge(_))));
+    assert!(kv.read().unwrap().get(b"a").unwrap().is_none());
 }

@@ -130,6 +130,13 @@ impl MemWrite {
     fn count(&mut self, bytes: usize) -> Result<()> {
         self.ops += 1;
         self.bytes += bytes;
+        self.within_limits()
+    }
+
+    /// Like a networked engine, the map refuses a transaction past its limits as a whole: the
+    /// write that crossed them fails, and so does the commit (a caller that ignored the error
+    /// cannot commit the writes before it).
+    fn within_limits(&self) -> Result<()> {
         if self.ops > self.limits.max_txn_ops || self.bytes > self.limits.max_txn_bytes {
             return Err(Error::TooLarge(format!(
                 "transaction of {} operations and {} bytes exceeds the backend's limits",
@@ -206,6 +213,7 @@ impl WriteTxn for MemWrite {
     }
 
     fn commit(mut self: Box<Self>, _mode: Commit) -> Result<()> {
+        self.within_limits()?;
         let overlay = std::mem::take(&mut self.overlay);
         let mut state = lock(&self.inner)?;
         let map = Arc::make_mut(&mut state.map);
