@@ -8,37 +8,10 @@
 # Default options: W2 W3, three repetitions, Keystone and raw redb.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-rounds="${1:?usage: scripts/ab-bench.sh ROUNDS REV... [-- options]}"
-shift
-revs=()
-while (($#)) && [[ $1 != -- ]]; do revs+=("$1"); shift; done
-[[ ${1:-} == -- ]] && shift
-((${#revs[@]})) || { echo "name at least one REV" >&2; exit 2; }
-opts=("$@")
+source scripts/ab-lib.sh
+ab_parse "scripts/ab-bench.sh ROUNDS REV... [-- options]" "$@"
 ((${#opts[@]})) || opts=(W2 W3 --reps 3 --engines keystone,redb)
-
-target="${CARGO_TARGET_DIR:-target}/release"
-work="$(mktemp -d)"
-cleanup() {
-  for w in "$work"/wt-*; do [[ -d $w ]] && { git worktree remove --force "$w" || true; }; done
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-bins=()
-for i in "${!revs[@]}"; do
-  rev=${revs[$i]}
-  if [[ $rev == . ]]; then
-    cargo build --quiet --release -p keystone-bench
-    cp "$target/keystone-bench" "$work/bench-$i"
-  else
-    wt="$work/wt-$i"
-    git worktree add --quiet --detach "$wt" "$rev"
-    (cd "$wt" && CARGO_TARGET_DIR="$work/target" cargo build --quiet --release -p keystone-bench)
-    cp "$work/target/release/keystone-bench" "$work/bench-$i"
-  fi
-  bins+=("$work/bench-$i")
-done
+ab_build keystone-bench keystone-bench
 
 for round in $(seq "$rounds"); do
   for i in "${!revs[@]}"; do

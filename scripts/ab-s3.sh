@@ -6,41 +6,16 @@
 # Default client options: 4 KiB objects, 16 in flight, 2,000 requests per phase.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-rounds="${1:?usage: scripts/ab-s3.sh ROUNDS REV... [-- options]}"
-shift
-revs=()
-while (($#)) && [[ $1 != -- ]]; do revs+=("$1"); shift; done
-[[ ${1:-} == -- ]] && shift
-((${#revs[@]})) || { echo "name at least one REV" >&2; exit 2; }
-opts=("$@")
+source scripts/ab-lib.sh
+ab_parse "scripts/ab-s3.sh ROUNDS REV... [-- options]" "$@"
 ((${#opts[@]})) || opts=(--concurrency 16 --size 4096 --ops 2000)
-
-target="${CARGO_TARGET_DIR:-target}/release"
-work="$(mktemp -d)"
 server=
-cleanup() {
+stop_server() {
   if [[ -n $server ]]; then kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; fi
-  for w in "$work"/wt-*; do [[ -d $w ]] && { git worktree remove --force "$w" || true; }; done
-  rm -rf "$work"
 }
-trap cleanup EXIT
+ab_on_exit=stop_server
 
-# Every server is built on its own (`-p keystone-cli` alone): built together with the bench,
-# cargo would unify the features of their shared dependencies into a different binary.
-bins=()
-for i in "${!revs[@]}"; do
-  rev=${revs[$i]}
-  if [[ $rev == . ]]; then
-    cargo build --quiet --release -p keystone-cli
-    cp "$target/keystone" "$work/keystone-$i"
-  else
-    wt="$work/wt-$i"
-    git worktree add --quiet --detach "$wt" "$rev"
-    (cd "$wt" && CARGO_TARGET_DIR="$work/target" cargo build --quiet --release -p keystone-cli)
-    cp "$work/target/release/keystone" "$work/keystone-$i"
-  fi
-  bins+=("$work/keystone-$i")
-done
+ab_build keystone-cli keystone
 cargo build --quiet --release -p keystone-bench --features s3
 
 port="${KEYSTONE_BENCH_PORT:-19378}"
