@@ -55,6 +55,7 @@ mod list;
 mod maintenance;
 mod multipart;
 mod objects;
+mod packing;
 mod reader;
 mod reads;
 mod storage;

@@ -1,0 +1,292 @@
+//! Packing small objects (`compact`'s first step): runs of consecutive small inline objects of
+//! a bucket become pack records (format in `data::pack`; reads, writes and listings of packs in
+//! `objects` and `list`; docs/design.md, "Packs of small objects").
+
+use crate::data::keys;
+use crate::data::pack;
+use crate::data::records::{BodyRef, ReadPlan};
+use crate::engine::{Engine, next_key, range_from};
+use crate::error::Result;
+use crate::objects;
+use crate::storage::{Commit, KeyRange, WriteTxn, prefix_end};
+
+/// Records of one bucket packed per transaction (fewer where the backend's limits say so).
+const PACK_BATCH: usize = 4096;
+
+/// Packs runs of small inline objects of `bucket` into pack records (see `data::pack`), one
+/// batch of records per durable transaction; objects already packed are packed again, so
+/// runs broken up by writes since the last `compact` are filled back up. Returns the objects
+/// packed and the pack records written.
+pub(crate) fn pack_bucket(engine: &Engine, bucket: &str) -> Result<(u64, u64)> {
+    let limits = engine.kv.limits();
+    // A batch, and unpacking one pack for a write, each take at most a quarter of a
+    // transaction's operations.
+    let batch = PACK_BATCH.min(limits.max_txn_ops / 4);
+    let page = pack::PACK_PAGE.min(limits.max_value_size);
+    let mut counts = (0, 0);
+    if batch < 2 {
+        return Ok(counts);
+    }
+    let base = keys::objects_prefix(bucket);
+    let end = prefix_end(&base);
+    let mut from = base.clone();
+    loop {
+        let (next, objects, records) = engine.write_alone(Commit::Durable, |w| {
+            pack_batch(w, bucket, range_from(&from, end.as_deref()), batch, page, limits.max_txn_bytes / 4)
+        })?;
+        counts.0 += objects;
+        counts.1 += records;
+        match next {
+            Some(n) => from = n,
+            None => return Ok(counts),
+        }
+    }
+}
+
+/// Repacks the objects of up to `batch` records (and about `max_bytes`) of `range`; returns
+/// where the next batch starts (`None` when the range is done), the objects packed and the
+/// pack records written.
+fn pack_batch(
+    w: &mut dyn WriteTxn,
+    bucket: &str,
+    range: KeyRange<'_>,
+    batch: usize,
+    page: usize,
+    max_bytes: usize,
+) -> Result<(Option<Vec<u8>>, u64, u64)> {
+    let mut recs = w.scan(range, batch)?;
+    let scanned = recs.len();
+    let mut bytes = 0;
+    if let Some(fit) = recs.iter().position(|(k, v)| {
+        bytes += k.len() + v.len();
+        bytes > max_bytes
+    }) {
+        recs.truncate(fit.max(1));
+    }
+    let Some((last, _)) = recs.last() else { return Ok((None, 0, 0)) };
+    let next = (scanned == batch || recs.len() < scanned).then(|| next_key(last));
+
+    let mut plan = Plan {
+        bucket,
+        builder: pack::Builder::new(page, batch),
+        members: Vec::new(),
+        deletes: Vec::new(),
+        puts: Vec::new(),
+        packed: 0,
+        records: 0,
+    };
+    for (k, v) in &recs {
+        let Ok(objects) = objects::record_objects(bucket, k, v) else {
+            // A damaged pack stays where it is, and no new pack reaches across it.
+            plan.flush();
+            continue;
+        };
+        let own = !pack::is_pack(v);
+        if !own {
+            plan.deletes.push(k.clone());
+        }
+        for (key, manifest) in objects {
+            let inline = matches!(ReadPlan::decode(manifest), Ok(ReadPlan { body: BodyRef::Inline(_), .. }));
+            if !(inline && plan.builder.packable(manifest.len())) {
+                plan.flush();
+                if !own {
+                    plan.puts.push((keys::object(bucket, key), manifest.to_vec()));
+                }
+                continue;
+            }
+            if !plan.builder.fits(key, manifest, bucket.len() + 1 + key.len()) {
+                plan.flush();
+            }
+            plan.builder.push(key, manifest);
+            plan.members.push((key.to_owned(), manifest.to_vec(), own));
+        }
+    }
+    plan.flush();
+    for k in &plan.deletes {
+        w.delete(k)?;
+    }
+    for (k, v) in &plan.puts {
+        w.put(k, v)?;
+    }
+    Ok((next, plan.packed, plan.records))
+}
+
+/// The writes that repack one batch: records to delete first, then records to write.
+struct Plan<'a> {
+    bucket: &'a str,
+    builder: pack::Builder,
+    /// The objects in `builder`: key, manifest, and whether it is stored on its own now.
+    members: Vec<(String, Vec<u8>, bool)>,
+    deletes: Vec<Vec<u8>>,
+    puts: Vec<(Vec<u8>, Vec<u8>)>,
+    /// Objects packed and pack records written.
+    packed: u64,
+    records: u64,
+}
+
+impl Plan<'_> {
+    /// Ends the pack being built: two or more objects become a pack record (their own records
+    /// are deleted); a single one stays, or becomes again, a record of its own.
+    fn flush(&mut self) {
+        let (last, record) = self.builder.finish();
+        let members = std::mem::take(&mut self.members);
+        match members.as_slice() {
+            [] => {}
+            [(key, manifest, own)] => {
+                if !own {
+                    self.puts.push((keys::object(self.bucket, key), manifest.clone()));
+                }
+            }
+            _ => {
+                for (key, _, own) in &members {
+                    if *own {
+                        self.deletes.push(keys::object(self.bucket, key));
+                    }
+                }
+                self.puts.push((keys::object(self.bucket, &last), record));
+                self.packed += members.len() as u64;
+                self.records += 1;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use crate::data::{keys, pack};
+    use crate::engine::for_each_prefixed;
+    use crate::error::Error;
+    use crate::storage::Commit;
+
+    /// (pack records, objects in them, records of their own) of `bucket`; checks that no
+    /// record lies inside a pack's key range (invariant 6).
+    fn layout(db: &crate::Datastore, bucket: &str) -> (usize, usize, usize) {
+        db.engine
+            .read(|r| {
+                let mut out = (0, 0, 0);
+                let mut prev: Option<String> = None;
+                for_each_prefixed(r, &keys::objects_prefix(bucket), 100, |k, v| {
+                    let objects: Vec<(&str, &[u8])> = crate::objects::record_objects(bucket, k, v)?.collect();
+                    if let (Some(p), Some((first, _))) = (&prev, objects.first()) {
+                        assert!(p.as_str() < *first, "a record inside the range of the next pack");
+                    }
+                    prev = objects.last().map(|(k, _)| (*k).to_owned());
+                    if pack::is_pack(v) {
+                        out.0 += 1;
+                        out.1 += objects.len();
+                    } else {
+                        out.2 += 1;
+                    }
+                    Ok(true)
+                })?;
+                Ok(out)
+            })
+            .unwrap()
+    }
+
+    /// The pack records of `bucket`, as (first key, last key).
+    fn pack_ranges(db: &crate::Datastore, bucket: &str) -> Vec<(String, String)> {
+        db.engine
+            .read(|r| {
+                let mut out = Vec::new();
+                for_each_prefixed(r, &keys::objects_prefix(bucket), 100, |k, v| {
+                    if pack::is_pack(v) {
+                        let objects: Vec<(&str, &[u8])> = crate::objects::record_objects(bucket, k, v)?.collect();
+                        if let (Some(first), Some(last)) = (objects.first(), objects.last()) {
+                            out.push((first.0.to_owned(), last.0.to_owned()));
+                        }
+                    }
+                    Ok(true)
+                })?;
+                Ok(out)
+            })
+            .unwrap()
+    }
+
+    #[test]
+    fn compact_packs_runs_of_small_objects_and_a_write_unpacks_one() {
+        let db = crate::Datastore::builder().inline_threshold(100).in_memory().unwrap();
+        let b = db.create_bucket("bkt").unwrap();
+        for i in 0..100u8 {
+            // k050 is chunked: no pack reaches across it.
+            b.put_bytes(&format!("k{i:03}"), vec![i; if i == 50 { 500 } else { 10 }]).unwrap();
+        }
+        assert_eq!(layout(&db, "bkt"), (0, 0, 100));
+        let report = db.compact().unwrap();
+        let (packs, packed, own) = layout(&db, "bkt");
+        assert_eq!((packed, own), (99, 1), "{packs} packs");
+        assert!((2..10).contains(&packs), "{packs} packs");
+        assert_eq!((report.packed_objects, report.pack_records), (99, packs as u64));
+        assert!(
+            pack_ranges(&db, "bkt").iter().all(|(first, last)| !(first.as_str()..=last.as_str()).contains(&"k050"))
+        );
+        assert_eq!(b.get_bytes("k049").unwrap(), vec![49u8; 10]);
+
+        // A new key inside a pack's range unpacks that pack only.
+        b.put_bytes("k010x", b"new").unwrap();
+        let (packs2, packed2, own2) = layout(&db, "bkt");
+        assert_eq!(packs2, packs - 1);
+        assert_eq!(packed2 + own2, 101);
+        assert_eq!(own2 - own, packed - packed2 + 1);
+        // A second compact packs it all again, the new key included.
+        db.compact().unwrap();
+        assert_eq!(layout(&db, "bkt").2, 1);
+        assert_eq!(db.verify().unwrap().objects, 101);
+    }
+
+    /// A damaged pack reports its damage for the keys of its own range only: keys before it
+    /// stay readable, writable and listable (found by review).
+    #[test]
+    fn a_damaged_pack_does_not_spill_onto_its_neighbours() {
+        let db = crate::Datastore::builder().inline_threshold(100).in_memory().unwrap();
+        let b = db.create_bucket("bkt").unwrap();
+        b.put_bytes("a/1", vec![1u8; 500]).unwrap();
+        for i in 0..10 {
+            b.put_bytes(&format!("m{i}"), b"y").unwrap();
+        }
+        b.put_bytes("z", vec![0u8; 500]).unwrap();
+        db.compact().unwrap();
+        let ranges = pack_ranges(&db, "bkt");
+        assert_eq!(ranges, [("m0".to_owned(), "m9".to_owned())]);
+        // Cut the last byte off the pack record.
+        db.engine
+            .write_alone(Commit::Durable, |w| {
+                let k = keys::object("bkt", "m9");
+                let v = w.get(&k)?.unwrap();
+                w.put(&k, &v[..v.len() - 1])
+            })
+            .unwrap();
+        assert!(matches!(b.get_bytes("m3"), Err(Error::Corrupted { .. })));
+        assert!(matches!(b.get_bytes("m"), Err(Error::NoSuchKey { .. })));
+        assert!(!b.exists("b").unwrap());
+        b.put_bytes("b", b"new").unwrap();
+        assert_eq!(b.get_bytes("b").unwrap(), b"new");
+        let page = b.list(&crate::ListOptions::prefix("a/")).unwrap();
+        assert_eq!(page.objects.len(), 1);
+        assert!(b.list(&crate::ListOptions::prefix("m")).is_err());
+        let report = db.verify().unwrap();
+        assert_eq!(report.corrupt.len(), 1, "{report:?}");
+    }
+
+    /// On a backend with transaction limits a pack holds no more objects than a quarter of a
+    /// transaction, so a write into it can always unpack it (found by review: 80 tiny objects
+    /// per 8 KiB pack, 64 operations per transaction).
+    #[test]
+    fn packs_fit_the_backend_transaction_limit() {
+        let db = crate::Datastore::builder().inline_threshold(100).open_reference_map(65_536, 64, 1 << 20).unwrap();
+        let b = db.create_bucket("bkt").unwrap();
+        for i in 0..300 {
+            b.put_bytes(&format!("k{i:03}"), b"").unwrap();
+        }
+        db.compact().unwrap();
+        db.compact().unwrap();
+        assert!(pack_ranges(&db, "bkt").len() >= 300 / 16);
+        for i in (0..300).step_by(7) {
+            b.put_bytes(&format!("k{i:03}"), b"new").unwrap();
+            b.delete(&format!("k{:03}", i + 1)).unwrap();
+        }
+        assert_eq!(db.verify().unwrap().objects, 300 - 43);
+    }
+}
