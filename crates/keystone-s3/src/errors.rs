@@ -56,6 +56,7 @@ pub(crate) fn to_s3(e: keystone::Error) -> S3Error {
         | E::Serialization { .. }
         | E::AlreadyOpen { .. }
         | E::Poisoned
+        | E::InUse { .. }
         | E::Storage { .. }
         | E::Io(_)
         | _ => return internal(e),

@@ -421,6 +421,10 @@ impl Datastore {
     ///
     /// A packed object costs one more B-tree lookup to read (see docs/design.md, "Packs of
     /// small objects"); objects stored on their own are read as before.
+    ///
+    /// # Errors
+    /// [`Error::InUse`] while readers, snapshots, transactions or uploads are open (retry once
+    /// they have ended).
     pub fn compact(&self) -> Result<CompactReport> {
         maintenance::compact(&self.engine)
     }

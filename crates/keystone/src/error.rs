@@ -159,6 +159,16 @@ pub enum Error {
     /// An object or transaction is larger than the storage backend accepts.
     #[error("too large: {0}")]
     TooLarge(String),
+    /// The operation needs the store to itself ([`Datastore::compact`](crate::Datastore::compact))
+    /// and found readers, snapshots, transactions or uploads still open; nothing was lost,
+    /// retry once they have ended.
+    #[error(
+        "{operation} needs every reader, snapshot, transaction and upload of the store to have ended; close them and retry"
+    )]
+    InUse {
+        /// The operation refused.
+        operation: &'static str,
+    },
     /// An earlier durable commit failed; the handle refuses writes until reopened.
     #[error("the store had a failed write to disk and refuses further writes until it is reopened")]
     Poisoned,

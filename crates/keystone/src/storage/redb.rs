@@ -148,10 +148,7 @@ impl RedbStore {
 }
 
 fn in_use() -> Error {
-    Error::Storage {
-        context: "compacting".into(),
-        source: "readers or uploads are still open; close them and retry".into(),
-    }
+    Error::InUse { operation: "compact" }
 }
 
 /// Rewrites the table in key order into a fresh one, in one durable transaction.
