@@ -98,7 +98,7 @@ fn pack_batch(
                 plan.flush();
             }
             plan.builder.push(key, manifest);
-            plan.members.push((key.to_owned(), manifest.to_vec(), own));
+            plan.members.push((key, manifest, own));
         }
     }
     plan.flush();
@@ -115,8 +115,9 @@ fn pack_batch(
 struct Plan<'a> {
     bucket: &'a str,
     builder: pack::Builder,
-    /// The objects in `builder`: key, manifest, and whether it is stored on its own now.
-    members: Vec<(String, Vec<u8>, bool)>,
+    /// The objects in `builder`: key, manifest (both lent by the scanned records; the builder
+    /// holds the only copy), and whether it is stored on its own now.
+    members: Vec<(&'a str, &'a [u8], bool)>,
     deletes: Vec<Vec<u8>>,
     puts: Vec<(Vec<u8>, Vec<u8>)>,
     /// Objects packed and pack records written.
@@ -134,7 +135,7 @@ impl Plan<'_> {
             [] => {}
             [(key, manifest, own)] => {
                 if !own {
-                    self.puts.push((keys::object(self.bucket, key), manifest.clone()));
+                    self.puts.push((keys::object(self.bucket, key), manifest.to_vec()));
                 }
             }
             _ => {
