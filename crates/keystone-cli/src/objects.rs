@@ -174,7 +174,12 @@ pub fn rm(ctx: &Ctx, a: &RmArgs) -> anyhow::Result<()> {
     let db = ctx.open()?;
     let bucket = target.bucket(&db)?;
     if !a.recursive {
-        bucket.head(&target.key).map_err(|e| missing_key_hint(&bucket, &target.key, e, "keystone rm -r"))?;
+        match bucket.head(&target.key) {
+            // A damaged object can still be deleted: that is how the damage is cleared.
+            Ok(_) => {}
+            Err(e) if e.is_corruption() => {}
+            Err(e) => return Err(missing_key_hint(&bucket, &target.key, e, "keystone rm -r").into()),
+        }
         bucket.delete(&target.key)?;
         return ctx.say(format_args!("deleted {target}"));
     }

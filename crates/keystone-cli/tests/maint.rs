@@ -98,6 +98,30 @@ fn verify_lists_corrupt_objects_and_exits_1() {
     assert_eq!(std::fs::read(env.path("good.out")).unwrap(), bytes(100_000, 2));
 }
 
+/// A damaged object record (here its content type no longer decodes) can be cleared as in
+/// S3: `rm` deletes it, and the chunks it referred to are freed, so `verify` is clean again.
+#[test]
+fn rm_clears_an_object_whose_record_is_damaged() {
+    let env = Env::with_bucket();
+    env.write("good", &bytes(100_000, 2));
+    env.ok(&["put", "good", "bkt/good.bin"]);
+    let content_type = std::str::from_utf8(MARKER).unwrap();
+    env.ok(&["put", "good", "bkt/bad.bin", "--content-type", content_type]);
+    assert_eq!(corrupt_store(&env), 1, "the marker is in the manifest only");
+    let e = env.fails(&["stat", "bkt/bad.bin"], 1);
+    assert!(e.contains("corrupted data"), "{e}");
+    let out = env.cmd(&["verify"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(stdout.contains("1 corrupt, 0 orphaned chunk segments"), "{stdout}");
+
+    env.ok(&["rm", "bkt/bad.bin"]);
+    let out = env.ok(&["verify"]);
+    assert!(out.starts_with("checked 1 object (97.66 KiB): 0 corrupt, 0 orphaned chunk segments"), "{out}");
+    let used = keystone::Datastore::open(&env.store).unwrap().bucket("bkt").unwrap().head("good.bin").unwrap();
+    assert_eq!(used.size, 100_000);
+}
+
 #[test]
 fn gc_aborts_old_multipart_uploads_and_reports_sizes() {
     let env = Env::with_bucket();

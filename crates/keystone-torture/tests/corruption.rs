@@ -11,7 +11,7 @@ use std::path::Path;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use keystone::{Datastore, Error, PutOptions};
+use keystone::{Datastore, Error, PutCondition, PutOptions};
 use keystone_torture::Content;
 use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 
@@ -179,6 +179,128 @@ fn a_damaged_manifest_is_corruption_not_a_panic() {
         drop((b, db));
         flip(&path, b"docs\0obj", at); // restore
     }
+}
+
+/// Every chunk key of bucket `docs`, read through redb (the store must be closed).
+fn chunks_of_docs(path: &Path) -> usize {
+    let db = redb::Database::open(path).unwrap();
+    let txn = db.begin_read().unwrap();
+    let table = txn.open_table(TABLE).unwrap();
+    keys_with(&table, b"__data__\0docs\0").len()
+}
+
+fn with_condition(condition: PutCondition) -> PutOptions {
+    PutOptions { condition, ..PutOptions::default() }
+}
+
+/// As in S3, an object whose record is damaged can still be deleted or overwritten; the
+/// chunks the damaged record referred to (which it cannot say) are found by a sweep of the
+/// bucket and freed, so nothing leaks.
+#[test]
+fn a_damaged_object_can_be_deleted_or_overwritten_and_nothing_leaks() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("d.keystone");
+    {
+        let db = store(&path);
+        let b = db.create_bucket("docs").unwrap();
+        b.put_reader("deleted", Content::new(1, 50_000), PutOptions::default()).unwrap();
+        b.put_reader("overwritten", Content::new(2, 30_000), PutOptions::default()).unwrap();
+        b.put_bytes("inline", b"small and inline").unwrap();
+        b.put_reader("healthy", Content::new(3, 20_000), PutOptions::default()).unwrap();
+    }
+    assert_eq!(chunks_of_docs(&path), 13 + 8 + 5, "4,096-byte chunks");
+    for key in ["deleted", "overwritten", "inline"] {
+        // The format byte: the record no longer decodes at all.
+        assert_eq!(flip(&path, format!("docs\0{key}").as_bytes(), 0), 1);
+    }
+    {
+        let db = store(&path);
+        let b = db.bucket("docs").unwrap();
+        assert!(matches!(b.get_bytes("deleted"), Err(Error::Corrupted { .. })));
+        // The damage is reported once per object, not a second time as leaked segments.
+        let report = db.verify().unwrap();
+        assert_eq!(report.corrupt.len(), 3, "{report:?}");
+        assert_eq!(report.orphan_segments, 0, "{report:?}");
+        // A condition on the damaged object: If-Match cannot be checked, If-None-Match sees it.
+        let err = b.put_bytes_with("overwritten", b"x", with_condition(PutCondition::IfMatch("\"e\"".into())));
+        assert!(matches!(err, Err(Error::Corrupted { .. })), "{err:?}");
+        let err = b.put_bytes_with("overwritten", b"x", with_condition(PutCondition::IfAbsent));
+        assert!(matches!(err, Err(Error::PreconditionFailed { .. })), "{err:?}");
+
+        b.delete("deleted").unwrap();
+        b.put_reader("overwritten", Content::new(4, 10_000), PutOptions::default()).unwrap();
+        b.delete("inline").unwrap();
+        assert!(matches!(b.get_bytes("deleted"), Err(Error::NoSuchKey { .. })));
+        assert!(keystone_torture::same_content(b.open("overwritten").unwrap(), 4, 10_000).unwrap());
+        assert!(keystone_torture::same_content(b.open("healthy").unwrap(), 3, 20_000).unwrap());
+        let report = db.verify().unwrap();
+        assert!(report.is_clean(), "{report:?}");
+        assert_eq!(report.objects, 2);
+    }
+    assert_eq!(chunks_of_docs(&path), 3 + 5, "only the live objects' chunks are left");
+}
+
+/// While another record of the bucket does not decode, what it refers to is unknown: the
+/// sweep waits, and runs when that one is deleted too.
+#[test]
+fn the_sweep_waits_while_another_damaged_record_remains() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("w.keystone");
+    {
+        let db = store(&path);
+        let b = db.create_bucket("docs").unwrap();
+        b.put_reader("a", Content::new(1, 10_000), PutOptions::default()).unwrap();
+        b.put_reader("b", Content::new(2, 10_000), PutOptions::default()).unwrap();
+        b.put_reader("c", Content::new(3, 10_000), PutOptions::default()).unwrap();
+    }
+    flip(&path, b"docs\0a", 0);
+    flip(&path, b"docs\0b", 0);
+    {
+        let db = store(&path);
+        db.bucket("docs").unwrap().delete("a").unwrap();
+        let report = db.verify().unwrap();
+        assert_eq!(report.corrupt.len(), 1, "{report:?}");
+    }
+    assert_eq!(chunks_of_docs(&path), 9, "a's chunks wait: b might be the one referring to them");
+    {
+        let db = store(&path);
+        db.bucket("docs").unwrap().delete("b").unwrap();
+        assert!(db.verify().unwrap().is_clean());
+    }
+    assert_eq!(chunks_of_docs(&path), 3);
+}
+
+/// A crash after the delete of a damaged record committed, before its sweep ran: the request
+/// for a sweep committed with the delete, and opening the store runs it.
+#[test]
+fn a_sweep_cut_short_by_a_crash_runs_at_the_next_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("x.keystone");
+    {
+        let db = store(&path);
+        let b = db.create_bucket("docs").unwrap();
+        b.put_reader("gone", Content::new(1, 10_000), PutOptions::default()).unwrap();
+        b.put_reader("kept", Content::new(2, 10_000), PutOptions::default()).unwrap();
+    }
+    // What the delete's commit leaves: no manifest, a sweep request (bucket `docs`, id 0).
+    {
+        let db = redb::Database::open(&path).unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            let mut table = txn.open_table(TABLE).unwrap();
+            table.remove(&b"docs\0gone"[..]).unwrap();
+            let mut marker = b"__meta__\0sweep\0docs\0".to_vec();
+            marker.extend_from_slice(&0u64.to_be_bytes());
+            table.insert(&marker[..], &[1u8][..]).unwrap();
+        }
+        txn.commit().unwrap();
+    }
+    {
+        let db = store(&path);
+        assert!(db.verify().unwrap().is_clean());
+        assert!(keystone_torture::same_content(db.bucket("docs").unwrap().open("kept").unwrap(), 2, 10_000).unwrap());
+    }
+    assert_eq!(chunks_of_docs(&path), 3);
 }
 
 /// Opens `path` on another thread; the result, or `None` if it did not finish in a minute.

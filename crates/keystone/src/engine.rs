@@ -187,9 +187,11 @@ impl Engine {
         Ok((uploads, chunks))
     }
 
-    /// Deletes the chunks of segments queued for freeing, in transactions that stay within the
-    /// backend's limits. Returns the number of chunks deleted.
+    /// Runs the sweeps asked for (`maintenance::sweep`), then deletes the chunks of segments
+    /// queued for freeing, in transactions that stay within the backend's limits. Returns the
+    /// number of chunks deleted.
     pub(crate) fn drain_gc(&self) -> Result<u64> {
+        crate::maintenance::sweep(self)?;
         let prefix = Book::Gc.all();
         let end = crate::storage::prefix_end(&prefix);
         let per_txn = self.kv.limits().max_txn_ops.saturating_sub(2).clamp(1, 4096);

@@ -5,7 +5,7 @@ use std::io;
 use std::sync::Arc;
 
 use crate::data::keys::{self, Book};
-use crate::data::records::{Manifest, PartRecord, StageRecord};
+use crate::data::records::{Manifest, PartRecord, StageRecord, gc_record};
 use crate::engine::{Engine, for_each_prefixed, range_from};
 use crate::error::{Error, Result};
 use crate::objects;
@@ -89,14 +89,15 @@ pub(crate) fn verify(engine: &Engine, only: Option<&str>) -> Result<VerifyReport
         }
         None => objects::list_buckets(snap.as_ref())?.into_iter().map(|b| b.name).collect(),
     };
-    let mut referenced: HashSet<(String, u64)> = HashSet::new();
     for bucket in &buckets {
+        let mut refs = Refs::new();
         let prefix = keys::objects_prefix(bucket);
         for_each_prefixed(snap.as_ref(), &prefix, 256, |k, v| {
             let objects = match objects::record_objects(bucket, k, v) {
                 Ok(objects) => objects,
                 Err(e) => {
                     // A damaged pack: its objects cannot be told apart, it counts as one.
+                    refs.complete = false;
                     let key = String::from_utf8_lossy(&k[prefix.len()..]).into_owned();
                     report.objects += 1;
                     report.corrupt.push(CorruptObject { bucket: bucket.clone(), key, reason: e.to_string() });
@@ -105,9 +106,7 @@ pub(crate) fn verify(engine: &Engine, only: Option<&str>) -> Result<VerifyReport
             };
             for (key, v) in objects {
                 report.objects += 1;
-                if let Ok(m) = Manifest::decode_head(v) {
-                    referenced.extend(m.segments().iter().map(|s| (bucket.clone(), s.id)));
-                }
+                refs.add_manifest(v);
                 match check_object(&snap, bucket, key, v) {
                     Ok(n) => report.bytes += n,
                     Err(e) => {
@@ -118,41 +117,83 @@ pub(crate) fn verify(engine: &Engine, only: Option<&str>) -> Result<VerifyReport
             }
             Ok(true)
         })?;
-        collect_bookkeeping(snap.as_ref(), bucket, &mut referenced)?;
-        report.orphan_segments += count_orphans(snap.as_ref(), bucket, &referenced, engine)?;
+        // With a manifest that does not decode, its segments would count as leaked: the damage
+        // is reported once, as the corrupt object. (A damaged part or staging record is
+        // reported through the segments it leaves unreferenced.)
+        let manifests_decode = refs.complete;
+        refs.add_bookkeeping(snap.as_ref(), bucket)?;
+        if manifests_decode {
+            report.orphan_segments += orphan_segments(snap.as_ref(), bucket, &refs.segs, engine)?.len() as u64;
+        }
     }
     Ok(report)
 }
 
-/// Segments referred to by parts, uploads in flight and queued frees.
-fn collect_bookkeeping(r: &dyn KvRead, bucket: &str, refs: &mut HashSet<(String, u64)>) -> Result<()> {
-    for_each_prefixed(r, &Book::Part.in_bucket(bucket), 1000, |_, v| {
-        if let Ok(p) = PartRecord::decode(v) {
-            refs.insert((bucket.to_owned(), p.seg.id));
-        }
-        Ok(true)
-    })?;
-    for_each_prefixed(r, &Book::Stage.in_bucket(bucket), 1000, |_, v| {
-        if let Ok(s) = StageRecord::decode(v) {
-            refs.extend(s.segs.into_iter().map(|id| (bucket.to_owned(), id)));
-        }
-        Ok(true)
-    })?;
-    for_each_prefixed(r, &Book::Gc.in_bucket(bucket), 1000, |k, _| {
-        if let Some((_, id, _)) = Book::Gc.parse(k) {
-            refs.insert((bucket.to_owned(), id));
-        }
-        Ok(true)
-    })?;
-    Ok(())
+/// The segments of one bucket that something refers to.
+struct Refs {
+    segs: HashSet<u64>,
+    /// False once a record did not decode: what it refers to is unknown.
+    complete: bool,
 }
 
-/// Walks the segments of `bucket` (one seek per segment) and counts unreferenced ones.
-fn count_orphans(r: &dyn KvRead, bucket: &str, refs: &HashSet<(String, u64)>, engine: &Engine) -> Result<u64> {
+impl Refs {
+    fn new() -> Refs {
+        Refs { segs: HashSet::new(), complete: true }
+    }
+
+    /// Adds the segments of one manifest record.
+    fn add_manifest(&mut self, v: &[u8]) {
+        match Manifest::decode_head(v) {
+            Ok(m) => self.segs.extend(m.segments().iter().map(|s| s.id)),
+            Err(_) => self.complete = false,
+        }
+    }
+
+    /// Adds the segments of `bucket`'s manifests, on their own or packed.
+    fn add_manifests(&mut self, r: &dyn KvRead, bucket: &str) -> Result<()> {
+        for_each_prefixed(r, &keys::objects_prefix(bucket), 256, |k, v| {
+            match objects::record_objects(bucket, k, v) {
+                Ok(objects) => objects.for_each(|(_, m)| self.add_manifest(m)),
+                Err(_) => self.complete = false,
+            }
+            Ok(self.complete)
+        })
+    }
+
+    /// Adds the segments of parts, uploads in flight and queued frees.
+    fn add_bookkeeping(&mut self, r: &dyn KvRead, bucket: &str) -> Result<()> {
+        for_each_prefixed(r, &Book::Part.in_bucket(bucket), 1000, |_, v| {
+            match PartRecord::decode(v) {
+                Ok(p) => _ = self.segs.insert(p.seg.id),
+                Err(_) => self.complete = false,
+            }
+            Ok(true)
+        })?;
+        for_each_prefixed(r, &Book::Stage.in_bucket(bucket), 1000, |k, v| {
+            // Recovery frees the segment named by the key when the record does not decode.
+            match (StageRecord::decode(v), Book::Stage.parse(k)) {
+                (Ok(s), _) => self.segs.extend(s.segs),
+                (Err(_), Some((_, id, _))) => _ = self.segs.insert(id),
+                (Err(_), None) => self.complete = false,
+            }
+            Ok(true)
+        })?;
+        for_each_prefixed(r, &Book::Gc.in_bucket(bucket), 1000, |k, _| {
+            if let Some((_, id, _)) = Book::Gc.parse(k) {
+                self.segs.insert(id);
+            }
+            Ok(true)
+        })
+    }
+}
+
+/// Walks the segments of `bucket` (one seek per segment) and returns those that nothing in
+/// `refs` and no upload in flight in this process refers to.
+fn orphan_segments(r: &dyn KvRead, bucket: &str, refs: &HashSet<u64>, engine: &Engine) -> Result<Vec<u64>> {
     let data = keys::bucket_data_prefix(bucket);
     let end = prefix_end(&data);
     let mut from = data.clone();
-    let mut orphans = 0;
+    let mut orphans = Vec::new();
     loop {
         let page = r.scan(range_from(&from, end.as_deref()), 1)?;
         let Some((k, _)) = page.first() else { return Ok(orphans) };
@@ -164,13 +205,55 @@ fn count_orphans(r: &dyn KvRead, bucket: &str, refs: &HashSet<(String, u64)>, en
             });
         };
         let active = engine.active.lock().map_err(|_| crate::engine::lock_err())?.contains(&seg);
-        if !active && !refs.contains(&(bucket.to_owned(), seg)) {
-            orphans += 1;
+        if !active && !refs.contains(&seg) {
+            orphans.push(seg);
         }
         match prefix_end(&keys::segment_prefix(bucket, seg)) {
             Some(next) => from = next,
             None => return Ok(orphans),
         }
+    }
+}
+
+/// Runs the sweeps that deleting or overwriting a damaged record asked for (see
+/// `objects::Current::Damaged`): queues a free for every segment of the bucket that nothing
+/// refers to. Each sweep runs in one write transaction, so nothing publishes between the walk
+/// and the queueing (an upload registers as active, and writes its staging record, before its
+/// first chunk commits); it blocks other writers while it walks the bucket. A bucket with
+/// another record that does not decode is left as it is — what that record refers to cannot
+/// be known — and deleting or overwriting that one asks for a sweep again. Returns the
+/// segments queued; `drain_gc` deletes their chunks.
+pub(crate) fn sweep(engine: &Engine) -> Result<u64> {
+    let all = Book::Sweep.all();
+    let end = prefix_end(&all);
+    let budget = (engine.kv.limits().max_txn_ops / 4).clamp(1, 4096);
+    let mut queued = 0;
+    loop {
+        let page = engine.read(|r| r.scan(range_from(&all, end.as_deref()), 1))?;
+        let Some((marker, _)) = page.into_iter().next() else { return Ok(queued) };
+        queued += engine.write_alone(crate::storage::Commit::Durable, |w| {
+            let Some((bucket, _, _)) = Book::Sweep.parse(&marker) else {
+                w.delete(&marker)?;
+                return Ok(0);
+            };
+            let mut refs = Refs::new();
+            if objects::bucket_record(w, &bucket)?.is_some() {
+                refs.add_manifests(w, &bucket)?;
+            }
+            if refs.complete {
+                refs.add_bookkeeping(w, &bucket)?;
+            }
+            let orphans = if refs.complete { orphan_segments(w, &bucket, &refs.segs, engine)? } else { Vec::new() };
+            // Queued frees are references: a sweep cut short by the budget resumes where it
+            // stopped.
+            for seg in orphans.iter().take(budget) {
+                w.put(&Book::Gc.key(&bucket, *seg), &gc_record())?;
+            }
+            if orphans.len() <= budget {
+                w.delete(&marker)?;
+            }
+            Ok(orphans.len().min(budget) as u64)
+        })?;
     }
 }
 

@@ -219,8 +219,8 @@ pub(crate) fn complete(
                 .ok_or_else(|| Error::TooLarge("the parts add up to more than 2^64 bytes".into()))?;
             segs.push(p.seg);
         }
-        let current = objects::manifest(w, bucket, &rec.key, false)?;
-        objects::check_condition(bucket, &rec.key, current.as_ref(), &opts.condition)?;
+        let current = objects::current(w, bucket, &rec.key)?;
+        objects::check_condition(bucket, &rec.key, &current, &opts.condition)?;
         // Checks are done; from here on every step writes.
         let used: Vec<u32> = parts.iter().map(|p| p.part_number).collect();
         let mut queued = drop_upload(w, engine, bucket, id, &used)?;

@@ -58,7 +58,7 @@ pub(crate) fn delete_bucket(w: &mut dyn WriteTxn, limits: Limits, name: &str, on
         return Err(Error::BucketNotEmpty { bucket: name.to_owned() });
     }
     delete_prefix(w, &keys::objects_prefix(name))?;
-    for book in [Book::Stage, Book::Mpu, Book::Part, Book::Gc] {
+    for book in [Book::Stage, Book::Mpu, Book::Part, Book::Gc, Book::Sweep] {
         delete_prefix(w, &book.in_bucket(name))?;
     }
     let queued = free_bucket_data(w, limits, name)?;
@@ -300,14 +300,71 @@ pub(crate) fn info(bucket: &str, key: &str, m: &Manifest) -> ObjectInfo {
     }
 }
 
-pub(crate) fn check_condition(bucket: &str, key: &str, current: Option<&Manifest>, cond: &PutCondition) -> Result<()> {
+/// What a write finds under its key.
+// As large as the `Option<Manifest>` it replaced, and lives on the stack for one write.
+#[allow(clippy::large_enum_variant)]
+pub(crate) enum Current {
+    Absent,
+    Found(Manifest),
+    /// A record that does not decode. A write replaces it all the same (a damaged object can
+    /// be deleted or overwritten, as in S3), and asks for a sweep of the bucket, since the
+    /// segments it referred to cannot be read from it.
+    Damaged(String),
+}
+
+impl Current {
+    fn from_lookup(found: Option<Result<Manifest>>) -> Current {
+        match found {
+            None => Current::Absent,
+            Some(Ok(m)) => Current::Found(m),
+            Some(Err(Error::Corrupted { reason, .. })) => Current::Damaged(reason),
+            Some(Err(other)) => Current::Damaged(other.to_string()),
+        }
+    }
+}
+
+/// A decoder for writes: a record that does not decode is a value, not a failed lookup.
+fn tolerant(bucket: &str, key: &str) -> impl Fn(&[u8]) -> Result<Result<Manifest>> {
+    let decode = decoder(bucket, key, false);
+    move |v| Ok(decode(v))
+}
+
+/// What `key` holds, for a write about to replace it (the bucket must exist).
+pub(crate) fn current(r: &dyn KvRead, bucket: &str, key: &str) -> Result<Current> {
+    match lookup(r, bucket, key, tolerant(bucket, key))? {
+        Lookup::Hit { value, .. } => Ok(Current::from_lookup(Some(value))),
+        Lookup::Miss { .. } => Ok(Current::Absent),
+        Lookup::NoBucket => Err(Error::no_such_bucket(bucket)),
+    }
+}
+
+pub(crate) fn check_condition(bucket: &str, key: &str, current: &Current, cond: &PutCondition) -> Result<()> {
     match (cond, current) {
-        (PutCondition::None, _) | (PutCondition::IfAbsent, None) => Ok(()),
-        (PutCondition::IfAbsent, Some(_)) => Err(Error::precondition(bucket, key, "an object with this key exists")),
-        (PutCondition::IfMatch(_), None) => Err(Error::precondition(bucket, key, "no object with this key exists")),
-        (PutCondition::IfMatch(want), Some(m)) if etag_eq(want, &m.etag) => Ok(()),
-        (PutCondition::IfMatch(want), Some(m)) => {
+        (PutCondition::None, _) | (PutCondition::IfAbsent, Current::Absent) => Ok(()),
+        (PutCondition::IfAbsent, Current::Found(_) | Current::Damaged(_)) => {
+            Err(Error::precondition(bucket, key, "an object with this key exists"))
+        }
+        (PutCondition::IfMatch(_), Current::Absent) => {
+            Err(Error::precondition(bucket, key, "no object with this key exists"))
+        }
+        (PutCondition::IfMatch(want), Current::Found(m)) if etag_eq(want, &m.etag) => Ok(()),
+        (PutCondition::IfMatch(want), Current::Found(m)) => {
             Err(Error::precondition(bucket, key, format!("ETag is {:?}, not {want:?}", m.etag)))
+        }
+        // The ETag to compare is in the damaged record.
+        (PutCondition::IfMatch(_), Current::Damaged(reason)) => Err(Error::corrupted(bucket, key, reason.clone())),
+    }
+}
+
+/// Frees what the version being replaced holds: its segments' chunks (or queues them), or,
+/// for a damaged record, asks for a sweep of the bucket. Returns whether `drain_gc` has work.
+fn release(w: &mut dyn WriteTxn, limits: Limits, bucket: &str, old: &Current) -> Result<bool> {
+    match old {
+        Current::Absent => Ok(false),
+        Current::Found(m) => free_segments(w, limits, bucket, m.segments()),
+        Current::Damaged(_) => {
+            w.put(&Book::Sweep.key(bucket, 0), &gc_record())?;
+            Ok(true)
         }
     }
 }
@@ -339,12 +396,12 @@ pub(crate) fn publish(
     bucket_known: bool,
 ) -> Result<(ObjectInfo, bool)> {
     names::check_key(key)?;
-    let (old, pack) = match lookup_for_write(w, bucket, key, bucket_known, decoder(bucket, key, false))? {
-        Lookup::Hit { value, pack } => (Some(value), pack),
-        Lookup::Miss { pack } => (None, pack),
+    let (old, pack) = match lookup_for_write(w, bucket, key, bucket_known, tolerant(bucket, key))? {
+        Lookup::Hit { value, pack } => (Current::from_lookup(Some(value)), pack),
+        Lookup::Miss { pack } => (Current::Absent, pack),
         Lookup::NoBucket => return Err(Error::no_such_bucket(bucket)),
     };
-    check_condition(bucket, key, old.as_ref(), cond)?;
+    check_condition(bucket, key, &old, cond)?;
     if let Some(last) = pack {
         unpack(w, bucket, &last)?;
     }
@@ -353,16 +410,13 @@ pub(crate) fn publish(
         size: new.size,
         etag: new.etag,
         crc: new.crc,
-        created: old.as_ref().map_or(now, |o| o.created),
+        created: if let Current::Found(o) = &old { o.created } else { now },
         modified: now,
         parts: new.parts,
         meta: new.meta,
         body: new.body,
     };
-    let queued = match &old {
-        Some(o) => free_segments(w, limits, bucket, o.segments())?,
-        None => false,
-    };
+    let queued = release(w, limits, bucket, &old)?;
     w.put(&keys::object(bucket, key), &m.encode())?;
     Ok((info(bucket, key, &m), queued))
 }
@@ -370,17 +424,17 @@ pub(crate) fn publish(
 /// Deletes `key` (a missing key is fine). Returns whether freeing was queued.
 pub(crate) fn delete_object(w: &mut dyn WriteTxn, limits: Limits, bucket: &str, key: &str) -> Result<bool> {
     names::check_key(key)?;
-    let old = match lookup_for_write(w, bucket, key, false, decoder(bucket, key, false))? {
+    let old = match lookup_for_write(w, bucket, key, false, tolerant(bucket, key))? {
         Lookup::Hit { value, pack } => {
             if let Some(last) = pack {
                 unpack(w, bucket, &last)?;
             }
-            value
+            Current::from_lookup(Some(value))
         }
         Lookup::Miss { .. } => return Ok(false),
         Lookup::NoBucket => return Err(Error::no_such_bucket(bucket)),
     };
-    let queued = free_segments(w, limits, bucket, old.segments())?;
+    let queued = release(w, limits, bucket, &old)?;
     w.delete(&keys::object(bucket, key))?;
     Ok(queued)
 }

@@ -386,8 +386,8 @@ pub(crate) fn put_in_txn<R: Read>(
     } else {
         names::check_key(key)?;
         objects::require_bucket(w, bucket)?;
-        let old = objects::manifest(w, bucket, key, false)?;
-        objects::check_condition(bucket, key, old.as_ref(), &opts.condition)?;
+        let old = objects::current(w, bucket, key)?;
+        objects::check_condition(bucket, key, &old, &opts.condition)?;
         let seg = engine.next_id()?;
         match write_chunks_in_txn(engine, w, to, seg, chunker, prefix) {
             Ok(written) => chunked_version(&written, opts.meta, etag, engine.cfg.etag),

@@ -7,6 +7,7 @@
 //! __meta__\0mpu\0<bucket>\0<upload u64 BE>           a multipart upload
 //! __meta__\0part\0<bucket>\0<upload u64 BE><n u32 BE> one uploaded part
 //! __meta__\0gc\0<bucket>\0<seg u64 BE>               a segment whose chunks are to be freed
+//! __meta__\0sweep\0<bucket>\0<0 u64 BE>             a damaged record was replaced: sweep orphans
 //! __data__\0<bucket>\0<seg u64 BE><chunk u32 BE>     one chunk of a segment
 //! <bucket>\0<object key>                             object manifest
 //! ```
@@ -73,6 +74,10 @@ pub(crate) enum Book {
     Mpu,
     Part,
     Gc,
+    /// A damaged record of the bucket was deleted or overwritten, so the segments it referred
+    /// to are unknown: the bucket's unreferenced segments are to be found and freed (one record
+    /// per bucket, id 0).
+    Sweep,
 }
 
 impl Book {
@@ -82,6 +87,7 @@ impl Book {
             Book::Mpu => b"mpu\0",
             Book::Part => b"part\0",
             Book::Gc => b"gc\0",
+            Book::Sweep => b"sweep\0",
         }
     }
 
@@ -164,7 +170,7 @@ mod tests {
 
     #[test]
     fn book_keys_round_trip() {
-        for book in [Book::Stage, Book::Mpu, Book::Gc] {
+        for book in [Book::Stage, Book::Mpu, Book::Gc, Book::Sweep] {
             let k = book.key("bkt", 99);
             assert!(k.starts_with(&book.in_bucket("bkt")));
             assert!(k.starts_with(&book.all()));
