@@ -178,7 +178,7 @@ pub fn rm(ctx: &Ctx, a: &RmArgs) -> anyhow::Result<()> {
             // A damaged object can still be deleted: that is how the damage is cleared.
             Ok(_) => {}
             Err(e) if e.is_corruption() => {}
-            Err(e) => return Err(missing_key_hint(&bucket, &target.key, e, "keystone rm -r").into()),
+            Err(e) => return Err(missing_key_hint(&bucket, &target.key, e, "keystone rm -r")),
         }
         bucket.delete(&target.key)?;
         return ctx.say(format_args!("deleted {target}"));
