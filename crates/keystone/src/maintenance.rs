@@ -220,34 +220,36 @@ fn orphan_segments(r: &dyn KvRead, bucket: &str, refs: &HashSet<u64>, engine: &E
 /// refers to. Each sweep runs in one write transaction, so nothing publishes between the walk
 /// and the queueing (an upload registers as active, and writes its staging record, before its
 /// first chunk commits); it blocks other writers while it walks the bucket. A bucket with
-/// another record that does not decode is left as it is — what that record refers to cannot
-/// be known — and deleting or overwriting that one asks for a sweep again. Returns the
-/// segments queued; `drain_gc` deletes their chunks.
+/// another record that does not decode (or a chunk key that does not parse) is left as it is —
+/// what that record refers to cannot be known — and the request is dropped, so further damage
+/// never stops frees or opening the store; deleting or overwriting a damaged object asks for a
+/// sweep again. Returns the segments queued; `drain_gc` deletes their chunks.
 pub(crate) fn sweep(engine: &Engine) -> Result<u64> {
     let all = Book::Sweep.all();
     let end = prefix_end(&all);
-    let budget = (engine.kv.limits().max_txn_ops / 4).clamp(1, 4096);
+    // Queued frees are references: a sweep cut short by a backend's limits resumes where it
+    // stopped, walking the bucket again. redb has no limit: one walk.
+    let budget = (engine.kv.limits().max_txn_ops / 4).max(1);
     let mut queued = 0;
     loop {
         let page = engine.read(|r| r.scan(range_from(&all, end.as_deref()), 1))?;
         let Some((marker, _)) = page.into_iter().next() else { return Ok(queued) };
         queued += engine.write_alone(crate::storage::Commit::Durable, |w| {
-            let Some((bucket, _, _)) = Book::Sweep.parse(&marker) else {
-                w.delete(&marker)?;
+            // Another thread may have run this sweep meanwhile.
+            if w.get(&marker)?.is_none() {
                 return Ok(0);
+            }
+            let orphans = match Book::Sweep.parse(&marker) {
+                Some((bucket, _, _)) => match unreferenced(w, &bucket, engine) {
+                    Ok(Some(orphans)) => orphans.into_iter().map(|seg| (bucket.clone(), seg)).collect(),
+                    Ok(None) => Vec::new(),
+                    Err(e) if e.is_corruption() => Vec::new(),
+                    Err(e) => return Err(e),
+                },
+                None => Vec::new(),
             };
-            let mut refs = Refs::new();
-            if objects::bucket_record(w, &bucket)?.is_some() {
-                refs.add_manifests(w, &bucket)?;
-            }
-            if refs.complete {
-                refs.add_bookkeeping(w, &bucket)?;
-            }
-            let orphans = if refs.complete { orphan_segments(w, &bucket, &refs.segs, engine)? } else { Vec::new() };
-            // Queued frees are references: a sweep cut short by the budget resumes where it
-            // stopped.
-            for seg in orphans.iter().take(budget) {
-                w.put(&Book::Gc.key(&bucket, *seg), &gc_record())?;
+            for (bucket, seg) in orphans.iter().take(budget) {
+                w.put(&Book::Gc.key(bucket, *seg), &gc_record())?;
             }
             if orphans.len() <= budget {
                 w.delete(&marker)?;
@@ -255,6 +257,23 @@ pub(crate) fn sweep(engine: &Engine) -> Result<u64> {
             Ok(orphans.len().min(budget) as u64)
         })?;
     }
+}
+
+/// The segments of `bucket` nothing refers to, or `None` when a record of it does not decode
+/// (or the bucket is gone: its chunks were freed with it).
+fn unreferenced(r: &dyn KvRead, bucket: &str, engine: &Engine) -> Result<Option<Vec<u64>>> {
+    if objects::bucket_record(r, bucket)?.is_none() {
+        return Ok(None);
+    }
+    let mut refs = Refs::new();
+    refs.add_manifests(r, bucket)?;
+    if refs.complete {
+        refs.add_bookkeeping(r, bucket)?;
+    }
+    if !refs.complete {
+        return Ok(None);
+    }
+    orphan_segments(r, bucket, &refs.segs, engine).map(Some)
 }
 
 pub(crate) fn gc(engine: &Engine) -> Result<GcReport> {
@@ -277,4 +296,45 @@ pub(crate) fn compact(engine: &Engine) -> Result<CompactReport> {
     engine.kv.compact()?;
     let size_after = engine.kv.space()?.file_size;
     Ok(CompactReport { size_before, size_after, packed_objects, pack_records })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use crate::data::keys::{self, Book};
+    use crate::data::records::gc_record;
+    use crate::engine::for_each_prefixed;
+    use crate::storage::Commit;
+
+    /// On a backend whose transactions hold few operations, a sweep queues the frees over
+    /// several transactions (each walk counts the frees queued before as references) and ends.
+    #[test]
+    fn a_sweep_larger_than_a_transaction_finishes_over_several() {
+        let db = crate::Datastore::builder().open_reference_map(65_536, 8, 1 << 20).unwrap();
+        let b = db.create_bucket("bkt").unwrap();
+        b.put_bytes("live", vec![7u8; 20_000]).unwrap();
+        // Twelve segments no record refers to, one chunk each, and a request to sweep.
+        for seg in 0..12u64 {
+            db.engine.write_alone(Commit::Durable, |w| w.put(&keys::chunk("bkt", (1 << 60) + seg, 0), b"x")).unwrap();
+        }
+        db.engine.write_alone(Commit::Durable, |w| w.put(&Book::Sweep.key("bkt", 0), &gc_record())).unwrap();
+        assert_eq!(db.verify().unwrap().orphan_segments, 12);
+        db.engine.drain_gc().unwrap();
+        let report = db.verify().unwrap();
+        assert!(report.is_clean(), "{report:?}");
+        let left = db
+            .engine
+            .read(|r| {
+                let mut n = 0;
+                for_each_prefixed(r, &Book::Sweep.all(), 10, |_, _| {
+                    n += 1;
+                    Ok(true)
+                })?;
+                Ok(n)
+            })
+            .unwrap();
+        assert_eq!(left, 0, "the request is done");
+        assert_eq!(b.get_bytes("live").unwrap(), vec![7u8; 20_000]);
+    }
 }

@@ -351,8 +351,11 @@ pub(crate) fn check_condition(bucket: &str, key: &str, current: &Current, cond: 
         (PutCondition::IfMatch(want), Current::Found(m)) => {
             Err(Error::precondition(bucket, key, format!("ETag is {:?}, not {want:?}", m.etag)))
         }
-        // The ETag to compare is in the damaged record.
-        (PutCondition::IfMatch(_), Current::Damaged(reason)) => Err(Error::corrupted(bucket, key, reason.clone())),
+        // The ETag to compare is in the damaged record: the condition cannot hold. (A refusal
+        // of this write alone, which group commit keeps from the other writes of its batch.)
+        (PutCondition::IfMatch(_), Current::Damaged(reason)) => {
+            Err(Error::precondition(bucket, key, format!("its record is damaged ({reason}), so its ETag is unknown")))
+        }
     }
 }
 
