@@ -334,6 +334,59 @@ fn damage_met_by_a_sweep_does_not_block_frees_or_opening() {
     assert!(matches!(db.bucket("docs").unwrap().get_bytes("other"), Err(Error::NoSuchKey { .. })));
 }
 
+/// A write that fails on damage before writing anything (here: into the key range of a
+/// damaged pack) fails alone: group commit does not fail the other writes of its batch.
+#[test]
+fn a_write_into_damage_does_not_fail_the_writes_committed_with_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("g.keystone");
+    {
+        let db = store(&path);
+        let b = db.create_bucket("docs").unwrap();
+        for i in 0..40u8 {
+            b.put_bytes(&format!("small-{i:02}"), [i; 100]).unwrap();
+        }
+        assert!(db.compact().unwrap().pack_records > 0);
+    }
+    // Damage the count of the first pack: its framing no longer decodes, its first key does.
+    let (pack_key, first) = {
+        let db = redb::Database::open(&path).unwrap();
+        let txn = db.begin_read().unwrap();
+        let table = txn.open_table(TABLE).unwrap();
+        let key = keys_with(&table, b"docs\0")
+            .into_iter()
+            .find(|k| table.get(&k[..]).unwrap().unwrap().value()[0] == 0x81)
+            .unwrap();
+        (key, "small-00")
+    };
+    flip(&path, &pack_key, 1);
+    let db = store(&path);
+    db.create_bucket("healthy").unwrap();
+    let failed_alone = std::thread::scope(|s| {
+        let bad = s.spawn(|| {
+            let b = db.bucket("docs").unwrap();
+            (0..300).filter(|_| matches!(b.put_bytes(first, b"x"), Err(Error::Corrupted { .. }))).count()
+        });
+        let writers: Vec<_> = (0..4u8)
+            .map(|t| {
+                let b = db.bucket("healthy").unwrap();
+                s.spawn(move || {
+                    (0..100).map(|i| b.put_bytes(&format!("t{t}-{i}"), [t; 64]).map(|_| ())).collect()
+                })
+            })
+            .collect();
+        for w in writers {
+            let results: Vec<Result<(), Error>> = w.join().unwrap();
+            for r in results {
+                r.unwrap();
+            }
+        }
+        bad.join().unwrap()
+    });
+    assert_eq!(failed_alone, 300, "every write into the damaged pack fails");
+    assert_eq!(db.bucket("healthy").unwrap().list(&keystone::ListOptions::default()).unwrap().objects.len(), 400);
+}
+
 /// A reader that hands out `Content` and, once `pause_at` bytes are out, tells the test and
 /// waits for it before going on.
 struct Pausing {
