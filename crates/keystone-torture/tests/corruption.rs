@@ -370,9 +370,7 @@ fn a_write_into_damage_does_not_fail_the_writes_committed_with_it() {
         let writers: Vec<_> = (0..4u8)
             .map(|t| {
                 let b = db.bucket("healthy").unwrap();
-                s.spawn(move || {
-                    (0..100).map(|i| b.put_bytes(&format!("t{t}-{i}"), [t; 64]).map(|_| ())).collect()
-                })
+                s.spawn(move || (0..100).map(|i| b.put_bytes(&format!("t{t}-{i}"), [t; 64]).map(|_| ())).collect())
             })
             .collect();
         for w in writers {
