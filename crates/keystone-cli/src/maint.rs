@@ -29,6 +29,10 @@ pub struct VerifyArgs {
     /// It runs on a temporary copy of the store next to it, since it repairs in place.
     #[arg(long)]
     engine: bool,
+    /// Delete every corrupt object found (a damaged pack record of small objects, which
+    /// cannot be told apart, is deleted whole), so that the rest verifies clean.
+    #[arg(long)]
+    remove_corrupt: bool,
 }
 
 /// `keystone gc`.
@@ -82,9 +86,17 @@ pub fn du(ctx: &Ctx, a: &DuArgs) -> anyhow::Result<()> {
 pub fn verify(ctx: &Ctx, a: &VerifyArgs) -> anyhow::Result<()> {
     let db = ctx.open()?;
     let spinner = ctx.progress.spinner("verifying objects");
-    let mut report = match &a.bucket {
-        Some(b) => db.verify_bucket(b)?,
-        None => db.verify()?,
+    let (mut report, removal) = if a.remove_corrupt {
+        let r = db.remove_corrupt(a.bucket.as_deref())?;
+        (r.found.clone(), Some(r))
+    } else {
+        (
+            match &a.bucket {
+                Some(b) => db.verify_bucket(b)?,
+                None => db.verify()?,
+            },
+            None,
+        )
     };
     spinner.finish_and_clear();
     drop(db);
@@ -108,6 +120,17 @@ pub fn verify(ctx: &Ctx, a: &VerifyArgs) -> anyhow::Result<()> {
         report.corrupt.len(),
         report.orphan_segments
     ))?;
+    if let Some(r) = &removal {
+        for c in &r.removed {
+            output::line(format_args!("REMOVED  {}/{}", c.bucket, c.key))?;
+        }
+        for c in &r.rewritten {
+            output::line(format_args!("LEFT     {}/{}: written again since it was found", c.bucket, c.key))?;
+        }
+        ctx.say(format_args!("removed {}", plural(r.removed.len() as u64, "corrupt object")))?;
+        // Removed, or replaced by a new version since: no longer wrong with the store.
+        report.corrupt.clear();
+    }
     if report.is_clean() {
         return Ok(());
     }

@@ -122,6 +122,28 @@ fn rm_clears_an_object_whose_record_is_damaged() {
     assert_eq!(used.size, 100_000);
 }
 
+/// `verify --remove-corrupt` deletes what it finds corrupt and exits 0; `verify` is then clean.
+#[test]
+fn verify_remove_corrupt_deletes_the_corrupt_objects() {
+    let env = Env::with_bucket();
+    env.write("good", &bytes(100_000, 2));
+    env.ok(&["put", "good", "bkt/good.bin"]);
+    env.write("bad", &MARKER.repeat(4096)); // damaged chunks
+    env.ok(&["put", "bad", "bkt/chunks.bin"]);
+    let content_type = std::str::from_utf8(MARKER).unwrap();
+    env.ok(&["put", "good", "bkt/manifest.bin", "--content-type", content_type]);
+    assert!(corrupt_store(&env) > 1);
+    let out = env.ok(&["verify", "--remove-corrupt"]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.iter().filter(|l| l.starts_with("CORRUPT  ")).count(), 2, "{out}");
+    assert!(lines.contains(&"REMOVED  bkt/chunks.bin") && lines.contains(&"REMOVED  bkt/manifest.bin"), "{out}");
+    assert!(out.contains("removed 2 corrupt objects"), "{out}");
+    let out = env.ok(&["verify"]);
+    assert!(out.starts_with("checked 1 object (97.66 KiB): 0 corrupt, 0 orphaned chunk segments"), "{out}");
+    let used = keystone::Datastore::open(&env.store).unwrap().bucket("bkt").unwrap().head("good.bin").unwrap();
+    assert_eq!(used.size, 100_000);
+}
+
 #[test]
 fn gc_aborts_old_multipart_uploads_and_reports_sizes() {
     let env = Env::with_bucket();

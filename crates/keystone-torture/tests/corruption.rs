@@ -385,6 +385,79 @@ fn a_write_into_damage_does_not_fail_the_writes_committed_with_it() {
     assert_eq!(db.bucket("healthy").unwrap().list(&keystone::ListOptions::default()).unwrap().objects.len(), 400);
 }
 
+/// A damaged pack cannot be unpacked, so writes into its key range fail; `remove_corrupt`
+/// removes it whole (with the objects in it, which could not be read anyway), together with
+/// every other corrupt object, and the store verifies clean and takes writes again.
+#[test]
+fn remove_corrupt_clears_a_damaged_pack_and_every_other_corrupt_object() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("r.keystone");
+    {
+        let db = store(&path);
+        let b = db.create_bucket("docs").unwrap();
+        for i in 0..200u8 {
+            b.put_bytes(&format!("small-{i:03}"), [i; 100]).unwrap();
+        }
+        assert!(db.compact().unwrap().pack_records > 1);
+        b.put_reader("chunked", Content::new(1, 30_000), PutOptions::default()).unwrap();
+        b.put_reader("manifest", Content::new(2, 30_000), PutOptions::default()).unwrap();
+        b.put_reader("healthy", Content::new(3, 30_000), PutOptions::default()).unwrap();
+    }
+    let first_pack = {
+        let db = redb::Database::open(&path).unwrap();
+        let txn = db.begin_read().unwrap();
+        let table = txn.open_table(TABLE).unwrap();
+        keys_with(&table, b"docs\0small-")
+            .into_iter()
+            .find(|k| table.get(&k[..]).unwrap().unwrap().value()[0] == 0x81)
+            .unwrap()
+    };
+    flip(&path, &first_pack, 1); // the pack's count
+    flip(&path, b"docs\0manifest", 0); // a manifest's format byte
+    let seg_prefix = {
+        let db = redb::Database::open(&path).unwrap();
+        let txn = db.begin_read().unwrap();
+        let table = txn.open_table(TABLE).unwrap();
+        let data = keys_with(&table, b"__data__\0docs\0");
+        data[0][..data[0].len() - 4].to_vec() // "chunked", written first
+    };
+    flip(&path, &seg_prefix, 100);
+
+    let db = store(&path);
+    let b = db.bucket("docs").unwrap();
+    assert!(matches!(b.put_bytes("small-000", b"x"), Err(Error::Corrupted { .. })), "a write into the damaged pack");
+    assert!(matches!(b.delete("small-000"), Err(Error::Corrupted { .. })));
+    let report = db.remove_corrupt(Some("docs")).unwrap();
+    assert_eq!(report.found.corrupt.len(), 3, "{:?}", report.found);
+    let mut removed: Vec<String> = report.removed.iter().map(|c| c.key.clone()).collect();
+    removed.sort();
+    let pack_name = String::from_utf8(first_pack[b"docs\0".len()..].to_vec()).unwrap();
+    assert_eq!(removed, ["chunked".to_owned(), "manifest".to_owned(), pack_name]);
+    assert!(report.rewritten.is_empty());
+    let verified = db.verify().unwrap();
+    assert!(verified.is_clean(), "{verified:?}");
+
+    // The damaged pack's objects are gone, a run from the first; every other one reads.
+    let left: Vec<String> = b
+        .list(&keystone::ListOptions { prefix: "small-".into(), ..Default::default() })
+        .unwrap()
+        .objects
+        .into_iter()
+        .map(|o| o.key)
+        .collect();
+    let lost = 200 - left.len();
+    assert!((2..200).contains(&lost), "{lost} objects were in the damaged pack");
+    for (n, key) in left.iter().enumerate() {
+        let i = u8::try_from(lost + n).unwrap();
+        assert_eq!(key, &format!("small-{i:03}"));
+        assert_eq!(b.get_bytes(key).unwrap(), [i; 100]);
+    }
+    b.put_bytes("small-000", b"written again").unwrap();
+    assert!(keystone_torture::same_content(b.open("healthy").unwrap(), 3, 30_000).unwrap());
+    drop((b, db));
+    assert_eq!(chunks_of_docs(&path), 8, "only the healthy object's chunks are left");
+}
+
 /// A reader that hands out `Content` and, once `pause_at` bytes are out, tells the test and
 /// waits for it before going on.
 struct Pausing {

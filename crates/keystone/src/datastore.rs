@@ -10,7 +10,7 @@ use crate::data::names;
 use crate::data::records::CHUNK_HEADER;
 use crate::engine::{Config, Engine};
 use crate::error::{Error, Result};
-use crate::maintenance::{self, CompactReport, GcReport, VerifyReport};
+use crate::maintenance::{self, CompactReport, GcReport};
 use crate::objects;
 use crate::reader;
 use crate::storage::KeyValueStore;
@@ -19,6 +19,7 @@ use crate::storage::redb::{RedbConfig, RedbStore};
 use crate::transaction::{Snapshot, Transaction};
 use crate::types::{BucketInfo, CopyOptions, EtagAlgorithm, ObjectInfo, PutOptions};
 use crate::upload;
+use crate::verify::{self, RemoveReport, VerifyReport};
 
 /// Default payload bytes per chunk. redb stores a value larger than a page in a region whose
 /// size is a power of two; a chunk record (payload, 5-byte header) plus its key and redb's
@@ -375,12 +376,28 @@ impl Datastore {
     /// (segments no object, part or upload refers to). It only reads: corrupt objects are
     /// reported, not changed.
     pub fn verify(&self) -> Result<VerifyReport> {
-        maintenance::verify(&self.engine, None)
+        verify::verify(&self.engine, None)
     }
 
     /// [`verify`](Self::verify) for one bucket.
     pub fn verify_bucket(&self, bucket: &str) -> Result<VerifyReport> {
-        maintenance::verify(&self.engine, Some(bucket))
+        verify::verify(&self.engine, Some(bucket))
+    }
+
+    /// Runs [`verify`](Self::verify) on `bucket` (or on every bucket), then deletes every
+    /// corrupt object it found, so that the rest can be written again and the store verifies
+    /// clean. Each object is deleted in a durable transaction of its own, and only if it is
+    /// still the version that was found (one written again meanwhile is left alone and listed
+    /// in [`RemoveReport::rewritten`]); the chunks of deleted objects are freed.
+    ///
+    /// Most damage can also be cleared by deleting or overwriting the object. This is for the
+    /// rest: a damaged *pack record* (see [`compact`](Self::compact)) holds several small
+    /// objects that cannot be told apart, so writes into its key range fail with
+    /// [`Error::Corrupted`](crate::Error::Corrupted); it is removed whole, with the objects in
+    /// it (which could not be read anyway), and counts as one removed object named by its last
+    /// key.
+    pub fn remove_corrupt(&self, bucket: Option<&str>) -> Result<RemoveReport> {
+        verify::remove_corrupt(&self.engine, bucket)
     }
 
     /// Runs the storage engine's own integrity check (redb: page checksums and tree

@@ -62,6 +62,7 @@ mod storage;
 mod transaction;
 mod types;
 mod upload;
+mod verify;
 
 pub use bucket::Bucket;
 pub use data::names::MAX_KEY_LEN;
@@ -71,13 +72,14 @@ pub use datastore::{
 };
 pub use error::{Error, Result};
 pub use list::ListIter;
-pub use maintenance::{CompactReport, CorruptObject, GcReport, VerifyReport};
+pub use maintenance::{CompactReport, GcReport};
 pub use reader::{Chunk, ObjectReader};
 pub use transaction::{Snapshot, SnapshotBucket, Transaction, TxBucket};
 pub use types::{
     BucketInfo, CompleteOptions, CompletedPart, CopyOptions, EtagAlgorithm, ListEntry, ListOptions, ListPage,
     ObjectInfo, ObjectMeta, PartInfo, PutCondition, PutOptions, UploadInfo,
 };
+pub use verify::{CorruptObject, RemoveReport, VerifyReport};
 
 /// The README's examples, compiled as doc-tests so they cannot rot.
 #[doc = include_str!("../../../README.md")]

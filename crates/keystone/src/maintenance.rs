@@ -1,52 +1,14 @@
-//! `verify`, `gc` and `compact`, with the reports they return.
+//! `gc` and `compact`, with the reports they return, and the sweep for segments nothing
+//! refers to (shared with `verify`).
 
 use std::collections::HashSet;
-use std::io;
-use std::sync::Arc;
 
 use crate::data::keys::{self, Book};
 use crate::data::records::{Manifest, PartRecord, StageRecord, gc_record};
 use crate::engine::{Engine, for_each_prefixed, range_from};
 use crate::error::{Error, Result};
 use crate::objects;
-use crate::reader::ObjectReader;
-use crate::storage::{KvRead, ReadTxn, prefix_end};
-use crate::upload::from_io;
-
-/// An object that failed verification.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CorruptObject {
-    /// Bucket name.
-    pub bucket: String,
-    /// Object key.
-    pub key: String,
-    /// What was wrong.
-    pub reason: String,
-}
-
-/// What [`Datastore::verify`](crate::Datastore::verify) found.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct VerifyReport {
-    /// Objects read.
-    pub objects: u64,
-    /// Bytes read and checked.
-    pub bytes: u64,
-    /// Objects whose bytes or records are damaged.
-    pub corrupt: Vec<CorruptObject>,
-    /// Segments of chunks that no object, part or pending upload refers to (leaked space).
-    pub orphan_segments: u64,
-    /// The storage engine's own integrity check, when it was asked for (see
-    /// [`Datastore::check_engine_integrity`](crate::Datastore::check_engine_integrity));
-    /// `verify` itself never runs it, because it may rewrite the file.
-    pub engine_ok: Option<bool>,
-}
-
-impl VerifyReport {
-    /// True when nothing is wrong.
-    pub fn is_clean(&self) -> bool {
-        self.corrupt.is_empty() && self.orphan_segments == 0 && self.engine_ok != Some(false)
-    }
-}
+use crate::storage::{KvRead, prefix_end};
 
 /// What [`Datastore::gc`](crate::Datastore::gc) reclaimed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -71,78 +33,20 @@ pub struct CompactReport {
     pub pack_records: u64,
 }
 
-fn check_object(snap: &Arc<dyn ReadTxn>, bucket: &str, key: &str, raw: &[u8]) -> Result<u64> {
-    let m = Manifest::decode(raw).map_err(|e| e.at(bucket, key))?;
-    let info = objects::info(bucket, key, &m);
-    let mut reader = ObjectReader::new(snap.clone(), info, m)?;
-    io::copy(&mut reader, &mut io::sink()).map_err(from_io)
-}
-
-/// Re-reads every object of `only` (or of all buckets) and checks it.
-pub(crate) fn verify(engine: &Engine, only: Option<&str>) -> Result<VerifyReport> {
-    let snap = engine.snapshot()?;
-    let mut report = VerifyReport::default();
-    let buckets: Vec<String> = match only {
-        Some(b) => {
-            objects::require_bucket(snap.as_ref(), b)?;
-            vec![b.to_owned()]
-        }
-        None => objects::list_buckets(snap.as_ref())?.into_iter().map(|b| b.name).collect(),
-    };
-    for bucket in &buckets {
-        let mut refs = Refs::new();
-        let prefix = keys::objects_prefix(bucket);
-        for_each_prefixed(snap.as_ref(), &prefix, 256, |k, v| {
-            let objects = match objects::record_objects(bucket, k, v) {
-                Ok(objects) => objects,
-                Err(e) => {
-                    // A damaged pack: its objects cannot be told apart, it counts as one.
-                    refs.complete = false;
-                    let key = String::from_utf8_lossy(&k[prefix.len()..]).into_owned();
-                    report.objects += 1;
-                    report.corrupt.push(CorruptObject { bucket: bucket.clone(), key, reason: e.to_string() });
-                    return Ok(true);
-                }
-            };
-            for (key, v) in objects {
-                report.objects += 1;
-                refs.add_manifest(v);
-                match check_object(&snap, bucket, key, v) {
-                    Ok(n) => report.bytes += n,
-                    Err(e) => {
-                        let key = key.to_owned();
-                        report.corrupt.push(CorruptObject { bucket: bucket.clone(), key, reason: e.to_string() });
-                    }
-                }
-            }
-            Ok(true)
-        })?;
-        // With a manifest that does not decode, its segments would count as leaked: the damage
-        // is reported once, as the corrupt object. (A damaged part or staging record is
-        // reported through the segments it leaves unreferenced.)
-        let manifests_decode = refs.complete;
-        refs.add_bookkeeping(snap.as_ref(), bucket)?;
-        if manifests_decode {
-            report.orphan_segments += orphan_segments(snap.as_ref(), bucket, &refs.segs, engine)?.len() as u64;
-        }
-    }
-    Ok(report)
-}
-
 /// The segments of one bucket that something refers to.
-struct Refs {
-    segs: HashSet<u64>,
+pub(crate) struct Refs {
+    pub segs: HashSet<u64>,
     /// False once a record did not decode: what it refers to is unknown.
-    complete: bool,
+    pub complete: bool,
 }
 
 impl Refs {
-    fn new() -> Refs {
+    pub(crate) fn new() -> Refs {
         Refs { segs: HashSet::new(), complete: true }
     }
 
     /// Adds the segments of one manifest record.
-    fn add_manifest(&mut self, v: &[u8]) {
+    pub(crate) fn add_manifest(&mut self, v: &[u8]) {
         match Manifest::decode_head(v) {
             Ok(m) => self.segs.extend(m.segments().iter().map(|s| s.id)),
             Err(_) => self.complete = false,
@@ -150,7 +54,7 @@ impl Refs {
     }
 
     /// Adds the segments of `bucket`'s manifests, on their own or packed.
-    fn add_manifests(&mut self, r: &dyn KvRead, bucket: &str) -> Result<()> {
+    pub(crate) fn add_manifests(&mut self, r: &dyn KvRead, bucket: &str) -> Result<()> {
         for_each_prefixed(r, &keys::objects_prefix(bucket), 256, |k, v| {
             match objects::record_objects(bucket, k, v) {
                 Ok(objects) => objects.for_each(|(_, m)| self.add_manifest(m)),
@@ -161,7 +65,7 @@ impl Refs {
     }
 
     /// Adds the segments of parts, uploads in flight and queued frees.
-    fn add_bookkeeping(&mut self, r: &dyn KvRead, bucket: &str) -> Result<()> {
+    pub(crate) fn add_bookkeeping(&mut self, r: &dyn KvRead, bucket: &str) -> Result<()> {
         for_each_prefixed(r, &Book::Part.in_bucket(bucket), 1000, |_, v| {
             match PartRecord::decode(v) {
                 Ok(p) => _ = self.segs.insert(p.seg.id),
@@ -189,7 +93,7 @@ impl Refs {
 
 /// Walks the segments of `bucket` (one seek per segment) and returns those that nothing in
 /// `refs` and no upload in flight in this process refers to.
-fn orphan_segments(r: &dyn KvRead, bucket: &str, refs: &HashSet<u64>, engine: &Engine) -> Result<Vec<u64>> {
+pub(crate) fn orphan_segments(r: &dyn KvRead, bucket: &str, refs: &HashSet<u64>, engine: &Engine) -> Result<Vec<u64>> {
     let data = keys::bucket_data_prefix(bucket);
     let end = prefix_end(&data);
     let mut from = data.clone();

@@ -1,0 +1,221 @@
+//! `verify` and `remove_corrupt`: re-reading every object against its checksums, and
+//! deleting what is damaged.
+
+use std::io;
+use std::sync::Arc;
+
+use crate::data::keys;
+use crate::data::records::Manifest;
+use crate::engine::{Engine, for_each_prefixed};
+use crate::error::Result;
+use crate::maintenance::{Refs, orphan_segments};
+use crate::objects::{self, Lookup};
+use crate::reader::ObjectReader;
+use crate::storage::ReadTxn;
+use crate::upload::from_io;
+
+/// An object that failed verification.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CorruptObject {
+    /// Bucket name.
+    pub bucket: String,
+    /// Object key.
+    pub key: String,
+    /// What was wrong.
+    pub reason: String,
+}
+
+/// What [`Datastore::verify`](crate::Datastore::verify) found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct VerifyReport {
+    /// Objects read.
+    pub objects: u64,
+    /// Bytes read and checked.
+    pub bytes: u64,
+    /// Objects whose bytes or records are damaged.
+    pub corrupt: Vec<CorruptObject>,
+    /// Segments of chunks that no object, part or pending upload refers to (leaked space).
+    pub orphan_segments: u64,
+    /// The storage engine's own integrity check, when it was asked for (see
+    /// [`Datastore::check_engine_integrity`](crate::Datastore::check_engine_integrity));
+    /// `verify` itself never runs it, because it may rewrite the file.
+    pub engine_ok: Option<bool>,
+}
+
+impl VerifyReport {
+    /// True when nothing is wrong.
+    pub fn is_clean(&self) -> bool {
+        self.corrupt.is_empty() && self.orphan_segments == 0 && self.engine_ok != Some(false)
+    }
+}
+
+fn check_object(snap: &Arc<dyn ReadTxn>, bucket: &str, key: &str, raw: &[u8]) -> Result<u64> {
+    let m = Manifest::decode(raw).map_err(|e| e.at(bucket, key))?;
+    let info = objects::info(bucket, key, &m);
+    let mut reader = ObjectReader::new(snap.clone(), info, m)?;
+    io::copy(&mut reader, &mut io::sink()).map_err(from_io)
+}
+
+/// A corrupt object as `scan` found it, with the bytes that identify that version.
+struct Finding {
+    object: CorruptObject,
+    /// A damaged pack: the record under `record_key` is removed whole (its objects cannot be
+    /// told apart). Otherwise the object is deleted as `delete` does.
+    whole_record: Option<Vec<u8>>,
+    /// The damaged pack record, or the object's manifest record as found.
+    bytes: Vec<u8>,
+}
+
+/// Re-reads every object of `only` (or of all buckets) and checks it.
+pub(crate) fn verify(engine: &Engine, only: Option<&str>) -> Result<VerifyReport> {
+    scan(engine, only).map(|(report, _)| report)
+}
+
+fn scan(engine: &Engine, only: Option<&str>) -> Result<(VerifyReport, Vec<Finding>)> {
+    let snap = engine.snapshot()?;
+    let mut report = VerifyReport::default();
+    let mut findings = Vec::new();
+    let buckets: Vec<String> = match only {
+        Some(b) => {
+            objects::require_bucket(snap.as_ref(), b)?;
+            vec![b.to_owned()]
+        }
+        None => objects::list_buckets(snap.as_ref())?.into_iter().map(|b| b.name).collect(),
+    };
+    for bucket in &buckets {
+        let mut refs = Refs::new();
+        let prefix = keys::objects_prefix(bucket);
+        for_each_prefixed(snap.as_ref(), &prefix, 256, |k, v| {
+            let objects = match objects::record_objects(bucket, k, v) {
+                Ok(objects) => objects,
+                Err(e) => {
+                    // A damaged pack: its objects cannot be told apart, it counts as one.
+                    refs.complete = false;
+                    let key = String::from_utf8_lossy(&k[prefix.len()..]).into_owned();
+                    report.objects += 1;
+                    let object = CorruptObject { bucket: bucket.clone(), key, reason: e.to_string() };
+                    report.corrupt.push(object.clone());
+                    findings.push(Finding { object, whole_record: Some(k.to_vec()), bytes: v.to_vec() });
+                    return Ok(true);
+                }
+            };
+            for (key, v) in objects {
+                report.objects += 1;
+                refs.add_manifest(v);
+                match check_object(&snap, bucket, key, v) {
+                    Ok(n) => report.bytes += n,
+                    Err(e) => {
+                        let object =
+                            CorruptObject { bucket: bucket.clone(), key: key.to_owned(), reason: e.to_string() };
+                        report.corrupt.push(object.clone());
+                        findings.push(Finding { object, whole_record: None, bytes: v.to_vec() });
+                    }
+                }
+            }
+            Ok(true)
+        })?;
+        // With a manifest that does not decode, its segments would count as leaked: the damage
+        // is reported once, as the corrupt object. (A damaged part or staging record is
+        // reported through the segments it leaves unreferenced.)
+        let manifests_decode = refs.complete;
+        refs.add_bookkeeping(snap.as_ref(), bucket)?;
+        if manifests_decode {
+            report.orphan_segments += orphan_segments(snap.as_ref(), bucket, &refs.segs, engine)?.len() as u64;
+        }
+    }
+    Ok((report, findings))
+}
+
+/// What [`Datastore::remove_corrupt`](crate::Datastore::remove_corrupt) did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RemoveReport {
+    /// What verification found before anything was removed.
+    pub found: VerifyReport,
+    /// Corrupt objects deleted (a damaged pack counts as one, named by its last key).
+    pub removed: Vec<CorruptObject>,
+    /// Corrupt objects written again after they were found, and so left alone.
+    pub rewritten: Vec<CorruptObject>,
+}
+
+/// Verifies `only` (or every bucket), then deletes each corrupt object found — in a durable
+/// transaction of its own, and only if it is still the version found (an object written again
+/// meanwhile is left alone). A damaged pack is removed whole.
+pub(crate) fn remove_corrupt(engine: &Engine, only: Option<&str>) -> Result<RemoveReport> {
+    let (found, findings) = scan(engine, only)?;
+    remove(engine, RemoveReport { found, ..RemoveReport::default() }, findings)
+}
+
+fn remove(engine: &Engine, mut report: RemoveReport, findings: Vec<Finding>) -> Result<RemoveReport> {
+    let limits = engine.kv.limits();
+    let mut queued = false;
+    for f in findings {
+        let outcome = engine.write_alone(crate::storage::Commit::Durable, |w| {
+            let (bucket, key) = (&f.object.bucket, &f.object.key);
+            let mut same = false;
+            match &f.whole_record {
+                Some(record_key) => {
+                    w.read_with(record_key, &mut |v| {
+                        same = v == f.bytes.as_slice();
+                        Ok(())
+                    })?;
+                    if same {
+                        w.delete(record_key)?;
+                    }
+                    Ok(same.then_some(false))
+                }
+                None => {
+                    if let Lookup::Hit { value, .. } = objects::lookup(w, bucket, key, |m| Ok(m == f.bytes.as_slice()))?
+                    {
+                        same = value;
+                    }
+                    if !same {
+                        return Ok(None);
+                    }
+                    objects::delete_object(w, limits, bucket, key).map(Some)
+                }
+            }
+        })?;
+        match outcome {
+            Some(q) => {
+                queued |= q;
+                report.removed.push(f.object);
+            }
+            None => report.rewritten.push(f.object),
+        }
+    }
+    if queued {
+        engine.drain_gc()?;
+    }
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use crate::data::keys;
+    use crate::storage::Commit;
+
+    /// An object written again between verification and removal is the new version: it is
+    /// left alone, and reported as such.
+    #[test]
+    fn an_object_written_again_after_it_was_found_is_left_alone() {
+        let db = crate::Datastore::in_memory().unwrap();
+        let b = db.create_bucket("bkt").unwrap();
+        b.put_bytes("k", b"old").unwrap();
+        b.put_bytes("other", b"damaged too").unwrap();
+        for key in ["k", "other"] {
+            db.engine.write_alone(Commit::Durable, |w| w.put(&keys::object("bkt", key), &[0xEE, 1, 2])).unwrap();
+        }
+        let (found, findings) = super::scan(&db.engine, None).unwrap();
+        assert_eq!(found.corrupt.len(), 2);
+        b.put_bytes("k", b"new").unwrap();
+        let report = super::remove(&db.engine, super::RemoveReport { found, ..Default::default() }, findings).unwrap();
+        let names = |list: &[super::CorruptObject]| list.iter().map(|c| c.key.clone()).collect::<Vec<_>>();
+        assert_eq!(names(&report.rewritten), ["k"]);
+        assert_eq!(names(&report.removed), ["other"]);
+        assert_eq!(b.get_bytes("k").unwrap(), b"new");
+        assert!(matches!(b.get_bytes("other"), Err(crate::Error::NoSuchKey { .. })));
+        assert!(db.verify().unwrap().is_clean());
+    }
+}
