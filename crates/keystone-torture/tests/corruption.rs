@@ -458,6 +458,37 @@ fn remove_corrupt_clears_a_damaged_pack_and_every_other_corrupt_object() {
     assert_eq!(chunks_of_docs(&path), 8, "only the healthy object's chunks are left");
 }
 
+/// A multipart upload whose part records are damaged cannot be completed (its parts cannot be
+/// read), but it can be aborted: the records go, and a sweep frees the parts' chunks.
+#[test]
+fn an_upload_with_damaged_parts_can_be_aborted_and_nothing_leaks() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("u.keystone");
+    let upload = {
+        let db = store(&path);
+        let b = db.create_bucket("docs").unwrap();
+        b.put_reader("kept", Content::new(1, 10_000), PutOptions::default()).unwrap();
+        let id = b.create_upload("big", keystone::ObjectMeta::default()).unwrap();
+        b.upload_part(&id, 1, Content::new(2, 20_000)).unwrap();
+        b.upload_part(&id, 2, Content::new(3, 20_000)).unwrap();
+        id
+    };
+    assert_eq!(chunks_of_docs(&path), 3 + 5 + 5);
+    assert_eq!(flip(&path, b"__meta__\0part\0docs\0", 0), 2);
+    {
+        let db = store(&path);
+        let b = db.bucket("docs").unwrap();
+        assert!(matches!(b.list_parts(&upload), Err(Error::Corrupted { .. })));
+        let parts = [1, 2].map(|n| keystone::CompletedPart { part_number: n, etag: String::new() });
+        assert!(b.complete_upload(&upload, &parts, &keystone::CompleteOptions::default()).is_err());
+        b.abort_upload(&upload).unwrap();
+        assert!(matches!(b.list_parts(&upload), Err(Error::NoSuchUpload { .. })));
+        assert!(db.verify().unwrap().is_clean());
+        assert!(keystone_torture::same_content(b.open("kept").unwrap(), 1, 10_000).unwrap());
+    }
+    assert_eq!(chunks_of_docs(&path), 3, "the parts' chunks are freed");
+}
+
 /// A reader that hands out `Content` and, once `pause_at` bytes are out, tells the test and
 /// waits for it before going on.
 struct Pausing {

@@ -144,20 +144,34 @@ pub(crate) fn list_uploads(r: &dyn KvRead, bucket: &str, prefix: &str) -> Result
 fn drop_upload(w: &mut dyn WriteTxn, engine: &Engine, bucket: &str, id: u64, keep: &[u32]) -> Result<bool> {
     let limits = engine.kv.limits();
     let mut queued = false;
-    for (n, p) in parts_of(w, bucket, id)? {
-        if !keep.contains(&n) {
-            queued |= objects::free_segments(w, limits, bucket, &[p.seg])?;
+    // Every part record, damaged ones included: an abort clears them too.
+    let prefix = keys::parts_prefix(bucket, id);
+    let mut parts = Vec::new();
+    for_each_prefixed(w, &prefix, 1000, |k, v| {
+        let number = k[prefix.len()..].try_into().ok().map(u32::from_be_bytes);
+        parts.push((k.to_vec(), number, PartRecord::decode(v).ok()));
+        Ok(true)
+    })?;
+    for (key, number, part) in parts {
+        match (number, part) {
+            (Some(n), _) if keep.contains(&n) => {}
+            (_, Some(p)) => queued |= objects::free_segments(w, limits, bucket, &[p.seg])?,
+            // Which segment a damaged record held is unknown: sweep the bucket.
+            (_, None) => queued |= objects::request_sweep(w, bucket)?,
         }
-        w.delete(&keys::part(bucket, id, n))?;
+        w.delete(&key)?;
     }
     w.delete(&Book::Mpu.key(bucket, id))?;
     Ok(queued)
 }
 
+/// Aborts an upload, also one whose records are damaged (its upload record need only exist).
 pub(crate) fn abort(engine: &Engine, bucket: &str, upload_id: &str) -> Result<()> {
     let id = parse_id(bucket, upload_id)?;
     let queued = engine.write_alone(engine.ack_mode(), |w| {
-        upload_record(w, bucket, upload_id, id)?;
+        if w.get(&Book::Mpu.key(bucket, id))?.is_none() {
+            upload_record(w, bucket, upload_id, id)?;
+        }
         drop_upload(w, engine, bucket, id, &[])
     })?;
     if queued {

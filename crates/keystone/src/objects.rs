@@ -365,11 +365,16 @@ fn release(w: &mut dyn WriteTxn, limits: Limits, bucket: &str, old: &Current) ->
     match old {
         Current::Absent => Ok(false),
         Current::Found(m) => free_segments(w, limits, bucket, m.segments()),
-        Current::Damaged(_) => {
-            w.put(&Book::Sweep.key(bucket, 0), &gc_record())?;
-            Ok(true)
-        }
+        Current::Damaged(_) => request_sweep(w, bucket),
     }
+}
+
+/// Asks `drain_gc` to sweep `bucket` for segments nothing refers to (`maintenance::sweep`),
+/// after a damaged record that may have referred to some was removed. Returns `true`: there
+/// is work for `drain_gc`.
+pub(crate) fn request_sweep(w: &mut dyn WriteTxn, bucket: &str) -> Result<bool> {
+    w.put(&Book::Sweep.key(bucket, 0), &gc_record())?;
+    Ok(true)
 }
 
 /// The content of a new version, as far as it is known before publishing.
