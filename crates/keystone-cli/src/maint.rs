@@ -30,7 +30,8 @@ pub struct VerifyArgs {
     #[arg(long)]
     engine: bool,
     /// Delete every corrupt object found (a damaged pack record of small objects, which
-    /// cannot be told apart, is deleted whole), so that the rest verifies clean.
+    /// cannot be told apart, is deleted whole), then verify again; the exit status is that of
+    /// the second verification.
     #[arg(long)]
     remove_corrupt: bool,
 }
@@ -85,52 +86,45 @@ pub fn du(ctx: &Ctx, a: &DuArgs) -> anyhow::Result<()> {
 
 pub fn verify(ctx: &Ctx, a: &VerifyArgs) -> anyhow::Result<()> {
     let db = ctx.open()?;
-    let spinner = ctx.progress.spinner("verifying objects");
-    let (mut report, removal) = if a.remove_corrupt {
-        let r = db.remove_corrupt(a.bucket.as_deref())?;
-        (r.found.clone(), Some(r))
-    } else {
-        (
-            match &a.bucket {
-                Some(b) => db.verify_bucket(b)?,
-                None => db.verify()?,
-            },
-            None,
-        )
+    let check = || {
+        let spinner = ctx.progress.spinner("verifying objects");
+        let report = match &a.bucket {
+            Some(b) => db.verify_bucket(b),
+            None => db.verify(),
+        };
+        spinner.finish_and_clear();
+        report
     };
-    spinner.finish_and_clear();
+    if a.remove_corrupt {
+        let spinner = ctx.progress.spinner("verifying and removing corrupt objects");
+        let r = db.remove_corrupt(a.bucket.as_deref())?;
+        spinner.finish_and_clear();
+        print_report(ctx, &r.found, None)?;
+        for c in &r.removed {
+            output::line(format_args!("REMOVED  {}/{}", c.bucket, c.key))?;
+        }
+        for c in &r.changed {
+            output::line(format_args!("LEFT     {}/{}: changed since it was found", c.bucket, c.key))?;
+        }
+        for c in &r.failed {
+            output::line(format_args!("FAILED   {}/{}: {}", c.bucket, c.key, c.reason))?;
+        }
+        ctx.say(format_args!("removed {}; verifying again", plural(r.removed.len() as u64, "corrupt object")))?;
+    }
+    // With --remove-corrupt, the exit status is the state after the removal.
+    let mut report = check()?;
     drop(db);
     if a.engine {
         let spinner = ctx.progress.spinner("checking the storage engine on a copy");
         report.engine_ok = Some(engine_check_on_copy(ctx)?);
         spinner.finish_and_clear();
     }
-    for c in &report.corrupt {
-        output::line(format_args!("CORRUPT  {}/{}: {}", c.bucket, c.key, c.reason))?;
-    }
     let engine = match report.engine_ok {
         Some(true) => "ok",
         Some(false) => "FAILED",
         None => "not run (--engine runs it)",
     };
-    ctx.say(format_args!(
-        "checked {} ({}): {} corrupt, {} orphaned chunk segments, storage engine check {engine}",
-        plural(report.objects, "object"),
-        size(report.bytes),
-        report.corrupt.len(),
-        report.orphan_segments
-    ))?;
-    if let Some(r) = &removal {
-        for c in &r.removed {
-            output::line(format_args!("REMOVED  {}/{}", c.bucket, c.key))?;
-        }
-        for c in &r.rewritten {
-            output::line(format_args!("LEFT     {}/{}: written again since it was found", c.bucket, c.key))?;
-        }
-        ctx.say(format_args!("removed {}", plural(r.removed.len() as u64, "corrupt object")))?;
-        // Removed, or replaced by a new version since: no longer wrong with the store.
-        report.corrupt.clear();
-    }
+    print_report(ctx, &report, Some(engine))?;
     if report.is_clean() {
         return Ok(());
     }
@@ -145,6 +139,22 @@ pub fn verify(ctx: &Ctx, a: &VerifyArgs) -> anyhow::Result<()> {
         problems.push("the storage engine's integrity check failed".to_owned());
     }
     Err(anyhow!("verification failed: {}", problems.join(", ")))
+}
+
+/// The `CORRUPT` lines and the summary of one verification (with the engine check's result,
+/// when there is one to tell).
+fn print_report(ctx: &Ctx, report: &keystone::VerifyReport, engine: Option<&str>) -> anyhow::Result<()> {
+    for c in &report.corrupt {
+        output::line(format_args!("CORRUPT  {}/{}: {}", c.bucket, c.key, c.reason))?;
+    }
+    let engine = engine.map(|e| format!(", storage engine check {e}")).unwrap_or_default();
+    ctx.say(format_args!(
+        "checked {} ({}): {} corrupt, {} orphaned chunk segments{engine}",
+        plural(report.objects, "object"),
+        size(report.bytes),
+        report.corrupt.len(),
+        report.orphan_segments
+    ))
 }
 
 /// Runs the storage engine's integrity check on a temporary copy of the store, because the

@@ -24,6 +24,11 @@ fn keys_with(table: &impl ReadableTable<&'static [u8], &'static [u8]>, prefix: &
 
 /// Rewrites, through redb, every value whose key starts with `prefix`, flipping byte `at`.
 fn flip(path: &Path, prefix: &[u8], at: usize) -> usize {
+    flip_bits(path, prefix, at, 0x5A)
+}
+
+/// `flip` with the bits to flip.
+fn flip_bits(path: &Path, prefix: &[u8], at: usize, mask: u8) -> usize {
     let db = redb::Database::open(path).unwrap();
     let txn = db.begin_write().unwrap();
     let mut n = 0;
@@ -32,7 +37,7 @@ fn flip(path: &Path, prefix: &[u8], at: usize) -> usize {
         for k in keys_with(&table, prefix) {
             let mut v = table.get(&k[..]).unwrap().unwrap().value().to_vec();
             let i = at.min(v.len() - 1);
-            v[i] ^= 0x5A;
+            v[i] ^= mask;
             table.insert(&k[..], &v[..]).unwrap();
             n += 1;
         }
@@ -183,10 +188,14 @@ fn a_damaged_manifest_is_corruption_not_a_panic() {
 
 /// Every chunk key of bucket `docs`, read through redb (the store must be closed).
 fn chunks_of_docs(path: &Path) -> usize {
+    chunks_of(path, "docs")
+}
+
+fn chunks_of(path: &Path, bucket: &str) -> usize {
     let db = redb::Database::open(path).unwrap();
     let txn = db.begin_read().unwrap();
     let table = txn.open_table(TABLE).unwrap();
-    keys_with(&table, b"__data__\0docs\0").len()
+    keys_with(&table, format!("__data__\0{bucket}\0").as_bytes()).len()
 }
 
 fn with_condition(condition: PutCondition) -> PutOptions {
@@ -402,6 +411,8 @@ fn remove_corrupt_clears_a_damaged_pack_and_every_other_corrupt_object() {
         b.put_reader("chunked", Content::new(1, 30_000), PutOptions::default()).unwrap();
         b.put_reader("manifest", Content::new(2, 30_000), PutOptions::default()).unwrap();
         b.put_reader("healthy", Content::new(3, 30_000), PutOptions::default()).unwrap();
+        let other = db.create_bucket("other").unwrap();
+        other.put_reader("pack-like", Content::new(4, 30_000), PutOptions::default()).unwrap();
     }
     let first_pack = {
         let db = redb::Database::open(&path).unwrap();
@@ -414,6 +425,9 @@ fn remove_corrupt_clears_a_damaged_pack_and_every_other_corrupt_object() {
     };
     flip(&path, &first_pack, 1); // the pack's count
     flip(&path, b"docs\0manifest", 0); // a manifest's format byte
+    // A chunked object's manifest whose format byte now reads as a pack's: removed whole, its
+    // chunks found by the sweep.
+    flip_bits(&path, b"other\0pack-like", 0, 0x80);
     let seg_prefix = {
         let db = redb::Database::open(&path).unwrap();
         let txn = db.begin_read().unwrap();
@@ -427,13 +441,13 @@ fn remove_corrupt_clears_a_damaged_pack_and_every_other_corrupt_object() {
     let b = db.bucket("docs").unwrap();
     assert!(matches!(b.put_bytes("small-000", b"x"), Err(Error::Corrupted { .. })), "a write into the damaged pack");
     assert!(matches!(b.delete("small-000"), Err(Error::Corrupted { .. })));
-    let report = db.remove_corrupt(Some("docs")).unwrap();
-    assert_eq!(report.found.corrupt.len(), 3, "{:?}", report.found);
+    let report = db.remove_corrupt(None).unwrap();
+    assert_eq!(report.found.corrupt.len(), 4, "{:?}", report.found);
     let mut removed: Vec<String> = report.removed.iter().map(|c| c.key.clone()).collect();
     removed.sort();
     let pack_name = String::from_utf8(first_pack[b"docs\0".len()..].to_vec()).unwrap();
-    assert_eq!(removed, ["chunked".to_owned(), "manifest".to_owned(), pack_name]);
-    assert!(report.rewritten.is_empty());
+    assert_eq!(removed, ["chunked".to_owned(), "manifest".to_owned(), "pack-like".to_owned(), pack_name]);
+    assert!(report.changed.is_empty() && report.failed.is_empty(), "{report:?}");
     let verified = db.verify().unwrap();
     assert!(verified.is_clean(), "{verified:?}");
 
@@ -456,6 +470,7 @@ fn remove_corrupt_clears_a_damaged_pack_and_every_other_corrupt_object() {
     assert!(keystone_torture::same_content(b.open("healthy").unwrap(), 3, 30_000).unwrap());
     drop((b, db));
     assert_eq!(chunks_of_docs(&path), 8, "only the healthy object's chunks are left");
+    assert_eq!(chunks_of(&path, "other"), 0, "a manifest removed as a damaged pack: chunks swept");
 }
 
 /// A multipart upload whose part records are damaged cannot be completed (its parts cannot be

@@ -385,10 +385,15 @@ impl Datastore {
     }
 
     /// Runs [`verify`](Self::verify) on `bucket` (or on every bucket), then deletes every
-    /// corrupt object it found, so that the rest can be written again and the store verifies
-    /// clean. Each object is deleted in a durable transaction of its own, and only if it is
-    /// still the version that was found (one written again meanwhile is left alone and listed
-    /// in [`RemoveReport::rewritten`]); the chunks of deleted objects are freed.
+    /// object it found damaged, so that its key can be written again. Each object is deleted
+    /// in a durable transaction of its own, and only if it is still the version that was found
+    /// (one written again or deleted meanwhile is left alone and listed in
+    /// [`RemoveReport::changed`]); the chunks of deleted objects are freed (a sweep finds them
+    /// when the damaged record cannot name them). A failed removal is listed in
+    /// [`RemoveReport::failed`] and the others go on. Objects that failed verification for
+    /// another reason than damage (a read error) are reported in `found`, not removed. Run
+    /// `verify` afterwards for the state of the store: leaked segments, for one, are not
+    /// counted in a bucket while it holds a record that does not decode.
     ///
     /// Most damage can also be cleared by deleting or overwriting the object. This is for the
     /// rest: a damaged *pack record* (see [`compact`](Self::compact)) holds several small

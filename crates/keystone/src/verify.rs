@@ -108,7 +108,10 @@ fn scan(engine: &Engine, only: Option<&str>) -> Result<(VerifyReport, Vec<Findin
                         let object =
                             CorruptObject { bucket: bucket.clone(), key: key.to_owned(), reason: e.to_string() };
                         report.corrupt.push(object.clone());
-                        findings.push(Finding { object, whole_record: None, bytes: v.to_vec() });
+                        // Only damage is removed; a failed read (I/O) is reported, not acted on.
+                        if e.is_corruption() {
+                            findings.push(Finding { object, whole_record: None, bytes: v.to_vec() });
+                        }
                     }
                 }
             }
@@ -133,16 +136,25 @@ pub struct RemoveReport {
     pub found: VerifyReport,
     /// Corrupt objects deleted (a damaged pack counts as one, named by its last key).
     pub removed: Vec<CorruptObject>,
-    /// Corrupt objects written again after they were found, and so left alone.
-    pub rewritten: Vec<CorruptObject>,
+    /// Corrupt objects that changed after they were found (written again or deleted), and so
+    /// were left alone.
+    pub changed: Vec<CorruptObject>,
+    /// Corrupt objects whose removal failed; `reason` says why.
+    pub failed: Vec<CorruptObject>,
 }
 
 /// Verifies `only` (or every bucket), then deletes each corrupt object found — in a durable
-/// transaction of its own, and only if it is still the version found (an object written again
-/// meanwhile is left alone). A damaged pack is removed whole.
+/// transaction of its own, and only if it is still the version found. A damaged pack is
+/// removed whole.
 pub(crate) fn remove_corrupt(engine: &Engine, only: Option<&str>) -> Result<RemoveReport> {
     let (found, findings) = scan(engine, only)?;
     remove(engine, RemoveReport { found, ..RemoveReport::default() }, findings)
+}
+
+/// Whether a finding was removed, and whether that left work for `drain_gc`.
+enum Outcome {
+    Removed { queued: bool },
+    Changed,
 }
 
 fn remove(engine: &Engine, mut report: RemoveReport, findings: Vec<Finding>) -> Result<RemoveReport> {
@@ -158,10 +170,13 @@ fn remove(engine: &Engine, mut report: RemoveReport, findings: Vec<Finding>) -> 
                         same = v == f.bytes.as_slice();
                         Ok(())
                     })?;
-                    if same {
-                        w.delete(record_key)?;
+                    if !same {
+                        return Ok(Outcome::Changed);
                     }
-                    Ok(same.then_some(false))
+                    // Most likely a pack (inline objects only), but a record that only looks
+                    // like one may have been a chunked object's manifest: sweep.
+                    w.delete(record_key)?;
+                    Ok(Outcome::Removed { queued: objects::request_sweep(w, bucket)? })
                 }
                 None => {
                     if let Lookup::Hit { value, .. } = objects::lookup(w, bucket, key, |m| Ok(m == f.bytes.as_slice()))?
@@ -169,18 +184,19 @@ fn remove(engine: &Engine, mut report: RemoveReport, findings: Vec<Finding>) -> 
                         same = value;
                     }
                     if !same {
-                        return Ok(None);
+                        return Ok(Outcome::Changed);
                     }
-                    objects::delete_object(w, limits, bucket, key).map(Some)
+                    Ok(Outcome::Removed { queued: objects::delete_object(w, limits, bucket, key)? })
                 }
             }
-        })?;
+        });
         match outcome {
-            Some(q) => {
+            Ok(Outcome::Removed { queued: q }) => {
                 queued |= q;
                 report.removed.push(f.object);
             }
-            None => report.rewritten.push(f.object),
+            Ok(Outcome::Changed) => report.changed.push(f.object),
+            Err(e) => report.failed.push(CorruptObject { reason: format!("could not remove it: {e}"), ..f.object }),
         }
     }
     if queued {
@@ -212,7 +228,7 @@ mod tests {
         b.put_bytes("k", b"new").unwrap();
         let report = super::remove(&db.engine, super::RemoveReport { found, ..Default::default() }, findings).unwrap();
         let names = |list: &[super::CorruptObject]| list.iter().map(|c| c.key.clone()).collect::<Vec<_>>();
-        assert_eq!(names(&report.rewritten), ["k"]);
+        assert_eq!(names(&report.changed), ["k"]);
         assert_eq!(names(&report.removed), ["other"]);
         assert_eq!(b.get_bytes("k").unwrap(), b"new");
         assert!(matches!(b.get_bytes("other"), Err(crate::Error::NoSuchKey { .. })));
