@@ -121,45 +121,72 @@ pub(crate) fn orphan_segments(r: &dyn KvRead, bucket: &str, refs: &HashSet<u64>,
 
 /// Runs the sweeps that deleting or overwriting a damaged record asked for (see
 /// `objects::Current::Damaged`): queues a free for every segment of the bucket that nothing
-/// refers to. Each sweep runs in one write transaction, so nothing publishes between the walk
-/// and the queueing (an upload registers as active, and writes its staging record, before its
-/// first chunk commits); it blocks other writers while it walks the bucket. A bucket with
-/// another record that does not decode (or a chunk key that does not parse) is left as it is —
-/// what that record refers to cannot be known — and the request is dropped, so further damage
-/// never stops frees or opening the store; deleting or overwriting a damaged object asks for a
-/// sweep again. Returns the segments queued; `drain_gc` deletes their chunks.
+/// refers to.
+///
+/// The walk reads a snapshot, so writers do not wait for it. That is sound because every
+/// commit leaves each chunk referred to — by a manifest, part, staging record or queued free,
+/// written in the same commit as the segment's first chunks and handed on in one commit (a
+/// staging record to its manifest, parts to theirs) — except where a damaged record was removed:
+/// a segment with chunks that nothing refers to in one snapshot is never referred to again.
+/// The request is deleted only if it is still the one the walk served (requests count up), so a
+/// request made during the walk is served by another.
+///
+/// A bucket with another record that does not decode (or a chunk key that does not parse) is
+/// left as it is — what that record refers to cannot be known — and the request is dropped, so
+/// further damage never stops frees or opening the store; deleting or overwriting a damaged
+/// object asks for a sweep again. Returns the segments queued; `drain_gc` deletes their chunks.
 pub(crate) fn sweep(engine: &Engine) -> Result<u64> {
-    let all = Book::Sweep.all();
-    let end = prefix_end(&all);
-    // Queued frees are references: a sweep cut short by a backend's limits resumes where it
-    // stopped, walking the bucket again. redb has no limit: one walk.
-    let budget = (engine.kv.limits().max_txn_ops / 4).max(1);
     let mut queued = 0;
-    loop {
-        let page = engine.read(|r| r.scan(range_from(&all, end.as_deref()), 1))?;
-        let Some((marker, _)) = page.into_iter().next() else { return Ok(queued) };
-        queued += engine.write_alone(crate::storage::Commit::Durable, |w| {
-            // Another thread may have run this sweep meanwhile.
-            if w.get(&marker)?.is_none() {
-                return Ok(0);
-            }
-            let orphans = match Book::Sweep.parse(&marker) {
-                Some((bucket, _, _)) => match unreferenced(w, &bucket, engine) {
-                    Ok(Some(orphans)) => orphans.into_iter().map(|seg| (bucket.clone(), seg)).collect(),
-                    Ok(None) => Vec::new(),
-                    Err(e) if e.is_corruption() => Vec::new(),
-                    Err(e) => return Err(e),
-                },
-                None => Vec::new(),
-            };
-            for (bucket, seg) in orphans.iter().take(budget) {
+    while let Some(walk) = SweepWalk::next(engine)? {
+        queued += walk.queue(engine)?;
+    }
+    Ok(queued)
+}
+
+/// One sweep request and what a walk of a snapshot found for it.
+struct SweepWalk {
+    marker: Vec<u8>,
+    /// The request as the walk saw it.
+    seen: Vec<u8>,
+    orphans: Vec<(String, u64)>,
+}
+
+impl SweepWalk {
+    /// Walks the bucket of the first request, if there is one.
+    fn next(engine: &Engine) -> Result<Option<SweepWalk>> {
+        let all = Book::Sweep.all();
+        let end = prefix_end(&all);
+        let snap = engine.snapshot()?;
+        let Some((marker, seen)) = snap.scan(range_from(&all, end.as_deref()), 1)?.into_iter().next() else {
+            return Ok(None);
+        };
+        let orphans = match Book::Sweep.parse(&marker) {
+            Some((bucket, _, _)) => match unreferenced(snap.as_ref(), &bucket, engine) {
+                Ok(Some(orphans)) => orphans.into_iter().map(|seg| (bucket.clone(), seg)).collect(),
+                Ok(None) => Vec::new(),
+                Err(e) if e.is_corruption() => Vec::new(),
+                Err(e) => return Err(e),
+            },
+            None => Vec::new(),
+        };
+        Ok(Some(SweepWalk { marker, seen: seen.to_vec(), orphans }))
+    }
+
+    /// Queues the frees (as many as a transaction may hold: queued frees are references, so
+    /// the next walk resumes there; redb has no limit) and deletes the request if it is still
+    /// the one walked for. Returns the segments queued.
+    fn queue(&self, engine: &Engine) -> Result<u64> {
+        let budget = (engine.kv.limits().max_txn_ops / 4).max(1);
+        engine.write_alone(crate::storage::Commit::Durable, |w| {
+            for (bucket, seg) in self.orphans.iter().take(budget) {
                 w.put(&Book::Gc.key(bucket, *seg), &gc_record())?;
             }
-            if orphans.len() <= budget {
-                w.delete(&marker)?;
+            let served = w.get(&self.marker)?.is_some_and(|now| *now == *self.seen);
+            if served && self.orphans.len() <= budget {
+                w.delete(&self.marker)?;
             }
-            Ok(orphans.len().min(budget) as u64)
-        })?;
+            Ok(self.orphans.len().min(budget) as u64)
+        })
     }
 }
 
@@ -240,5 +267,27 @@ mod tests {
             .unwrap();
         assert_eq!(left, 0, "the request is done");
         assert_eq!(b.get_bytes("live").unwrap(), vec![7u8; 20_000]);
+    }
+
+    /// A sweep request made while a walk for an earlier one is under way is not lost: the walk
+    /// queues what it found but leaves the newer request, which the next walk serves.
+    #[test]
+    fn a_request_made_during_a_walk_gets_a_walk_of_its_own() {
+        let db = crate::Datastore::in_memory().unwrap();
+        db.create_bucket("bkt").unwrap();
+        let orphan = |seg: u64| {
+            db.engine.write_alone(Commit::Durable, |w| w.put(&keys::chunk("bkt", (1 << 60) + seg, 0), b"x")).unwrap();
+        };
+        orphan(1);
+        db.engine.write_alone(Commit::Durable, |w| crate::objects::request_sweep(w, "bkt")).unwrap();
+        let walk = super::SweepWalk::next(&db.engine).unwrap().unwrap();
+        assert_eq!(walk.orphans.len(), 1);
+        // Meanwhile another damaged record goes, leaving its segment and asking again.
+        orphan(2);
+        db.engine.write_alone(Commit::Durable, |w| crate::objects::request_sweep(w, "bkt")).unwrap();
+        assert_eq!(walk.queue(&db.engine).unwrap(), 1);
+        assert_eq!(db.verify().unwrap().orphan_segments, 1, "the second segment waits for its walk");
+        db.engine.drain_gc().unwrap();
+        assert!(db.verify().unwrap().is_clean());
     }
 }

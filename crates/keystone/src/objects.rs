@@ -370,10 +370,16 @@ fn release(w: &mut dyn WriteTxn, limits: Limits, bucket: &str, old: &Current) ->
 }
 
 /// Asks `drain_gc` to sweep `bucket` for segments nothing refers to (`maintenance::sweep`),
-/// after a damaged record that may have referred to some was removed. Returns `true`: there
+/// after a damaged record that may have referred to some was removed. The request counts up
+/// (and carries its time, should the bucket be deleted and its count start again), so a sweep
+/// that started before it can tell it apart from the request it serves. Returns `true`: there
 /// is work for `drain_gc`.
 pub(crate) fn request_sweep(w: &mut dyn WriteTxn, bucket: &str) -> Result<bool> {
-    w.put(&Book::Sweep.key(bucket, 0), &gc_record())?;
+    let key = Book::Sweep.key(bucket, 0);
+    let n = w.get(&key)?.and_then(|v| v.get(..8).and_then(|b| b.try_into().ok())).map_or(0, u64::from_le_bytes);
+    let mut request = n.wrapping_add(1).to_le_bytes().to_vec();
+    request.extend_from_slice(&now_nanos().to_le_bytes());
+    w.put(&key, &request)?;
     Ok(true)
 }
 
