@@ -269,6 +269,80 @@ mod tests {
         assert_eq!(b.get_bytes("live").unwrap(), vec![7u8; 20_000]);
     }
 
+    /// Bytes of object `i` (distinct per object, chunked at the sizes below).
+    fn body(i: usize) -> Vec<u8> {
+        (0..20_000 + i * 7).map(|n| (n * 31 + i) as u8).collect()
+    }
+
+    /// Invariant 7, on which a sweep over a snapshot rests: every commit leaves each chunk
+    /// referred to. Sweeps run back to back while streaming puts, multipart uploads,
+    /// transactions, copies and deletes write chunked objects; none may free a live chunk.
+    #[test]
+    fn sweeps_alongside_every_kind_of_chunked_write_free_nothing_live() {
+        let db = crate::Datastore::builder()
+            .chunk_size(4096)
+            .inline_threshold(256)
+            .upload_batch_size(8192)
+            .in_memory()
+            .unwrap();
+        db.create_bucket("bkt").unwrap();
+        let done = std::sync::atomic::AtomicBool::new(false);
+        let sweeps = std::thread::scope(|s| {
+            let sweeper = s.spawn(|| {
+                let mut n = 0;
+                while !done.load(std::sync::atomic::Ordering::Acquire) {
+                    db.engine.write_alone(Commit::Durable, |w| crate::objects::request_sweep(w, "bkt")).unwrap();
+                    db.engine.drain_gc().unwrap();
+                    n += 1;
+                }
+                n
+            });
+            let writers: Vec<_> = (0..4)
+                .map(|t| {
+                    let db = db.clone();
+                    s.spawn(move || {
+                        let b = db.bucket("bkt").unwrap();
+                        for round in 0..6 {
+                            let i = t * 100 + round;
+                            let key = |kind: &str| format!("{kind}-{i}");
+                            b.put_reader(&key("stream"), &body(i)[..], crate::PutOptions::default()).unwrap();
+                            let id = b.create_upload(&key("mpu"), crate::ObjectMeta::default()).unwrap();
+                            let part = b.upload_part(&id, 1, &body(i + 1)[..]).unwrap();
+                            let parts = [crate::CompletedPart { part_number: 1, etag: part.etag }];
+                            b.complete_upload(&id, &parts, &crate::CompleteOptions::default()).unwrap();
+                            db.transaction(|tx| tx.bucket("bkt")?.put_bytes(&key("txn"), body(i + 2)).map(|_| ()))
+                                .unwrap();
+                            b.copy(&key("stream"), &key("copy")).unwrap();
+                            b.put_reader(&key("gone"), &body(i + 3)[..], crate::PutOptions::default()).unwrap();
+                            b.delete(&key("gone")).unwrap();
+                        }
+                    })
+                })
+                .collect();
+            // Every writer ends (a failed one too) before the sweeper is stopped.
+            let results: Vec<_> = writers.into_iter().map(std::thread::ScopedJoinHandle::join).collect();
+            done.store(true, std::sync::atomic::Ordering::Release);
+            for r in results {
+                if let Err(panic) = r {
+                    std::panic::resume_unwind(panic);
+                }
+            }
+            sweeper.join().unwrap()
+        });
+        assert!(sweeps > 0);
+        let b = db.bucket("bkt").unwrap();
+        for t in 0..4 {
+            for round in 0..6 {
+                let i = t * 100 + round;
+                assert_eq!(b.get_bytes(&format!("stream-{i}")).unwrap(), body(i));
+                assert_eq!(b.get_bytes(&format!("mpu-{i}")).unwrap(), body(i + 1));
+                assert_eq!(b.get_bytes(&format!("txn-{i}")).unwrap(), body(i + 2));
+                assert_eq!(b.get_bytes(&format!("copy-{i}")).unwrap(), body(i));
+            }
+        }
+        assert!(db.verify().unwrap().is_clean());
+    }
+
     /// A sweep request made while a walk for an earlier one is under way is not lost: the walk
     /// queues what it found but leaves the newer request, which the next walk serves.
     #[test]
