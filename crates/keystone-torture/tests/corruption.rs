@@ -154,6 +154,27 @@ fn a_damaged_manifest_is_corruption_not_a_panic() {
     }
 }
 
+/// The id counter (the high 32 bits of every segment and upload id, advanced at each open) at
+/// the end of its range: the open is refused rather than wrapping around to ids in use.
+#[test]
+fn an_id_counter_at_the_end_of_its_range_is_refused_not_wrapped() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ids.keystone");
+    store(&path).create_bucket("docs").unwrap();
+    let set_counter = |hi: u64| {
+        let db = redb::Database::open(&path).unwrap();
+        let txn = db.begin_write().unwrap();
+        txn.open_table(TABLE).unwrap().insert(&b"__meta__\0idgen"[..], &hi.to_be_bytes()[..]).unwrap();
+        txn.commit().unwrap();
+    };
+    set_counter(u64::from(u32::MAX) - 2);
+    let db = store(&path);
+    db.bucket("docs").unwrap().put_reader("last", Content::new(1, 10_000), PutOptions::default()).unwrap();
+    drop(db);
+    let err = Datastore::open(&path).unwrap_err();
+    assert!(matches!(&err, Error::TooLarge(m) if m.contains("id space")), "{err}");
+}
+
 /// Opens `path` on another thread; the result, or `None` if it did not finish in a minute.
 fn open_bounded(path: &Path) -> Option<Result<(), String>> {
     let (tx, rx) = mpsc::channel();

@@ -108,7 +108,7 @@ struct Slot<R> {
 }
 
 /// Errors that reject one job without touching the transaction.
-fn rejects_only_this_job(e: &Error) -> bool {
+pub(crate) fn rejects_only_this_job(e: &Error) -> bool {
     matches!(
         e,
         Error::NoSuchBucket { .. }

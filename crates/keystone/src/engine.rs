@@ -75,7 +75,12 @@ impl Engine {
             Some(_) => return Err(Error::Corrupted { bucket: None, key: None, reason: "id counter record".into() }),
             None => 0,
         };
-        let next_hi = hi.checked_add(1).ok_or_else(|| Error::TooLarge("id space exhausted".into()))?;
+        // The high 32 bits of every id (the range ends where the next begins, so the last one
+        // that fits is u32::MAX - 1): past them ids would wrap around and repeat.
+        let next_hi = hi
+            .checked_add(1)
+            .filter(|&h| h < u64::from(u32::MAX))
+            .ok_or_else(|| Error::TooLarge("id space exhausted".into()))?;
         w.put(&keys::idgen(), &next_hi.to_be_bytes())?;
         w.commit(Commit::Durable)?;
         let mut engine = Engine {

@@ -56,7 +56,8 @@ impl<'a> Transaction<'a> {
             // Dropping the write transaction aborts it.
             return Err(Error::Storage {
                 context: "committing a transaction".into(),
-                source: "a put in it failed and its chunks could not be removed again; nothing was committed".into(),
+                source: "a put in it failed part way, or its chunks could not be removed again; nothing was committed"
+                    .into(),
             });
         }
         let queued = self.queued.get();
@@ -64,9 +65,9 @@ impl<'a> Transaction<'a> {
         Ok(queued)
     }
 
-    /// Passes a put's error on, remembering when the put left chunks it could not remove.
+    /// Passes a put's error on, remembering when the put left the transaction unfit to commit.
     fn note(&self, e: upload::TxnPutError) -> Error {
-        if e.left_chunks {
+        if e.unclean {
             self.unclean.set(true);
         }
         e.error

@@ -128,6 +128,10 @@ impl Drop for Staged<'_> {
             let key = self.stage_key();
             let bucket = self.bucket.clone();
             let _ = self.engine.write_alone(Commit::Deferred, |w| {
+                // Gone with its bucket (and its chunks with it), or never committed.
+                if w.get(&key)?.is_none() {
+                    return Ok(());
+                }
                 for s in &segs {
                     delete_prefix(w, &keys::segment_prefix(&bucket, *s))?;
                 }
@@ -351,18 +355,27 @@ fn put_inline(
     Ok(info)
 }
 
-/// Why a put inside a transaction failed, and whether it left chunks in the transaction that
-/// it could not remove (the transaction must then not commit).
+/// Why a put inside a transaction failed, and whether it left the transaction in a state that
+/// must not commit (chunks it could not remove, or a write that failed part way).
 #[derive(Debug)]
 pub(crate) struct TxnPutError {
     pub error: Error,
-    pub left_chunks: bool,
+    pub unclean: bool,
 }
 
 impl From<Error> for TxnPutError {
     fn from(error: Error) -> Self {
-        TxnPutError { error, left_chunks: false }
+        TxnPutError { error, unclean: false }
     }
+}
+
+/// A failed `publish` of a put in a transaction: a refusal of its own (a failed condition, a
+/// missing bucket) comes before its first write, and the put's chunks, if any, are taken back
+/// out; any other error may have come part way through, and the transaction must not commit.
+fn publish_failed(w: &mut dyn WriteTxn, bucket: &str, seg: Option<u64>, error: Error) -> TxnPutError {
+    let clean = crate::commit::rejects_only_this_job(&error)
+        && seg.is_none_or(|seg| delete_prefix(w, &keys::segment_prefix(bucket, seg)).is_ok());
+    TxnPutError { error, unclean: !clean }
 }
 
 /// The same write inside a caller's transaction: every chunk goes into that transaction.
@@ -381,8 +394,8 @@ pub(crate) fn put_in_txn<R: Read>(
     let to = Target { bucket, key, content_md5: opts.content_md5 };
     // `publish` checks the key, the bucket and the condition before it writes; a chunked
     // object checks them first as well, so that no chunk is written for a refused put.
-    let new = if prefix.len() <= engine.cfg.inline_max {
-        inline_version(prefix, opts.meta, etag, engine.cfg.etag, to)?
+    let (new, seg) = if prefix.len() <= engine.cfg.inline_max {
+        (inline_version(prefix, opts.meta, etag, engine.cfg.etag, to)?, None)
     } else {
         names::check_key(key)?;
         objects::require_bucket(w, bucket)?;
@@ -390,16 +403,16 @@ pub(crate) fn put_in_txn<R: Read>(
         objects::check_condition(bucket, key, &old, &opts.condition)?;
         let seg = engine.next_id()?;
         match write_chunks_in_txn(engine, w, to, seg, chunker, prefix) {
-            Ok(written) => chunked_version(&written, opts.meta, etag, engine.cfg.etag),
+            Ok(written) => (chunked_version(&written, opts.meta, etag, engine.cfg.etag), Some(seg)),
             Err(error) => {
                 // The caller may go on and commit: a failed put takes its chunks back out, or
                 // (a backend's limits refusing the deletes) says the transaction cannot commit.
-                let left_chunks = delete_prefix(w, &keys::segment_prefix(bucket, seg)).is_err();
-                return Err(TxnPutError { error, left_chunks });
+                let unclean = delete_prefix(w, &keys::segment_prefix(bucket, seg)).is_err();
+                return Err(TxnPutError { error, unclean });
             }
         }
     };
-    Ok(objects::publish(w, limits, bucket, key, new, &opts.condition, false)?)
+    objects::publish(w, limits, bucket, key, new, &opts.condition, false).map_err(|e| publish_failed(w, bucket, seg, e))
 }
 
 /// The chunks of segment `seg` of `to` into the caller's transaction, then `to`'s MD5 check.
@@ -445,7 +458,8 @@ pub(crate) fn put_slice_in_txn(
     }
     let to = Target { bucket, key, content_md5: opts.content_md5 };
     let new = inline_version(data.to_vec(), opts.meta, None, engine.cfg.etag, to)?;
-    Ok(objects::publish(w, engine.kv.limits(), bucket, key, new, &opts.condition, bucket_known)?)
+    objects::publish(w, engine.kv.limits(), bucket, key, new, &opts.condition, bucket_known)
+        .map_err(|e| publish_failed(w, bucket, None, e))
 }
 
 /// A small object's new version, once its content passed `to`'s MD5 check.
