@@ -86,15 +86,6 @@ pub fn du(ctx: &Ctx, a: &DuArgs) -> anyhow::Result<()> {
 
 pub fn verify(ctx: &Ctx, a: &VerifyArgs) -> anyhow::Result<()> {
     let db = ctx.open()?;
-    let check = || {
-        let spinner = ctx.progress.spinner("verifying objects");
-        let report = match &a.bucket {
-            Some(b) => db.verify_bucket(b),
-            None => db.verify(),
-        };
-        spinner.finish_and_clear();
-        report
-    };
     if a.remove_corrupt {
         let spinner = ctx.progress.spinner("verifying and removing corrupt objects");
         let r = db.remove_corrupt(a.bucket.as_deref())?;
@@ -112,7 +103,12 @@ pub fn verify(ctx: &Ctx, a: &VerifyArgs) -> anyhow::Result<()> {
         ctx.say(format_args!("removed {}; verifying again", plural(r.removed.len() as u64, "corrupt object")))?;
     }
     // With --remove-corrupt, the exit status is the state after the removal.
-    let mut report = check()?;
+    let spinner = ctx.progress.spinner("verifying objects");
+    let mut report = match &a.bucket {
+        Some(b) => db.verify_bucket(b)?,
+        None => db.verify()?,
+    };
+    spinner.finish_and_clear();
     drop(db);
     if a.engine {
         let spinner = ctx.progress.spinner("checking the storage engine on a copy");

@@ -10,11 +10,11 @@
 //! writers of its batch, which return, and the first writer still queued, which leads the next
 //! batch; the others sleep on (one shared `notify_all` woke every writer per batch, and with 8
 //! writers on 2 cores the context switches cost more than the commit's CPU). A writer is
-//! acknowledged only after the commit that holds its write is durable. A job that is rejected
-//! for a reason of its own (a failed precondition, a missing bucket), or that fails before its
-//! first write (a damaged record in its way), leaves the transaction as it found it and does not
-//! disturb the others; an error of the shared transaction or commit is returned to every writer
-//! in it.
+//! acknowledged only after the commit that holds its write is durable. A job that fails before
+//! its first write (a failed precondition, a missing bucket, a damaged record in its way) left
+//! the transaction as it found it and fails alone — the leader counts each job's writes; an
+//! error after a job's first write, or of the shared transaction or commit, is returned to
+//! every writer in the batch.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use crate::engine::{Engine, lock_err};
 use crate::error::{Error, Result};
-use crate::storage::{EntryFn, KeyRange, KvRead, Value, WriteTxn};
+use crate::storage::{Counting, WriteTxn};
 
 /// Most jobs in one shared transaction.
 const MAX_BATCH: usize = 512;
@@ -107,70 +107,6 @@ struct Slot<R> {
     done: Mutex<Option<Result<R>>>,
 }
 
-/// Errors that reject one job without touching the transaction.
-pub(crate) fn rejects_only_this_job(e: &Error) -> bool {
-    matches!(
-        e,
-        Error::NoSuchBucket { .. }
-            | Error::BucketAlreadyExists { .. }
-            | Error::BucketNotEmpty { .. }
-            | Error::NoSuchKey { .. }
-            | Error::NoSuchUpload { .. }
-            | Error::InvalidBucketName { .. }
-            | Error::InvalidKey { .. }
-            | Error::PreconditionFailed { .. }
-            | Error::InvalidRange { .. }
-            | Error::InvalidPart { .. }
-            | Error::InvalidPartOrder { .. }
-            | Error::EntityTooSmall { .. }
-            | Error::Serialization { .. }
-    )
-}
-
-/// A job's view of the shared transaction, counting the writes it attempts: a job that fails
-/// before its first write left the transaction as it found it, whatever the error (an
-/// attempted write counts even if it failed: a backend may refuse to commit after it).
-struct Counting<'a> {
-    inner: &'a mut dyn WriteTxn,
-    writes: usize,
-}
-
-impl KvRead for Counting<'_> {
-    fn get(&self, key: &[u8]) -> Result<Option<Value>> {
-        self.inner.get(key)
-    }
-    fn read_with(&self, key: &[u8], f: &mut dyn FnMut(&[u8]) -> Result<()>) -> Result<bool> {
-        self.inner.read_with(key, f)
-    }
-    fn scan(&self, range: KeyRange<'_>, limit: usize) -> Result<Vec<(Vec<u8>, Value)>> {
-        self.inner.scan(range, limit)
-    }
-    fn first_with(&self, range: KeyRange<'_>, f: &mut EntryFn<'_>) -> Result<bool> {
-        self.inner.first_with(range, f)
-    }
-}
-
-impl WriteTxn for Counting<'_> {
-    fn put(&mut self, key: &[u8], value: &[u8]) -> Result<()> {
-        self.writes += 1;
-        self.inner.put(key, value)
-    }
-    fn delete(&mut self, key: &[u8]) -> Result<bool> {
-        self.writes += 1;
-        self.inner.delete(key)
-    }
-    fn delete_range(&mut self, range: KeyRange<'_>) -> Result<u64> {
-        self.writes += 1;
-        self.inner.delete_range(range)
-    }
-    fn commit(self: Box<Self>, _mode: crate::storage::Commit) -> Result<()> {
-        Err(Error::Storage {
-            context: "group commit".into(),
-            source: "a job cannot commit the shared transaction".into(),
-        })
-    }
-}
-
 /// The failure of a shared commit, for each writer of the batch: the kinds a caller acts on
 /// keep their variant; the rest become `Storage` with the one original error, whole source
 /// chain included (the I/O error under a failed fsync), as their source.
@@ -199,13 +135,14 @@ impl GroupCommit {
         let job = Job {
             wake: wake.clone(),
             apply: Box::new(move |w| {
-                let mut txn = Counting { inner: w, writes: 0 };
+                let mut txn = Counting::new(w);
                 match f(&mut txn) {
                     Ok(v) => {
                         *s1.pending.lock().map_err(|_| lock_err())? = Some(Ok(v));
                         Ok(())
                     }
-                    Err(e) if txn.writes == 0 || rejects_only_this_job(&e) => {
+                    // Failed before its first write: the transaction is as it found it.
+                    Err(e) if txn.writes == 0 => {
                         *s1.pending.lock().map_err(|_| lock_err())? = Some(Err(e));
                         Ok(())
                     }

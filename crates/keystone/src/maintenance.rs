@@ -148,7 +148,8 @@ struct SweepWalk {
     marker: Vec<u8>,
     /// The request as the walk saw it.
     seen: Vec<u8>,
-    orphans: Vec<(String, u64)>,
+    bucket: String,
+    orphans: Vec<u64>,
 }
 
 impl SweepWalk {
@@ -160,16 +161,14 @@ impl SweepWalk {
         let Some((marker, seen)) = snap.scan(range_from(&all, end.as_deref()), 1)?.into_iter().next() else {
             return Ok(None);
         };
-        let orphans = match Book::Sweep.parse(&marker) {
-            Some((bucket, _, _)) => match unreferenced(snap.as_ref(), &bucket, engine) {
-                Ok(Some(orphans)) => orphans.into_iter().map(|seg| (bucket.clone(), seg)).collect(),
-                Ok(None) => Vec::new(),
-                Err(e) if e.is_corruption() => Vec::new(),
-                Err(e) => return Err(e),
-            },
-            None => Vec::new(),
+        let bucket = Book::Sweep.parse(&marker).map(|(bucket, _, _)| bucket).unwrap_or_default();
+        let orphans = match unreferenced(snap.as_ref(), &bucket, engine) {
+            Ok(Some(orphans)) => orphans,
+            Ok(None) => Vec::new(),
+            Err(e) if e.is_corruption() => Vec::new(),
+            Err(e) => return Err(e),
         };
-        Ok(Some(SweepWalk { marker, seen: seen.to_vec(), orphans }))
+        Ok(Some(SweepWalk { marker, seen: seen.to_vec(), bucket, orphans }))
     }
 
     /// Queues the frees (as many as a transaction may hold: queued frees are references, so
@@ -178,8 +177,8 @@ impl SweepWalk {
     fn queue(&self, engine: &Engine) -> Result<u64> {
         let budget = (engine.kv.limits().max_txn_ops / 4).max(1);
         engine.write_alone(crate::storage::Commit::Durable, |w| {
-            for (bucket, seg) in self.orphans.iter().take(budget) {
-                w.put(&Book::Gc.key(bucket, *seg), &gc_record())?;
+            for seg in self.orphans.iter().take(budget) {
+                w.put(&Book::Gc.key(&self.bucket, *seg), &gc_record())?;
             }
             let served = w.get(&self.marker)?.is_some_and(|now| *now == *self.seen);
             if served && self.orphans.len() <= budget {

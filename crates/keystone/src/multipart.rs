@@ -93,19 +93,35 @@ fn part_info(part_number: u32, p: &PartRecord) -> PartInfo {
     PartInfo { part_number, etag: hex(&p.md5), size: p.seg.len, modified: time_of(p.modified) }
 }
 
-fn parts_of(r: &dyn KvRead, bucket: &str, id: u64) -> Result<Vec<(u32, PartRecord)>> {
+/// A part record as stored: its key, its part number (if the key holds one) and the record as
+/// decoded.
+type StoredPart = (Vec<u8>, Option<u32>, Result<PartRecord>);
+
+/// Every part record of upload `id`, damaged ones included.
+fn part_records(r: &dyn KvRead, bucket: &str, id: u64) -> Result<Vec<StoredPart>> {
     let prefix = keys::parts_prefix(bucket, id);
     let mut out = Vec::new();
     for_each_prefixed(r, &prefix, 1000, |k, v| {
-        let n: [u8; 4] = k[prefix.len()..].try_into().map_err(|_| Error::Corrupted {
-            bucket: Some(bucket.into()),
-            key: None,
-            reason: "part record key".into(),
-        })?;
-        out.push((u32::from_be_bytes(n), PartRecord::decode(v).map_err(|e| e.at(bucket, ""))?));
+        let number = k[prefix.len()..].try_into().ok().map(u32::from_be_bytes);
+        out.push((k.to_vec(), number, PartRecord::decode(v).map_err(|e| e.at(bucket, ""))));
         Ok(true)
     })?;
     Ok(out)
+}
+
+/// The parts of upload `id`; a damaged part record is an error.
+fn parts_of(r: &dyn KvRead, bucket: &str, id: u64) -> Result<Vec<(u32, PartRecord)>> {
+    part_records(r, bucket, id)?
+        .into_iter()
+        .map(|(_, number, part)| {
+            let n = number.ok_or_else(|| Error::Corrupted {
+                bucket: Some(bucket.into()),
+                key: None,
+                reason: "part record key".into(),
+            })?;
+            Ok((n, part?))
+        })
+        .collect()
 }
 
 pub(crate) fn list_parts(r: &dyn KvRead, bucket: &str, upload_id: &str) -> Result<Vec<PartInfo>> {
@@ -144,20 +160,13 @@ pub(crate) fn list_uploads(r: &dyn KvRead, bucket: &str, prefix: &str) -> Result
 fn drop_upload(w: &mut dyn WriteTxn, engine: &Engine, bucket: &str, id: u64, keep: &[u32]) -> Result<bool> {
     let limits = engine.kv.limits();
     let mut queued = false;
-    // Every part record, damaged ones included: an abort clears them too.
-    let prefix = keys::parts_prefix(bucket, id);
-    let mut parts = Vec::new();
-    for_each_prefixed(w, &prefix, 1000, |k, v| {
-        let number = k[prefix.len()..].try_into().ok().map(u32::from_be_bytes);
-        parts.push((k.to_vec(), number, PartRecord::decode(v).ok()));
-        Ok(true)
-    })?;
-    for (key, number, part) in parts {
+    // Damaged part records too: an abort clears them.
+    for (key, number, part) in part_records(w, bucket, id)? {
         match (number, part) {
             (Some(n), _) if keep.contains(&n) => {}
-            (_, Some(p)) => queued |= objects::free_segments(w, limits, bucket, &[p.seg])?,
+            (_, Ok(p)) => queued |= objects::free_segments(w, limits, bucket, &[p.seg])?,
             // Which segment a damaged record held is unknown: sweep the bucket.
-            (_, None) => queued |= objects::request_sweep(w, bucket)?,
+            (_, Err(_)) => queued |= objects::request_sweep(w, bucket)?,
         }
         w.delete(&key)?;
     }
@@ -169,8 +178,9 @@ fn drop_upload(w: &mut dyn WriteTxn, engine: &Engine, bucket: &str, id: u64, kee
 pub(crate) fn abort(engine: &Engine, bucket: &str, upload_id: &str) -> Result<()> {
     let id = parse_id(bucket, upload_id)?;
     let queued = engine.write_alone(engine.ack_mode(), |w| {
-        if w.get(&Book::Mpu.key(bucket, id))?.is_none() {
-            upload_record(w, bucket, upload_id, id)?;
+        if !w.read_with(&Book::Mpu.key(bucket, id), &mut |_| Ok(()))? {
+            objects::require_bucket(w, bucket)?;
+            return Err(Error::NoSuchUpload { bucket: bucket.to_owned(), upload_id: upload_id.to_owned() });
         }
         drop_upload(w, engine, bucket, id, &[])
     })?;

@@ -312,13 +312,12 @@ pub(crate) enum Current {
     Damaged(String),
 }
 
-impl Current {
-    fn from_lookup(found: Option<Result<Manifest>>) -> Current {
-        match found {
-            None => Current::Absent,
-            Some(Ok(m)) => Current::Found(m),
-            Some(Err(Error::Corrupted { reason, .. })) => Current::Damaged(reason),
-            Some(Err(other)) => Current::Damaged(other.to_string()),
+impl From<Result<Manifest>> for Current {
+    fn from(decoded: Result<Manifest>) -> Current {
+        match decoded {
+            Ok(m) => Current::Found(m),
+            Err(Error::Corrupted { reason, .. }) => Current::Damaged(reason),
+            Err(other) => Current::Damaged(other.to_string()),
         }
     }
 }
@@ -332,7 +331,7 @@ fn tolerant(bucket: &str, key: &str) -> impl Fn(&[u8]) -> Result<Result<Manifest
 /// What `key` holds, for a write about to replace it (the bucket must exist).
 pub(crate) fn current(r: &dyn KvRead, bucket: &str, key: &str) -> Result<Current> {
     match lookup(r, bucket, key, tolerant(bucket, key))? {
-        Lookup::Hit { value, .. } => Ok(Current::from_lookup(Some(value))),
+        Lookup::Hit { value, .. } => Ok(Current::from(value)),
         Lookup::Miss { .. } => Ok(Current::Absent),
         Lookup::NoBucket => Err(Error::no_such_bucket(bucket)),
     }
@@ -411,7 +410,7 @@ pub(crate) fn publish(
 ) -> Result<(ObjectInfo, bool)> {
     names::check_key(key)?;
     let (old, pack) = match lookup_for_write(w, bucket, key, bucket_known, tolerant(bucket, key))? {
-        Lookup::Hit { value, pack } => (Current::from_lookup(Some(value)), pack),
+        Lookup::Hit { value, pack } => (Current::from(value), pack),
         Lookup::Miss { pack } => (Current::Absent, pack),
         Lookup::NoBucket => return Err(Error::no_such_bucket(bucket)),
     };
@@ -443,7 +442,7 @@ pub(crate) fn delete_object(w: &mut dyn WriteTxn, limits: Limits, bucket: &str, 
             if let Some(last) = pack {
                 unpack(w, bucket, &last)?;
             }
-            Current::from_lookup(Some(value))
+            Current::from(value)
         }
         Lookup::Miss { .. } => return Ok(false),
         Lookup::NoBucket => return Err(Error::no_such_bucket(bucket)),

@@ -15,8 +15,8 @@ use crate::data::records::{Body, CHUNK_HEADER, Segment, StagePurpose, StageRecor
 use crate::engine::{Engine, delete_prefix, lock_err};
 use crate::error::{Error, Result};
 use crate::objects::{self, NewVersion};
-use crate::storage::{Commit, WriteTxn};
-use crate::types::{EtagAlgorithm, ObjectInfo, PutOptions, now_nanos};
+use crate::storage::{Commit, Counting, Limits, WriteTxn};
+use crate::types::{EtagAlgorithm, ObjectInfo, PutCondition, PutOptions, now_nanos};
 
 /// Turns an I/O error from a caller's reader back into the Keystone error it may carry (an
 /// object reader's corruption, say).
@@ -369,13 +369,29 @@ impl From<Error> for TxnPutError {
     }
 }
 
-/// A failed `publish` of a put in a transaction: a refusal of its own (a failed condition, a
-/// missing bucket) comes before its first write, and the put's chunks, if any, are taken back
-/// out; any other error may have come part way through, and the transaction must not commit.
-fn publish_failed(w: &mut dyn WriteTxn, bucket: &str, seg: Option<u64>, error: Error) -> TxnPutError {
-    let clean = crate::commit::rejects_only_this_job(&error)
-        && seg.is_none_or(|seg| delete_prefix(w, &keys::segment_prefix(bucket, seg)).is_ok());
-    TxnPutError { error, unclean: !clean }
+/// `publish` for a put in a caller's transaction. If it fails before its first write, the
+/// put's chunks, if any, are taken back out and the transaction can go on; if it fails part
+/// way, the transaction must not commit.
+#[allow(clippy::too_many_arguments)]
+fn publish_in_txn(
+    w: &mut dyn WriteTxn,
+    limits: Limits,
+    bucket: &str,
+    key: &str,
+    new: NewVersion,
+    cond: &PutCondition,
+    bucket_known: bool,
+    seg: Option<u64>,
+) -> Result<(ObjectInfo, bool), TxnPutError> {
+    let mut counted = Counting::new(w);
+    match objects::publish(&mut counted, limits, bucket, key, new, cond, bucket_known) {
+        Ok(published) => Ok(published),
+        Err(error) => {
+            let clean = counted.writes == 0
+                && seg.is_none_or(|seg| delete_prefix(w, &keys::segment_prefix(bucket, seg)).is_ok());
+            Err(TxnPutError { error, unclean: !clean })
+        }
+    }
 }
 
 /// The same write inside a caller's transaction: every chunk goes into that transaction.
@@ -412,7 +428,7 @@ pub(crate) fn put_in_txn<R: Read>(
             }
         }
     };
-    objects::publish(w, limits, bucket, key, new, &opts.condition, false).map_err(|e| publish_failed(w, bucket, seg, e))
+    publish_in_txn(w, limits, bucket, key, new, &opts.condition, false, seg)
 }
 
 /// The chunks of segment `seg` of `to` into the caller's transaction, then `to`'s MD5 check.
@@ -458,8 +474,7 @@ pub(crate) fn put_slice_in_txn(
     }
     let to = Target { bucket, key, content_md5: opts.content_md5 };
     let new = inline_version(data.to_vec(), opts.meta, None, engine.cfg.etag, to)?;
-    objects::publish(w, engine.kv.limits(), bucket, key, new, &opts.condition, bucket_known)
-        .map_err(|e| publish_failed(w, bucket, None, e))
+    publish_in_txn(w, engine.kv.limits(), bucket, key, new, &opts.condition, bucket_known, None)
 }
 
 /// A small object's new version, once its content passed `to`'s MD5 check.

@@ -120,9 +120,8 @@ fn scan(engine: &Engine, only: Option<&str>) -> Result<(VerifyReport, Vec<Findin
         // With a manifest that does not decode, its segments would count as leaked: the damage
         // is reported once, as the corrupt object. (A damaged part or staging record is
         // reported through the segments it leaves unreferenced.)
-        let manifests_decode = refs.complete;
-        refs.add_bookkeeping(snap.as_ref(), bucket)?;
-        if manifests_decode {
+        if refs.complete {
+            refs.add_bookkeeping(snap.as_ref(), bucket)?;
             report.orphan_segments += orphan_segments(snap.as_ref(), bucket, &refs.segs, engine)?.len() as u64;
         }
     }
@@ -163,14 +162,9 @@ fn remove(engine: &Engine, mut report: RemoveReport, findings: Vec<Finding>) -> 
     for f in findings {
         let outcome = engine.write_alone(crate::storage::Commit::Durable, |w| {
             let (bucket, key) = (&f.object.bucket, &f.object.key);
-            let mut same = false;
             match &f.whole_record {
                 Some(record_key) => {
-                    w.read_with(record_key, &mut |v| {
-                        same = v == f.bytes.as_slice();
-                        Ok(())
-                    })?;
-                    if !same {
+                    if w.get(record_key)?.as_deref() != Some(f.bytes.as_slice()) {
                         return Ok(Outcome::Changed);
                     }
                     // Most likely a pack (inline objects only), but a record that only looks
@@ -179,11 +173,8 @@ fn remove(engine: &Engine, mut report: RemoveReport, findings: Vec<Finding>) -> 
                     Ok(Outcome::Removed { queued: objects::request_sweep(w, bucket)? })
                 }
                 None => {
-                    if let Lookup::Hit { value, .. } = objects::lookup(w, bucket, key, |m| Ok(m == f.bytes.as_slice()))?
-                    {
-                        same = value;
-                    }
-                    if !same {
+                    let found = objects::lookup(w, bucket, key, |m| Ok(m == f.bytes.as_slice()))?;
+                    if !matches!(found, Lookup::Hit { value: true, .. }) {
                         return Ok(Outcome::Changed);
                     }
                     Ok(Outcome::Removed { queued: objects::delete_object(w, limits, bucket, key)? })

@@ -13,7 +13,7 @@ pub(crate) mod redb;
 use std::ops::{Bound, Deref};
 use std::sync::Arc;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 /// What a backend can take in one value and one transaction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -174,3 +174,54 @@ pub(crate) trait KeyValueStore: Send + Sync + 'static {
 
 #[cfg(test)]
 pub(crate) mod conformance;
+
+/// A view of a write transaction that counts the writes made through it: an operation that
+/// fails before its first write left the transaction as it found it, whatever the error (an
+/// attempted write counts even if it failed: a backend may refuse to commit after it). Group
+/// commit runs each job through one, and a put in a caller's transaction its publishing.
+pub(crate) struct Counting<'a> {
+    inner: &'a mut dyn WriteTxn,
+    pub writes: usize,
+}
+
+impl<'a> Counting<'a> {
+    pub(crate) fn new(inner: &'a mut dyn WriteTxn) -> Self {
+        Counting { inner, writes: 0 }
+    }
+}
+
+impl KvRead for Counting<'_> {
+    fn get(&self, key: &[u8]) -> Result<Option<Value>> {
+        self.inner.get(key)
+    }
+    fn read_with(&self, key: &[u8], f: &mut dyn FnMut(&[u8]) -> Result<()>) -> Result<bool> {
+        self.inner.read_with(key, f)
+    }
+    fn scan(&self, range: KeyRange<'_>, limit: usize) -> Result<Vec<(Vec<u8>, Value)>> {
+        self.inner.scan(range, limit)
+    }
+    fn first_with(&self, range: KeyRange<'_>, f: &mut EntryFn<'_>) -> Result<bool> {
+        self.inner.first_with(range, f)
+    }
+}
+
+impl WriteTxn for Counting<'_> {
+    fn put(&mut self, key: &[u8], value: &[u8]) -> Result<()> {
+        self.writes += 1;
+        self.inner.put(key, value)
+    }
+    fn delete(&mut self, key: &[u8]) -> Result<bool> {
+        self.writes += 1;
+        self.inner.delete(key)
+    }
+    fn delete_range(&mut self, range: KeyRange<'_>) -> Result<u64> {
+        self.writes += 1;
+        self.inner.delete_range(range)
+    }
+    fn commit(self: Box<Self>, _mode: Commit) -> Result<()> {
+        Err(Error::Storage {
+            context: "committing".into(),
+            source: "a view counting writes cannot commit the transaction it counts".into(),
+        })
+    }
+}
