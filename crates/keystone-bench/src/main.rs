@@ -206,7 +206,7 @@ fn main() -> Result<()> {
         ctx.reps,
         args.cache_mib,
         started.elapsed().as_secs_f64(),
-        if report::all_met(&rows) { "all met" } else { "NOT all met (see the Met column)" }
+        report::summary(&rows)
     );
     Ok(())
 }

@@ -158,9 +158,16 @@ pub fn table(rows: &[Row], engines: &[String]) -> String {
     out
 }
 
-/// Whether every target of every row holds (unmeasured targets count as not met).
-pub fn all_met(rows: &[Row]) -> bool {
-    rows.iter().all(|r| !verdicts(r).1.contains("NO"))
+/// One line on the targets: all met, some not met, or met only where a baseline was run.
+pub fn summary(rows: &[Row]) -> &'static str {
+    let met: Vec<String> = rows.iter().map(|r| verdicts(r).1).collect();
+    if met.iter().any(|m| m.contains("NO")) {
+        "NOT all met (see the Met column)"
+    } else if met.iter().any(|m| m.contains("n/a")) {
+        "not all checked: a baseline they compare with was not run (n/a in the Met column)"
+    } else {
+        "all met"
+    }
 }
 
 #[cfg(test)]
@@ -182,9 +189,12 @@ mod tests {
     fn targets_are_judged() {
         let row = Row::new("W", "ops/s", vec![("keystone".into(), vec![90.0]), ("redb".into(), vec![100.0])])
             .target(Target::Ratio { baseline: "redb", min: 0.9 });
-        assert!(all_met(std::slice::from_ref(&row)));
+        assert_eq!(summary(std::slice::from_ref(&row)), "all met");
+        let unchecked = Row::new("W", "ops/s", vec![("keystone".into(), vec![90.0])])
+            .target(Target::Ratio { baseline: "redb", min: 0.9 });
+        assert!(summary(std::slice::from_ref(&unchecked)).starts_with("not all checked"));
         let row = row.target(Target::AtMost(10.0));
-        assert!(!all_met(std::slice::from_ref(&row)));
+        assert!(summary(&[row.clone(), unchecked]).starts_with("NOT all met"));
         assert!(table(&[row], &["keystone".into(), "redb".into()]).contains("0.90×"));
         assert_eq!(num(1_234_567.0), "1,234,567");
     }
