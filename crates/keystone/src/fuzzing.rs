@@ -26,7 +26,7 @@ pub fn keys_round_trip(bucket: &str, key: &str, id: u64, index: u32) -> bool {
         && object.starts_with(&keys::objects_prefix(bucket))
         && !object.starts_with(keys::META)
         && !object.starts_with(keys::DATA);
-    let books_ok = [keys::Book::Stage, keys::Book::Mpu, keys::Book::Gc].into_iter().all(|b| {
+    let books_ok = [keys::Book::Stage, keys::Book::Mpu, keys::Book::Gc, keys::Book::Sweep].into_iter().all(|b| {
         let k = b.key(bucket, id);
         b.parse(&k) == Some((bucket.to_owned(), id, &[][..])) && k.starts_with(&b.in_bucket(bucket))
     });
@@ -90,7 +90,7 @@ pub fn decode_all(bytes: &[u8]) -> usize {
     n += usize::from(records::BucketRecord::decode(bytes).is_ok());
     n += usize::from(records::open_chunk(bytes).is_ok());
     n += usize::from(keys::parse_chunk(bytes).is_some());
-    for b in [keys::Book::Stage, keys::Book::Mpu, keys::Book::Part, keys::Book::Gc] {
+    for b in [keys::Book::Stage, keys::Book::Mpu, keys::Book::Part, keys::Book::Gc, keys::Book::Sweep] {
         n += usize::from(b.parse(bytes).is_some());
     }
     n
