@@ -128,6 +128,76 @@ def raw(method, path, body=b"", query="", headers=None, mode="single", tamper=No
     return status, code
 
 
+# ---------------------------------------------------------------- protocol details
+
+def b64md5(b):
+    return base64.b64encode(hashlib.md5(b).digest()).decode()
+
+
+def protocol_checks(c):
+    """Integrity headers on XML bodies, ranges, regions, listing of uploads (each once wrong)."""
+    c.create_bucket(Bucket="proto")
+    c.put_object(Bucket="proto", Key="keep", Body=b"0123456789")
+    xml = b"<Delete><Object><Key>keep</Key></Object></Delete>"
+    st, code = raw("POST", "/proto", xml, query="delete=", headers={"content-md5": b64md5(b"other")})
+    check("DeleteObjects with a wrong Content-MD5 -> BadDigest", (st, code) == (400, "BadDigest"), (st, code))
+    crc = base64.b64encode((zlib.crc32(xml) ^ 1).to_bytes(4, "big")).decode()
+    st, code = raw("POST", "/proto", xml, query="delete=", headers={"x-amz-checksum-crc32": crc})
+    check("DeleteObjects with a wrong x-amz-checksum-crc32 -> BadDigest", (st, code) == (400, "BadDigest"), (st, code))
+    st, code = raw("POST", "/proto", xml, query="delete=")
+    check("DeleteObjects without Content-MD5 or a checksum -> InvalidRequest", (st, code) == (400, "InvalidRequest"), (st, code))
+    check("a refused DeleteObjects deleted nothing", c.head_object(Bucket="proto", Key="keep")["ContentLength"] == 10)
+    up = c.create_multipart_upload(Bucket="proto", Key="mpu")["UploadId"]
+    etag = c.upload_part(Bucket="proto", Key="mpu", UploadId=up, PartNumber=1, Body=b"part")["ETag"]
+    done = f"<CompleteMultipartUpload><Part><PartNumber>1</PartNumber><ETag>{etag}</ETag></Part></CompleteMultipartUpload>".encode()
+    st, code = raw("POST", "/proto/mpu", done, query=f"uploadId={up}", headers={"content-md5": b64md5(b"other")})
+    check("CompleteMultipartUpload with a wrong Content-MD5 -> BadDigest", (st, code) == (400, "BadDigest"), (st, code))
+    check("... and the object was not published", err_code(lambda: c.head_object(Bucket="proto", Key="mpu")) == "404")
+    st, code = raw("POST", "/proto/mpu", done, query=f"uploadId={up}", headers={"content-md5": b64md5(done)})
+    check("CompleteMultipartUpload with the right Content-MD5 -> 200", st == 200, (st, code))
+    st, _ = raw("HEAD", "/proto/keep", headers={"range": "bytes=0-3"})
+    check("ranged HEAD -> 206", st == 206, st)
+    r = c.head_object(Bucket="proto", Key="keep", Range="bytes=0-3")
+    check("ranged HEAD has the range's length and Content-Range",
+          (r["ContentLength"], r.get("ContentRange")) == (4, "bytes 0-3/10"), r)
+    c.put_object(Bucket="proto", Key="empty", Body=b"")
+    for rg in ["bytes=-5", "bytes=0-0", "bytes=0-"]:
+        st, _ = raw("GET", "/proto/empty", headers={"range": rg})
+        check(f"{rg} on an empty object -> 416", st == 416, st)
+    up = c.create_multipart_upload(Bucket="proto", Key="copy")["UploadId"]
+    for rg in ["bytes=5-100", "bytes=20-30"]:
+        code = err_code(lambda: c.upload_part_copy(Bucket="proto", Key="copy", UploadId=up, PartNumber=1,
+                                                   CopySource={"Bucket": "proto", "Key": "keep"}, CopySourceRange=rg))
+        check(f"UploadPartCopy {rg} of a 10-byte source -> InvalidArgument", code == "InvalidArgument", code)
+    c.abort_multipart_upload(Bucket="proto", Key="copy", UploadId=up)
+    for k in ["u/a/1", "u/a/2", "u/b", "u/c/1"]:
+        c.create_multipart_upload(Bucket="proto", Key=k)
+    seen, km, im = [], "", ""
+    for _ in range(10):
+        out = c.list_multipart_uploads(Bucket="proto", Prefix="u/", Delimiter="/", MaxUploads=1, KeyMarker=km,
+                                       UploadIdMarker=im)
+        seen += [p["Prefix"] for p in out.get("CommonPrefixes", [])] + [u["Key"] for u in out.get("Uploads", [])]
+        if not out["IsTruncated"]:
+            break
+        km, im = out.get("NextKeyMarker", ""), out.get("NextUploadIdMarker", "")
+    check("ListMultipartUploads pages list each common prefix once", seen == ["u/a/", "u/b", "u/c/"], seen)
+    cfg = Config(signature_version="s3v4", s3={"addressing_style": "path"}, retries={"max_attempts": 1})
+    other = boto3.client("s3", endpoint_url=EP, aws_access_key_id=AK, aws_secret_access_key=SK,
+                         region_name="eu-west-1", config=cfg)
+    code = err_code(lambda: other.head_bucket(Bucket="proto"))
+    check("a signature for another region -> 400", code == "400", code)
+    code = err_code(lambda: other.get_object(Bucket="proto", Key="keep"))
+    check("... AuthorizationHeaderMalformed", code == "AuthorizationHeaderMalformed", code)
+    url = other.generate_presigned_url("get_object", Params={"Bucket": "proto", "Key": "keep"}, ExpiresIn=60)
+    r = http.client.HTTPConnection(HOST, PORT, timeout=30)
+    r.request("GET", url[len(EP):])
+    resp = r.getresponse()
+    body = resp.read()
+    check("a presigned URL for another region -> AuthorizationQueryParametersError",
+          resp.status == 400 and b"AuthorizationQueryParametersError" in body, (resp.status, body[:200]))
+    r.close()
+
+
 # ---------------------------------------------------------------- boto3
 
 def boto3_checks():
@@ -195,7 +265,7 @@ def hostile_checks():
           err_code(lambda: c.put_object(Bucket="hostile", Key="k" * 1025, Body=b"x")) == "KeyTooLongError")
     st, code = raw("PUT", "/hostile/a%00b", b"x")
     check("NUL in a key -> 400", st == 400, (st, code))
-    for name in ["ab", "UPPER", "a_b", "-ab", "a..b", "192.168.1.1", "x" * 64]:
+    for name in ["ab", "UPPER", "a_b", "-ab", "a..b", "192.168.1.1", "x" * 64, "sthree-x", "abc--x-s3"]:
         st, code = raw("PUT", f"/{name}")
         check(f"invalid bucket name {name[:20]!r} -> InvalidBucketName", (st, code) == (400, "InvalidBucketName"), (st, code))
     for xml in [b"<Delete><Object><Key>a</Key>", b"not xml", b"<Wrong/>"]:
@@ -233,6 +303,7 @@ def hostile_checks():
         present |= {o["Key"] for o in page.get("Contents", [])}
     bad = {"trunc", "longer", "chunked-lie", "chunked-short", "badcrc", "notrailer", "badsha", "md5", "a\0b"} & present
     check("no rejected upload became visible", not bad and {"good", "good2"} <= present, bad)
+    protocol_checks(c)
     # Authentication edge cases.
     st, code = raw("GET", "/", secret="wrong")
     check("wrong secret -> 403 SignatureDoesNotMatch", (st, code) == (403, "SignatureDoesNotMatch"), (st, code))

@@ -4,11 +4,14 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use hyper::{HeaderMap, StatusCode, Uri};
 use s3s::access::{S3Access, S3AccessContext};
 use s3s::auth::{S3Auth, SecretKey};
 use s3s::{S3Result, s3_error};
 
+use crate::body::XmlBodyFault;
 use crate::credentials::AccessKey;
+use crate::errors::custom;
 
 /// The configured access keys. An unknown key is `InvalidAccessKeyId`, as in AWS (s3s's
 /// `SimpleAuth` answers `NotSignedUp`).
@@ -43,9 +46,14 @@ impl OpSlot {
 #[derive(Clone, Debug)]
 pub(crate) struct RequestId(pub String);
 
-/// Records the operation and denies anonymous requests (replacing s3s's default check, which
-/// does only the latter).
-pub(crate) struct Access;
+/// Records the operation, denies anonymous requests (replacing s3s's default check, which
+/// does only that), and — for signed requests — refuses a signature scoped to another region
+/// (as S3 does; s3s accepts any) and a request body that failed its integrity headers
+/// ([`XmlBodyFault`]).
+pub(crate) struct Access {
+    /// The region this server serves.
+    pub region: String,
+}
 
 #[async_trait::async_trait]
 impl S3Access for Access {
@@ -54,11 +62,49 @@ impl S3Access for Access {
         if let Some(slot) = cx.extensions_mut().get::<OpSlot>()
             && let Ok(mut g) = slot.0.lock()
         {
-            *g = Some(op);
+            *g = Some(op.clone());
         }
-        match cx.credentials() {
-            Some(_) => Ok(()),
-            None => Err(s3_error!(AccessDenied, "Signature is required")),
+        if cx.credentials().is_none() {
+            return Err(s3_error!(AccessDenied, "Signature is required"));
         }
+        if let Some((region, presigned)) = signed_region(cx.headers(), cx.uri())
+            && region != self.region
+        {
+            let (code, what) = if presigned {
+                ("AuthorizationQueryParametersError", "Error parsing the X-Amz-Credential parameter")
+            } else {
+                ("AuthorizationHeaderMalformed", "The authorization header is malformed")
+            };
+            let msg = format!("{what}; the region '{region}' is wrong; expecting '{}'", self.region);
+            return Err(custom(code, StatusCode::BAD_REQUEST, msg));
+        }
+        if let Some(fault) = cx.extensions_mut().get::<XmlBodyFault>() {
+            return Err(fault.to_s3());
+        }
+        if op == "DeleteObjects" {
+            let h = cx.headers();
+            let checked = h.contains_key("content-md5")
+                || h.keys().any(|k| k.as_str().starts_with("x-amz-checksum-") && k.as_str() != "x-amz-checksum-type");
+            if !checked {
+                return Err(s3_error!(
+                    InvalidRequest,
+                    "Missing required header for this request: Content-MD5 (or an x-amz-checksum-* header)."
+                ));
+            }
+        }
+        Ok(())
     }
+}
+
+/// The region of a SigV4 signature's credential scope (`<key>/<date>/<region>/s3/aws4_request`),
+/// from the Authorization header or a presigned URL's `X-Amz-Credential` (then `true`).
+fn signed_region(headers: &HeaderMap, uri: &Uri) -> Option<(String, bool)> {
+    let region_of = |scope: &str| scope.rsplit('/').nth(2).map(str::to_owned);
+    if let Some(auth) = headers.get(hyper::header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
+        let scope = auth.split("Credential=").nth(1)?.split([',', ' ']).next()?;
+        return region_of(scope).map(|r| (r, false));
+    }
+    let cred = uri.query()?.split('&').find_map(|p| p.strip_prefix("X-Amz-Credential="))?;
+    let scope = percent_encoding::percent_decode_str(cred).decode_utf8().ok()?;
+    region_of(&scope).map(|r| (r, true))
 }

@@ -18,6 +18,7 @@ use tokio::sync::watch;
 
 use crate::ServeError;
 use crate::auth::{Access, KeyTable, OpSlot, RequestId};
+use crate::body::check_xml_body;
 use crate::credentials::AccessKey;
 use crate::errors::custom;
 use crate::log::{Entry, LoggedBody};
@@ -99,7 +100,7 @@ impl Server {
         let limits = config.limits.clone();
         let mut b = S3ServiceBuilder::new(Keystone::new(db, config.region.clone(), limits.clone()));
         b.set_auth(KeyTable::new(&config.keys));
-        b.set_access(Access);
+        b.set_access(Access { region: config.region.clone() });
         let mut cfg = s3s::config::S3Config::default();
         cfg.xml_max_body_size = limits.max_xml_bytes;
         cfg.post_object_max_file_size = 0;
@@ -205,11 +206,8 @@ fn prefilter(req: &hyper::Request<Incoming>, limits: &Limits) -> Option<S3Error>
         .or_else(|| headers.get(hyper::header::CONTENT_LENGTH))
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    let path = req.uri().path().trim_start_matches('/');
-    let bucket_level = !path.contains('/') || path.ends_with('/') && path.matches('/').count() == 1;
-    let xml_op = req.method() == Method::POST || (req.method() == Method::PUT && bucket_level);
     if let Some(n) = length {
-        if xml_op && n > limits.max_xml_bytes as u64 {
+        if is_xml_op(req) && n > limits.max_xml_bytes as u64 {
             return Some(s3_error!(MaxMessageLengthExceeded, "Your request was too big."));
         }
         if n > limits.max_object_bytes {
@@ -217,6 +215,14 @@ fn prefilter(req: &hyper::Request<Incoming>, limits: &Limits) -> Option<S3Error>
         }
     }
     None
+}
+
+/// Whether s3s reads the request's body whole and parses it as XML: every POST, and a PUT
+/// on a bucket (CreateBucket's configuration).
+fn is_xml_op<B>(req: &hyper::Request<B>) -> bool {
+    let path = req.uri().path().trim_start_matches('/');
+    let bucket_level = !path.contains('/') || path.ends_with('/') && path.matches('/').count() == 1;
+    req.method() == Method::POST || (req.method() == Method::PUT && bucket_level)
 }
 
 /// A request that asks for `100 Continue` but has no body to continue with.
@@ -246,11 +252,25 @@ impl hyper::service::Service<hyper::Request<Incoming>> for Outer {
                 e.set_request_id(rid.clone());
                 e.to_http_response().map_err(|e| s3s::HttpError::new(Box::new(e)))?
             } else {
-                let mut req = req.map(s3s::Body::from);
+                let (mut req, fault) = if is_xml_op(&req) {
+                    check_xml_body(req, this.limits.max_xml_bytes).await
+                } else {
+                    (req.map(s3s::Body::from), None)
+                };
+                if let Some(fault) = fault {
+                    req.extensions_mut().insert(fault);
+                }
                 req.extensions_mut().insert(slot.clone());
                 req.extensions_mut().insert(RequestId(rid.clone()));
                 this.s3.call(req).await?
             };
+            if method == Method::HEAD
+                && resp.status() == StatusCode::OK
+                && resp.headers().contains_key(hyper::header::CONTENT_RANGE)
+            {
+                // A ranged HEAD answers as the ranged GET does (S3, RFC 9110).
+                *resp.status_mut() = StatusCode::PARTIAL_CONTENT;
+            }
             if let Ok(v) = hyper::header::HeaderValue::from_str(&rid) {
                 resp.headers_mut().insert("x-amz-request-id", v);
             }

@@ -231,7 +231,7 @@ impl Datastore {
     /// # Errors
     /// [`Error::InvalidBucketName`] (S3's naming rules), [`Error::BucketAlreadyExists`].
     pub fn create_bucket(&self, name: &str) -> Result<Bucket> {
-        names::check_bucket(name)?;
+        names::check_new_bucket(name)?;
         let n = name.to_owned();
         self.engine.write(move |w| objects::create_bucket(w, &n))?;
         Ok(Bucket::new(self.clone(), name))

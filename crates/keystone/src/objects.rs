@@ -27,7 +27,7 @@ pub(crate) fn require_bucket(r: &dyn KvRead, bucket: &str) -> Result<()> {
 }
 
 pub(crate) fn create_bucket(w: &mut dyn WriteTxn, name: &str) -> Result<()> {
-    names::check_bucket(name)?;
+    names::check_new_bucket(name)?;
     if bucket_record(w, name)?.is_some() {
         return Err(Error::BucketAlreadyExists { bucket: name.to_owned() });
     }

@@ -9,7 +9,7 @@ use s3s::dto::{
     ListMultipartUploadsInput, ListMultipartUploadsOutput, ListPartsInput, ListPartsOutput, MultipartUpload, Owner,
     Part, Range, StorageClass, Timestamp, UploadPartCopyInput, UploadPartCopyOutput, UploadPartInput, UploadPartOutput,
 };
-use s3s::{S3Request, S3Response, S3Result, s3_error};
+use s3s::{S3Error, S3ErrorCode, S3Request, S3Response, S3Result, s3_error};
 
 use super::Keystone;
 use super::list::{Enc, count, max_keys};
@@ -125,11 +125,18 @@ impl Keystone {
                     if_unmodified_since: conds.3.as_ref(),
                 }
                 .check(&info, false)?;
-                let (start, end) = match &range {
+                // S3 copies a range only when it lies wholly within the source (a GET would
+                // shorten it; a part that silently came out shorter would be wrong).
+                let (start, end) = match range {
                     None => (0, info.size),
-                    Some(r) => {
-                        let rg = r.check(info.size)?;
-                        (rg.start, rg.end)
+                    Some(Range::Int { first, last: Some(last) }) if first <= last && last < info.size => {
+                        (first, last + 1)
+                    }
+                    Some(_) => {
+                        return Err(S3Error::with_message(
+                            S3ErrorCode::InvalidArgument,
+                            format!("Range specified is not valid for source object of size: {}", info.size),
+                        ));
                     }
                 };
                 if end - start > MAX_PART_SIZE {
@@ -266,8 +273,10 @@ impl Keystone {
             let rolled = delimiter
                 .as_deref()
                 .and_then(|d| u.key[prefix.len()..].find(d).map(|i| u.key[..prefix.len() + i + d.len()].to_owned()));
+            // A common prefix is listed once: not again on this page, and not on the page
+            // after one that ended with it (its key marker is then the prefix itself).
             if let Some(cp) = &rolled
-                && common.last() == Some(cp)
+                && (common.last() == Some(cp) || *cp == key_marker)
             {
                 continue;
             }
@@ -275,22 +284,30 @@ impl Keystone {
                 truncated = true;
                 break;
             }
-            next = Some((u.key.clone(), u.upload_id.clone()));
             match rolled {
-                Some(cp) => common.push(cp),
-                None => uploads.push(MultipartUpload {
-                    key: Some(enc.s(&u.key)),
-                    upload_id: Some(u.upload_id.clone()),
-                    initiated: Some(Timestamp::from(u.initiated)),
-                    initiator: Some(Initiator { id: Some("keystone".into()), display_name: Some("keystone".into()) }),
-                    owner: Some(owner()),
-                    storage_class: Some(StorageClass::from_static(StorageClass::STANDARD)),
-                    ..Default::default()
-                }),
+                Some(cp) => {
+                    next = Some((cp.clone(), None));
+                    common.push(cp);
+                }
+                None => {
+                    next = Some((u.key.clone(), Some(u.upload_id.clone())));
+                    uploads.push(MultipartUpload {
+                        key: Some(enc.s(&u.key)),
+                        upload_id: Some(u.upload_id.clone()),
+                        initiated: Some(Timestamp::from(u.initiated)),
+                        initiator: Some(Initiator {
+                            id: Some("keystone".into()),
+                            display_name: Some("keystone".into()),
+                        }),
+                        owner: Some(owner()),
+                        storage_class: Some(StorageClass::from_static(StorageClass::STANDARD)),
+                        ..Default::default()
+                    });
+                }
             }
         }
         let (next_key, next_id) = match next.filter(|_| truncated) {
-            Some((k, i)) => (Some(enc.s(&k)), Some(i)),
+            Some((k, i)) => (Some(enc.s(&k)), i),
             None => (None, None),
         };
         Ok(S3Response::new(ListMultipartUploadsOutput {

@@ -35,6 +35,21 @@ pub(crate) fn check_bucket(name: &str) -> Result<()> {
     Ok(())
 }
 
+/// Checks the name of a bucket being created: S3's rules, and the prefixes and suffixes S3
+/// reserved later (`sthree-`, `amzn-s3-demo-`; `.mrap`, `--x-s3`, `--table-s3`). These are
+/// refused at creation only, so a bucket made under one before stays reachable.
+pub(crate) fn check_new_bucket(name: &str) -> Result<()> {
+    check_bucket(name)?;
+    let fail = |reason| Err(Error::InvalidBucketName { name: name.to_owned(), reason });
+    if ["sthree-", "amzn-s3-demo-"].iter().any(|p| name.starts_with(p)) {
+        return fail("must not start with a prefix reserved by S3");
+    }
+    if [".mrap", "--x-s3", "--table-s3"].iter().any(|s| name.ends_with(s)) {
+        return fail("must not end with a suffix reserved by S3");
+    }
+    Ok(())
+}
+
 fn looks_like_ipv4(name: &str) -> bool {
     let parts: Vec<&str> = name.split('.').collect();
     parts.len() == 4 && parts.iter().all(|p| !p.is_empty() && p.len() <= 3 && p.bytes().all(|b| b.is_ascii_digit()))
@@ -88,6 +103,27 @@ mod tests {
                 other => panic!("{name}: {other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn names_reserved_later_are_refused_at_creation_only() {
+        for (name, why) in [
+            ("sthree-x", "prefix"),
+            ("sthree-configurator", "prefix"),
+            ("amzn-s3-demo-x", "prefix"),
+            ("abc.mrap", "suffix"),
+            ("abc--x-s3", "suffix"),
+            ("abc--table-s3", "suffix"),
+            ("abc--ol-s3", "suffix"),
+            ("xn--abc", "xn--"),
+        ] {
+            match check_new_bucket(name) {
+                Err(Error::InvalidBucketName { reason, .. }) => assert!(reason.contains(why), "{name}: {reason}"),
+                other => panic!("{name}: {other:?}"),
+            }
+        }
+        assert!(check_bucket("sthree-x").is_ok());
+        assert!(check_new_bucket("three-x").is_ok());
     }
 
     #[test]
