@@ -28,6 +28,18 @@ pub(crate) fn to_s3(e: keystone::Error) -> S3Error {
         E::InvalidKey { reason, .. } => {
             return S3Error::with_message(S3ErrorCode::InvalidArgument, format!("Invalid object key: it {reason}."));
         }
+        E::InvalidMetadata { field, reason } if field == "user" => {
+            return S3Error::with_message(
+                S3ErrorCode::MetadataTooLarge,
+                format!("Your metadata is too large: {reason}."),
+            );
+        }
+        E::InvalidMetadata { field, reason } => {
+            return S3Error::with_message(
+                S3ErrorCode::InvalidArgument,
+                format!("Invalid metadata {field:?}: {reason}."),
+            );
+        }
         E::PreconditionFailed { .. } => {
             (S3ErrorCode::PreconditionFailed, "At least one of the pre-conditions you specified did not hold.")
         }

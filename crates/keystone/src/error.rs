@@ -63,6 +63,17 @@ pub enum Error {
         /// The rule it breaks.
         reason: &'static str,
     },
+    /// Object metadata that could not be carried in HTTP headers, as S3 must (a user metadata
+    /// name that is not an HTTP token or differs from another only in case, a control
+    /// character in a value, more than [`MAX_USER_META`](crate::MAX_USER_META) bytes of user
+    /// metadata).
+    #[error("invalid metadata {field:?}: {reason}")]
+    InvalidMetadata {
+        /// The field or user metadata name at fault (`user` for the total size).
+        field: String,
+        /// The rule it breaks.
+        reason: String,
+    },
     /// A conditional write or read found a different state than required.
     #[error("precondition failed for {key:?} in bucket {bucket:?}: {reason}")]
     PreconditionFailed {

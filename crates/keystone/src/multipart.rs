@@ -41,6 +41,7 @@ fn upload_record(r: &dyn KvRead, bucket: &str, upload_id: &str, id: u64) -> Resu
 
 pub(crate) fn create(engine: &Engine, bucket: &str, key: &str, meta: ObjectMeta) -> Result<String> {
     names::check_key(key)?;
+    names::check_meta(&meta)?;
     let id = engine.next_id()?;
     let rec = MpuRecord { key: key.to_owned(), initiated: now_nanos(), meta };
     let b = bucket.to_owned();

@@ -409,6 +409,7 @@ pub(crate) fn publish(
     bucket_known: bool,
 ) -> Result<(ObjectInfo, bool)> {
     names::check_key(key)?;
+    names::check_meta(&new.meta)?;
     let (old, pack) = match lookup_for_write(w, bucket, key, bucket_known, tolerant(bucket, key))? {
         Lookup::Hit { value, pack } => (Current::from(value), pack),
         Lookup::Miss { pack } => (Current::Absent, pack),

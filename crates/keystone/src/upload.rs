@@ -307,6 +307,7 @@ pub(crate) fn put_stream<R: Read>(
 ) -> Result<ObjectInfo> {
     names::check_bucket(bucket)?;
     names::check_key(key)?;
+    names::check_meta(&opts.meta)?;
     let mut chunker = Chunker::new(reader, engine.cfg.chunk_size, etag.is_none().then_some(engine.cfg.etag));
     let prefix = chunker.read_prefix(engine.cfg.inline_max + 1).map_err(from_io)?;
     if prefix.len() <= engine.cfg.inline_max {
@@ -332,6 +333,7 @@ pub(crate) fn put_slice(engine: &Engine, bucket: &str, key: &str, data: &[u8], o
     }
     names::check_bucket(bucket)?;
     names::check_key(key)?;
+    names::check_meta(&opts.meta)?;
     put_inline(engine, bucket, key, data.to_vec(), opts, None)
 }
 
@@ -414,6 +416,7 @@ pub(crate) fn put_in_txn<R: Read>(
         (inline_version(prefix, opts.meta, etag, engine.cfg.etag, to)?, None)
     } else {
         names::check_key(key)?;
+        names::check_meta(&opts.meta)?;
         objects::require_bucket(w, bucket)?;
         let old = objects::current(w, bucket, key)?;
         objects::check_condition(bucket, key, &old, &opts.condition)?;

@@ -10,7 +10,7 @@ use s3s::dto::{ETag, ETagCondition, Metadata, Timestamp, TimestampFormat};
 use s3s::{S3Error, S3Result, s3_error};
 
 /// S3's limit on user metadata (keys plus values), bytes.
-const MAX_USER_META: usize = 2048;
+const MAX_USER_META: usize = keystone::MAX_USER_META;
 
 /// Header fields of a write, as s3s parsed them.
 #[derive(Default)]
@@ -62,8 +62,30 @@ pub(crate) fn expires(meta: &ObjectMeta) -> Option<Timestamp> {
     meta.expires.as_deref().and_then(|s| Timestamp::parse(TimestampFormat::HttpDate, s).ok())
 }
 
+/// User metadata as headers. The library refuses metadata that cannot be a header; an entry
+/// stored before it did is left out (with a warning) rather than failing the whole response.
 pub(crate) fn user_metadata(meta: &ObjectMeta) -> Option<Metadata> {
-    (!meta.user.is_empty()).then(|| meta.user.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+    let fits = |k: &str, v: &str| {
+        let ok = hyper::header::HeaderName::from_bytes(format!("x-amz-meta-{k}").as_bytes()).is_ok()
+            && HeaderValue::from_str(v).is_ok();
+        if !ok {
+            tracing::warn!(name = k, "user metadata that cannot be an HTTP header left out of the response");
+        }
+        ok
+    };
+    let m: Metadata = meta.user.iter().filter(|(k, v)| fits(k, v)).map(|(k, v)| (k.clone(), v.clone())).collect();
+    (!m.is_empty()).then_some(m)
+}
+
+/// A stored header field, if it can be sent back as one (see [`user_metadata`]).
+pub(crate) fn header_safe(field: &'static str, value: Option<String>) -> Option<String> {
+    value.filter(|v| {
+        let ok = HeaderValue::from_str(v).is_ok();
+        if !ok {
+            tracing::warn!(field, "stored header value that cannot be an HTTP header left out of the response");
+        }
+        ok
+    })
 }
 
 /// A time at HTTP-date resolution (whole seconds), so comparisons with client dates agree.

@@ -11,7 +11,7 @@ use s3s::dto::{
 use s3s::{S3Request, S3Response, S3Result, s3_error};
 
 use super::Keystone;
-use super::meta::{ReadConditions, etag, expires, put_condition, user_metadata};
+use super::meta::{ReadConditions, etag, expires, header_safe, put_condition, user_metadata};
 use crate::body::{consume, stream_reader};
 use crate::errors::to_s3;
 
@@ -26,13 +26,22 @@ macro_rules! object_output {
             e_tag: Some(etag(&info.etag)),
             last_modified: Some(Timestamp::from(info.modified)),
             content_type: Some($input.response_content_type.take().unwrap_or_else(|| content_type(info))),
-            cache_control: $input.response_cache_control.take().or_else(|| info.meta.cache_control.clone()),
+            cache_control: $input
+                .response_cache_control
+                .take()
+                .or_else(|| header_safe("cache_control", info.meta.cache_control.clone())),
             content_disposition: $input
                 .response_content_disposition
                 .take()
-                .or_else(|| info.meta.content_disposition.clone()),
-            content_encoding: $input.response_content_encoding.take().or_else(|| info.meta.content_encoding.clone()),
-            content_language: $input.response_content_language.take().or_else(|| info.meta.content_language.clone()),
+                .or_else(|| header_safe("content_disposition", info.meta.content_disposition.clone())),
+            content_encoding: $input
+                .response_content_encoding
+                .take()
+                .or_else(|| header_safe("content_encoding", info.meta.content_encoding.clone())),
+            content_language: $input
+                .response_content_language
+                .take()
+                .or_else(|| header_safe("content_language", info.meta.content_language.clone())),
             expires: $input.response_expires.take().or_else(|| expires(&info.meta)),
             metadata: user_metadata(&info.meta),
             $($field $(: $value)?,)*
@@ -68,7 +77,7 @@ pub(super) fn resolve_range(range: Option<&Range>, size: u64) -> S3Result<(u64, 
 }
 
 fn content_type(info: &ObjectInfo) -> String {
-    info.meta.content_type.clone().unwrap_or_else(|| "application/octet-stream".to_owned())
+    header_safe("content_type", info.meta.content_type.clone()).unwrap_or_else(|| "application/octet-stream".to_owned())
 }
 
 impl Keystone {

@@ -1,9 +1,61 @@
 //! Bucket-name and object-key rules.
 
 use crate::error::{Error, Result};
+use crate::types::ObjectMeta;
 
 /// Longest object key, in bytes (S3's limit).
 pub const MAX_KEY_LEN: usize = 1024;
+
+/// Most bytes of user metadata an object may carry, names and values together (S3's limit).
+pub const MAX_USER_META: usize = 2048;
+
+/// Checks that metadata can travel as HTTP headers, as S3 sends it back: user metadata names
+/// are HTTP tokens, unique regardless of case (S3 lowercases them), and at most
+/// [`MAX_USER_META`] bytes with their values; no value holds a control character (a CR or LF
+/// would end the header). Without this an object could be stored that no S3 client can read.
+pub(crate) fn check_meta(meta: &ObjectMeta) -> Result<()> {
+    let fail = |field: &str, reason: String| Err(Error::InvalidMetadata { field: field.to_owned(), reason });
+    let fixed = [
+        ("content_type", &meta.content_type),
+        ("cache_control", &meta.cache_control),
+        ("content_disposition", &meta.content_disposition),
+        ("content_encoding", &meta.content_encoding),
+        ("content_language", &meta.content_language),
+        ("expires", &meta.expires),
+    ];
+    for (field, value) in fixed {
+        if let Some(c) = value.as_deref().and_then(control_char) {
+            return fail(field, format!("contains the control character {c:?}"));
+        }
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    let mut total = 0;
+    for (name, value) in &meta.user {
+        if name.is_empty() || !name.bytes().all(is_token_byte) {
+            return fail(name, "a user metadata name may hold only letters, digits and !#$%&'*+-.^_`|~".into());
+        }
+        if !seen.insert(name.to_ascii_lowercase()) {
+            return fail(name, "differs from another user metadata name only in case".into());
+        }
+        if let Some(c) = control_char(value) {
+            return fail(name, format!("contains the control character {c:?}"));
+        }
+        total += name.len() + value.len();
+    }
+    if total > MAX_USER_META {
+        return fail("user", format!("user metadata is {total} bytes; at most {MAX_USER_META} (S3's limit)"));
+    }
+    Ok(())
+}
+
+fn control_char(v: &str) -> Option<char> {
+    v.chars().find(|&c| (c < ' ' && c != '\t') || c == '\x7f')
+}
+
+/// RFC 9110 `tchar`.
+fn is_token_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
 
 /// Checks a bucket name against S3's rules.
 pub(crate) fn check_bucket(name: &str) -> Result<()> {
@@ -124,6 +176,31 @@ mod tests {
         }
         assert!(check_bucket("sthree-x").is_ok());
         assert!(check_new_bucket("three-x").is_ok());
+    }
+
+    #[test]
+    fn metadata_must_fit_in_headers() {
+        let with_user = |pairs: &[(&str, &str)]| ObjectMeta {
+            user: pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
+            ..ObjectMeta::default()
+        };
+        assert!(check_meta(&with_user(&[("color", "blue green"), ("x-1", "ü\tok")])).is_ok());
+        let big = "v".repeat(MAX_USER_META - 1);
+        assert!(check_meta(&with_user(&[("k", &big)])).is_ok());
+        for (meta, why) in [
+            (with_user(&[("bad key", "v")]), "letters, digits"),
+            (with_user(&[("é", "v")]), "letters, digits"),
+            (with_user(&[("", "v")]), "letters, digits"),
+            (with_user(&[("K", "upper"), ("k", "lower")]), "only in case"),
+            (with_user(&[("k", "a\r\nx-injected: 1")]), "control character"),
+            (with_user(&[("kk", &big)]), "at most 2048"),
+            (ObjectMeta { content_type: Some("text/plain\nX: y".into()), ..ObjectMeta::default() }, "control"),
+        ] {
+            match check_meta(&meta) {
+                Err(Error::InvalidMetadata { reason, .. }) => assert!(reason.contains(why), "{reason}"),
+                other => panic!("{meta:?}: {other:?}"),
+            }
+        }
     }
 
     #[test]
