@@ -69,6 +69,7 @@ pub(crate) fn to_s3(e: keystone::Error) -> S3Error {
         | E::AlreadyOpen { .. }
         | E::Poisoned
         | E::InUse { .. }
+        | E::InTransaction { .. }
         | E::Storage { .. }
         | E::Io(_)
         | _ => return internal(e),

@@ -301,9 +301,15 @@ impl Datastore {
     /// # Ok::<_, keystone::Error>(())
     /// ```
     ///
+    /// Inside `f`, write through the transaction's buckets (`tx.bucket(..)`): a write through a
+    /// [`Bucket`] handle, a nested transaction or [`compact`](Self::compact) on the same
+    /// thread would wait for this transaction's write lock for ever, and is refused with
+    /// [`Error::InTransaction`] instead. Reads through any handle see the last commit.
+    ///
     /// # Errors
     /// Whatever `f` returns, or a storage error from the commit.
     pub fn transaction<T, E: From<Error>>(&self, f: impl FnOnce(&Transaction<'_>) -> Result<T, E>) -> Result<T, E> {
+        let mark = self.engine.enter_transaction()?;
         let w = self.engine.kv.write()?;
         let tx = Transaction::new(&self.engine, w);
         // A panic in `f` must roll back like an error: abort the transaction before the panic
@@ -317,6 +323,7 @@ impl Datastore {
             }
         };
         let queued = tx.commit()?;
+        drop(mark);
         if queued {
             self.engine.drain_gc()?;
         }
@@ -412,6 +419,7 @@ impl Datastore {
     /// Unlike [`verify`](Self::verify), this may write: redb repairs what it can, and a file
     /// damaged beyond repair can be left unopenable. Run it on a copy of a store you suspect.
     pub fn check_engine_integrity(&self) -> Result<bool> {
+        self.engine.not_in_transaction("check_engine_integrity")?;
         self.engine.kv.check_integrity()
     }
 
@@ -448,6 +456,7 @@ impl Datastore {
     /// [`Error::InUse`] while readers, snapshots, transactions or uploads are open (retry once
     /// they have ended).
     pub fn compact(&self) -> Result<CompactReport> {
+        self.engine.not_in_transaction("compact")?;
         maintenance::compact(&self.engine)
     }
 

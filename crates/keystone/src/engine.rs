@@ -51,6 +51,22 @@ impl std::fmt::Debug for Engine {
     }
 }
 
+thread_local! {
+    /// The engines (by address) whose write transaction this thread holds inside
+    /// `Datastore::transaction`.
+    static IN_TRANSACTION: std::cell::RefCell<Vec<usize>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Marks the running thread as inside a transaction of one engine until dropped (also while
+/// unwinding).
+pub(crate) struct TransactionMark(usize);
+
+impl Drop for TransactionMark {
+    fn drop(&mut self) {
+        IN_TRANSACTION.with(|t| t.borrow_mut().retain(|&e| e != self.0));
+    }
+}
+
 pub(crate) fn lock_err() -> Error {
     Error::Storage { context: "internal lock".into(), source: "a thread panicked while holding it".into() }
 }
@@ -97,6 +113,31 @@ impl Engine {
         Ok(engine)
     }
 
+    /// Refuses `operation` on a thread inside a transaction of this engine: the write lock it
+    /// needs is held by that transaction, on this very thread, so it would wait for ever.
+    pub(crate) fn not_in_transaction(&self, operation: &'static str) -> Result<()> {
+        let me = std::ptr::from_ref(self) as usize;
+        if IN_TRANSACTION.with(|t| t.borrow().contains(&me)) {
+            return Err(Error::InTransaction { operation });
+        }
+        Ok(())
+    }
+
+    /// Marks this thread as inside a transaction of this engine (refusing a nested one).
+    pub(crate) fn enter_transaction(&self) -> Result<TransactionMark> {
+        self.not_in_transaction("a transaction inside a transaction")?;
+        let me = std::ptr::from_ref(self) as usize;
+        IN_TRANSACTION.with(|t| t.borrow_mut().push(me));
+        Ok(TransactionMark(me))
+    }
+
+    /// A write transaction of its own, unless this thread is inside a transaction of this
+    /// engine (see [`not_in_transaction`](Self::not_in_transaction)).
+    pub(crate) fn begin_write(&self, operation: &'static str) -> Result<Box<dyn WriteTxn>> {
+        self.not_in_transaction(operation)?;
+        self.kv.write()
+    }
+
     pub(crate) fn next_id(&self) -> Result<u64> {
         let mut ids = self.ids.lock().map_err(|_| lock_err())?;
         if ids.next >= ids.end {
@@ -135,12 +176,13 @@ impl Engine {
         &self,
         f: impl FnOnce(&mut dyn WriteTxn) -> Result<R> + Send + 'static,
     ) -> Result<R> {
+        self.not_in_transaction("a write through a Bucket handle")?;
         crate::commit::GroupCommit::run(self, f)
     }
 
     /// Runs `f` in its own write transaction, committed with `mode`.
     pub(crate) fn write_alone<R>(&self, mode: Commit, f: impl FnOnce(&mut dyn WriteTxn) -> Result<R>) -> Result<R> {
-        let mut w = self.kv.write()?;
+        let mut w = self.begin_write("a write through a Bucket handle")?;
         let r = f(w.as_mut())?;
         w.commit(mode)?;
         Ok(r)

@@ -180,6 +180,17 @@ pub enum Error {
         /// The operation refused.
         operation: &'static str,
     },
+    /// A write, a nested transaction or a maintenance call on the thread that is running
+    /// [`Datastore::transaction`](crate::Datastore::transaction) of the same store: it would
+    /// wait for that transaction's own write lock for ever. Write through the transaction's
+    /// buckets (`tx.bucket(..)`) instead.
+    #[error(
+        "{operation} on the thread that runs a transaction of this store would wait for that transaction for ever; write through the transaction (tx.bucket(..)) instead"
+    )]
+    InTransaction {
+        /// The operation refused.
+        operation: &'static str,
+    },
     /// An earlier durable commit failed; the handle refuses writes until reopened.
     #[error("the store had a failed write to disk and refuses further writes until it is reopened")]
     Poisoned,

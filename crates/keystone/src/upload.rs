@@ -87,7 +87,7 @@ impl<'e> Staged<'e> {
     }
 
     fn flush(&mut self) -> Result<()> {
-        let mut w = self.engine.kv.write()?;
+        let mut w = self.engine.begin_write("a streaming write through a Bucket handle")?;
         self.write_into(w.as_mut())?;
         w.commit(Commit::Deferred)?;
         self.flushed = true;
@@ -100,7 +100,7 @@ impl<'e> Staged<'e> {
     /// Writes the rest, removes the staging record and runs `publish`, all in one
     /// acknowledged commit.
     pub(crate) fn finish<R>(mut self, publish: impl FnOnce(&mut dyn WriteTxn) -> Result<R>) -> Result<R> {
-        let mut w = self.engine.kv.write()?;
+        let mut w = self.engine.begin_write("a streaming write through a Bucket handle")?;
         let first_commit = !self.flushed;
         if first_commit {
             // Everything fits in one commit: no staging record is needed at all.

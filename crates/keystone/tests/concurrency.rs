@@ -251,3 +251,46 @@ fn conditional_creates_race_and_exactly_one_wins() {
     assert_eq!(winners, 1);
     assert!(results.iter().filter(|r| r.is_err()).all(|r| matches!(r, Err(Error::PreconditionFailed { .. }))));
 }
+
+/// A write through a `Bucket` handle (small, streaming, bucket creation), a nested
+/// transaction or `compact` on the thread that runs a transaction would wait for that
+/// transaction's own write lock for ever: each is refused with `InTransaction`, and the
+/// transaction still commits what it wrote. Run on a second thread with a deadline, so that a
+/// regression fails instead of hanging the suite.
+#[test]
+fn writes_through_bucket_handles_inside_a_transaction_are_refused_not_deadlocked() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = store(&dir);
+    let b = db.create_bucket("bkt").unwrap();
+    let (tx_done, rx_done) = mpsc::channel();
+    let (db2, b2) = (db.clone(), b.clone());
+    thread::spawn(move || {
+        let result = db2.transaction(|tx| {
+            tx.bucket("bkt")?.put_bytes("in-tx", b"1")?;
+            let refused = [
+                b2.put_bytes("small", b"2").err(),
+                b2.put_reader("large", &vec![5u8; 300_000][..], PutOptions::default()).err(),
+                db2.create_bucket("other").err(),
+                db2.transaction(|_| Ok::<_, Error>(())).err(),
+                db2.compact().err(),
+            ];
+            Ok::<_, Error>(refused.map(|e| e.map(|e| e.to_string())))
+        });
+        let _ = tx_done.send(result.map_err(|e| e.to_string()));
+    });
+    let refused = rx_done
+        .recv_timeout(std::time::Duration::from_secs(60))
+        .expect("a write inside a transaction deadlocked")
+        .unwrap();
+    for e in refused {
+        let e = e.expect("the write inside the transaction was not refused");
+        assert!(e.contains("write through the transaction"), "{e}");
+    }
+    assert_eq!(b.get_bytes("in-tx").unwrap(), b"1");
+    for key in ["small", "large"] {
+        assert!(matches!(b.get_bytes(key), Err(Error::NoSuchKey { .. })), "{key}");
+    }
+    // Outside the transaction the same handle writes as before.
+    b.put_bytes("small", b"2").unwrap();
+    assert!(db.verify().unwrap().is_clean());
+}
