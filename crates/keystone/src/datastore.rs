@@ -147,8 +147,11 @@ impl Builder {
     /// Opens the store at `path`, creating the file if it does not exist.
     ///
     /// # Errors
-    /// [`Error::AlreadyOpen`] when another process (or handle) has the file open;
-    /// [`Error::Corrupted`] when the file is not a valid store; [`Error::Storage`] for I/O.
+    /// [`Error::AlreadyOpen`] when another process or handle has the file open (a reader or
+    /// snapshot keeps it open after its store's last handle is dropped);
+    /// [`Error::Corrupted`] when the file is not a valid store — not a redb database, or
+    /// another program's redb database (refused without adding anything to it); an empty
+    /// file becomes a new store; [`Error::Storage`] for I/O.
     pub fn open(self, path: impl AsRef<Path>) -> Result<Datastore> {
         let path = path.as_ref();
         let kv = RedbStore::open(path, &self.redb())?;

@@ -7,8 +7,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 
 use redb::{
-    Database, DatabaseError, Durability, ReadOnlyTable, ReadableDatabase, ReadableTable, StorageError, Table,
-    TableDefinition, TableError, WriteTransaction,
+    Database, DatabaseError, Durability, MultimapTableHandle, ReadOnlyTable, ReadableDatabase, ReadableTable,
+    StorageError, Table, TableDefinition, TableError, TableHandle, WriteTransaction,
 };
 
 use super::prefill::Prefilled;
@@ -67,8 +67,11 @@ impl Latest {
 pub(crate) struct RedbStore {
     /// Declared before `db` so that the cached snapshot ends before the database closes.
     latest: Arc<Latest>,
-    // `compact` and `check_integrity` need `&mut Database`; everything else shares it.
-    db: RwLock<Database>,
+    // `compact` and `check_integrity` need `&mut Database`; everything else shares it. Every
+    // snapshot holds it too: a reader or snapshot that outlives the store's last handle keeps
+    // the file open and readable (redb fails its reads with `DatabaseClosed` otherwise), as
+    // SQLite keeps a connection open until its last statement is finalized.
+    db: Arc<RwLock<Database>>,
     /// Set when a commit failed: redb's state after a failed fsync is not trusted until reopen.
     poisoned: Arc<AtomicBool>,
     /// Snapshots alive (held by callers or by the cache): `compact` needs none.
@@ -135,11 +138,30 @@ impl RedbStore {
 
     fn init(db: Database, label: String) -> Result<Self> {
         let txn = db.begin_write().map_err(|e| storage("creating table", e))?;
+        // A new file has no table; a store has ours. Another program's redb database is
+        // refused untouched (creating our table in it would change that program's file).
+        let tables: Vec<String> = txn
+            .list_tables()
+            .map_err(|e| storage("listing tables", e))?
+            .map(|t| t.name().to_owned())
+            .chain(txn.list_multimap_tables().map_err(|e| storage("listing tables", e))?.map(|t| t.name().to_owned()))
+            .collect();
+        if !tables.is_empty() && !tables.iter().any(|t| t == TABLE.name()) {
+            let _ = txn.abort();
+            return Err(Error::Corrupted {
+                bucket: None,
+                key: None,
+                reason: format!(
+                    "{label} is a redb database but not a Keystone store (its tables: {})",
+                    tables.join(", ")
+                ),
+            });
+        }
         txn.open_table(TABLE).map_err(|e| storage("creating table", e))?;
         txn.commit().map_err(|e| storage("creating table", e))?;
         Ok(RedbStore {
             latest: Arc::default(),
-            db: RwLock::new(db),
+            db: Arc::new(RwLock::new(db)),
             poisoned: Arc::new(AtomicBool::new(false)),
             readers: Arc::default(),
             label,
@@ -185,6 +207,10 @@ fn open_error(label: &str, e: DatabaseError) -> Error {
         DatabaseError::Storage(StorageError::Corrupted(reason)) => {
             Error::Corrupted { bucket: None, key: None, reason: format!("{label} is not a valid store: {reason}") }
         }
+        // redb's "not a redb database" (wrong magic number).
+        DatabaseError::Storage(StorageError::Io(e)) if e.kind() == std::io::ErrorKind::InvalidData => {
+            Error::Corrupted { bucket: None, key: None, reason: format!("{label} is not a Keystone store: {e}") }
+        }
         other => Error::Storage { context: format!("opening {label}"), source: Box::new(other) },
     }
 }
@@ -211,7 +237,7 @@ impl KeyValueStore for RedbStore {
                 Err(e) => return Err(storage("opening table", e)),
             };
             self.readers.fetch_add(1, Ordering::AcqRel);
-            Arc::new(RedbRead { table, readers: self.readers.clone() })
+            Arc::new(RedbRead { table, readers: self.readers.clone(), _db: self.db.clone() })
         };
         // Cached only if no reader holds the cache right now (see `Latest`).
         let replaced = match self.latest.snap.try_write() {
@@ -290,6 +316,9 @@ impl KeyValueStore for RedbStore {
 struct RedbRead {
     table: ReadOnlyTable<&'static [u8], &'static [u8]>,
     readers: Arc<AtomicUsize>,
+    /// Keeps the database open while this snapshot lives (declared last: dropped after the
+    /// table).
+    _db: Arc<RwLock<Database>>,
 }
 
 impl Drop for RedbRead {
