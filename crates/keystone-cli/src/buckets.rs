@@ -4,7 +4,7 @@ use anyhow::anyhow;
 use keystone::{ListEntry, ListOptions};
 
 use crate::context::{Address, Ctx};
-use crate::output::{self, bucket_json, local_time, object_json, prefix_json, size};
+use crate::output::{self, bucket_json, local_time, object_json, prefix_json, shown_key, size};
 
 /// `keystone mb BUCKET`.
 #[derive(Debug, clap::Args)]
@@ -84,9 +84,9 @@ pub fn ls(ctx: &Ctx, a: &LsArgs) -> anyhow::Result<()> {
             ListEntry::Object(o) if a.json => output::line(object_json(&o))?,
             ListEntry::Prefix(p) if a.json => output::line(prefix_json(&addr.bucket, &p))?,
             ListEntry::Object(o) => {
-                output::line(format_args!("{}  {:>10}  {}", local_time(o.modified), size(o.size), o.key))?;
+                output::line(format_args!("{}  {:>10}  {}", local_time(o.modified), size(o.size), shown_key(&o.key)))?;
             }
-            ListEntry::Prefix(p) => output::line(format_args!("{:>19}  {:>10}  {p}", "", "PRE"))?,
+            ListEntry::Prefix(p) => output::line(format_args!("{:>19}  {:>10}  {}", "", "PRE", shown_key(&p)))?,
         }
     }
     Ok(())

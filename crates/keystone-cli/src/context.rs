@@ -55,16 +55,39 @@ impl Ctx {
     /// Whether `path` is the store file itself (which must not be uploaded into itself: it
     /// grows while it is read).
     pub fn is_store(&self, path: &Path) -> bool {
-        match (path.canonicalize(), self.store.canonicalize()) {
-            (Ok(a), Ok(b)) => a == b,
-            _ => false,
-        }
+        same_file(path, &self.store)
     }
 
     /// Refuses to upload the store file into itself.
     pub fn check_not_store(&self, path: &Path) -> anyhow::Result<()> {
         if self.is_store(path) {
             return Err(anyhow!("{} is the store itself and cannot be uploaded into it", path.display()));
+        }
+        Ok(())
+    }
+
+    /// The local files no download may write: the store, and the files kept beside it
+    /// (`<store>.credentials`, the key pair `keystone serve` generates), each with what it is.
+    fn protected_files(&self) -> [(PathBuf, &'static str); 2] {
+        let mut credentials = self.store.file_name().map(std::ffi::OsStr::to_os_string).unwrap_or_default();
+        credentials.push(".credentials");
+        [
+            (self.store.clone(), "the store itself"),
+            (self.store.with_file_name(credentials), "the store's credentials file (written by `keystone serve`)"),
+        ]
+    }
+
+    /// Refuses a local destination of a download that is the store file or one of its
+    /// companion files: writing it would destroy the store (or its credentials). Every command
+    /// that writes local files checks each destination here before writing anything.
+    pub fn check_download_dest(&self, dest: &Path) -> anyhow::Result<()> {
+        for (file, what) in self.protected_files() {
+            if same_file(dest, &file) {
+                return Err(anyhow!(
+                    "{} is {what} and cannot be overwritten by a download; choose another destination",
+                    dest.display()
+                ));
+            }
         }
         Ok(())
     }
@@ -92,6 +115,15 @@ pub const SCHEME: &str = "ks://";
 impl Address {
     /// Parses `BUCKET[/KEY]`.
     pub fn parse(s: &str) -> anyhow::Result<Address> {
+        if !s.starts_with(SCHEME)
+            && let Some((scheme, rest)) = s.split_once("://")
+            && !scheme.is_empty()
+            && !scheme.contains('/')
+        {
+            return Err(usage(format!(
+                "{s:?}: {scheme}:// addresses are not understood; a store address is written {SCHEME}{rest} (or just {rest})"
+            )));
+        }
         let rest = s.strip_prefix(SCHEME).unwrap_or(s);
         let (bucket, key) = rest.split_once('/').unwrap_or((rest, ""));
         if bucket.is_empty() {
@@ -142,9 +174,64 @@ pub fn usage(msg: impl Into<String>) -> anyhow::Error {
     anyhow::Error::new(Usage(msg.into()))
 }
 
+/// Whether `a` and `b` name the same file: the same device and inode when both exist, else
+/// the same path once made absolute with symbolic links resolved (for a path that does not
+/// exist yet, its directory resolved and its name appended).
+fn same_file(a: &Path, b: &Path) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        if let (Ok(ma), Ok(mb)) = (std::fs::metadata(a), std::fs::metadata(b))
+            && ma.dev() == mb.dev()
+            && ma.ino() == mb.ino()
+        {
+            return true;
+        }
+    }
+    match (resolved(a), resolved(b)) {
+        (Some(x), Some(y)) => x == y,
+        _ => false,
+    }
+}
+
+/// `path` made absolute with symbolic links resolved; for a path that does not exist, its
+/// directory resolved and its file name appended. `None` when the directory does not exist
+/// either (then the path is no existing file's).
+fn resolved(path: &Path) -> Option<PathBuf> {
+    if let Ok(p) = path.canonicalize() {
+        return Some(p);
+    }
+    let name = path.file_name()?;
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    Some(dir.canonicalize().ok()?.join(name))
+}
+
 /// Reads a local file's metadata with a clear message when it cannot.
 pub fn local_meta(path: &Path) -> anyhow::Result<std::fs::Metadata> {
     std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))
+}
+
+/// `e` with its chain of causes, as one line: `context: cause: cause`. A cause whose text the
+/// message so far already ends with is left out (many errors print their source in their own
+/// message too, which would otherwise show it twice).
+pub fn one_line(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string().replace('\n', " ");
+        let repeated =
+            line.strip_suffix(text.as_str()).is_some_and(|before| !before.ends_with(|c: char| c.is_alphanumeric()));
+        if text.is_empty() || repeated {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
 }
 
 /// Prints `e` as one line on stderr and picks the exit code: 2 for usage errors, 1 otherwise.
@@ -159,7 +246,6 @@ pub fn report(e: &anyhow::Error) -> ExitCode {
         eprintln!("keystone: interrupted");
         return ExitCode::from(130);
     }
-    let line = format!("{e:#}").replace('\n', " ");
-    eprintln!("keystone: {line}");
+    eprintln!("keystone: {}", one_line(e));
     if e.downcast_ref::<Usage>().is_some() { ExitCode::from(2) } else { ExitCode::FAILURE }
 }

@@ -6,10 +6,11 @@ use anyhow::{Context as _, anyhow};
 use indicatif::ProgressBar;
 use keystone::{Bucket, CopyOptions, Datastore, ListEntry, ListOptions, ObjectInfo};
 
-use crate::context::{Address, Ctx, SCHEME, local_meta, usage};
+use crate::context::{Address, Ctx, SCHEME, local_meta, one_line, usage};
 use crate::interrupt;
 use crate::objects::{key_basename, key_for_upload, missing_key_hint};
 use crate::output::{plural, size};
+use crate::progress;
 use crate::transfer::{self, MetaArgs};
 
 pub const HELP: &str = "\
@@ -119,7 +120,7 @@ impl Tree {
                 self.bytes += n;
             }
             Err(e) => {
-                let line = format!("keystone: {name}: {e:#}");
+                let line = format!("keystone: {name}: {}", one_line(&e));
                 self.bar.suspend(|| eprintln!("{line}"));
                 self.failed += 1;
             }
@@ -130,7 +131,7 @@ impl Tree {
     /// Ends the bar; an error when any file failed.
     fn finish(self, ctx: &Ctx, verb: &str, to: &str) -> anyhow::Result<()> {
         self.bar.set_message("");
-        self.bar.finish();
+        progress::done(&self.bar);
         ctx.say(format_args!("{verb} {} ({}) to {to}", plural(self.done, "file"), size(self.bytes)))?;
         if self.failed == 0 { Ok(()) } else { Err(anyhow!("{} of {} failed", self.failed, plural(self.total, "file"))) }
     }
@@ -145,7 +146,7 @@ fn upload(ctx: &Ctx, a: &CpArgs, src: &Path, dst: &Address) -> anyhow::Result<()
         let key = key_for_upload(dst, src)?;
         let bar = ctx.progress.transfer(&key, Some(meta.len()));
         let info = transfer::upload_file(&bucket, &key, src, &a.meta, &bar)?;
-        bar.finish();
+        progress::done(&bar);
         return ctx.say(format_args!("{} -> {}/{key} ({})", src.display(), dst.bucket, size(info.size)));
     }
     if !a.recursive {
@@ -254,10 +255,11 @@ fn download(ctx: &Ctx, recursive: bool, src: &Address, dir: &Path) -> anyhow::Re
         } else {
             dir.to_path_buf()
         };
+        ctx.check_download_dest(&file)?;
         let info = bucket.head(&src.key)?;
         let bar = ctx.progress.transfer(&src.key, Some(info.size));
-        let n = transfer::download_to_file(&bucket, &src.key, &file, &bar)?;
-        bar.finish();
+        let n = transfer::download_to_file(ctx, &bucket, &src.key, &file, &bar)?;
+        progress::done(&bar);
         return ctx.say(format_args!("{src} -> {} ({})", file.display(), size(n)));
     };
     let dst = dir;
@@ -265,21 +267,39 @@ fn download(ctx: &Ctx, recursive: bool, src: &Address, dir: &Path) -> anyhow::Re
         return Err(anyhow!("{} exists and is not a directory", dst.display()));
     }
     let prefix = src.dir_prefix();
+    // Where each object goes, decided (and checked against the store's own files) before
+    // anything is written.
+    let mut plan = Vec::with_capacity(objects.len());
+    for o in &objects {
+        let rel = &o.key[prefix.len()..];
+        // A zero-byte key ending in `/` is a "folder" marker, as S3 consoles create; the
+        // marker of the copied prefix itself (an empty `rel`) is the destination directory.
+        let marker = o.size == 0 && (rel.is_empty() || rel.ends_with('/'));
+        let path = if rel.is_empty() && marker {
+            Ok(dst.to_path_buf())
+        } else {
+            local_path_of(dst, rel.trim_end_matches('/'))
+        };
+        if let Ok(p) = &path
+            && !marker
+        {
+            ctx.check_download_dest(p).with_context(|| format!("cannot download {}/{}", src.bucket, o.key))?;
+        }
+        plan.push((o, marker, path));
+    }
     let bytes = objects.iter().map(|o| o.size).sum();
     let mut tree = Tree::new(ctx, objects.len() as u64, bytes);
-    for o in &objects {
+    for (o, marker, path) in plan {
         tree.start(&o.key)?;
-        let rel = &o.key[prefix.len()..];
-        let r = local_path_of(dst, rel.trim_end_matches('/')).and_then(|path| {
-            if rel.ends_with('/') && o.size == 0 {
-                // A "folder" marker object, as S3 consoles create.
+        let r = path.and_then(|path| {
+            if marker {
                 std::fs::create_dir_all(&path).with_context(|| format!("cannot create {}", path.display()))?;
                 return Ok(0);
             }
             if let Some(parent) = path.parent() {
                 std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
             }
-            transfer::download_to_file(&bucket, &o.key, &path, &tree.bar)
+            transfer::download_to_file(ctx, &bucket, &o.key, &path, &tree.bar)
         });
         tree.record(&format!("{}/{}", src.bucket, o.key), r);
     }

@@ -199,12 +199,19 @@ pub fn gc(ctx: &Ctx, a: &GcArgs) -> anyhow::Result<()> {
     spinner.finish_and_clear();
     drop(db);
     let after = file_size(ctx)?;
+    // Two different things are counted: multipart uploads aborted for their age (their
+    // parts freed with them), and single streaming uploads a stopped process left unfinished.
     if let Some(n) = aborted {
-        ctx.say(format_args!("aborted {}", plural(n, "multipart upload")))?;
+        let freed = match n {
+            0 => "",
+            1 => " and freed its parts",
+            _ => " and freed their parts",
+        };
+        ctx.say(format_args!("aborted {}{freed}", plural(n, "stale multipart upload")))?;
     }
     ctx.say(format_args!(
-        "reclaimed {} ({} freed)",
-        plural(report.uploads_reclaimed + on_open.uploads_reclaimed, "abandoned upload"),
+        "reclaimed {} left unfinished by a stopped process ({} freed)",
+        plural(report.uploads_reclaimed + on_open.uploads_reclaimed, "streaming upload"),
         plural(report.chunks_freed + on_open.chunks_freed, "chunk")
     ))?;
     ctx.say(format_args!(

@@ -9,6 +9,7 @@ use keystone::{Bucket, ListEntry, ListOptions};
 
 use crate::context::{Address, Ctx, usage};
 use crate::output::{self, local_time_long, object_json, plural, size};
+use crate::progress;
 use crate::transfer::{self, MetaArgs};
 
 /// `keystone put FILE|- BUCKET/KEY`.
@@ -117,7 +118,7 @@ pub fn put(ctx: &Ctx, a: &PutArgs) -> anyhow::Result<()> {
     } else {
         transfer::upload_file(&bucket, &key, &a.file, &a.meta, &bar)?
     };
-    bar.finish();
+    progress::done(&bar);
     let from = if stdin { "standard input".to_owned() } else { a.file.display().to_string() };
     ctx.say(format_args!("{from} -> {}/{} ({})", dest.bucket, info.key, size(info.size)))
 }
@@ -137,17 +138,18 @@ pub fn get(ctx: &Ctx, a: &GetArgs) -> anyhow::Result<()> {
                 ctx.progress.transfer(&src.key, Some(info.size))
             };
             to_stdout(&bucket, &src.key, &bar)?;
-            bar.finish();
+            progress::done(&bar);
             return Ok(());
         }
         Some(d) if d.is_dir() || d.to_string_lossy().ends_with('/') => d.join(key_basename(&src.key)?),
         Some(d) => d.clone(),
         None => PathBuf::from(key_basename(&src.key)?),
     };
+    ctx.check_download_dest(&dest)?;
     let info = bucket.head(&src.key).map_err(|e| missing_key_hint(&bucket, &src.key, e, "keystone cp -r"))?;
     let bar = ctx.progress.transfer(&src.key, Some(info.size));
-    let n = transfer::download_to_file(&bucket, &src.key, &dest, &bar)?;
-    bar.finish();
+    let n = transfer::download_to_file(ctx, &bucket, &src.key, &dest, &bar)?;
+    progress::done(&bar);
     ctx.say(format_args!("{src} -> {} ({})", dest.display(), size(n)))
 }
 
@@ -213,7 +215,7 @@ pub fn rm(ctx: &Ctx, a: &RmArgs) -> anyhow::Result<()> {
         deleted += batch.len() as u64;
         bar.inc(batch.len() as u64);
     }
-    bar.finish();
+    progress::done(&bar);
     ctx.say(format_args!("deleted {} under {}/{prefix}", plural(deleted, "object"), target.bucket))
 }
 

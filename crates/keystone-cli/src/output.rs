@@ -2,7 +2,8 @@
 //! lines to stdout with errors reported instead of panicking (as `println!` would on a closed
 //! pipe).
 
-use std::fmt;
+use std::borrow::Cow;
+use std::fmt::{self, Write as _};
 use std::io::Write;
 use std::time::SystemTime;
 
@@ -76,6 +77,34 @@ pub fn prefix_json(bucket: &str, prefix: &str) -> Value {
 /// A bucket as one JSON value.
 pub fn bucket_json(b: &BucketInfo) -> Value {
     json!({ "type": "bucket", "name": b.name, "created": rfc3339(b.created) })
+}
+
+/// A key as shown in a table: as it is, unless it holds control characters (a newline or a
+/// tab would break the table, an escape sequence would act on the terminal). Then those are
+/// written as escapes, `\n`, `\t`, `\r`, `\xNN` or `\u{NNNN}`, and backslashes as `\\`
+/// (like `ls -b`), so the shown text names exactly one key.
+pub fn shown_key(key: &str) -> Cow<'_, str> {
+    if !key.chars().any(char::is_control) {
+        return Cow::Borrowed(key);
+    }
+    let mut out = String::with_capacity(key.len() + 8);
+    for c in key.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
+            // Writing to a String cannot fail.
+            c if c.is_control() && u32::from(c) < 0x80 => {
+                let _ = write!(out, "\\x{:02x}", u32::from(c));
+            }
+            c if c.is_control() => {
+                let _ = write!(out, "\\u{{{:04x}}}", u32::from(c));
+            }
+            c => out.push(c),
+        }
+    }
+    Cow::Owned(out)
 }
 
 /// `3 objects` / `1 object`.

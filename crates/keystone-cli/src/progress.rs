@@ -4,7 +4,7 @@
 use std::io::IsTerminal;
 use std::time::Duration;
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressFinish, ProgressStyle};
 
 /// How often a bar is redrawn at most.
 const REFRESH_HZ: u8 = 10;
@@ -26,7 +26,10 @@ impl Progress {
         }
         let style = ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_bar());
         let bar = ProgressBar::with_draw_target(len, ProgressDrawTarget::stderr_with_hz(REFRESH_HZ))
-            .with_style(style.progress_chars("=> "));
+            .with_style(style.progress_chars("=> "))
+            // A bar dropped unfinished (the command failed) is cleared, so the error line
+            // does not continue it.
+            .with_finish(ProgressFinish::AndClear);
         bar.enable_steady_tick(Duration::from_millis(200));
         bar
     }
@@ -60,6 +63,13 @@ impl Progress {
     pub fn spinner(self, label: &str) -> ProgressBar {
         self.bar(None, "{spinner} {msg} {elapsed}").with_message(label.to_owned())
     }
+}
+
+/// Ends a finished bar: draws it complete once more, then clears it, so that the summary
+/// line printed next starts on a line of its own instead of after the bar.
+pub fn done(bar: &ProgressBar) {
+    bar.finish();
+    bar.finish_and_clear();
 }
 
 /// Longest label shown before a bar, in characters.

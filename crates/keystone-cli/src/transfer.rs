@@ -9,6 +9,7 @@ use anyhow::Context as _;
 use indicatif::ProgressBar;
 use keystone::{Bucket, ObjectInfo, ObjectMeta, PutOptions};
 
+use crate::context::Ctx;
 use crate::interrupt::{self, Stoppable};
 
 /// Bytes moved per read when downloading.
@@ -102,8 +103,10 @@ pub fn download(bucket: &Bucket, key: &str, out: &mut impl Write, to: &str, bar:
 
 /// Downloads `bucket/key` to the file `dest`. The bytes go to a hidden temporary file in the
 /// same directory, renamed over `dest` only once complete and verified, so a failed download
-/// leaves no partial file.
-pub fn download_to_file(bucket: &Bucket, key: &str, dest: &Path, bar: &ProgressBar) -> anyhow::Result<u64> {
+/// leaves no partial file. A destination that is the store (or a file kept beside it) is
+/// refused before anything is written.
+pub fn download_to_file(ctx: &Ctx, bucket: &Bucket, key: &str, dest: &Path, bar: &ProgressBar) -> anyhow::Result<u64> {
+    ctx.check_download_dest(dest)?;
     let dir = match dest.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),

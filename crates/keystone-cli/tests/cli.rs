@@ -408,3 +408,59 @@ fn closed_stdout_ends_cat_quietly() {
     assert!(out.status.success());
     assert_eq!(String::from_utf8_lossy(&out.stderr), "");
 }
+
+#[test]
+fn serve_errors_name_their_cause_once() {
+    let env = Env::with_bucket();
+    // A port already taken.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let args = ["serve", "--addr", &addr, "--access-key", "test", "--secret-key", "test-secret-key"];
+    let e = env.fails(&args, 1);
+    assert!(e.starts_with(&format!("keystone: cannot listen on {addr}: ")), "{e}");
+    assert_eq!(e.matches("os error").count(), 1, "cause repeated: {e}");
+    drop(taken);
+    // A store already open.
+    let db = keystone::Datastore::open(&env.store).unwrap();
+    let e =
+        env.fails(&["serve", "--addr", "127.0.0.1:0", "--access-key", "test", "--secret-key", "test-secret-key"], 1);
+    assert_eq!(e.matches("already open in another process").count(), 1, "cause repeated: {e}");
+    drop(db);
+}
+
+#[test]
+fn ls_escapes_control_characters_in_keys() {
+    let env = Env::with_bucket();
+    let db = keystone::Datastore::open(&env.store).unwrap();
+    let b = db.bucket("bkt").unwrap();
+    b.put_bytes("line\nbreak\tand tab", b"x").unwrap();
+    b.put_bytes("esc\u{1b}[31mred\\back", b"x").unwrap();
+    b.put_bytes("dir\n/inner", b"x").unwrap();
+    b.put_bytes("plain\\back slash", b"x").unwrap();
+    drop((b, db));
+    let out = env.ok(&["ls", "bkt"]);
+    assert_eq!(out.lines().count(), 4, "one line per entry:\n{out}");
+    assert!(out.lines().any(|l| l.ends_with("  line\\nbreak\\tand tab")), "{out}");
+    assert!(out.lines().any(|l| l.ends_with("  esc\\x1b[31mred\\\\back")), "{out}");
+    assert!(out.lines().any(|l| l.ends_with("PRE  dir\\n/")), "{out}");
+    // A key without control characters is shown as it is.
+    assert!(out.lines().any(|l| l.ends_with("  plain\\back slash")), "{out}");
+    assert!(!out.contains('\u{1b}') && !out.contains('\t'), "{out:?}");
+    let out = env.ok(&["ls", "-r", "bkt"]);
+    assert!(out.lines().any(|l| l.ends_with("  dir\\n/inner")), "{out}");
+    // JSON keeps the key exact.
+    let json = env.ok(&["ls", "--json", "-r", "bkt"]);
+    assert!(json.contains(r#""key":"line\nbreak\tand tab""#), "{json}");
+}
+
+#[test]
+fn an_s3_url_gets_a_hint_to_write_ks() {
+    let env = Env::with_bucket();
+    let e = env.fails(&["ls", "s3://bkt"], 2);
+    assert!(e.contains("s3:// addresses are not understood") && e.contains("ks://bkt"), "{e}");
+    let e = env.fails(&["get", "s3://bkt/a/b.txt", "out"], 2);
+    assert!(e.contains("ks://bkt/a/b.txt"), "{e}");
+    let e = env.fails(&["cp", "s3://bkt/x", "out"], 2);
+    assert!(e.contains("ks://bkt/x"), "{e}");
+    env.ok(&["ls", "ks://bkt"]);
+}

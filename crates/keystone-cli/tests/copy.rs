@@ -190,3 +190,89 @@ fn the_store_file_is_never_uploaded_into_itself() {
     let e = env.fails(&["cp", "./store.redb", "bkt/self"], 1);
     assert!(e.contains("is the store itself"), "{e}");
 }
+
+/// Asserts the store is whole: it opens and still lists `bkt` with the key `keep`.
+fn assert_store_intact(env: &Env) {
+    assert!(std::fs::metadata(&env.store).unwrap().len() > 1024, "the store file was replaced");
+    env.cmd(&["cat", "bkt/keep"]).assert().success().stdout("kept");
+}
+
+#[test]
+fn downloads_never_overwrite_the_store_or_its_companion_files() {
+    let env = Env::with_bucket();
+    let db = keystone::Datastore::open(&env.store).unwrap();
+    let b = db.bucket("bkt").unwrap();
+    b.put_bytes("keep", b"kept").unwrap();
+    b.put_bytes("store.redb", b"18 bytes of nonsense").unwrap();
+    b.put_bytes("store.redb.credentials", b"AKIA:attacker-secret").unwrap();
+    b.put_bytes("sub/store.redb", b"nested").unwrap();
+    drop((b, db));
+    let refused = |args: &[&str], shown: &str| {
+        let e = env.fails(args, 1);
+        assert!(
+            e.contains(&format!("{shown} is the store itself and cannot be overwritten by a download")),
+            "{args:?}: {e}"
+        );
+        assert_store_intact(&env);
+    };
+
+    // A tree copy into the store's directory refuses before writing anything.
+    refused(&["cp", "-r", "bkt", "."], "./store.redb");
+    assert!(!env.path("keep").exists() && !env.path("sub").exists(), "a file was written before refusing");
+    // get: explicit path, the directory, the default destination; cp of one object.
+    refused(&["get", "bkt/store.redb", "./store.redb"], "./store.redb");
+    refused(&["get", "bkt/keep", "store.redb"], "store.redb");
+    refused(&["get", "bkt/store.redb", "."], "./store.redb");
+    refused(&["get", "bkt/store.redb"], "store.redb");
+    refused(&["cp", "bkt/store.redb", "."], "./store.redb");
+    std::fs::create_dir(env.path("dir")).unwrap();
+    refused(&["cp", "bkt/keep", "./dir/../store.redb"], "./dir/../store.redb");
+    // The store named by its absolute path, and through --store with a relative one.
+    let abs = env.store.display().to_string();
+    refused(&["get", "bkt/keep", &abs], &abs);
+    let e = env.fails(&["--store", "./store.redb", "get", "bkt/keep", "store.redb"], 1);
+    assert!(e.contains("is the store itself"), "{e}");
+    // Another name for the same file: a hard link (same device and inode) and a symbolic link.
+    #[cfg(unix)]
+    {
+        std::fs::hard_link(&env.store, env.path("hard")).unwrap();
+        refused(&["get", "bkt/keep", "hard"], "hard");
+        std::os::unix::fs::symlink(&env.store, env.path("soft")).unwrap();
+        refused(&["get", "bkt/keep", "soft"], "soft");
+    }
+
+    // The credentials file `keystone serve` keeps beside the store.
+    let e = env.fails(&["get", "bkt/store.redb.credentials"], 1);
+    assert!(e.contains("store.redb.credentials is the store's credentials file"), "{e}");
+    assert!(!env.path("store.redb.credentials").exists());
+    let e = env.fails(&["cp", "-r", "bkt/", "./"], 1);
+    assert!(e.contains("is the store"), "{e}");
+
+    // Elsewhere, the same objects download as usual.
+    env.ok(&["cp", "-r", "bkt", "elsewhere"]);
+    assert_eq!(std::fs::read(env.path("elsewhere/store.redb")).unwrap(), b"18 bytes of nonsense");
+    env.ok(&["get", "bkt/store.redb", "elsewhere/again.redb"]);
+    assert_store_intact(&env);
+}
+
+#[test]
+fn the_folder_marker_of_the_copied_prefix_becomes_the_directory() {
+    let env = Env::with_bucket();
+    let db = keystone::Datastore::open(&env.store).unwrap();
+    let b = db.bucket("bkt").unwrap();
+    b.put_bytes("folder/", b"").unwrap();
+    b.put_bytes("folder/a.txt", b"a").unwrap();
+    b.put_bytes("folder/sub/", b"").unwrap();
+    b.put_bytes("only/", b"").unwrap();
+    drop((b, db));
+    let out = env.ok(&["cp", "-r", "bkt/folder", "./d"]);
+    assert!(out.starts_with("downloaded 3 files (1 B) to ./d"), "{out}");
+    assert_eq!(std::fs::read(env.path("d/a.txt")).unwrap(), b"a");
+    assert!(env.path("d/sub").is_dir());
+    env.ok(&["cp", "-r", "bkt/folder/", "./d2"]);
+    assert_eq!(std::fs::read(env.path("d2/a.txt")).unwrap(), b"a");
+    // A prefix holding nothing but its marker is an empty directory.
+    env.ok(&["cp", "-r", "bkt/only", "./e"]);
+    assert!(env.path("e").is_dir());
+    assert_eq!(std::fs::read_dir(env.path("e")).unwrap().count(), 0);
+}

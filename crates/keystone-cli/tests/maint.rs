@@ -155,7 +155,7 @@ fn gc_aborts_old_multipart_uploads_and_reports_sizes() {
     drop((b, db));
 
     let out = env.ok(&["gc"]);
-    assert!(out.contains("reclaimed 0 abandoned uploads"), "{out}");
+    assert!(out.contains("reclaimed 0 streaming uploads left unfinished by a stopped process"), "{out}");
     assert!(!out.contains("aborted"), "{out}");
     let sizes = predicates::str::is_match(r"store file \S+: \d+\.\d\d MiB before, \d+\.\d\d MiB after").unwrap();
     assert!(predicates::Predicate::eval(&sizes, &out), "{out}");
@@ -163,11 +163,28 @@ fn gc_aborts_old_multipart_uploads_and_reports_sizes() {
     env.fails(&["rb", "bkt"], 1);
 
     let out = env.ok(&["gc", "--abort-uploads-older-than", "1d"]);
-    assert!(out.starts_with("aborted 0 multipart uploads\n"), "{out}");
+    assert!(out.starts_with("aborted 0 stale multipart uploads\n"), "{out}");
     let out = env.ok(&["gc", "--abort-uploads-older-than", "0s"]);
-    assert!(out.starts_with("aborted 1 multipart upload\n"), "{out}");
+    assert!(out.starts_with("aborted 1 stale multipart upload and freed its parts\n"), "{out}");
     env.ok(&["verify"]);
     env.ok(&["rb", "bkt"]);
+}
+
+#[test]
+fn gc_says_what_each_number_counts() {
+    let env = Env::with_bucket();
+    let db = keystone::Datastore::open(&env.store).unwrap();
+    let b = db.bucket("bkt").unwrap();
+    let id = b.create_upload("big", keystone::ObjectMeta::default()).unwrap();
+    b.upload_part(&id, 1, &bytes(1024 * 1024, 7)[..]).unwrap();
+    drop((b, db));
+    // One multipart upload aborted; no streaming upload was left behind. The two counts are
+    // of different things and say so, rather than "aborted 1" then "reclaimed 0 uploads".
+    let out = env.ok(&["gc", "--abort-uploads-older-than", "0s"]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "aborted 1 stale multipart upload and freed its parts", "{out}");
+    assert!(lines[1].starts_with("reclaimed 0 streaming uploads left unfinished by a stopped process ("), "{out}");
+    assert!(!out.contains("abandoned uploads"), "{out}");
 }
 
 #[test]
@@ -276,4 +293,33 @@ fn ctrl_c_stops_a_download() {
     assert_eq!(out.status.code(), Some(130));
     assert_eq!(String::from_utf8_lossy(&out.stderr), "keystone: interrupted\n");
     assert!(out.stdout.len() < 8 * 1024 * 1024);
+}
+
+#[test]
+fn an_interrupted_tree_upload_names_each_cause_once() {
+    let env = Env::with_bucket();
+    // A large sparse file: quick to create, and its upload is still running when Ctrl-C comes.
+    std::fs::create_dir(env.path("src")).unwrap();
+    std::fs::File::create(env.path("src/a-big.bin")).unwrap().set_len(4 << 30).unwrap();
+    env.write("src/b-small.txt", b"small");
+    let mut child = Command::new(BIN)
+        .args(["cp", "-r", "src", "bkt/t/"])
+        .current_dir(env.dir.path())
+        .env("KEYSTONE_STORE", &env.store)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    assert!(wait_until_holds(&mut child, &env.store));
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    interrupt(&child);
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(stderr.ends_with("keystone: interrupted\n"), "{stderr}");
+    // The file cut off is reported once, its cause not repeated.
+    let first = stderr.lines().next().unwrap();
+    assert!(first.contains("src/a-big.bin") && first.ends_with("interrupted"), "{stderr}");
+    assert!(!first.contains("interrupted: interrupted"), "{stderr}");
+    env.fails(&["stat", "bkt/t/a-big.bin"], 1);
 }

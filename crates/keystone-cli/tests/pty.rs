@@ -141,3 +141,27 @@ fn get_to_a_pipe_draws_on_the_terminal_but_cat_does_not() {
     assert!(ok, "{text}");
     assert_eq!(text, "plain text");
 }
+
+/// Asserts the summary `line` starts a line of its own, not the tail of a finished bar.
+fn summary_on_its_own_line(text: &str, line: &str) {
+    assert!(text.lines().any(|l| l.starts_with(line)), "{line:?} does not start a line:\n{text}");
+    assert!(!text.lines().any(|l| l.contains(" ETA ") && l.contains(line)), "bar and summary on one line:\n{text}");
+}
+
+#[test]
+fn finished_bars_are_cleared_before_the_summary_line() {
+    let env = Env::with_bucket();
+    env.write("site/video.mp4", &bytes(3 * 1024 * 1024, 6));
+    let runs: [(&[&str], &str); 5] = [
+        (&["put", "site/video.mp4", "bkt/p.bin"], "site/video.mp4 -> bkt/p.bin (3.00 MiB)"),
+        (&["get", "bkt/p.bin", "back.bin"], "bkt/p.bin -> back.bin (3.00 MiB)"),
+        (&["cp", "bkt/p.bin", "copy.bin"], "bkt/p.bin -> copy.bin (3.00 MiB)"),
+        (&["cp", "-r", "site", "bkt/t/"], "uploaded 1 file (3.00 MiB) to bkt/t/"),
+        (&["cp", "-r", "bkt/t", "down"], "downloaded 1 file (3.00 MiB) to down"),
+    ];
+    for (args, summary) in runs {
+        let (ok, text, _) = run_in_pty(&env, args);
+        assert!(ok, "{args:?}: {text}");
+        summary_on_its_own_line(&text, summary);
+    }
+}
