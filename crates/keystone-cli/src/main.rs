@@ -33,7 +33,7 @@ Examples:\n  keystone mb photos\n  keystone cp -r ./pictures photos/2024/\n  key
 keystone get photos/2024/cat.jpg ./cat.jpg\n  KEYSTONE_STORE=/data/store.redb keystone du"
 )]
 struct Cli {
-    /// The store file (created by `mb` when it does not exist).
+    /// The store file (created by `mb` or `serve` when it does not exist).
     #[arg(long, global = true, env = "KEYSTONE_STORE", default_value = "keystone.redb")]
     store: PathBuf,
     /// Draw no progress bars and print no summaries.

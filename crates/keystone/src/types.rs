@@ -58,7 +58,7 @@ impl PutOptions {
     }
 }
 
-/// How the ETag of a single write (`put`, `put_stream`, ...) is computed. Multipart uploads
+/// How the ETag of a single write (`put`, `put_bytes`, `put_reader`, ...) is computed. Multipart uploads
 /// always use MD5, as S3 does (`<md5 of the part md5s>-<parts>`); copies keep their source's.
 ///
 /// Every ETag changes when the content changes and is the same for the same content.
