@@ -279,7 +279,7 @@ fn writes_through_bucket_handles_inside_a_transaction_are_refused_not_deadlocked
         let _ = tx_done.send(result.map_err(|e| e.to_string()));
     });
     let refused = rx_done
-        .recv_timeout(std::time::Duration::from_secs(60))
+        .recv_timeout(std::time::Duration::from_mins(1))
         .expect("a write inside a transaction deadlocked")
         .unwrap();
     for e in refused {

@@ -2,7 +2,7 @@
 //! path, before anything is stored.
 #![allow(clippy::unwrap_used)]
 
-use keystone::{CopyOptions, Error, ObjectMeta, PutOptions};
+use keystone::{CopyOptions, Error, ListOptions, ObjectMeta, PutOptions};
 
 mod common;
 use common::{data, file_store};
@@ -50,7 +50,7 @@ fn every_write_path_refuses_metadata_that_cannot_be_a_header() {
         });
         check(r, "transaction put_reader");
     }
-    let keys: Vec<String> = b.list(&Default::default()).unwrap().objects.into_iter().map(|o| o.key).collect();
+    let keys: Vec<String> = b.list(&ListOptions::default()).unwrap().objects.into_iter().map(|o| o.key).collect();
     assert_eq!(keys, ["src"], "nothing refused was stored");
     assert!(b.list_uploads("").unwrap().is_empty());
     let report = db.verify().unwrap();
