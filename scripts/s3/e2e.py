@@ -47,18 +47,18 @@ def _hm(k, m):
     return hmac.new(k, m.encode(), hashlib.sha256).digest()
 
 
-def _signing_key(date, secret):
+def _signing_key(date, secret, region=REGION):
     k = _hm(("AWS4" + secret).encode(), date)
-    return _hm(_hm(_hm(k, REGION), "s3"), "aws4_request")
+    return _hm(_hm(_hm(k, region), "s3"), "aws4_request")
 
 
 def raw(method, path, body=b"", query="", headers=None, mode="single", tamper=None, when=None,
-        secret=SK, decoded_len=None, content_length=None, shutdown_write=False, chunk=65536):
+        secret=SK, decoded_len=None, content_length=None, shutdown_write=False, chunk=65536, region=REGION):
     """Sends one signed request over a fresh socket; returns (status, code). `path` is sent as is
     (already percent-encoded). mode: single | unsigned | signed-chunks | unsigned-trailer."""
     now = when or datetime.datetime.now(datetime.timezone.utc)
     amzdate, date = now.strftime("%Y%m%dT%H%M%SZ"), now.strftime("%Y%m%d")
-    scope = f"{date}/{REGION}/s3/aws4_request"
+    scope = f"{date}/{region}/s3/aws4_request"
     hdrs = {"host": f"{HOST}:{PORT}", "x-amz-date": amzdate}
     hdrs.update(headers or {})
     data = body
@@ -79,7 +79,7 @@ def raw(method, path, body=b"", query="", headers=None, mode="single", tamper=No
     signed = sorted(hdrs)
     canon_q = "&".join(sorted(query.split("&"))) if query else ""
     canon = "\n".join([method, path, canon_q, "".join(f"{k}:{hdrs[k]}\n" for k in signed), ";".join(signed), csha])
-    key = _signing_key(date, secret)
+    key = _signing_key(date, secret, region)
     sign = lambda s: hmac.new(key, s.encode(), hashlib.sha256).hexdigest()
     seed = sign("\n".join(["AWS4-HMAC-SHA256", amzdate, scope, sha(canon.encode())]))
     if mode in ("signed-chunks", "unsigned-trailer"):
@@ -155,6 +155,29 @@ def protocol_checks(c):
     check("... and the object was not published", err_code(lambda: c.head_object(Bucket="proto", Key="mpu")) == "404")
     st, code = raw("POST", "/proto/mpu", done, query=f"uploadId={up}", headers={"content-md5": b64md5(done)})
     check("CompleteMultipartUpload with the right Content-MD5 -> 200", st == 200, (st, code))
+    # On CompleteMultipartUpload x-amz-checksum-* is the whole object's checksum, not the body's.
+    whole = os.urandom(6 * 1024 * 1024)
+    up = c.create_multipart_upload(Bucket="proto", Key="full", ChecksumAlgorithm="CRC32", ChecksumType="FULL_OBJECT")["UploadId"]
+    parts = []
+    for n, piece in enumerate([whole[:5 * 1024 * 1024], whole[5 * 1024 * 1024:]], 1):
+        r = c.upload_part(Bucket="proto", Key="full", UploadId=up, PartNumber=n, Body=piece, ChecksumAlgorithm="CRC32")
+        parts.append({"PartNumber": n, "ETag": r["ETag"]})
+    crc = base64.b64encode(zlib.crc32(whole).to_bytes(4, "big")).decode()
+    code = err_code(lambda: c.complete_multipart_upload(Bucket="proto", Key="full", UploadId=up, ChecksumCRC32=crc,
+                                                        ChecksumType="FULL_OBJECT", MultipartUpload={"Parts": parts}))
+    check("CompleteMultipartUpload with a whole-object CRC32 -> OK", code == "OK", code)
+    # An unsigned request is refused before its body is read (no body is ever sent here).
+    sock = socket.create_connection((HOST, PORT), timeout=10)
+    try:
+        sock.sendall(f"POST /proto?delete= HTTP/1.1\r\nhost: {HOST}:{PORT}\r\ncontent-md5: {b64md5(b'x')}\r\n"
+                     "content-length: 1000\r\n\r\n".encode())
+        head = sock.recv(65536)
+    except (socket.timeout, ConnectionResetError):
+        head = b"no answer"
+    finally:
+        sock.close()
+    check("unsigned DeleteObjects with Content-MD5 -> 403 without waiting for its body", head.startswith(b"HTTP/1.1 403"),
+          head[:60])
     st, _ = raw("HEAD", "/proto/keep", headers={"range": "bytes=0-3"})
     check("ranged HEAD -> 206", st == 206, st)
     r = c.head_object(Bucket="proto", Key="keep", Range="bytes=0-3")
@@ -184,10 +207,11 @@ def protocol_checks(c):
     cfg = Config(signature_version="s3v4", s3={"addressing_style": "path"}, retries={"max_attempts": 1})
     other = boto3.client("s3", endpoint_url=EP, aws_access_key_id=AK, aws_secret_access_key=SK,
                          region_name="eu-west-1", config=cfg)
-    code = err_code(lambda: other.head_bucket(Bucket="proto"))
-    check("a signature for another region -> 400", code == "400", code)
-    code = err_code(lambda: other.get_object(Bucket="proto", Key="keep"))
-    check("... AuthorizationHeaderMalformed", code == "AuthorizationHeaderMalformed", code)
+    st, code = raw("GET", "/proto/keep", region="eu-west-1")
+    check("a signature for another region -> 400 AuthorizationHeaderMalformed",
+          (st, code) == (400, "AuthorizationHeaderMalformed"), (st, code))
+    loc = other.get_bucket_location(Bucket="proto").get("LocationConstraint")
+    check("GetBucketLocation answers whatever the signature's region", loc in (None, "", REGION), loc)
     url = other.generate_presigned_url("get_object", Params={"Bucket": "proto", "Key": "keep"}, ExpiresIn=60)
     r = http.client.HTTPConnection(HOST, PORT, timeout=30)
     r.request("GET", url[len(EP):])

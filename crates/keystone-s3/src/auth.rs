@@ -9,7 +9,6 @@ use s3s::access::{S3Access, S3AccessContext};
 use s3s::auth::{S3Auth, SecretKey};
 use s3s::{S3Result, s3_error};
 
-use crate::body::XmlBodyFault;
 use crate::credentials::AccessKey;
 use crate::errors::custom;
 
@@ -48,8 +47,7 @@ pub(crate) struct RequestId(pub String);
 
 /// Records the operation, denies anonymous requests (replacing s3s's default check, which
 /// does only that), and — for signed requests — refuses a signature scoped to another region
-/// (as S3 does; s3s accepts any) and a request body that failed its integrity headers
-/// ([`XmlBodyFault`]).
+/// (as S3 does; s3s accepts any), and requires a digest on DeleteObjects.
 pub(crate) struct Access {
     /// The region this server serves.
     pub region: String,
@@ -67,8 +65,11 @@ impl S3Access for Access {
         if cx.credentials().is_none() {
             return Err(s3_error!(AccessDenied, "Signature is required"));
         }
+        // GetBucketLocation is how clients that do not know the region find it out (minio-go
+        // signs it for us-east-1), and S3 answers it whatever the signature's region.
         if let Some((region, presigned)) = signed_region(cx.headers(), cx.uri())
             && region != self.region
+            && op != "GetBucketLocation"
         {
             let (code, what) = if presigned {
                 ("AuthorizationQueryParametersError", "Error parsing the X-Amz-Credential parameter")
@@ -76,15 +77,22 @@ impl S3Access for Access {
                 ("AuthorizationHeaderMalformed", "The authorization header is malformed")
             };
             let msg = format!("{what}; the region '{region}' is wrong; expecting '{}'", self.region);
-            return Err(custom(code, StatusCode::BAD_REQUEST, msg));
-        }
-        if let Some(fault) = cx.extensions_mut().get::<XmlBodyFault>() {
-            return Err(fault.to_s3());
+            let mut e = custom(code, StatusCode::BAD_REQUEST, msg);
+            // Where S3 names the right region for clients that follow it (boto3, minio-go).
+            if let Ok(v) = hyper::header::HeaderValue::from_str(&self.region) {
+                let mut headers = HeaderMap::new();
+                headers.insert("x-amz-bucket-region", v);
+                e.set_headers(headers);
+            }
+            return Err(e);
         }
         if op == "DeleteObjects" {
+            // As S3: the batch must carry a digest of its body (checked by `xml_digest`), or
+            // name the trailer that will (an aws-chunked body, which s3s decodes).
             let h = cx.headers();
             let checked = h.contains_key("content-md5")
-                || h.keys().any(|k| k.as_str().starts_with("x-amz-checksum-") && k.as_str() != "x-amz-checksum-type");
+                || h.contains_key("x-amz-trailer")
+                || crate::body::ALGOS.iter().any(|(_, header)| h.contains_key(*header));
             if !checked {
                 return Err(s3_error!(
                     InvalidRequest,

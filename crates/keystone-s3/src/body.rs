@@ -44,7 +44,7 @@ pub(crate) struct Expect {
     pub trailers: Option<TrailingHeaders>,
 }
 
-const ALGOS: [(&str, &str); 5] = [
+pub(crate) const ALGOS: [(&str, &str); 5] = [
     (ChecksumAlgorithm::CRC32, "x-amz-checksum-crc32"),
     (ChecksumAlgorithm::CRC32C, "x-amz-checksum-crc32c"),
     (ChecksumAlgorithm::CRC64NVME, "x-amz-checksum-crc64nvme"),
@@ -52,7 +52,7 @@ const ALGOS: [(&str, &str); 5] = [
     (ChecksumAlgorithm::SHA256, "x-amz-checksum-sha256"),
 ];
 
-fn field(c: &mut Checksum, i: usize) -> &mut Option<String> {
+pub(crate) fn field(c: &mut Checksum, i: usize) -> &mut Option<String> {
     match i {
         0 => &mut c.checksum_crc32,
         1 => &mut c.checksum_crc32c,
@@ -63,7 +63,7 @@ fn field(c: &mut Checksum, i: usize) -> &mut Option<String> {
 }
 
 /// The first algorithm whose wanted value `got` does not match.
-fn mismatch(want: &mut Checksum, got: &Checksum) -> Option<&'static str> {
+pub(crate) fn mismatch(want: &mut Checksum, got: &Checksum) -> Option<&'static str> {
     let mut got = got.clone();
     ALGOS.iter().enumerate().find_map(|(i, (algo, _))| {
         let w = field(want, i).as_deref()?;
@@ -71,96 +71,12 @@ fn mismatch(want: &mut Checksum, got: &Checksum) -> Option<&'static str> {
     })
 }
 
-fn bad_checksum(algo: &str) -> S3Error {
+pub(crate) fn bad_checksum(algo: &str) -> S3Error {
     custom(
         "BadDigest",
         StatusCode::BAD_REQUEST,
         format!("The {algo} you specified did not match the calculated checksum."),
     )
-}
-
-/// Why a request body that s3s reads whole and parses (the XML of DeleteObjects,
-/// CompleteMultipartUpload, CreateBucket) was refused: s3s does not check such a body
-/// against its Content-MD5 or `x-amz-checksum-*` headers, and a body damaged in transit
-/// could delete or publish the wrong things. Found before s3s runs; reported by the access
-/// check, after the signature check, so an unsigned request still gets `AccessDenied`.
-#[derive(Clone, Debug)]
-pub(crate) enum XmlBodyFault {
-    InvalidMd5,
-    Mismatch(&'static str),
-    TooLarge,
-    Unreadable,
-}
-
-impl XmlBodyFault {
-    pub(crate) fn to_s3(&self) -> S3Error {
-        match self {
-            XmlBodyFault::InvalidMd5 => s3_error!(InvalidDigest, "The Content-MD5 you specified is not valid."),
-            XmlBodyFault::Mismatch("Content-MD5") => {
-                s3_error!(BadDigest, "The Content-MD5 you specified did not match what we received.")
-            }
-            XmlBodyFault::Mismatch(algo) => bad_checksum(algo),
-            XmlBodyFault::TooLarge => s3_error!(MaxMessageLengthExceeded, "Your request was too big."),
-            XmlBodyFault::Unreadable => {
-                S3Error::with_message(S3ErrorCode::IncompleteBody, "The request body could not be read to its end.")
-            }
-        }
-    }
-}
-
-/// Reads the whole body of an XML request that carries Content-MD5 or `x-amz-checksum-*`
-/// headers (at most `limit` bytes) and checks it against them; the body read is put back
-/// for s3s. Requests without such headers, or with an `aws-chunked` body (s3s decodes it),
-/// pass untouched.
-pub(crate) async fn check_xml_body(
-    req: hyper::Request<hyper::body::Incoming>,
-    limit: usize,
-) -> (hyper::Request<s3s::Body>, Option<XmlBodyFault>) {
-    let h = req.headers();
-    let md5 = h.get("content-md5").map(|v| v.as_bytes().to_vec());
-    let mut want = Checksum::default();
-    for (i, (_, header)) in ALGOS.iter().enumerate() {
-        if let Some(v) = h.get(*header) {
-            *field(&mut want, i) = Some(String::from_utf8_lossy(v.as_bytes()).trim().to_owned());
-        }
-    }
-    let streaming = h.get("x-amz-content-sha256").is_some_and(|v| v.as_bytes().starts_with(b"STREAMING-"));
-    if (md5.is_none() && want == Checksum::default()) || streaming {
-        return (req.map(s3s::Body::from), None);
-    }
-    let (parts, body) = req.into_parts();
-    let bytes = match http_body_util::BodyExt::collect(http_body_util::Limited::new(body, limit)).await {
-        Ok(collected) => collected.to_bytes(),
-        Err(e) => {
-            let fault = if e.is::<http_body_util::LengthLimitError>() {
-                XmlBodyFault::TooLarge
-            } else {
-                XmlBodyFault::Unreadable
-            };
-            return (hyper::Request::from_parts(parts, s3s::Body::empty()), Some(fault));
-        }
-    };
-    let fault = xml_body_fault(&bytes, md5.as_deref(), &mut want);
-    (hyper::Request::from_parts(parts, s3s::Body::from(bytes)), fault)
-}
-
-fn xml_body_fault(bytes: &[u8], md5: Option<&[u8]>, want: &mut Checksum) -> Option<XmlBodyFault> {
-    if let Some(b64) = md5 {
-        let Ok(raw) = base64_simd::STANDARD.decode_to_vec(b64.trim_ascii()) else {
-            return Some(XmlBodyFault::InvalidMd5);
-        };
-        let mut h = <s3s::crypto::Md5 as s3s::crypto::Checksum>::new();
-        s3s::crypto::Checksum::update(&mut h, bytes);
-        if raw.len() != 16 {
-            return Some(XmlBodyFault::InvalidMd5);
-        }
-        if s3s::crypto::Checksum::finalize(h).as_ref() != raw.as_slice() {
-            return Some(XmlBodyFault::Mismatch("Content-MD5"));
-        }
-    }
-    let mut hasher = Expect { checksums: want.clone(), ..Expect::default() }.hasher();
-    hasher.update(bytes);
-    mismatch(want, &hasher.finalize()).map(XmlBodyFault::Mismatch)
 }
 
 impl Expect {
@@ -210,7 +126,7 @@ impl Expect {
         })
     }
 
-    fn hasher(&self) -> ChecksumHasher {
+    pub(crate) fn hasher(&self) -> ChecksumHasher {
         let mut h = ChecksumHasher::default();
         let mut want = self.checksums.clone();
         for (i, (algo, header)) in ALGOS.iter().enumerate() {

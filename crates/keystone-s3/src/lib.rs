@@ -33,6 +33,7 @@ mod log;
 mod s3;
 mod serve;
 mod server;
+mod xml_digest;
 
 pub use credentials::{AccessKey, load_credentials};
 pub use serve::{ServeOptions, serve_blocking};

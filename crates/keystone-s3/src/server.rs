@@ -18,7 +18,6 @@ use tokio::sync::watch;
 
 use crate::ServeError;
 use crate::auth::{Access, KeyTable, OpSlot, RequestId};
-use crate::body::check_xml_body;
 use crate::credentials::AccessKey;
 use crate::errors::custom;
 use crate::log::{Entry, LoggedBody};
@@ -252,14 +251,8 @@ impl hyper::service::Service<hyper::Request<Incoming>> for Outer {
                 e.set_request_id(rid.clone());
                 e.to_http_response().map_err(|e| s3s::HttpError::new(Box::new(e)))?
             } else {
-                let (mut req, fault) = if is_xml_op(&req) {
-                    check_xml_body(req, this.limits.max_xml_bytes).await
-                } else {
-                    (req.map(s3s::Body::from), None)
-                };
-                if let Some(fault) = fault {
-                    req.extensions_mut().insert(fault);
-                }
+                let xml = is_xml_op(&req);
+                let mut req = crate::xml_digest::watch(req, xml);
                 req.extensions_mut().insert(slot.clone());
                 req.extensions_mut().insert(RequestId(rid.clone()));
                 this.s3.call(req).await?

@@ -457,7 +457,7 @@ impl Datastore {
     ///
     /// # Errors
     /// [`Error::InUse`] while readers, snapshots, transactions or uploads are open (retry once
-    /// they have ended).
+    /// they have ended); it waits up to 30 s for write transactions in progress to end.
     pub fn compact(&self) -> Result<CompactReport> {
         self.engine.not_in_transaction("compact")?;
         maintenance::compact(&self.engine)

@@ -112,11 +112,18 @@ impl Keystone {
 
 type Req<T> = S3Request<T>;
 
-/// Runs a handler and puts the request id into the XML body of its errors.
+/// Runs a handler — once the request's XML body, if any, passed its integrity headers
+/// (`xml_digest`) — and puts the request id into the XML body of its errors.
 macro_rules! op {
     ($self:ident, $req:ident, $f:ident) => {{
         let rid = $req.extensions.get::<RequestId>().map(|r| r.0.clone());
-        $self.$f($req).await.map_err(|mut e| {
+        let checked = crate::xml_digest::check(&$req.extensions);
+        async {
+            checked?;
+            $self.$f($req).await
+        }
+        .await
+        .map_err(|mut e| {
             if let Some(r) = rid {
                 e.set_request_id(r);
             }

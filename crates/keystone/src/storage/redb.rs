@@ -5,6 +5,7 @@ use std::ops::Bound;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
 
 use redb::{
     Database, DatabaseError, Durability, MultimapTableHandle, ReadOnlyTable, ReadableDatabase, ReadableTable,
@@ -76,6 +77,9 @@ pub(crate) struct RedbStore {
     poisoned: Arc<AtomicBool>,
     /// Snapshots alive (held by callers or by the cache): `compact` needs none.
     readers: Arc<AtomicUsize>,
+    /// Write transactions begun or beginning (counted under the database's read lock, so none
+    /// is added while `exclusive` holds the write lock).
+    writers: Arc<AtomicUsize>,
     label: String,
 }
 
@@ -164,8 +168,62 @@ impl RedbStore {
             db: Arc::new(RwLock::new(db)),
             poisoned: Arc::new(AtomicBool::new(false)),
             readers: Arc::default(),
+            writers: Arc::default(),
             label,
         })
+    }
+}
+
+/// A count held up while its guard lives.
+struct Counted(Arc<AtomicUsize>);
+
+impl Counted {
+    fn new(count: &Arc<AtomicUsize>) -> Counted {
+        count.fetch_add(1, Ordering::AcqRel);
+        Counted(count.clone())
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// How long `exclusive` waits for write transactions to end, in all.
+const EXCLUSIVE_WAIT: Duration = Duration::from_secs(30);
+/// How long it holds the lock waiting for them before it lets go for a while.
+const EXCLUSIVE_HOLD: Duration = Duration::from_millis(50);
+
+impl RedbStore {
+    /// The database to itself (`compact`, `check_integrity`), once no write transaction is
+    /// open. It never blocks on the lock: holding or queueing for it while redb waits for an
+    /// open transaction's write lock would deadlock with that transaction's own reads, which
+    /// need the lock shared. So it takes the lock only when free, waits briefly for open
+    /// transactions to end (new ones cannot begin meanwhile), and lets go and retries if they
+    /// do not — a transaction reading through the store goes on in between. `InUse` after
+    /// `EXCLUSIVE_WAIT`.
+    fn exclusive(&self) -> Result<std::sync::RwLockWriteGuard<'_, Database>> {
+        let deadline = Instant::now() + EXCLUSIVE_WAIT;
+        loop {
+            match self.db.try_write() {
+                Ok(guard) => {
+                    let hold = Instant::now() + EXCLUSIVE_HOLD;
+                    while self.writers.load(Ordering::Acquire) > 0 && Instant::now() < hold {
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                    if self.writers.load(Ordering::Acquire) == 0 {
+                        return Ok(guard);
+                    }
+                }
+                Err(std::sync::TryLockError::WouldBlock) => {}
+                Err(std::sync::TryLockError::Poisoned(_)) => return Err(poisoned_lock()),
+            }
+            if Instant::now() >= deadline {
+                return Err(in_use());
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
     }
 }
 
@@ -270,18 +328,24 @@ impl KeyValueStore for RedbStore {
         if self.poisoned.load(Ordering::Acquire) {
             return Err(Error::Poisoned);
         }
-        let txn = {
+        let (txn, counted) = {
             let db = self.db.read().map_err(|_| poisoned_lock())?;
-            db.begin_write().map_err(|e| storage("beginning a write", e))?
+            let counted = Counted::new(&self.writers);
+            (db.begin_write().map_err(|e| storage("beginning a write", e))?, counted)
         };
         let cell =
             TxnCell::try_new(txn, |txn| txn.open_table(TABLE)).map_err(|e: TableError| storage("opening table", e))?;
-        Ok(Box::new(RedbWrite { cell, poisoned: self.poisoned.clone(), latest: self.latest.clone() }))
+        Ok(Box::new(RedbWrite {
+            cell,
+            poisoned: self.poisoned.clone(),
+            latest: self.latest.clone(),
+            _counted: counted,
+        }))
     }
 
     fn compact(&self) -> Result<()> {
         // Cleared once the database is locked: no read can begin and refill the cache meanwhile.
-        let mut db = self.db.write().map_err(|_| poisoned_lock())?;
+        let mut db = self.exclusive()?;
         self.latest.clear();
         if self.readers.load(Ordering::Acquire) > 0 {
             return Err(in_use());
@@ -301,7 +365,7 @@ impl KeyValueStore for RedbStore {
     }
 
     fn check_integrity(&self) -> Result<bool> {
-        let mut db = self.db.write().map_err(|_| poisoned_lock())?;
+        let mut db = self.exclusive()?;
         self.latest.clear();
         db.check_integrity().map_err(|e| storage("checking integrity", e))
     }
@@ -424,6 +488,9 @@ struct RedbWrite {
     cell: TxnCell,
     poisoned: Arc<AtomicBool>,
     latest: Arc<Latest>,
+    /// Counts this transaction among the store's writers until it ends (declared last:
+    /// dropped after the transaction).
+    _counted: Counted,
 }
 
 impl KvRead for RedbWrite {
@@ -476,7 +543,8 @@ impl WriteTxn for RedbWrite {
     }
 
     fn commit(self: Box<Self>, mode: Commit) -> Result<()> {
-        let RedbWrite { cell, poisoned, latest } = *self;
+        // `_counted` lives to the end of the commit: the transaction is open until then.
+        let RedbWrite { cell, poisoned, latest, _counted: counted } = *self;
         let mut txn = cell.into_owner();
         let durability = match mode {
             Commit::Durable => Durability::Immediate,
@@ -495,6 +563,7 @@ impl WriteTxn for RedbWrite {
             storage("committing", e)
         });
         latest.invalidate();
+        drop(counted);
         committed
     }
 }
