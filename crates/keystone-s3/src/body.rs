@@ -62,13 +62,46 @@ pub(crate) fn field(c: &mut Checksum, i: usize) -> &mut Option<String> {
     }
 }
 
+fn value(c: &Checksum, i: usize) -> Option<&str> {
+    match i {
+        0 => c.checksum_crc32.as_deref(),
+        1 => c.checksum_crc32c.as_deref(),
+        2 => c.checksum_crc64nvme.as_deref(),
+        3 => c.checksum_sha1.as_deref(),
+        _ => c.checksum_sha256.as_deref(),
+    }
+}
+
+/// A Content-MD5 header's digest; `None` when it is not base64 of 16 bytes.
+pub(crate) fn decode_md5(b64: &[u8]) -> Option<[u8; 16]> {
+    let raw = base64_simd::STANDARD.decode_to_vec(b64.trim_ascii()).ok()?;
+    <[u8; 16]>::try_from(raw.as_slice()).ok()
+}
+
 /// The first algorithm whose wanted value `got` does not match.
-pub(crate) fn mismatch(want: &mut Checksum, got: &Checksum) -> Option<&'static str> {
-    let mut got = got.clone();
+pub(crate) fn mismatch(want: &Checksum, got: &Checksum) -> Option<&'static str> {
     ALGOS.iter().enumerate().find_map(|(i, (algo, _))| {
-        let w = field(want, i).as_deref()?;
-        (field(&mut got, i).as_deref() != Some(w.trim())).then_some(*algo)
+        let w = value(want, i)?;
+        (value(got, i) != Some(w.trim())).then_some(*algo)
     })
+}
+
+/// A hasher for every algorithm `want` has a value for, and for `also` (an algorithm name
+/// or a trailer's header name).
+pub(crate) fn hasher_for(want: &Checksum, also: &[Option<&str>]) -> ChecksumHasher {
+    let mut h = ChecksumHasher::default();
+    for (i, (algo, header)) in ALGOS.iter().enumerate() {
+        if value(want, i).is_some() || also.iter().flatten().any(|a| a == algo || a == header) {
+            match i {
+                0 => h.crc32 = Some(s3s::crypto::Crc32::default()),
+                1 => h.crc32c = Some(s3s::crypto::Crc32c::default()),
+                2 => h.crc64nvme = Some(s3s::crypto::Crc64Nvme::default()),
+                3 => h.sha1 = Some(s3s::crypto::Sha1::default()),
+                _ => h.sha256 = Some(s3s::crypto::Sha256::default()),
+            }
+        }
+    }
+    h
 }
 
 pub(crate) fn bad_checksum(algo: &str) -> S3Error {
@@ -89,18 +122,12 @@ impl Expect {
         checksums: Checksum,
         algorithm: Option<&ChecksumAlgorithm>,
     ) -> S3Result<Self> {
-        let md5 = match content_md5 {
-            None => None,
-            Some(b64) => {
-                let raw = base64_simd::STANDARD
-                    .decode_to_vec(b64.trim())
-                    .map_err(|_| s3_error!(InvalidDigest, "The Content-MD5 you specified is not valid."))?;
-                Some(
-                    <[u8; 16]>::try_from(raw.as_slice())
-                        .map_err(|_| s3_error!(InvalidDigest, "The Content-MD5 you specified is not valid."))?,
-                )
-            }
-        };
+        let md5 = content_md5
+            .map(|b64| {
+                decode_md5(b64.as_bytes())
+                    .ok_or_else(|| s3_error!(InvalidDigest, "The Content-MD5 you specified is not valid."))
+            })
+            .transpose()?;
         let trailer = match headers.get("x-amz-trailer") {
             None => None,
             Some(v) => {
@@ -126,24 +153,8 @@ impl Expect {
         })
     }
 
-    pub(crate) fn hasher(&self) -> ChecksumHasher {
-        let mut h = ChecksumHasher::default();
-        let mut want = self.checksums.clone();
-        for (i, (algo, header)) in ALGOS.iter().enumerate() {
-            let on = field(&mut want, i).is_some()
-                || self.algorithm.as_deref() == Some(*algo)
-                || self.trailer.as_deref() == Some(*header);
-            if on {
-                match i {
-                    0 => h.crc32 = Some(s3s::crypto::Crc32::default()),
-                    1 => h.crc32c = Some(s3s::crypto::Crc32c::default()),
-                    2 => h.crc64nvme = Some(s3s::crypto::Crc64Nvme::default()),
-                    3 => h.sha1 = Some(s3s::crypto::Sha1::default()),
-                    _ => h.sha256 = Some(s3s::crypto::Sha256::default()),
-                }
-            }
-        }
-        h
+    fn hasher(&self) -> ChecksumHasher {
+        hasher_for(&self.checksums, &[self.algorithm.as_deref(), self.trailer.as_deref()])
     }
 }
 
@@ -199,7 +210,7 @@ impl BodyReader {
             }
         }
         let got = self.hasher.take().map(ChecksumHasher::finalize).unwrap_or_default();
-        if let Some(algo) = mismatch(&mut want, &got) {
+        if let Some(algo) = mismatch(&want, &got) {
             return Err(bad_checksum(algo));
         }
         if let Ok(mut c) = self.computed.lock() {

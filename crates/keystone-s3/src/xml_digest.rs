@@ -19,7 +19,7 @@ use s3s::crypto::{Checksum as _, Md5};
 use s3s::dto::Checksum;
 use s3s::{S3Result, s3_error};
 
-use crate::body::{ALGOS, Expect, bad_checksum, field, mismatch};
+use crate::body::{ALGOS, bad_checksum, decode_md5, field, hasher_for, mismatch};
 
 /// Why such a body was refused.
 #[derive(Clone, Copy, Debug)]
@@ -68,9 +68,9 @@ pub(crate) fn watch(req: hyper::Request<Incoming>, xml: bool) -> hyper::Request<
         None => None,
         Some(Some(md5)) => Some(md5),
         Some(None) => {
-            let (mut parts, body) = req.into_parts();
-            parts.extensions.insert(XmlDigest(Arc::new(Mutex::new(Verdict::Done(Some(Fault::InvalidMd5))))));
-            return hyper::Request::from_parts(parts, s3s::Body::from(body));
+            let mut req = req.map(s3s::Body::from);
+            req.extensions_mut().insert(XmlDigest(Arc::new(Mutex::new(Verdict::Done(Some(Fault::InvalidMd5))))));
+            return req;
         }
     };
     if md5.is_none() && sums == Checksum::default() {
@@ -79,15 +79,10 @@ pub(crate) fn watch(req: hyper::Request<Incoming>, xml: bool) -> hyper::Request<
     let verdict = Arc::new(Mutex::new(Verdict::Pending));
     let (mut parts, body) = req.into_parts();
     parts.extensions.insert(XmlDigest(verdict.clone()));
-    let hasher = Expect { checksums: sums.clone(), ..Expect::default() }.hasher();
+    let hasher = hasher_for(&sums, &[]);
     let md5_hasher = md5.map(|_| Md5::new());
     let hashing = Hashing { inner: body, wanted: Wanted { md5, sums }, md5: md5_hasher, hasher: Some(hasher), verdict };
     hyper::Request::from_parts(parts, s3s::Body::http_body_unsync(hashing))
-}
-
-fn decode_md5(b64: &[u8]) -> Option<[u8; 16]> {
-    let raw = base64_simd::STANDARD.decode_to_vec(b64.trim_ascii()).ok()?;
-    <[u8; 16]>::try_from(raw.as_slice()).ok()
 }
 
 /// Refuses the request if its body did not match its integrity headers. Requests without an
@@ -124,7 +119,7 @@ impl Hashing {
             _ => true,
         };
         let fault = if md5_ok {
-            mismatch(&mut self.wanted.sums, &hasher.finalize()).map(Fault::Mismatch)
+            mismatch(&self.wanted.sums, &hasher.finalize()).map(Fault::Mismatch)
         } else {
             Some(Fault::Mismatch("Content-MD5"))
         };

@@ -333,7 +333,6 @@ pub(crate) fn put_slice(engine: &Engine, bucket: &str, key: &str, data: &[u8], o
     }
     names::check_bucket(bucket)?;
     names::check_key(key)?;
-    names::check_meta(&opts.meta)?;
     put_inline(engine, bucket, key, data.to_vec(), opts, None)
 }
 

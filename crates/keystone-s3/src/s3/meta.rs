@@ -66,8 +66,7 @@ pub(crate) fn expires(meta: &ObjectMeta) -> Option<Timestamp> {
 /// stored before it did is left out (with a warning) rather than failing the whole response.
 pub(crate) fn user_metadata(meta: &ObjectMeta) -> Option<Metadata> {
     let fits = |k: &str, v: &str| {
-        let ok = hyper::header::HeaderName::from_bytes(format!("x-amz-meta-{k}").as_bytes()).is_ok()
-            && HeaderValue::from_str(v).is_ok();
+        let ok = hyper::header::HeaderName::from_bytes(k.as_bytes()).is_ok() && HeaderValue::from_str(v).is_ok();
         if !ok {
             tracing::warn!(name = k, "user metadata that cannot be an HTTP header left out of the response");
         }

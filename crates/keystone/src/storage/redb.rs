@@ -174,7 +174,7 @@ impl RedbStore {
     }
 }
 
-/// A count held up while its guard lives.
+/// A count held up while its guard lives (the store's readers and writers).
 struct Counted(Arc<AtomicUsize>);
 
 impl Counted {
@@ -294,8 +294,7 @@ impl KeyValueStore for RedbStore {
                 Ok(t) => t,
                 Err(e) => return Err(storage("opening table", e)),
             };
-            self.readers.fetch_add(1, Ordering::AcqRel);
-            Arc::new(RedbRead { table, readers: self.readers.clone(), _db: self.db.clone() })
+            Arc::new(RedbRead { table, _counted: Counted::new(&self.readers), _db: self.db.clone() })
         };
         // Cached only if no reader holds the cache right now (see `Latest`).
         let replaced = match self.latest.snap.try_write() {
@@ -379,16 +378,11 @@ impl KeyValueStore for RedbStore {
 
 struct RedbRead {
     table: ReadOnlyTable<&'static [u8], &'static [u8]>,
-    readers: Arc<AtomicUsize>,
+    /// Counts this snapshot among the store's readers while it lives.
+    _counted: Counted,
     /// Keeps the database open while this snapshot lives (declared last: dropped after the
     /// table).
     _db: Arc<RwLock<Database>>,
-}
-
-impl Drop for RedbRead {
-    fn drop(&mut self) {
-        self.readers.fetch_sub(1, Ordering::AcqRel);
-    }
 }
 
 struct Guard(redb::OwnedAccessGuard<&'static [u8]>);
