@@ -39,6 +39,8 @@ pub struct LsArgs {
 }
 
 pub fn mb(ctx: &Ctx, a: &MbArgs) -> anyhow::Result<()> {
+    // Checked before the store is opened, so that a refused name creates no store file.
+    keystone::check_bucket_name(&a.bucket)?;
     let db = ctx.open_or_create()?;
     db.create_bucket(&a.bucket)?;
     ctx.say(format_args!("created bucket {}", a.bucket))
@@ -62,7 +64,7 @@ pub fn rb(ctx: &Ctx, a: &RbArgs) -> anyhow::Result<()> {
 }
 
 pub fn ls(ctx: &Ctx, a: &LsArgs) -> anyhow::Result<()> {
-    let db = ctx.open()?;
+    let db = ctx.open_read()?;
     let Some(target) = &a.target else {
         for b in db.list_buckets()? {
             if a.json {

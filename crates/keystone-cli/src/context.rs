@@ -27,29 +27,60 @@ impl Ctx {
         Ctx { store, quiet, progress: Progress::new(quiet) }
     }
 
-    /// Opens an existing store; a missing file is an error rather than a new empty store.
+    /// Opens an existing store for writing; a missing file is an error rather than a new empty
+    /// store.
     pub fn open(&self) -> anyhow::Result<Datastore> {
+        self.require_store()?;
+        self.open_or_create()
+    }
+
+    /// Opens an existing store read-only, for a command that only reads: nothing is written
+    /// (an empty file is not made a store), a store the user may not write can be read, and
+    /// several such commands may read at once. A store that was not closed cleanly is first
+    /// recovered by an open for writing, as SQLite's first reader rolls back a hot journal.
+    pub fn open_read(&self) -> anyhow::Result<Datastore> {
+        self.require_store()?;
+        let open = || Datastore::builder().read_only(true).open(&self.store);
+        match open() {
+            Err(keystone::Error::NeedsRecovery { .. }) => {
+                drop(self.open_or_create().with_context(|| {
+                    format!(
+                        "store {} was not closed cleanly and could not be opened to recover it",
+                        self.store.display()
+                    )
+                })?);
+                open().map_err(|e| self.open_error(e))
+            }
+            other => other.map_err(|e| self.open_error(e)),
+        }
+    }
+
+    fn require_store(&self) -> anyhow::Result<()> {
         if !self.store.exists() {
             return Err(anyhow!(
                 "no store at {} (create one with `keystone mb BUCKET`, or choose one with --store or KEYSTONE_STORE)",
                 self.store.display()
             ));
         }
-        self.open_or_create()
+        Ok(())
     }
 
-    /// Opens the store, creating the file when it does not exist.
+    /// Opens the store for writing, creating the file when it does not exist.
     pub fn open_or_create(&self) -> anyhow::Result<Datastore> {
         // MD5 ETags, as `keystone serve` writes them: what the CLI uploads looks the same to an
         // S3 client later.
-        Datastore::builder().etag(keystone::EtagAlgorithm::Md5).open(&self.store).map_err(|e| match e {
+        Datastore::builder().etag(keystone::EtagAlgorithm::Md5).open(&self.store).map_err(|e| self.open_error(e))
+    }
+
+    fn open_error(&self, e: keystone::Error) -> anyhow::Error {
+        match e {
             keystone::Error::AlreadyOpen { .. } => anyhow!(
-                "store {} is in use by another process (a running `keystone serve`, say); stop it or go through its \
-                 S3 endpoint",
+                "store {} is in use by another process (a running `keystone serve` or a command that writes); stop \
+                 it or go through its S3 endpoint",
                 self.store.display()
             ),
             other => anyhow::Error::new(other).context(format!("cannot open store {}", self.store.display())),
-        })
+        }
     }
 
     /// Whether `path` is the store file itself (which must not be uploaded into itself: it

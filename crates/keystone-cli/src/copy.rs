@@ -247,7 +247,7 @@ fn tree_or_single(bucket: &Bucket, src: &Address, recursive: bool) -> anyhow::Re
 }
 
 fn download(ctx: &Ctx, recursive: bool, src: &Address, dir: &Path) -> anyhow::Result<()> {
-    let db = ctx.open()?;
+    let db = ctx.open_read()?;
     let bucket = src.bucket(&db)?;
     let Some(objects) = tree_or_single(&bucket, src, recursive)? else {
         let file = if dir.is_dir() || dir.to_string_lossy().ends_with('/') {

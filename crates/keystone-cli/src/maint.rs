@@ -64,7 +64,7 @@ fn usage_of(bucket: &Bucket, prefix: &str) -> anyhow::Result<(u64, u64)> {
 }
 
 pub fn du(ctx: &Ctx, a: &DuArgs) -> anyhow::Result<()> {
-    let db = ctx.open()?;
+    let db = ctx.open_read()?;
     let show = |objects: u64, bytes: u64, name: &str| {
         let amount = if a.bytes { bytes.to_string() } else { size(bytes) };
         output::line(format_args!("{:>14}  {amount:>12}  {name}", plural(objects, "object")))
@@ -85,7 +85,7 @@ pub fn du(ctx: &Ctx, a: &DuArgs) -> anyhow::Result<()> {
 }
 
 pub fn verify(ctx: &Ctx, a: &VerifyArgs) -> anyhow::Result<()> {
-    let db = ctx.open()?;
+    let db = if a.remove_corrupt { ctx.open()? } else { ctx.open_read()? };
     if a.remove_corrupt {
         let spinner = ctx.progress.spinner("verifying and removing corrupt objects");
         let r = db.remove_corrupt(a.bucket.as_deref())?;

@@ -125,7 +125,7 @@ pub fn put(ctx: &Ctx, a: &PutArgs) -> anyhow::Result<()> {
 
 pub fn get(ctx: &Ctx, a: &GetArgs) -> anyhow::Result<()> {
     let src = Address::parse_object(&a.source)?;
-    let db = ctx.open()?;
+    let db = ctx.open_read()?;
     let bucket = src.bucket(&db)?;
     let dest = match &a.dest {
         Some(d) if d.as_os_str() == "-" => {
@@ -155,7 +155,7 @@ pub fn get(ctx: &Ctx, a: &GetArgs) -> anyhow::Result<()> {
 
 pub fn cat(ctx: &Ctx, a: &CatArgs) -> anyhow::Result<()> {
     let src = Address::parse_object(&a.source)?;
-    let db = ctx.open()?;
+    let db = ctx.open_read()?;
     to_stdout(&src.bucket(&db)?, &src.key, &ProgressBar::hidden())
 }
 
@@ -221,7 +221,7 @@ pub fn rm(ctx: &Ctx, a: &RmArgs) -> anyhow::Result<()> {
 
 pub fn stat(ctx: &Ctx, a: &StatArgs) -> anyhow::Result<()> {
     let target = Address::parse_object(&a.target)?;
-    let db = ctx.open()?;
+    let db = ctx.open_read()?;
     let bucket = target.bucket(&db)?;
     let o = bucket.head(&target.key).map_err(|e| missing_key_hint(&bucket, &target.key, e, "keystone ls"))?;
     if a.json {

@@ -70,6 +70,8 @@ pub(crate) fn to_s3(e: keystone::Error) -> S3Error {
         | E::Poisoned
         | E::InUse { .. }
         | E::InTransaction { .. }
+        | E::ReadOnly { .. }
+        | E::NeedsRecovery { .. }
         | E::Storage { .. }
         | E::Io(_)
         | _ => return internal(e),

@@ -63,6 +63,7 @@ pub struct Builder {
     cache_size: usize,
     durability: Durability,
     etag: EtagAlgorithm,
+    read_only: bool,
 }
 
 impl Default for Builder {
@@ -74,6 +75,7 @@ impl Default for Builder {
             cache_size: DEFAULT_CACHE_SIZE,
             durability: Durability::Immediate,
             etag: EtagAlgorithm::default(),
+            read_only: false,
         }
     }
 }
@@ -130,6 +132,32 @@ impl Builder {
         self
     }
 
+    /// Opens the store read-only, as SQLite's `SQLITE_OPEN_READONLY` and redb's
+    /// `ReadOnlyDatabase` do: the file must exist and is opened without write access, so a
+    /// store the process may not write (a read-only mount, a file of another user) can be read;
+    /// any number of read-only handles, in any processes, may share it while none has it open
+    /// for writing. Every write, `gc`, `compact` and the engine check fail with
+    /// [`Error::ReadOnly`]; reads, listings, snapshots and `verify` work as usual. Nothing is
+    /// written at open: streaming uploads a crashed process left unfinished are not reclaimed,
+    /// and a store that was not closed cleanly is refused with [`Error::NeedsRecovery`] (open it
+    /// for writing once to recover it). Applies to [`open`](Self::open) (a store in memory
+    /// starts empty, so it is always writable).
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// # let path = dir.path().join("data.keystone");
+    /// # keystone::Datastore::open(&path)?.create_bucket("photos")?;
+    /// let db = keystone::Datastore::builder().read_only(true).open(&path)?;
+    /// assert_eq!(db.list_buckets()?.len(), 1);
+    /// assert!(matches!(db.create_bucket("more"), Err(keystone::Error::ReadOnly { .. })));
+    /// # Ok::<_, Box<dyn std::error::Error>>(())
+    /// ```
+    #[must_use]
+    pub fn read_only(mut self, read_only: bool) -> Self {
+        self.read_only = read_only;
+        self
+    }
+
     fn config(&self) -> Config {
         Config {
             chunk_size: self.chunk_size,
@@ -137,6 +165,7 @@ impl Builder {
             batch_bytes: self.batch_bytes,
             durable: self.durability == Durability::Immediate,
             etag: self.etag,
+            read_only: self.read_only,
         }
     }
 
@@ -144,31 +173,39 @@ impl Builder {
         RedbConfig { cache_size: Some(self.cache_size) }
     }
 
-    /// Opens the store at `path`, creating the file if it does not exist.
+    /// Opens the store at `path`, creating the file if it does not exist (unless
+    /// [`read_only`](Self::read_only)).
     ///
     /// # Errors
     /// [`Error::AlreadyOpen`] when another process or handle has the file open (a reader or
-    /// snapshot keeps it open after its store's last handle is dropped);
+    /// snapshot keeps it open after its store's last handle is dropped) — for writing, or
+    /// read-only when this open is for writing;
     /// [`Error::Corrupted`] when the file is not a valid store — not a redb database, or
     /// another program's redb database (refused without adding anything to it); an empty
-    /// file becomes a new store; [`Error::Storage`] for I/O.
+    /// file becomes a new store (read-only: refused as `Corrupted`);
+    /// [`Error::NeedsRecovery`] (read-only) when the store was not closed cleanly;
+    /// [`Error::Storage`] for I/O, such as a missing file opened read-only.
     pub fn open(self, path: impl AsRef<Path>) -> Result<Datastore> {
         let path = path.as_ref();
-        let kv = RedbStore::open(path, &self.redb())?;
+        let kv = if self.read_only {
+            RedbStore::open_read_only(path, &self.redb())?
+        } else {
+            RedbStore::open(path, &self.redb())?
+        };
         Datastore::from_kv(Box::new(kv), self.config(), Some(path.to_path_buf()))
     }
 
     /// A store in memory, gone when the last handle is dropped.
     pub fn in_memory(self) -> Result<Datastore> {
         let kv = RedbStore::in_memory(&self.redb())?;
-        Datastore::from_kv(Box::new(kv), self.config(), None)
+        Datastore::from_kv(Box::new(kv), Config { read_only: false, ..self.config() }, None)
     }
 
     /// A store on a caller-supplied redb storage backend (for fault-injection tests).
     #[doc(hidden)]
     pub fn open_backend(self, backend: impl redb_backend::StorageBackend) -> Result<Datastore> {
         let kv = RedbStore::with_backend(backend, &self.redb())?;
-        Datastore::from_kv(Box::new(kv), self.config(), None)
+        Datastore::from_kv(Box::new(kv), Config { read_only: false, ..self.config() }, None)
     }
 
     /// A store on the in-memory reference map with the given backend limits (for tests of
@@ -176,7 +213,7 @@ impl Builder {
     #[doc(hidden)]
     pub fn open_reference_map(self, max_value: usize, max_txn_ops: usize, max_txn_bytes: usize) -> Result<Datastore> {
         let kv = MemoryStore::new(crate::storage::Limits { max_value_size: max_value, max_txn_ops, max_txn_bytes });
-        Datastore::from_kv(Box::new(kv), self.config(), None)
+        Datastore::from_kv(Box::new(kv), Config { read_only: false, ..self.config() }, None)
     }
 }
 
@@ -222,6 +259,11 @@ impl Datastore {
     /// The file behind the store, if any.
     pub fn path(&self) -> Option<&Path> {
         self.engine.path.as_deref()
+    }
+
+    /// Whether this handle was opened read-only ([`Builder::read_only`]).
+    pub fn is_read_only(&self) -> bool {
+        self.engine.cfg.read_only
     }
 
     /// How this handle computes the ETag of single writes ([`Builder::etag`]).
@@ -312,6 +354,7 @@ impl Datastore {
     /// # Errors
     /// Whatever `f` returns, or a storage error from the commit.
     pub fn transaction<T, E: From<Error>>(&self, f: impl FnOnce(&Transaction<'_>) -> Result<T, E>) -> Result<T, E> {
+        self.engine.writable("a transaction")?;
         let mark = self.engine.enter_transaction()?;
         let w = self.engine.kv.write()?;
         let tx = Transaction::new(&self.engine, w);
@@ -412,6 +455,7 @@ impl Datastore {
     /// it (which could not be read anyway), and counts as one removed object named by its last
     /// key.
     pub fn remove_corrupt(&self, bucket: Option<&str>) -> Result<RemoveReport> {
+        self.engine.writable("remove_corrupt")?;
         verify::remove_corrupt(&self.engine, bucket)
     }
 
@@ -422,6 +466,7 @@ impl Datastore {
     /// Unlike [`verify`](Self::verify), this may write: redb repairs what it can, and a file
     /// damaged beyond repair can be left unopenable. Run it on a copy of a store you suspect.
     pub fn check_engine_integrity(&self) -> Result<bool> {
+        self.engine.writable("check_engine_integrity (redb checks through a handle open for writing)")?;
         self.engine.not_in_transaction("check_engine_integrity")?;
         self.engine.kv.check_integrity()
     }
@@ -434,11 +479,13 @@ impl Datastore {
     /// Frees the chunks of uploads that never completed (not those in flight in this process)
     /// and of frees that were queued. Also run on every open.
     pub fn gc(&self) -> Result<GcReport> {
+        self.engine.writable("gc")?;
         maintenance::gc(&self.engine)
     }
 
     /// Aborts multipart uploads started more than `age` ago; returns how many.
     pub fn abort_uploads_older_than(&self, age: Duration) -> Result<u64> {
+        self.engine.writable("abort_uploads_older_than")?;
         let cutoff = SystemTime::now().checked_sub(age).unwrap_or(UNIX_EPOCH);
         let nanos = cutoff.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
         crate::multipart::abort_older_than(&self.engine, nanos)
@@ -459,6 +506,7 @@ impl Datastore {
     /// [`Error::InUse`] while readers, snapshots, transactions or uploads are open (retry once
     /// they have ended); it waits up to 30 s for write transactions in progress to end.
     pub fn compact(&self) -> Result<CompactReport> {
+        self.engine.writable("compact")?;
         self.engine.not_in_transaction("compact")?;
         maintenance::compact(&self.engine)
     }

@@ -23,6 +23,8 @@ pub(crate) struct Config {
     pub durable: bool,
     /// How single writes compute their ETag.
     pub etag: crate::types::EtagAlgorithm,
+    /// Opened read-only: the engine reserves no ids and recovers nothing at open.
+    pub read_only: bool,
 }
 
 /// Ids for segments and uploads: the high 32 bits are reserved durably at open, the low 32
@@ -80,6 +82,18 @@ impl Engine {
         cfg.chunk_size = cfg.chunk_size.clamp(1, max_payload.max(1));
         cfg.inline_max = cfg.inline_max.min(max_payload / 2);
         cfg.batch_bytes = cfg.batch_bytes.clamp(cfg.chunk_size, limits.max_txn_bytes / 2).max(cfg.chunk_size);
+        if cfg.read_only {
+            // No ids (`next_id` refuses) and no recovery: both write.
+            return Ok(Engine {
+                kv,
+                cfg,
+                ids: Mutex::new(IdRange { next: 0, end: 0 }),
+                active: Mutex::new(HashSet::new()),
+                path,
+                commit: crate::commit::GroupCommit::default(),
+                recovered: crate::maintenance::GcReport::default(),
+            });
+        }
 
         let mut w = kv.write()?;
         let hi = match w.get(&keys::idgen())? {
@@ -134,11 +148,15 @@ impl Engine {
     /// A write transaction of its own, unless this thread is inside a transaction of this
     /// engine (see [`not_in_transaction`](Self::not_in_transaction)).
     pub(crate) fn begin_write(&self, operation: &'static str) -> Result<Box<dyn WriteTxn>> {
+        self.writable("writing")?;
         self.not_in_transaction(operation)?;
         self.kv.write()
     }
 
     pub(crate) fn next_id(&self) -> Result<u64> {
+        if self.cfg.read_only {
+            return Err(self.read_only("writing"));
+        }
         let mut ids = self.ids.lock().map_err(|_| lock_err())?;
         if ids.next >= ids.end {
             return Err(Error::TooLarge("this handle used 2^32 ids; reopen the store".into()));
@@ -146,6 +164,17 @@ impl Engine {
         let id = ids.next;
         ids.next += 1;
         Ok(id)
+    }
+
+    /// Refuses `operation`, which writes, on a store opened read-only.
+    pub(crate) fn writable(&self, operation: &'static str) -> Result<()> {
+        if self.cfg.read_only { Err(self.read_only(operation)) } else { Ok(()) }
+    }
+
+    /// `operation` refused by a store opened read-only.
+    pub(crate) fn read_only(&self, operation: &'static str) -> Error {
+        let path = self.path.as_ref().map_or_else(|| "(memory)".to_owned(), |p| p.display().to_string());
+        Error::ReadOnly { path, operation }
     }
 
     /// The commit mode for an acknowledged write.
@@ -176,6 +205,7 @@ impl Engine {
         &self,
         f: impl FnOnce(&mut dyn WriteTxn) -> Result<R> + Send + 'static,
     ) -> Result<R> {
+        self.writable("writing")?;
         self.not_in_transaction("a write through a Bucket handle")?;
         crate::commit::GroupCommit::run(self, f)
     }

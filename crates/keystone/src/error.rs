@@ -161,9 +161,30 @@ pub enum Error {
         #[source]
         source: serde_json::Error,
     },
-    /// The store file is open in another process (or another handle in this process).
-    #[error("store {path} is already open in another process (only one process may open it at a time)")]
+    /// The store file is open in another process (or another handle in this process): one
+    /// handle may have it open for writing, or any number read-only
+    /// ([`Builder::read_only`](crate::Builder::read_only)), not both.
+    #[error(
+        "store {path} is already open in another process (one process may open it for writing, or any number read-only)"
+    )]
     AlreadyOpen {
+        /// The file.
+        path: String,
+    },
+    /// A write (or `compact`, `gc`, an engine check) through a store opened read-only
+    /// ([`Builder::read_only`](crate::Builder::read_only)).
+    #[error("store {path} is open read-only: {operation} is refused")]
+    ReadOnly {
+        /// The file.
+        path: String,
+        /// What was refused.
+        operation: &'static str,
+    },
+    /// A read-only open of a store that was not closed cleanly (its process crashed or lost
+    /// power): recovering it writes to the file, which a read-only handle must not. Opening it
+    /// once for writing recovers it; nothing acknowledged is lost.
+    #[error("store {path} was not closed cleanly and must be opened for writing once to recover it")]
+    NeedsRecovery {
         /// The file.
         path: String,
     },

@@ -60,6 +60,8 @@ pub(crate) fn upload_part<R: Read>(
     reader: R,
     content_md5: Option<[u8; 16]>,
 ) -> Result<PartInfo> {
+    // Refused before the source is read.
+    engine.writable("writing")?;
     let id = parse_id(bucket, upload_id)?;
     let rec = upload_record(engine.snapshot()?.as_ref(), bucket, upload_id, id)?;
     let chunker = Chunker::new(reader, engine.cfg.chunk_size, Some(EtagAlgorithm::Md5));

@@ -305,6 +305,8 @@ pub(crate) fn put_stream<R: Read>(
     opts: PutOptions,
     etag: Option<String>,
 ) -> Result<ObjectInfo> {
+    // Refused before the source is read.
+    engine.writable("writing")?;
     names::check_bucket(bucket)?;
     names::check_key(key)?;
     names::check_meta(&opts.meta)?;

@@ -87,10 +87,16 @@ pub(crate) fn check_bucket(name: &str) -> Result<()> {
     Ok(())
 }
 
-/// Checks the name of a bucket being created: S3's rules, and the prefixes and suffixes S3
-/// reserved later (`sthree-`, `amzn-s3-demo-`; `.mrap`, `--x-s3`, `--table-s3`). These are
-/// refused at creation only, so a bucket made under one before stays reachable.
-pub(crate) fn check_new_bucket(name: &str) -> Result<()> {
+/// Checks the name of a bucket being created, as
+/// [`Datastore::create_bucket`](crate::Datastore::create_bucket) does (exported as
+/// `keystone::check_bucket_name`, for a caller that validates before it opens or creates a
+/// store): S3's rules, and the prefixes and suffixes S3 reserved later (`sthree-`,
+/// `amzn-s3-demo-`; `.mrap`, `--x-s3`, `--table-s3`). These are refused at creation only, so
+/// a bucket made under one before stays reachable.
+///
+/// # Errors
+/// [`Error::InvalidBucketName`] naming the rule the name breaks.
+pub fn check_new_bucket(name: &str) -> Result<()> {
     check_bucket(name)?;
     let fail = |reason| Err(Error::InvalidBucketName { name: name.to_owned(), reason });
     if ["sthree-", "amzn-s3-demo-"].iter().any(|p| name.starts_with(p)) {

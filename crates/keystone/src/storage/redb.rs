@@ -8,8 +8,9 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use redb::{
-    Database, DatabaseError, Durability, MultimapTableHandle, ReadOnlyTable, ReadableDatabase, ReadableTable,
-    StorageError, Table, TableDefinition, TableError, TableHandle, WriteTransaction,
+    Database, DatabaseError, Durability, MultimapTableHandle, ReadOnlyDatabase, ReadOnlyTable, ReadTransaction,
+    ReadableDatabase, ReadableTable, StorageError, Table, TableDefinition, TableError, TableHandle, TransactionError,
+    WriteTransaction,
 };
 
 use super::prefill::Prefilled;
@@ -64,6 +65,36 @@ impl Latest {
     }
 }
 
+/// The database, open for writing or read-only (redb's two handle types).
+enum Db {
+    Writable(Database),
+    ReadOnly(ReadOnlyDatabase),
+}
+
+impl Db {
+    fn begin_read(&self) -> std::result::Result<ReadTransaction, TransactionError> {
+        match self {
+            Db::Writable(db) => db.begin_read(),
+            Db::ReadOnly(db) => db.begin_read(),
+        }
+    }
+
+    /// The database for `operation`, which writes (or needs the database to itself).
+    fn writable(&self, label: &str, operation: &'static str) -> Result<&Database> {
+        match self {
+            Db::Writable(db) => Ok(db),
+            Db::ReadOnly(_) => Err(Error::ReadOnly { path: label.to_owned(), operation }),
+        }
+    }
+
+    fn writable_mut(&mut self, label: &str, operation: &'static str) -> Result<&mut Database> {
+        match self {
+            Db::Writable(db) => Ok(db),
+            Db::ReadOnly(_) => Err(Error::ReadOnly { path: label.to_owned(), operation }),
+        }
+    }
+}
+
 /// A redb database holding Keystone's single table.
 pub(crate) struct RedbStore {
     /// Declared before `db` so that the cached snapshot ends before the database closes.
@@ -72,7 +103,7 @@ pub(crate) struct RedbStore {
     // snapshot holds it too: a reader or snapshot that outlives the store's last handle keeps
     // the file open and readable (redb fails its reads with `DatabaseClosed` otherwise), as
     // SQLite keeps a connection open until its last statement is finalized.
-    db: Arc<RwLock<Database>>,
+    db: Arc<RwLock<Db>>,
     /// Set when a commit failed: redb's state after a failed fsync is not trusted until reopen.
     poisoned: Arc<AtomicBool>,
     /// Snapshots alive (held by callers or by the cache): `compact` needs none.
@@ -117,6 +148,29 @@ impl RedbStore {
         Self::init(db, label)
     }
 
+    /// Opens an existing store read-only: writes are refused with `ReadOnly`, the file is
+    /// opened without write access (a store the process may not write can be read), and any
+    /// number of read-only handles may share it, in this process or others, while none has it
+    /// open for writing.
+    pub(crate) fn open_read_only(path: &Path, config: &RedbConfig) -> Result<Self> {
+        let label = path.display().to_string();
+        let mut builder = Database::builder();
+        if let Some(size) = config.cache_size {
+            builder.set_cache_size(size);
+        }
+        let db = builder.open_read_only(path).map_err(|e| open_error(&label, e))?;
+        let txn = db.begin_read().map_err(|e| storage("listing tables", e))?;
+        let tables: Vec<String> = txn
+            .list_tables()
+            .map_err(|e| storage("listing tables", e))?
+            .map(|t| t.name().to_owned())
+            .chain(txn.list_multimap_tables().map_err(|e| storage("listing tables", e))?.map(|t| t.name().to_owned()))
+            .collect();
+        drop(txn);
+        check_tables(&label, &tables, false)?;
+        Ok(Self::new(Db::ReadOnly(db), label))
+    }
+
     /// An anonymous store on redb's in-memory backend.
     pub(crate) fn in_memory(config: &RedbConfig) -> Result<Self> {
         let mut builder = Database::builder();
@@ -150,28 +204,40 @@ impl RedbStore {
             .map(|t| t.name().to_owned())
             .chain(txn.list_multimap_tables().map_err(|e| storage("listing tables", e))?.map(|t| t.name().to_owned()))
             .collect();
-        if !tables.is_empty() && !tables.iter().any(|t| t == TABLE.name()) {
+        if let Err(e) = check_tables(&label, &tables, true) {
             let _ = txn.abort();
-            return Err(Error::Corrupted {
-                bucket: None,
-                key: None,
-                reason: format!(
-                    "{label} is a redb database but not a Keystone store (its tables: {})",
-                    tables.join(", ")
-                ),
-            });
+            return Err(e);
         }
         txn.open_table(TABLE).map_err(|e| storage("creating table", e))?;
         txn.commit().map_err(|e| storage("creating table", e))?;
-        Ok(RedbStore {
+        Ok(Self::new(Db::Writable(db), label))
+    }
+
+    fn new(db: Db, label: String) -> Self {
+        RedbStore {
             latest: Arc::default(),
             db: Arc::new(RwLock::new(db)),
             poisoned: Arc::new(AtomicBool::new(false)),
             readers: Arc::default(),
             writers: Arc::default(),
             label,
-        })
+        }
     }
+}
+
+/// A store has Keystone's table. A new file has no table at all, which an open for writing
+/// (`creating`) gives it; another program's redb database is refused untouched (creating our
+/// table in it would change that program's file).
+fn check_tables(label: &str, tables: &[String], creating: bool) -> Result<()> {
+    if tables.iter().any(|t| t == TABLE.name()) || (creating && tables.is_empty()) {
+        return Ok(());
+    }
+    let reason = if tables.is_empty() {
+        format!("{label} is an empty redb database, not a Keystone store")
+    } else {
+        format!("{label} is a redb database but not a Keystone store (its tables: {})", tables.join(", "))
+    };
+    Err(Error::Corrupted { bucket: None, key: None, reason })
 }
 
 /// A count held up while its guard lives (the store's readers and writers).
@@ -203,7 +269,7 @@ impl RedbStore {
     /// transactions to end (new ones cannot begin meanwhile), and lets go and retries if they
     /// do not — a transaction reading through the store goes on in between. `InUse` after
     /// `EXCLUSIVE_WAIT`.
-    fn exclusive(&self) -> Result<std::sync::RwLockWriteGuard<'_, Database>> {
+    fn exclusive(&self) -> Result<std::sync::RwLockWriteGuard<'_, Db>> {
         let deadline = Instant::now() + EXCLUSIVE_WAIT;
         loop {
             match self.db.try_write() {
@@ -262,6 +328,8 @@ fn repack(db: &Database, poisoned: &AtomicBool) -> Result<()> {
 fn open_error(label: &str, e: DatabaseError) -> Error {
     match e {
         DatabaseError::DatabaseAlreadyOpen => Error::AlreadyOpen { path: label.to_owned() },
+        // A read-only open of a file that was not closed cleanly (redb's repair would write).
+        DatabaseError::RepairAborted => Error::NeedsRecovery { path: label.to_owned() },
         DatabaseError::Storage(StorageError::Corrupted(reason)) => {
             Error::Corrupted { bucket: None, key: None, reason: format!("{label} is not a valid store: {reason}") }
         }
@@ -329,6 +397,7 @@ impl KeyValueStore for RedbStore {
         }
         let (txn, counted) = {
             let db = self.db.read().map_err(|_| poisoned_lock())?;
+            let db = db.writable(&self.label, "writing")?;
             let counted = Counted::new(&self.writers);
             (db.begin_write().map_err(|e| storage("beginning a write", e))?, counted)
         };
@@ -344,7 +413,8 @@ impl KeyValueStore for RedbStore {
 
     fn compact(&self) -> Result<()> {
         // Cleared once the database is locked: no read can begin and refill the cache meanwhile.
-        let mut db = self.exclusive()?;
+        let mut guard = self.exclusive()?;
+        let db = guard.writable_mut(&self.label, "compact")?;
         self.latest.clear();
         if self.readers.load(Ordering::Acquire) > 0 {
             return Err(in_use());
@@ -352,7 +422,7 @@ impl KeyValueStore for RedbStore {
         if self.poisoned.load(Ordering::Acquire) {
             return Err(Error::Poisoned);
         }
-        repack(&db, &self.poisoned)?;
+        repack(db, &self.poisoned)?;
         loop {
             match db.compact() {
                 Ok(true) => {}
@@ -364,7 +434,9 @@ impl KeyValueStore for RedbStore {
     }
 
     fn check_integrity(&self) -> Result<bool> {
-        let mut db = self.exclusive()?;
+        // redb checks (and may repair) only through a handle open for writing.
+        let mut guard = self.exclusive()?;
+        let db = guard.writable_mut(&self.label, "an engine integrity check")?;
         self.latest.clear();
         db.check_integrity().map_err(|e| storage("checking integrity", e))
     }
@@ -382,7 +454,7 @@ struct RedbRead {
     _counted: Counted,
     /// Keeps the database open while this snapshot lives (declared last: dropped after the
     /// table).
-    _db: Arc<RwLock<Database>>,
+    _db: Arc<RwLock<Db>>,
 }
 
 struct Guard(redb::OwnedAccessGuard<&'static [u8]>);
