@@ -429,6 +429,21 @@ fn serve_errors_name_their_cause_once() {
 }
 
 #[test]
+fn serve_that_cannot_start_leaves_no_store_or_credentials_behind() {
+    let env = Env::new();
+    let credentials = env.path("store.redb.credentials");
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let e = env.fails(&["serve", "--addr", &addr], 1);
+    assert!(e.contains("cannot listen on"), "{e}");
+    // Credentials given by half: refused before the port or the store are touched.
+    let e = env.fails(&["serve", "--addr", "127.0.0.1:0", "--access-key", "only-half"], 1);
+    assert!(e.contains("must be given together"), "{e}");
+    assert!(!env.store.exists(), "a serve that never started created the store");
+    assert!(!credentials.exists(), "a serve that never started generated credentials");
+}
+
+#[test]
 fn ls_escapes_control_characters_in_keys() {
     let env = Env::with_bucket();
     let db = keystone::Datastore::open(&env.store).unwrap();

@@ -103,6 +103,18 @@ pub(crate) fn resolve(
     secret_key: Option<&str>,
     store: &Path,
 ) -> Result<Resolved, ServeError> {
+    match resolve_given(file, access_key, secret_key)? {
+        Some(given) => Ok(given),
+        None => resolve_default(store),
+    }
+}
+
+/// The credentials given by flags or a file, if any; writes nothing.
+pub(crate) fn resolve_given(
+    file: Option<&Path>,
+    access_key: Option<&str>,
+    secret_key: Option<&str>,
+) -> Result<Option<Resolved>, ServeError> {
     let mut keys = Vec::new();
     let mut sources = Vec::new();
     match (access_key, secret_key) {
@@ -119,9 +131,11 @@ pub(crate) fn resolve(
         keys.extend(parse(path, &text)?);
         sources.push(path.display().to_string());
     }
-    if !keys.is_empty() {
-        return Ok(Resolved { keys, generated: None, source: sources.join(" and ") });
-    }
+    Ok((!keys.is_empty()).then(|| Resolved { keys, generated: None, source: sources.join(" and ") }))
+}
+
+/// The credentials file beside the store, generated (0600) if there is none.
+pub(crate) fn resolve_default(store: &Path) -> Result<Resolved, ServeError> {
     let path = default_file(store);
     match std::fs::read_to_string(&path) {
         Ok(text) => Ok(Resolved { keys: parse(&path, &text)?, generated: None, source: path.display().to_string() }),

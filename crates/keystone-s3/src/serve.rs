@@ -1,10 +1,10 @@
-//! `keystone serve`: open the store, resolve credentials, run until SIGINT/SIGTERM.
+//! `keystone serve`: bind the port, open the store, resolve credentials, run until SIGINT/SIGTERM.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use crate::ServeError;
-use crate::credentials::resolve;
+use crate::credentials::{resolve_default, resolve_given};
 use crate::server::{Limits, Server, ServerConfig};
 
 /// How to run the server.
@@ -51,9 +51,17 @@ fn init_logging(filter: &str) -> Result<(), ServeError> {
 /// Logging, credential or store setup failed, or the address cannot be bound.
 pub fn serve_blocking(opts: &ServeOptions) -> Result<(), ServeError> {
     init_logging(&opts.log_level)?;
-    let creds =
-        resolve(opts.credentials_file.as_deref(), opts.access_key.as_deref(), opts.secret_key.as_deref(), &opts.store)?;
+    // Everything that can fail without writing goes first — the credentials given, the port —
+    // so that a mistake leaves no new store or credentials file behind.
+    let given =
+        resolve_given(opts.credentials_file.as_deref(), opts.access_key.as_deref(), opts.secret_key.as_deref())?;
+    let listener = std::net::TcpListener::bind(opts.addr)
+        .map_err(|e| ServeError::io(format!("cannot listen on {}", opts.addr), e))?;
     let db = keystone::Datastore::builder().etag(keystone::EtagAlgorithm::Md5).open(&opts.store)?;
+    let creds = match given {
+        Some(given) => given,
+        None => resolve_default(&opts.store)?,
+    };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("keystone-serve")
@@ -61,7 +69,7 @@ pub fn serve_blocking(opts: &ServeOptions) -> Result<(), ServeError> {
         .map_err(|e| ServeError::io("cannot start the runtime", e))?;
     let config = ServerConfig { keys: creds.keys.clone(), region: opts.region.clone(), limits: opts.limits.clone() };
     rt.block_on(async {
-        let server = Server::start(db, opts.addr, config).await?;
+        let server = Server::start_on(db, listener, config).await?;
         let endpoint = format!("http://{}", server.local_addr());
         let first = &creds.keys[0];
         println!("keystone serve: S3 endpoint {endpoint} (store {}, region {})", opts.store.display(), opts.region);

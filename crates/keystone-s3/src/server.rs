@@ -83,6 +83,29 @@ impl Server {
     /// # Errors
     /// The address cannot be bound, or no access key is configured.
     pub async fn start(db: keystone::Datastore, addr: SocketAddr, config: ServerConfig) -> Result<Server, ServeError> {
+        Self::check(&db, &config)?;
+        let listener =
+            TcpListener::bind(addr).await.map_err(|e| ServeError::io(format!("cannot listen on {addr}"), e))?;
+        Self::run(db, listener, config)
+    }
+
+    /// Serves `db` on a socket already bound (so that a caller can bind before it opens or
+    /// creates anything), on the current tokio runtime.
+    ///
+    /// # Errors
+    /// The socket cannot be used, or no access key is configured.
+    pub async fn start_on(
+        db: keystone::Datastore,
+        listener: std::net::TcpListener,
+        config: ServerConfig,
+    ) -> Result<Server, ServeError> {
+        Self::check(&db, &config)?;
+        listener.set_nonblocking(true).map_err(|e| ServeError::io("listening socket", e))?;
+        let listener = TcpListener::from_std(listener).map_err(|e| ServeError::io("listening socket", e))?;
+        Self::run(db, listener, config)
+    }
+
+    fn check(db: &keystone::Datastore, config: &ServerConfig) -> Result<(), ServeError> {
         if config.keys.is_empty() {
             return Err(ServeError::Config("no access keys configured".into()));
         }
@@ -93,8 +116,10 @@ impl Server {
                 "the store must be opened with Builder::etag(EtagAlgorithm::Md5) to be served over S3".into(),
             ));
         }
-        let listener =
-            TcpListener::bind(addr).await.map_err(|e| ServeError::io(format!("cannot listen on {addr}"), e))?;
+        Ok(())
+    }
+
+    fn run(db: keystone::Datastore, listener: TcpListener, config: ServerConfig) -> Result<Server, ServeError> {
         let addr = listener.local_addr().map_err(|e| ServeError::io("local address", e))?;
         let limits = config.limits.clone();
         let mut b = S3ServiceBuilder::new(Keystone::new(db, config.region.clone(), limits.clone()));
