@@ -86,7 +86,7 @@ impl Server {
         Self::check(&db, &config)?;
         let listener =
             TcpListener::bind(addr).await.map_err(|e| ServeError::io(format!("cannot listen on {addr}"), e))?;
-        Self::run(db, listener, config)
+        Self::run(db, listener, &config)
     }
 
     /// Serves `db` on a socket already bound (so that a caller can bind before it opens or
@@ -94,6 +94,9 @@ impl Server {
     ///
     /// # Errors
     /// The socket cannot be used, or no access key is configured.
+    // Async like `start`, though it awaits nothing: it must run inside the runtime that will
+    // serve (the socket is registered with it and the accept loop spawned on it).
+    #[allow(clippy::unused_async)]
     pub async fn start_on(
         db: keystone::Datastore,
         listener: std::net::TcpListener,
@@ -102,7 +105,7 @@ impl Server {
         Self::check(&db, &config)?;
         listener.set_nonblocking(true).map_err(|e| ServeError::io("listening socket", e))?;
         let listener = TcpListener::from_std(listener).map_err(|e| ServeError::io("listening socket", e))?;
-        Self::run(db, listener, config)
+        Self::run(db, listener, &config)
     }
 
     fn check(db: &keystone::Datastore, config: &ServerConfig) -> Result<(), ServeError> {
@@ -119,7 +122,7 @@ impl Server {
         Ok(())
     }
 
-    fn run(db: keystone::Datastore, listener: TcpListener, config: ServerConfig) -> Result<Server, ServeError> {
+    fn run(db: keystone::Datastore, listener: TcpListener, config: &ServerConfig) -> Result<Server, ServeError> {
         let addr = listener.local_addr().map_err(|e| ServeError::io("local address", e))?;
         let limits = config.limits.clone();
         let mut b = S3ServiceBuilder::new(Keystone::new(db, config.region.clone(), limits.clone()));
