@@ -259,13 +259,9 @@ impl Read for BodyReader {
 
 /// Streams `body` into `f` (run on the blocking pool) through a [`BodyReader`]. Returns what
 /// `f` returned and the checksums computed, or the S3 error for whatever failed first: the
-/// body stream, a check, or `f`.
-pub(crate) async fn consume<T, F>(
-    body: Option<StreamingBlob>,
-    expect: Expect,
-    idle: Duration,
-    f: F,
-) -> S3Result<(T, Checksum)>
+/// body stream, a check, or `f`. A client that falls silent ends the body with an error
+/// (`idle.rs`; the server then answers `RequestTimeout`).
+pub(crate) async fn consume<T, F>(body: Option<StreamingBlob>, expect: Expect, f: F) -> S3Result<(T, Checksum)>
 where
     F: FnOnce(&mut BodyReader) -> keystone::Result<T> + Send + 'static,
     T: Send + 'static,
@@ -287,19 +283,7 @@ where
     let worker = tokio::task::spawn_blocking(move || f(&mut reader));
     let mut body_err: Option<S3Error> = None;
     if let Some(mut body) = body {
-        loop {
-            let item = match tokio::time::timeout(idle, body.next()).await {
-                Ok(Some(item)) => item,
-                Ok(None) => break,
-                Err(_) => {
-                    body_err = Some(s3_error!(
-                        RequestTimeout,
-                        "Your socket connection to the server was not read from or written to within the timeout period."
-                    ));
-                    let _ = tx.send(Err(io::Error::new(io::ErrorKind::TimedOut, "request body idle"))).await;
-                    break;
-                }
-            };
+        while let Some(item) = body.next().await {
             match item {
                 Ok(b) => {
                     if tx.send(Ok(b)).await.is_err() {

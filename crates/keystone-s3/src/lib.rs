@@ -29,6 +29,7 @@ mod auth;
 mod body;
 mod credentials;
 mod errors;
+mod idle;
 mod log;
 mod s3;
 mod serve;

@@ -20,6 +20,7 @@ use crate::ServeError;
 use crate::auth::{Access, KeyTable, OpSlot, RequestId};
 use crate::credentials::AccessKey;
 use crate::errors::custom;
+use crate::idle::Stalled;
 use crate::log::{Entry, LoggedBody};
 use crate::s3::Keystone;
 
@@ -280,10 +281,27 @@ impl hyper::service::Service<hyper::Request<Incoming>> for Outer {
                 e.to_http_response().map_err(|e| s3s::HttpError::new(Box::new(e)))?
             } else {
                 let xml = is_xml_op(&req);
-                let mut req = crate::xml_digest::watch(req, xml);
+                let stalled = Stalled::default();
+                let mut req = crate::xml_digest::watch(req, xml, this.limits.idle_timeout, &stalled);
                 req.extensions_mut().insert(slot.clone());
                 req.extensions_mut().insert(RequestId(rid.clone()));
-                this.s3.call(req).await?
+                let resp = this.s3.call(req).await?;
+                if stalled.get() && !resp.status().is_success() {
+                    // Whatever the reader of the body made of its end (s3s answers 500 for an
+                    // XML body that failed), the client fell silent; the connection is not
+                    // reused, since the rest of that body may still arrive.
+                    let mut e = s3_error!(
+                        RequestTimeout,
+                        "Your socket connection to the server was not read from or written to within the timeout period."
+                    );
+                    e.set_request_id(rid.clone());
+                    let mut resp = e.to_http_response().map_err(|e| s3s::HttpError::new(Box::new(e)))?;
+                    resp.headers_mut()
+                        .insert(hyper::header::CONNECTION, hyper::header::HeaderValue::from_static("close"));
+                    resp
+                } else {
+                    resp
+                }
             };
             if method == Method::HEAD
                 && resp.status() == StatusCode::OK

@@ -11,15 +11,18 @@
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use hyper::body::{Frame, Incoming};
+use s3s::StdError;
 use s3s::checksum::ChecksumHasher;
 use s3s::crypto::{Checksum as _, Md5};
 use s3s::dto::Checksum;
 use s3s::{S3Result, s3_error};
 
 use crate::body::{ALGOS, bad_checksum, decode_md5, field, hasher_for, mismatch};
+use crate::idle::{IdleBody, Stalled};
 
 /// Why such a body was refused.
 #[derive(Clone, Copy, Debug)]
@@ -45,15 +48,28 @@ struct Wanted {
     sums: Checksum,
 }
 
-/// Wraps the body of `req` when it is one s3s parses whole (`xml`) and carries integrity
-/// headers, and records an [`XmlDigest`] for the handler. On CompleteMultipartUpload the
-/// `x-amz-checksum-*` headers are the whole object's checksum, not the body's: only
-/// Content-MD5 applies there. An `aws-chunked` body is left to s3s, which decodes it.
-pub(crate) fn watch(req: hyper::Request<Incoming>, xml: bool) -> hyper::Request<s3s::Body> {
+/// The request's body, under the idle limit ([`IdleBody`]) unless it is empty.
+type Limited = IdleBody<Incoming>;
+
+/// Puts the body of `req` under the idle limit, and wraps it when it is one s3s parses whole
+/// (`xml`) and carries integrity headers, recording an [`XmlDigest`] for the handler. On
+/// CompleteMultipartUpload the `x-amz-checksum-*` headers are the whole object's checksum, not
+/// the body's: only Content-MD5 applies there. An `aws-chunked` body is left to s3s, which
+/// decodes it.
+pub(crate) fn watch(
+    req: hyper::Request<Incoming>,
+    xml: bool,
+    idle: Duration,
+    stalled: &Stalled,
+) -> hyper::Request<s3s::Body> {
+    if http_body::Body::is_end_stream(req.body()) {
+        return req.map(s3s::Body::from);
+    }
+    let req = req.map(|b| IdleBody::new(b, idle, stalled.clone()));
     let h = req.headers();
     let streaming = h.get("x-amz-content-sha256").is_some_and(|v| v.as_bytes().starts_with(b"STREAMING-"));
     if !xml || streaming {
-        return req.map(s3s::Body::from);
+        return req.map(s3s::Body::http_body_unsync);
     }
     let complete = req.uri().query().unwrap_or("").split('&').any(|p| p.split('=').next() == Some("uploadId"));
     let mut sums = Checksum::default();
@@ -68,13 +84,13 @@ pub(crate) fn watch(req: hyper::Request<Incoming>, xml: bool) -> hyper::Request<
         None => None,
         Some(Some(md5)) => Some(md5),
         Some(None) => {
-            let mut req = req.map(s3s::Body::from);
+            let mut req = req.map(s3s::Body::http_body_unsync);
             req.extensions_mut().insert(XmlDigest(Arc::new(Mutex::new(Verdict::Done(Some(Fault::InvalidMd5))))));
             return req;
         }
     };
     if md5.is_none() && sums == Checksum::default() {
-        return req.map(s3s::Body::from);
+        return req.map(s3s::Body::http_body_unsync);
     }
     let verdict = Arc::new(Mutex::new(Verdict::Pending));
     let (mut parts, body) = req.into_parts();
@@ -104,7 +120,7 @@ pub(crate) fn check(extensions: &hyper::http::Extensions) -> S3Result<()> {
 
 /// A request body that hashes its bytes as they are read and records the verdict at its end.
 struct Hashing {
-    inner: Incoming,
+    inner: Limited,
     wanted: Wanted,
     md5: Option<Md5>,
     hasher: Option<ChecksumHasher>,
@@ -131,9 +147,9 @@ impl Hashing {
 
 impl http_body::Body for Hashing {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = StdError;
 
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, StdError>>> {
         let this = &mut *self;
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {

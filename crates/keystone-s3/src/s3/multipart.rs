@@ -74,7 +74,7 @@ impl Keystone {
         let (bucket, key, id) = (input.bucket, input.key, input.upload_id);
         let db = self.db.clone();
         let content_md5 = expect.md5;
-        let (part, got) = consume(input.body, expect, self.limits.idle_timeout, move |r| {
+        let (part, got) = consume(input.body, expect, move |r| {
             let b = db.bucket(&bucket)?;
             check_upload(&b, &key, &id)?;
             match content_md5 {

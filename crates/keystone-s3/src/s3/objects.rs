@@ -89,7 +89,7 @@ impl Keystone {
         let (bucket, key) = (input.bucket, input.key);
         let db = self.db.clone();
         let content_md5 = expect.md5;
-        let (info, got) = consume(input.body, expect, self.limits.idle_timeout, move |r| {
+        let (info, got) = consume(input.body, expect, move |r| {
             db.bucket(&bucket)?.put_reader(&key, r, PutOptions { meta, condition, content_md5 })
         })
         .await?;
