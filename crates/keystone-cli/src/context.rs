@@ -5,11 +5,16 @@ use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, anyhow};
 use keystone::{Bucket, Datastore};
 
 use crate::progress::Progress;
+
+/// How long a command that only reads waits for another process to let go of the store
+/// (one recovering it after a crash, say) before it reports the store in use.
+const OPEN_WAIT: Duration = Duration::from_secs(2);
 
 /// The options every command gets.
 #[derive(Debug)]
@@ -37,21 +42,36 @@ impl Ctx {
     /// Opens an existing store read-only, for a command that only reads: nothing is written
     /// (an empty file is not made a store), a store the user may not write can be read, and
     /// several such commands may read at once. A store that was not closed cleanly is first
-    /// recovered by an open for writing, as SQLite's first reader rolls back a hot journal.
+    /// recovered by an open for writing, as SQLite's first reader rolls back a hot journal;
+    /// readers that meet at such a store wait (up to `OPEN_WAIT`) for the one recovering it.
     pub fn open_read(&self) -> anyhow::Result<Datastore> {
         self.require_store()?;
-        let open = || Datastore::builder().read_only(true).open(&self.store);
-        match open() {
-            Err(keystone::Error::NeedsRecovery { .. }) => {
-                drop(self.open_or_create().with_context(|| {
-                    format!(
-                        "store {} was not closed cleanly and could not be opened to recover it",
-                        self.store.display()
-                    )
-                })?);
-                open().map_err(|e| self.open_error(e))
+        let deadline = Instant::now() + OPEN_WAIT;
+        let mut pause = Duration::from_millis(5);
+        loop {
+            let result = match Datastore::builder().read_only(true).open(&self.store) {
+                Err(keystone::Error::NeedsRecovery { .. }) => match self.open_for_writing() {
+                    Ok(db) => {
+                        drop(db);
+                        continue;
+                    }
+                    Err(e @ keystone::Error::AlreadyOpen { .. }) => Err(e),
+                    Err(e) => {
+                        return Err(anyhow::Error::new(e).context(format!(
+                            "store {} was not closed cleanly and could not be opened for writing to recover it",
+                            self.store.display()
+                        )));
+                    }
+                },
+                other => other,
+            };
+            match result {
+                Err(keystone::Error::AlreadyOpen { .. }) if Instant::now() < deadline => {
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(Duration::from_millis(100));
+                }
+                other => return other.map_err(|e| self.open_error(e)),
             }
-            other => other.map_err(|e| self.open_error(e)),
         }
     }
 
@@ -67,16 +87,20 @@ impl Ctx {
 
     /// Opens the store for writing, creating the file when it does not exist.
     pub fn open_or_create(&self) -> anyhow::Result<Datastore> {
+        self.open_for_writing().map_err(|e| self.open_error(e))
+    }
+
+    fn open_for_writing(&self) -> keystone::Result<Datastore> {
         // MD5 ETags, as `keystone serve` writes them: what the CLI uploads looks the same to an
         // S3 client later.
-        Datastore::builder().etag(keystone::EtagAlgorithm::Md5).open(&self.store).map_err(|e| self.open_error(e))
+        Datastore::builder().etag(keystone::EtagAlgorithm::Md5).open(&self.store)
     }
 
     fn open_error(&self, e: keystone::Error) -> anyhow::Error {
         match e {
             keystone::Error::AlreadyOpen { .. } => anyhow!(
-                "store {} is in use by another process (a running `keystone serve` or a command that writes); stop \
-                 it or go through its S3 endpoint",
+                "store {} is in use by another process (a running `keystone serve`, or another keystone command \
+                 reading or writing it); wait for it, stop it, or go through its S3 endpoint",
                 self.store.display()
             ),
             other => anyhow::Error::new(other).context(format!("cannot open store {}", self.store.display())),

@@ -1,6 +1,6 @@
 //! `du`, `verify`, `gc` and `compact`: looking after the store as a whole.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context as _, anyhow};
@@ -161,11 +161,12 @@ fn engine_check_on_copy(ctx: &Ctx) -> anyhow::Result<bool> {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    let copy = tempfile::Builder::new()
-        .prefix(".keystone-verify-")
-        .suffix(".redb")
-        .tempfile_in(&dir)
-        .with_context(|| format!("cannot create a copy of the store in {}", dir.display()))?;
+    // Beside the store (the same file system, so the same free space), else in the temporary
+    // directory: a store the user may read but not write can be checked too.
+    let temp = |dir: &Path| tempfile::Builder::new().prefix(".keystone-verify-").suffix(".redb").tempfile_in(dir);
+    let copy = temp(&dir).or_else(|_| temp(&std::env::temp_dir())).with_context(|| {
+        format!("cannot create a copy of the store in {} or {}", dir.display(), std::env::temp_dir().display())
+    })?;
     std::fs::copy(&ctx.store, copy.path())
         .with_context(|| format!("cannot copy {} to {}", ctx.store.display(), copy.path().display()))?;
     // The copy is opened by path; the temporary file handle only removes it afterwards.

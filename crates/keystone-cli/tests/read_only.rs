@@ -69,9 +69,27 @@ fn a_store_not_closed_cleanly_is_recovered_then_read() {
     }
     let e = keystone::Datastore::builder().read_only(true).open(&crashed).unwrap_err();
     assert!(matches!(e, keystone::Error::NeedsRecovery { .. }), "{e:?}");
-    let listed = env.ok(&["--store", crashed.to_str().unwrap(), "ls", "bkt"]);
-    assert!(listed.contains("late.txt"), "{listed}");
+    // Several readers meet at it: one recovers it, the others wait for it and read.
+    let readers: Vec<_> =
+        (0..6).map(|_| env.cmd(&["--store", crashed.to_str().unwrap(), "ls", "bkt"]).spawn_output()).collect();
+    for reader in readers {
+        let out = reader.join().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "a reader of the crashed store failed: {stderr}");
+        assert!(String::from_utf8_lossy(&out.stdout).contains("late.txt"));
+    }
     assert_eq!(env.ok(&["--store", crashed.to_str().unwrap(), "cat", "bkt/late.txt"]), "written before the crash");
+}
+
+trait SpawnOutput {
+    /// Runs the command on a thread of its own; joining gives its output.
+    fn spawn_output(self) -> std::thread::JoinHandle<std::process::Output>;
+}
+
+impl SpawnOutput for assert_cmd::Command {
+    fn spawn_output(mut self) -> std::thread::JoinHandle<std::process::Output> {
+        std::thread::spawn(move || self.output().unwrap())
+    }
 }
 
 #[test]

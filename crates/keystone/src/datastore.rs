@@ -136,8 +136,9 @@ impl Builder {
     /// `ReadOnlyDatabase` do: the file must exist and is opened without write access, so a
     /// store the process may not write (a read-only mount, a file of another user) can be read;
     /// any number of read-only handles, in any processes, may share it while none has it open
-    /// for writing. Every write, `gc`, `compact` and the engine check fail with
-    /// [`Error::ReadOnly`]; reads, listings, snapshots and `verify` work as usual. Nothing is
+    /// for writing. Every write, `gc`, `compact`, the engine check and
+    /// [`Datastore::transaction`] (reads included: read through [`Datastore::snapshot`]) fail
+    /// with [`Error::ReadOnly`]; reads, listings, snapshots and `verify` work as usual. Nothing is
     /// written at open: streaming uploads a crashed process left unfinished are not reclaimed,
     /// and a store that was not closed cleanly is refused with [`Error::NeedsRecovery`] (open it
     /// for writing once to recover it). Applies to [`open`](Self::open) (a store in memory

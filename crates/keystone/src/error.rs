@@ -180,9 +180,11 @@ pub enum Error {
         /// What was refused.
         operation: &'static str,
     },
-    /// A read-only open of a store that was not closed cleanly (its process crashed or lost
-    /// power): recovering it writes to the file, which a read-only handle must not. Opening it
-    /// once for writing recovers it; nothing acknowledged is lost.
+    /// A read-only open of a store that was not closed cleanly — its process crashed or lost
+    /// power, its last handle closed after a failed write or while its thread panicked, or the
+    /// file is a copy taken while the store was open: recovering it writes to the file, which a
+    /// read-only handle must not. Opening it once for writing recovers it; nothing acknowledged
+    /// is lost.
     #[error("store {path} was not closed cleanly and must be opened for writing once to recover it")]
     NeedsRecovery {
         /// The file.
