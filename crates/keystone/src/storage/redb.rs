@@ -131,10 +131,7 @@ impl RedbStore {
     /// Opens (or creates) the file.
     pub(crate) fn open(path: &Path, config: &RedbConfig) -> Result<Self> {
         let label = path.display().to_string();
-        let mut builder = Database::builder();
-        if let Some(size) = config.cache_size {
-            builder.set_cache_size(size);
-        }
+        let builder = builder(config);
         // What `Builder::create` does, with the file behind `Prefilled`.
         let file = std::fs::OpenOptions::new()
             .read(true)
@@ -154,18 +151,10 @@ impl RedbStore {
     /// open for writing.
     pub(crate) fn open_read_only(path: &Path, config: &RedbConfig) -> Result<Self> {
         let label = path.display().to_string();
-        let mut builder = Database::builder();
-        if let Some(size) = config.cache_size {
-            builder.set_cache_size(size);
-        }
+        let builder = builder(config);
         let db = builder.open_read_only(path).map_err(|e| open_error(&label, e))?;
         let txn = db.begin_read().map_err(|e| storage("listing tables", e))?;
-        let tables: Vec<String> = txn
-            .list_tables()
-            .map_err(|e| storage("listing tables", e))?
-            .map(|t| t.name().to_owned())
-            .chain(txn.list_multimap_tables().map_err(|e| storage("listing tables", e))?.map(|t| t.name().to_owned()))
-            .collect();
+        let tables = table_names(txn.list_tables(), txn.list_multimap_tables())?;
         drop(txn);
         check_tables(&label, &tables, false)?;
         Ok(Self::new(Db::ReadOnly(db), label))
@@ -173,10 +162,7 @@ impl RedbStore {
 
     /// An anonymous store on redb's in-memory backend.
     pub(crate) fn in_memory(config: &RedbConfig) -> Result<Self> {
-        let mut builder = Database::builder();
-        if let Some(size) = config.cache_size {
-            builder.set_cache_size(size);
-        }
+        let builder = builder(config);
         let db = builder
             .create_with_backend(redb::backends::InMemoryBackend::new())
             .map_err(|e| storage("creating in-memory store", e))?;
@@ -185,10 +171,7 @@ impl RedbStore {
 
     /// A store on a caller-supplied redb storage backend (used by fault-injection tests).
     pub(crate) fn with_backend(backend: impl redb::StorageBackend, config: &RedbConfig) -> Result<Self> {
-        let mut builder = Database::builder();
-        if let Some(size) = config.cache_size {
-            builder.set_cache_size(size);
-        }
+        let builder = builder(config);
         // Behind `Prefilled`, as a file is, so that fault-injection and power-loss tests cover it.
         let db = builder.create_with_backend(Prefilled::new(backend)).map_err(|e| open_error("(custom backend)", e))?;
         Self::init(db, "(custom backend)".into())
@@ -198,12 +181,7 @@ impl RedbStore {
         let txn = db.begin_write().map_err(|e| storage("creating table", e))?;
         // A new file has no table; a store has ours. Another program's redb database is
         // refused untouched (creating our table in it would change that program's file).
-        let tables: Vec<String> = txn
-            .list_tables()
-            .map_err(|e| storage("listing tables", e))?
-            .map(|t| t.name().to_owned())
-            .chain(txn.list_multimap_tables().map_err(|e| storage("listing tables", e))?.map(|t| t.name().to_owned()))
-            .collect();
+        let tables = table_names(txn.list_tables(), txn.list_multimap_tables())?;
         if let Err(e) = check_tables(&label, &tables, true) {
             let _ = txn.abort();
             return Err(e);
@@ -223,6 +201,28 @@ impl RedbStore {
             label,
         }
     }
+}
+
+/// redb's builder with the configured cache.
+fn builder(config: &RedbConfig) -> redb::Builder {
+    let mut builder = Database::builder();
+    if let Some(size) = config.cache_size {
+        builder.set_cache_size(size);
+    }
+    builder
+}
+
+/// The names of a database's tables (as a read or a write transaction lists them).
+fn table_names(
+    tables: std::result::Result<impl Iterator<Item = redb::UntypedTableHandle>, StorageError>,
+    multimap: std::result::Result<impl Iterator<Item = redb::UntypedMultimapTableHandle>, StorageError>,
+) -> Result<Vec<String>> {
+    let names = tables
+        .map_err(|e| storage("listing tables", e))?
+        .map(|t| t.name().to_owned())
+        .chain(multimap.map_err(|e| storage("listing tables", e))?.map(|t| t.name().to_owned()))
+        .collect();
+    Ok(names)
 }
 
 /// A store has Keystone's table. A new file has no table at all, which an open for writing
