@@ -1,7 +1,8 @@
 //! The idle limit of every request body: a client that stops sending in the middle of a body
 //! is cut off after `Limits::idle_timeout`, whoever reads the body — an upload handler, or s3s
 //! itself for the XML bodies it parses whole and for the bodies of STS-scoped requests it
-//! hashes before it checks their signature. hyper limits only the wait for a request's head.
+//! hashes before it checks their signature (any client that knows an access key id, not its
+//! secret, can send one). hyper limits only the wait for a request's head.
 //!
 //! The clock runs only while the reader waits on the client (from a poll that finds no data
 //! to the next frame), never while the server is busy and not reading: a slow store does not
