@@ -166,7 +166,8 @@ impl Builder {
             batch_bytes: self.batch_bytes,
             durable: self.durability == Durability::Immediate,
             etag: self.etag,
-            read_only: self.read_only,
+            // Only `open` opens read-only: a store in memory or on a backend starts writable.
+            read_only: false,
         }
     }
 
@@ -193,20 +194,24 @@ impl Builder {
         } else {
             RedbStore::open(path, &self.redb())?
         };
-        Datastore::from_kv(Box::new(kv), self.config(), Some(path.to_path_buf()))
+        Datastore::from_kv(
+            Box::new(kv),
+            Config { read_only: self.read_only, ..self.config() },
+            Some(path.to_path_buf()),
+        )
     }
 
     /// A store in memory, gone when the last handle is dropped.
     pub fn in_memory(self) -> Result<Datastore> {
         let kv = RedbStore::in_memory(&self.redb())?;
-        Datastore::from_kv(Box::new(kv), Config { read_only: false, ..self.config() }, None)
+        Datastore::from_kv(Box::new(kv), self.config(), None)
     }
 
     /// A store on a caller-supplied redb storage backend (for fault-injection tests).
     #[doc(hidden)]
     pub fn open_backend(self, backend: impl redb_backend::StorageBackend) -> Result<Datastore> {
         let kv = RedbStore::with_backend(backend, &self.redb())?;
-        Datastore::from_kv(Box::new(kv), Config { read_only: false, ..self.config() }, None)
+        Datastore::from_kv(Box::new(kv), self.config(), None)
     }
 
     /// A store on the in-memory reference map with the given backend limits (for tests of
@@ -214,7 +219,7 @@ impl Builder {
     #[doc(hidden)]
     pub fn open_reference_map(self, max_value: usize, max_txn_ops: usize, max_txn_bytes: usize) -> Result<Datastore> {
         let kv = MemoryStore::new(crate::storage::Limits { max_value_size: max_value, max_txn_ops, max_txn_bytes });
-        Datastore::from_kv(Box::new(kv), Config { read_only: false, ..self.config() }, None)
+        Datastore::from_kv(Box::new(kv), self.config(), None)
     }
 }
 
