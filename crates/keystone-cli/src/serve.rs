@@ -31,6 +31,10 @@ pub struct ServeArgs {
     /// Seconds a connection may stay idle (no request head, a stalled body, an unread download).
     #[arg(long, env = "KEYSTONE_IDLE_TIMEOUT", default_value_t = 60)]
     pub idle_timeout: u64,
+    /// Serve the store read-only: it must exist and is opened without write access (other
+    /// processes, such as `keystone ls`, may read it meanwhile); every write answers AccessDenied.
+    #[arg(long, env = "KEYSTONE_READ_ONLY")]
+    pub read_only: bool,
     /// Seconds shutdown waits for requests in flight.
     #[arg(long, env = "KEYSTONE_SHUTDOWN_GRACE", default_value_t = 30)]
     pub shutdown_grace: u64,
@@ -46,6 +50,7 @@ pub fn run(store: PathBuf, args: ServeArgs) -> anyhow::Result<()> {
     let opts = keystone_s3::ServeOptions {
         addr: args.addr,
         store,
+        read_only: args.read_only,
         region: args.region,
         credentials_file: args.credentials_file,
         access_key: args.access_key,

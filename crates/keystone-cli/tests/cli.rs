@@ -439,6 +439,9 @@ fn serve_that_cannot_start_leaves_no_store_or_credentials_behind() {
     // Credentials given by half: refused before the port or the store are touched.
     let e = env.fails(&["serve", "--addr", "127.0.0.1:0", "--access-key", "only-half"], 1);
     assert!(e.contains("must be given together"), "{e}");
+    // Read-only: serves an existing store, never creates one.
+    let e = env.fails(&["serve", "--addr", "127.0.0.1:0", "--read-only", "--access-key", "a", "--secret-key", "b"], 1);
+    assert!(e.contains("cannot open the store") && e.contains("store.redb"), "{e}");
     assert!(!env.store.exists(), "a serve that never started created the store");
     assert!(!credentials.exists(), "a serve that never started generated credentials");
 }

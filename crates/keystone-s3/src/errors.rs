@@ -63,6 +63,9 @@ pub(crate) fn to_s3(e: keystone::Error) -> S3Error {
             (S3ErrorCode::BadDigest, "The Content-MD5 you specified did not match what we received.")
         }
         E::TooLarge(_) => (S3ErrorCode::EntityTooLarge, "Your proposed upload exceeds the maximum allowed size."),
+        // A store served read-only (`keystone serve --read-only`): writes are not allowed, as a
+        // bucket policy denying them answers on S3.
+        E::ReadOnly { .. } => (S3ErrorCode::AccessDenied, "Access Denied: this endpoint serves its store read-only."),
         // Named so a new variant is a conscious choice; all are the server's problem.
         E::Corrupted { .. }
         | E::Serialization { .. }
@@ -70,7 +73,6 @@ pub(crate) fn to_s3(e: keystone::Error) -> S3Error {
         | E::Poisoned
         | E::InUse { .. }
         | E::InTransaction { .. }
-        | E::ReadOnly { .. }
         | E::NeedsRecovery { .. }
         | E::Storage { .. }
         | E::Io(_)
@@ -146,6 +148,9 @@ mod tests {
             computed: "1".into(),
         };
         assert_eq!(to_s3(bad).code(), &S3ErrorCode::BadDigest);
+        let e = to_s3(keystone::Error::ReadOnly { path: "s.redb".into(), operation: "writing" });
+        assert_eq!(e.code(), &S3ErrorCode::AccessDenied);
+        assert!(!e.message().unwrap_or_default().contains("s.redb"), "no file paths to clients");
         let e = custom("XAmzContentSHA256Mismatch", StatusCode::BAD_REQUEST, "x");
         assert_eq!(e.status_code(), Some(StatusCode::BAD_REQUEST));
     }

@@ -12,8 +12,11 @@ use crate::server::{Limits, Server, ServerConfig};
 pub struct ServeOptions {
     /// Address to listen on (default 127.0.0.1:9000).
     pub addr: SocketAddr,
-    /// Store file (default ./keystone.redb), created if missing.
+    /// Store file (default ./keystone.redb), created if missing (unless `read_only`).
     pub store: PathBuf,
+    /// Serve the store read-only: it must exist, is opened without write access (other
+    /// processes may read it too), and every write answers `AccessDenied`.
+    pub read_only: bool,
     /// Region reported to clients (default us-east-1).
     pub region: String,
     /// File of access-key/secret pairs, if any.
@@ -57,7 +60,10 @@ pub fn serve_blocking(opts: &ServeOptions) -> Result<(), ServeError> {
         resolve_given(opts.credentials_file.as_deref(), opts.access_key.as_deref(), opts.secret_key.as_deref())?;
     let listener = std::net::TcpListener::bind(opts.addr)
         .map_err(|e| ServeError::io(format!("cannot listen on {}", opts.addr), e))?;
-    let db = keystone::Datastore::builder().etag(keystone::EtagAlgorithm::Md5).open(&opts.store)?;
+    let db = keystone::Datastore::builder()
+        .etag(keystone::EtagAlgorithm::Md5)
+        .read_only(opts.read_only)
+        .open(&opts.store)?;
     let creds = match given {
         Some(given) => given,
         None => resolve_default(&opts.store)?,
@@ -72,7 +78,12 @@ pub fn serve_blocking(opts: &ServeOptions) -> Result<(), ServeError> {
         let server = Server::start_on(db, listener, config).await?;
         let endpoint = format!("http://{}", server.local_addr());
         let first = &creds.keys[0];
-        println!("keystone serve: S3 endpoint {endpoint} (store {}, region {})", opts.store.display(), opts.region);
+        let mode = if opts.read_only { ", read-only" } else { "" };
+        println!(
+            "keystone serve: S3 endpoint {endpoint} (store {}{mode}, region {})",
+            opts.store.display(),
+            opts.region
+        );
         match &creds.generated {
             Some(path) => {
                 println!("Generated credentials (saved to {}, mode 0600):", path.display());

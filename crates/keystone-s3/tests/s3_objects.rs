@@ -373,3 +373,48 @@ async fn refuses_a_store_without_md5_etags() {
     let err = keystone_s3::Server::start(db, ([127, 0, 0, 1], 0).into(), config).await.unwrap_err();
     assert!(err.to_string().contains("EtagAlgorithm::Md5"), "{err}");
 }
+
+/// `keystone serve --read-only`: reads as usual, every write `AccessDenied` (403), the file
+/// untouched, and another read-only handle shares it meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_only_store_serves_reads_and_denies_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ro.redb");
+    let md5 = || keystone::Datastore::builder().etag(keystone::EtagAlgorithm::Md5);
+    {
+        let db = md5().open(&path).unwrap();
+        db.create_bucket("bkt").unwrap().put_bytes("k", b"hello").unwrap();
+    }
+    let before = std::fs::read(&path).unwrap();
+    let h = Harness::serve(md5().read_only(true).open(&path).unwrap(), dir).await;
+    let c = h.client();
+    assert_eq!(body(c.get_object().bucket("bkt").key("k").send().await.unwrap()).await, b"hello");
+    let listed = c.list_objects_v2().bucket("bkt").send().await.unwrap();
+    assert_eq!(listed.contents().len(), 1);
+    c.head_bucket().bucket("bkt").send().await.unwrap();
+    let other = keystone::Datastore::builder().read_only(true).open(&path).unwrap();
+    assert_eq!(other.bucket("bkt").unwrap().get_bytes("k").unwrap(), b"hello");
+
+    let denied = |what: &str, code: String, status: u16| {
+        assert_eq!((code.as_str(), status), ("AccessDenied", 403), "{what}");
+    };
+    let e = c.put_object().bucket("bkt").key("new").body(b"x".to_vec().into()).send().await.unwrap_err();
+    denied("put_object", code(&e), status(&e));
+    let e = c.delete_object().bucket("bkt").key("k").send().await.unwrap_err();
+    denied("delete_object", code(&e), status(&e));
+    let e = c.create_bucket().bucket("more").send().await.unwrap_err();
+    denied("create_bucket", code(&e), status(&e));
+    let e = c.delete_bucket().bucket("bkt").send().await.unwrap_err();
+    denied("delete_bucket", code(&e), status(&e));
+    let e = c.copy_object().bucket("bkt").key("copy").copy_source("bkt/k").send().await.unwrap_err();
+    denied("copy_object", code(&e), status(&e));
+    let e = c.create_multipart_upload().bucket("bkt").key("mp").send().await.unwrap_err();
+    denied("create_multipart_upload", code(&e), status(&e));
+    let del = Delete::builder().objects(ObjectIdentifier::builder().key("k").build().unwrap()).build().unwrap();
+    let e = c.delete_objects().bucket("bkt").delete(del).send().await.unwrap_err();
+    denied("delete_objects", code(&e), status(&e));
+
+    h.server.shutdown().await;
+    drop((h.db, other));
+    assert!(std::fs::read(&path).unwrap() == before, "serving read-only changed the store");
+}

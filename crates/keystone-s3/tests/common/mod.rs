@@ -20,6 +20,11 @@ impl Harness {
         let dir = tempfile::tempdir().unwrap();
         let db =
             keystone::Datastore::builder().etag(keystone::EtagAlgorithm::Md5).open(dir.path().join("s3.redb")).unwrap();
+        Self::serve(db, dir).await
+    }
+
+    /// Serves `db` (kept in `dir`).
+    pub async fn serve(db: keystone::Datastore, dir: tempfile::TempDir) -> Harness {
         let config = ServerConfig::new(vec![AccessKey::new(AK, SK), AccessKey::new("KSOTHERKEY", "other-secret")]);
         let server = Server::start(db.clone(), ([127, 0, 0, 1], 0).into(), config).await.unwrap();
         let endpoint = format!("http://{}", server.local_addr());
