@@ -28,22 +28,23 @@ pub struct ServeArgs {
     /// Log filter (error, warn, info, debug, trace, or tracing directives).
     #[arg(long, env = "KEYSTONE_LOG", default_value = "info")]
     pub log_level: String,
-    /// Seconds a connection may stay idle (no request head, a stalled body, an unread download).
-    #[arg(long, env = "KEYSTONE_IDLE_TIMEOUT", default_value_t = 60)]
+    /// Seconds a connection may stay idle (no request head, a stalled body, an unread download),
+    /// 1 to 86400.
+    #[arg(long, env = "KEYSTONE_IDLE_TIMEOUT", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub idle_timeout: u64,
     /// Serve the store read-only: it must exist and is opened without write access (other
     /// processes, such as `keystone ls`, may read it meanwhile); every write answers AccessDenied.
     #[arg(long, env = "KEYSTONE_READ_ONLY")]
     pub read_only: bool,
-    /// Seconds shutdown waits for requests in flight.
-    #[arg(long, env = "KEYSTONE_SHUTDOWN_GRACE", default_value_t = 30)]
+    /// Seconds shutdown waits for requests in flight, 0 to 86400.
+    #[arg(long, env = "KEYSTONE_SHUTDOWN_GRACE", default_value_t = 30, value_parser = clap::value_parser!(u64).range(0..=86_400))]
     pub shutdown_grace: u64,
 }
 
 /// Runs the server on `store` until SIGINT/SIGTERM.
 pub fn run(store: PathBuf, args: ServeArgs) -> anyhow::Result<()> {
     let limits = keystone_s3::Limits {
-        idle_timeout: Duration::from_secs(args.idle_timeout.max(1)),
+        idle_timeout: Duration::from_secs(args.idle_timeout),
         shutdown_grace: Duration::from_secs(args.shutdown_grace),
         ..keystone_s3::Limits::default()
     };

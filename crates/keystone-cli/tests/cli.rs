@@ -335,6 +335,12 @@ fn usage_errors_exit_2() {
     env.cmd(&["frobnicate"]).assert().code(2).stderr(predicate::str::contains("unrecognized subcommand"));
     env.cmd(&["ls", "--bogus"]).assert().code(2);
     env.cmd(&["gc", "--abort-uploads-older-than", "soon"]).assert().code(2);
+    // A wait past the clock's range panicked the server on its first connection. (Bounded: a
+    // server that starts instead must not hang the test.)
+    for args in [["--idle-timeout", "18446744073709551615"], ["--idle-timeout", "0"], ["--shutdown-grace", "86401"]] {
+        let serve = ["serve", "--addr", "127.0.0.1:0", args[0], args[1]];
+        env.cmd(&serve).timeout(std::time::Duration::from_secs(20)).assert().code(2);
+    }
 }
 
 #[test]
@@ -439,6 +445,11 @@ fn serve_that_cannot_start_leaves_no_store_or_credentials_behind() {
     // Credentials given by half: refused before the port or the store are touched.
     let e = env.fails(&["serve", "--addr", "127.0.0.1:0", "--access-key", "only-half"], 1);
     assert!(e.contains("must be given together"), "{e}");
+    // A credentials file beside the store that cannot be used is found before the store is made.
+    std::fs::write(&credentials, "garbage\n").unwrap();
+    let e = env.fails(&["serve", "--addr", "127.0.0.1:0"], 1);
+    assert!(e.contains("store.redb.credentials"), "{e}");
+    std::fs::remove_file(&credentials).unwrap();
     // Read-only: serves an existing store, never creates one.
     let e = env.fails(&["serve", "--addr", "127.0.0.1:0", "--read-only", "--access-key", "a", "--secret-key", "b"], 1);
     assert!(e.contains("cannot open the store") && e.contains("store.redb"), "{e}");

@@ -105,7 +105,10 @@ pub(crate) fn resolve(
 ) -> Result<Resolved, ServeError> {
     match resolve_given(file, access_key, secret_key)? {
         Some(given) => Ok(given),
-        None => resolve_default(store),
+        None => match read_default(store)? {
+            Some(saved) => Ok(saved),
+            None => generate_default(store),
+        },
     }
 }
 
@@ -134,21 +137,29 @@ pub(crate) fn resolve_given(
     Ok((!keys.is_empty()).then(|| Resolved { keys, generated: None, source: sources.join(" and ") }))
 }
 
-/// The credentials file beside the store, generated (0600) if there is none.
-pub(crate) fn resolve_default(store: &Path) -> Result<Resolved, ServeError> {
+/// The credentials file beside the store, if there is one (`None`: there is none yet); writes
+/// nothing. An unreadable or malformed file is an error.
+pub(crate) fn read_default(store: &Path) -> Result<Option<Resolved>, ServeError> {
     let path = default_file(store);
     match std::fs::read_to_string(&path) {
-        Ok(text) => Ok(Resolved { keys: parse(&path, &text)?, generated: None, source: path.display().to_string() }),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let key = AccessKey::generate()?;
-            write_private(
-                &path,
-                &format!("# keystone serve credentials (ACCESS_KEY:SECRET)\n{}:{}\n", key.access_key, key.secret_key),
-            )?;
-            Ok(Resolved { keys: vec![key], generated: Some(path.clone()), source: path.display().to_string() })
+        Ok(text) => {
+            Ok(Some(Resolved { keys: parse(&path, &text)?, generated: None, source: path.display().to_string() }))
         }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(ServeError::io(format!("cannot read credentials file {}", path.display()), e)),
     }
+}
+
+/// Generates a key pair and saves it beside the store (0600; refused if the file appeared
+/// meanwhile).
+pub(crate) fn generate_default(store: &Path) -> Result<Resolved, ServeError> {
+    let path = default_file(store);
+    let key = AccessKey::generate()?;
+    write_private(
+        &path,
+        &format!("# keystone serve credentials (ACCESS_KEY:SECRET)\n{}:{}\n", key.access_key, key.secret_key),
+    )?;
+    Ok(Resolved { keys: vec![key], generated: Some(path.clone()), source: path.display().to_string() })
 }
 
 /// Creates `path` with mode 0600 (fails if it exists, so a concurrent start cannot clobber it).

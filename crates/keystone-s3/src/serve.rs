@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use crate::ServeError;
-use crate::credentials::{resolve_default, resolve_given};
+use crate::credentials::{generate_default, read_default, resolve_given};
 use crate::server::{Limits, Server, ServerConfig};
 
 /// How to run the server.
@@ -54,10 +54,17 @@ fn init_logging(filter: &str) -> Result<(), ServeError> {
 /// Logging, credential or store setup failed, or the address cannot be bound.
 pub fn serve_blocking(opts: &ServeOptions) -> Result<(), ServeError> {
     init_logging(&opts.log_level)?;
-    // Everything that can fail without writing goes first — the credentials given, the port —
-    // so that a mistake leaves no new store or credentials file behind.
+    opts.limits.check()?;
+    // Everything that can fail without writing goes first — the credentials given or saved
+    // beside the store, the port — so that a mistake leaves no new store or credentials file
+    // behind. Only a failure to write a generated credentials file comes after the store's
+    // creation.
     let given =
         resolve_given(opts.credentials_file.as_deref(), opts.access_key.as_deref(), opts.secret_key.as_deref())?;
+    let given = match given {
+        Some(given) => Some(given),
+        None => read_default(&opts.store)?,
+    };
     let listener = std::net::TcpListener::bind(opts.addr)
         .map_err(|e| ServeError::io(format!("cannot listen on {}", opts.addr), e))?;
     let db = keystone::Datastore::builder()
@@ -66,7 +73,7 @@ pub fn serve_blocking(opts: &ServeOptions) -> Result<(), ServeError> {
         .open(&opts.store)?;
     let creds = match given {
         Some(given) => given,
-        None => resolve_default(&opts.store)?,
+        None => generate_default(&opts.store)?,
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

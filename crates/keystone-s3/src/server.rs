@@ -34,11 +34,27 @@ pub struct Limits {
     /// Largest single PUT (S3: 5 GiB); larger uploads must use multipart.
     pub max_object_bytes: u64,
     /// A connection that sends no request head, or a body that makes no progress, or a client
-    /// that does not read a download, for this long is dropped.
+    /// that does not read a download, for this long is dropped (1 s to [`MAX_WAIT`]).
     pub idle_timeout: Duration,
-    /// How long shutdown waits for requests in flight.
+    /// How long shutdown waits for requests in flight (at most [`MAX_WAIT`]).
     pub shutdown_grace: Duration,
 }
+
+impl Limits {
+    /// Refuses waits a server cannot keep (a deadline past the clock's range panics in hyper).
+    pub(crate) fn check(&self) -> Result<(), ServeError> {
+        if self.idle_timeout < Duration::from_secs(1) || self.idle_timeout > MAX_WAIT {
+            return Err(ServeError::Config("the idle timeout must be between 1 s and 1 day".into()));
+        }
+        if self.shutdown_grace > MAX_WAIT {
+            return Err(ServeError::Config("the shutdown grace period must be at most 1 day".into()));
+        }
+        Ok(())
+    }
+}
+
+/// The longest idle timeout or shutdown grace a server takes: one day.
+pub const MAX_WAIT: Duration = Duration::from_hours(24);
 
 impl Default for Limits {
     fn default() -> Self {
@@ -110,6 +126,7 @@ impl Server {
     }
 
     fn check(db: &keystone::Datastore, config: &ServerConfig) -> Result<(), ServeError> {
+        config.limits.check()?;
         if config.keys.is_empty() {
             return Err(ServeError::Config("no access keys configured".into()));
         }

@@ -418,3 +418,19 @@ async fn a_read_only_store_serves_reads_and_denies_writes() {
     drop((h.db, other));
     assert!(std::fs::read(&path).unwrap() == before, "serving read-only changed the store");
 }
+
+/// Waits past the clock's range made hyper panic on the first connection: refused at start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refuses_waits_it_cannot_keep() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = keystone::Datastore::builder().etag(keystone::EtagAlgorithm::Md5).open(dir.path().join("x.redb")).unwrap();
+    for (idle, grace) in
+        [(std::time::Duration::MAX, 30), (std::time::Duration::ZERO, 30), (std::time::Duration::from_mins(1), u64::MAX)]
+    {
+        let mut config = keystone_s3::ServerConfig::new(vec![keystone_s3::AccessKey::new("AKID", "SECRET")]);
+        config.limits.idle_timeout = idle;
+        config.limits.shutdown_grace = std::time::Duration::from_secs(grace);
+        let err = keystone_s3::Server::start(db.clone(), ([127, 0, 0, 1], 0).into(), config).await.unwrap_err();
+        assert!(err.to_string().contains("must be"), "{err}");
+    }
+}
