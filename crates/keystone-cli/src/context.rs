@@ -48,14 +48,20 @@ impl Ctx {
         self.require_store()?;
         let deadline = Instant::now() + OPEN_WAIT;
         let mut pause = Duration::from_millis(5);
+        let mut recovered = false;
         loop {
-            let result = match Datastore::builder().read_only(true).open(&self.store) {
-                Err(keystone::Error::NeedsRecovery { .. }) => match self.open_for_writing() {
+            let waiting = Instant::now() < deadline;
+            match Datastore::builder().read_only(true).open(&self.store) {
+                // Recovered once at most: a store still not clean after that is reported.
+                Err(keystone::Error::NeedsRecovery { .. }) if !recovered => match self.open_for_writing() {
                     Ok(db) => {
                         drop(db);
+                        recovered = true;
                         continue;
                     }
-                    Err(e @ keystone::Error::AlreadyOpen { .. }) => Err(e),
+                    // Another process has it (recovering it too, say): wait for it.
+                    Err(keystone::Error::AlreadyOpen { .. }) if waiting => {}
+                    Err(e @ keystone::Error::AlreadyOpen { .. }) => return Err(self.open_error(e)),
                     Err(e) => {
                         return Err(anyhow::Error::new(e).context(format!(
                             "store {} was not closed cleanly and could not be opened for writing to recover it",
@@ -63,15 +69,11 @@ impl Ctx {
                         )));
                     }
                 },
-                other => other,
-            };
-            match result {
-                Err(keystone::Error::AlreadyOpen { .. }) if Instant::now() < deadline => {
-                    std::thread::sleep(pause);
-                    pause = (pause * 2).min(Duration::from_millis(100));
-                }
+                Err(keystone::Error::AlreadyOpen { .. }) if waiting => {}
                 other => return other.map_err(|e| self.open_error(e)),
             }
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_millis(100));
         }
     }
 

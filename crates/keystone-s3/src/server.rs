@@ -20,7 +20,7 @@ use crate::ServeError;
 use crate::auth::{Access, KeyTable, OpSlot, RequestId};
 use crate::credentials::AccessKey;
 use crate::errors::custom;
-use crate::idle::Stalled;
+use crate::idle::{IdleBody, Stalled};
 use crate::log::{Entry, LoggedBody};
 use crate::s3::Keystone;
 
@@ -278,6 +278,12 @@ fn expects_continue_without_body(req: &hyper::Request<Incoming>) -> bool {
         && h.get(hyper::header::CONTENT_LENGTH).is_none_or(|v| v.as_bytes() == b"0")
 }
 
+/// The response for an error the server answers itself, with the request's id.
+fn error_response(mut e: S3Error, rid: &str) -> Result<hyper::Response<s3s::Body>, s3s::HttpError> {
+    e.set_request_id(rid.to_owned());
+    e.to_http_response().map_err(|e| s3s::HttpError::new(Box::new(e)))
+}
+
 impl hyper::service::Service<hyper::Request<Incoming>> for Outer {
     type Response = hyper::Response<LoggedBody>;
     type Error = s3s::HttpError;
@@ -293,13 +299,13 @@ impl hyper::service::Service<hyper::Request<Incoming>> for Outer {
             let started = Instant::now();
             let slot = OpSlot::default();
             let empty_expect = expects_continue_without_body(&req);
-            let mut resp = if let Some(mut e) = prefilter(&req, &this.limits) {
-                e.set_request_id(rid.clone());
-                e.to_http_response().map_err(|e| s3s::HttpError::new(Box::new(e)))?
+            let mut resp = if let Some(e) = prefilter(&req, &this.limits) {
+                error_response(e, &rid)?
             } else {
                 let xml = is_xml_op(&req);
                 let stalled = Stalled::default();
-                let mut req = crate::xml_digest::watch(req, xml, this.limits.idle_timeout, &stalled);
+                let req = req.map(|b| IdleBody::new(b, this.limits.idle_timeout, stalled.clone()));
+                let mut req = crate::xml_digest::watch(req, xml);
                 req.extensions_mut().insert(slot.clone());
                 req.extensions_mut().insert(RequestId(rid.clone()));
                 let resp = this.s3.call(req).await?;
@@ -307,12 +313,11 @@ impl hyper::service::Service<hyper::Request<Incoming>> for Outer {
                     // Whatever the reader of the body made of its end (s3s answers 500 for an
                     // XML body that failed), the client fell silent; the connection is not
                     // reused, since the rest of that body may still arrive.
-                    let mut e = s3_error!(
+                    let e = s3_error!(
                         RequestTimeout,
                         "Your socket connection to the server was not read from or written to within the timeout period."
                     );
-                    e.set_request_id(rid.clone());
-                    let mut resp = e.to_http_response().map_err(|e| s3s::HttpError::new(Box::new(e)))?;
+                    let mut resp = error_response(e, &rid)?;
                     resp.headers_mut()
                         .insert(hyper::header::CONNECTION, hyper::header::HeaderValue::from_static("close"));
                     resp

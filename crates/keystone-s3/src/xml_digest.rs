@@ -11,7 +11,6 @@
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use bytes::Bytes;
 use hyper::body::{Frame, Incoming};
@@ -22,7 +21,7 @@ use s3s::dto::Checksum;
 use s3s::{S3Result, s3_error};
 
 use crate::body::{ALGOS, bad_checksum, decode_md5, field, hasher_for, mismatch};
-use crate::idle::{IdleBody, Stalled};
+use crate::idle::IdleBody;
 
 /// Why such a body was refused.
 #[derive(Clone, Copy, Debug)]
@@ -48,24 +47,14 @@ struct Wanted {
     sums: Checksum,
 }
 
-/// The request's body, under the idle limit ([`IdleBody`]) unless it is empty.
+/// The request's body, under the idle limit (`idle.rs`).
 type Limited = IdleBody<Incoming>;
 
-/// Puts the body of `req` under the idle limit, and wraps it when it is one s3s parses whole
-/// (`xml`) and carries integrity headers, recording an [`XmlDigest`] for the handler. On
-/// CompleteMultipartUpload the `x-amz-checksum-*` headers are the whole object's checksum, not
-/// the body's: only Content-MD5 applies there. An `aws-chunked` body is left to s3s, which
-/// decodes it.
-pub(crate) fn watch(
-    req: hyper::Request<Incoming>,
-    xml: bool,
-    idle: Duration,
-    stalled: &Stalled,
-) -> hyper::Request<s3s::Body> {
-    if http_body::Body::is_end_stream(req.body()) {
-        return req.map(s3s::Body::from);
-    }
-    let req = req.map(|b| IdleBody::new(b, idle, stalled.clone()));
+/// Wraps the body of `req` when it is one s3s parses whole (`xml`) and carries integrity
+/// headers, and records an [`XmlDigest`] for the handler. On CompleteMultipartUpload the
+/// `x-amz-checksum-*` headers are the whole object's checksum, not the body's: only
+/// Content-MD5 applies there. An `aws-chunked` body is left to s3s, which decodes it.
+pub(crate) fn watch(req: hyper::Request<Limited>, xml: bool) -> hyper::Request<s3s::Body> {
     let h = req.headers();
     let streaming = h.get("x-amz-content-sha256").is_some_and(|v| v.as_bytes().starts_with(b"STREAMING-"));
     if !xml || streaming {
