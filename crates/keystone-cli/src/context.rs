@@ -78,9 +78,16 @@ impl Ctx {
     }
 
     fn require_store(&self) -> anyhow::Result<()> {
-        if !self.store.exists() {
+        let Ok(meta) = std::fs::metadata(&self.store) else {
             return Err(anyhow!(
                 "no store at {} (create one with `keystone mb BUCKET`, or choose one with --store or KEYSTONE_STORE)",
+                self.store.display()
+            ));
+        };
+        // Only `mb` and `serve` make a store of an empty file; any other command leaves it be.
+        if meta.is_file() && meta.len() == 0 {
+            return Err(anyhow!(
+                "cannot open store {}: an empty file is not a Keystone store (`keystone mb BUCKET` makes it one)",
                 self.store.display()
             ));
         }

@@ -127,6 +127,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 fn main() -> ExitCode {
     // A bug must still end in one line, not a backtrace.
     std::panic::set_hook(Box::new(|info| {
+        // A damaged page of the store: the library catches it and reports it as the error.
+        if keystone::panic_is_caught() {
+            return;
+        }
         let what = info
             .payload()
             .downcast_ref::<&str>()
@@ -135,6 +139,10 @@ fn main() -> ExitCode {
             .unwrap_or_default();
         let at = info.location().map(|l| format!(" at {}:{}", l.file(), l.line())).unwrap_or_default();
         eprintln!("keystone: internal error{at}: {what} (please report this)");
+        // With RUST_BACKTRACE set, as the standard hook does, for the report.
+        if std::env::var_os("RUST_BACKTRACE").is_some_and(|v| v != "0") {
+            eprintln!("{}", std::backtrace::Backtrace::force_capture());
+        }
     }));
     let cli = Cli::parse();
     match run(cli) {

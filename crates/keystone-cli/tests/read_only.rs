@@ -101,3 +101,57 @@ fn mb_with_an_invalid_name_creates_no_store() {
     env.ok(&["mb", "good-name"]);
     assert!(env.store.exists());
 }
+
+#[test]
+fn writing_commands_do_not_make_an_empty_file_a_store() {
+    let env = Env::new();
+    std::fs::write(&env.store, b"").unwrap();
+    env.write("f.txt", b"x");
+    for args in [&["put", "f.txt", "bkt/k"][..], &["rm", "bkt/k"], &["gc"], &["compact"], &["rb", "bkt"]] {
+        let e = env.fails(args, 1);
+        assert!(e.contains("an empty file is not a Keystone store"), "{args:?}: {e}");
+    }
+    assert_eq!(std::fs::metadata(&env.store).unwrap().len(), 0, "an empty file was made a store");
+    env.ok(&["mb", "bkt"]);
+    env.ok(&["put", "f.txt", "bkt/k"]);
+}
+
+#[test]
+fn a_damaged_index_page_is_an_error_not_a_crash_and_the_store_still_opens() {
+    let env = Env::with_bucket();
+    let big = common::bytes(3_000_000, 7);
+    env.write("big.bin", &big);
+    env.write("small.txt", b"small");
+    env.ok(&["put", "big.bin", "bkt/big.bin"]);
+    env.ok(&["put", "small.txt", "bkt/small.txt"]);
+    // The type byte of the B-tree leaf page holding the big object's first chunk.
+    let mut file = std::fs::read(&env.store).unwrap();
+    let at = file.windows(64).position(|w| w == &big[..64]).expect("the chunk is in the file");
+    let mut page = at / 4096 * 4096;
+    // A leaf page begins with its type, 1, then a reserved byte (0xff in a debug build of redb).
+    while !(file[page] == 1 && (file[page + 1] == 0 || file[page + 1] == 0xff)) {
+        page -= 4096;
+    }
+    file[page] = 0xff;
+    std::fs::write(&env.store, file).unwrap();
+
+    let e = env.fails(&["cat", "bkt/big.bin"], 1);
+    assert!(e.contains("index is damaged") && !e.contains("keystone: internal error"), "{e}");
+
+    let e = env.fails(&["verify"], 1);
+    assert!(e.contains("1 object corrupt") && !e.contains("keystone: internal error"), "{e}");
+    for args in [&["verify", "--remove-corrupt"][..], &["rm", "bkt/big.bin"], &["compact"]] {
+        let e = env.fails(args, 1);
+        assert!(!e.contains("keystone: internal error"), "{args:?}: {e}");
+    }
+    // None of them left the store to a recovery that would refuse it whole.
+    assert_eq!(env.ok(&["cat", "bkt/small.txt"]), "small");
+    if cfg!(debug_assertions) {
+        // A debug build of redb validates every page when it opens a file for writing: the
+        // writing commands fail there, cleanly, before they start.
+        let e = env.fails(&["put", "small.txt", "bkt/after.txt"], 1);
+        assert!(e.contains("index is damaged") && !e.contains("keystone: internal error"), "{e}");
+    } else {
+        env.ok(&["put", "small.txt", "bkt/after.txt"]);
+    }
+}

@@ -81,6 +81,15 @@ pub use types::{
 };
 pub use verify::{CorruptObject, RemoveReport, VerifyReport};
 
+/// Whether a panic raised on the calling thread right now would be caught by Keystone and
+/// returned as [`Error::Corrupted`]: true only while redb reads or writes a page for Keystone,
+/// where a page damaged on disk can make redb's B-tree code panic. A process-wide panic hook
+/// (which runs before any unwinding is caught) can stay quiet then; the operation reports the
+/// damage as its error.
+pub fn panic_is_caught() -> bool {
+    storage::redb::guarding()
+}
+
 /// The README's examples, compiled as doc-tests so they cannot rot.
 #[doc = include_str!("../../../README.md")]
 #[cfg(doctest)]

@@ -11,13 +11,13 @@ use crate::storage::KvRead;
 use crate::types::ObjectInfo;
 
 pub(crate) fn head(r: &dyn KvRead, bucket: &str, key: &str) -> Result<ObjectInfo> {
-    let m = objects::existing(r, bucket, key, false)?;
+    let m = objects::existing(r, bucket, key, false).map_err(|e| e.at(bucket, key))?;
     Ok(objects::info(bucket, key, &m))
 }
 
 pub(crate) fn exists(r: &dyn KvRead, bucket: &str, key: &str) -> Result<bool> {
     crate::data::names::check_key(key)?;
-    if objects::manifest(r, bucket, key, false)?.is_some() {
+    if objects::manifest(r, bucket, key, false).map_err(|e| e.at(bucket, key))?.is_some() {
         return Ok(true);
     }
     objects::require_bucket(r, bucket)?;
@@ -25,11 +25,11 @@ pub(crate) fn exists(r: &dyn KvRead, bucket: &str, key: &str) -> Result<bool> {
 }
 
 pub(crate) fn get_bytes(r: &dyn KvRead, bucket: &str, key: &str) -> Result<Vec<u8>> {
-    read_range(r, bucket, key, (Bound::Unbounded, Bound::Unbounded))
+    read_range(r, bucket, key, (Bound::Unbounded, Bound::Unbounded)).map_err(|e| e.at(bucket, key))
 }
 
 pub(crate) fn get_range(r: &dyn KvRead, bucket: &str, key: &str, range: impl RangeBounds<u64>) -> Result<Vec<u8>> {
-    read_range(r, bucket, key, (range.start_bound(), range.end_bound()))
+    read_range(r, bucket, key, (range.start_bound(), range.end_bound())).map_err(|e| e.at(bucket, key))
 }
 
 pub(crate) fn get_typed<T: DeserializeOwned>(r: &dyn KvRead, bucket: &str, key: &str) -> Result<T> {

@@ -121,8 +121,16 @@ fn scan(engine: &Engine, only: Option<&str>) -> Result<(VerifyReport, Vec<Findin
         // is reported once, as the corrupt object. (A damaged part or staging record is
         // reported through the segments it leaves unreferenced.)
         if refs.complete {
-            refs.add_bookkeeping(snap.as_ref(), bucket)?;
-            report.orphan_segments += orphan_segments(snap.as_ref(), bucket, &refs.segs, engine)?.len() as u64;
+            let orphans = refs
+                .add_bookkeeping(snap.as_ref(), bucket)
+                .and_then(|()| orphan_segments(snap.as_ref(), bucket, &refs.segs, engine));
+            match orphans {
+                Ok(orphans) => report.orphan_segments += orphans.len() as u64,
+                // A damaged index page under an object already reported corrupt (its chunks
+                // sit there): the damage is reported once, through the object.
+                Err(e) if e.is_corruption() && report.corrupt.iter().any(|c| &c.bucket == bucket) => {}
+                Err(e) => return Err(e),
+            }
         }
     }
     Ok((report, findings))

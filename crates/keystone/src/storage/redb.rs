@@ -67,8 +67,50 @@ impl Latest {
 
 /// The database, open for writing or read-only (redb's two handle types).
 enum Db {
-    Writable(Database),
-    ReadOnly(ReadOnlyDatabase),
+    Writable(Closing<Database>),
+    ReadOnly(Closing<ReadOnlyDatabase>),
+}
+
+/// A database closed under the same guard as every other redb call: closing commits redb's
+/// allocator state, which reads its own tree, and a damaged page there makes redb panic in its
+/// `Drop`. The close is then left undone (the file is recovered at the next open, as after a
+/// crash) instead of ending the process; there is no caller left to give an error to.
+struct Closing<T>(Option<T>);
+
+impl<T> Closing<T> {
+    fn new(db: T) -> Self {
+        Closing(Some(db))
+    }
+}
+
+impl<T> std::ops::Deref for Closing<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        match &self.0 {
+            Some(db) => db,
+            None => unreachable!("a database is taken only by its drop"),
+        }
+    }
+}
+
+impl<T> std::ops::DerefMut for Closing<T> {
+    fn deref_mut(&mut self) -> &mut T {
+        match &mut self.0 {
+            Some(db) => db,
+            None => unreachable!("a database is taken only by its drop"),
+        }
+    }
+}
+
+impl<T> Drop for Closing<T> {
+    fn drop(&mut self) {
+        if let Some(db) = self.0.take() {
+            let _ = guarded("closing", move || {
+                drop(db);
+                Ok(())
+            });
+        }
+    }
 }
 
 impl Db {
@@ -123,6 +165,50 @@ fn storage(context: &str, e: impl Into<redb::Error>) -> Error {
     }
 }
 
+thread_local! {
+    /// Set while this thread runs a redb call under [`guarded`].
+    static GUARDING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Whether a panic raised on this thread now would be caught by Keystone and returned as
+/// [`Error::Corrupted`] (see [`crate::panic_is_caught`]).
+pub(crate) fn guarding() -> bool {
+    GUARDING.with(std::cell::Cell::get)
+}
+
+/// Runs one redb call, turning a panic inside it into [`Error::Corrupted`].
+///
+/// redb checks its pages' checksums only when it recovers a file or checks its integrity, and
+/// a page damaged on disk (by the disk, or by a program writing into the file) can make its
+/// B-tree code panic when it reads it. Caught here, the panic fails this operation only: a
+/// write transaction it happened in is aborted normally when it is dropped (not while
+/// unwinding, which would leave redb's allocator for a repair at the next open, and that
+/// repair refuses a file with a damaged page reachable — the whole store would be lost).
+/// Only redb's own code runs inside: a panic in Keystone's is never reported as damage.
+fn guarded<T>(what: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    let was = GUARDING.with(|g| g.replace(true));
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    GUARDING.with(|g| g.set(was));
+    match result {
+        Ok(r) => r,
+        Err(panic) => {
+            let detail = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            Err(Error::Corrupted {
+                bucket: None,
+                key: None,
+                reason: format!(
+                    "a page of the store's index is damaged (redb failed while {what}: {detail}); \
+                     `keystone verify --engine` checks a copy of the file"
+                ),
+            })
+        }
+    }
+}
+
 fn poisoned_lock() -> Error {
     Error::Storage { context: "store lock".into(), source: "a thread panicked while compacting the store".into() }
 }
@@ -140,9 +226,19 @@ impl RedbStore {
             .truncate(false)
             .open(path)
             .map_err(|e| open_error(&label, e.into()))?;
+        // Only an empty file becomes a new store. A redb file that lists no table is not
+        // given one: its list of tables may be a damaged page that reads as empty, and
+        // creating the table then would leave every object unreachable and its pages free.
+        let creating = file.metadata().map_err(|e| open_error(&label, e.into()))?.len() == 0;
         let backend = redb::backends::FileBackend::new(file).map(Prefilled::new).map_err(|e| open_error(&label, e))?;
-        let db = builder.create_with_backend(backend).map_err(|e| open_error(&label, e))?;
-        Self::init(db, label)
+        let repaired = Arc::new(AtomicBool::new(false));
+        let mut builder = builder;
+        builder.set_repair_callback({
+            let repaired = repaired.clone();
+            move |_| repaired.store(true, Ordering::Release)
+        });
+        let db = guarded("opening", || Ok(builder.create_with_backend(backend)))?.map_err(|e| open_error(&label, e))?;
+        Self::init(db, label, creating, repaired.load(Ordering::Acquire))
     }
 
     /// Opens an existing store read-only: writes are refused with `ReadOnly`, the file is
@@ -152,9 +248,10 @@ impl RedbStore {
     pub(crate) fn open_read_only(path: &Path, config: &RedbConfig) -> Result<Self> {
         let label = path.display().to_string();
         let builder = builder(config);
-        let db = builder.open_read_only(path).map_err(|e| open_error(&label, e))?;
+        let db =
+            Closing::new(guarded("opening", || Ok(builder.open_read_only(path)))?.map_err(|e| open_error(&label, e))?);
         let txn = db.begin_read().map_err(|e| storage("listing tables", e))?;
-        let tables = table_names(txn.list_tables(), txn.list_multimap_tables())?;
+        let tables = guarded("listing tables", || table_names(txn.list_tables(), txn.list_multimap_tables()))?;
         drop(txn);
         check_tables(&label, &tables, false)?;
         Ok(Self::new(Db::ReadOnly(db), label))
@@ -166,28 +263,44 @@ impl RedbStore {
         let db = builder
             .create_with_backend(redb::backends::InMemoryBackend::new())
             .map_err(|e| storage("creating in-memory store", e))?;
-        Self::init(db, "(memory)".into())
+        Self::init(db, "(memory)".into(), true, false)
     }
 
     /// A store on a caller-supplied redb storage backend (used by fault-injection tests).
     pub(crate) fn with_backend(backend: impl redb::StorageBackend, config: &RedbConfig) -> Result<Self> {
         let builder = builder(config);
         // Behind `Prefilled`, as a file is, so that fault-injection and power-loss tests cover it.
+        let repaired = Arc::new(AtomicBool::new(false));
+        let mut builder = builder;
+        builder.set_repair_callback({
+            let repaired = repaired.clone();
+            move |_| repaired.store(true, Ordering::Release)
+        });
         let db = builder.create_with_backend(Prefilled::new(backend)).map_err(|e| open_error("(custom backend)", e))?;
-        Self::init(db, "(custom backend)".into())
+        Self::init(db, "(custom backend)".into(), true, repaired.load(Ordering::Acquire))
     }
 
-    fn init(db: Database, label: String) -> Result<Self> {
-        let txn = db.begin_write().map_err(|e| storage("creating table", e))?;
+    /// `creating`: the database may be new, and is then given Keystone's table. `repaired`:
+    /// redb recovered the file as it opened it.
+    fn init(db: Database, label: String, creating: bool, repaired: bool) -> Result<Self> {
+        let db = Closing::new(db);
+        // Listed in a read transaction: a damaged page met here leaves no write transaction
+        // behind that would have to be aborted (redb's abort would find its own lock poisoned).
+        let tables = {
+            let txn = db.begin_read().map_err(|e| storage("listing tables", e))?;
+            guarded("listing tables", || table_names(txn.list_tables(), txn.list_multimap_tables()))?
+        };
         // A new file has no table; a store has ours. Another program's redb database is
         // refused untouched (creating our table in it would change that program's file).
-        let tables = table_names(txn.list_tables(), txn.list_multimap_tables())?;
-        if let Err(e) = check_tables(&label, &tables, true) {
-            let _ = txn.abort();
-            return Err(e);
+        check_tables(&label, &tables, creating)?;
+        // Opening a clean store writes nothing. A new one gets its table; a recovered one one
+        // commit, which returns the pages of what the crash cut short to the free space (on a
+        // full disk, the next write may need them).
+        if repaired || !tables.iter().any(|t| t == TABLE.name()) {
+            let txn = db.begin_write().map_err(|e| storage("creating table", e))?;
+            txn.open_table(TABLE).map_err(|e| storage("creating table", e))?;
+            guarded("committing", || Ok(txn.commit()))?.map_err(|e| storage("creating table", e))?;
         }
-        txn.open_table(TABLE).map_err(|e| storage("creating table", e))?;
-        txn.commit().map_err(|e| storage("creating table", e))?;
         Ok(Self::new(Db::Writable(db), label))
     }
 
@@ -233,7 +346,10 @@ fn check_tables(label: &str, tables: &[String], creating: bool) -> Result<()> {
         return Ok(());
     }
     let reason = if tables.is_empty() {
-        format!("{label} is an empty redb database, not a Keystone store")
+        format!(
+            "{label} is a redb database with no tables, not a Keystone store (or a store whose list of \
+             tables is damaged; a store whose creation was cut short holds no objects and may be deleted)"
+        )
     } else {
         format!("{label} is a redb database but not a Keystone store (its tables: {})", tables.join(", "))
     };
@@ -306,8 +422,17 @@ fn in_use() -> Error {
 /// frees the old pages, which `compact` then returns to the file system.
 fn repack(db: &Database, poisoned: &AtomicBool) -> Result<()> {
     let ctx = "compacting (rewriting the table)";
-    let txn = db.begin_write().map_err(|e| storage(ctx, e))?;
+    // The list of tables, which the rename below rewrites, read first in a read transaction:
+    // a damaged page in it then fails here rather than inside the write transaction's
+    // `delete_table`, whose panic would poison a lock the transaction's abort needs.
     {
+        let txn = db.begin_read().map_err(|e| storage(ctx, e))?;
+        guarded(ctx, || table_names(txn.list_tables(), txn.list_multimap_tables()))?;
+    }
+    let txn = db.begin_write().map_err(|e| storage(ctx, e))?;
+    // Reads every entry: a damaged page fails the compaction here, before redb moves pages, and
+    // the transaction (outside the guard) is then aborted normally.
+    guarded(ctx, || {
         let old = txn.open_table(TABLE).map_err(|e| storage(ctx, e))?;
         let mut new = txn.open_table(REPACK).map_err(|e| storage(ctx, e))?;
         let mut cursor = new.upper_bound_mut(Bound::<&[u8]>::Unbounded).map_err(|e| storage(ctx, e))?;
@@ -315,8 +440,8 @@ fn repack(db: &Database, poisoned: &AtomicBool) -> Result<()> {
             let (k, v) = item.map_err(|e| storage(ctx, e))?;
             cursor.insert_before(k.value(), v.value()).map_err(|e| storage(ctx, e))?;
         }
-        cursor.close().map_err(|e| storage(ctx, e))?;
-    }
+        cursor.close().map_err(|e| storage(ctx, e))
+    })?;
     txn.delete_table(TABLE).map_err(|e| storage(ctx, e))?;
     txn.rename_table(REPACK, TABLE).map_err(|e| storage(ctx, e))?;
     txn.commit().map_err(|e| {
@@ -357,11 +482,10 @@ impl KeyValueStore for RedbStore {
         }
         let fresh = {
             let db = self.db.read().map_err(|_| poisoned_lock())?;
-            let txn = db.begin_read().map_err(|e| storage("beginning a read", e))?;
-            let table = match txn.open_table(TABLE) {
-                Ok(t) => t,
-                Err(e) => return Err(storage("opening table", e)),
-            };
+            let table = guarded("opening a snapshot", || {
+                let txn = db.begin_read().map_err(|e| storage("beginning a read", e))?;
+                txn.open_table(TABLE).map_err(|e| storage("opening table", e))
+            })?;
             Arc::new(RedbRead { table, _counted: Counted::new(&self.readers), _db: self.db.clone() })
         };
         // Cached only if no reader holds the cache right now (see `Latest`).
@@ -398,6 +522,15 @@ impl KeyValueStore for RedbStore {
         let (txn, counted) = {
             let db = self.db.read().map_err(|_| poisoned_lock())?;
             let db = db.writable(&self.label, "writing")?;
+            // The table as the last commit has it, opened first in a read transaction (not
+            // kept: a snapshot held through the write would hold back the freeing of pages): a
+            // damaged page on the way to it then fails here, not inside the write
+            // transaction's `open_table`, which holds one of redb's locks (poisoned by the
+            // panic, it would make the abort panic in turn).
+            {
+                let txn = db.begin_read().map_err(|e| storage("beginning a read", e))?;
+                guarded("opening table", || txn.open_table(TABLE).map(drop).map_err(|e| storage("opening table", e)))?;
+            }
             let counted = Counted::new(&self.writers);
             (db.begin_write().map_err(|e| storage("beginning a write", e))?, counted)
         };
@@ -424,7 +557,7 @@ impl KeyValueStore for RedbStore {
         }
         repack(db, &self.poisoned)?;
         loop {
-            match db.compact() {
+            match guarded("compacting", || Ok(db.compact()))? {
                 Ok(true) => {}
                 Ok(false) => return Ok(()),
                 Err(redb::CompactionError::TransactionInProgress) => return Err(in_use()),
@@ -471,7 +604,7 @@ fn to_bounds(range: KeyRange<'_>) -> (Bound<&[u8]>, Bound<&[u8]>) {
 
 impl KvRead for RedbRead {
     fn get(&self, key: &[u8]) -> Result<Option<Value>> {
-        let guard = self.table.get_owned(key).map_err(|e| storage("reading", e))?;
+        let guard = guarded("reading", || self.table.get_owned(key).map_err(|e| storage("reading", e)))?;
         Ok(guard.map(|g| Value::shared(Box::new(Guard(g)))))
     }
 
@@ -497,7 +630,7 @@ fn read_table_with(
     key: &[u8],
     f: &mut dyn FnMut(&[u8]) -> Result<()>,
 ) -> Result<bool> {
-    match table.get(key).map_err(|e| storage("reading", e))? {
+    match guarded("reading", || table.get(key).map_err(|e| storage("reading", e)))? {
         Some(g) => f(g.value()).map(|()| true),
         None => Ok(false),
     }
@@ -509,12 +642,12 @@ fn first_table_with(
     range: KeyRange<'_>,
     f: &mut EntryFn<'_>,
 ) -> Result<bool> {
-    let mut iter = table.range::<&[u8]>(to_bounds(range)).map_err(|e| storage("scanning", e))?;
-    match iter.next() {
-        Some(item) => {
-            let (k, v) = item.map_err(|e| storage("scanning", e))?;
-            f(k.value(), v.value()).map(|()| true)
-        }
+    let first = guarded("scanning", || {
+        let mut iter = table.range::<&[u8]>(to_bounds(range)).map_err(|e| storage("scanning", e))?;
+        iter.next().transpose().map_err(|e| storage("scanning", e))
+    })?;
+    match first {
+        Some((k, v)) => f(k.value(), v.value()).map(|()| true),
         None => Ok(false),
     }
 }
@@ -529,14 +662,17 @@ fn scan_table(
     if limit == 0 {
         return Ok(out);
     }
-    let iter = table.range::<&[u8]>(to_bounds(range)).map_err(|e| storage("scanning", e))?;
-    for item in iter {
-        let (k, v) = item.map_err(|e| storage("scanning", e))?;
-        out.push((k.value().to_vec(), Value::owned(v.value().to_vec())));
-        if out.len() >= limit {
-            break;
+    guarded("scanning", || {
+        let iter = table.range::<&[u8]>(to_bounds(range)).map_err(|e| storage("scanning", e))?;
+        for item in iter {
+            let (k, v) = item.map_err(|e| storage("scanning", e))?;
+            out.push((k.value().to_vec(), Value::owned(v.value().to_vec())));
+            if out.len() >= limit {
+                break;
+            }
         }
-    }
+        Ok(())
+    })?;
     Ok(out)
 }
 
@@ -562,8 +698,10 @@ struct RedbWrite {
 impl KvRead for RedbWrite {
     fn get(&self, key: &[u8]) -> Result<Option<Value>> {
         self.cell.with_dependent(|_, table| {
-            let guard = table.get(key).map_err(|e| storage("reading", e))?;
-            Ok(guard.map(|g| Value::owned(g.value().to_vec())))
+            guarded("reading", || {
+                let guard = table.get(key).map_err(|e| storage("reading", e))?;
+                Ok(guard.map(|g| Value::owned(g.value().to_vec())))
+            })
         })
     }
 
@@ -583,28 +721,34 @@ impl KvRead for RedbWrite {
 impl WriteTxn for RedbWrite {
     fn put(&mut self, key: &[u8], value: &[u8]) -> Result<()> {
         self.cell.with_dependent_mut(|_, table| {
-            table.insert(key, value).map_err(|e| storage("writing", e))?;
-            Ok(())
+            guarded("writing", || {
+                table.insert(key, value).map_err(|e| storage("writing", e))?;
+                Ok(())
+            })
         })
     }
 
     fn delete(&mut self, key: &[u8]) -> Result<bool> {
         self.cell.with_dependent_mut(|_, table| {
-            let old = table.remove(key).map_err(|e| storage("deleting", e))?;
-            Ok(old.is_some())
+            guarded("deleting", || {
+                let old = table.remove(key).map_err(|e| storage("deleting", e))?;
+                Ok(old.is_some())
+            })
         })
     }
 
     fn delete_range(&mut self, range: KeyRange<'_>) -> Result<u64> {
         self.cell.with_dependent_mut(|_, table| {
-            let mut n = 0u64;
-            table
-                .retain_in::<&[u8], _>(to_bounds(range), |_, _| {
-                    n += 1;
-                    false
-                })
-                .map_err(|e| storage("deleting a range", e))?;
-            Ok(n)
+            guarded("deleting a range", || {
+                let mut n = 0u64;
+                table
+                    .retain_in::<&[u8], _>(to_bounds(range), |_, _| {
+                        n += 1;
+                        false
+                    })
+                    .map_err(|e| storage("deleting a range", e))?;
+                Ok(n)
+            })
         })
     }
 
@@ -622,12 +766,17 @@ impl WriteTxn for RedbWrite {
         // instead of one) and writes the allocator state every time, which halved durable
         // small-write throughput (BENCHMARKS.md, W1). The one-phase commit with checksums is
         // redb's default and is crash-safe; recovery after a crash walks the file instead.
-        let committed = txn.commit().map_err(|e| {
-            // A failed commit may mean a failed fsync: the page cache state is unknown, so no
-            // silent retry. The handle refuses writes until reopened.
-            poisoned.store(true, Ordering::Release);
-            storage("committing", e)
+        let committed = guarded("committing", || Ok(txn.commit())).and_then(|r| {
+            r.map_err(|e| {
+                // A failed commit may mean a failed fsync: the page cache state is unknown, so no
+                // silent retry. The handle refuses writes until reopened.
+                poisoned.store(true, Ordering::Release);
+                storage("committing", e)
+            })
         });
+        if committed.as_ref().is_err_and(Error::is_corruption) {
+            poisoned.store(true, Ordering::Release);
+        }
         latest.invalidate();
         drop(counted);
         committed

@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# A short run of scripts/damage-loop: B-tree pages of a store damaged on disk, CLI commands on
+# each copy; fails if any command panics (docs/reliability.md, "Damaged B-tree pages").
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+# Release: a debug build of redb validates every page at open, so nothing would get further.
+cargo build -q --release -p keystone-cli
+python3 scripts/damage-loop 3 target/release/keystone
