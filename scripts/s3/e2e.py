@@ -254,6 +254,35 @@ def boto3_checks():
           err_code(lambda: c.get_object(Bucket="boto", Key="meta", IfNoneMatch=h["ETag"])) == "304")
     check("boto3 PUT If-None-Match:* on existing -> 412",
           err_code(lambda: c.put_object(Bucket="boto", Key="meta", Body=b"y", IfNoneMatch="*")) in ("PreconditionFailed", "412"))
+    # Conditions on the destination of a copy, and conditional deletes (ignored before: the
+    # copy overwrote and the delete deleted).
+    c.put_object(Bucket="boto", Key="cp-dst", Body=b"original")
+    dst = c.head_object(Bucket="boto", Key="cp-dst")["ETag"]
+    src = {"Bucket": "boto", "Key": "meta"}
+    check("boto3 CopyObject If-None-Match:* onto an existing key -> 412",
+          err_code(lambda: c.copy_object(Bucket="boto", Key="cp-dst", CopySource=src, IfNoneMatch="*")) in ("PreconditionFailed", "412"))
+    check("boto3 CopyObject If-Match with another ETag -> 412",
+          err_code(lambda: c.copy_object(Bucket="boto", Key="cp-dst", CopySource=src, IfMatch='"nope"')) in ("PreconditionFailed", "412"))
+    check("... and the destination was not overwritten",
+          c.get_object(Bucket="boto", Key="cp-dst")["Body"].read() == b"original")
+    c.copy_object(Bucket="boto", Key="cp-dst", CopySource=src, IfMatch=dst)
+    check("boto3 CopyObject If-Match with its ETag copies",
+          c.head_object(Bucket="boto", Key="cp-dst")["ETag"] == h["ETag"])
+    check("boto3 DeleteObject If-Match with another ETag -> 412",
+          err_code(lambda: c.delete_object(Bucket="boto", Key="cp-dst", IfMatch='"nope"')) in ("PreconditionFailed", "412"))
+    check("... and the object is still there", c.head_object(Bucket="boto", Key="cp-dst")["ETag"] == h["ETag"])
+    out = c.delete_objects(Bucket="boto", Delete={"Objects": [{"Key": "cp-dst", "ETag": '"nope"'}]})
+    check("boto3 DeleteObjects entry with another ETag -> its PreconditionFailed error",
+          [e.get("Code") for e in out.get("Errors", [])] == ["PreconditionFailed"] and not out.get("Deleted"), out)
+    check("... and the object is still there", c.head_object(Bucket="boto", Key="cp-dst")["ETag"] == h["ETag"])
+    c.delete_object(Bucket="boto", Key="cp-dst", IfMatch=h["ETag"])
+    check("boto3 DeleteObject If-Match with its ETag deletes",
+          err_code(lambda: c.head_object(Bucket="boto", Key="cp-dst")) == "404")
+    # A virtual-hosted-style request is refused, not taken as path-style (which made
+    # `PUT /key` on bucket.localhost create a bucket named after the key).
+    st, code = raw("PUT", "/vh-key", headers={"host": f"boto.localhost:{PORT}"})
+    check("a virtual-hosted-style request -> 400 InvalidRequest", (st, code) == (400, "InvalidRequest"), (st, code))
+    check("... and no bucket was created", "vh-key" not in [b["Name"] for b in c.list_buckets()["Buckets"]])
     out = c.delete_objects(Bucket="boto", Delete={"Objects": [{"Key": "meta"}, {"Key": "nope"}], "Quiet": True})
     check("boto3 DeleteObjects quiet", not out.get("Deleted") and not out.get("Errors"), out)
     check("boto3 wrong secret -> SignatureDoesNotMatch",

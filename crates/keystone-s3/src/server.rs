@@ -232,6 +232,15 @@ fn prefilter(req: &hyper::Request<Incoming>, limits: &Limits) -> Option<S3Error>
     {
         return Some(s3_error!(AccessDenied, "Signature Version 2 is not supported; use Signature Version 4."));
     }
+    if let Some(host) = virtual_host(req) {
+        // Taken as path-style, `PUT /key` on `bucket.localhost` would create a bucket named
+        // after the key, and `DELETE /key` remove it.
+        return Some(s3_error!(
+            InvalidRequest,
+            "Virtual-hosted-style requests (host {host}) are not supported: use path-style addressing \
+             (force_path_style / addressing_style = path in the client)."
+        ));
+    }
     if req.method() == Method::POST
         && headers.get(hyper::header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"multipart/form-data"))
     {
@@ -268,6 +277,23 @@ fn is_xml_op<B>(req: &hyper::Request<B>) -> bool {
     let path = req.uri().path().trim_start_matches('/');
     let bucket_level = !path.contains('/') || path.ends_with('/') && path.matches('/').count() == 1;
     req.method() == Method::POST || (req.method() == Method::PUT && bucket_level)
+}
+
+/// The host name of a virtual-hosted-style request: `BUCKET.localhost`, as SDKs that put the
+/// bucket in the host name address an endpoint on `localhost`. (Other names cannot be told
+/// from a plain host name; an endpoint on an IP address is always addressed path-style.)
+fn virtual_host(req: &hyper::Request<Incoming>) -> Option<String> {
+    let host = req
+        .uri()
+        .host()
+        .map(str::to_owned)
+        .or_else(|| req.headers().get(hyper::header::HOST)?.to_str().ok().map(str::to_owned))?;
+    let name = host
+        .rsplit_once(':')
+        .filter(|(_, port)| port.bytes().all(|b| b.is_ascii_digit()))
+        .map_or(host.as_str(), |(n, _)| n);
+    let name = name.trim_end_matches('.').to_ascii_lowercase();
+    name.strip_suffix(".localhost").filter(|sub| !sub.is_empty()).map(|_| host.clone())
 }
 
 /// A request that asks for `100 Continue` but has no body to continue with.

@@ -2,11 +2,12 @@
 
 use std::io::{Seek, SeekFrom};
 
-use keystone::{CopyOptions, ObjectInfo, PutCondition, PutOptions};
+use keystone::{CopyOptions, ObjectInfo, PutOptions};
 use s3s::dto::{
     CopyObjectInput, CopyObjectOutput, CopyObjectResult, CopySource, DeleteObjectInput, DeleteObjectOutput,
-    DeleteObjectsInput, DeleteObjectsOutput, DeletedObject, Error, GetObjectInput, GetObjectOutput, HeadObjectInput,
-    HeadObjectOutput, MetadataDirective, PutObjectInput, PutObjectOutput, Range, Timestamp,
+    DeleteObjectsInput, DeleteObjectsOutput, DeletedObject, ETagCondition, Error, GetObjectInput, GetObjectOutput,
+    HeadObjectInput, HeadObjectOutput, MetadataDirective, PutObjectInput, PutObjectOutput, Range, Timestamp,
+    TimestampFormat,
 };
 use s3s::{S3Request, S3Response, S3Result, s3_error};
 
@@ -176,8 +177,32 @@ impl Keystone {
         &self,
         req: S3Request<DeleteObjectInput>,
     ) -> S3Result<S3Response<DeleteObjectOutput>> {
-        let (bucket, key) = (req.input.bucket, req.input.key);
-        self.blocking(move |db| db.bucket(&bucket)?.delete(&key)).await?;
+        let input = req.input;
+        let cond = DeleteCondition {
+            etag: match input.if_match {
+                None => None,
+                Some(ETagCondition::ETag(e)) => Some(e.value().to_owned()),
+                Some(ETagCondition::Any) => {
+                    return Err(s3_error!(NotImplemented, "If-Match: * is not supported on deletes."));
+                }
+            },
+            modified: input.if_match_last_modified_time,
+            size: input.if_match_size,
+        };
+        let (bucket, key) = (input.bucket, input.key);
+        if cond.is_none() {
+            self.blocking(move |db| db.bucket(&bucket)?.delete(&key)).await?;
+        } else {
+            // The check and the delete in one transaction: nothing changes the object between.
+            self.blocking(move |db| {
+                db.transaction(|tx| {
+                    let b = tx.bucket(&bucket)?;
+                    cond.check(&bucket, &key, &b.head(&key)?)?;
+                    b.delete(&key)
+                })
+            })
+            .await?;
+        }
         Ok(S3Response::new(DeleteObjectOutput::default()))
     }
 
@@ -201,6 +226,32 @@ impl Keystone {
                     let b = tx.bucket(&bucket)?;
                     let (mut deleted, mut errors) = (Vec::new(), Vec::new());
                     for o in objects {
+                        let cond = DeleteCondition {
+                            etag: o.e_tag.as_ref().map(|e| e.value().to_owned()),
+                            modified: o.last_modified_time,
+                            size: o.size,
+                        };
+                        // A failed condition is that key's error, as S3 reports it; the others go on.
+                        if !cond.is_none() {
+                            let failed = match b.head(&o.key).and_then(|info| cond.check(&bucket, &o.key, &info)) {
+                                Ok(()) => None,
+                                Err(
+                                    e @ (keystone::Error::InvalidKey { .. }
+                                    | keystone::Error::NoSuchKey { .. }
+                                    | keystone::Error::PreconditionFailed { .. }),
+                                ) => Some(to_s3(e)),
+                                Err(e) => return Err(e),
+                            };
+                            if let Some(e) = failed {
+                                errors.push(Error {
+                                    key: Some(o.key),
+                                    code: Some(e.code().as_str().to_owned()),
+                                    message: e.message().map(str::to_owned),
+                                    ..Default::default()
+                                });
+                                continue;
+                            }
+                        }
                         match b.delete(&o.key) {
                             Ok(()) if quiet => {}
                             Ok(()) => deleted.push(DeletedObject { key: Some(o.key), ..Default::default() }),
@@ -246,6 +297,18 @@ impl Keystone {
             ));
         }
         let meta = if replace { Some(meta_of!(input)?) } else { None };
+        // If-Match / If-None-Match on the destination, as on PutObject (s3s 0.14 does not parse
+        // them for CopyObject: read from the headers).
+        let header = |name: &str| -> S3Result<Option<ETagCondition>> {
+            req.headers
+                .get(name)
+                .map(|v| {
+                    ETagCondition::parse_http_header(v.as_bytes())
+                        .map_err(|_| s3_error!(InvalidArgument, "Invalid {name} header."))
+                })
+                .transpose()
+        };
+        let condition = put_condition(header("if-match")?.as_ref(), header("if-none-match")?.as_ref())?;
         let (dst_bucket, dst_key) = (input.bucket, input.key);
         let conds = (
             input.copy_source_if_match,
@@ -265,7 +328,7 @@ impl Keystone {
                 }
                 .check(&src, false)?;
                 // The source ETag makes the copy fail if the source changed since the checks.
-                let opts = CopyOptions { meta, condition: PutCondition::None, source_etag: Some(src.etag) };
+                let opts = CopyOptions { meta, condition, source_etag: Some(src.etag) };
                 db.copy_object(&src_bucket, &src_key, &dst_bucket, &dst_key, &opts).map_err(to_s3)
             })
             .await?;
@@ -277,6 +340,43 @@ impl Keystone {
             }),
             ..Default::default()
         }))
+    }
+}
+
+/// The conditions of a conditional delete (`If-Match`, `x-amz-if-match-last-modified-time`,
+/// `x-amz-if-match-size`, or their fields in a DeleteObjects entry).
+struct DeleteCondition {
+    etag: Option<String>,
+    modified: Option<Timestamp>,
+    size: Option<i64>,
+}
+
+impl DeleteCondition {
+    fn is_none(&self) -> bool {
+        self.etag.is_none() && self.modified.is_none() && self.size.is_none()
+    }
+
+    /// `PreconditionFailed` (412) unless the current object matches every condition given.
+    fn check(&self, bucket: &str, key: &str, info: &keystone::ObjectInfo) -> keystone::Result<()> {
+        let etag_ok = self.etag.as_deref().is_none_or(|e| e.trim_matches('"') == info.etag);
+        // Last-Modified as S3 sends it has whole seconds: compared as HTTP dates.
+        let date = |t: &Timestamp| {
+            let mut out = Vec::new();
+            t.format(TimestampFormat::HttpDate, &mut out).ok().map(|()| out)
+        };
+        let modified_ok = self
+            .modified
+            .as_ref()
+            .is_none_or(|t| date(t).is_some_and(|d| Some(d) == date(&Timestamp::from(info.modified))));
+        let size_ok = self.size.is_none_or(|n| u64::try_from(n).is_ok_and(|n| n == info.size));
+        if etag_ok && modified_ok && size_ok {
+            return Ok(());
+        }
+        Err(keystone::Error::PreconditionFailed {
+            bucket: bucket.to_owned(),
+            key: key.to_owned(),
+            reason: "the object does not match the ETag, last-modified time or size the delete was made on".into(),
+        })
     }
 }
 
