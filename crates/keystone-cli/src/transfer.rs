@@ -101,6 +101,9 @@ pub fn download(bucket: &Bucket, key: &str, out: &mut impl Write, to: &str, bar:
     Ok(total)
 }
 
+/// Bytes of the destination's name kept in its temporary file's name.
+const TEMP_NAME_MAX: usize = 200;
+
 /// Downloads `bucket/key` to the file `dest`. The bytes go to a hidden temporary file in the
 /// same directory, renamed over `dest` only once complete and verified, so a failed download
 /// leaves no partial file. A destination that is the store (or a file kept beside it) is
@@ -111,7 +114,16 @@ pub fn download_to_file(ctx: &Ctx, bucket: &Bucket, key: &str, dest: &Path, bar:
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    let name = dest.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let mut name = dest.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    // The temporary name adds 13 bytes (`.`, `.XXXXXX.part`); a name near the file system's
+    // 255-byte limit is shortened in it (only the final name must fit).
+    if name.len() > TEMP_NAME_MAX {
+        let mut end = TEMP_NAME_MAX;
+        while !name.is_char_boundary(end) {
+            end -= 1;
+        }
+        name.truncate(end);
+    }
     let prefix = format!(".{name}.");
     let mut builder = tempfile::Builder::new();
     builder.prefix(&prefix).suffix(".part");

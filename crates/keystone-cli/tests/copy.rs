@@ -276,3 +276,15 @@ fn the_folder_marker_of_the_copied_prefix_becomes_the_directory() {
     assert!(env.path("e").is_dir());
     assert_eq!(std::fs::read_dir(env.path("e")).unwrap().count(), 0);
 }
+
+#[test]
+fn a_file_name_near_the_file_system_limit_downloads() {
+    let env = common::Env::with_bucket();
+    let name = "n".repeat(250);
+    env.write("src.txt", b"long");
+    env.ok(&["put", "src.txt", &format!("bkt/long/{name}")]);
+    env.ok(&["get", &format!("bkt/long/{name}"), &name]);
+    assert_eq!(std::fs::read(env.path(&name)).unwrap(), b"long");
+    env.ok(&["cp", "-r", "bkt/long", "tree"]);
+    assert_eq!(std::fs::read(env.path(&format!("tree/{name}"))).unwrap(), b"long");
+}
