@@ -283,6 +283,36 @@ def boto3_checks():
     st, code = raw("PUT", "/vh-key", headers={"host": f"boto.localhost:{PORT}"})
     check("a virtual-hosted-style request -> 400 InvalidRequest", (st, code) == (400, "InvalidRequest"), (st, code))
     check("... and no bucket was created", "vh-key" not in [b["Name"] for b in c.list_buckets()["Buckets"]])
+    # Protections the store does not give are refused, not silently dropped.
+    check("boto3 PUT with SSE-C -> 501",
+          err_code(lambda: c.put_object(Bucket="boto", Key="ssec", Body=b"secret", SSECustomerAlgorithm="AES256",
+                                        SSECustomerKey="k" * 32)) in ("NotImplemented", "501"))
+    check("boto3 PUT with Object Lock -> 501",
+          err_code(lambda: c.put_object(Bucket="boto", Key="lock", Body=b"x", ObjectLockMode="COMPLIANCE",
+                                        ObjectLockRetainUntilDate=datetime.datetime(2030, 1, 1))) in ("NotImplemented", "501"))
+    check("... and neither was stored", err_code(lambda: c.head_object(Bucket="boto", Key="ssec")) == "404"
+          and err_code(lambda: c.head_object(Bucket="boto", Key="lock")) == "404")
+    check("boto3 CreateBucket with Object Lock -> 501",
+          err_code(lambda: c.create_bucket(Bucket="locked", ObjectLockEnabledForBucket=True)) in ("NotImplemented", "501"))
+    # 90 metadata entries (hyper's default limit of 100 header fields answered 431).
+    many = {f"k{i}": "v" for i in range(90)}
+    c.put_object(Bucket="boto", Key="many-meta", Body=b"m", Metadata=many)
+    check("boto3 PUT with 90 metadata entries round-trips",
+          c.head_object(Bucket="boto", Key="many-meta")["Metadata"] == many)
+    check("boto3 GetBucketVersioning: never enabled (no Status)",
+          "Status" not in c.get_bucket_versioning(Bucket="boto"))
+    # ListBuckets with a prefix and pages (the parameters were ignored).
+    for name in ("lb-a", "lb-b", "lb-c"):
+        c.create_bucket(Bucket=name)
+    names = [b["Name"] for b in c.list_buckets(Prefix="lb-")["Buckets"]]
+    check("boto3 ListBuckets Prefix", names == ["lb-a", "lb-b", "lb-c"], names)
+    page = c.list_buckets(Prefix="lb-", MaxBuckets=2)
+    rest = c.list_buckets(Prefix="lb-", MaxBuckets=2, ContinuationToken=page.get("ContinuationToken", ""))
+    check("boto3 ListBuckets MaxBuckets and ContinuationToken page through",
+          [b["Name"] for b in page["Buckets"]] == ["lb-a", "lb-b"] and [b["Name"] for b in rest["Buckets"]] == ["lb-c"]
+          and "ContinuationToken" not in rest, (page.get("ContinuationToken"), rest.get("ContinuationToken")))
+    for name in ("lb-a", "lb-b", "lb-c"):
+        c.delete_bucket(Bucket=name)
     out = c.delete_objects(Bucket="boto", Delete={"Objects": [{"Key": "meta"}, {"Key": "nope"}], "Quiet": True})
     check("boto3 DeleteObjects quiet", not out.get("Deleted") and not out.get("Errors"), out)
     check("boto3 wrong secret -> SignatureDoesNotMatch",

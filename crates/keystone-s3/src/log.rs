@@ -64,7 +64,9 @@ impl Body for LoggedBody {
 impl Drop for LoggedBody {
     fn drop(&mut self) {
         let Some(e) = self.entry.take() else { return };
-        let complete = !self.failed && (self.done || self.inner.is_end_stream());
+        // A response that has no body in HTTP (to HEAD, or 204/304) is dropped by hyper unread.
+        let bodiless = e.method == Method::HEAD || e.status == 204 || e.status == 304;
+        let complete = !self.failed && (self.done || bodiless || self.inner.is_end_stream());
         let op = e.op.get().unwrap_or_else(|| "-".to_owned());
         let ms = e.started.elapsed().as_millis() as u64;
         let (rid, method, path, status, sent) = (e.request_id, e.method, e.path, e.status, self.sent);
