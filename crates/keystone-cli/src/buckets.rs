@@ -39,28 +39,28 @@ pub struct LsArgs {
 }
 
 pub fn mb(ctx: &Ctx, a: &MbArgs) -> anyhow::Result<()> {
+    let bucket = Address::parse_bucket(&a.bucket)?;
     // Checked before the store is opened, so that a refused name creates no store file.
-    keystone::check_bucket_name(&a.bucket)?;
+    keystone::check_bucket_name(&bucket)?;
     let db = ctx.open_or_create()?;
-    db.create_bucket(&a.bucket)?;
-    ctx.say(format_args!("created bucket {}", a.bucket))
+    db.create_bucket(&bucket)?;
+    ctx.say(format_args!("created bucket {bucket}"))
 }
 
 pub fn rb(ctx: &Ctx, a: &RbArgs) -> anyhow::Result<()> {
+    let bucket = Address::parse_bucket(&a.bucket)?;
     let db = ctx.open()?;
     if a.force {
-        db.delete_bucket(&a.bucket)?;
+        db.delete_bucket(&bucket)?;
     } else {
-        db.delete_empty_bucket(&a.bucket).map_err(|e| match e {
+        db.delete_empty_bucket(&bucket).map_err(|e| match e {
             keystone::Error::BucketNotEmpty { .. } => anyhow!(
-                "bucket {:?} is not empty (`keystone rb --force {}` deletes it with everything in it)",
-                a.bucket,
-                a.bucket
+                "bucket {bucket:?} is not empty (`keystone rb --force {bucket}` deletes it with everything in it)"
             ),
             other => other.into(),
         })?;
     }
-    ctx.say(format_args!("removed bucket {}", a.bucket))
+    ctx.say(format_args!("removed bucket {bucket}"))
 }
 
 pub fn ls(ctx: &Ctx, a: &LsArgs) -> anyhow::Result<()> {

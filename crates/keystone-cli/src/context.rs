@@ -196,6 +196,16 @@ impl Address {
         Ok(Address { bucket: bucket.to_owned(), key: key.to_owned() })
     }
 
+    /// Parses a bucket alone: `BUCKET`, `BUCKET/` or `ks://BUCKET` (as `mb`, `rb` and
+    /// `verify` take it).
+    pub fn parse_bucket(s: &str) -> anyhow::Result<String> {
+        let a = Address::parse(s)?;
+        if !a.key.is_empty() {
+            return Err(usage(format!("{s:?}: expected a bucket name, not an object address")));
+        }
+        Ok(a.bucket)
+    }
+
     /// Parses `BUCKET/KEY` where a key is required.
     pub fn parse_object(s: &str) -> anyhow::Result<Address> {
         let a = Address::parse(s)?;

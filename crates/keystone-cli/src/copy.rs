@@ -9,7 +9,7 @@ use keystone::{Bucket, CopyOptions, Datastore, ListEntry, ListOptions, ObjectInf
 use crate::context::{Address, Ctx, SCHEME, local_meta, one_line, usage};
 use crate::interrupt;
 use crate::objects::{key_basename, key_for_upload, missing_key_hint};
-use crate::output::{plural, size};
+use crate::output::{plural, shown, size};
 use crate::progress;
 use crate::transfer::{self, MetaArgs};
 
@@ -147,7 +147,12 @@ fn upload(ctx: &Ctx, a: &CpArgs, src: &Path, dst: &Address) -> anyhow::Result<()
         let bar = ctx.progress.transfer(&key, Some(meta.len()));
         let info = transfer::upload_file(&bucket, &key, src, &a.meta, &bar)?;
         progress::done(&bar);
-        return ctx.say(format_args!("{} -> {}/{key} ({})", src.display(), dst.bucket, size(info.size)));
+        return ctx.say(format_args!(
+            "{} -> {} ({})",
+            shown(src.display()),
+            shown(format_args!("{}/{key}", dst.bucket)),
+            size(info.size)
+        ));
     }
     if !a.recursive {
         return Err(anyhow!("{} is a directory (use `keystone cp -r` to copy a tree)", src.display()));
@@ -260,7 +265,7 @@ fn download(ctx: &Ctx, recursive: bool, src: &Address, dir: &Path) -> anyhow::Re
         let bar = ctx.progress.transfer(&src.key, Some(info.size));
         let n = transfer::download_to_file(ctx, &bucket, &src.key, &file, &bar)?;
         progress::done(&bar);
-        return ctx.say(format_args!("{src} -> {} ({})", file.display(), size(n)));
+        return ctx.say(format_args!("{} -> {} ({})", shown(&src), shown(file.display()), size(n)));
     };
     let dst = dir;
     if dst.exists() && !dst.is_dir() {
@@ -320,7 +325,12 @@ fn within(ctx: &Ctx, recursive: bool, src: &Address, dst: &Address) -> anyhow::R
         let spinner = ctx.progress.spinner(&format!("copying {src}"));
         let info = copy_one(&db, src, &src.key, dst, &key)?;
         spinner.finish_and_clear();
-        return ctx.say(format_args!("{src} -> {}/{key} ({})", dst.bucket, size(info.size)));
+        return ctx.say(format_args!(
+            "{} -> {} ({})",
+            shown(&src),
+            shown(format_args!("{}/{key}", dst.bucket)),
+            size(info.size)
+        ));
     };
     let (from, to) = (src.dir_prefix(), dst.dir_prefix());
     let mut tree = Tree::new(ctx, objects.len() as u64, objects.iter().map(|o| o.size).sum());

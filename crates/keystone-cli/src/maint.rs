@@ -8,7 +8,7 @@ use jiff::{Span, SpanRelativeTo};
 use keystone::{Bucket, Datastore, ListEntry, ListOptions};
 
 use crate::context::{Address, Ctx};
-use crate::output::{self, plural, size};
+use crate::output::{self, plural, shown, size};
 
 /// `keystone du [BUCKET[/PREFIX]]`.
 #[derive(Debug, clap::Args)]
@@ -85,26 +85,30 @@ pub fn du(ctx: &Ctx, a: &DuArgs) -> anyhow::Result<()> {
 }
 
 pub fn verify(ctx: &Ctx, a: &VerifyArgs) -> anyhow::Result<()> {
+    let only = a.bucket.as_deref().map(Address::parse_bucket).transpose()?;
     let db = if a.remove_corrupt { ctx.open()? } else { ctx.open_read()? };
     if a.remove_corrupt {
         let spinner = ctx.progress.spinner("verifying and removing corrupt objects");
-        let r = db.remove_corrupt(a.bucket.as_deref())?;
+        let r = db.remove_corrupt(only.as_deref())?;
         spinner.finish_and_clear();
         print_report(ctx, &r.found, None)?;
         for c in &r.removed {
-            output::line(format_args!("REMOVED  {}/{}", c.bucket, c.key))?;
+            output::line(format_args!("REMOVED  {}", shown(format_args!("{}/{}", c.bucket, c.key))))?;
         }
         for c in &r.changed {
-            output::line(format_args!("LEFT     {}/{}: changed since it was found", c.bucket, c.key))?;
+            output::line(format_args!(
+                "LEFT     {}: changed since it was found",
+                shown(format_args!("{}/{}", c.bucket, c.key))
+            ))?;
         }
         for c in &r.failed {
-            output::line(format_args!("FAILED   {}/{}: {}", c.bucket, c.key, c.reason))?;
+            output::line(format_args!("FAILED   {}: {}", shown(format_args!("{}/{}", c.bucket, c.key)), c.reason))?;
         }
         ctx.say(format_args!("removed {}; verifying again", plural(r.removed.len() as u64, "corrupt object")))?;
     }
     // With --remove-corrupt, the exit status is the state after the removal.
     let spinner = ctx.progress.spinner("verifying objects");
-    let mut report = match &a.bucket {
+    let mut report = match &only {
         Some(b) => db.verify_bucket(b)?,
         None => db.verify()?,
     };
@@ -141,7 +145,7 @@ pub fn verify(ctx: &Ctx, a: &VerifyArgs) -> anyhow::Result<()> {
 /// when there is one to tell).
 fn print_report(ctx: &Ctx, report: &keystone::VerifyReport, engine: Option<&str>) -> anyhow::Result<()> {
     for c in &report.corrupt {
-        output::line(format_args!("CORRUPT  {}/{}: {}", c.bucket, c.key, c.reason))?;
+        output::line(format_args!("CORRUPT  {}: {}", shown(format_args!("{}/{}", c.bucket, c.key)), c.reason))?;
     }
     let engine = engine.map(|e| format!(", storage engine check {e}")).unwrap_or_default();
     ctx.say(format_args!(
@@ -163,12 +167,19 @@ fn engine_check_on_copy(ctx: &Ctx) -> anyhow::Result<bool> {
     };
     // Beside the store (the same file system, so the same free space), else in the temporary
     // directory: a store the user may read but not write can be checked too.
-    let temp = |dir: &Path| tempfile::Builder::new().prefix(".keystone-verify-").suffix(".redb").tempfile_in(dir);
-    let copy = temp(&dir).or_else(|_| temp(&std::env::temp_dir())).with_context(|| {
-        format!("cannot create a copy of the store in {} or {}", dir.display(), std::env::temp_dir().display())
-    })?;
-    std::fs::copy(&ctx.store, copy.path())
-        .with_context(|| format!("cannot copy {} to {}", ctx.store.display(), copy.path().display()))?;
+    // A copy that cannot be made (no room, no permission) is tried in the other place.
+    let copy_in = |dir: &Path| -> std::io::Result<tempfile::NamedTempFile> {
+        let copy = tempfile::Builder::new().prefix(".keystone-verify-").suffix(".redb").tempfile_in(dir)?;
+        std::fs::copy(&ctx.store, copy.path())?;
+        Ok(copy)
+    };
+    let tmp = std::env::temp_dir();
+    let copy = match copy_in(&dir) {
+        Ok(copy) => copy,
+        Err(beside) => copy_in(&tmp).with_context(|| {
+            format!("cannot copy {} beside it ({beside}) or into {}", ctx.store.display(), tmp.display())
+        })?,
+    };
     // The copy is opened by path; the temporary file handle only removes it afterwards.
     match Datastore::open(copy.path()) {
         Ok(db) => match db.check_engine_integrity() {
@@ -224,16 +235,21 @@ pub fn gc(ctx: &Ctx, a: &GcArgs) -> anyhow::Result<()> {
 }
 
 pub fn compact(ctx: &Ctx) -> anyhow::Result<()> {
+    // The file as the user sees it: measured before the store is opened and after it is
+    // closed (opening and closing change its size too: recovery, the preallocated tail).
+    let before = if ctx.store.exists() { file_size(ctx)? } else { 0 };
     let db = ctx.open()?;
     let spinner = ctx.progress.spinner("compacting");
     let r = db.compact()?;
+    drop(db);
     spinner.finish_and_clear();
+    let after = file_size(ctx)?;
     ctx.say(format_args!(
         "compacted {}: {} before, {} after ({} smaller); {} small objects in {} pack records",
         ctx.store.display(),
-        size(r.size_before),
-        size(r.size_after),
-        size(r.size_before.saturating_sub(r.size_after)),
+        size(before),
+        size(after),
+        size(before.saturating_sub(after)),
         r.packed_objects,
         r.pack_records
     ))

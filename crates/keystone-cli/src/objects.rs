@@ -8,7 +8,7 @@ use indicatif::ProgressBar;
 use keystone::{Bucket, ListEntry, ListOptions};
 
 use crate::context::{Address, Ctx, usage};
-use crate::output::{self, local_time_long, object_json, plural, size};
+use crate::output::{self, local_time_long, object_json, plural, shown, size};
 use crate::progress;
 use crate::transfer::{self, MetaArgs};
 
@@ -120,7 +120,12 @@ pub fn put(ctx: &Ctx, a: &PutArgs) -> anyhow::Result<()> {
     };
     progress::done(&bar);
     let from = if stdin { "standard input".to_owned() } else { a.file.display().to_string() };
-    ctx.say(format_args!("{from} -> {}/{} ({})", dest.bucket, info.key, size(info.size)))
+    ctx.say(format_args!(
+        "{} -> {} ({})",
+        shown(from),
+        shown(format_args!("{}/{}", dest.bucket, info.key)),
+        size(info.size)
+    ))
 }
 
 pub fn get(ctx: &Ctx, a: &GetArgs) -> anyhow::Result<()> {
@@ -150,7 +155,7 @@ pub fn get(ctx: &Ctx, a: &GetArgs) -> anyhow::Result<()> {
     let bar = ctx.progress.transfer(&src.key, Some(info.size));
     let n = transfer::download_to_file(ctx, &bucket, &src.key, &dest, &bar)?;
     progress::done(&bar);
-    ctx.say(format_args!("{src} -> {} ({})", dest.display(), size(n)))
+    ctx.say(format_args!("{} -> {} ({})", shown(&src), shown(dest.display()), size(n)))
 }
 
 pub fn cat(ctx: &Ctx, a: &CatArgs) -> anyhow::Result<()> {
@@ -183,7 +188,7 @@ pub fn rm(ctx: &Ctx, a: &RmArgs) -> anyhow::Result<()> {
             Err(e) => return Err(missing_key_hint(&bucket, &target.key, e, "keystone rm -r")),
         }
         bucket.delete(&target.key)?;
-        return ctx.say(format_args!("deleted {target}"));
+        return ctx.say(format_args!("deleted {}", shown(&target)));
     }
     let prefix = target.dir_prefix();
     // Two passes over the keys (count, then delete batch by batch) keep memory independent of
@@ -216,7 +221,11 @@ pub fn rm(ctx: &Ctx, a: &RmArgs) -> anyhow::Result<()> {
         bar.inc(batch.len() as u64);
     }
     progress::done(&bar);
-    ctx.say(format_args!("deleted {} under {}/{prefix}", plural(deleted, "object"), target.bucket))
+    ctx.say(format_args!(
+        "deleted {} under {}",
+        plural(deleted, "object"),
+        shown(format_args!("{}/{prefix}", target.bucket))
+    ))
 }
 
 pub fn stat(ctx: &Ctx, a: &StatArgs) -> anyhow::Result<()> {
@@ -230,7 +239,7 @@ pub fn stat(ctx: &Ctx, a: &StatArgs) -> anyhow::Result<()> {
     let m = &o.meta;
     let mut rows: Vec<(&str, String)> = vec![
         ("Bucket", o.bucket.clone()),
-        ("Key", o.key.clone()),
+        ("Key", shown(&o.key)),
         ("Size", format!("{} ({} bytes)", size(o.size), o.size)),
         ("ETag", o.etag.clone()),
         ("CRC32C", format!("{:08x}", o.checksum)),

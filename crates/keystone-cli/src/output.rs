@@ -79,18 +79,23 @@ pub fn bucket_json(b: &BucketInfo) -> Value {
     json!({ "type": "bucket", "name": b.name, "created": rfc3339(b.created) })
 }
 
-/// A key as shown in a table: as it is, unless it holds control characters (a newline or a
-/// tab would break the table, an escape sequence would act on the terminal). Then those are
-/// written as escapes, `\n`, `\t`, `\r`, `\xNN` or `\u{NNNN}`, and backslashes as `\\`
-/// (like `ls -b`), so the shown text names exactly one key.
+/// A key (or a path made from one) as shown on a terminal: as it is, unless it holds control
+/// characters (a newline or a tab would break a table, an escape sequence would act on the
+/// terminal), bidirectional-text controls (they reorder what is shown), or starts with `"`.
+/// Then it is shown in double quotes, with `\n`, `\t`, `\r`, `\xNN`, `\u{NNNN}`, `\\` and
+/// `\"` for those characters: a shown key that starts with `"` is always such a quoted form, so
+/// the text names exactly one key.
 pub fn shown_key(key: &str) -> Cow<'_, str> {
-    if !key.chars().any(char::is_control) {
+    let needs_quotes = |c: char| c.is_control() || is_bidi_control(c);
+    if !key.starts_with('"') && !key.chars().any(needs_quotes) {
         return Cow::Borrowed(key);
     }
     let mut out = String::with_capacity(key.len() + 8);
+    out.push('"');
     for c in key.chars() {
         match c {
             '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
             '\n' => out.push_str("\\n"),
             '\t' => out.push_str("\\t"),
             '\r' => out.push_str("\\r"),
@@ -98,13 +103,29 @@ pub fn shown_key(key: &str) -> Cow<'_, str> {
             c if c.is_control() && u32::from(c) < 0x80 => {
                 let _ = write!(out, "\\x{:02x}", u32::from(c));
             }
-            c if c.is_control() => {
+            c if needs_quotes(c) => {
                 let _ = write!(out, "\\u{{{:04x}}}", u32::from(c));
             }
             c => out.push(c),
         }
     }
+    out.push('"');
     Cow::Owned(out)
+}
+
+/// Anything shown on a terminal that holds a key: an address, a path made from a key
+/// ([`shown_key`]).
+pub fn shown(s: impl fmt::Display) -> String {
+    let s = s.to_string();
+    match shown_key(&s) {
+        Cow::Borrowed(_) => s,
+        Cow::Owned(quoted) => quoted,
+    }
+}
+
+/// The Unicode characters that reorder bidirectional text (embeddings, overrides, isolates).
+fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{200e}' | '\u{200f}' | '\u{061c}')
 }
 
 /// `3 objects` / `1 object`.

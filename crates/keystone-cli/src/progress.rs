@@ -77,6 +77,7 @@ const LABEL_MAX: usize = 32;
 
 /// `label`, shortened from the left to [`LABEL_MAX`] characters (the end of a path says most).
 fn short(label: &str) -> String {
+    let label = crate::output::shown(label);
     let n = label.chars().count();
     if n <= LABEL_MAX {
         return label.to_owned();

@@ -466,17 +466,26 @@ fn ls_escapes_control_characters_in_keys() {
     b.put_bytes("esc\u{1b}[31mred\\back", b"x").unwrap();
     b.put_bytes("dir\n/inner", b"x").unwrap();
     b.put_bytes("plain\\back slash", b"x").unwrap();
+    // A key spelled as another's quoted form, and one with a right-to-left override.
+    b.put_bytes("\"line\\nbreak\"", b"x").unwrap();
+    b.put_bytes("rtl\u{202e}txt.exe", b"x").unwrap();
     drop((b, db));
     let out = env.ok(&["ls", "bkt"]);
-    assert_eq!(out.lines().count(), 4, "one line per entry:\n{out}");
-    assert!(out.lines().any(|l| l.ends_with("  line\\nbreak\\tand tab")), "{out}");
-    assert!(out.lines().any(|l| l.ends_with("  esc\\x1b[31mred\\\\back")), "{out}");
-    assert!(out.lines().any(|l| l.ends_with("PRE  dir\\n/")), "{out}");
+    assert_eq!(out.lines().count(), 6, "one line per entry:\n{out}");
+    assert!(out.lines().any(|l| l.ends_with("  \"line\\nbreak\\tand tab\"")), "{out}");
+    assert!(out.lines().any(|l| l.ends_with("  \"esc\\x1b[31mred\\\\back\"")), "{out}");
+    assert!(out.lines().any(|l| l.ends_with("PRE  \"dir\\n/\"")), "{out}");
     // A key without control characters is shown as it is.
     assert!(out.lines().any(|l| l.ends_with("  plain\\back slash")), "{out}");
-    assert!(!out.contains('\u{1b}') && !out.contains('\t'), "{out:?}");
+    // Every shown text that starts with a quote is a quoted form: it names one key.
+    assert!(out.lines().any(|l| l.ends_with("  \"\\\"line\\\\nbreak\\\"\"")), "{out}");
+    assert!(out.lines().any(|l| l.ends_with("  \"rtl\\u{202e}txt.exe\"")), "{out}");
+    assert!(!out.contains('\u{1b}') && !out.contains('\t') && !out.contains('\u{202e}'), "{out:?}");
     let out = env.ok(&["ls", "-r", "bkt"]);
-    assert!(out.lines().any(|l| l.ends_with("  dir\\n/inner")), "{out}");
+    assert!(out.lines().any(|l| l.ends_with("  \"dir\\n/inner\"")), "{out}");
+    // Summaries of commands that name a key escape it as `ls` does.
+    let out = env.ok(&["rm", "bkt/esc\u{1b}[31mred\\back"]);
+    assert_eq!(out.trim_end(), "deleted \"bkt/esc\\x1b[31mred\\\\back\"");
     // JSON keeps the key exact.
     let json = env.ok(&["ls", "--json", "-r", "bkt"]);
     assert!(json.contains(r#""key":"line\nbreak\tand tab""#), "{json}");

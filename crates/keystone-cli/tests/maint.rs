@@ -225,7 +225,22 @@ fn compact_shrinks_the_file_after_deletes() {
     let after = std::fs::metadata(&env.store).unwrap().len();
     assert!(after < before, "{before} -> {after}: {out}");
     assert!(out.starts_with("compacted ") && out.contains(" before, ") && out.contains(" smaller)"), "{out}");
+    // The sizes are the file's, before it was opened and after it was closed.
+    let shown = |n: u64| indicatif::HumanBytes(n).to_string();
+    assert!(out.contains(&format!(": {} before, {} after", shown(before), shown(after))), "{before} -> {after}: {out}");
     env.ok(&["verify"]);
+}
+
+#[test]
+fn bucket_commands_take_ks_addresses() {
+    let env = Env::new();
+    env.ok(&["mb", "ks://scheme"]);
+    assert!(env.ok(&["ls"]).contains("scheme"));
+    env.ok(&["verify", "ks://scheme"]);
+    let e = env.fails(&["rb", "scheme/key"], 2);
+    assert!(e.contains("expected a bucket name"), "{e}");
+    env.ok(&["rb", "ks://scheme/"]);
+    assert!(!env.ok(&["ls"]).contains("scheme"));
 }
 
 #[test]
