@@ -265,7 +265,7 @@ fn download(ctx: &Ctx, recursive: bool, src: &Address, dir: &Path) -> anyhow::Re
         let bar = ctx.progress.transfer(&src.key, Some(info.size));
         let n = transfer::download_to_file(ctx, &bucket, &src.key, &file, &bar)?;
         progress::done(&bar);
-        return ctx.say(format_args!("{} -> {} ({})", shown(&src), shown(file.display()), size(n)));
+        return ctx.say(format_args!("{} -> {} ({})", shown(src), shown(file.display()), size(n)));
     };
     let dst = dir;
     if dst.exists() && !dst.is_dir() {
@@ -327,7 +327,7 @@ fn within(ctx: &Ctx, recursive: bool, src: &Address, dst: &Address) -> anyhow::R
         spinner.finish_and_clear();
         return ctx.say(format_args!(
             "{} -> {} ({})",
-            shown(&src),
+            shown(src),
             shown(format_args!("{}/{key}", dst.bucket)),
             size(info.size)
         ));

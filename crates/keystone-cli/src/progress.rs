@@ -80,7 +80,7 @@ fn short(label: &str) -> String {
     let label = crate::output::shown(label);
     let n = label.chars().count();
     if n <= LABEL_MAX {
-        return label.to_owned();
+        return label;
     }
     let tail: String = label.chars().skip(n - (LABEL_MAX - 1)).collect();
     format!("…{tail}")
