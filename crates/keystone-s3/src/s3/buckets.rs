@@ -70,12 +70,16 @@ impl Keystone {
         Ok(S3Response::new(CreateBucketOutput { location: Some(format!("/{}", input.bucket)) }))
     }
 
+    /// `NoSuchBucket` unless the bucket exists.
+    async fn require_bucket(&self, name: String) -> S3Result<()> {
+        self.blocking(move |db| db.bucket(&name).map(|_| ())).await
+    }
+
     pub(super) async fn do_head_bucket(
         &self,
         req: S3Request<HeadBucketInput>,
     ) -> S3Result<S3Response<HeadBucketOutput>> {
-        let name = req.input.bucket;
-        self.blocking(move |db| db.bucket(&name).map(|_| ())).await?;
+        self.require_bucket(req.input.bucket).await?;
         Ok(S3Response::new(HeadBucketOutput { bucket_region: Some(self.region.clone()), ..Default::default() }))
     }
 
@@ -92,8 +96,7 @@ impl Keystone {
         &self,
         req: S3Request<GetBucketLocationInput>,
     ) -> S3Result<S3Response<GetBucketLocationOutput>> {
-        let name = req.input.bucket;
-        self.blocking(move |db| db.bucket(&name).map(|_| ())).await?;
+        self.require_bucket(req.input.bucket).await?;
         // us-east-1 is reported as an empty constraint, as AWS does.
         let location_constraint =
             (self.region != "us-east-1").then(|| BucketLocationConstraint::from(self.region.clone()));
@@ -106,8 +109,7 @@ impl Keystone {
         &self,
         req: S3Request<GetBucketVersioningInput>,
     ) -> S3Result<S3Response<GetBucketVersioningOutput>> {
-        let name = req.input.bucket;
-        self.blocking(move |db| db.bucket(&name).map(|_| ())).await?;
+        self.require_bucket(req.input.bucket).await?;
         Ok(S3Response::new(GetBucketVersioningOutput::default()))
     }
 }
