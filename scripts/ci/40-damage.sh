@@ -4,6 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 # Release: a debug build of redb validates every page at open, so nothing would get further.
+cargo test -q --release -p keystone --test damaged_index
 cargo build -q --release -p keystone-cli
 # Only the summary line (each unopenable store is listed by a full run).
 python3 scripts/damage-loop 3 target/release/keystone | tail -n 1

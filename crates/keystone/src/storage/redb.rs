@@ -71,15 +71,21 @@ enum Db {
     ReadOnly(Closing<ReadOnlyDatabase>),
 }
 
-/// A database closed under the same guard as every other redb call: closing commits redb's
-/// allocator state, which reads its own tree, and a damaged page there makes redb panic in its
-/// `Drop`. The close is then left undone (the file is recovered at the next open, as after a
+/// A database (or a write transaction) dropped under the same guard as every other redb call:
+/// closing commits redb's allocator state, which reads its own tree, and a damaged page there
+/// makes redb panic in its `Drop`; aborting a transaction takes locks a caught panic may have
+/// poisoned. The close is then left undone (the file is recovered at the next open, as after a
 /// crash) instead of ending the process; there is no caller left to give an error to.
 struct Closing<T>(Option<T>);
 
 impl<T> Closing<T> {
     fn new(db: T) -> Self {
         Closing(Some(db))
+    }
+
+    /// The value, no longer dropped under the guard.
+    fn into_inner(mut self) -> Option<T> {
+        self.0.take()
     }
 }
 
@@ -180,32 +186,47 @@ pub(crate) fn guarding() -> bool {
 ///
 /// redb checks its pages' checksums only when it recovers a file or checks its integrity, and
 /// a page damaged on disk (by the disk, or by a program writing into the file) can make its
-/// B-tree code panic when it reads it. Caught here, the panic fails this operation only: a
-/// write transaction it happened in is aborted normally when it is dropped (not while
-/// unwinding, which would leave redb's allocator for a repair at the next open, and that
-/// repair refuses a file with a damaged page reachable — the whole store would be lost).
+/// B-tree code panic when it reads it. Caught here, the panic fails this operation only. A
+/// write transaction it happened in must then never commit (a mutation cut short may already
+/// have marked pages of the committed tree as freed: `RedbWrite` refuses everything after
+/// one) and is aborted when dropped — normally, under this guard too, not while unwinding,
+/// which would leave redb's allocator for a repair at the next open, and that repair refuses
+/// a file with a damaged page reachable: the whole store would be lost.
 /// Only redb's own code runs inside: a panic in Keystone's is never reported as damage.
 fn guarded<T>(what: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    caught(what, f).unwrap_or_else(Err)
+}
+
+/// [`guarded`], telling a caught panic (the outer `Err`) from an error `f` returned.
+fn caught<T>(what: &str, f: impl FnOnce() -> Result<T>) -> std::result::Result<Result<T>, Error> {
     let was = GUARDING.with(|g| g.replace(true));
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
     GUARDING.with(|g| g.set(was));
-    match result {
-        Ok(r) => r,
-        Err(panic) => {
-            let detail = panic
-                .downcast_ref::<&str>()
-                .map(|s| (*s).to_owned())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_default();
-            Err(Error::Corrupted {
-                bucket: None,
-                key: None,
-                reason: format!(
-                    "a page of the store's index is damaged (redb failed while {what}: {detail}); \
-                     `keystone verify --engine` checks a copy of the file"
-                ),
-            })
+    result.map_err(|panic| {
+        let detail = panic
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        Error::Corrupted {
+            bucket: None,
+            key: None,
+            reason: format!(
+                "a page of the store's index is damaged (redb failed while {what}: {detail}); \
+                 `keystone verify --engine` checks a copy of the file"
+            ),
         }
+    })
+}
+
+/// What a write transaction answers once a redb call in it panicked.
+fn broken_txn() -> Error {
+    Error::Corrupted {
+        bucket: None,
+        key: None,
+        reason: "a write in this transaction met a damaged page of the store's index; the transaction \
+                 was rolled back"
+            .into(),
     }
 }
 
@@ -429,7 +450,8 @@ fn repack(db: &Database, poisoned: &AtomicBool) -> Result<()> {
         let txn = db.begin_read().map_err(|e| storage(ctx, e))?;
         guarded(ctx, || table_names(txn.list_tables(), txn.list_multimap_tables()))?;
     }
-    let txn = db.begin_write().map_err(|e| storage(ctx, e))?;
+    // Aborted, if it does not commit, under the guard.
+    let txn = Closing::new(db.begin_write().map_err(|e| storage(ctx, e))?);
     // Reads every entry: a damaged page fails the compaction here, before redb moves pages, and
     // the transaction (outside the guard) is then aborted normally.
     guarded(ctx, || {
@@ -442,12 +464,16 @@ fn repack(db: &Database, poisoned: &AtomicBool) -> Result<()> {
         }
         cursor.close().map_err(|e| storage(ctx, e))
     })?;
-    txn.delete_table(TABLE).map_err(|e| storage(ctx, e))?;
-    txn.rename_table(REPACK, TABLE).map_err(|e| storage(ctx, e))?;
-    txn.commit().map_err(|e| {
-        poisoned.store(true, Ordering::Release);
-        storage(ctx, e)
-    })
+    guarded(ctx, || {
+        txn.delete_table(TABLE).map_err(|e| storage(ctx, e))?;
+        txn.rename_table(REPACK, TABLE).map_err(|e| storage(ctx, e))
+    })?;
+    let Some(txn) = txn.into_inner() else {
+        return Err(broken_txn());
+    };
+    guarded(ctx, || Ok(txn.commit()))
+        .and_then(|r| r.map_err(|e| storage(ctx, e)))
+        .inspect_err(|_| poisoned.store(true, Ordering::Release))
 }
 
 fn open_error(label: &str, e: DatabaseError) -> Error {
@@ -537,7 +563,8 @@ impl KeyValueStore for RedbStore {
         let cell =
             TxnCell::try_new(txn, |txn| txn.open_table(TABLE)).map_err(|e: TableError| storage("opening table", e))?;
         Ok(Box::new(RedbWrite {
-            cell,
+            cell: Closing::new(cell),
+            broken: false,
             poisoned: self.poisoned.clone(),
             latest: self.latest.clone(),
             _counted: counted,
@@ -557,7 +584,12 @@ impl KeyValueStore for RedbStore {
         }
         repack(db, &self.poisoned)?;
         loop {
-            match guarded("compacting", || Ok(db.compact()))? {
+            // A panic inside redb's compaction dropped its own transaction while unwinding:
+            // redb's state is not trusted (the file is repaired at the next open), so this
+            // handle writes nothing more, as after a failed commit.
+            let step = caught("compacting", || Ok(db.compact()))
+                .inspect_err(|_| self.poisoned.store(true, Ordering::Release))?;
+            match step? {
                 Ok(true) => {}
                 Ok(false) => return Ok(()),
                 Err(redb::CompactionError::TransactionInProgress) => return Err(in_use()),
@@ -687,7 +719,9 @@ self_cell::self_cell!(
 );
 
 struct RedbWrite {
-    cell: TxnCell,
+    cell: Closing<TxnCell>,
+    /// A redb call in this transaction panicked (see [`guarded`]): it must not commit.
+    broken: bool,
     poisoned: Arc<AtomicBool>,
     latest: Arc<Latest>,
     /// Counts this transaction among the store's writers until it ends (declared last:
@@ -718,43 +752,60 @@ impl KvRead for RedbWrite {
     }
 }
 
+impl RedbWrite {
+    /// One change to the table, under the guard; after a caught panic, nothing more.
+    fn mutate<T>(&mut self, what: &str, f: impl FnOnce(&mut KsTable<'_>) -> Result<T>) -> Result<T> {
+        if self.broken {
+            return Err(broken_txn());
+        }
+        match self.cell.with_dependent_mut(|_, table| caught(what, || f(table))) {
+            Ok(r) => r,
+            Err(panic) => {
+                self.broken = true;
+                Err(panic)
+            }
+        }
+    }
+}
+
 impl WriteTxn for RedbWrite {
     fn put(&mut self, key: &[u8], value: &[u8]) -> Result<()> {
-        self.cell.with_dependent_mut(|_, table| {
-            guarded("writing", || {
-                table.insert(key, value).map_err(|e| storage("writing", e))?;
-                Ok(())
-            })
+        self.mutate("writing", |table| {
+            table.insert(key, value).map_err(|e| storage("writing", e))?;
+            Ok(())
         })
     }
 
     fn delete(&mut self, key: &[u8]) -> Result<bool> {
-        self.cell.with_dependent_mut(|_, table| {
-            guarded("deleting", || {
-                let old = table.remove(key).map_err(|e| storage("deleting", e))?;
-                Ok(old.is_some())
-            })
+        self.mutate("deleting", |table| {
+            let old = table.remove(key).map_err(|e| storage("deleting", e))?;
+            Ok(old.is_some())
         })
     }
 
     fn delete_range(&mut self, range: KeyRange<'_>) -> Result<u64> {
-        self.cell.with_dependent_mut(|_, table| {
-            guarded("deleting a range", || {
-                let mut n = 0u64;
-                table
-                    .retain_in::<&[u8], _>(to_bounds(range), |_, _| {
-                        n += 1;
-                        false
-                    })
-                    .map_err(|e| storage("deleting a range", e))?;
-                Ok(n)
-            })
+        self.mutate("deleting a range", |table| {
+            let mut n = 0u64;
+            table
+                .retain_in::<&[u8], _>(to_bounds(range), |_, _| {
+                    n += 1;
+                    false
+                })
+                .map_err(|e| storage("deleting a range", e))?;
+            Ok(n)
         })
     }
 
     fn commit(self: Box<Self>, mode: Commit) -> Result<()> {
         // `_counted` lives to the end of the commit: the transaction is open until then.
-        let RedbWrite { cell, poisoned, latest, _counted: counted } = *self;
+        let RedbWrite { cell, broken, poisoned, latest, _counted: counted } = *self;
+        if broken {
+            drop(cell); // aborted, under the guard
+            return Err(broken_txn());
+        }
+        let Some(cell) = cell.into_inner() else {
+            return Err(broken_txn());
+        };
         let mut txn = cell.into_owner();
         let durability = match mode {
             Commit::Durable => Durability::Immediate,
