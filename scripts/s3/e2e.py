@@ -278,11 +278,20 @@ def boto3_checks():
     c.delete_object(Bucket="boto", Key="cp-dst", IfMatch=h["ETag"])
     check("boto3 DeleteObject If-Match with its ETag deletes",
           err_code(lambda: c.head_object(Bucket="boto", Key="cp-dst")) == "404")
+    c.put_object(Bucket="boto", Key="cp-any", Body=b"x")
+    c.delete_object(Bucket="boto", Key="cp-any", IfMatch="*")
+    check("boto3 DeleteObject If-Match:* deletes an existing object",
+          err_code(lambda: c.head_object(Bucket="boto", Key="cp-any")) == "404")
+    r = c.delete_object(Bucket="boto", Key="cp-any", IfMatch='"nope"')
+    check("boto3 DeleteObject with a condition on a missing object -> 204",
+          r["ResponseMetadata"]["HTTPStatusCode"] == 204, r["ResponseMetadata"]["HTTPStatusCode"])
     # A virtual-hosted-style request is refused, not taken as path-style (which made
     # `PUT /key` on bucket.localhost create a bucket named after the key).
     st, code = raw("PUT", "/vh-key", headers={"host": f"boto.localhost:{PORT}"})
     check("a virtual-hosted-style request -> 400 InvalidRequest", (st, code) == (400, "InvalidRequest"), (st, code))
     check("... and no bucket was created", "vh-key" not in [b["Name"] for b in c.list_buckets()["Buckets"]])
+    st, code = raw("GET", "/boto", query="list-type=2", headers={"host": f"s3.localhost:{PORT}"})
+    check("a path-style endpoint on a name under localhost that is no bucket still works", st == 200, (st, code))
     # Protections the store does not give are refused, not silently dropped.
     check("boto3 PUT with SSE-C -> 501",
           err_code(lambda: c.put_object(Bucket="boto", Key="ssec", Body=b"secret", SSECustomerAlgorithm="AES256",

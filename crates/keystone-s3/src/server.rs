@@ -143,14 +143,14 @@ impl Server {
     fn run(db: keystone::Datastore, listener: TcpListener, config: &ServerConfig) -> Result<Server, ServeError> {
         let addr = listener.local_addr().map_err(|e| ServeError::io("local address", e))?;
         let limits = config.limits.clone();
-        let mut b = S3ServiceBuilder::new(Keystone::new(db, config.region.clone(), limits.clone()));
+        let mut b = S3ServiceBuilder::new(Keystone::new(db.clone(), config.region.clone(), limits.clone()));
         b.set_auth(KeyTable::new(&config.keys));
         b.set_access(Access { region: config.region.clone() });
         let mut cfg = s3s::config::S3Config::default();
         cfg.xml_max_body_size = limits.max_xml_bytes;
         cfg.post_object_max_file_size = 0;
         b.set_config(Arc::new(s3s::config::StaticConfigProvider::new(Arc::new(cfg))));
-        let outer = Outer { s3: b.build(), seq: Arc::new(AtomicU64::new(0)), limits: Arc::new(limits.clone()) };
+        let outer = Outer { s3: b.build(), db, seq: Arc::new(AtomicU64::new(0)), limits: Arc::new(limits.clone()) };
         let (stop, stop_rx) = watch::channel(false);
         let done = tokio::spawn(accept_loop(listener, outer, limits, stop_rx));
         Ok(Server { addr, stop, done })
@@ -224,6 +224,8 @@ async fn accept_loop(listener: TcpListener, outer: Outer, limits: Limits, mut st
 #[derive(Clone)]
 struct Outer {
     s3: S3Service,
+    /// The store, for the checks made before s3s sees a request.
+    db: keystone::Datastore,
     seq: Arc<AtomicU64>,
     limits: Arc<Limits>,
 }
@@ -238,15 +240,6 @@ fn prefilter(req: &hyper::Request<Incoming>, limits: &Limits) -> Option<S3Error>
         || has_param("Signature")
     {
         return Some(s3_error!(AccessDenied, "Signature Version 2 is not supported; use Signature Version 4."));
-    }
-    if let Some(host) = virtual_host(req) {
-        // Taken as path-style, `PUT /key` on `bucket.localhost` would create a bucket named
-        // after the key, and `DELETE /key` remove it.
-        return Some(s3_error!(
-            InvalidRequest,
-            "Virtual-hosted-style requests (host {host}) are not supported: use path-style addressing \
-             (force_path_style / addressing_style = path in the client)."
-        ));
     }
     // Protections the store does not give are refused, not accepted and then not given: an
     // object "encrypted" with a customer key would be stored in plain text and read back
@@ -310,10 +303,21 @@ const UNSUPPORTED_PROTECTION: &[&str] = &[
     "x-amz-object-lock-legal-hold",
 ];
 
-/// The host name of a virtual-hosted-style request: `BUCKET.localhost`, as SDKs that put the
-/// bucket in the host name address an endpoint on `localhost`. (Other names cannot be told
-/// from a plain host name; an endpoint on an IP address is always addressed path-style.)
-fn virtual_host(req: &hyper::Request<Incoming>) -> Option<String> {
+/// A virtual-hosted-style request: its host `BUCKET.localhost` names an existing bucket, as SDKs
+/// that put the bucket in the host name address an endpoint on `localhost`. Read as
+/// path-style, `PUT /key` there would create a bucket named after the key and `DELETE /key`
+/// remove one. A host whose first label is not a bucket (`s3.localhost` in front of a proxy)
+/// is an ordinary path-style endpoint; other names cannot be told from a plain host name, and an
+/// endpoint on an IP address is always addressed path-style.
+async fn virtual_host(req: &hyper::Request<Incoming>, db: &keystone::Datastore) -> Option<String> {
+    let (host, label) = host_label(req)?;
+    let db = db.clone();
+    let exists = tokio::task::spawn_blocking(move || db.bucket(&label).is_ok()).await.unwrap_or(false);
+    exists.then_some(host)
+}
+
+/// The host of a request to `LABEL.localhost`, and LABEL.
+fn host_label(req: &hyper::Request<Incoming>) -> Option<(String, String)> {
     let host = req
         .uri()
         .host()
@@ -324,7 +328,8 @@ fn virtual_host(req: &hyper::Request<Incoming>) -> Option<String> {
         .filter(|(_, port)| port.bytes().all(|b| b.is_ascii_digit()))
         .map_or(host.as_str(), |(n, _)| n);
     let name = name.trim_end_matches('.').to_ascii_lowercase();
-    name.strip_suffix(".localhost").filter(|sub| !sub.is_empty()).map(|_| host.clone())
+    let sub = name.strip_suffix(".localhost").filter(|sub| !sub.is_empty())?;
+    Some((host.clone(), sub.to_owned()))
 }
 
 /// A request that asks for `100 Continue` but has no body to continue with.
@@ -356,7 +361,17 @@ impl hyper::service::Service<hyper::Request<Incoming>> for Outer {
             let started = Instant::now();
             let slot = OpSlot::default();
             let empty_expect = expects_continue_without_body(&req);
-            let mut resp = if let Some(e) = prefilter(&req, &this.limits) {
+            let refused = match prefilter(&req, &this.limits) {
+                Some(e) => Some(e),
+                None => virtual_host(&req, &this.db).await.map(|host| {
+                    s3_error!(
+                        InvalidRequest,
+                        "Virtual-hosted-style requests (host {host}) are not supported: use path-style \
+                         addressing (force_path_style / addressing_style = path in the client)."
+                    )
+                }),
+            };
+            let mut resp = if let Some(e) = refused {
                 error_response(e, &rid)?
             } else {
                 let xml = is_xml_op(&req);

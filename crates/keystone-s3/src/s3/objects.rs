@@ -179,13 +179,10 @@ impl Keystone {
     ) -> S3Result<S3Response<DeleteObjectOutput>> {
         let input = req.input;
         let cond = DeleteCondition {
-            etag: match input.if_match {
-                None => None,
-                Some(ETagCondition::ETag(e)) => Some(e.value().to_owned()),
-                Some(ETagCondition::Any) => {
-                    return Err(s3_error!(NotImplemented, "If-Match: * is not supported on deletes."));
-                }
-            },
+            etag: input.if_match.map(|c| match c {
+                ETagCondition::ETag(e) => e.value().to_owned(),
+                ETagCondition::Any => "*".to_owned(),
+            }),
             modified: input.if_match_last_modified_time,
             size: input.if_match_size,
         };
@@ -197,7 +194,13 @@ impl Keystone {
             self.blocking(move |db| {
                 db.transaction(|tx| {
                     let b = tx.bucket(&bucket)?;
-                    cond.check(&bucket, &key, &b.head(&key)?)?;
+                    match b.head(&key) {
+                        Ok(info) => cond.check(&bucket, &key, &info)?,
+                        // Nothing to delete: 204, as S3 answers a conditional delete of a
+                        // missing object.
+                        Err(keystone::Error::NoSuchKey { .. }) => return Ok(()),
+                        Err(e) => return Err(e),
+                    }
                     b.delete(&key)
                 })
             })
@@ -233,11 +236,16 @@ impl Keystone {
                         };
                         // A failed condition is that key's error, as S3 reports it; the others go on.
                         if !cond.is_none() {
-                            let failed = match b.head(&o.key).and_then(|info| cond.check(&bucket, &o.key, &info)) {
+                            // A missing object is reported deleted, as without a condition.
+                            let checked = match b.head(&o.key) {
+                                Ok(info) => cond.check(&bucket, &o.key, &info),
+                                Err(keystone::Error::NoSuchKey { .. }) => Ok(()),
+                                Err(e) => Err(e),
+                            };
+                            let failed = match checked {
                                 Ok(()) => None,
                                 Err(
                                     e @ (keystone::Error::InvalidKey { .. }
-                                    | keystone::Error::NoSuchKey { .. }
                                     | keystone::Error::PreconditionFailed { .. }),
                                 ) => Some(to_s3(e)),
                                 Err(e) => return Err(e),
@@ -356,9 +364,10 @@ impl DeleteCondition {
         self.etag.is_none() && self.modified.is_none() && self.size.is_none()
     }
 
-    /// `PreconditionFailed` (412) unless the current object matches every condition given.
+    /// `PreconditionFailed` (412) unless the current object matches every condition given
+    /// (an ETag of `*` matches any object).
     fn check(&self, bucket: &str, key: &str, info: &keystone::ObjectInfo) -> keystone::Result<()> {
-        let etag_ok = self.etag.as_deref().is_none_or(|e| e.trim_matches('"') == info.etag);
+        let etag_ok = self.etag.as_deref().map(|e| e.trim_matches('"')).is_none_or(|e| e == "*" || e == info.etag);
         // Last-Modified as S3 sends it has whole seconds: compared as HTTP dates.
         let date = |t: &Timestamp| {
             let mut out = Vec::new();
