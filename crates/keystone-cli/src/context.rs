@@ -294,7 +294,7 @@ pub fn local_meta(path: &Path) -> anyhow::Result<std::fs::Metadata> {
 pub fn one_line(e: &anyhow::Error) -> String {
     let mut line = String::new();
     for cause in e.chain() {
-        let text = cause.to_string().replace('\n', " ");
+        let text = crate::output::terminal_safe(&cause.to_string());
         let repeated =
             line.strip_suffix(text.as_str()).is_some_and(|before| !before.ends_with(|c: char| c.is_alphanumeric()));
         if text.is_empty() || repeated {

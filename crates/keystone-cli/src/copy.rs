@@ -108,7 +108,7 @@ impl Tree {
     /// Shows `name` as the file in progress; an error once Ctrl-C was pressed.
     fn start(&self, name: &str) -> anyhow::Result<()> {
         interrupt::check()?;
-        self.bar.set_message(name.to_owned());
+        self.bar.set_message(shown(name));
         Ok(())
     }
 
@@ -120,7 +120,7 @@ impl Tree {
                 self.bytes += n;
             }
             Err(e) => {
-                let line = format!("keystone: {name}: {}", one_line(&e));
+                let line = format!("keystone: {}: {}", shown(name), one_line(&e));
                 self.bar.suspend(|| eprintln!("{line}"));
                 self.failed += 1;
             }
@@ -164,7 +164,7 @@ fn upload(ctx: &Ctx, a: &CpArgs, src: &Path, dst: &Address) -> anyhow::Result<()
         match entry {
             Ok(e) if e.file_type().is_file() && ctx.is_store(e.path()) => {
                 if !ctx.quiet {
-                    eprintln!("keystone: skipping {}: it is the store itself", e.path().display());
+                    eprintln!("keystone: skipping {}: it is the store itself", shown(e.path().display()));
                 }
             }
             Ok(e) if e.file_type().is_file() => {

@@ -81,13 +81,16 @@ pub fn bucket_json(b: &BucketInfo) -> Value {
 
 /// A key (or a path made from one) as shown on a terminal: as it is, unless it holds control
 /// characters (a newline or a tab would break a table, an escape sequence would act on the
-/// terminal), bidirectional-text controls (they reorder what is shown), or starts with `"`.
+/// terminal), bidirectional-text controls or invisible characters (they reorder or hide what
+/// is shown), starts or ends with white space, or starts with `"`.
 /// Then it is shown in double quotes, with `\n`, `\t`, `\r`, `\xNN`, `\u{NNNN}`, `\\` and
 /// `\"` for those characters: a shown key that starts with `"` is always such a quoted form, so
 /// the text names exactly one key.
 pub fn shown_key(key: &str) -> Cow<'_, str> {
     let needs_quotes = |c: char| c.is_control() || is_bidi_control(c);
-    if !key.starts_with('"') && !key.chars().any(needs_quotes) {
+    // Leading or trailing white space shows only between quotes.
+    let edges = key.starts_with(char::is_whitespace) || key.ends_with(char::is_whitespace);
+    if !key.starts_with('"') && !edges && !key.chars().any(needs_quotes) {
         return Cow::Borrowed(key);
     }
     let mut out = String::with_capacity(key.len() + 8);
@@ -123,9 +126,42 @@ pub fn shown(s: impl fmt::Display) -> String {
     }
 }
 
-/// The Unicode characters that reorder bidirectional text (embeddings, overrides, isolates).
+/// A message for the terminal (an error, whose text may hold a key or a path): newlines
+/// become spaces, other control and bidirectional-text characters escapes, so that nothing in
+/// it acts on the terminal.
+pub fn terminal_safe(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '\n' | '\r' => out.push(' '),
+            // Writing to a String cannot fail.
+            c if c.is_control() && u32::from(c) < 0x80 => {
+                let _ = write!(out, "\\x{:02x}", u32::from(c));
+            }
+            c if c.is_control() || is_bidi_control(c) => {
+                let _ = write!(out, "\\u{{{:04x}}}", u32::from(c));
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// The Unicode characters that reorder bidirectional text (embeddings, overrides, isolates,
+/// marks) or show nothing (zero-width spaces and joiners, the soft hyphen, the byte-order
+/// mark), and the line and paragraph separators.
 fn is_bidi_control(c: char) -> bool {
-    matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{200e}' | '\u{200f}' | '\u{061c}')
+    matches!(
+        c,
+        '\u{00ad}'
+            | '\u{061c}'
+            | '\u{180e}'
+            | '\u{200b}'..='\u{200f}'
+            | '\u{2028}'..='\u{202e}'
+            | '\u{2060}'..='\u{2064}'
+            | '\u{2066}'..='\u{2069}'
+            | '\u{feff}'
+    )
 }
 
 /// `3 objects` / `1 object`.

@@ -469,9 +469,13 @@ fn ls_escapes_control_characters_in_keys() {
     // A key spelled as another's quoted form, and one with a right-to-left override.
     b.put_bytes("\"line\\nbreak\"", b"x").unwrap();
     b.put_bytes("rtl\u{202e}txt.exe", b"x").unwrap();
+    b.put_bytes("zero\u{200b}width", b"x").unwrap();
+    b.put_bytes("trailing space ", b"x").unwrap();
     drop((b, db));
     let out = env.ok(&["ls", "bkt"]);
-    assert_eq!(out.lines().count(), 6, "one line per entry:\n{out}");
+    assert_eq!(out.lines().count(), 8, "one line per entry:\n{out}");
+    assert!(out.lines().any(|l| l.ends_with("  \"zero\\u{200b}width\"")), "{out}");
+    assert!(out.lines().any(|l| l.ends_with("  \"trailing space \"")), "{out}");
     assert!(out.lines().any(|l| l.ends_with("  \"line\\nbreak\\tand tab\"")), "{out}");
     assert!(out.lines().any(|l| l.ends_with("  \"esc\\x1b[31mred\\\\back\"")), "{out}");
     assert!(out.lines().any(|l| l.ends_with("PRE  \"dir\\n/\"")), "{out}");
@@ -501,4 +505,15 @@ fn an_s3_url_gets_a_hint_to_write_ks() {
     let e = env.fails(&["cp", "s3://bkt/x", "out"], 2);
     assert!(e.contains("ks://bkt/x"), "{e}");
     env.ok(&["ls", "ks://bkt"]);
+}
+
+#[test]
+fn error_messages_do_not_pass_control_characters_to_the_terminal() {
+    let env = Env::with_bucket();
+    env.write("f.txt", b"x");
+    env.ok(&["put", "f.txt", "bkt/k"]);
+    // A destination path holding an escape sequence, in a directory that does not exist.
+    let e = env.fails(&["get", "bkt/k", "missing\u{1b}[31m/dir\u{202e}/out"], 1);
+    assert!(!e.contains('\u{1b}') && !e.contains('\u{202e}'), "{e:?}");
+    assert!(e.contains("missing\\x1b[31m"), "{e:?}");
 }
