@@ -9,7 +9,7 @@ use keystone::{Bucket, CopyOptions, Datastore, ListEntry, ListOptions, ObjectInf
 use crate::context::{Address, Ctx, SCHEME, local_meta, one_line, usage};
 use crate::interrupt;
 use crate::objects::{key_basename, key_for_upload, missing_key_hint};
-use crate::output::{plural, shown, size};
+use crate::output::{plural, shown, shown_object, size};
 use crate::progress;
 use crate::transfer::{self, MetaArgs};
 
@@ -150,7 +150,7 @@ fn upload(ctx: &Ctx, a: &CpArgs, src: &Path, dst: &Address) -> anyhow::Result<()
         return ctx.say(format_args!(
             "{} -> {} ({})",
             shown(src.display()),
-            shown(format_args!("{}/{key}", dst.bucket)),
+            shown_object(&dst.bucket, &key),
             size(info.size)
         ));
     }
@@ -325,12 +325,7 @@ fn within(ctx: &Ctx, recursive: bool, src: &Address, dst: &Address) -> anyhow::R
         let spinner = ctx.progress.spinner(&format!("copying {src}"));
         let info = copy_one(&db, src, &src.key, dst, &key)?;
         spinner.finish_and_clear();
-        return ctx.say(format_args!(
-            "{} -> {} ({})",
-            shown(src),
-            shown(format_args!("{}/{key}", dst.bucket)),
-            size(info.size)
-        ));
+        return ctx.say(format_args!("{} -> {} ({})", shown(src), shown_object(&dst.bucket, &key), size(info.size)));
     };
     let (from, to) = (src.dir_prefix(), dst.dir_prefix());
     let mut tree = Tree::new(ctx, objects.len() as u64, objects.iter().map(|o| o.size).sum());

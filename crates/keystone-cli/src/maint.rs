@@ -8,7 +8,7 @@ use jiff::{Span, SpanRelativeTo};
 use keystone::{Bucket, Datastore, ListEntry, ListOptions};
 
 use crate::context::{Address, Ctx};
-use crate::output::{self, plural, shown, size};
+use crate::output::{self, plural, shown_object, size};
 
 /// `keystone du [BUCKET[/PREFIX]]`.
 #[derive(Debug, clap::Args)]
@@ -93,16 +93,13 @@ pub fn verify(ctx: &Ctx, a: &VerifyArgs) -> anyhow::Result<()> {
         spinner.finish_and_clear();
         print_report(ctx, &r.found, None)?;
         for c in &r.removed {
-            output::line(format_args!("REMOVED  {}", shown(format_args!("{}/{}", c.bucket, c.key))))?;
+            output::line(format_args!("REMOVED  {}", shown_object(&c.bucket, &c.key)))?;
         }
         for c in &r.changed {
-            output::line(format_args!(
-                "LEFT     {}: changed since it was found",
-                shown(format_args!("{}/{}", c.bucket, c.key))
-            ))?;
+            output::line(format_args!("LEFT     {}: changed since it was found", shown_object(&c.bucket, &c.key)))?;
         }
         for c in &r.failed {
-            output::line(format_args!("FAILED   {}: {}", shown(format_args!("{}/{}", c.bucket, c.key)), c.reason))?;
+            output::line(format_args!("FAILED   {}: {}", shown_object(&c.bucket, &c.key), c.reason))?;
         }
         ctx.say(format_args!("removed {}; verifying again", plural(r.removed.len() as u64, "corrupt object")))?;
     }
@@ -145,7 +142,7 @@ pub fn verify(ctx: &Ctx, a: &VerifyArgs) -> anyhow::Result<()> {
 /// when there is one to tell).
 fn print_report(ctx: &Ctx, report: &keystone::VerifyReport, engine: Option<&str>) -> anyhow::Result<()> {
     for c in &report.corrupt {
-        output::line(format_args!("CORRUPT  {}: {}", shown(format_args!("{}/{}", c.bucket, c.key)), c.reason))?;
+        output::line(format_args!("CORRUPT  {}: {}", shown_object(&c.bucket, &c.key), c.reason))?;
     }
     let engine = engine.map(|e| format!(", storage engine check {e}")).unwrap_or_default();
     ctx.say(format_args!(

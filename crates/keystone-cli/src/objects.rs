@@ -8,7 +8,7 @@ use indicatif::ProgressBar;
 use keystone::{Bucket, ListEntry, ListOptions};
 
 use crate::context::{Address, Ctx, usage};
-use crate::output::{self, local_time_long, object_json, plural, shown, size};
+use crate::output::{self, local_time_long, object_json, plural, shown, shown_object, size};
 use crate::progress;
 use crate::transfer::{self, MetaArgs};
 
@@ -120,12 +120,7 @@ pub fn put(ctx: &Ctx, a: &PutArgs) -> anyhow::Result<()> {
     };
     progress::done(&bar);
     let from = if stdin { "standard input".to_owned() } else { a.file.display().to_string() };
-    ctx.say(format_args!(
-        "{} -> {} ({})",
-        shown(from),
-        shown(format_args!("{}/{}", dest.bucket, info.key)),
-        size(info.size)
-    ))
+    ctx.say(format_args!("{} -> {} ({})", shown(from), shown_object(&dest.bucket, &info.key), size(info.size)))
 }
 
 pub fn get(ctx: &Ctx, a: &GetArgs) -> anyhow::Result<()> {
@@ -221,11 +216,7 @@ pub fn rm(ctx: &Ctx, a: &RmArgs) -> anyhow::Result<()> {
         bar.inc(batch.len() as u64);
     }
     progress::done(&bar);
-    ctx.say(format_args!(
-        "deleted {} under {}",
-        plural(deleted, "object"),
-        shown(format_args!("{}/{prefix}", target.bucket))
-    ))
+    ctx.say(format_args!("deleted {} under {}", plural(deleted, "object"), shown_object(&target.bucket, &prefix)))
 }
 
 pub fn stat(ctx: &Ctx, a: &StatArgs) -> anyhow::Result<()> {

@@ -87,10 +87,9 @@ pub fn bucket_json(b: &BucketInfo) -> Value {
 /// `\"` for those characters: a shown key that starts with `"` is always such a quoted form, so
 /// the text names exactly one key.
 pub fn shown_key(key: &str) -> Cow<'_, str> {
-    let needs_quotes = |c: char| c.is_control() || is_bidi_control(c);
     // Leading or trailing white space shows only between quotes.
     let edges = key.starts_with(char::is_whitespace) || key.ends_with(char::is_whitespace);
-    if !key.starts_with('"') && !edges && !key.chars().any(needs_quotes) {
+    if !key.starts_with('"') && !edges && !key.chars().any(is_unseen) {
         return Cow::Borrowed(key);
     }
     let mut out = String::with_capacity(key.len() + 8);
@@ -99,17 +98,7 @@ pub fn shown_key(key: &str) -> Cow<'_, str> {
         match c {
             '\\' => out.push_str("\\\\"),
             '"' => out.push_str("\\\""),
-            '\n' => out.push_str("\\n"),
-            '\t' => out.push_str("\\t"),
-            '\r' => out.push_str("\\r"),
-            // Writing to a String cannot fail.
-            c if c.is_control() && u32::from(c) < 0x80 => {
-                let _ = write!(out, "\\x{:02x}", u32::from(c));
-            }
-            c if needs_quotes(c) => {
-                let _ = write!(out, "\\u{{{:04x}}}", u32::from(c));
-            }
-            c => out.push(c),
+            c => push_visible(&mut out, c),
         }
     }
     out.push('"');
@@ -126,42 +115,58 @@ pub fn shown(s: impl fmt::Display) -> String {
     }
 }
 
-/// A message for the terminal (an error, whose text may hold a key or a path): newlines
-/// become spaces, other control and bidirectional-text characters escapes, so that nothing in
-/// it acts on the terminal.
+/// `bucket/key`, [`shown`].
+pub fn shown_object(bucket: &str, key: &str) -> String {
+    shown(format_args!("{bucket}/{key}"))
+}
+
+/// A message for the terminal (an error, whose text may hold a key or a path): line breaks
+/// become spaces, the other characters [`is_unseen`] escapes, so that nothing in it acts on the
+/// terminal.
 pub fn terminal_safe(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {
             '\n' | '\r' => out.push(' '),
-            // Writing to a String cannot fail.
-            c if c.is_control() && u32::from(c) < 0x80 => {
-                let _ = write!(out, "\\x{:02x}", u32::from(c));
-            }
-            c if c.is_control() || is_bidi_control(c) => {
-                let _ = write!(out, "\\u{{{:04x}}}", u32::from(c));
-            }
-            c => out.push(c),
+            c => push_visible(&mut out, c),
         }
     }
     out
 }
 
-/// The Unicode characters that reorder bidirectional text (embeddings, overrides, isolates,
-/// marks) or show nothing (zero-width spaces and joiners, the soft hyphen, the byte-order
-/// mark), and the line and paragraph separators.
-fn is_bidi_control(c: char) -> bool {
-    matches!(
-        c,
-        '\u{00ad}'
-            | '\u{061c}'
-            | '\u{180e}'
-            | '\u{200b}'..='\u{200f}'
-            | '\u{2028}'..='\u{202e}'
-            | '\u{2060}'..='\u{2064}'
-            | '\u{2066}'..='\u{2069}'
-            | '\u{feff}'
-    )
+/// `c`, or its escape if it [`is_unseen`]: `\n`, `\t`, `\r`, `\xNN` or `\u{NNNN}`.
+fn push_visible(out: &mut String, c: char) {
+    match c {
+        '\n' => out.push_str("\\n"),
+        '\t' => out.push_str("\\t"),
+        '\r' => out.push_str("\\r"),
+        // Writing to a String cannot fail.
+        c if c.is_ascii_control() => {
+            let _ = write!(out, "\\x{:02x}", u32::from(c));
+        }
+        c if is_unseen(c) => {
+            let _ = write!(out, "\\u{{{:04x}}}", u32::from(c));
+        }
+        c => out.push(c),
+    }
+}
+
+/// Control characters, and the characters that reorder bidirectional text (embeddings,
+/// overrides, isolates, marks) or show nothing (zero-width spaces and joiners, the soft hyphen,
+/// the byte-order mark), and the line and paragraph separators.
+fn is_unseen(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{00ad}'
+                | '\u{061c}'
+                | '\u{180e}'
+                | '\u{200b}'..='\u{200f}'
+                | '\u{2028}'..='\u{202e}'
+                | '\u{2060}'..='\u{2064}'
+                | '\u{2066}'..='\u{2069}'
+                | '\u{feff}'
+        )
 }
 
 /// `3 objects` / `1 object`.

@@ -151,6 +151,48 @@ impl ReadConditions<'_> {
     }
 }
 
+/// The conditions of a conditional delete (`If-Match`, `x-amz-if-match-last-modified-time`,
+/// `x-amz-if-match-size`, or their fields in a DeleteObjects entry).
+pub(crate) struct DeleteCondition {
+    pub etag: Option<ETagCondition>,
+    pub modified: Option<Timestamp>,
+    pub size: Option<i64>,
+}
+
+impl DeleteCondition {
+    pub(crate) fn is_none(&self) -> bool {
+        self.etag.is_none() && self.modified.is_none() && self.size.is_none()
+    }
+
+    /// Whether the delete may go ahead, given the object as the delete's transaction sees it:
+    /// `PreconditionFailed` (412) unless it matches every condition. A missing object is
+    /// nothing to delete, which S3 answers as done.
+    pub(crate) fn check(&self, bucket: &str, key: &str, current: keystone::Result<ObjectInfo>) -> keystone::Result<()> {
+        let info = match current {
+            Ok(info) => info,
+            Err(keystone::Error::NoSuchKey { .. }) => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        let etag_ok = self.etag.as_ref().is_none_or(|c| etag_matches(c, &info.etag));
+        // Last-Modified as S3 sends it has whole seconds: compared as HTTP dates.
+        let date = |t: &Timestamp| {
+            let mut out = Vec::new();
+            t.format(TimestampFormat::HttpDate, &mut out).ok().map(|()| out)
+        };
+        let modified_ok =
+            self.modified.as_ref().is_none_or(|t| date(t).is_some_and(|d| Some(d) == date(&seconds(info.modified))));
+        let size_ok = self.size.is_none_or(|n| u64::try_from(n).is_ok_and(|n| n == info.size));
+        if etag_ok && modified_ok && size_ok {
+            return Ok(());
+        }
+        Err(keystone::Error::PreconditionFailed {
+            bucket: bucket.to_owned(),
+            key: key.to_owned(),
+            reason: "the object does not match the ETag, last-modified time or size the delete was made on".into(),
+        })
+    }
+}
+
 fn not_modified_error(info: &ObjectInfo) -> S3Error {
     let mut e = s3_error!(NotModified);
     let mut h = HeaderMap::new();

@@ -7,12 +7,11 @@ use s3s::dto::{
     CopyObjectInput, CopyObjectOutput, CopyObjectResult, CopySource, DeleteObjectInput, DeleteObjectOutput,
     DeleteObjectsInput, DeleteObjectsOutput, DeletedObject, ETagCondition, Error, GetObjectInput, GetObjectOutput,
     HeadObjectInput, HeadObjectOutput, MetadataDirective, PutObjectInput, PutObjectOutput, Range, Timestamp,
-    TimestampFormat,
 };
 use s3s::{S3Request, S3Response, S3Result, s3_error};
 
 use super::Keystone;
-use super::meta::{ReadConditions, etag, expires, header_safe, put_condition, user_metadata};
+use super::meta::{DeleteCondition, ReadConditions, etag, expires, header_safe, put_condition, user_metadata};
 use crate::body::{consume, stream_reader};
 use crate::errors::to_s3;
 
@@ -179,10 +178,7 @@ impl Keystone {
     ) -> S3Result<S3Response<DeleteObjectOutput>> {
         let input = req.input;
         let cond = DeleteCondition {
-            etag: input.if_match.map(|c| match c {
-                ETagCondition::ETag(e) => e.value().to_owned(),
-                ETagCondition::Any => "*".to_owned(),
-            }),
+            etag: input.if_match,
             modified: input.if_match_last_modified_time,
             size: input.if_match_size,
         };
@@ -194,13 +190,7 @@ impl Keystone {
             self.blocking(move |db| {
                 db.transaction(|tx| {
                     let b = tx.bucket(&bucket)?;
-                    match b.head(&key) {
-                        Ok(info) => cond.check(&bucket, &key, &info)?,
-                        // Nothing to delete: 204, as S3 answers a conditional delete of a
-                        // missing object.
-                        Err(keystone::Error::NoSuchKey { .. }) => return Ok(()),
-                        Err(e) => return Err(e),
-                    }
+                    cond.check(&bucket, &key, b.head(&key))?;
                     b.delete(&key)
                 })
             })
@@ -230,40 +220,27 @@ impl Keystone {
                     let (mut deleted, mut errors) = (Vec::new(), Vec::new());
                     for o in objects {
                         let cond = DeleteCondition {
-                            etag: o.e_tag.as_ref().map(|e| e.value().to_owned()),
+                            // s3s reads `<ETag>*</ETag>` as the ETag "*".
+                            etag: o
+                                .e_tag
+                                .map(|e| if e.value() == "*" { ETagCondition::Any } else { ETagCondition::ETag(e) }),
                             modified: o.last_modified_time,
                             size: o.size,
                         };
                         // A failed condition is that key's error, as S3 reports it; the others go on.
-                        if !cond.is_none() {
-                            // A missing object is reported deleted, as without a condition.
-                            let checked = match b.head(&o.key) {
-                                Ok(info) => cond.check(&bucket, &o.key, &info),
-                                Err(keystone::Error::NoSuchKey { .. }) => Ok(()),
-                                Err(e) => Err(e),
-                            };
-                            let failed = match checked {
-                                Ok(()) => None,
-                                Err(
-                                    e @ (keystone::Error::InvalidKey { .. }
-                                    | keystone::Error::PreconditionFailed { .. }),
-                                ) => Some(to_s3(e)),
-                                Err(e) => return Err(e),
-                            };
-                            if let Some(e) = failed {
-                                errors.push(Error {
-                                    key: Some(o.key),
-                                    code: Some(e.code().as_str().to_owned()),
-                                    message: e.message().map(str::to_owned),
-                                    ..Default::default()
-                                });
-                                continue;
-                            }
-                        }
-                        match b.delete(&o.key) {
+                        let deleted_or = if cond.is_none() {
+                            b.delete(&o.key)
+                        } else {
+                            cond.check(&bucket, &o.key, b.head(&o.key)).and_then(|()| b.delete(&o.key))
+                        };
+                        match deleted_or {
                             Ok(()) if quiet => {}
                             Ok(()) => deleted.push(DeletedObject { key: Some(o.key), ..Default::default() }),
-                            Err(e @ (keystone::Error::InvalidKey { .. } | keystone::Error::NoSuchKey { .. })) => {
+                            Err(
+                                e @ (keystone::Error::InvalidKey { .. }
+                                | keystone::Error::NoSuchKey { .. }
+                                | keystone::Error::PreconditionFailed { .. }),
+                            ) => {
                                 let e = to_s3(e);
                                 errors.push(Error {
                                     key: Some(o.key),
@@ -348,44 +325,6 @@ impl Keystone {
             }),
             ..Default::default()
         }))
-    }
-}
-
-/// The conditions of a conditional delete (`If-Match`, `x-amz-if-match-last-modified-time`,
-/// `x-amz-if-match-size`, or their fields in a DeleteObjects entry).
-struct DeleteCondition {
-    etag: Option<String>,
-    modified: Option<Timestamp>,
-    size: Option<i64>,
-}
-
-impl DeleteCondition {
-    fn is_none(&self) -> bool {
-        self.etag.is_none() && self.modified.is_none() && self.size.is_none()
-    }
-
-    /// `PreconditionFailed` (412) unless the current object matches every condition given
-    /// (an ETag of `*` matches any object).
-    fn check(&self, bucket: &str, key: &str, info: &keystone::ObjectInfo) -> keystone::Result<()> {
-        let etag_ok = self.etag.as_deref().map(|e| e.trim_matches('"')).is_none_or(|e| e == "*" || e == info.etag);
-        // Last-Modified as S3 sends it has whole seconds: compared as HTTP dates.
-        let date = |t: &Timestamp| {
-            let mut out = Vec::new();
-            t.format(TimestampFormat::HttpDate, &mut out).ok().map(|()| out)
-        };
-        let modified_ok = self
-            .modified
-            .as_ref()
-            .is_none_or(|t| date(t).is_some_and(|d| Some(d) == date(&Timestamp::from(info.modified))));
-        let size_ok = self.size.is_none_or(|n| u64::try_from(n).is_ok_and(|n| n == info.size));
-        if etag_ok && modified_ok && size_ok {
-            return Ok(());
-        }
-        Err(keystone::Error::PreconditionFailed {
-            bucket: bucket.to_owned(),
-            key: key.to_owned(),
-            reason: "the object does not match the ETag, last-modified time or size the delete was made on".into(),
-        })
     }
 }
 

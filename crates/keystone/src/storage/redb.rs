@@ -238,7 +238,7 @@ impl RedbStore {
     /// Opens (or creates) the file.
     pub(crate) fn open(path: &Path, config: &RedbConfig) -> Result<Self> {
         let label = path.display().to_string();
-        let builder = builder(config);
+        let (builder, repaired) = builder_noting_repair(config);
         // What `Builder::create` does, with the file behind `Prefilled`.
         let file = std::fs::OpenOptions::new()
             .read(true)
@@ -252,12 +252,6 @@ impl RedbStore {
         // creating the table then would leave every object unreachable and its pages free.
         let creating = file.metadata().map_err(|e| open_error(&label, e.into()))?.len() == 0;
         let backend = redb::backends::FileBackend::new(file).map(Prefilled::new).map_err(|e| open_error(&label, e))?;
-        let repaired = Arc::new(AtomicBool::new(false));
-        let mut builder = builder;
-        builder.set_repair_callback({
-            let repaired = repaired.clone();
-            move |_| repaired.store(true, Ordering::Release)
-        });
         let db = guarded("opening", || Ok(builder.create_with_backend(backend)))?.map_err(|e| open_error(&label, e))?;
         Self::init(db, label, creating, repaired.load(Ordering::Acquire))
     }
@@ -289,14 +283,8 @@ impl RedbStore {
 
     /// A store on a caller-supplied redb storage backend (used by fault-injection tests).
     pub(crate) fn with_backend(backend: impl redb::StorageBackend, config: &RedbConfig) -> Result<Self> {
-        let builder = builder(config);
+        let (builder, repaired) = builder_noting_repair(config);
         // Behind `Prefilled`, as a file is, so that fault-injection and power-loss tests cover it.
-        let repaired = Arc::new(AtomicBool::new(false));
-        let mut builder = builder;
-        builder.set_repair_callback({
-            let repaired = repaired.clone();
-            move |_| repaired.store(true, Ordering::Release)
-        });
         let db = builder.create_with_backend(Prefilled::new(backend)).map_err(|e| open_error("(custom backend)", e))?;
         Self::init(db, "(custom backend)".into(), true, repaired.load(Ordering::Acquire))
     }
@@ -344,6 +332,24 @@ fn builder(config: &RedbConfig) -> redb::Builder {
         builder.set_cache_size(size);
     }
     builder
+}
+
+/// [`builder`], and a flag set if redb recovers the file as it opens it.
+fn builder_noting_repair(config: &RedbConfig) -> (redb::Builder, Arc<AtomicBool>) {
+    let mut builder = builder(config);
+    let repaired = Arc::new(AtomicBool::new(false));
+    let flag = repaired.clone();
+    builder.set_repair_callback(move |_| flag.store(true, Ordering::Release));
+    (builder, repaired)
+}
+
+/// Commits under the guard. Any failure leaves the handle refusing writes until reopened: a
+/// failed commit may mean a failed fsync (the page cache state is unknown, so no silent retry),
+/// and a panic in it leaves redb's allocator to the next open's repair.
+fn commit_guarded(txn: WriteTransaction, context: &str, poisoned: &AtomicBool) -> Result<()> {
+    guarded(context, || Ok(txn.commit()))
+        .and_then(|r| r.map_err(|e| storage(context, e)))
+        .inspect_err(|_| poisoned.store(true, Ordering::Release))
 }
 
 /// The names of a database's tables (as a read or a write transaction lists them).
@@ -453,7 +459,7 @@ fn repack(db: &Database, poisoned: &AtomicBool) -> Result<()> {
     // Aborted, if it does not commit, under the guard.
     let txn = Closing::new(db.begin_write().map_err(|e| storage(ctx, e))?);
     // Reads every entry: a damaged page fails the compaction here, before redb moves pages, and
-    // the transaction (outside the guard) is then aborted normally.
+    // the transaction is then aborted (by its drop).
     guarded(ctx, || {
         let old = txn.open_table(TABLE).map_err(|e| storage(ctx, e))?;
         let mut new = txn.open_table(REPACK).map_err(|e| storage(ctx, e))?;
@@ -471,9 +477,7 @@ fn repack(db: &Database, poisoned: &AtomicBool) -> Result<()> {
     let Some(txn) = txn.into_inner() else {
         return Err(broken_txn());
     };
-    guarded(ctx, || Ok(txn.commit()))
-        .and_then(|r| r.map_err(|e| storage(ctx, e)))
-        .inspect_err(|_| poisoned.store(true, Ordering::Release))
+    commit_guarded(txn, ctx, poisoned)
 }
 
 fn open_error(label: &str, e: DatabaseError) -> Error {
@@ -817,17 +821,7 @@ impl WriteTxn for RedbWrite {
         // instead of one) and writes the allocator state every time, which halved durable
         // small-write throughput (BENCHMARKS.md, W1). The one-phase commit with checksums is
         // redb's default and is crash-safe; recovery after a crash walks the file instead.
-        let committed = guarded("committing", || Ok(txn.commit())).and_then(|r| {
-            r.map_err(|e| {
-                // A failed commit may mean a failed fsync: the page cache state is unknown, so no
-                // silent retry. The handle refuses writes until reopened.
-                poisoned.store(true, Ordering::Release);
-                storage("committing", e)
-            })
-        });
-        if committed.as_ref().is_err_and(Error::is_corruption) {
-            poisoned.store(true, Ordering::Release);
-        }
+        let committed = commit_guarded(txn, "committing", &poisoned);
         latest.invalidate();
         drop(counted);
         committed
