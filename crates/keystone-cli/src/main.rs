@@ -94,6 +94,9 @@ keystone get backups/site.tar - | tar x"
     /// Shrink the store file to the space in use.
     #[command(after_help = "Example:\n  keystone compact")]
     Compact,
+    /// Copy everything that can still be read of a damaged store into a new store file.
+    #[command(after_help = "Example:\n  keystone --store damaged.keystone salvage rescued.keystone")]
+    Salvage(maint::SalvageArgs),
     /// Run an S3-compatible HTTP endpoint over the store.
     #[command(
         after_help = "Example:\n  keystone serve --addr 127.0.0.1:9000 --access-key admin --secret-key secret123"
@@ -120,6 +123,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Verify(a) => maint::verify(&ctx, &a),
         Command::Gc(a) => maint::gc(&ctx, &a),
         Command::Compact => maint::compact(&ctx),
+        Command::Salvage(a) => maint::salvage(&ctx, &a),
         Command::Serve(args) => serve::run(cli.store, args),
     }
 }

@@ -1,4 +1,4 @@
-//! `du`, `verify`, `gc` and `compact`: looking after the store as a whole.
+//! `du`, `verify`, `gc`, `compact` and `salvage`: looking after the store as a whole.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -34,6 +34,14 @@ pub struct VerifyArgs {
     /// the second verification.
     #[arg(long)]
     remove_corrupt: bool,
+}
+
+/// `keystone salvage DEST`.
+#[derive(Debug, clap::Args)]
+pub struct SalvageArgs {
+    /// The new store file to write (it must not exist). The store given by --store is only
+    /// read.
+    dest: PathBuf,
 }
 
 /// `keystone gc`.
@@ -249,5 +257,62 @@ pub fn compact(ctx: &Ctx) -> anyhow::Result<()> {
         size(before.saturating_sub(after)),
         r.packed_objects,
         r.pack_records
+    ))
+}
+
+pub fn salvage(ctx: &Ctx, a: &SalvageArgs) -> anyhow::Result<()> {
+    let spinner = ctx.progress.spinner("salvaging");
+    let r = Datastore::builder()
+        .etag(keystone::EtagAlgorithm::Md5)
+        .salvage(&ctx.store, &a.dest)
+        .with_context(|| format!("cannot salvage {} into {}", ctx.store.display(), a.dest.display()))?;
+    spinner.finish_and_clear();
+    for u in &r.unreadable {
+        let after = u.after.as_deref().unwrap_or("the start of the store");
+        let before = u.before.as_deref().unwrap_or("the end of the store");
+        output::line(format_args!(
+            "UNREADABLE  from {} to {}",
+            output::terminal_safe(after),
+            output::terminal_safe(before)
+        ))?;
+    }
+    for c in &r.removed {
+        output::line(format_args!(
+            "REMOVED     {}: {}",
+            shown_object(&c.bucket, &c.key),
+            output::terminal_safe(&c.reason)
+        ))?;
+    }
+    for c in &r.verified.corrupt {
+        output::line(format_args!(
+            "CORRUPT     {}: {}",
+            shown_object(&c.bucket, &c.key),
+            output::terminal_safe(&c.reason)
+        ))?;
+    }
+    for b in &r.buckets_recreated {
+        output::line(format_args!("RECREATED   bucket {}: its own record was lost", output::terminal_safe(b)))?;
+    }
+    let stretches = match r.unreadable.len() {
+        1 => "1 unreadable stretch".to_owned(),
+        n => format!("{n} unreadable stretches"),
+    };
+    ctx.say(format_args!(
+        "salvaged {} ({}) into {} from {}; {}, {} removed, {} out of order; {} in progress not copied",
+        plural(r.verified.objects, "object"),
+        size(r.verified.bytes),
+        a.dest.display(),
+        plural(r.records_copied, "record"),
+        stretches,
+        plural(r.removed.len() as u64, "damaged object"),
+        plural(r.out_of_order, "record"),
+        plural(r.uploads_dropped, "upload")
+    ))?;
+    if r.is_complete() && r.verified.is_clean() {
+        return Ok(());
+    }
+    Err(anyhow!(
+        "salvage lost data: {} is a consistent store of what could be read, the lines above say what could not",
+        a.dest.display()
     ))
 }

@@ -338,3 +338,61 @@ fn an_interrupted_tree_upload_names_each_cause_once() {
     assert!(!first.contains("interrupted: interrupted"), "{stderr}");
     env.fails(&["stat", "bkt/t/a-big.bin"], 1);
 }
+
+/// `salvage`: a store with a damaged leaf of objects (which no command can read, delete or
+/// compact away) is copied into a new store with everything else; the lost stretch is named.
+#[test]
+fn salvage_copies_what_can_be_read_into_a_new_store() {
+    let env = Env::new();
+    let value = |i: u32| {
+        format!("object {i:04} ....................................................................").into_bytes()
+    };
+    {
+        let db = keystone::Datastore::open(&env.store).unwrap();
+        db.create_bucket("bkt").unwrap();
+        db.transaction(|tx| {
+            let b = tx.bucket("bkt")?;
+            for i in 0..2000u32 {
+                b.put_bytes(&format!("k{i:04}"), value(i))?;
+            }
+            Ok::<_, keystone::Error>(())
+        })
+        .unwrap();
+    }
+    // A healthy store first: everything, exit 0.
+    let out = env.ok(&["salvage", "whole.keystone"]);
+    assert!(out.contains("salvaged 2000 objects") && out.contains("0 unreadable stretches"), "{out}");
+
+    // The type byte of the leaf page holding object 1000.
+    let mut file = std::fs::read(&env.store).unwrap();
+    let at = file.windows(11).position(|w| w == &value(1000)[..11]).unwrap();
+    let mut page = at / 4096 * 4096;
+    while !(file[page] == 1 && (file[page + 1] == 0 || file[page + 1] == 0xff)) {
+        page -= 4096;
+    }
+    file[page] = 0xff;
+    std::fs::write(&env.store, &file).unwrap();
+    env.fails(&["cat", "bkt/k1000"], 1);
+
+    let out = env.cmd(&["salvage", "rescued.keystone"]).output().unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    assert!(stderr.starts_with("keystone: salvage lost data: rescued.keystone is a consistent store"), "{stderr}");
+    let unreadable: Vec<&str> = stdout.lines().filter(|l| l.starts_with("UNREADABLE")).collect();
+    assert_eq!(unreadable.len(), 1, "{stdout}");
+    assert!(unreadable[0].contains("of bucket \"bkt\""), "{stdout}");
+    assert_eq!(std::fs::read(&env.store).unwrap(), file, "the damaged store is only read");
+
+    // The new store verifies clean and holds every object but the damaged page's.
+    let rescued = env.path("rescued.keystone");
+    let out = env.ok(&["--store", rescued.to_str().unwrap(), "verify"]);
+    assert!(out.contains(" 0 corrupt, 0 orphaned"), "{out}");
+    let listed = env.ok(&["--store", rescued.to_str().unwrap(), "ls", "bkt"]);
+    let kept = listed.lines().count();
+    assert!((1900..2000).contains(&kept), "{kept} kept\n{listed}");
+    assert_eq!(env.ok(&["--store", rescued.to_str().unwrap(), "cat", "bkt/k0000"]).as_bytes(), value(0));
+
+    // Never into an existing file.
+    let e = env.fails(&["salvage", "rescued.keystone"], 1);
+    assert!(e.contains("rescued.keystone") && e.contains("exists"), "{e}");
+}

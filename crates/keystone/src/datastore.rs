@@ -13,6 +13,7 @@ use crate::error::{Error, Result};
 use crate::maintenance::{self, CompactReport, GcReport};
 use crate::objects;
 use crate::reader;
+use crate::salvage::SalvageReport;
 use crate::storage::KeyValueStore;
 use crate::storage::memory::MemoryStore;
 use crate::storage::redb::{RedbConfig, RedbStore};
@@ -171,7 +172,7 @@ impl Builder {
         }
     }
 
-    fn redb(&self) -> RedbConfig {
+    pub(crate) fn redb(&self) -> RedbConfig {
         RedbConfig { cache_size: Some(self.cache_size) }
     }
 
@@ -199,6 +200,14 @@ impl Builder {
             Config { read_only: self.read_only, ..self.config() },
             Some(path.to_path_buf()),
         )
+    }
+
+    /// [`Datastore::salvage`] with this builder's options for the new store.
+    ///
+    /// # Errors
+    /// See [`Datastore::salvage`].
+    pub fn salvage(self, source: impl AsRef<Path>, dest: impl AsRef<Path>) -> Result<SalvageReport> {
+        crate::salvage::salvage(self, source.as_ref(), dest.as_ref())
     }
 
     /// A store in memory, gone when the last handle is dropped.
@@ -251,6 +260,29 @@ impl Datastore {
     /// A builder for options (chunk size, cache size, durability).
     pub fn builder() -> Builder {
         Builder::default()
+    }
+
+    /// Copies everything that can still be read of the store at `source` into a new store at
+    /// `dest`, for a store with damaged pages: objects on a damaged page can be neither read
+    /// nor deleted (both must read the page), and `compact` refuses such a store.
+    ///
+    /// `source` is opened read-only and never written. Every record that reads is copied as it
+    /// is (objects keep their ETags, times and metadata); a stretch of records that cannot be
+    /// read is stepped over and reported in [`SalvageReport::unreadable`], by the records read
+    /// on either side of it. The new store is then made consistent with the store's own
+    /// tools: objects whose chunks were lost are removed ([`SalvageReport::removed`]), chunks
+    /// whose object was lost are freed, a bucket that lost its own record but still has
+    /// objects is created again. Multipart uploads in progress are not copied. The new store
+    /// is verified at the end ([`SalvageReport::verified`]).
+    ///
+    /// # Errors
+    /// [`Error::Io`] when `dest` exists (salvage never writes into an existing file) or cannot
+    /// be created; the errors of a read-only [`open`](Builder::open) of `source` — a store
+    /// redb cannot open at all (one left needing recovery with a damaged page, see
+    /// docs/reliability.md) cannot be salvaged this way; [`Error::Storage`] for I/O. The new
+    /// file is left in place on error.
+    pub fn salvage(source: impl AsRef<Path>, dest: impl AsRef<Path>) -> Result<SalvageReport> {
+        Builder::default().salvage(source, dest)
     }
 
     /// A store in memory.

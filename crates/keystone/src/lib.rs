@@ -58,6 +58,7 @@ mod objects;
 mod packing;
 mod reader;
 mod reads;
+mod salvage;
 mod storage;
 mod transaction;
 mod types;
@@ -74,6 +75,7 @@ pub use error::{Error, Result};
 pub use list::ListIter;
 pub use maintenance::{CompactReport, GcReport};
 pub use reader::{Chunk, ObjectReader};
+pub use salvage::{SalvageReport, UnreadableRange};
 pub use transaction::{Snapshot, SnapshotBucket, Transaction, TxBucket};
 pub use types::{
     BucketInfo, CompleteOptions, CompletedPart, CopyOptions, EtagAlgorithm, ListEntry, ListOptions, ListPage,
