@@ -78,6 +78,11 @@ fn a_healthy_store_is_copied_whole_with_etags_times_and_metadata() {
         a.put_bytes("big.bin", &big).unwrap();
         db.create_bucket("empty").unwrap();
         // An upload in progress is not copied, and its part's chunks are freed.
+        // Small objects packed by compact are copied as packs.
+        for i in 0..40 {
+            a.put_bytes(&format!("small/{i:02}"), format!("small object {i}")).unwrap();
+        }
+        assert!(db.compact().unwrap().pack_records > 0);
         let id = a.create_upload("pending", ObjectMeta::default()).unwrap();
         a.upload_part(&id, 1, &vec![7u8; 300_000][..]).unwrap();
     }
@@ -86,7 +91,7 @@ fn a_healthy_store_is_copied_whole_with_etags_times_and_metadata() {
     assert!(report.is_complete(), "{report:?}");
     assert_eq!(report.uploads_dropped, 1);
     assert!(report.buckets_recreated.is_empty());
-    assert_eq!(report.verified.objects, 2);
+    assert_eq!(report.verified.objects, 42);
     assert!(report.verified.corrupt.is_empty() && report.verified.orphan_segments == 0, "{report:?}");
 
     let (old, new) = (Datastore::open(&src).unwrap(), Datastore::open(&dest).unwrap());
@@ -98,6 +103,7 @@ fn a_healthy_store_is_copied_whole_with_etags_times_and_metadata() {
         assert_eq!((&o.etag, o.size, o.modified, &o.meta), (&n.etag, n.size, n.modified, &n.meta), "{k}");
     }
     assert_eq!(new.bucket("alpha").unwrap().get_bytes("big.bin").unwrap(), big);
+    assert_eq!(new.bucket("alpha").unwrap().get_bytes("small/17").unwrap(), b"small object 17");
     assert!(new.bucket("alpha").unwrap().list_uploads("").unwrap().is_empty());
     // New objects get ids of their own (the id counter was carried over).
     new.bucket("alpha").unwrap().put_bytes("after", &big[..2_000_000]).unwrap();
