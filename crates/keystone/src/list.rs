@@ -12,8 +12,15 @@ use crate::objects;
 use crate::storage::{KvRead, ReadTxn, prefix_end};
 use crate::types::{ListEntry, ListOptions, ListPage};
 
-/// Entries fetched per scan of the store.
-const SCAN: usize = 256;
+/// What a listing does after a record.
+enum Flow {
+    /// The next record (at the end of the scan: the scope is done).
+    More,
+    /// Past a common prefix: the scan starts again at this key.
+    Jump(Vec<u8>),
+    /// The page is full, or the prefix ends.
+    Stop,
+}
 
 fn bad_token() -> Error {
     Error::InvalidKey { key: String::new(), reason: "invalid continuation token" }
@@ -42,84 +49,115 @@ pub(crate) fn list_page(r: &dyn KvRead, bucket: &str, opts: &ListOptions) -> Res
         from = from.max(k);
     }
 
-    let mut page = ListPage::default();
+    let page = ListPage::default();
     if scope_end.as_deref().is_some_and(|end| from.as_slice() >= end) {
         // Starts after every key of the prefix (a range that ends before it starts is not
         // handed to the backend).
         return Ok(page);
     }
-    let max = opts.max_keys.max(1);
-    let delim = opts.delimiter.as_deref().filter(|d| !d.is_empty());
-    let mut count = 0;
-    let mut resume: Option<Vec<u8>> = None;
-    'scan: loop {
-        let mut batch = r.scan(range_from(&from, scope_end.as_deref()), SCAN)?;
-        let exhausted = batch.len() < SCAN;
-        if exhausted && let Some(end) = scope_end.as_deref().filter(|&e| e < bucket_end.as_slice()) {
+    let mut walk = Walk {
+        bucket,
+        opts,
+        base: &base,
+        max: opts.max_keys.max(1),
+        delim: opts.delimiter.as_deref().filter(|d| !d.is_empty()),
+        from,
+        page,
+        count: 0,
+        resume: None,
+        flow: Flow::More,
+    };
+    loop {
+        walk.flow = Flow::More;
+        let from = walk.from.clone();
+        // One scan to the end of the scope, unless the walk stops it (a full page, a common
+        // prefix to jump over): the records are lent, not copied, so only the page is held.
+        r.scan_with(range_from(&from, scope_end.as_deref()), usize::MAX, &mut |k, v| walk.visit(k, v))?;
+        if matches!(walk.flow, Flow::More)
+            && let Some(end) = scope_end.as_deref().filter(|&e| e < bucket_end.as_slice())
+        {
             // A pack lives under its last key: one that begins inside the scope may be stored
-            // past its end, as the first record after it (its objects outside are cut below).
-            batch.extend(r.scan(range_from(end.max(&from), Some(&bucket_end)), 1)?);
+            // past its end, as the first record after it (its objects outside are cut).
+            r.scan_with(range_from(end.max(&from), Some(&bucket_end)), 1, &mut |k, v| walk.visit(k, v))?;
         }
-        let mut next_from = None;
-        'batch: for (k, v) in &batch {
-            let objects = match objects::record_objects(bucket, k, v) {
-                Ok(objects) => objects,
-                // A damaged pack that begins past the prefix (the record looked at after it)
-                // holds nothing of this listing.
-                Err(_)
-                    if pack::first_key(v).is_some_and(|first| {
-                        first.as_bytes() >= &from[base.len()..] && !first.starts_with(&opts.prefix)
-                    }) =>
-                {
-                    break 'scan;
-                }
-                Err(e) => return Err(e),
-            };
-            for (name, manifest) in objects {
-                // A pack found by the scan may begin before where this page starts.
-                if name.as_bytes() < &from[base.len()..] {
-                    continue;
-                }
-                if !name.starts_with(&opts.prefix) {
-                    break 'scan;
-                }
-                if count == max {
-                    // More remain: the next page starts here.
-                    resume = Some(name.as_bytes().to_vec());
-                    break 'scan;
-                }
-                if let Some(d) = delim {
-                    let rest = &name[opts.prefix.len()..];
-                    if let Some(i) = rest.find(d) {
-                        let cp = &name[..opts.prefix.len() + i + d.len()];
-                        page.common_prefixes.push(cp.to_owned());
-                        count += 1;
-                        // Skip every other key under this common prefix.
-                        let mut cpk = base.clone();
-                        cpk.extend_from_slice(cp.as_bytes());
-                        match prefix_end(&cpk) {
-                            Some(e) => next_from = Some(e),
-                            None => break 'scan,
-                        }
-                        break 'batch;
-                    }
-                }
-                let m = Manifest::decode_head(manifest).map_err(|e| e.at(bucket, name))?;
-                page.objects.push(objects::info(bucket, name, &m));
-                count += 1;
-            }
-        }
-        match next_from {
-            Some(nf) => from = nf,
-            None if exhausted => break,
-            None => match batch.last() {
-                Some((k, _)) => from = next_key(k),
-                None => break,
-            },
+        match std::mem::replace(&mut walk.flow, Flow::More) {
+            Flow::Stop | Flow::More => break,
+            Flow::Jump(next) => walk.from = next,
         }
     }
+    let Walk { mut page, resume, .. } = walk;
     page.next_token = resume.map(|rel| format!("t{}", hex(&rel)));
     Ok(page)
+}
+
+/// One page being filled, record by record, and what the last record decided.
+struct Walk<'a> {
+    bucket: &'a str,
+    opts: &'a ListOptions,
+    /// The bucket's key prefix (`<bucket>\0`).
+    base: &'a [u8],
+    max: usize,
+    delim: Option<&'a str>,
+    /// Where the current scan started.
+    from: Vec<u8>,
+    page: ListPage,
+    count: usize,
+    resume: Option<Vec<u8>>,
+    flow: Flow,
+}
+
+impl Walk<'_> {
+    /// Takes in one record (an object, or a pack of them); returns whether to go on.
+    fn visit(&mut self, k: &[u8], v: &[u8]) -> Result<bool> {
+        let (bucket, opts) = (self.bucket, self.opts);
+        let start = &self.from[self.base.len()..];
+        let objects = match objects::record_objects(bucket, k, v) {
+            Ok(objects) => objects,
+            // A damaged pack that begins past the prefix (the record looked at after it)
+            // holds nothing of this listing.
+            Err(_)
+                if pack::first_key(v)
+                    .is_some_and(|first| first.as_bytes() >= start && !first.starts_with(&opts.prefix)) =>
+            {
+                self.flow = Flow::Stop;
+                return Ok(false);
+            }
+            Err(e) => return Err(e),
+        };
+        for (name, manifest) in objects {
+            // A pack found by the scan may begin before where this page starts.
+            if name.as_bytes() < start {
+                continue;
+            }
+            if !name.starts_with(&opts.prefix) {
+                self.flow = Flow::Stop;
+                return Ok(false);
+            }
+            if self.count == self.max {
+                // More remain: the next page starts here.
+                self.resume = Some(name.as_bytes().to_vec());
+                self.flow = Flow::Stop;
+                return Ok(false);
+            }
+            if let Some(d) = self.delim {
+                let rest = &name[opts.prefix.len()..];
+                if let Some(i) = rest.find(d) {
+                    let cp = &name[..opts.prefix.len() + i + d.len()];
+                    self.page.common_prefixes.push(cp.to_owned());
+                    self.count += 1;
+                    // Skip every other key under this common prefix.
+                    let mut cpk = self.base.to_vec();
+                    cpk.extend_from_slice(cp.as_bytes());
+                    self.flow = prefix_end(&cpk).map_or(Flow::Stop, Flow::Jump);
+                    return Ok(false);
+                }
+            }
+            let m = Manifest::decode_head(manifest).map_err(|e| e.at(bucket, name))?;
+            self.page.objects.push(objects::into_info(bucket, name, m));
+            self.count += 1;
+        }
+        Ok(true)
+    }
 }
 
 /// A lazy listing: pages are fetched as the iterator advances, all from one snapshot.

@@ -286,6 +286,22 @@ fn unpack(w: &mut dyn WriteTxn, bucket: &str, last: &str) -> Result<()> {
     Ok(())
 }
 
+/// [`info`] from a manifest that is not needed afterwards: its ETag and metadata are moved,
+/// not copied (a listing builds one per object).
+pub(crate) fn into_info(bucket: &str, key: &str, m: Manifest) -> ObjectInfo {
+    ObjectInfo {
+        bucket: bucket.to_owned(),
+        key: key.to_owned(),
+        size: m.size,
+        etag: m.etag,
+        checksum: m.crc,
+        meta: m.meta,
+        created: time_of(m.created),
+        modified: time_of(m.modified),
+        parts: m.parts,
+    }
+}
+
 pub(crate) fn info(bucket: &str, key: &str, m: &Manifest) -> ObjectInfo {
     ObjectInfo {
         bucket: bucket.to_owned(),

@@ -12,7 +12,7 @@ use crate::types::ObjectInfo;
 
 pub(crate) fn head(r: &dyn KvRead, bucket: &str, key: &str) -> Result<ObjectInfo> {
     let m = objects::existing(r, bucket, key, false).map_err(|e| e.at(bucket, key))?;
-    Ok(objects::info(bucket, key, &m))
+    Ok(objects::into_info(bucket, key, m))
 }
 
 pub(crate) fn exists(r: &dyn KvRead, bucket: &str, key: &str) -> Result<bool> {

@@ -106,6 +106,9 @@ pub(crate) fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
 /// A callback lent one entry (key, value) for the duration of the call.
 pub(crate) type EntryFn<'a> = dyn FnMut(&[u8], &[u8]) -> Result<()> + 'a;
 
+/// A callback lent one entry after another by `scan_with`; returns whether to go on.
+pub(crate) type ScanFn<'a> = dyn FnMut(&[u8], &[u8]) -> Result<bool> + 'a;
+
 /// Reads, shared by snapshots and write transactions (which see their own writes).
 pub(crate) trait KvRead {
     /// The value under `key`.
@@ -128,6 +131,20 @@ pub(crate) trait KvRead {
             Some((k, v)) => f(k, v).map(|()| true),
             None => Ok(false),
         }
+    }
+    /// Calls `f` with the entries of `range` in ascending key order, each borrowed for the
+    /// call (a backend can skip copying them, as in `read_with`), until `f` returns `false`
+    /// or `limit` entries were lent; returns how many were lent.
+    fn scan_with(&self, range: KeyRange<'_>, limit: usize, f: &mut ScanFn<'_>) -> Result<usize> {
+        let rows = self.scan(range, limit)?;
+        let mut lent = 0;
+        for (k, v) in &rows {
+            lent += 1;
+            if !f(k, v)? {
+                break;
+            }
+        }
+        Ok(lent)
     }
 }
 
@@ -202,6 +219,9 @@ impl KvRead for Counting<'_> {
     }
     fn first_with(&self, range: KeyRange<'_>, f: &mut EntryFn<'_>) -> Result<bool> {
         self.inner.first_with(range, f)
+    }
+    fn scan_with(&self, range: KeyRange<'_>, limit: usize, f: &mut ScanFn<'_>) -> Result<usize> {
+        self.inner.scan_with(range, limit, f)
     }
 }
 

@@ -14,7 +14,7 @@ use redb::{
 };
 
 use super::prefill::Prefilled;
-use super::{Commit, EntryFn, KeyRange, KeyValueStore, KvRead, Limits, ReadTxn, SpaceInfo, Value, WriteTxn};
+use super::{Commit, EntryFn, KeyRange, KeyValueStore, KvRead, Limits, ReadTxn, ScanFn, SpaceInfo, Value, WriteTxn};
 use crate::error::{Error, Result};
 
 const TABLE: TableDefinition<'static, &'static [u8], &'static [u8]> = TableDefinition::new("keystone");
@@ -655,6 +655,10 @@ impl KvRead for RedbRead {
     fn first_with(&self, range: KeyRange<'_>, f: &mut EntryFn<'_>) -> Result<bool> {
         first_table_with(&self.table, range, f)
     }
+
+    fn scan_with(&self, range: KeyRange<'_>, limit: usize, f: &mut ScanFn<'_>) -> Result<usize> {
+        scan_table_with(&self.table, range, limit, f)
+    }
 }
 
 impl ReadTxn for RedbRead {}
@@ -686,6 +690,31 @@ fn first_table_with(
         Some((k, v)) => f(k.value(), v.value()).map(|()| true),
         None => Ok(false),
     }
+}
+
+/// `scan_with` on a snapshot's table or a transaction's: only redb's own calls run under the
+/// guard, `f` between them (a panic in Keystone's code is never reported as damage).
+fn scan_table_with(
+    table: &impl ReadableTable<&'static [u8], &'static [u8]>,
+    range: KeyRange<'_>,
+    limit: usize,
+    f: &mut ScanFn<'_>,
+) -> Result<usize> {
+    if limit == 0 {
+        return Ok(0);
+    }
+    let mut iter = guarded("scanning", || table.range::<&[u8]>(to_bounds(range)).map_err(|e| storage("scanning", e)))?;
+    let mut lent = 0;
+    while lent < limit {
+        let Some((k, v)) = guarded("scanning", || iter.next().transpose().map_err(|e| storage("scanning", e)))? else {
+            break;
+        };
+        lent += 1;
+        if !f(k.value(), v.value())? {
+            break;
+        }
+    }
+    Ok(lent)
 }
 
 /// Up to `limit` entries of `range`, in key order, from a snapshot's table or a transaction's.
@@ -753,6 +782,10 @@ impl KvRead for RedbWrite {
 
     fn first_with(&self, range: KeyRange<'_>, f: &mut EntryFn<'_>) -> Result<bool> {
         self.cell.with_dependent(|_, table| first_table_with(table, range, f))
+    }
+
+    fn scan_with(&self, range: KeyRange<'_>, limit: usize, f: &mut ScanFn<'_>) -> Result<usize> {
+        self.cell.with_dependent(|_, table| scan_table_with(table, range, limit, f))
     }
 }
 
