@@ -232,6 +232,8 @@ def complete_retry_checks(c):
                                                              Body=piece)["ETag"]})
     done = lambda ps: c.complete_multipart_upload(Bucket="retry", Key="obj", UploadId=up, MultipartUpload={"Parts": ps})
     first = done(parts)
+    check("CompleteMultipartUpload Location is an absolute URL", first.get("Location") == f"{EP}/retry/obj",
+          first.get("Location"))
     try:
         again = done(parts)
         same = (again["ResponseMetadata"]["HTTPStatusCode"], again["ETag"], again["Key"]) == (200, first["ETag"], "obj")

@@ -234,7 +234,7 @@ async fn complete_retried_after_success() {
     c.create_bucket().bucket("again").send().await.unwrap();
     let body: Vec<u8> = (0..5 * 1024 * 1024 + 7u32).map(|i| (i % 251) as u8).collect();
     let (head, tail) = body.split_at(5 * 1024 * 1024);
-    let key = "dir/a b+c";
+    let key = "dir/a b+c/é";
     let id = c.create_multipart_upload().bucket("again").key(key).send().await.unwrap().upload_id().unwrap().to_owned();
     let mut parts = Vec::new();
     for (n, piece) in [(1, head), (2, tail)] {
@@ -259,6 +259,8 @@ async fn complete_retried_after_success() {
             .send()
     };
     let first = complete(parts.clone(), &id).await.unwrap();
+    // Location is an absolute URL, as from S3, with the key percent-encoded but for '/'.
+    assert_eq!(first.location(), Some(format!("{}/again/dir/a%20b%2Bc/%C3%A9", h.endpoint).as_str()));
     let second = complete(parts.clone(), &id).await.unwrap();
     assert_eq!(second.e_tag(), first.e_tag());
     assert_eq!((second.bucket(), second.key()), (Some("again"), Some(key)));

@@ -2,6 +2,9 @@
 
 use std::io::{Read, Seek, SeekFrom};
 
+use hyper::HeaderMap;
+use hyper::header::HOST;
+use hyper::http::uri::Authority;
 use keystone::{CompleteOptions, CompletedPart as KsPart, ObjectInfo, UploadInfo};
 use md5::{Digest, Md5};
 use s3s::dto::{
@@ -13,7 +16,7 @@ use s3s::dto::{
 use s3s::{S3Error, S3ErrorCode, S3Request, S3Response, S3Result, s3_error};
 
 use super::Keystone;
-use super::list::{Enc, count, max_keys};
+use super::list::{Enc, count, max_keys, url_encode};
 use super::meta::{ReadConditions, etag, put_condition};
 use super::objects::copy_source;
 use crate::body::consume;
@@ -77,6 +80,19 @@ fn md5_of(hex: &str) -> Option<[u8; 16]> {
         *byte = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
     }
     Some(out)
+}
+
+/// CompleteMultipartUpload's `Location`: an absolute URL as S3 gives, `http://HOST/BUCKET/KEY`
+/// with the key percent-encoded but for '/', from the request's Host header; the path alone
+/// when the request has no usable Host (none, or not a plain host and port).
+fn location(headers: &HeaderMap, bucket: &str, key: &str) -> String {
+    let path = format!("/{bucket}/{}", url_encode(key));
+    let host =
+        headers.get(HOST).and_then(|h| h.to_str().ok()).filter(|h| !h.contains('@') && h.parse::<Authority>().is_ok());
+    match host {
+        Some(host) => format!("http://{host}{path}"),
+        None => path,
+    }
 }
 
 fn owner() -> Owner {
@@ -200,6 +216,7 @@ impl Keystone {
         &self,
         req: S3Request<CompleteMultipartUploadInput>,
     ) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
+        let location = location(&req.headers, &req.input.bucket, &req.input.key);
         let input = req.input;
         let named = input.multipart_upload.and_then(|m| m.parts).unwrap_or_default();
         if named.is_empty() {
@@ -228,7 +245,7 @@ impl Keystone {
             bucket: Some(input.bucket.clone()),
             key: Some(input.key.clone()),
             e_tag: Some(etag(&info.etag)),
-            location: Some(format!("/{}/{}", input.bucket, input.key)),
+            location: Some(location),
             ..Default::default()
         }))
     }
@@ -368,5 +385,23 @@ impl Keystone {
             encoding_type: enc.echo(),
             ..Default::default()
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn location_is_absolute_from_the_host_header() {
+        let mut h = HeaderMap::new();
+        assert_eq!(location(&h, "b", "a b/c+d"), "/b/a%20b/c%2Bd");
+        h.insert(HOST, "s3.example:9000".parse().unwrap());
+        assert_eq!(location(&h, "b", "a b/c+d"), "http://s3.example:9000/b/a%20b/c%2Bd");
+        for odd in ["", "user@host", "a/b", "a b"] {
+            h.insert(HOST, odd.parse().unwrap());
+            assert_eq!(location(&h, "b", "k"), "/b/k", "Host {odd:?}");
+        }
     }
 }
