@@ -112,6 +112,10 @@ impl Ctx {
                  reading or writing it); wait for it, stop it, or go through its S3 endpoint",
                 self.store.display()
             ),
+            // The library's message names the path again: said once here.
+            keystone::Error::NotAStore { reason, .. } => {
+                anyhow!("cannot open store {}: it is not a Keystone store ({reason})", self.store.display())
+            }
             other => anyhow::Error::new(other).context(format!("cannot open store {}", self.store.display())),
         }
     }
