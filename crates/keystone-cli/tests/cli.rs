@@ -155,6 +155,22 @@ fn ls_lists_levels_recursively_and_as_json_lines() {
 }
 
 #[test]
+fn ls_of_a_prefix_that_matches_nothing_exits_1_as_aws_s3_ls_does() {
+    let env = Env::with_bucket();
+    // An existing bucket listed whole succeeds, empty or not (as `aws s3 ls s3://bucket`).
+    assert_eq!(env.ok(&["ls", "bkt"]), "");
+    assert_eq!(env.ok(&["ls", "ks://bkt/"]), "");
+    env.write("f", b"x");
+    env.ok(&["put", "f", "bkt/dir/file"]);
+    for args in [&["ls", "ks://bkt/nosuch"][..], &["ls", "-r", "bkt/nosuch/"], &["ls", "--json", "bkt/dir/x"]] {
+        let e = env.fails(args, 1);
+        assert!(e.contains("no key in bucket \"bkt\" starts with"), "{args:?}: {e}");
+    }
+    assert!(env.ok(&["ls", "bkt/di"]).ends_with("PRE  dir/\n"));
+    assert!(env.ok(&["ls", "bkt/dir/file"]).ends_with("  dir/file\n"));
+}
+
+#[test]
 fn put_get_cat_round_trip_with_guessed_content_type() {
     let env = Env::with_bucket();
     let data = bytes(300_000, 7);
