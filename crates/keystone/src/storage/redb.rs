@@ -505,7 +505,8 @@ fn open_error(label: &str, e: DatabaseError) -> Error {
 
 /// `e`, unless it calls the file at `path` not a redb database while the file's header is a
 /// redb database's but for its first bytes: then the store was damaged there (redb checks
-/// only its 9-byte magic number), and that is `Corrupted`, not `NotAStore`. redb's header
+/// only its 9-byte magic number), or its creation cut short before redb wrote them, and that
+/// is `Corrupted`, not `NotAStore`. redb's header
 /// holds, after the magic number, a flags byte and two bytes of padding, the page size as a
 /// little-endian u32: a power of two from 512 on. Text never has one there (it has no zero
 /// bytes); random bytes have one of the 16 taken here once in 2^28.
@@ -525,7 +526,8 @@ fn unless_damaged(path: &Path, e: Error) -> Error {
             key: None,
             reason: format!(
                 "{label} does not begin with redb's magic number, but the rest of its header is a redb \
-                 database's: a store whose first bytes are damaged"
+                 database's: a store whose first bytes are damaged, or whose creation was cut short (redb \
+                 writes them last; such a store holds nothing)"
             ),
         };
     }
