@@ -222,6 +222,34 @@ def protocol_checks(c):
     r.close()
 
 
+def complete_retry_checks(c):
+    """A CompleteMultipartUpload retried after success (SDKs retry one whose answer was lost)."""
+    c.create_bucket(Bucket="retry")
+    up = c.create_multipart_upload(Bucket="retry", Key="obj")["UploadId"]
+    parts = []
+    for n, piece in enumerate([os.urandom(5 * 1024 * 1024), b"tail"], 1):
+        parts.append({"PartNumber": n, "ETag": c.upload_part(Bucket="retry", Key="obj", UploadId=up, PartNumber=n,
+                                                             Body=piece)["ETag"]})
+    done = lambda ps: c.complete_multipart_upload(Bucket="retry", Key="obj", UploadId=up, MultipartUpload={"Parts": ps})
+    first = done(parts)
+    check("CompleteMultipartUpload Location is an absolute URL", first.get("Location") == f"{EP}/retry/obj",
+          first.get("Location"))
+    try:
+        again = done(parts)
+        same = (again["ResponseMetadata"]["HTTPStatusCode"], again["ETag"], again["Key"]) == (200, first["ETag"], "obj")
+    except ClientError as e:
+        again, same = e.response["Error"], False
+    check("CompleteMultipartUpload retried after success -> 200 and the same ETag", same, again)
+    code = err_code(lambda: done(parts[:1]))
+    check("... a completion naming other parts -> NoSuchUpload", code == "NoSuchUpload", code)
+    up = c.create_multipart_upload(Bucket="retry", Key="aborted")["UploadId"]
+    etag = c.upload_part(Bucket="retry", Key="aborted", UploadId=up, PartNumber=1, Body=b"x")["ETag"]
+    c.abort_multipart_upload(Bucket="retry", Key="aborted", UploadId=up)
+    code = err_code(lambda: c.complete_multipart_upload(Bucket="retry", Key="aborted", UploadId=up,
+                                                        MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": etag}]}))
+    check("CompleteMultipartUpload of an aborted upload -> NoSuchUpload", code == "NoSuchUpload", code)
+
+
 # ---------------------------------------------------------------- boto3
 
 def boto3_checks():
@@ -396,6 +424,7 @@ def hostile_checks():
     bad = {"trunc", "longer", "chunked-lie", "chunked-short", "badcrc", "notrailer", "badsha", "md5", "a\0b"} & present
     check("no rejected upload became visible", not bad and {"good", "good2"} <= present, bad)
     protocol_checks(c)
+    complete_retry_checks(c)
     # Authentication edge cases.
     st, code = raw("GET", "/", secret="wrong")
     check("wrong secret -> 403 SignatureDoesNotMatch", (st, code) == (403, "SignatureDoesNotMatch"), (st, code))

@@ -81,7 +81,9 @@ pub fn ls(ctx: &Ctx, a: &LsArgs) -> anyhow::Result<()> {
     if !a.recursive {
         opts = opts.delimiter("/");
     }
+    let mut listed = 0u64;
     for entry in bucket.list_iter(opts)? {
+        listed += 1;
         match entry? {
             ListEntry::Object(o) if a.json => output::line(object_json(&o))?,
             ListEntry::Prefix(p) if a.json => output::line(prefix_json(&addr.bucket, &p))?,
@@ -90,6 +92,11 @@ pub fn ls(ctx: &Ctx, a: &LsArgs) -> anyhow::Result<()> {
             }
             ListEntry::Prefix(p) => output::line(format_args!("{:>19}  {:>10}  {}", "", "PRE", shown_key(&p)))?,
         }
+    }
+    // As `aws s3 ls s3://bucket/prefix`: a prefix that matches nothing fails (a script can
+    // test for it); a bucket listed whole succeeds even when it is empty.
+    if listed == 0 && !addr.key.is_empty() {
+        return Err(anyhow!("no key in bucket {:?} starts with {:?}", addr.bucket, addr.key));
     }
     Ok(())
 }

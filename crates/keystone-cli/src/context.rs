@@ -112,6 +112,10 @@ impl Ctx {
                  reading or writing it); wait for it, stop it, or go through its S3 endpoint",
                 self.store.display()
             ),
+            // The library's message names the path again: said once here.
+            keystone::Error::NotAStore { reason, .. } => {
+                anyhow!("cannot open store {}: it is not a Keystone store ({reason})", self.store.display())
+            }
             other => anyhow::Error::new(other).context(format!("cannot open store {}", self.store.display())),
         }
     }
@@ -248,6 +252,22 @@ pub fn usage(msg: impl Into<String>) -> anyhow::Error {
     anyhow::Error::new(Usage(msg.into()))
 }
 
+/// A command that did all it could but left entries out on purpose, each named as it was
+/// skipped (exit code 3; `aws s3 cp` exits 2 there, which is our usage error).
+#[derive(Debug)]
+pub struct Skipped(pub String);
+
+impl fmt::Display for Skipped {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Skipped {}
+
+/// The exit code of a command that finished with entries skipped ([`Skipped`]).
+pub const EXIT_SKIPPED: u8 = 3;
+
 /// Whether `a` and `b` name the same file: the same device and inode when both exist, else
 /// the same path once made absolute with symbolic links resolved (for a path that does not
 /// exist yet, its directory resolved and its name appended).
@@ -308,7 +328,8 @@ pub fn one_line(e: &anyhow::Error) -> String {
     line
 }
 
-/// Prints `e` as one line on stderr and picks the exit code: 2 for usage errors, 1 otherwise.
+/// Prints `e` as one line on stderr and picks the exit code: 2 for usage errors, 3 when
+/// entries were skipped, 1 otherwise.
 /// A closed standard output (`keystone cat x | head`) ends the command quietly.
 pub fn report(e: &anyhow::Error) -> ExitCode {
     let broken_pipe =
@@ -321,5 +342,11 @@ pub fn report(e: &anyhow::Error) -> ExitCode {
         return ExitCode::from(130);
     }
     eprintln!("keystone: {}", one_line(e));
-    if e.downcast_ref::<Usage>().is_some() { ExitCode::from(2) } else { ExitCode::FAILURE }
+    if e.downcast_ref::<Usage>().is_some() {
+        ExitCode::from(2)
+    } else if e.downcast_ref::<Skipped>().is_some() {
+        ExitCode::from(EXIT_SKIPPED)
+    } else {
+        ExitCode::FAILURE
+    }
 }

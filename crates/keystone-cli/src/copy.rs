@@ -6,7 +6,7 @@ use anyhow::{Context as _, anyhow};
 use indicatif::ProgressBar;
 use keystone::{Bucket, CopyOptions, Datastore, ListEntry, ListOptions, ObjectInfo};
 
-use crate::context::{Address, Ctx, SCHEME, local_meta, one_line, usage};
+use crate::context::{Address, Ctx, SCHEME, Skipped, local_meta, one_line, usage};
 use crate::interrupt;
 use crate::objects::{key_basename, key_for_upload, missing_key_hint};
 use crate::output::{plural, shown, shown_object, size};
@@ -20,7 +20,8 @@ destination is the other side.
 
 With -r, a directory's files are uploaded under the prefix (DIR/a/b.txt becomes PREFIX/a/b.txt), \
 and every object under BUCKET/PREFIX/ is downloaded into DIR with the same relative paths. Empty \
-directories are not stored. A single file or object copies the same way with or without -r.
+directories are not stored. Symbolic links are followed; one to nothing is skipped with a warning, \
+and the command then exits 3. A single file or object copies the same way with or without -r.
 
 Examples:
   keystone cp ./report.pdf docs/2024/report.pdf
@@ -98,11 +99,13 @@ struct Tree {
     done: u64,
     bytes: u64,
     failed: u64,
+    /// Entries left out on purpose (named as they were), not counted in `total`.
+    skipped: u64,
 }
 
 impl Tree {
     fn new(ctx: &Ctx, files: u64, bytes: u64) -> Self {
-        Tree { bar: ctx.progress.tree(files, bytes), total: files, done: 0, bytes: 0, failed: 0 }
+        Tree { bar: ctx.progress.tree(files, bytes), total: files, done: 0, bytes: 0, failed: 0, skipped: 0 }
     }
 
     /// Shows `name` as the file in progress; an error once Ctrl-C was pressed.
@@ -128,12 +131,22 @@ impl Tree {
         self.bar.set_prefix(format!("{}/{}", self.done + self.failed, self.total));
     }
 
-    /// Ends the bar; an error when any file failed.
+    /// Ends the bar; an error when any file failed, else [`Skipped`] when any was skipped.
     fn finish(self, ctx: &Ctx, verb: &str, to: &str) -> anyhow::Result<()> {
         self.bar.set_message("");
         progress::done(&self.bar);
         ctx.say(format_args!("{verb} {} ({}) to {to}", plural(self.done, "file"), size(self.bytes)))?;
-        if self.failed == 0 { Ok(()) } else { Err(anyhow!("{} of {} failed", self.failed, plural(self.total, "file"))) }
+        let skipped = if self.skipped == 0 { String::new() } else { format!(" ({} more skipped)", self.skipped) };
+        if self.failed > 0 {
+            return Err(anyhow!("{} of {} failed{skipped}", self.failed, plural(self.total, "file")));
+        }
+        if self.skipped > 0 {
+            return Err(anyhow::Error::new(Skipped(format!(
+                "{} skipped (symbolic links to nothing, named above); the rest was copied",
+                plural(self.skipped, "file")
+            ))));
+        }
+        Ok(())
     }
 }
 
@@ -160,6 +173,7 @@ fn upload(ctx: &Ctx, a: &CpArgs, src: &Path, dst: &Address) -> anyhow::Result<()
     let prefix = dst.dir_prefix();
     let mut files = Vec::new();
     let mut walk_errors = Vec::new();
+    let mut skipped = 0;
     for entry in walkdir::WalkDir::new(src).follow_links(true).sort_by_file_name() {
         match entry {
             Ok(e) if e.file_type().is_file() && ctx.is_store(e.path()) => {
@@ -172,11 +186,24 @@ fn upload(ctx: &Ctx, a: &CpArgs, src: &Path, dst: &Address) -> anyhow::Result<()
                 files.push((e.into_path(), len));
             }
             Ok(_) => {}
-            Err(e) => walk_errors.push(e),
+            // As `aws s3 cp --recursive`: a link to nothing is no file to copy, and does not
+            // stop the others; the command ends with EXIT_SKIPPED.
+            Err(e) => match dangling_link(&e) {
+                Some((link, target)) => {
+                    eprintln!(
+                        "keystone: skipping {}: it is a symbolic link to {}, which does not exist",
+                        shown(link.display()),
+                        shown(target.display())
+                    );
+                    skipped += 1;
+                }
+                None => walk_errors.push(e),
+            },
         }
     }
     let bytes = files.iter().map(|(_, n)| n).sum();
     let mut tree = Tree::new(ctx, files.len() as u64 + walk_errors.len() as u64, bytes);
+    tree.skipped = skipped;
     for e in walk_errors {
         let name = e.path().map_or_else(|| src.display().to_string(), |p| p.display().to_string());
         let why = e.io_error().map_or_else(|| e.to_string(), ToString::to_string);
@@ -190,6 +217,19 @@ fn upload(ctx: &Ctx, a: &CpArgs, src: &Path, dst: &Address) -> anyhow::Result<()
         tree.record(&name, r);
     }
     tree.finish(ctx, "uploaded", &format!("{}/{prefix}", dst.bucket))
+}
+
+/// The link and its target, when a walk that follows links failed on a symbolic link whose
+/// target (at the end of any chain of links) does not exist.
+fn dangling_link(e: &walkdir::Error) -> Option<(PathBuf, PathBuf)> {
+    let link = e.path()?;
+    if e.io_error()?.kind() != std::io::ErrorKind::NotFound {
+        return None;
+    }
+    if !std::fs::symlink_metadata(link).ok()?.file_type().is_symlink() {
+        return None;
+    }
+    Some((link.to_path_buf(), std::fs::read_link(link).ok()?))
 }
 
 /// The key of `path` (a file under `root`): `prefix` + its relative path with `/` separators.

@@ -33,9 +33,12 @@ Examples:\n  keystone mb photos\n  keystone cp -r ./pictures photos/2024/\n  key
 keystone get photos/2024/cat.jpg ./cat.jpg\n  KEYSTONE_STORE=/data/store.redb keystone du"
 )]
 struct Cli {
-    /// The store file (created by `mb` or `serve` when it does not exist).
-    #[arg(long, global = true, env = "KEYSTONE_STORE", default_value = "keystone.redb")]
-    store: PathBuf,
+    /// The store file (created by `mb` or `serve` when it does not exist) [default:
+    /// $KEYSTONE_STORE, else keystone.redb].
+    // KEYSTONE_STORE is read by `store_path`, not by clap: clap took an empty variable for a
+    // missing value of --store, even with --store given.
+    #[arg(long, global = true, value_name = "PATH")]
+    store: Option<PathBuf>,
     /// Draw no progress bars and print no summaries.
     #[arg(short, long, global = true)]
     quiet: bool,
@@ -104,8 +107,25 @@ keystone get backups/site.tar - | tar x"
     Serve(serve::ServeArgs),
 }
 
+/// The store file: `--store`, else `$KEYSTONE_STORE`, else `./keystone.redb`. An empty
+/// KEYSTONE_STORE is a mistake, not the default.
+fn store_path(flag: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    if let Some(path) = flag {
+        return Ok(path);
+    }
+    match std::env::var_os("KEYSTONE_STORE") {
+        Some(v) if v.is_empty() => Err(context::usage(
+            "the environment variable KEYSTONE_STORE is set but empty: set it to the store file's path, \
+             unset it (`unset KEYSTONE_STORE`) to use ./keystone.redb, or pass --store PATH",
+        )),
+        Some(v) => Ok(PathBuf::from(v)),
+        None => Ok(PathBuf::from("keystone.redb")),
+    }
+}
+
 fn run(cli: Cli) -> anyhow::Result<()> {
-    let ctx = Ctx::new(cli.store.clone(), cli.quiet);
+    let store = store_path(cli.store)?;
+    let ctx = Ctx::new(store.clone(), cli.quiet);
     if matches!(cli.command, Command::Put(_) | Command::Get(_) | Command::Cp(_)) {
         interrupt::install();
     }
@@ -124,7 +144,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Gc(a) => maint::gc(&ctx, &a),
         Command::Compact => maint::compact(&ctx),
         Command::Salvage(a) => maint::salvage(&ctx, &a),
-        Command::Serve(args) => serve::run(cli.store, args),
+        Command::Serve(args) => serve::run(store, args),
     }
 }
 

@@ -93,6 +93,26 @@ fn store_is_chosen_by_flag_or_environment() {
 }
 
 #[test]
+fn an_empty_keystone_store_variable_is_named_not_taken_for_a_missing_value() {
+    let env = Env::with_bucket();
+    for args in [&["ls"][..], &["mb", "new"], &["serve"]] {
+        let out = env.cmd(args).env("KEYSTONE_STORE", "").output().unwrap();
+        let e = String::from_utf8(out.stderr).unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {e}");
+        assert!(e.contains("KEYSTONE_STORE is set but empty") && e.contains("--store"), "{args:?}: {e}");
+        assert!(!e.contains("a value is required"), "{args:?}: {e}");
+    }
+    assert!(!env.path("keystone.redb").exists());
+    // --store wins over the variable, empty or not.
+    let store = env.store.to_str().unwrap();
+    env.cmd(&["--store", store, "ls"])
+        .env("KEYSTONE_STORE", "")
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("bkt"));
+}
+
+#[test]
 fn ls_lists_levels_recursively_and_as_json_lines() {
     let env = Env::with_bucket();
     for (k, n) in [("a/1.txt", 10), ("a/b/2.txt", 2048), ("top.txt", 3), ("z/3.txt", 0)] {
@@ -132,6 +152,22 @@ fn ls_lists_levels_recursively_and_as_json_lines() {
     let e = env.fails(&["ls", "nope"], 1);
     assert!(e.contains("no such bucket: \"nope\""), "{e}");
     env.fails(&["ls", "/x"], 2);
+}
+
+#[test]
+fn ls_of_a_prefix_that_matches_nothing_exits_1_as_aws_s3_ls_does() {
+    let env = Env::with_bucket();
+    // An existing bucket listed whole succeeds, empty or not (as `aws s3 ls s3://bucket`).
+    assert_eq!(env.ok(&["ls", "bkt"]), "");
+    assert_eq!(env.ok(&["ls", "ks://bkt/"]), "");
+    env.write("f", b"x");
+    env.ok(&["put", "f", "bkt/dir/file"]);
+    for args in [&["ls", "ks://bkt/nosuch"][..], &["ls", "-r", "bkt/nosuch/"], &["ls", "--json", "bkt/dir/x"]] {
+        let e = env.fails(args, 1);
+        assert!(e.contains("no key in bucket \"bkt\" starts with"), "{args:?}: {e}");
+    }
+    assert!(env.ok(&["ls", "bkt/di"]).ends_with("PRE  dir/\n"));
+    assert!(env.ok(&["ls", "bkt/dir/file"]).ends_with("  dir/file\n"));
 }
 
 #[test]

@@ -139,18 +139,60 @@ fn unreadable_files_in_a_tree_are_reported_and_the_rest_copied() {
     let env = Env::with_bucket();
     env.write("src/good.txt", b"good");
     env.write("src/sub/also-good.txt", b"also");
+    // A link to itself cannot be read (root reads files of any mode).
     #[cfg(unix)]
-    std::os::unix::fs::symlink(env.path("does-not-exist"), env.path("src/dangling")).unwrap();
+    std::os::unix::fs::symlink(env.path("src/loop"), env.path("src/loop")).unwrap();
     let out = env.cmd(&["cp", "-r", "src", "bkt/t/"]).output().unwrap();
     let stderr = String::from_utf8(out.stderr).unwrap();
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     let lines: Vec<&str> = stderr.lines().collect();
     assert_eq!(lines.len(), 2, "{stderr}");
-    assert!(lines[0].contains("src/dangling") && lines[0].contains("No such file"), "{stderr}");
+    assert!(lines[0].contains("src/loop") && lines[0].contains("cannot read"), "{stderr}");
     assert_eq!(lines[1], "keystone: 1 of 3 files failed");
     assert!(String::from_utf8(out.stdout).unwrap().starts_with("uploaded 2 files"));
     env.cmd(&["cat", "bkt/t/good.txt"]).assert().success().stdout("good");
     env.cmd(&["cat", "bkt/t/sub/also-good.txt"]).assert().success().stdout("also");
+}
+
+/// As `aws s3 cp --recursive` ("Skipping file ... File does not exist.", exit 2): a symbolic
+/// link to nothing is skipped with a warning, the rest is copied, and the exit code (3) says
+/// that something was left out.
+#[cfg(unix)]
+#[test]
+fn a_dangling_symbolic_link_in_a_tree_is_skipped_with_a_warning() {
+    let env = Env::with_bucket();
+    env.write("src/good.txt", b"good");
+    env.write("src/sub/also-good.txt", b"also");
+    std::os::unix::fs::symlink(env.path("does-not-exist"), env.path("src/dangling")).unwrap();
+    // A name that would act on the terminal is shown escaped.
+    std::os::unix::fs::symlink("nowhere", env.path("src/sub/odd\x1b[2Jname")).unwrap();
+    let out = env.cmd(&["cp", "-r", "src", "bkt/t/"]).output().unwrap();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 3, "{stderr}");
+    let want = format!(
+        "keystone: skipping src/dangling: it is a symbolic link to {}, which does not exist",
+        env.path("does-not-exist").display()
+    );
+    assert_eq!(lines[0], want, "{stderr}");
+    assert_eq!(
+        lines[1],
+        "keystone: skipping \"src/sub/odd\\x1b[2Jname\": it is a symbolic link to nowhere, which does not exist"
+    );
+    assert!(!stderr.contains('\x1b'), "{stderr:?}");
+    assert_eq!(lines[2], "keystone: 2 files skipped (symbolic links to nothing, named above); the rest was copied");
+    assert!(String::from_utf8(out.stdout).unwrap().starts_with("uploaded 2 files"));
+    assert_eq!(env.ok(&["ls", "-r", "bkt"]).lines().count(), 2);
+    env.cmd(&["cat", "bkt/t/good.txt"]).assert().success().stdout("good");
+    env.cmd(&["cat", "bkt/t/sub/also-good.txt"]).assert().success().stdout("also");
+
+    // A file that fails as well: that is the exit code, and the skipped ones are counted.
+    std::os::unix::fs::symlink(env.path("src/loop"), env.path("src/loop")).unwrap();
+    let out = env.cmd(&["cp", "-r", "src", "bkt/t/"]).output().unwrap();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.ends_with("keystone: 1 of 3 files failed (2 more skipped)\n"), "{stderr}");
 }
 
 #[test]

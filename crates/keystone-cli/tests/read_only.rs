@@ -58,6 +58,37 @@ fn a_file_that_is_not_a_store_stays_as_it_is() {
 }
 
 #[test]
+fn a_file_that_is_not_a_store_is_called_so_and_a_damaged_store_corrupted() {
+    let env = Env::new();
+    let text = env.write("notes.txt", b"just some text, long enough to fill a header of redb's\n");
+    let random = env.write("random.bin", &common::bytes(100_000, 3));
+    env.write("f.txt", b"x");
+    for file in [&text, &random] {
+        let before = std::fs::read(file).unwrap();
+        for args in [&["ls"][..], &["ls", "bkt"], &["mb", "bkt"], &["put", "f.txt", "bkt/k"]] {
+            let mut all = vec!["--store", file.to_str().unwrap()];
+            all.extend_from_slice(args);
+            let e = env.fails(&all, 1);
+            let want =
+                format!("cannot open store {}: it is not a Keystone store (not a redb database)", file.display());
+            assert!(e.contains(&want) && !e.contains("corrupted"), "{args:?}: {e}");
+        }
+        assert!(std::fs::read(file).unwrap() == before, "{} was changed", file.display());
+    }
+    // A real store whose first bytes (redb's magic number) are damaged is still a damaged
+    // store: redb calls it "not a redb database", and "not a store" could get it deleted.
+    let env = filled();
+    let mut file = std::fs::read(&env.store).unwrap();
+    file[..9].copy_from_slice(b"overwrite");
+    std::fs::write(&env.store, file).unwrap();
+    for args in [&["ls", "bkt"][..], &["put", "a.txt", "bkt/k"]] {
+        let e = env.fails(args, 1);
+        assert!(e.contains("corrupted data") && e.contains("first bytes are damaged"), "{args:?}: {e}");
+        assert!(!e.contains("is not a Keystone store"), "{args:?}: {e}");
+    }
+}
+
+#[test]
 fn a_store_not_closed_cleanly_is_recovered_then_read() {
     let env = filled();
     // A copy taken while the store is open for writing is what a crash leaves behind.

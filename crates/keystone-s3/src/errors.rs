@@ -68,6 +68,7 @@ pub(crate) fn to_s3(e: keystone::Error) -> S3Error {
         E::ReadOnly { .. } => (S3ErrorCode::AccessDenied, "Access Denied: this endpoint serves its store read-only."),
         // Named so a new variant is a conscious choice; all are the server's problem.
         E::Corrupted { .. }
+        | E::NotAStore { .. }
         | E::Serialization { .. }
         | E::AlreadyOpen { .. }
         | E::Poisoned

@@ -224,3 +224,92 @@ fn md5_hex(data: &[u8]) -> String {
     use md5::Digest;
     format!("{:x}", md5::Md5::digest(data))
 }
+
+/// A CompleteMultipartUpload retried after it succeeded (its answer lost) gets the first
+/// answer again, as from S3; any other completion of a gone upload is still NoSuchUpload.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn complete_retried_after_success() {
+    let h = Harness::start().await;
+    let c = h.client();
+    c.create_bucket().bucket("again").send().await.unwrap();
+    let body: Vec<u8> = (0..5 * 1024 * 1024 + 7u32).map(|i| (i % 251) as u8).collect();
+    let (head, tail) = body.split_at(5 * 1024 * 1024);
+    let key = "dir/a b+c/é";
+    let id = c.create_multipart_upload().bucket("again").key(key).send().await.unwrap().upload_id().unwrap().to_owned();
+    let mut parts = Vec::new();
+    for (n, piece) in [(1, head), (2, tail)] {
+        let out = c
+            .upload_part()
+            .bucket("again")
+            .key(key)
+            .upload_id(&id)
+            .part_number(n)
+            .body(ByteStream::from(piece.to_vec()))
+            .send()
+            .await
+            .unwrap();
+        parts.push(CompletedPart::builder().part_number(n).e_tag(out.e_tag().unwrap()).build());
+    }
+    let complete = |parts: Vec<CompletedPart>, id: &str| {
+        c.complete_multipart_upload()
+            .bucket("again")
+            .key(key)
+            .upload_id(id)
+            .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(parts)).build())
+            .send()
+    };
+    let first = complete(parts.clone(), &id).await.unwrap();
+    // Location is an absolute URL, as from S3, with the key percent-encoded but for '/'.
+    assert_eq!(first.location(), Some(format!("{}/again/dir/a%20b%2Bc/%C3%A9", h.endpoint).as_str()));
+    let second = complete(parts.clone(), &id).await.unwrap();
+    assert_eq!(second.e_tag(), first.e_tag());
+    assert_eq!((second.bucket(), second.key()), (Some("again"), Some(key)));
+    assert_eq!(second.location(), first.location());
+    let got = c.get_object().bucket("again").key(key).send().await.unwrap();
+    assert_eq!(got.e_tag(), first.e_tag());
+    assert_eq!(got.body.collect().await.unwrap().into_bytes(), body);
+
+    // Other parts than the ones that made the object: still NoSuchUpload.
+    let e = complete(parts[..1].to_vec(), &id).await.unwrap_err();
+    assert_eq!(code(&e), "NoSuchUpload");
+    let other = CompletedPart::builder().part_number(2).e_tag(format!("\"{}\"", md5_hex(b"other"))).build();
+    let e = complete(vec![parts[0].clone(), other], &id).await.unwrap_err();
+    assert_eq!(code(&e), "NoSuchUpload");
+    let not_md5 = CompletedPart::builder().part_number(2).e_tag("\"zz\"").build();
+    let e = complete(vec![parts[0].clone(), not_md5], &id).await.unwrap_err();
+    assert_eq!(code(&e), "NoSuchUpload");
+
+    // Once the key holds something else, the retry is NoSuchUpload too.
+    c.put_object().bucket("again").key(key).body(ByteStream::from_static(b"new")).send().await.unwrap();
+    let e = complete(parts.clone(), &id).await.unwrap_err();
+    assert_eq!(code(&e), "NoSuchUpload");
+
+    // An aborted upload is gone for good.
+    let id =
+        c.create_multipart_upload().bucket("again").key("ab").send().await.unwrap().upload_id().unwrap().to_owned();
+    let part = c
+        .upload_part()
+        .bucket("again")
+        .key("ab")
+        .upload_id(&id)
+        .part_number(1)
+        .body(ByteStream::from_static(b"gone"))
+        .send()
+        .await
+        .unwrap();
+    c.abort_multipart_upload().bucket("again").key("ab").upload_id(&id).send().await.unwrap();
+    let gone = CompletedMultipartUpload::builder()
+        .parts(CompletedPart::builder().part_number(1).e_tag(part.e_tag().unwrap()).build())
+        .build();
+    let e = c
+        .complete_multipart_upload()
+        .bucket("again")
+        .key("ab")
+        .upload_id(&id)
+        .multipart_upload(gone)
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), "NoSuchUpload");
+    h.server.shutdown().await;
+}

@@ -183,9 +183,11 @@ impl Builder {
     /// [`Error::AlreadyOpen`] when another process or handle has the file open (a reader or
     /// snapshot keeps it open after its store's last handle is dropped) — for writing, or
     /// read-only when this open is for writing;
-    /// [`Error::Corrupted`] when the file is not a valid store — not a redb database, or
-    /// another program's redb database (refused without adding anything to it); an empty
-    /// file becomes a new store (read-only: refused as `Corrupted`);
+    /// [`Error::NotAStore`] when the file is not a store — not a redb database, or another
+    /// program's redb database (refused without adding anything to it); an empty file becomes
+    /// a new store (read-only: refused as `NotAStore`);
+    /// [`Error::Corrupted`] when it is a damaged store, or a redb database whose list of tables
+    /// is empty (a damaged store's may read so);
     /// [`Error::NeedsRecovery`] (read-only) when the store was not closed cleanly;
     /// [`Error::Storage`] for I/O, such as a missing file opened read-only.
     pub fn open(self, path: impl AsRef<Path>) -> Result<Datastore> {

@@ -149,6 +149,16 @@ pub enum Error {
         /// What was found.
         reason: String,
     },
+    /// The file opened is not a Keystone store: not a redb database (another kind of file, or
+    /// an empty one opened read-only), or another program's redb database. A store that is
+    /// damaged is [`Error::Corrupted`] instead, also when too little of it is left to tell.
+    #[error("{path} is not a Keystone store ({reason})")]
+    NotAStore {
+        /// The file.
+        path: String,
+        /// What it is instead.
+        reason: String,
+    },
     /// A typed `get` of bytes that do not deserialize as the requested type, or a typed `put`
     /// of a value that cannot be serialized.
     #[error("serialization of {key:?} in bucket {bucket:?}: {source}")]

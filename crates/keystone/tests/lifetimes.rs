@@ -51,7 +51,7 @@ fn open_refuses_files_that_are_not_stores_and_leaves_them_alone() {
     let text_before = std::fs::read(&text).unwrap();
     for path in [&foreign, &text] {
         match Datastore::open(path) {
-            Err(Error::Corrupted { reason, .. }) => assert!(reason.contains("not a Keystone store"), "{reason}"),
+            Err(e @ Error::NotAStore { .. }) => assert!(e.to_string().contains("not a Keystone store"), "{e}"),
             other => panic!("{}: {other:?}", path.display()),
         }
     }

@@ -146,12 +146,14 @@ fn a_read_only_open_creates_nothing_and_refuses_what_is_not_a_store() {
     // An empty file becomes a store when opened for writing, never when opened read-only.
     let empty = dir.path().join("empty.keystone");
     std::fs::write(&empty, b"").unwrap();
-    assert!(matches!(read_only(&empty), Err(Error::Corrupted { .. })));
+    let e = read_only(&empty).unwrap_err();
+    assert!(matches!(e, Error::NotAStore { .. }) && e.to_string().contains("an empty file"), "{e}");
     assert_eq!(std::fs::metadata(&empty).unwrap().len(), 0);
 
     let text = dir.path().join("notes.txt");
     std::fs::write(&text, b"not a store at all, just some text").unwrap();
-    assert!(matches!(read_only(&text), Err(Error::Corrupted { .. })));
+    let e = read_only(&text).unwrap_err();
+    assert!(matches!(e, Error::NotAStore { .. }) && e.to_string().contains("not a redb database"), "{e}");
 
     // Another program's redb database, and one with no table at all.
     let foreign = dir.path().join("foreign.redb");
@@ -166,8 +168,30 @@ fn a_read_only_open_creates_nothing_and_refuses_what_is_not_a_store() {
     for file in [&foreign, &bare] {
         let before = std::fs::read(file).unwrap();
         let e = read_only(file).unwrap_err();
-        assert!(matches!(e, Error::Corrupted { .. }) && e.to_string().contains("not a Keystone store"), "{e}");
+        assert!(e.to_string().contains("not a Keystone store"), "{e}");
+        // A store whose list of tables is damaged may read as one with no tables: not called
+        // "not a store".
+        if file == &bare {
+            assert!(matches!(e, Error::Corrupted { .. }), "{e:?}");
+        } else {
+            assert!(matches!(e, Error::NotAStore { .. }) && e.to_string().contains("its tables: theirs"), "{e:?}");
+        }
         assert!(std::fs::read(file).unwrap() == before);
+    }
+}
+
+/// A store whose first bytes (redb's magic number) are damaged is a damaged store, not a file
+/// that is no store: redb calls it "not a redb database", which would invite deleting it.
+#[test]
+fn a_store_with_its_first_bytes_damaged_is_corrupted_not_foreign() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("damaged.keystone");
+    fill(&path, &data(3_000, 2));
+    let mut file = std::fs::read(&path).unwrap();
+    file[..9].copy_from_slice(b"overwrite");
+    std::fs::write(&path, file).unwrap();
+    for e in [read_only(&path).unwrap_err(), Datastore::open(&path).unwrap_err()] {
+        assert!(matches!(e, Error::Corrupted { .. }) && e.to_string().contains("first bytes are damaged"), "{e:?}");
     }
 }
 

@@ -15,6 +15,11 @@ use super::meta::etag;
 const URL_KEEP: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~').remove(b'/');
 const MAX_KEYS: i32 = 1000;
 
+/// `v` percent-encoded as `encoding-type=url` asks (all but unreserved characters and '/').
+pub(super) fn url_encode(v: &str) -> String {
+    utf8_percent_encode(v, URL_KEEP).to_string()
+}
+
 /// Encodes names for the response when the client asked for `encoding-type=url`.
 #[derive(Clone, Copy)]
 pub(super) struct Enc(bool);
@@ -29,7 +34,7 @@ impl Enc {
     }
 
     pub(super) fn s(self, v: &str) -> String {
-        if self.0 { utf8_percent_encode(v, URL_KEEP).to_string() } else { v.to_owned() }
+        if self.0 { url_encode(v) } else { v.to_owned() }
     }
 
     pub(super) fn opt(self, v: Option<&String>) -> Option<String> {

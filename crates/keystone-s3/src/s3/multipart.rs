@@ -2,7 +2,11 @@
 
 use std::io::{Read, Seek, SeekFrom};
 
-use keystone::{CompleteOptions, CompletedPart as KsPart, UploadInfo};
+use hyper::HeaderMap;
+use hyper::header::HOST;
+use hyper::http::uri::Authority;
+use keystone::{CompleteOptions, CompletedPart as KsPart, ObjectInfo, UploadInfo};
+use md5::{Digest, Md5};
 use s3s::dto::{
     AbortMultipartUploadInput, AbortMultipartUploadOutput, CommonPrefix, CompleteMultipartUploadInput,
     CompleteMultipartUploadOutput, CopyPartResult, CreateMultipartUploadInput, CreateMultipartUploadOutput, Initiator,
@@ -12,7 +16,7 @@ use s3s::dto::{
 use s3s::{S3Error, S3ErrorCode, S3Request, S3Response, S3Result, s3_error};
 
 use super::Keystone;
-use super::list::{Enc, count, max_keys};
+use super::list::{Enc, count, max_keys, url_encode};
 use super::meta::{ReadConditions, etag, put_condition};
 use super::objects::copy_source;
 use crate::body::consume;
@@ -36,6 +40,58 @@ fn check_upload(b: &keystone::Bucket, key: &str, id: &str) -> keystone::Result<(
         Ok(())
     } else {
         Err(keystone::Error::NoSuchUpload { bucket: b.name().to_owned(), upload_id: id.to_owned() })
+    }
+}
+
+/// The object a completion of `parts` has already published under `key`, if it is there.
+///
+/// SDKs retry a CompleteMultipartUpload whose answer was lost; the first attempt removed the
+/// upload, and S3 answers the retry as it answered the first. The parts' MD5s in the same
+/// order make the same ETag (`md5-of-part-md5s-N`, the library's rule), so an object under
+/// the key with that ETag holds exactly the bytes this completion asked for. Conditions
+/// (If-Match, If-None-Match) are not checked again: the first attempt checked them, and the
+/// object it wrote would fail If-None-Match: * now.
+fn completed_before(b: &keystone::Bucket, key: &str, parts: &[KsPart]) -> keystone::Result<Option<ObjectInfo>> {
+    let Some(want) = multipart_etag(parts) else { return Ok(None) };
+    match b.head(key) {
+        Ok(info) if info.etag == want => Ok(Some(info)),
+        Ok(_) | Err(keystone::Error::NoSuchKey { .. }) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// The ETag a completion of `parts` gives: hex MD5 of the parts' 16-byte MD5s, `-`, their
+/// count. None when a part's ETag is not an MD5 (32 hex digits), which no part of ours has.
+fn multipart_etag(parts: &[KsPart]) -> Option<String> {
+    let mut md5s = Md5::new();
+    for p in parts {
+        md5s.update(md5_of(&p.etag)?);
+    }
+    Some(format!("{:x}-{}", md5s.finalize(), parts.len()))
+}
+
+/// The 16 bytes of an MD5 written as 32 hex digits (either case).
+fn md5_of(hex: &str) -> Option<[u8; 16]> {
+    if hex.len() != 32 || !hex.bytes().all(|c| c.is_ascii_hexdigit()) {
+        return None;
+    }
+    let mut out = [0u8; 16];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
+/// CompleteMultipartUpload's `Location`: an absolute URL as S3 gives, `http://HOST/BUCKET/KEY`
+/// with the key percent-encoded but for '/', from the request's Host header; the path alone
+/// when the request has no usable Host (none, or not a plain host and port).
+fn location(headers: &HeaderMap, bucket: &str, key: &str) -> String {
+    let path = format!("/{bucket}/{}", url_encode(key));
+    let host =
+        headers.get(HOST).and_then(|h| h.to_str().ok()).filter(|h| !h.contains('@') && h.parse::<Authority>().is_ok());
+    match host {
+        Some(host) => format!("http://{host}{path}"),
+        None => path,
     }
 }
 
@@ -160,6 +216,7 @@ impl Keystone {
         &self,
         req: S3Request<CompleteMultipartUploadInput>,
     ) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
+        let location = location(&req.headers, &req.input.bucket, &req.input.key);
         let input = req.input;
         let named = input.multipart_upload.and_then(|m| m.parts).unwrap_or_default();
         if named.is_empty() {
@@ -175,18 +232,20 @@ impl Keystone {
         let condition = put_condition(input.if_match.as_ref(), input.if_none_match.as_ref())?;
         let (bucket, key, id) = (input.bucket.clone(), input.key.clone(), input.upload_id);
         let info = self
-            .blocking_s3(move |db| {
-                let b = db.bucket(&bucket).map_err(to_s3)?;
-                check_upload(&b, &key, &id).map_err(to_s3)?;
+            .blocking(move |db| {
+                let b = db.bucket(&bucket)?;
                 let opts = CompleteOptions { min_part_size: MIN_PART_SIZE, condition };
-                b.complete_upload(&id, &parts, &opts).map_err(to_s3)
+                match check_upload(&b, &key, &id).and_then(|()| b.complete_upload(&id, &parts, &opts)) {
+                    Err(gone @ keystone::Error::NoSuchUpload { .. }) => completed_before(&b, &key, &parts)?.ok_or(gone),
+                    done => done,
+                }
             })
             .await?;
         Ok(S3Response::new(CompleteMultipartUploadOutput {
             bucket: Some(input.bucket.clone()),
             key: Some(input.key.clone()),
             e_tag: Some(etag(&info.etag)),
-            location: Some(format!("/{}/{}", input.bucket, input.key)),
+            location: Some(location),
             ..Default::default()
         }))
     }
@@ -326,5 +385,23 @@ impl Keystone {
             encoding_type: enc.echo(),
             ..Default::default()
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn location_is_absolute_from_the_host_header() {
+        let mut h = HeaderMap::new();
+        assert_eq!(location(&h, "b", "a b/c+d"), "/b/a%20b/c%2Bd");
+        h.insert(HOST, "s3.example:9000".parse().unwrap());
+        assert_eq!(location(&h, "b", "a b/c+d"), "http://s3.example:9000/b/a%20b/c%2Bd");
+        for odd in ["", "user@host", "a/b", "a b"] {
+            h.insert(HOST, odd.parse().unwrap());
+            assert_eq!(location(&h, "b", "k"), "/b/k", "Host {odd:?}");
+        }
     }
 }

@@ -252,7 +252,8 @@ impl RedbStore {
         // creating the table then would leave every object unreachable and its pages free.
         let creating = file.metadata().map_err(|e| open_error(&label, e.into()))?.len() == 0;
         let backend = redb::backends::FileBackend::new(file).map(Prefilled::new).map_err(|e| open_error(&label, e))?;
-        let db = guarded("opening", || Ok(builder.create_with_backend(backend)))?.map_err(|e| open_error(&label, e))?;
+        let db = guarded("opening", || Ok(builder.create_with_backend(backend)))?
+            .map_err(|e| unless_damaged(path, open_error(&label, e)))?;
         Self::init(db, label, creating, repaired.load(Ordering::Acquire))
     }
 
@@ -263,8 +264,10 @@ impl RedbStore {
     pub(crate) fn open_read_only(path: &Path, config: &RedbConfig) -> Result<Self> {
         let label = path.display().to_string();
         let builder = builder(config);
-        let db =
-            Closing::new(guarded("opening", || Ok(builder.open_read_only(path)))?.map_err(|e| open_error(&label, e))?);
+        let db = Closing::new(
+            guarded("opening", || Ok(builder.open_read_only(path)))?
+                .map_err(|e| unless_damaged(path, open_error(&label, e)))?,
+        );
         let txn = db.begin_read().map_err(|e| storage("listing tables", e))?;
         let tables = guarded("listing tables", || table_names(txn.list_tables(), txn.list_multimap_tables()))?;
         drop(txn);
@@ -372,15 +375,18 @@ fn check_tables(label: &str, tables: &[String], creating: bool) -> Result<()> {
     if tables.iter().any(|t| t == TABLE.name()) || (creating && tables.is_empty()) {
         return Ok(());
     }
-    let reason = if tables.is_empty() {
-        format!(
+    if tables.is_empty() {
+        // Which it is cannot be told: not called "not a store", which might get it deleted.
+        let reason = format!(
             "{label} is a redb database with no tables, not a Keystone store (or a store whose list of \
              tables is damaged; a store whose creation was cut short holds no objects and may be deleted)"
-        )
-    } else {
-        format!("{label} is a redb database but not a Keystone store (its tables: {})", tables.join(", "))
-    };
-    Err(Error::Corrupted { bucket: None, key: None, reason })
+        );
+        return Err(Error::Corrupted { bucket: None, key: None, reason });
+    }
+    Err(Error::NotAStore {
+        path: label.to_owned(),
+        reason: format!("a redb database without Keystone's table; its tables: {}", tables.join(", ")),
+    })
 }
 
 /// A count held up while its guard lives (the store's readers and writers).
@@ -488,12 +494,44 @@ fn open_error(label: &str, e: DatabaseError) -> Error {
         DatabaseError::Storage(StorageError::Corrupted(reason)) => {
             Error::Corrupted { bucket: None, key: None, reason: format!("{label} is not a valid store: {reason}") }
         }
-        // redb's "not a redb database" (wrong magic number).
+        // redb's "not a redb database": the file does not begin with redb's magic number (or,
+        // opened read-only, is empty). See `unless_damaged`.
         DatabaseError::Storage(StorageError::Io(e)) if e.kind() == std::io::ErrorKind::InvalidData => {
-            Error::Corrupted { bucket: None, key: None, reason: format!("{label} is not a Keystone store: {e}") }
+            Error::NotAStore { path: label.to_owned(), reason: "not a redb database".into() }
         }
         other => Error::Storage { context: format!("opening {label}"), source: Box::new(other) },
     }
+}
+
+/// `e`, unless it calls the file at `path` not a redb database while the file's header is a
+/// redb database's but for its first bytes: then the store was damaged there (redb checks
+/// only its 9-byte magic number), or its creation cut short before redb wrote them, and that
+/// is `Corrupted`, not `NotAStore`. redb's header
+/// holds, after the magic number, a flags byte and two bytes of padding, the page size as a
+/// little-endian u32: a power of two from 512 on. Text never has one there (it has no zero
+/// bytes); random bytes have one of the 16 taken here once in 2^28.
+fn unless_damaged(path: &Path, e: Error) -> Error {
+    let Error::NotAStore { path: label, .. } = &e else { return e };
+    let mut head = [0u8; 16];
+    let read = std::fs::File::open(path).and_then(|mut f| std::io::Read::read_exact(&mut f, &mut head));
+    if read.is_err() {
+        // Shorter than a header: nothing of redb's in it. Only an empty file is named as such.
+        let empty = std::fs::metadata(path).is_ok_and(|m| m.len() == 0);
+        return if empty { Error::NotAStore { path: label.clone(), reason: "an empty file".into() } } else { e };
+    }
+    let page_size = u32::from_le_bytes([head[12], head[13], head[14], head[15]]);
+    if page_size.is_power_of_two() && (512..=1 << 24).contains(&page_size) {
+        return Error::Corrupted {
+            bucket: None,
+            key: None,
+            reason: format!(
+                "{label} does not begin with redb's magic number, but the rest of its header is a redb \
+                 database's: a store whose first bytes are damaged, or whose creation was cut short (redb \
+                 writes them last; such a store holds nothing)"
+            ),
+        };
+    }
+    e
 }
 
 impl KeyValueStore for RedbStore {
