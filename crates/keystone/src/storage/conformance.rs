@@ -19,6 +19,7 @@ fn keys_of(r: &dyn KvRead, range: KeyRange<'_>, limit: usize) -> Vec<Vec<u8>> {
 pub(crate) fn suite(make: &dyn Fn() -> Box<dyn KeyValueStore>) {
     put_get_delete(make().as_ref());
     scans_are_ordered_bounded_and_limited(make().as_ref());
+    scan_with_lends_in_order_until_told_to_stop(make().as_ref());
     writes_see_their_own_writes(make().as_ref());
     dropped_transaction_aborts(make().as_ref());
     snapshots_are_isolated(make().as_ref());
@@ -91,6 +92,47 @@ fn scans_are_ordered_bounded_and_limited(kv: &dyn KeyValueStore) {
     w.delete(b"c").unwrap();
     assert_eq!(first(w.as_ref(), from(b"b\x00\x01")), Some(b"b\x00\x05".to_vec()));
     assert_eq!(first(w.as_ref(), from(b"b\x01")), Some(b"\xff\xff".to_vec()));
+}
+
+/// `scan_with`: every entry of a range in order (over more than one page of the default's),
+/// within `limit`, stopped by the callback, the same in a write transaction.
+fn scan_with_lends_in_order_until_told_to_stop(kv: &dyn KeyValueStore) {
+    let key = |i: u32| format!("k{i:04}").into_bytes();
+    let mut w = kv.write().unwrap();
+    for i in 0..1000 {
+        w.put(&key(i), &i.to_be_bytes()).unwrap();
+    }
+    w.commit(Commit::Durable).unwrap();
+    let collect = |r: &dyn KvRead, range: KeyRange<'_>, limit: usize, stop_after: usize| {
+        let mut seen = Vec::new();
+        let lent = r
+            .scan_with(range, limit, &mut |k, v| {
+                assert_eq!(v, &std::str::from_utf8(&k[1..]).unwrap().parse::<u32>().unwrap().to_be_bytes());
+                seen.push(k.to_vec());
+                Ok(seen.len() < stop_after)
+            })
+            .unwrap();
+        assert_eq!(lent, seen.len());
+        seen
+    };
+    let r = kv.read().unwrap();
+    assert_eq!(collect(r.as_ref(), all(), usize::MAX, usize::MAX), (0..1000).map(key).collect::<Vec<_>>());
+    assert_eq!(collect(r.as_ref(), all(), 300, usize::MAX), (0..300).map(key).collect::<Vec<_>>());
+    assert_eq!(collect(r.as_ref(), all(), usize::MAX, 257), (0..257).map(key).collect::<Vec<_>>());
+    assert!(collect(r.as_ref(), all(), 0, usize::MAX).is_empty());
+    let (from, to) = (key(250), key(520));
+    let range = KeyRange::new(Bound::Excluded(&from), Bound::Excluded(&to));
+    assert_eq!(collect(r.as_ref(), range, usize::MAX, usize::MAX), (251..520).map(key).collect::<Vec<_>>());
+    let mut w = kv.write().unwrap();
+    w.delete(&key(1)).unwrap();
+    w.put(b"k", &[]).unwrap();
+    let mut seen = Vec::new();
+    w.scan_with(all(), 3, &mut |k, _| {
+        seen.push(k.to_vec());
+        Ok(true)
+    })
+    .unwrap();
+    assert_eq!(seen, [b"k".to_vec(), key(0), key(2)]);
 }
 
 fn writes_see_their_own_writes(kv: &dyn KeyValueStore) {

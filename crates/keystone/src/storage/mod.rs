@@ -135,16 +135,31 @@ pub(crate) trait KvRead {
     /// Calls `f` with the entries of `range` in ascending key order, each borrowed for the
     /// call (a backend can skip copying them, as in `read_with`), until `f` returns `false`
     /// or `limit` entries were lent; returns how many were lent.
+    ///
+    /// The default pages through `scan`, so that a scan to the end of a large range (`limit`
+    /// `usize::MAX`, as a listing does) never holds more than a page.
     fn scan_with(&self, range: KeyRange<'_>, limit: usize, f: &mut ScanFn<'_>) -> Result<usize> {
-        let rows = self.scan(range, limit)?;
+        const PAGE: usize = 256;
         let mut lent = 0;
-        for (k, v) in &rows {
-            lent += 1;
-            if !f(k, v)? {
-                break;
+        let mut after: Option<Vec<u8>> = None;
+        loop {
+            let want = (limit - lent).min(PAGE);
+            if want == 0 {
+                return Ok(lent);
+            }
+            let start = after.as_deref().map_or(range.start, Bound::Excluded);
+            let rows = self.scan(KeyRange::new(start, range.end), want)?;
+            for (k, v) in &rows {
+                lent += 1;
+                if !f(k, v)? {
+                    return Ok(lent);
+                }
+            }
+            match rows.last() {
+                Some((k, _)) if rows.len() == want => after = Some(k.clone()),
+                _ => return Ok(lent),
             }
         }
-        Ok(lent)
     }
 }
 
