@@ -56,6 +56,7 @@ impl Env {
         let out = self.cmd(args).output().unwrap();
         let stderr = String::from_utf8(out.stderr).unwrap();
         assert_eq!(out.status.code(), Some(code), "keystone {args:?}: {stderr}");
+        assert!(out.stdout.is_empty(), "keystone {args:?} wrote to stdout: {}", String::from_utf8_lossy(&out.stdout));
         assert!(!stderr.contains("panicked") && !stderr.contains("RUST_BACKTRACE"), "{stderr}");
         if code == 1 {
             assert_eq!(stderr.lines().count(), 1, "not one line: {stderr}");
