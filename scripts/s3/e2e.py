@@ -329,6 +329,15 @@ def boto3_checks():
                                         ObjectLockRetainUntilDate=datetime.datetime(2030, 1, 1))) in ("NotImplemented", "501"))
     check("... and neither was stored", err_code(lambda: c.head_object(Bucket="boto", Key="ssec")) == "404"
           and err_code(lambda: c.head_object(Bucket="boto", Key="lock")) == "404")
+    check("boto3 PUT with StorageClass GLACIER -> 400 InvalidStorageClass, nothing stored",
+          err_code(lambda: c.put_object(Bucket="boto", Key="cold", Body=b"x", StorageClass="GLACIER")) == "InvalidStorageClass"
+          and err_code(lambda: c.head_object(Bucket="boto", Key="cold")) == "404")
+    c.put_object(Bucket="boto", Key="std-class", Body=b"x", StorageClass="STANDARD")
+    check("boto3 PUT with StorageClass STANDARD is stored",
+          c.get_object(Bucket="boto", Key="std-class")["Body"].read() == b"x")
+    check("boto3 CreateMultipartUpload with StorageClass STANDARD_IA -> InvalidStorageClass",
+          err_code(lambda: c.create_multipart_upload(Bucket="boto", Key="cold-mpu", StorageClass="STANDARD_IA"))
+          == "InvalidStorageClass")
     check("boto3 CreateBucket with Object Lock -> 501",
           err_code(lambda: c.create_bucket(Bucket="locked", ObjectLockEnabledForBucket=True)) in ("NotImplemented", "501"))
     # 90 metadata entries (hyper's default limit of 100 header fields answered 431).

@@ -250,6 +250,15 @@ fn prefilter(req: &hyper::Request<Incoming>, limits: &Limits) -> Option<S3Error>
             "{name} is not supported: Keystone does not encrypt objects or lock them."
         ));
     }
+    // One storage class: an object asked for in another (GLACIER, STANDARD_IA…) would be
+    // stored and listed as STANDARD, with none of that class's behaviour, as if granted.
+    if let Some(class) = headers.get("x-amz-storage-class").filter(|v| v.as_bytes() != b"STANDARD") {
+        let class = String::from_utf8_lossy(class.as_bytes()).into_owned();
+        return Some(s3_error!(
+            InvalidStorageClass,
+            "Keystone keeps every object in one storage class, STANDARD; {class:?} is not available."
+        ));
+    }
     if headers.get("x-amz-bucket-object-lock-enabled").is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"true")) {
         return Some(s3_error!(NotImplemented, "Object Lock is not supported."));
     }
