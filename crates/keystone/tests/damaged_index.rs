@@ -250,3 +250,62 @@ fn a_damaged_page_met_in_a_group_commit_loses_nothing() {
     }
     assert_eq!(lost_below(&path, index, &victim), 0);
 }
+
+/// A leaf whose entry offsets point past its page (redb slices the page at them without a
+/// check): listing, head and get of the keys there report the damage instead of panicking in
+/// the caller's thread (the slicing happens when a lent value is read, not only inside redb).
+#[test]
+fn an_entry_offset_past_its_page_is_an_error_for_lists_and_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.keystone");
+    {
+        let db = Datastore::open(&path).unwrap();
+        db.create_bucket("bkt").unwrap();
+        db.transaction(|tx| {
+            let b = tx.bucket("bkt")?;
+            for i in 0..3000u32 {
+                b.put_bytes(&format!("k{i:08}"), value(i))?;
+            }
+            Ok::<_, Error>(())
+        })
+        .unwrap();
+    }
+    let mut file = std::fs::read(&path).unwrap();
+    let needle = value(1500);
+    let at = file.windows(needle.len()).position(|w| w == needle.as_slice()).unwrap();
+    let mut page = at / PAGE * PAGE;
+    while !is_leaf(&file[page..page + 2]) {
+        page -= PAGE;
+    }
+    // redb 4's leaf: type, a reserved byte, the entry count (u16), each key's end offset
+    // (u32), each value's end offset (u32), then keys and values.
+    let entries = usize::from(u16::from_le_bytes([file[page + 2], file[page + 3]]));
+    assert!(entries > 4);
+    let value_end = page + 4 + 4 * entries + 4 * 3;
+    file[value_end..value_end + 4].copy_from_slice(&0x00ff_0000u32.to_le_bytes());
+    std::fs::write(&path, &file).unwrap();
+
+    let db = Datastore::builder().read_only(true).open(&path).unwrap();
+    let b = db.bucket("bkt").unwrap();
+    let listed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        b.list_iter(keystone::ListOptions::default()).unwrap().collect::<keystone::Result<Vec<_>>>()
+    }));
+    let msg = is_corruption(listed.expect("listing a damaged leaf does not panic"));
+    assert!(msg.contains("index is damaged"), "{msg}");
+    // Every key of the leaf: a value, or the damage reported — never a panic.
+    let reads = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let mut failed = 0;
+        for i in 1400..1600u32 {
+            let key = format!("k{i:08}");
+            match (b.head(&key), b.get_bytes(&key)) {
+                (Ok(_), Ok(v)) => assert_eq!(v, value(i)),
+                (Err(Error::Corrupted { .. }), Err(Error::Corrupted { .. })) => failed += 1,
+                other => panic!("{key}: {other:?}"),
+            }
+        }
+        failed
+    }));
+    let failed = reads.expect("reads of a damaged leaf do not panic");
+    assert!(failed >= 1, "the damaged entry is reported");
+    assert!(!keystone::panic_is_caught(), "the guard is left set");
+}

@@ -678,7 +678,13 @@ fn to_bounds(range: KeyRange<'_>) -> (Bound<&[u8]>, Bound<&[u8]>) {
 
 impl KvRead for RedbRead {
     fn get(&self, key: &[u8]) -> Result<Option<Value>> {
-        let guard = guarded("reading", || self.table.get_owned(key).map_err(|e| storage("reading", e)))?;
+        let guard = guarded("reading", || {
+            let g = self.table.get_owned(key).map_err(|e| storage("reading", e))?;
+            if let Some(g) = &g {
+                touch(g.value());
+            }
+            Ok(g)
+        })?;
         Ok(guard.map(|g| Value::shared(Box::new(Guard(g)))))
     }
 
@@ -708,10 +714,37 @@ fn read_table_with(
     key: &[u8],
     f: &mut dyn FnMut(&[u8]) -> Result<()>,
 ) -> Result<bool> {
-    match guarded("reading", || table.get(key).map_err(|e| storage("reading", e)))? {
+    let found = guarded("reading", || {
+        let g = table.get(key).map_err(|e| storage("reading", e))?;
+        if let Some(g) = &g {
+            touch(g.value());
+        }
+        Ok(g)
+    })?;
+    match found {
         Some(g) => f(g.value()).map(|()| true),
         None => Ok(false),
     }
+}
+
+/// Reads a lent value once where a panic is caught: redb slices the page at offsets it read
+/// from the page without checking them, so a damaged page can make `value()` panic. The same
+/// slicing done again afterwards, outside the guard, then succeeds.
+fn touch(bytes: &[u8]) {
+    std::hint::black_box(bytes);
+}
+
+/// The next entry of a range, its key and value sliced once (see [`touch`]); call under the guard.
+#[allow(clippy::type_complexity)]
+fn next_entry<'a>(
+    iter: &mut redb::Range<'a, &'static [u8], &'static [u8]>,
+) -> Result<Option<(redb::AccessGuard<'a, &'static [u8]>, redb::AccessGuard<'a, &'static [u8]>)>> {
+    let item = iter.next().transpose().map_err(|e| storage("scanning", e))?;
+    if let Some((k, v)) = &item {
+        touch(k.value());
+        touch(v.value());
+    }
+    Ok(item)
 }
 
 /// `first_with` on a snapshot's table or a transaction's.
@@ -722,7 +755,7 @@ fn first_table_with(
 ) -> Result<bool> {
     let first = guarded("scanning", || {
         let mut iter = table.range::<&[u8]>(to_bounds(range)).map_err(|e| storage("scanning", e))?;
-        iter.next().transpose().map_err(|e| storage("scanning", e))
+        next_entry(&mut iter)
     })?;
     match first {
         Some((k, v)) => f(k.value(), v.value()).map(|()| true),
@@ -744,7 +777,7 @@ fn scan_table_with(
     let mut iter = guarded("scanning", || table.range::<&[u8]>(to_bounds(range)).map_err(|e| storage("scanning", e)))?;
     let mut lent = 0;
     while lent < limit {
-        let Some((k, v)) = guarded("scanning", || iter.next().transpose().map_err(|e| storage("scanning", e)))? else {
+        let Some((k, v)) = guarded("scanning", || next_entry(&mut iter))? else {
             break;
         };
         lent += 1;
