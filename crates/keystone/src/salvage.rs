@@ -21,7 +21,7 @@ use crate::data::records::BucketRecord;
 use crate::datastore::Builder;
 use crate::error::{Error, Result};
 use crate::storage::redb::RedbStore;
-use crate::storage::{Commit, EntryFn, KeyRange, KeyValueStore, KvRead, Value, WriteTxn};
+use crate::storage::{Commit, EntryFn, KeyRange, KeyValueStore, KvRead, WriteTxn};
 use crate::types::now_nanos;
 use crate::verify::{CorruptObject, VerifyReport};
 
@@ -69,34 +69,81 @@ pub struct UnreadableRange {
 /// Records per write transaction of the copy, and bytes (a chunk is up to a few MiB).
 const TXN_RECORDS: usize = 1000;
 const TXN_BYTES: usize = 32 << 20;
-/// Records per scan of the source while no damage is met (each may be a chunk of ~1 MiB).
-const SCAN: usize = 16;
+/// Probes spread over an unreadable stretch to find readable pages between damaged ones, and
+/// how many times a stretch is searched so (each time it shrinks).
+const HIDDEN_PROBES: u32 = 257;
+const HIDDEN_ROUNDS: usize = 64;
 /// Bytes of a probe: more than the longest key (a bucket name, NUL and an object key).
 const PROBE_WIDTH: usize = 64 + crate::data::names::MAX_KEY_LEN + 16;
 
 pub(crate) fn salvage(builder: Builder, source: &Path, dest: &Path) -> Result<SalvageReport> {
     let redb = builder.redb();
-    // Created here, not by redb: a file that is already there is never written into.
-    std::fs::OpenOptions::new().write(true).create_new(true).open(dest).map_err(|e| {
+    let exists = |path: &Path| {
+        Error::Io(std::io::Error::new(
+            std::io::ErrorKind::AlreadyExists,
+            format!("{} already exists (salvage writes a new file)", path.display()),
+        ))
+    };
+    if dest.exists() {
+        return Err(exists(dest));
+    }
+    // The source first: nothing is created when it cannot be read at all.
+    let src = RedbStore::open_read_only(source, &redb)?;
+    // Written beside `dest` under a temporary name and renamed at the end, so that `dest` is
+    // only ever a finished, verified store; one left by a salvage that was stopped is named
+    // for what it is.
+    let name = dest.file_name().map_or_else(|| "store".into(), |n| n.to_string_lossy().into_owned());
+    let partial = dest.with_file_name(format!(".{name}.salvage-in-progress-{}", std::process::id()));
+    std::fs::OpenOptions::new().write(true).create_new(true).open(&partial).map_err(|e| {
         Error::Io(std::io::Error::new(
             e.kind(),
-            format!("cannot create {} for the salvaged store: {e} (salvage writes a new file)", dest.display()),
+            format!("cannot create {} for the salvaged store: {e}", partial.display()),
         ))
     })?;
-    let src = RedbStore::open_read_only(source, &redb)?;
+    let result = fill(builder, &src, &redb, &partial);
+    drop(src);
+    let report = match result {
+        Ok(report) if !dest.exists() => report,
+        Ok(_) => {
+            let _ = std::fs::remove_file(&partial);
+            return Err(exists(dest));
+        }
+        Err(e) => {
+            let _ = std::fs::remove_file(&partial);
+            return Err(e);
+        }
+    };
+    std::fs::rename(&partial, dest).map_err(|e| {
+        Error::Io(std::io::Error::new(
+            e.kind(),
+            format!(
+                "the salvaged store is complete in {} but could not be renamed to {}: {e}",
+                partial.display(),
+                dest.display()
+            ),
+        ))
+    })?;
+    Ok(report)
+}
+
+/// Copies what reads of `src` into the new file `out_path`, then makes it a consistent store.
+fn fill(
+    builder: Builder,
+    src: &RedbStore,
+    redb: &crate::storage::redb::RedbConfig,
+    out_path: &Path,
+) -> Result<SalvageReport> {
     let mut report = SalvageReport::default();
     {
-        let out = RedbStore::open(dest, &redb)?;
+        let out = RedbStore::open(out_path, redb)?;
         let snap = src.read()?;
         let mut copy = Copy::new(&out);
         Walk { src: snap.as_ref(), report: &mut report }.run(&mut |k, v| copy.record(k, v))?;
         copy.finish(&mut report)?;
     }
-    drop(src);
-
     // The copy as a store: objects that lost chunks are removed, chunks that lost their
     // manifest are freed by the sweeps requested for every bucket.
-    let db = builder.read_only(false).open(dest)?;
+    let db = builder.read_only(false).open(out_path)?;
     let removed = db.remove_corrupt(None)?;
     report.removed = removed.removed;
     db.engine.drain_gc()?;
@@ -143,7 +190,11 @@ impl<'a> Copy<'a> {
                 let Ok(name) = std::str::from_utf8(name) else { return Ok(()) };
                 self.bucket_records.insert(name.to_owned());
             } else if k == keys::idgen().as_slice() {
-                if let Ok(b) = <[u8; 8]>::try_from(v) {
+                // A damaged counter near the end of the id space would leave the copy unable
+                // to open; the segment ids copied bound it from below anyway.
+                if let Ok(b) = <[u8; 8]>::try_from(v)
+                    && u64::from_be_bytes(b) < u64::from(u32::MAX) / 2
+                {
                     self.idgen = self.idgen.max(u64::from_be_bytes(b));
                 }
                 return Ok(());
@@ -220,129 +271,177 @@ impl<'a> Copy<'a> {
 
 /// A walk of the whole key space in order that steps over what cannot be read.
 ///
-/// Scans run from the last key read. When one fails on damage, the walk reads one record at a
-/// time up to the damage, then looks for the first place after it where a scan succeeds: it
+/// One scan runs over the whole key space, record after record, until it meets damage. Then
+/// the walk looks for the first place after the last key read from which a scan reads: it
 /// probes keys `last + 2^i` (the key read as a big-endian number wider than any key) for
-/// growing `i` until a probe reads, then bisects between the last probe that failed and
-/// that one. A scan that starts anywhere inside the keys of a damaged leaf page fails, and one
-/// that starts past its last key reads the next page, so the bisection ends just past the
-/// damaged page. (Two damaged stretches with readable records between them could be taken for
-/// one when the records between are fewer than the probes' step there: those records are then
-/// reported as part of the unreadable stretch, never silently dropped.)
+/// growing `i` — a byte at a time past the key's own length, a bit at a time within it —
+/// until a probe reads, then bisects between the last probe that failed and that one, and
+/// scans on from there. A scan that starts inside the keys of a damaged leaf page fails, and
+/// one that starts past its last key reads the next page, so the bisection ends just past the
+/// damaged page. (Two damaged pages with readable records between them are taken for one
+/// stretch when the records between lie within the last step of the probes: those records are
+/// then reported as part of the unreadable stretch, never silently dropped.)
+///
+/// A record whose key comes out of order (a damaged page that still reads: a key with a byte
+/// changed) is copied all the same and counted; the walk goes on from where the scan is, not
+/// from that key, so a key changed to a larger one does not skip the records after it.
 struct Walk<'a> {
     src: &'a dyn KvRead,
     report: &'a mut SalvageReport,
 }
 
-/// What a scan from one key met.
+/// A readable place found inside an unreadable stretch: the probe before it (which failed),
+/// the probe that read, and the first key it read.
+struct Hidden {
+    below: Vec<u8>,
+    at: Vec<u8>,
+    first: Vec<u8>,
+}
+
+/// What a scan from one key met: the first key there, the end, or damage.
 enum Probe {
-    Read,
+    Read(Vec<u8>),
     End,
     Damaged,
 }
 
 impl Walk<'_> {
     fn run(&mut self, f: &mut EntryFn<'_>) -> Result<()> {
+        // The last key read, and the furthest point a resumed scan started from (resumes only
+        // move forward, whatever order damaged keys come out in).
         let mut last: Option<Vec<u8>> = None;
+        let mut floor: Option<Vec<u8>> = None;
         let mut from: Bound<Vec<u8>> = Bound::Unbounded;
-        let mut limit = SCAN;
         loop {
-            match self.scan(&from, limit) {
-                Ok(batch) if batch.is_empty() => return Ok(()),
-                Ok(batch) => {
-                    for (k, v) in &batch {
-                        if last.as_ref().is_some_and(|l| k <= l) {
-                            self.report.out_of_order += 1;
-                            continue;
-                        }
-                        f(k, v)?;
-                        last = Some(k.clone());
-                    }
-                    from = last.clone().map_or(Bound::Unbounded, Bound::Excluded);
-                    limit = SCAN;
+            let mut failed_copy = None;
+            let start = match &from {
+                Bound::Included(k) => Bound::Included(k.as_slice()),
+                Bound::Excluded(k) => Bound::Excluded(k.as_slice()),
+                Bound::Unbounded => Bound::Unbounded,
+            };
+            let out_of_order = &mut self.report.out_of_order;
+            let scanned = self.src.scan_with(KeyRange::new(start, Bound::Unbounded), usize::MAX, &mut |k, v| {
+                if last.as_deref().is_some_and(|l| k <= l) {
+                    *out_of_order += 1;
                 }
-                Err(e) if !is_damage(&e) => return Err(e),
-                // Read up to the damage one record at a time.
-                Err(_) if limit > 1 => limit = 1,
-                Err(_) => {
-                    let resume = self.resume_after(last.as_deref())?;
-                    let before = match &resume {
-                        Some(at) => self.first_key(at),
-                        None => None,
-                    };
-                    self.report.unreadable.push(UnreadableRange {
-                        after: last.as_deref().map(describe),
-                        before: before.as_deref().map(describe),
-                    });
-                    match resume {
-                        Some(at) => from = Bound::Included(at),
-                        None => return Ok(()),
-                    }
-                    limit = SCAN;
+                if let Err(e) = f(k, v) {
+                    failed_copy = Some(e);
+                    return Ok(false);
                 }
+                last = Some(k.to_vec());
+                Ok(true)
+            });
+            if let Some(e) = failed_copy {
+                return Err(e);
             }
+            match scanned {
+                Ok(_) => return Ok(()),
+                Err(e) if !is_damage(&e) => return Err(e),
+                Err(_) => {}
+            }
+            let base = match (&last, &floor) {
+                (Some(l), Some(f)) => Some(l.max(f).clone()),
+                (l, f) => l.clone().or_else(|| f.clone()),
+            };
+            let resume = self.resume_after(base.as_deref())?;
+            self.report.unreadable.push(UnreadableRange {
+                after: base.as_deref().map(describe),
+                before: resume.as_ref().map(|(_, first)| describe(first)),
+            });
+            let Some((at, _)) = resume else { return Ok(()) };
+            floor = Some(at.clone());
+            from = Bound::Included(at);
         }
     }
 
-    fn scan(&self, from: &Bound<Vec<u8>>, limit: usize) -> Result<Vec<(Vec<u8>, Value)>> {
-        let start = match from {
-            Bound::Included(k) => Bound::Included(k.as_slice()),
-            Bound::Excluded(k) => Bound::Excluded(k.as_slice()),
-            Bound::Unbounded => Bound::Unbounded,
-        };
-        self.src.scan(KeyRange::new(start, Bound::Unbounded), limit)
-    }
-
+    /// A scan of one record from `at`, lent, not copied (a chunk may be a MiB).
     fn probe(&self, at: &[u8]) -> Result<Probe> {
-        match self.src.scan(KeyRange::new(Bound::Included(trimmed(at)), Bound::Unbounded), 1) {
-            Ok(rows) if rows.is_empty() => Ok(Probe::End),
-            Ok(_) => Ok(Probe::Read),
-            Err(e) if is_damage(&e) => Ok(Probe::Damaged),
-            Err(e) => Err(e),
+        let mut first = None;
+        let found = self.src.first_with(KeyRange::new(Bound::Included(trimmed(at)), Bound::Unbounded), &mut |k, _| {
+            first = Some(k.to_vec());
+            Ok(())
+        });
+        match (found, first) {
+            (Ok(true), Some(k)) => Ok(Probe::Read(k)),
+            (Ok(_), _) => Ok(Probe::End),
+            (Err(e), _) if is_damage(&e) => Ok(Probe::Damaged),
+            (Err(e), _) => Err(e),
         }
     }
 
-    /// The first key from `at`, as far as it reads.
-    fn first_key(&self, at: &[u8]) -> Option<Vec<u8>> {
-        let rows = self.src.scan(KeyRange::new(Bound::Included(trimmed(at)), Bound::Unbounded), 1).ok()?;
-        rows.into_iter().next().map(|(k, _)| k)
-    }
-
-    /// The smallest probe after `last` (`None`: the start) from which a scan reads, as a
-    /// fixed-width number; `None` when every probe to the end of the key space fails.
-    fn resume_after(&self, last: Option<&[u8]>) -> Result<Option<Vec<u8>>> {
+    /// The smallest probe after `last` (`None`: the start) from which a scan reads, as a key,
+    /// with the first key read there; `None` when every probe to the end of the key space
+    /// fails or finds nothing.
+    fn resume_after(&self, last: Option<&[u8]>) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
+        let own = last.map_or(0, <[u8]>::len);
         let mut base = last.unwrap_or_default().to_vec();
         // Wide enough to tell any two keys apart (the longest is a manifest key: bucket,
         // NUL, object key), so the bisection can end between any two records.
-        base.resize(base.len().max(PROBE_WIDTH - 16) + 16, 0);
-        let bits = base.len() * 8;
+        base.resize(own.max(PROBE_WIDTH - 16) + 16, 0);
+        let width = base.len();
+        // Past the key's own bytes a byte at a time (the top bit of each), within them a bit
+        // at a time: the last step, where readable records between two damaged pages could
+        // be stepped over, stays within one bit of the key.
+        let steps = (0..width - own).map(|byte| byte * 8 + 7).chain((width - own) * 8..width * 8);
         let mut failed = base.clone();
         let mut good = None;
-        // A byte at a time (one probe per byte of the key), then bisect within the last step.
-        for bit in (7..bits).step_by(8) {
+        for bit in steps {
             let Some(p) = add_pow2(&base, bit) else { break };
             match self.probe(&p)? {
                 Probe::Damaged => failed = p,
-                Probe::Read | Probe::End => {
-                    good = Some(p);
+                Probe::Read(k) => {
+                    good = Some((p, Some(k)));
+                    break;
+                }
+                Probe::End => {
+                    good = Some((p, None));
                     break;
                 }
             }
         }
-        let Some(mut good) = good else { return Ok(None) };
-        // Bisect: `failed` fails, `good` reads.
-        while let Some(mid) = midpoint(&failed, &good) {
-            match self.probe(&mid)? {
-                Probe::Damaged => failed = mid,
-                Probe::Read | Probe::End => good = mid,
+        let Some((mut good, mut first)) = good else { return Ok(None) };
+        // A probe just past `last` meets the damage that stopped the scan.
+        let start = add_pow2(&base, 0).unwrap_or_else(|| base.clone());
+        for _ in 0..HIDDEN_ROUNDS {
+            // Bisect: `failed` fails, `good` reads.
+            while let Some(mid) = midpoint(&failed, &good) {
+                match self.probe(&mid)? {
+                    Probe::Damaged => failed = mid,
+                    Probe::Read(k) => (good, first) = (mid, Some(k)),
+                    Probe::End => (good, first) = (mid, None),
+                }
+            }
+            // The bisection found *a* place where reading resumes; readable pages between two
+            // damaged ones below it are found by probes spread over the stretch.
+            let Some(Hidden { below, at, first: k }) = self.hidden_readable(&start, &good)? else { break };
+            (failed, good, first) = (below, at, Some(k));
+        }
+        Ok(first.map(|k| (trimmed(&good).to_vec(), k)))
+    }
+
+    /// The first of `HIDDEN_PROBES` points spread evenly over (`lo`, `hi`) from which a scan
+    /// reads, with the point before it (where it failed, or `lo`) and the key read.
+    fn hidden_readable(&self, lo: &[u8], hi: &[u8]) -> Result<Option<Hidden>> {
+        let mut below = lo.to_vec();
+        for j in 1..HIDDEN_PROBES {
+            let p = fraction(lo, hi, j, HIDDEN_PROBES);
+            if p <= below || p.as_slice() >= hi {
+                continue;
+            }
+            match self.probe(&p)? {
+                Probe::Damaged => below = p,
+                Probe::Read(first) => return Ok(Some(Hidden { below, at: p, first })),
+                Probe::End => return Ok(None),
             }
         }
-        Ok(Some(trimmed(&good).to_vec()))
+        Ok(None)
     }
 }
 
+/// Whether a read of the source failed on damage: a page that does not decode, or one that
+/// points where the file cannot be read (past its end). Either way that stretch is skipped.
 fn is_damage(e: &Error) -> bool {
-    matches!(e, Error::Corrupted { .. })
+    matches!(e, Error::Corrupted { .. } | Error::Storage { .. } | Error::Io(_))
 }
 
 /// A fixed-width probe as a key: without its trailing zero bytes (the same place in key order
@@ -366,6 +465,34 @@ fn add_pow2(x: &[u8], bit: usize) -> Option<Vec<u8>> {
         }
         i = i.checked_sub(1)?;
     }
+}
+
+/// `a + (b - a) / n * j` of two equal-width numbers, `a <= b` (a point `j`/`n` of the way).
+fn fraction(a: &[u8], b: &[u8], j: u32, n: u32) -> Vec<u8> {
+    // b - a
+    let mut diff = vec![0u8; a.len()];
+    let mut borrow = false;
+    for i in (0..a.len()).rev() {
+        let (d, under) = b[i].overflowing_sub(a[i]);
+        let (d, under_again) = d.overflowing_sub(u8::from(borrow));
+        (diff[i], borrow) = (d, under || under_again);
+    }
+    // / n
+    let mut rem = 0u64;
+    for byte in &mut diff {
+        let cur = (rem << 8) | u64::from(*byte);
+        *byte = (cur / u64::from(n)) as u8;
+        rem = cur % u64::from(n);
+    }
+    // * j, then + a (no overflow: the result is at most b)
+    let mut carry = 0u64;
+    let mut out = a.to_vec();
+    for i in (0..a.len()).rev() {
+        let cur = u64::from(diff[i]) * u64::from(j) + u64::from(a[i]) + carry;
+        out[i] = cur as u8;
+        carry = cur >> 8;
+    }
+    out
 }
 
 /// `(a + b) / 2` of two equal-width numbers, `a < b`, or `None` when `b = a + 1`.
@@ -412,6 +539,21 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
 
+    /// A damaged id counter near the end of the id space is not carried over (the copy could
+    /// not be opened); the segment ids copied set it instead.
+    #[test]
+    fn a_damaged_id_counter_is_not_trusted() {
+        let out = RedbStore::in_memory(&crate::storage::redb::RedbConfig { cache_size: None }).unwrap();
+        let mut copy = Copy::new(&out);
+        copy.record(&keys::idgen(), &[0xff; 8]).unwrap();
+        copy.record(&keys::chunk("bkt", 7 << 32 | 3, 0), b"chunk").unwrap();
+        let mut report = SalvageReport::default();
+        copy.finish(&mut report).unwrap();
+        let r = out.read().unwrap();
+        assert_eq!(&*r.get(&keys::idgen()).unwrap().unwrap(), &7u64.to_be_bytes());
+        assert_eq!(report.buckets_recreated, ["bkt"]);
+    }
+
     #[test]
     fn probes_are_ordered_like_keys() {
         let base = b"bkt\0k0005\0\0".to_vec();
@@ -422,6 +564,9 @@ mod tests {
         assert_eq!(midpoint(&[0, 0], &[0, 4]).unwrap(), [0, 2]);
         assert_eq!(midpoint(&[0, 0xff], &[1, 1]).unwrap(), [1, 0]);
         assert_eq!(midpoint(&[0xff, 0xfe], &[0xff, 0xff]), None);
+        assert_eq!(fraction(&[0, 0], &[1, 0], 1, 2), [0, 128]);
+        assert_eq!(fraction(&[0, 10], &[0, 30], 3, 4), [0, 25]);
+        assert_eq!(fraction(&[1, 250], &[2, 6], 1, 2), [2, 0]);
         assert_eq!(trimmed(b"ab\0\0"), b"ab");
         assert!(trimmed(&add_pow2(&base, 0).unwrap()) > &b"bkt\0k0005"[..]);
     }

@@ -734,11 +734,11 @@ fn touch(bytes: &[u8]) {
     std::hint::black_box(bytes);
 }
 
+/// A key and a value lent by a range of the table.
+type Entry<'a> = (redb::AccessGuard<'a, &'static [u8]>, redb::AccessGuard<'a, &'static [u8]>);
+
 /// The next entry of a range, its key and value sliced once (see [`touch`]); call under the guard.
-#[allow(clippy::type_complexity)]
-fn next_entry<'a>(
-    iter: &mut redb::Range<'a, &'static [u8], &'static [u8]>,
-) -> Result<Option<(redb::AccessGuard<'a, &'static [u8]>, redb::AccessGuard<'a, &'static [u8]>)>> {
+fn next_entry<'a>(iter: &mut redb::Range<'a, &'static [u8], &'static [u8]>) -> Result<Option<Entry<'a>>> {
     let item = iter.next().transpose().map_err(|e| storage("scanning", e))?;
     if let Some((k, v)) = &item {
         touch(k.value());
