@@ -34,7 +34,8 @@ pub struct SalvageReport {
     /// Stretches of the source's key space that could not be read (a damaged page), in key
     /// order. Objects whose records lay there are not in the new store.
     pub unreadable: Vec<UnreadableRange>,
-    /// Records skipped because they came out of key order (a damaged page that still reads).
+    /// Records that came out of key order (a damaged page that still reads: a key with a byte
+    /// changed), copied all the same: an object may then be under a changed name.
     pub out_of_order: u64,
     /// Multipart uploads and uploads in flight that were not copied.
     pub uploads_dropped: u64,
