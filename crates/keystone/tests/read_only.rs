@@ -195,6 +195,37 @@ fn a_store_with_its_first_bytes_damaged_is_corrupted_not_foreign() {
     }
 }
 
+/// Two more ways a real store looks foreign (found by review): its header page zeroed, a common
+/// way disks fail, and its table's name with a byte changed. Both are damage, not "not a store".
+#[test]
+fn a_store_with_its_header_zeroed_or_table_name_changed_is_corrupted_not_foreign() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("damaged.keystone");
+    fill(&path, &data(3_000, 2));
+    let healthy = std::fs::read(&path).unwrap();
+
+    let mut file = healthy.clone();
+    file[..4096].fill(0);
+    std::fs::write(&path, &file).unwrap();
+    for e in [read_only(&path).unwrap_err(), Datastore::open(&path).unwrap_err()] {
+        assert!(matches!(e, Error::Corrupted { .. }) && e.to_string().contains("first page is damaged"), "{e:?}");
+    }
+
+    let mut file = healthy;
+    let mut renamed = 0;
+    for at in 0..file.len() - 8 {
+        if &file[at..at + 8] == b"keystone" {
+            file[at + 7] = b'd';
+            renamed += 1;
+        }
+    }
+    assert!(renamed > 0);
+    std::fs::write(&path, &file).unwrap();
+    for e in [read_only(&path).unwrap_err(), Datastore::open(&path).unwrap_err()] {
+        assert!(matches!(e, Error::Corrupted { .. }) && e.to_string().contains("list of tables is damaged"), "{e:?}");
+    }
+}
+
 /// A copy of a store taken while it is open for writing is the file a crash leaves behind.
 #[test]
 fn a_store_not_closed_cleanly_needs_one_open_for_writing() {

@@ -383,10 +383,35 @@ fn check_tables(label: &str, tables: &[String], creating: bool) -> Result<()> {
         );
         return Err(Error::Corrupted { bucket: None, key: None, reason });
     }
+    // A table name a byte or two away from ours is our table with its name damaged on disk
+    // (a review found a flipped bit turning `keystone` into `keystond`, called "not a store").
+    if let Some(near) = tables.iter().find(|t| edit_distance(t.as_bytes(), TABLE.name().as_bytes()) <= 2) {
+        let reason = format!(
+            "{label} is a redb database whose table {near:?} is not Keystone's {:?} but close to it: a store \
+             whose list of tables is damaged",
+            TABLE.name()
+        );
+        return Err(Error::Corrupted { bucket: None, key: None, reason });
+    }
     Err(Error::NotAStore {
         path: label.to_owned(),
         reason: format!("a redb database without Keystone's table; its tables: {}", tables.join(", ")),
     })
+}
+
+/// Levenshtein distance of two short byte strings.
+fn edit_distance(a: &[u8], b: &[u8]) -> usize {
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, &x) in a.iter().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, &y) in b.iter().enumerate() {
+            let above = row[j + 1];
+            row[j + 1] = (above + 1).min(row[j] + 1).min(diagonal + usize::from(x != y));
+            diagonal = above;
+        }
+    }
+    row[b.len()]
 }
 
 /// A count held up while its guard lives (the store's readers and writers).
@@ -518,6 +543,18 @@ fn unless_damaged(path: &Path, e: Error) -> Error {
         // Shorter than a header: nothing of redb's in it. Only an empty file is named as such.
         let empty = std::fs::metadata(path).is_ok_and(|m| m.len() == 0);
         return if empty { Error::NotAStore { path: label.clone(), reason: "an empty file".into() } } else { e };
+    }
+    // A first page of zeros in a file of whole pages: a store whose header page was lost (a
+    // common way disks fail), as likely as a file that never was one.
+    if head.iter().all(|&b| b == 0) && std::fs::metadata(path).is_ok_and(|m| m.len() % 4096 == 0) {
+        return Error::Corrupted {
+            bucket: None,
+            key: None,
+            reason: format!(
+                "{label} begins with zeros where redb's header would be: a store whose first page is \
+                 damaged, or a file that is not a store"
+            ),
+        };
     }
     let page_size = u32::from_le_bytes([head[12], head[13], head[14], head[15]]);
     if page_size.is_power_of_two() && (512..=1 << 24).contains(&page_size) {
@@ -929,5 +966,18 @@ impl WriteTxn for RedbWrite {
         latest.invalidate();
         drop(counted);
         committed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn edit_distance_counts_changed_bytes() {
+        assert_eq!(super::edit_distance(b"keystone", b"keystone"), 0);
+        assert_eq!(super::edit_distance(b"keystond", b"keystone"), 1);
+        assert_eq!(super::edit_distance(b"keystne", b"keystone"), 1);
+        assert_eq!(super::edit_distance(b"theirs", b"keystone"), 8);
+        assert_eq!(super::edit_distance(b"kitten", b"sitting"), 3);
+        assert_eq!(super::edit_distance(b"", b"abc"), 3);
     }
 }
