@@ -189,9 +189,14 @@ fn upload(ctx: &Ctx, a: &CpArgs, src: &Path, dst: &Address) -> anyhow::Result<()
             // As `aws s3 cp --recursive`: a link to nothing is no file to copy, and does not
             // stop the others; the command ends with EXIT_SKIPPED.
             Err(e) => match dangling_link(&e) {
-                Some((link, target)) => {
+                Some((link, target, missing)) => {
+                    let chain = if target == missing {
+                        String::new()
+                    } else {
+                        format!(", which leads to {}", shown(missing.display()))
+                    };
                     eprintln!(
-                        "keystone: skipping {}: it is a symbolic link to {}, which does not exist",
+                        "keystone: skipping {}: it is a symbolic link to {}{chain}, which does not exist",
                         shown(link.display()),
                         shown(target.display())
                     );
@@ -219,9 +224,9 @@ fn upload(ctx: &Ctx, a: &CpArgs, src: &Path, dst: &Address) -> anyhow::Result<()
     tree.finish(ctx, "uploaded", &format!("{}/{prefix}", dst.bucket))
 }
 
-/// The link and its target, when a walk that follows links failed on a symbolic link whose
-/// target (at the end of any chain of links) does not exist.
-fn dangling_link(e: &walkdir::Error) -> Option<(PathBuf, PathBuf)> {
+/// The link, its target and the missing target at the end of the chain of links (the same
+/// for one link), when a walk that follows links failed on a symbolic link to nothing.
+fn dangling_link(e: &walkdir::Error) -> Option<(PathBuf, PathBuf, PathBuf)> {
     let link = e.path()?;
     if e.io_error()?.kind() != std::io::ErrorKind::NotFound {
         return None;
@@ -229,7 +234,23 @@ fn dangling_link(e: &walkdir::Error) -> Option<(PathBuf, PathBuf)> {
     if !std::fs::symlink_metadata(link).ok()?.file_type().is_symlink() {
         return None;
     }
-    Some((link.to_path_buf(), std::fs::read_link(link).ok()?))
+    // Along the chain of links to the target that is missing (relative targets are relative
+    // to the directory of the link that names them); as many hops as the kernel follows.
+    let mut at = link.to_path_buf();
+    let first = std::fs::read_link(link).ok()?;
+    for _ in 0..40 {
+        let target = std::fs::read_link(&at).ok()?;
+        let next = match at.parent() {
+            Some(dir) if target.is_relative() => dir.join(&target),
+            _ => target.clone(),
+        };
+        match std::fs::symlink_metadata(&next) {
+            Ok(m) if m.file_type().is_symlink() => at = next,
+            Ok(_) => return None,
+            Err(_) => return Some((link.to_path_buf(), first, target)),
+        }
+    }
+    None
 }
 
 /// The key of `path` (a file under `root`): `prefix` + its relative path with `/` separators.

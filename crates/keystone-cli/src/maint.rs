@@ -262,10 +262,26 @@ pub fn compact(ctx: &Ctx) -> anyhow::Result<()> {
 
 pub fn salvage(ctx: &Ctx, a: &SalvageArgs) -> anyhow::Result<()> {
     let spinner = ctx.progress.spinner("salvaging");
-    let r = Datastore::builder()
-        .etag(keystone::EtagAlgorithm::Md5)
-        .salvage(&ctx.store, &a.dest)
-        .with_context(|| format!("cannot salvage {} into {}", ctx.store.display(), a.dest.display()))?;
+    let r = match Datastore::builder().etag(keystone::EtagAlgorithm::Md5).salvage(&ctx.store, &a.dest) {
+        Ok(r) => r,
+        // Salvage only reads; the recovery the store needs writes, and may fail on a damaged
+        // store: done on a copy, the original stays as it is.
+        Err(keystone::Error::NeedsRecovery { .. }) => {
+            return Err(anyhow!(
+                "cannot salvage {store}: it was not closed cleanly and must be recovered first, which writes \
+                 to it; copy it (cp {store} COPY), recover the copy (keystone --store COPY gc) and salvage the \
+                 copy — recovery can fail on a damaged store, so keep the original as it is",
+                store = ctx.store.display()
+            ));
+        }
+        Err(e) => {
+            return Err(anyhow::Error::new(e).context(format!(
+                "cannot salvage {} into {}",
+                ctx.store.display(),
+                a.dest.display()
+            )));
+        }
+    };
     spinner.finish_and_clear();
     for u in &r.unreadable {
         let after = u.after.as_deref().unwrap_or("the start of the store");

@@ -195,6 +195,28 @@ fn a_dangling_symbolic_link_in_a_tree_is_skipped_with_a_warning() {
     assert!(stderr.ends_with("keystone: 1 of 3 files failed (2 more skipped)\n"), "{stderr}");
 }
 
+/// A chain of links that ends nowhere names the missing end, not only the first hop (which
+/// exists).
+#[cfg(unix)]
+#[test]
+fn a_chain_of_links_to_nothing_names_the_missing_end() {
+    let env = Env::with_bucket();
+    env.write("src/good.txt", b"good");
+    std::fs::create_dir(env.path("links")).unwrap();
+    std::os::unix::fs::symlink("gone", env.path("links/hop")).unwrap();
+    std::os::unix::fs::symlink("../links/hop", env.path("src/chain")).unwrap();
+    let out = env.cmd(&["cp", "-r", "src", "bkt/t/"]).output().unwrap();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert_eq!(
+        stderr.lines().next(),
+        Some(
+            "keystone: skipping src/chain: it is a symbolic link to ../links/hop, which leads to gone, which does not exist"
+        ),
+        "{stderr}"
+    );
+}
+
 #[test]
 fn keys_that_would_escape_the_destination_are_refused() {
     let env = Env::with_bucket();

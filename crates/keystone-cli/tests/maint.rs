@@ -396,3 +396,18 @@ fn salvage_copies_what_can_be_read_into_a_new_store() {
     let e = env.fails(&["salvage", "rescued.keystone"], 1);
     assert!(e.contains("rescued.keystone") && e.contains("exists"), "{e}");
 }
+
+/// A store that was not closed cleanly needs a recovery, which writes: salvage, which only
+/// reads, says how to recover a copy instead of opening the damaged original for writing.
+#[test]
+fn salvage_of_a_store_not_closed_cleanly_says_to_recover_a_copy() {
+    let env = Env::new();
+    let db = keystone::Datastore::open(&env.store).unwrap();
+    db.create_bucket("bkt").unwrap().put_bytes("k", b"v").unwrap();
+    let crashed = env.path("crashed.keystone");
+    std::fs::copy(&env.store, &crashed).unwrap();
+    drop(db);
+    let e = env.fails(&["--store", crashed.to_str().unwrap(), "salvage", "out.keystone"], 1);
+    assert!(e.contains("not closed cleanly") && e.contains("recover the copy"), "{e}");
+    assert!(!env.path("out.keystone").exists());
+}

@@ -288,28 +288,23 @@ fn unpack(w: &mut dyn WriteTxn, bucket: &str, last: &str) -> Result<()> {
 
 /// [`info`] from a manifest that is not needed afterwards: its ETag and metadata are moved,
 /// not copied (a listing builds one per object).
-pub(crate) fn into_info(bucket: &str, key: &str, m: Manifest) -> ObjectInfo {
-    ObjectInfo {
-        bucket: bucket.to_owned(),
-        key: key.to_owned(),
-        size: m.size,
-        etag: m.etag,
-        checksum: m.crc,
-        meta: m.meta,
-        created: time_of(m.created),
-        modified: time_of(m.modified),
-        parts: m.parts,
-    }
+pub(crate) fn into_info(bucket: &str, key: &str, mut m: Manifest) -> ObjectInfo {
+    let (etag, meta) = (std::mem::take(&mut m.etag), std::mem::take(&mut m.meta));
+    info_with(bucket, key, &m, etag, meta)
 }
 
 pub(crate) fn info(bucket: &str, key: &str, m: &Manifest) -> ObjectInfo {
+    info_with(bucket, key, m, m.etag.clone(), m.meta.clone())
+}
+
+fn info_with(bucket: &str, key: &str, m: &Manifest, etag: String, meta: crate::types::ObjectMeta) -> ObjectInfo {
     ObjectInfo {
         bucket: bucket.to_owned(),
         key: key.to_owned(),
         size: m.size,
-        etag: m.etag.clone(),
+        etag,
         checksum: m.crc,
-        meta: m.meta.clone(),
+        meta,
         created: time_of(m.created),
         modified: time_of(m.modified),
         parts: m.parts,
