@@ -234,7 +234,7 @@ impl Keystone {
         let info = self
             .blocking(move |db| {
                 let b = db.bucket(&bucket)?;
-                let opts = CompleteOptions { min_part_size: MIN_PART_SIZE, condition };
+                let opts = CompleteOptions { min_part_size: MIN_PART_SIZE, condition, key: None };
                 match check_upload(&b, &key, &id).and_then(|()| b.complete_upload(&id, &parts, &opts)) {
                     Err(gone @ keystone::Error::NoSuchUpload { .. }) => completed_before(&b, &key, &parts)?.ok_or(gone),
                     done => done,
