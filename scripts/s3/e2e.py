@@ -225,9 +225,10 @@ def protocol_checks(c):
 def complete_retry_checks(c):
     """A CompleteMultipartUpload retried after success (SDKs retry one whose answer was lost)."""
     c.create_bucket(Bucket="retry")
-    up = c.create_multipart_upload(Bucket="retry", Key="obj")["UploadId"]
+    up = c.create_multipart_upload(Bucket="retry", Key="obj", ContentType="text/first")["UploadId"]
+    pieces = [os.urandom(5 * 1024 * 1024), b"tail"]
     parts = []
-    for n, piece in enumerate([os.urandom(5 * 1024 * 1024), b"tail"], 1):
+    for n, piece in enumerate(pieces, 1):
         parts.append({"PartNumber": n, "ETag": c.upload_part(Bucket="retry", Key="obj", UploadId=up, PartNumber=n,
                                                              Body=piece)["ETag"]})
     done = lambda ps: c.complete_multipart_upload(Bucket="retry", Key="obj", UploadId=up, MultipartUpload={"Parts": ps})
@@ -242,6 +243,17 @@ def complete_retry_checks(c):
     check("CompleteMultipartUpload retried after success -> 200 and the same ETag", same, again)
     code = err_code(lambda: done(parts[:1]))
     check("... a completion naming other parts -> NoSuchUpload", code == "NoSuchUpload", code)
+    # An aborted upload of the key with the same parts (so the same ETag) and other metadata.
+    ab = c.create_multipart_upload(Bucket="retry", Key="obj", ContentType="text/aborted")["UploadId"]
+    ab_parts = [{"PartNumber": n, "ETag": c.upload_part(Bucket="retry", Key="obj", UploadId=ab, PartNumber=n,
+                                                         Body=piece)["ETag"]} for n, piece in enumerate(pieces, 1)]
+    c.abort_multipart_upload(Bucket="retry", Key="obj", UploadId=ab)
+    code = err_code(lambda: c.complete_multipart_upload(Bucket="retry", Key="obj", UploadId=ab,
+                                                        MultipartUpload={"Parts": ab_parts}))
+    head = c.head_object(Bucket="retry", Key="obj")
+    check("CompleteMultipartUpload of an aborted upload with a completed one's parts -> NoSuchUpload, object kept",
+          (code, head.get("ContentType"), head["ETag"]) == ("NoSuchUpload", "text/first", first["ETag"]),
+          (code, head.get("ContentType"), head["ETag"], first["ETag"]))
     up = c.create_multipart_upload(Bucket="retry", Key="aborted")["UploadId"]
     etag = c.upload_part(Bucket="retry", Key="aborted", UploadId=up, PartNumber=1, Body=b"x")["ETag"]
     c.abort_multipart_upload(Bucket="retry", Key="aborted", UploadId=up)

@@ -313,3 +313,81 @@ async fn complete_retried_after_success() {
     assert_eq!(code(&e), "NoSuchUpload");
     h.server.shutdown().await;
 }
+
+/// Only a retry of the completion that ended an upload gets the object: an aborted upload
+/// whose parts are a completed one's, an upload id that never was, and a retry after the key
+/// was overwritten are NoSuchUpload, and the object stays as it is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn complete_of_an_upload_that_did_not_complete() {
+    let h = Harness::start().await;
+    let c = h.client();
+    c.create_bucket().bucket("gone").send().await.unwrap();
+    let upload = |content_type: &'static str| {
+        let c = c.clone();
+        async move {
+            let id = c
+                .create_multipart_upload()
+                .bucket("gone")
+                .key("k")
+                .content_type(content_type)
+                .send()
+                .await
+                .unwrap()
+                .upload_id()
+                .unwrap()
+                .to_owned();
+            let part = c
+                .upload_part()
+                .bucket("gone")
+                .key("k")
+                .upload_id(&id)
+                .part_number(1)
+                .body(ByteStream::from_static(b"the same bytes"))
+                .send()
+                .await
+                .unwrap();
+            let parts = CompletedMultipartUpload::builder()
+                .parts(CompletedPart::builder().part_number(1).e_tag(part.e_tag().unwrap()).build())
+                .build();
+            (id, parts)
+        }
+    };
+    let complete = |id: String, parts: CompletedMultipartUpload| {
+        c.complete_multipart_upload().bucket("gone").key("k").upload_id(id).multipart_upload(parts).send()
+    };
+    let (done_id, parts) = upload("text/first").await;
+    // An upload id is valid only with its own key, for a completion too.
+    let e = c
+        .complete_multipart_upload()
+        .bucket("gone")
+        .key("other")
+        .upload_id(&done_id)
+        .multipart_upload(parts.clone())
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), "NoSuchUpload");
+    let first = complete(done_id.clone(), parts.clone()).await.unwrap();
+
+    // Aborted, with the same part bytes (so the same ETag) and other metadata.
+    let (aborted, aborted_parts) = upload("text/aborted").await;
+    assert_eq!(aborted_parts, parts);
+    c.abort_multipart_upload().bucket("gone").key("k").upload_id(&aborted).send().await.unwrap();
+    let e = complete(aborted, parts.clone()).await.unwrap_err();
+    assert_eq!(code(&e), "NoSuchUpload");
+    let head = c.head_object().bucket("gone").key("k").send().await.unwrap();
+    assert_eq!((head.content_type(), head.e_tag()), (Some("text/first"), first.e_tag()));
+
+    // An id no upload ever had.
+    let e = complete("00000000000000ff".into(), parts.clone()).await.unwrap_err();
+    assert_eq!(code(&e), "NoSuchUpload");
+
+    // The real retry still works, until the key is overwritten.
+    assert_eq!(complete(done_id.clone(), parts.clone()).await.unwrap().e_tag(), first.e_tag());
+    c.put_object().bucket("gone").key("k").body(ByteStream::from_static(b"other")).send().await.unwrap();
+    let e = complete(done_id, parts).await.unwrap_err();
+    assert_eq!(code(&e), "NoSuchUpload");
+    let got = c.get_object().bucket("gone").key("k").send().await.unwrap();
+    assert_eq!(got.body.collect().await.unwrap().into_bytes().as_ref(), b"other");
+    h.server.shutdown().await;
+}

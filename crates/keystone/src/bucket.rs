@@ -268,6 +268,14 @@ impl Bucket {
 
     /// Publishes the object from the named parts, atomically; parts not named are freed.
     ///
+    /// A completion retried after it succeeded (a client whose answer was lost) returns the
+    /// object again, as S3 does: the completion leaves a small record of the upload, kept for
+    /// at least 24 hours, and a completion of an upload that is gone returns the object under
+    /// its key when that record names the ETag the named parts make, the object still has it,
+    /// and `opts.key` (when set) is the key it was completed as. `opts.condition` is not
+    /// checked again (the first completion checked it). An upload that was aborted has no such
+    /// record: completing it stays `NoSuchUpload`.
+    ///
     /// # Errors
     /// [`Error::NoSuchUpload`](crate::Error::NoSuchUpload), [`Error::InvalidPart`](crate::Error::InvalidPart),
     /// [`Error::InvalidPartOrder`](crate::Error::InvalidPartOrder), [`Error::EntityTooSmall`](crate::Error::EntityTooSmall),

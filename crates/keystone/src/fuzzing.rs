@@ -26,10 +26,12 @@ pub fn keys_round_trip(bucket: &str, key: &str, id: u64, index: u32) -> bool {
         && object.starts_with(&keys::objects_prefix(bucket))
         && !object.starts_with(keys::META)
         && !object.starts_with(keys::DATA);
-    let books_ok = [keys::Book::Stage, keys::Book::Mpu, keys::Book::Gc, keys::Book::Sweep].into_iter().all(|b| {
-        let k = b.key(bucket, id);
-        b.parse(&k) == Some((bucket.to_owned(), id, &[][..])) && k.starts_with(&b.in_bucket(bucket))
-    });
+    let books_ok = [keys::Book::Stage, keys::Book::Mpu, keys::Book::Gc, keys::Book::Sweep, keys::Book::Done]
+        .into_iter()
+        .all(|b| {
+            let k = b.key(bucket, id);
+            b.parse(&k) == Some((bucket.to_owned(), id, &[][..])) && k.starts_with(&b.in_bucket(bucket))
+        });
     let part = keys::part(bucket, id, index);
     let part_ok = keys::Book::Part.parse(&part) == Some((bucket.to_owned(), id, &index.to_be_bytes()[..]));
     chunk_ok && object_ok && books_ok && part_ok
@@ -72,6 +74,10 @@ pub fn decode_all(bytes: &[u8]) -> usize {
         assert_eq!(records::PartRecord::decode(&r.encode()).ok(), Some(r), "part record round trip");
         n += 1;
     }
+    if let Ok(r) = records::DoneRecord::decode(bytes) {
+        assert_eq!(records::DoneRecord::decode(&r.encode()).ok(), Some(r), "completed upload record round trip");
+        n += 1;
+    }
     // A pack record, read as stored under the key before the first NUL: a pack that decodes
     // is built again, byte for byte, from its entries.
     if let Some(nul) = bytes.iter().position(|&b| b == 0)
@@ -90,7 +96,8 @@ pub fn decode_all(bytes: &[u8]) -> usize {
     n += usize::from(records::BucketRecord::decode(bytes).is_ok());
     n += usize::from(records::open_chunk(bytes).is_ok());
     n += usize::from(keys::parse_chunk(bytes).is_some());
-    for b in [keys::Book::Stage, keys::Book::Mpu, keys::Book::Part, keys::Book::Gc, keys::Book::Sweep] {
+    for b in [keys::Book::Stage, keys::Book::Mpu, keys::Book::Part, keys::Book::Gc, keys::Book::Sweep, keys::Book::Done]
+    {
         n += usize::from(b.parse(bytes).is_some());
     }
     n

@@ -45,6 +45,7 @@
 
 mod bucket;
 mod commit;
+mod completed;
 mod data;
 mod datastore;
 mod engine;

@@ -6,6 +6,7 @@ use std::io::Read;
 
 use md5::{Digest, Md5};
 
+use crate::completed;
 use crate::data::chunking::{Chunker, hex, unhex};
 use crate::data::keys::{self, Book};
 use crate::data::names;
@@ -193,6 +194,17 @@ pub(crate) fn abort(engine: &Engine, bucket: &str, upload_id: &str) -> Result<()
     Ok(())
 }
 
+/// The ETag of a multipart object (S3's rule): the hex MD5 of its parts' MD5s (16 bytes each,
+/// in order), `-`, their count. A completion names its object with it, and a retried
+/// completion is recognised by it (`completed::retried`).
+pub(crate) fn multipart_etag(md5s: &[[u8; 16]]) -> String {
+    let mut all = Md5::new();
+    for m in md5s {
+        all.update(m);
+    }
+    format!("{}-{}", hex(&all.finalize()), md5s.len())
+}
+
 pub(crate) fn complete(
     engine: &Engine,
     bucket: &str,
@@ -202,8 +214,23 @@ pub(crate) fn complete(
 ) -> Result<ObjectInfo> {
     let id = parse_id(bucket, upload_id)?;
     let limits = engine.kv.limits();
+    let no_such = || Error::NoSuchUpload { bucket: bucket.to_owned(), upload_id: upload_id.to_owned() };
     let (info, queued) = engine.write_alone(engine.ack_mode(), |w| {
-        let rec = upload_record(w, bucket, upload_id, id)?;
+        let rec = match upload_record(w, bucket, upload_id, id) {
+            Ok(rec) => rec,
+            // Gone: answered as before if this is a retry of the completion that ended it.
+            Err(Error::NoSuchUpload { .. }) => {
+                return match completed::retried(w, bucket, id, opts.key.as_deref(), parts)? {
+                    Some(info) => Ok((info, false)),
+                    None => Err(no_such()),
+                };
+            }
+            Err(e) => return Err(e),
+        };
+        // An upload id is valid only with the key it was created for (as in S3).
+        if opts.key.as_deref().is_some_and(|k| k != rec.key) {
+            return Err(no_such());
+        }
         if parts.is_empty() {
             return Err(Error::InvalidPart {
                 upload_id: upload_id.into(),
@@ -215,7 +242,7 @@ pub(crate) fn complete(
             return Err(Error::InvalidPartOrder { upload_id: upload_id.into() });
         }
         let mut segs = Vec::with_capacity(parts.len());
-        let mut md5s = Md5::new();
+        let mut md5s = Vec::with_capacity(parts.len());
         let mut crc = 0u32;
         let mut size = 0u64;
         for (i, want) in parts.iter().enumerate() {
@@ -239,7 +266,7 @@ pub(crate) fn complete(
                     min: opts.min_part_size,
                 });
             }
-            md5s.update(p.md5);
+            md5s.push(p.md5);
             crc = crate::data::crc::combine(crc, p.crc, p.seg.len as usize);
             size = size
                 .checked_add(p.seg.len)
@@ -253,13 +280,14 @@ pub(crate) fn complete(
         let mut queued = drop_upload(w, engine, bucket, id, &used)?;
         let new = NewVersion {
             size,
-            etag: format!("{}-{}", hex(&md5s.finalize()), parts.len()),
+            etag: multipart_etag(&md5s),
             crc,
             parts: parts.len() as u32,
             meta: rec.meta,
             body: Body::Segments(segs),
         };
         let (info, q) = objects::publish(w, limits, bucket, &rec.key, new, &opts.condition, false)?;
+        completed::record(w, bucket, id, &rec.key, &info.etag, now_nanos())?;
         queued |= q;
         Ok((info, queued))
     })?;

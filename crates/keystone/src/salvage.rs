@@ -10,7 +10,9 @@
 //!
 //! Records are copied as they are — manifests, packs, chunks, bucket records — so objects
 //! keep their ETags, times and metadata. Multipart uploads and uploads in flight are not
-//! copied (their chunks are freed by the sweep): salvage keeps objects.
+//! copied (their chunks are freed by the sweep): salvage keeps objects. Neither are the records
+//! of completed uploads (`Book::Done`): in the copy, a retry of a completion made before the
+//! salvage is `NoSuchUpload`.
 
 use std::collections::BTreeSet;
 use std::ops::Bound;
@@ -201,7 +203,8 @@ impl<'a> Copy<'a> {
                 return Ok(());
             } else {
                 // Uploads (their parts go with them) and queued frees or sweeps: the sweep at
-                // the end frees whatever chunks they held.
+                // the end frees whatever chunks they held. Records of completed uploads hold
+                // no chunks; they only answer retried completions, and are left behind too.
                 if Book::Mpu.parse(k).is_some() || Book::Stage.parse(k).is_some() {
                     self.uploads_dropped += 1;
                 }

@@ -226,8 +226,13 @@ pub struct CompletedPart {
 pub struct CompleteOptions {
     /// Smallest size of every part but the last ([`Error::EntityTooSmall`](crate::Error::EntityTooSmall)); S3 uses 5 MiB.
     pub min_part_size: u64,
-    /// Condition on the object being replaced.
+    /// Condition on the object being replaced (not checked again by a retried completion: see
+    /// [`Bucket::complete_upload`](crate::Bucket::complete_upload)).
     pub condition: PutCondition,
+    /// The key the caller names the upload by (S3 names both): when set, an upload created for
+    /// another key — or, for a retried completion, completed as another key — is
+    /// [`Error::NoSuchUpload`](crate::Error::NoSuchUpload), as in S3.
+    pub key: Option<String>,
 }
 
 /// Options of a copy.

@@ -5,8 +5,7 @@ use std::io::{Read, Seek, SeekFrom};
 use hyper::HeaderMap;
 use hyper::header::HOST;
 use hyper::http::uri::Authority;
-use keystone::{CompleteOptions, CompletedPart as KsPart, ObjectInfo, UploadInfo};
-use md5::{Digest, Md5};
+use keystone::{CompleteOptions, CompletedPart as KsPart, UploadInfo};
 use s3s::dto::{
     AbortMultipartUploadInput, AbortMultipartUploadOutput, CommonPrefix, CompleteMultipartUploadInput,
     CompleteMultipartUploadOutput, CopyPartResult, CreateMultipartUploadInput, CreateMultipartUploadOutput, Initiator,
@@ -34,52 +33,15 @@ fn part_number(n: i32) -> S3Result<u32> {
         .ok_or_else(|| s3_error!(InvalidArgument, "Part number must be an integer between 1 and 10000, inclusive."))
 }
 
-/// An upload id is valid only with the key it was created for (S3 answers NoSuchUpload).
+/// An upload id is valid only with the key it was created for (S3 answers NoSuchUpload). A
+/// completion leaves this to the library (`CompleteOptions::key`), which checks it in its own
+/// transaction, against the upload or, for a retry, against the completed upload's record.
 fn check_upload(b: &keystone::Bucket, key: &str, id: &str) -> keystone::Result<()> {
     if b.upload_info(id)?.key == key {
         Ok(())
     } else {
         Err(keystone::Error::NoSuchUpload { bucket: b.name().to_owned(), upload_id: id.to_owned() })
     }
-}
-
-/// The object a completion of `parts` has already published under `key`, if it is there.
-///
-/// SDKs retry a CompleteMultipartUpload whose answer was lost; the first attempt removed the
-/// upload, and S3 answers the retry as it answered the first. The parts' MD5s in the same
-/// order make the same ETag (`md5-of-part-md5s-N`, the library's rule), so an object under
-/// the key with that ETag holds exactly the bytes this completion asked for. Conditions
-/// (If-Match, If-None-Match) are not checked again: the first attempt checked them, and the
-/// object it wrote would fail If-None-Match: * now.
-fn completed_before(b: &keystone::Bucket, key: &str, parts: &[KsPart]) -> keystone::Result<Option<ObjectInfo>> {
-    let Some(want) = multipart_etag(parts) else { return Ok(None) };
-    match b.head(key) {
-        Ok(info) if info.etag == want => Ok(Some(info)),
-        Ok(_) | Err(keystone::Error::NoSuchKey { .. }) => Ok(None),
-        Err(e) => Err(e),
-    }
-}
-
-/// The ETag a completion of `parts` gives: hex MD5 of the parts' 16-byte MD5s, `-`, their
-/// count. None when a part's ETag is not an MD5 (32 hex digits), which no part of ours has.
-fn multipart_etag(parts: &[KsPart]) -> Option<String> {
-    let mut md5s = Md5::new();
-    for p in parts {
-        md5s.update(md5_of(&p.etag)?);
-    }
-    Some(format!("{:x}-{}", md5s.finalize(), parts.len()))
-}
-
-/// The 16 bytes of an MD5 written as 32 hex digits (either case).
-fn md5_of(hex: &str) -> Option<[u8; 16]> {
-    if hex.len() != 32 || !hex.bytes().all(|c| c.is_ascii_hexdigit()) {
-        return None;
-    }
-    let mut out = [0u8; 16];
-    for (i, byte) in out.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
-    }
-    Some(out)
 }
 
 /// CompleteMultipartUpload's `Location`: an absolute URL as S3 gives, `http://HOST/BUCKET/KEY`
@@ -231,14 +193,12 @@ impl Keystone {
         }
         let condition = put_condition(input.if_match.as_ref(), input.if_none_match.as_ref())?;
         let (bucket, key, id) = (input.bucket.clone(), input.key.clone(), input.upload_id);
+        // The library checks the upload's key, and answers a retry of a completion that
+        // succeeded (its answer lost) as the first: see `Bucket::complete_upload`.
         let info = self
             .blocking(move |db| {
-                let b = db.bucket(&bucket)?;
-                let opts = CompleteOptions { min_part_size: MIN_PART_SIZE, condition };
-                match check_upload(&b, &key, &id).and_then(|()| b.complete_upload(&id, &parts, &opts)) {
-                    Err(gone @ keystone::Error::NoSuchUpload { .. }) => completed_before(&b, &key, &parts)?.ok_or(gone),
-                    done => done,
-                }
+                let opts = CompleteOptions { min_part_size: MIN_PART_SIZE, condition, key: Some(key) };
+                db.bucket(&bucket)?.complete_upload(&id, &parts, &opts)
             })
             .await?;
         Ok(S3Response::new(CompleteMultipartUploadOutput {

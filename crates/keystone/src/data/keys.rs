@@ -8,6 +8,7 @@
 //! __meta__\0part\0<bucket>\0<upload u64 BE><n u32 BE> one uploaded part
 //! __meta__\0gc\0<bucket>\0<seg u64 BE>               a segment whose chunks are to be freed
 //! __meta__\0sweep\0<bucket>\0<0 u64 BE>             a damaged record was replaced: sweep orphans
+//! __meta__\0done\0<bucket>\0<upload u64 BE>          a completed multipart upload, for retries
 //! __data__\0<bucket>\0<seg u64 BE><chunk u32 BE>     one chunk of a segment
 //! <bucket>\0<object key>                             object manifest
 //! ```
@@ -78,6 +79,9 @@ pub(crate) enum Book {
     /// to are unknown: the bucket's unreferenced segments are to be found and freed (one record
     /// per bucket, id 0).
     Sweep,
+    /// A multipart upload that was completed: what it published, so that a retried completion
+    /// gets the same answer (kept for at least 24 hours; see `completed`).
+    Done,
 }
 
 impl Book {
@@ -88,6 +92,7 @@ impl Book {
             Book::Part => b"part\0",
             Book::Gc => b"gc\0",
             Book::Sweep => b"sweep\0",
+            Book::Done => b"done\0",
         }
     }
 
@@ -170,7 +175,7 @@ mod tests {
 
     #[test]
     fn book_keys_round_trip() {
-        for book in [Book::Stage, Book::Mpu, Book::Gc, Book::Sweep] {
+        for book in [Book::Stage, Book::Mpu, Book::Gc, Book::Sweep, Book::Done] {
             let k = book.key("bkt", 99);
             assert!(k.starts_with(&book.in_bucket("bkt")));
             assert!(k.starts_with(&book.all()));

@@ -5,6 +5,9 @@
 use crate::error::{Error, Result};
 use crate::types::ObjectMeta;
 
+mod done;
+pub(crate) use done::DoneRecord;
+
 /// Version byte of every record written by this release.
 pub(crate) const FORMAT_V1: u8 = 1;
 /// Bytes in front of a chunk's payload: version byte and CRC32C of the payload.
