@@ -110,7 +110,9 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
 }
 
 pub(crate) fn unhex(s: &str) -> Option<Vec<u8>> {
-    if !s.len().is_multiple_of(2) {
+    // Hex digits only: `from_str_radix` also takes a sign, which made `+a+b…` an alias of the
+    // upload id `0a0b…`.
+    if !s.len().is_multiple_of(2) || !s.bytes().all(|c| c.is_ascii_hexdigit()) {
         return None;
     }
     (0..s.len()).step_by(2).map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok()).collect()
@@ -240,5 +242,6 @@ mod tests {
         assert_eq!(unhex("00ab10"), Some(vec![0, 0xab, 0x10]));
         assert_eq!(unhex("0"), None);
         assert_eq!(unhex("zz"), None);
+        assert_eq!(unhex("+a+b"), None, "no sign: an alias of 0a0b");
     }
 }
