@@ -117,23 +117,27 @@ fn value(i: u32) -> Vec<u8> {
     format!("value-{i:08}").into_bytes()
 }
 
+/// Writes `n` small objects `k00000000`… into bucket `bkt` of a new store, in one transaction
+/// (each leaf page of the tree then exists once in the file), and closes it.
+fn small_objects(path: &std::path::Path, n: u32) {
+    let db = Datastore::open(path).unwrap();
+    db.create_bucket("bkt").unwrap();
+    db.transaction(|tx| {
+        let b = tx.bucket("bkt")?;
+        for i in 0..n {
+            b.put_bytes(&format!("k{i:08}"), value(i))?;
+        }
+        Ok::<_, Error>(())
+    })
+    .unwrap();
+}
+
 /// A closed store of 20,000 small objects whose keys are `k00000000`…, with one B-tree branch
 /// page over keys from `k00005000` on damaged (its last key's end offset set past the page):
 /// redb panics in the middle of a change that goes through it. Returns the first key that
 /// branch's first child holds no key beyond (the objects just below it share that child).
 fn damaged_branch(path: &std::path::Path) -> u32 {
-    {
-        let db = Datastore::open(path).unwrap();
-        db.create_bucket("bkt").unwrap();
-        db.transaction(|tx| {
-            let b = tx.bucket("bkt")?;
-            for i in 0..20_000u32 {
-                b.put_bytes(&format!("k{i:08}"), value(i))?;
-            }
-            Ok::<_, Error>(())
-        })
-        .unwrap();
-    }
+    small_objects(path, 20_000);
     let mut file = std::fs::read(path).unwrap();
     for p in (0..file.len()).step_by(PAGE) {
         let page = &file[p..p + PAGE];
@@ -258,18 +262,7 @@ fn a_damaged_page_met_in_a_group_commit_loses_nothing() {
 fn an_entry_offset_past_its_page_is_an_error_for_lists_and_reads() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("store.keystone");
-    {
-        let db = Datastore::open(&path).unwrap();
-        db.create_bucket("bkt").unwrap();
-        db.transaction(|tx| {
-            let b = tx.bucket("bkt")?;
-            for i in 0..3000u32 {
-                b.put_bytes(&format!("k{i:08}"), value(i))?;
-            }
-            Ok::<_, Error>(())
-        })
-        .unwrap();
-    }
+    small_objects(&path, 3000);
     let mut file = std::fs::read(&path).unwrap();
     let needle = value(1500);
     let at = file.windows(needle.len()).position(|w| w == needle.as_slice()).unwrap();
