@@ -77,7 +77,8 @@ pub(crate) fn retried(
 /// ETag, quotes trimmed, with the part's MD5 in lowercase hex): 32 lowercase hex digits.
 fn part_md5(etag: &str) -> Option<[u8; 16]> {
     let hex = etag.trim_matches('"');
-    if hex.len() != 32 || !hex.bytes().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f')) {
+    // `unhex` checks the digits and the length; a completion compares lowercase only.
+    if hex.bytes().any(|c| c.is_ascii_uppercase()) {
         return None;
     }
     unhex(hex)?.try_into().ok()

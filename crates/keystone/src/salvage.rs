@@ -521,7 +521,7 @@ fn midpoint(a: &[u8], b: &[u8]) -> Option<Vec<u8>> {
 }
 
 /// A record's key as text, for the report.
-pub(crate) fn describe(k: &[u8]) -> String {
+fn describe(k: &[u8]) -> String {
     if let Some((bucket, seg, index)) = keys::parse_chunk(k) {
         return format!("chunk {index} of segment {seg:016x} of bucket {bucket:?}");
     }

@@ -538,15 +538,16 @@ fn open_error(label: &str, e: DatabaseError) -> Error {
 fn unless_damaged(path: &Path, e: Error) -> Error {
     let Error::NotAStore { path: label, .. } = &e else { return e };
     let mut head = [0u8; 16];
+    let len = std::fs::metadata(path).map(|m| m.len());
     let read = std::fs::File::open(path).and_then(|mut f| std::io::Read::read_exact(&mut f, &mut head));
     if read.is_err() {
         // Shorter than a header: nothing of redb's in it. Only an empty file is named as such.
-        let empty = std::fs::metadata(path).is_ok_and(|m| m.len() == 0);
+        let empty = len.as_ref().is_ok_and(|&n| n == 0);
         return if empty { Error::NotAStore { path: label.clone(), reason: "an empty file".into() } } else { e };
     }
     // A first page of zeros in a file of whole pages: a store whose header page was lost (a
     // common way disks fail), as likely as a file that never was one.
-    if head.iter().all(|&b| b == 0) && std::fs::metadata(path).is_ok_and(|m| m.len() % 4096 == 0) {
+    if head.iter().all(|&b| b == 0) && len.is_ok_and(|n| n % 4096 == 0) {
         return Error::Corrupted {
             bucket: None,
             key: None,
