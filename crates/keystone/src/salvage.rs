@@ -1,7 +1,7 @@
 //! `Datastore::salvage`: copies what can still be read of a damaged store into a new one.
 //!
 //! A page of redb's B-tree damaged on disk fails every operation that meets it (see
-//! `storage/redb.rs`, `guarded`): the objects on it cannot be read, and neither deleted nor
+//! `storage/redb/guard.rs`, `guarded`): the objects on it cannot be read, and neither deleted nor
 //! compacted away, since both must read the page. Salvage walks the source's whole key space
 //! read-only, copies every record it can read into a new file, steps over what it cannot (see
 //! [`Walk`]), then opens the copy as a store and clears what the damage left inconsistent

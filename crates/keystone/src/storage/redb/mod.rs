@@ -1,5 +1,13 @@
 //! The redb adapter: with its file backend (`prefill.rs`), the only code that knows about redb
 //! (besides the re-export of redb's backend trait for fault-injection tests).
+//!
+//! This file opens the database and keeps its handle and snapshot cache; `txn.rs` reads and
+//! writes the table; `guard.rs` catches redb's panics on damaged pages; `identify.rs` tells a
+//! store from other files.
+
+mod guard;
+mod identify;
+mod txn;
 
 use std::ops::Bound;
 use std::path::Path;
@@ -8,13 +16,16 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use redb::{
-    Database, DatabaseError, Durability, MultimapTableHandle, ReadOnlyDatabase, ReadOnlyTable, ReadTransaction,
-    ReadableDatabase, ReadableTable, StorageError, Table, TableDefinition, TableError, TableHandle, TransactionError,
-    WriteTransaction,
+    Database, ReadOnlyDatabase, ReadTransaction, ReadableDatabase, ReadableTable, TableDefinition, TableError,
+    TableHandle, TransactionError, WriteTransaction,
 };
 
+pub(crate) use self::guard::guarding;
+use self::guard::{Closing, broken_txn, caught, guarded};
+use self::identify::{check_tables, open_error, table_names, unless_damaged};
+use self::txn::{RedbRead, RedbWrite, TxnCell};
 use super::prefill::Prefilled;
-use super::{Commit, EntryFn, KeyRange, KeyValueStore, KvRead, Limits, ReadTxn, ScanFn, SpaceInfo, Value, WriteTxn};
+use super::{KeyValueStore, KvRead, Limits, ReadTxn, SpaceInfo, WriteTxn};
 use crate::error::{Error, Result};
 
 const TABLE: TableDefinition<'static, &'static [u8], &'static [u8]> = TableDefinition::new("keystone");
@@ -71,54 +82,6 @@ enum Db {
     ReadOnly(Closing<ReadOnlyDatabase>),
 }
 
-/// A database (or a write transaction) dropped under the same guard as every other redb call:
-/// closing commits redb's allocator state, which reads its own tree, and a damaged page there
-/// makes redb panic in its `Drop`; aborting a transaction takes locks a caught panic may have
-/// poisoned. The close is then left undone (the file is recovered at the next open, as after a
-/// crash) instead of ending the process; there is no caller left to give an error to.
-struct Closing<T>(Option<T>);
-
-impl<T> Closing<T> {
-    fn new(db: T) -> Self {
-        Closing(Some(db))
-    }
-
-    /// The value, no longer dropped under the guard.
-    fn into_inner(mut self) -> Option<T> {
-        self.0.take()
-    }
-}
-
-impl<T> std::ops::Deref for Closing<T> {
-    type Target = T;
-    fn deref(&self) -> &T {
-        match &self.0 {
-            Some(db) => db,
-            None => unreachable!("a database is taken only by its drop"),
-        }
-    }
-}
-
-impl<T> std::ops::DerefMut for Closing<T> {
-    fn deref_mut(&mut self) -> &mut T {
-        match &mut self.0 {
-            Some(db) => db,
-            None => unreachable!("a database is taken only by its drop"),
-        }
-    }
-}
-
-impl<T> Drop for Closing<T> {
-    fn drop(&mut self) {
-        if let Some(db) = self.0.take() {
-            let _ = guarded("closing", move || {
-                drop(db);
-                Ok(())
-            });
-        }
-    }
-}
-
 impl Db {
     fn begin_read(&self) -> std::result::Result<ReadTransaction, TransactionError> {
         match self {
@@ -168,65 +131,6 @@ fn storage(context: &str, e: impl Into<redb::Error>) -> Error {
         redb::Error::Corrupted(reason) => Error::Corrupted { bucket: None, key: None, reason },
         redb::Error::DatabaseAlreadyOpen => Error::AlreadyOpen { path: context.to_owned() },
         other => Error::Storage { context: context.to_owned(), source: Box::new(other) },
-    }
-}
-
-thread_local! {
-    /// Set while this thread runs a redb call under [`guarded`].
-    static GUARDING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-}
-
-/// Whether a panic raised on this thread now would be caught by Keystone and returned as
-/// [`Error::Corrupted`] (see [`crate::panic_is_caught`]).
-pub(crate) fn guarding() -> bool {
-    GUARDING.with(std::cell::Cell::get)
-}
-
-/// Runs one redb call, turning a panic inside it into [`Error::Corrupted`].
-///
-/// redb checks its pages' checksums only when it recovers a file or checks its integrity, and
-/// a page damaged on disk (by the disk, or by a program writing into the file) can make its
-/// B-tree code panic when it reads it. Caught here, the panic fails this operation only. A
-/// write transaction it happened in must then never commit (a mutation cut short may already
-/// have marked pages of the committed tree as freed: `RedbWrite` refuses everything after
-/// one) and is aborted when dropped — normally, under this guard too, not while unwinding,
-/// which would leave redb's allocator for a repair at the next open, and that repair refuses
-/// a file with a damaged page reachable: the whole store would be lost.
-/// Only redb's own code runs inside: a panic in Keystone's is never reported as damage.
-fn guarded<T>(what: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
-    caught(what, f).unwrap_or_else(Err)
-}
-
-/// [`guarded`], telling a caught panic (the outer `Err`) from an error `f` returned.
-fn caught<T>(what: &str, f: impl FnOnce() -> Result<T>) -> std::result::Result<Result<T>, Error> {
-    let was = GUARDING.with(|g| g.replace(true));
-    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
-    GUARDING.with(|g| g.set(was));
-    result.map_err(|panic| {
-        let detail = panic
-            .downcast_ref::<&str>()
-            .map(|s| (*s).to_owned())
-            .or_else(|| panic.downcast_ref::<String>().cloned())
-            .unwrap_or_default();
-        Error::Corrupted {
-            bucket: None,
-            key: None,
-            reason: format!(
-                "a page of the store's index is damaged (redb failed while {what}: {detail}); \
-                 `keystone verify --engine` checks a copy of the file"
-            ),
-        }
-    })
-}
-
-/// What a write transaction answers once a redb call in it panicked.
-fn broken_txn() -> Error {
-    Error::Corrupted {
-        bucket: None,
-        key: None,
-        reason: "a write in this transaction met a damaged page of the store's index; the transaction \
-                 was rolled back"
-            .into(),
     }
 }
 
@@ -355,65 +259,6 @@ fn commit_guarded(txn: WriteTransaction, context: &str, poisoned: &AtomicBool) -
         .inspect_err(|_| poisoned.store(true, Ordering::Release))
 }
 
-/// The names of a database's tables (as a read or a write transaction lists them).
-fn table_names(
-    tables: std::result::Result<impl Iterator<Item = redb::UntypedTableHandle>, StorageError>,
-    multimap: std::result::Result<impl Iterator<Item = redb::UntypedMultimapTableHandle>, StorageError>,
-) -> Result<Vec<String>> {
-    let names = tables
-        .map_err(|e| storage("listing tables", e))?
-        .map(|t| t.name().to_owned())
-        .chain(multimap.map_err(|e| storage("listing tables", e))?.map(|t| t.name().to_owned()))
-        .collect();
-    Ok(names)
-}
-
-/// A store has Keystone's table. A new file has no table at all, which an open for writing
-/// (`creating`) gives it; another program's redb database is refused untouched (creating our
-/// table in it would change that program's file).
-fn check_tables(label: &str, tables: &[String], creating: bool) -> Result<()> {
-    if tables.iter().any(|t| t == TABLE.name()) || (creating && tables.is_empty()) {
-        return Ok(());
-    }
-    if tables.is_empty() {
-        // Which it is cannot be told: not called "not a store", which might get it deleted.
-        let reason = format!(
-            "{label} is a redb database with no tables, not a Keystone store (or a store whose list of \
-             tables is damaged; a store whose creation was cut short holds no objects and may be deleted)"
-        );
-        return Err(Error::Corrupted { bucket: None, key: None, reason });
-    }
-    // A table name a byte or two away from ours is our table with its name damaged on disk
-    // (a review found a flipped bit turning `keystone` into `keystond`, called "not a store").
-    if let Some(near) = tables.iter().find(|t| edit_distance(t.as_bytes(), TABLE.name().as_bytes()) <= 2) {
-        let reason = format!(
-            "{label} is a redb database whose table {near:?} is not Keystone's {:?} but close to it: a store \
-             whose list of tables is damaged",
-            TABLE.name()
-        );
-        return Err(Error::Corrupted { bucket: None, key: None, reason });
-    }
-    Err(Error::NotAStore {
-        path: label.to_owned(),
-        reason: format!("a redb database without Keystone's table; its tables: {}", tables.join(", ")),
-    })
-}
-
-/// Levenshtein distance of two short byte strings.
-fn edit_distance(a: &[u8], b: &[u8]) -> usize {
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, &x) in a.iter().enumerate() {
-        let mut diagonal = row[0];
-        row[0] = i + 1;
-        for (j, &y) in b.iter().enumerate() {
-            let above = row[j + 1];
-            row[j + 1] = (above + 1).min(row[j] + 1).min(diagonal + usize::from(x != y));
-            diagonal = above;
-        }
-    }
-    row[b.len()]
-}
-
 /// A count held up while its guard lives (the store's readers and writers).
 struct Counted(Arc<AtomicUsize>);
 
@@ -509,67 +354,6 @@ fn repack(db: &Database, poisoned: &AtomicBool) -> Result<()> {
         return Err(broken_txn());
     };
     commit_guarded(txn, ctx, poisoned)
-}
-
-fn open_error(label: &str, e: DatabaseError) -> Error {
-    match e {
-        DatabaseError::DatabaseAlreadyOpen => Error::AlreadyOpen { path: label.to_owned() },
-        // A read-only open of a file that was not closed cleanly (redb's repair would write).
-        DatabaseError::RepairAborted => Error::NeedsRecovery { path: label.to_owned() },
-        DatabaseError::Storage(StorageError::Corrupted(reason)) => {
-            Error::Corrupted { bucket: None, key: None, reason: format!("{label} is not a valid store: {reason}") }
-        }
-        // redb's "not a redb database": the file does not begin with redb's magic number (or,
-        // opened read-only, is empty). See `unless_damaged`.
-        DatabaseError::Storage(StorageError::Io(e)) if e.kind() == std::io::ErrorKind::InvalidData => {
-            Error::NotAStore { path: label.to_owned(), reason: "not a redb database".into() }
-        }
-        other => Error::Storage { context: format!("opening {label}"), source: Box::new(other) },
-    }
-}
-
-/// `e`, unless it calls the file at `path` not a redb database while the file's header is a
-/// redb database's but for its first bytes: then the store was damaged there (redb checks
-/// only its 9-byte magic number), or its creation cut short before redb wrote them, and that
-/// is `Corrupted`, not `NotAStore`. redb's header
-/// holds, after the magic number, a flags byte and two bytes of padding, the page size as a
-/// little-endian u32: a power of two from 512 on. Text never has one there (it has no zero
-/// bytes); random bytes have one of the 16 taken here once in 2^28.
-fn unless_damaged(path: &Path, e: Error) -> Error {
-    let Error::NotAStore { path: label, .. } = &e else { return e };
-    let mut head = [0u8; 16];
-    let len = std::fs::metadata(path).map(|m| m.len());
-    let read = std::fs::File::open(path).and_then(|mut f| std::io::Read::read_exact(&mut f, &mut head));
-    if read.is_err() {
-        // Shorter than a header: nothing of redb's in it. Only an empty file is named as such.
-        let empty = len.as_ref().is_ok_and(|&n| n == 0);
-        return if empty { Error::NotAStore { path: label.clone(), reason: "an empty file".into() } } else { e };
-    }
-    // A first page of zeros in a file of whole pages: a store whose header page was lost (a
-    // common way disks fail), as likely as a file that never was one.
-    if head.iter().all(|&b| b == 0) && len.is_ok_and(|n| n % 4096 == 0) {
-        return Error::Corrupted {
-            bucket: None,
-            key: None,
-            reason: format!(
-                "{label} begins with zeros where redb's header would be: a store whose first page is \
-                 damaged, or a file that is not a store"
-            ),
-        };
-    }
-    let page_size = u32::from_le_bytes([head[12], head[13], head[14], head[15]]);
-    if page_size.is_power_of_two() && (512..=1 << 24).contains(&page_size) {
-        return Error::Corrupted {
-            bucket: None,
-            key: None,
-            reason: format!(
-                "{label} does not begin with redb's magic number, but the rest of its header is a redb \
-                 database's: a store whose first bytes are damaged, or whose creation was cut short (redb \
-                 writes them last; such a store holds nothing)"
-            ),
-        };
-    }
-    e
 }
 
 impl KeyValueStore for RedbStore {
@@ -690,295 +474,5 @@ impl KeyValueStore for RedbStore {
         let file_size =
             if self.label.starts_with('(') { 0 } else { std::fs::metadata(&self.label).map_or(0, |m| m.len()) };
         Ok(SpaceInfo { file_size })
-    }
-}
-
-struct RedbRead {
-    table: ReadOnlyTable<&'static [u8], &'static [u8]>,
-    /// Counts this snapshot among the store's readers while it lives.
-    _counted: Counted,
-    /// Keeps the database open while this snapshot lives (declared last: dropped after the
-    /// table).
-    _db: Arc<RwLock<Db>>,
-}
-
-struct Guard(redb::OwnedAccessGuard<&'static [u8]>);
-
-impl AsRef<[u8]> for Guard {
-    fn as_ref(&self) -> &[u8] {
-        self.0.value()
-    }
-}
-
-fn to_bounds(range: KeyRange<'_>) -> (Bound<&[u8]>, Bound<&[u8]>) {
-    (range.start, range.end)
-}
-
-impl KvRead for RedbRead {
-    fn get(&self, key: &[u8]) -> Result<Option<Value>> {
-        let guard = guarded("reading", || {
-            let g = self.table.get_owned(key).map_err(|e| storage("reading", e))?;
-            if let Some(g) = &g {
-                touch(g.value());
-            }
-            Ok(g)
-        })?;
-        Ok(guard.map(|g| Value::shared(Box::new(Guard(g)))))
-    }
-
-    fn read_with(&self, key: &[u8], f: &mut dyn FnMut(&[u8]) -> Result<()>) -> Result<bool> {
-        read_table_with(&self.table, key, f)
-    }
-
-    fn scan(&self, range: KeyRange<'_>, limit: usize) -> Result<Vec<(Vec<u8>, Value)>> {
-        scan_table(&self.table, range, limit)
-    }
-
-    fn first_with(&self, range: KeyRange<'_>, f: &mut EntryFn<'_>) -> Result<bool> {
-        first_table_with(&self.table, range, f)
-    }
-
-    fn scan_with(&self, range: KeyRange<'_>, limit: usize, f: &mut ScanFn<'_>) -> Result<usize> {
-        scan_table_with(&self.table, range, limit, f)
-    }
-}
-
-impl ReadTxn for RedbRead {}
-
-/// Calls `f` with the value under `key` while the table lends it (a snapshot's table or a
-/// transaction's); returns whether the key exists.
-fn read_table_with(
-    table: &impl ReadableTable<&'static [u8], &'static [u8]>,
-    key: &[u8],
-    f: &mut dyn FnMut(&[u8]) -> Result<()>,
-) -> Result<bool> {
-    let found = guarded("reading", || {
-        let g = table.get(key).map_err(|e| storage("reading", e))?;
-        if let Some(g) = &g {
-            touch(g.value());
-        }
-        Ok(g)
-    })?;
-    match found {
-        Some(g) => f(g.value()).map(|()| true),
-        None => Ok(false),
-    }
-}
-
-/// Reads a lent value once where a panic is caught: redb slices the page at offsets it read
-/// from the page without checking them, so a damaged page can make `value()` panic. The same
-/// slicing done again afterwards, outside the guard, then succeeds.
-fn touch(bytes: &[u8]) {
-    std::hint::black_box(bytes);
-}
-
-/// A key and a value lent by a range of the table.
-type Entry<'a> = (redb::AccessGuard<'a, &'static [u8]>, redb::AccessGuard<'a, &'static [u8]>);
-
-/// The next entry of a range, its key and value sliced once (see [`touch`]); call under the guard.
-fn next_entry<'a>(iter: &mut redb::Range<'a, &'static [u8], &'static [u8]>) -> Result<Option<Entry<'a>>> {
-    let item = iter.next().transpose().map_err(|e| storage("scanning", e))?;
-    if let Some((k, v)) = &item {
-        touch(k.value());
-        touch(v.value());
-    }
-    Ok(item)
-}
-
-/// `first_with` on a snapshot's table or a transaction's.
-fn first_table_with(
-    table: &impl ReadableTable<&'static [u8], &'static [u8]>,
-    range: KeyRange<'_>,
-    f: &mut EntryFn<'_>,
-) -> Result<bool> {
-    let first = guarded("scanning", || {
-        let mut iter = table.range::<&[u8]>(to_bounds(range)).map_err(|e| storage("scanning", e))?;
-        next_entry(&mut iter)
-    })?;
-    match first {
-        Some((k, v)) => f(k.value(), v.value()).map(|()| true),
-        None => Ok(false),
-    }
-}
-
-/// `scan_with` on a snapshot's table or a transaction's: only redb's own calls run under the
-/// guard, `f` between them (a panic in Keystone's code is never reported as damage).
-fn scan_table_with(
-    table: &impl ReadableTable<&'static [u8], &'static [u8]>,
-    range: KeyRange<'_>,
-    limit: usize,
-    f: &mut ScanFn<'_>,
-) -> Result<usize> {
-    if limit == 0 {
-        return Ok(0);
-    }
-    let mut iter = guarded("scanning", || table.range::<&[u8]>(to_bounds(range)).map_err(|e| storage("scanning", e)))?;
-    let mut lent = 0;
-    while lent < limit {
-        let Some((k, v)) = guarded("scanning", || next_entry(&mut iter))? else {
-            break;
-        };
-        lent += 1;
-        if !f(k.value(), v.value())? {
-            break;
-        }
-    }
-    Ok(lent)
-}
-
-/// Up to `limit` entries of `range`, in key order, from a snapshot's table or a transaction's.
-fn scan_table(
-    table: &impl ReadableTable<&'static [u8], &'static [u8]>,
-    range: KeyRange<'_>,
-    limit: usize,
-) -> Result<Vec<(Vec<u8>, Value)>> {
-    let mut out = Vec::new();
-    if limit == 0 {
-        return Ok(out);
-    }
-    guarded("scanning", || {
-        let iter = table.range::<&[u8]>(to_bounds(range)).map_err(|e| storage("scanning", e))?;
-        for item in iter {
-            let (k, v) = item.map_err(|e| storage("scanning", e))?;
-            out.push((k.value().to_vec(), Value::owned(v.value().to_vec())));
-            if out.len() >= limit {
-                break;
-            }
-        }
-        Ok(())
-    })?;
-    Ok(out)
-}
-
-type KsTable<'txn> = Table<'txn, &'static [u8], &'static [u8]>;
-
-self_cell::self_cell!(
-    struct TxnCell {
-        owner: WriteTransaction,
-        #[not_covariant]
-        dependent: KsTable,
-    }
-);
-
-struct RedbWrite {
-    cell: Closing<TxnCell>,
-    /// A redb call in this transaction panicked (see [`guarded`]): it must not commit.
-    broken: bool,
-    poisoned: Arc<AtomicBool>,
-    latest: Arc<Latest>,
-    /// Counts this transaction among the store's writers until it ends (declared last:
-    /// dropped after the transaction).
-    _counted: Counted,
-}
-
-impl KvRead for RedbWrite {
-    fn get(&self, key: &[u8]) -> Result<Option<Value>> {
-        self.cell.with_dependent(|_, table| {
-            guarded("reading", || {
-                let guard = table.get(key).map_err(|e| storage("reading", e))?;
-                Ok(guard.map(|g| Value::owned(g.value().to_vec())))
-            })
-        })
-    }
-
-    fn read_with(&self, key: &[u8], f: &mut dyn FnMut(&[u8]) -> Result<()>) -> Result<bool> {
-        self.cell.with_dependent(|_, table| read_table_with(table, key, f))
-    }
-
-    fn scan(&self, range: KeyRange<'_>, limit: usize) -> Result<Vec<(Vec<u8>, Value)>> {
-        self.cell.with_dependent(|_, table| scan_table(table, range, limit))
-    }
-
-    fn first_with(&self, range: KeyRange<'_>, f: &mut EntryFn<'_>) -> Result<bool> {
-        self.cell.with_dependent(|_, table| first_table_with(table, range, f))
-    }
-
-    fn scan_with(&self, range: KeyRange<'_>, limit: usize, f: &mut ScanFn<'_>) -> Result<usize> {
-        self.cell.with_dependent(|_, table| scan_table_with(table, range, limit, f))
-    }
-}
-
-impl RedbWrite {
-    /// One change to the table, under the guard; after a caught panic, nothing more.
-    fn mutate<T>(&mut self, what: &str, f: impl FnOnce(&mut KsTable<'_>) -> Result<T>) -> Result<T> {
-        if self.broken {
-            return Err(broken_txn());
-        }
-        match self.cell.with_dependent_mut(|_, table| caught(what, || f(table))) {
-            Ok(r) => r,
-            Err(panic) => {
-                self.broken = true;
-                Err(panic)
-            }
-        }
-    }
-}
-
-impl WriteTxn for RedbWrite {
-    fn put(&mut self, key: &[u8], value: &[u8]) -> Result<()> {
-        self.mutate("writing", |table| {
-            table.insert(key, value).map_err(|e| storage("writing", e))?;
-            Ok(())
-        })
-    }
-
-    fn delete(&mut self, key: &[u8]) -> Result<bool> {
-        self.mutate("deleting", |table| {
-            let old = table.remove(key).map_err(|e| storage("deleting", e))?;
-            Ok(old.is_some())
-        })
-    }
-
-    fn delete_range(&mut self, range: KeyRange<'_>) -> Result<u64> {
-        self.mutate("deleting a range", |table| {
-            let mut n = 0u64;
-            table
-                .retain_in::<&[u8], _>(to_bounds(range), |_, _| {
-                    n += 1;
-                    false
-                })
-                .map_err(|e| storage("deleting a range", e))?;
-            Ok(n)
-        })
-    }
-
-    fn commit(self: Box<Self>, mode: Commit) -> Result<()> {
-        // `_counted` lives to the end of the commit: the transaction is open until then.
-        let RedbWrite { cell, broken, poisoned, latest, _counted: counted } = *self;
-        if broken {
-            drop(cell); // aborted, under the guard
-            return Err(broken_txn());
-        }
-        let Some(cell) = cell.into_inner() else {
-            return Err(broken_txn());
-        };
-        let mut txn = cell.into_owner();
-        let durability = match mode {
-            Commit::Durable => Durability::Immediate,
-            Commit::Deferred => Durability::None,
-        };
-        txn.set_durability(durability)
-            .map_err(|e| Error::Storage { context: "setting durability".into(), source: Box::new(e) })?;
-        // No quick-repair: it forces redb's two-phase commit (two fsyncs per durable commit
-        // instead of one) and writes the allocator state every time, which halved durable
-        // small-write throughput (BENCHMARKS.md, W1). The one-phase commit with checksums is
-        // redb's default and is crash-safe; recovery after a crash walks the file instead.
-        let committed = commit_guarded(txn, "committing", &poisoned);
-        latest.invalidate();
-        drop(counted);
-        committed
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn edit_distance_counts_changed_bytes() {
-        assert_eq!(super::edit_distance(b"keystone", b"keystone"), 0);
-        assert_eq!(super::edit_distance(b"keystond", b"keystone"), 1);
-        assert_eq!(super::edit_distance(b"keystne", b"keystone"), 1);
-        assert_eq!(super::edit_distance(b"theirs", b"keystone"), 8);
-        assert_eq!(super::edit_distance(b"kitten", b"sitting"), 3);
-        assert_eq!(super::edit_distance(b"", b"abc"), 3);
     }
 }

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Instructions per W3 get, Keystone against raw redb, counted by callgrind: unlike gets/s, the
+# count does not move with the machine's noise, so it tells whether Keystone does more work per
+# get than raw redb or only waits longer on memory (BENCHMARKS.md, W3).
+#
+#   scripts/get-instructions.sh [COUNT]    # objects in the store (default 5000)
+#
+# callgrind runs the program on a simulated CPU without AVX-512, so CRC32C takes crc-fast's
+# SSE path here: more instructions than on this machine's CPU, which has AVX-512.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+count=${1:-5000}
+command -v valgrind >/dev/null || { echo "valgrind is not installed (apt-get install valgrind)" >&2; exit 2; }
+cargo build --release -q -p keystone-bench
+out=$(mktemp -d)
+trap 'rm -rf "$out"' EXIT
+# One repetition, one thread: a warm-up pass, then the "1 thr" and "N thr" runs with N = 1:
+# three passes over the store, 3 × COUNT gets per engine.
+valgrind --tool=callgrind --callgrind-out-file="$out/cg" target/release/keystone-bench W3 --reps 1 \
+    --engines keystone,redb --w3-count "$count" --w3-threads 1 >"$out/log" 2>&1 ||
+    { cat "$out/log" >&2; exit 1; }
+gets=$((3 * count))
+callgrind_annotate --inclusive=yes "$out/cg" >"$out/annotated"
+# The inclusive count of a function's own line (the one naming its source file).
+total() { grep -E "^ *[0-9,]+ .*$1" "$out/annotated" | head -1 | awk '{gsub(",", "", $1); print $1}'; }
+k=$(total 'engines/keystone.rs:<keystone_bench::engines::keystone::Keystone as keystone_bench::engines::BenchEngine>::get')
+r=$(total 'engines/redb.rs:<keystone_bench::engines::redb::RawRedb as keystone_bench::engines::BenchEngine>::get')
+c=$(total 'keystone::data::crc::crc')
+[[ -n $k && -n $r ]] || { echo "get functions not found in callgrind's output" >&2; exit 1; }
+echo "W3, $count objects of 10 KiB ± 2 KiB, $gets gets per engine (callgrind)"
+echo "keystone: $((k / gets)) instructions per get (CRC32C: $((${c:-0} / gets)), SSE path)"
+echo "raw redb: $((r / gets)) instructions per get"
