@@ -5,14 +5,14 @@
 //! reopen and at the end it must also verify clean (no corrupt object, no leaked chunk, redb
 //! integrity check passing).
 //!
-//! The model and harness are `keystone_torture::model` (crates/keystone-torture/src/model.rs),
+//! The model and harness are `keystone_torture::model` (crates/keystone-torture/src/model/),
 //! included here by path so that this test and the cargo-fuzz target `model` run one model.
 //! `PROPTEST_CASES=N` runs more cases (see docs/reliability.md).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[path = "../../keystone-torture/src/model.rs"]
-#[allow(dead_code)]
+#[path = "../../keystone-torture/src/model/mod.rs"]
+#[allow(dead_code, unused_imports)]
 mod model;
 
 /// Deterministic content and the cleanliness check the model uses.
