@@ -126,6 +126,7 @@ pub(crate) fn salvage(builder: Builder, source: &Path, dest: &Path) -> Result<Sa
             ),
         ))
     })?;
+    crate::storage::redb::sync_parent(dest)?;
     Ok(report)
 }
 

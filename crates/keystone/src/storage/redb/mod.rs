@@ -5,6 +5,7 @@
 //! writes the table; `guard.rs` catches redb's panics on damaged pages; `identify.rs` tells a
 //! store from other files.
 
+mod create;
 mod guard;
 mod identify;
 mod txn;
@@ -20,6 +21,7 @@ use redb::{
     TableHandle, TransactionError, WriteTransaction,
 };
 
+pub(crate) use self::create::sync_parent;
 pub(crate) use self::guard::guarding;
 use self::guard::{Closing, broken_txn, caught, guarded};
 use self::identify::{check_tables, open_error, table_names, unless_damaged};
@@ -141,9 +143,45 @@ fn poisoned_lock() -> Error {
 impl RedbStore {
     /// Opens (or creates) the file.
     pub(crate) fn open(path: &Path, config: &RedbConfig) -> Result<Self> {
+        Self::open_or_create(path, config, &mut |_| {})
+    }
+
+    /// [`open`](Self::open); `before_link` runs when a new store is complete under its
+    /// temporary name, before it gets its own (tests look at the directory then).
+    fn open_or_create(path: &Path, config: &RedbConfig, before_link: &mut dyn FnMut(&Path)) -> Result<Self> {
         let label = path.display().to_string();
-        let (builder, repaired) = builder_noting_repair(config);
-        // What `Builder::create` does, with the file behind `Prefilled`.
+        if std::fs::symlink_metadata(path).is_err() {
+            let temp = create::temporary_name(path);
+            let file = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create_new(true)
+                .open(&temp)
+                .map_err(|e| open_error(&label, e.into()))?;
+            let store = match Self::open_file(file, path, label.clone(), config) {
+                Ok((store, _)) => store,
+                Err(e) => {
+                    let _ = std::fs::remove_file(&temp);
+                    return Err(e);
+                }
+            };
+            before_link(&temp);
+            match create::link(&temp, path) {
+                create::Linked::Done => {
+                    // Left behind if this fails: a second name of the same, complete file.
+                    let _ = std::fs::remove_file(&temp);
+                    create::remove_stale(path);
+                    create::sync_parent(path)?;
+                    return Ok(store);
+                }
+                // Another handle created the store first, or hard links are not supported:
+                // this one is dropped, and the path opened (or created in place) below.
+                create::Linked::Exists | create::Linked::Unsupported => {
+                    drop(store);
+                    let _ = std::fs::remove_file(&temp);
+                }
+            }
+        }
         let file = std::fs::OpenOptions::new()
             .read(true)
             .write(true)
@@ -151,14 +189,26 @@ impl RedbStore {
             .truncate(false)
             .open(path)
             .map_err(|e| open_error(&label, e.into()))?;
+        let (store, created) = Self::open_file(file, path, label, config)?;
+        if created {
+            create::sync_parent(path)?;
+        }
+        Ok(store)
+    }
+
+    /// Opens the store in `file` (found at `path`, named `label` in errors), making it a new
+    /// store if it is empty; `true` if it did.
+    fn open_file(file: std::fs::File, path: &Path, label: String, config: &RedbConfig) -> Result<(Self, bool)> {
+        let (builder, repaired) = builder_noting_repair(config);
         // Only an empty file becomes a new store. A redb file that lists no table is not
         // given one: its list of tables may be a damaged page that reads as empty, and
         // creating the table then would leave every object unreachable and its pages free.
         let creating = file.metadata().map_err(|e| open_error(&label, e.into()))?.len() == 0;
+        // What `Builder::create` does, with the file behind `Prefilled`.
         let backend = redb::backends::FileBackend::new(file).map(Prefilled::new).map_err(|e| open_error(&label, e))?;
         let db = guarded("opening", || Ok(builder.create_with_backend(backend)))?
             .map_err(|e| unless_damaged(path, open_error(&label, e)))?;
-        Self::init(db, label, creating, repaired.load(Ordering::Acquire))
+        Ok((Self::init(db, label, creating, repaired.load(Ordering::Acquire))?, creating))
     }
 
     /// Opens an existing store read-only: writes are refused with `ReadOnly`, the file is
