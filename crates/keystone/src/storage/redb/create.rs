@@ -2,92 +2,178 @@
 //! name itself survives a power loss.
 //!
 //! redb writes a new database's header, then Keystone commits its table: a crash in between
-//! left a file that opens as a redb database without Keystone's table — which the next open
-//! must refuse, since a store whose list of tables is damaged looks the same (see
-//! `check_tables`). So a new store is built under a temporary name beside the path, complete
-//! with its table and durably committed, and only then linked under its name (a hard link fails
-//! if the name exists: two processes creating one store cannot replace each other's file). The
-//! directory is then synced: the name of a new file is the directory's data, which an fsync of
-//! the file does not make durable — without it, a power loss after the first acknowledged write
-//! could lose the whole store.
+//! left a file that opens as a redb database without Keystone's table, or without redb's
+//! magic number — which the next open must refuse, since a store damaged there looks the same
+//! (see `check_tables` and `unless_damaged`). So a new store is built under a temporary name
+//! beside the path, complete with its table and durably committed, and only then linked under
+//! its name (a hard link fails if the name exists: two processes creating one store cannot
+//! replace each other's file). The directory is then synced: the name of a new file is the
+//! directory's data, which an fsync of the file does not make durable — without it, a power
+//! loss after the first acknowledged write could lose the whole store.
 
+use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
 
+use super::{RedbConfig, RedbStore};
 use crate::error::{Error, Result};
 
-/// Makes the directory holding `path` durable (the names created, renamed or removed in it).
-/// A no-op where directories cannot be opened (Windows).
+/// A temporary file no process holds that is older than this was left by a creation cut
+/// short (a creation takes milliseconds; the age covers the moment between creating the file
+/// and redb locking it).
+const STALE_AFTER: Duration = Duration::from_mins(1);
+
+/// Longest part of the store's file name kept in a temporary name (file names are at most 255
+/// bytes on most file systems, and the temporary name adds about 50).
+const NAME_KEPT: usize = 190;
+
+/// Makes the directory holding `path` (the file it names, if it is a symbolic link) durable:
+/// the names created, renamed or removed in it. A no-op where directories cannot be opened
+/// (Windows); a file system that cannot sync a directory (`EINVAL`, `ENOTSUP`: some network
+/// and FUSE file systems) is taken at its word, as SQLite does.
 pub(crate) fn sync_parent(path: &Path) -> Result<()> {
     #[cfg(unix)]
     {
-        let parent = match path.parent() {
+        let target = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+        let parent = match target.parent() {
             Some(p) if !p.as_os_str().is_empty() => p,
             _ => Path::new("."),
         };
-        std::fs::File::open(parent).and_then(|d| d.sync_all()).map_err(|e| {
-            Error::Io(std::io::Error::new(e.kind(), format!("syncing directory {}: {e}", parent.display())))
-        })?;
+        match File::open(parent).and_then(|d| d.sync_all()) {
+            Ok(()) => {}
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::InvalidInput | std::io::ErrorKind::Unsupported) => {}
+            Err(e) => {
+                return Err(Error::Io(std::io::Error::new(
+                    e.kind(),
+                    format!("syncing directory {}: {e}", parent.display()),
+                )));
+            }
+        }
     }
     #[cfg(not(unix))]
     let _ = path;
     Ok(())
 }
 
-/// A name beside `path` for a store being created: hidden, and unique to this process and call.
-pub(super) fn temporary_name(path: &Path) -> PathBuf {
-    static NEXT: AtomicU64 = AtomicU64::new(0);
+/// The part of a temporary name before its numbers: `.NAME.creating-`.
+fn prefix(path: &Path) -> String {
     let name = path.file_name().map_or_else(|| "store".into(), |n| n.to_string_lossy().into_owned());
+    let mut end = name.len().min(NAME_KEPT);
+    while !name.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!(".{}.creating-", &name[..end])
+}
+
+/// A name beside `path` for a store being created: hidden, and unique (process id, clock,
+/// counter: a process id alone repeats, in containers on every run).
+fn temporary_name(path: &Path) -> PathBuf {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    path.with_file_name(format!(".{name}.creating-{}-{n}", std::process::id()))
+    let nanos = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    path.with_file_name(format!("{}{}-{nanos}-{n}", prefix(path), std::process::id()))
+}
+
+/// Whether `name` is one of [`temporary_name`]'s for a store whose names begin `prefix`.
+fn is_temporary(name: &str, prefix: &str) -> bool {
+    let Some(numbers) = name.strip_prefix(prefix) else { return false };
+    let parts: Vec<&str> = numbers.split('-').collect();
+    parts.len() == 3 && parts.iter().all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// Creates the store at `path`, which did not exist, under a temporary name, and links it
+/// there. `None`: open `path` as usual — another handle created it first, or the file system
+/// has no hard links (then the store is created in place). `before_link` runs when the store
+/// is complete under its temporary name (tests look at the directory then).
+pub(super) fn create(
+    path: &Path,
+    label: &str,
+    config: &RedbConfig,
+    before_link: &mut dyn FnMut(&Path),
+) -> Result<Option<RedbStore>> {
+    // A temporary file is removed by another process only when it looks stale (see
+    // `remove_stale`), which a live creation's never does for long; three tries are plenty.
+    for _ in 0..3 {
+        let temp = temporary_name(path);
+        let file = File::options().read(true).write(true).create_new(true).open(&temp).map_err(|e| {
+            Error::Io(std::io::Error::new(
+                e.kind(),
+                format!("creating {} for the new store {label}: {e}", temp.display()),
+            ))
+        })?;
+        let store = match RedbStore::open_file(file, path, label.to_owned(), config) {
+            Ok((store, _)) => store,
+            Err(e) => {
+                let _ = std::fs::remove_file(&temp);
+                return Err(e);
+            }
+        };
+        before_link(&temp);
+        if let Err(e) = std::fs::hard_link(&temp, path) {
+            drop(store);
+            let _ = std::fs::remove_file(&temp);
+            if e.kind() == std::io::ErrorKind::AlreadyExists || path.exists() || no_hard_links(&e) {
+                return Ok(None);
+            }
+            if e.kind() == std::io::ErrorKind::NotFound && !temp.exists() {
+                continue;
+            }
+            return Err(Error::Io(std::io::Error::new(
+                e.kind(),
+                format!("linking the new store {} as {label}: {e}", temp.display()),
+            )));
+        }
+        // Left behind if this fails: a second name of the same, complete file (removed by a
+        // later creation once no process holds it).
+        let _ = std::fs::remove_file(&temp);
+        remove_stale(path);
+        sync_parent(path)?;
+        return Ok(Some(store));
+    }
+    Err(Error::Io(std::io::Error::other(format!(
+        "creating {label}: its temporary file was removed by another process three times"
+    ))))
+}
+
+/// A file system without hard links: `EPERM` from `link` on Unix (FAT, some network file
+/// systems), `ERROR_INVALID_FUNCTION` on Windows — both raw code 1 — or `ENOTSUP`.
+fn no_hard_links(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::Unsupported || e.raw_os_error() == Some(1)
 }
 
 /// Removes what creations of the store at `path` cut short by a crash left beside it: a
-/// temporary file whose process is gone (an empty store, or a second name of the store if the
-/// crash came between the link and the removal of the temporary name). Only where a process
-/// can be looked up (`/proc`); elsewhere they stay, to be deleted by hand. A file whose
-/// process still runs, or whose process id was taken again, is kept.
-pub(super) fn remove_stale(path: &Path) {
-    #[cfg(target_os = "linux")]
+/// temporary file older than [`STALE_AFTER`] that no process holds locked (redb locks the
+/// file it opens; the probe takes the same lock, `flock`). It is an empty store, or a second
+/// name of the store if the crash came between the link and the removal of the temporary
+/// name. Unix only; elsewhere they stay, to be deleted by hand.
+fn remove_stale(path: &Path) {
+    #[cfg(unix)]
     {
-        let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else { return };
+        let (Some(dir), prefix) = (path.parent(), prefix(path)) else { return };
         let dir = if dir.as_os_str().is_empty() { Path::new(".") } else { dir };
-        let prefix = format!(".{}.creating-", name.to_string_lossy());
         let Ok(entries) = std::fs::read_dir(dir) else { return };
         for entry in entries.flatten() {
-            let file = entry.file_name();
-            let Some(pid) = file.to_str().and_then(|f| f.strip_prefix(&prefix)).and_then(|rest| rest.split_once('-'))
-            else {
+            if !entry.file_name().to_str().is_some_and(|n| is_temporary(n, &prefix)) {
                 continue;
-            };
-            let alive = Path::new("/proc").join(pid.0).exists();
-            if !alive && pid.0.bytes().all(|b| b.is_ascii_digit()) && pid.0 != std::process::id().to_string() {
+            }
+            let old = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age > STALE_AFTER);
+            if !old {
+                continue;
+            }
+            let Ok(file) = File::open(entry.path()) else { continue };
+            if file.try_lock().is_ok() {
                 let _ = std::fs::remove_file(entry.path());
             }
         }
     }
-    #[cfg(not(target_os = "linux"))]
+    #[cfg(not(unix))]
     let _ = path;
-}
-
-/// What linking a finished store under its name came to.
-pub(super) enum Linked {
-    /// The store is under its name (and, until the caller removes it, its temporary one).
-    Done,
-    /// Another process (or handle) created the name first: open that store instead.
-    Exists,
-    /// The file system has no hard links (FAT, some network file systems): create in place.
-    Unsupported,
-}
-
-/// Gives the finished store at `temp` the name `path` as well, never replacing a file there.
-pub(super) fn link(temp: &Path, path: &Path) -> Linked {
-    match std::fs::hard_link(temp, path) {
-        Ok(()) => Linked::Done,
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists || path.exists() => Linked::Exists,
-        // Creating in place then reports whatever stands in the way (permissions, space).
-        Err(_) => Linked::Unsupported,
-    }
 }
 
 #[cfg(test)]
@@ -188,24 +274,52 @@ mod tests {
         assert_eq!(store.read().unwrap().get(b"k").unwrap().unwrap().as_ref(), b"v");
     }
 
-    /// Creating a store removes what creations cut short left beside it, and nothing else.
-    #[cfg(target_os = "linux")]
+    /// Sets a file's modification time `secs` seconds back.
+    #[cfg(unix)]
+    fn age(path: &Path, secs: u64) {
+        let file = std::fs::File::options().write(true).open(path).unwrap();
+        file.set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(secs)).unwrap();
+    }
+
+    /// Creating a store removes what creations cut short left beside it — old temporary files
+    /// no process holds — and nothing else: not a recent one (its creator may be about to lock
+    /// it), not one a live handle holds (whatever its process id), not a name that merely
+    /// resembles the pattern, not another store's.
+    #[cfg(unix)]
     #[test]
     fn creating_a_store_removes_what_crashed_creations_left() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s.keystone");
-        let own = format!(".s.keystone.creating-{}-999", std::process::id());
-        // 4194304 is above Linux's largest process id: that process is gone.
-        for name in
-            [".s.keystone.creating-4194305-0", ".s.keystone.creating-1-0", &own, ".t.keystone.creating-4194305-0"]
-        {
+        let stale = ".s.keystone.creating-7-1700000000000000000-0";
+        let recent = ".s.keystone.creating-8-1700000000000000000-0";
+        let held = ".s.keystone.creating-9-1700000000000000000-0";
+        let lookalikes = [".s.keystone.creating-7-0", ".s.keystone.creating-x-1-2", ".t.keystone.creating-7-1-0"];
+        for name in [stale, recent, held].iter().chain(&lookalikes) {
             std::fs::write(dir.path().join(name), b"").unwrap();
+            if *name != recent {
+                age(&dir.path().join(name), 120);
+            }
         }
+        // A live creation (or a second name of an open store): redb holds the file's lock.
+        let live = RedbStore::open(&dir.path().join(held), &CONFIG).unwrap();
+        age(&dir.path().join(held), 120);
         drop(RedbStore::open(&path, &CONFIG).unwrap());
-        // Process 1 still runs; this process's own file may be a creation under way.
-        assert_eq!(
-            names(dir.path()),
-            [".s.keystone.creating-1-0", own.as_str(), ".t.keystone.creating-4194305-0", "s.keystone"]
-        );
+        let mut expected = vec![recent, held, "s.keystone"];
+        expected.extend(lookalikes);
+        expected.sort_unstable();
+        assert_eq!(names(dir.path()), expected);
+        drop(live);
+    }
+
+    /// A store name near the file system's limit still works: the temporary name keeps only
+    /// the beginning of it.
+    #[test]
+    fn a_long_store_name_can_be_created() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(format!("{}.keystone", "n".repeat(240)));
+        let store = RedbStore::open(&path, &CONFIG).unwrap();
+        drop(store);
+        assert!(path.exists());
+        assert_eq!(names(dir.path()).len(), 1);
     }
 }

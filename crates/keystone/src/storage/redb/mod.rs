@@ -150,37 +150,10 @@ impl RedbStore {
     /// temporary name, before it gets its own (tests look at the directory then).
     fn open_or_create(path: &Path, config: &RedbConfig, before_link: &mut dyn FnMut(&Path)) -> Result<Self> {
         let label = path.display().to_string();
-        if std::fs::symlink_metadata(path).is_err() {
-            let temp = create::temporary_name(path);
-            let file = std::fs::OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create_new(true)
-                .open(&temp)
-                .map_err(|e| open_error(&label, e.into()))?;
-            let store = match Self::open_file(file, path, label.clone(), config) {
-                Ok((store, _)) => store,
-                Err(e) => {
-                    let _ = std::fs::remove_file(&temp);
-                    return Err(e);
-                }
-            };
-            before_link(&temp);
-            match create::link(&temp, path) {
-                create::Linked::Done => {
-                    // Left behind if this fails: a second name of the same, complete file.
-                    let _ = std::fs::remove_file(&temp);
-                    create::remove_stale(path);
-                    create::sync_parent(path)?;
-                    return Ok(store);
-                }
-                // Another handle created the store first, or hard links are not supported:
-                // this one is dropped, and the path opened (or created in place) below.
-                create::Linked::Exists | create::Linked::Unsupported => {
-                    drop(store);
-                    let _ = std::fs::remove_file(&temp);
-                }
-            }
+        if std::fs::symlink_metadata(path).is_err()
+            && let Some(store) = create::create(path, &label, config, before_link)?
+        {
+            return Ok(store);
         }
         let file = std::fs::OpenOptions::new()
             .read(true)
@@ -192,6 +165,10 @@ impl RedbStore {
         let (store, created) = Self::open_file(file, path, label, config)?;
         if created {
             create::sync_parent(path)?;
+        } else {
+            // The creator may have been stopped between giving the store its name and syncing
+            // the directory: a writer makes sure before it writes (a no-op when it is durable).
+            let _ = create::sync_parent(path);
         }
         Ok(store)
     }
