@@ -76,6 +76,15 @@ pub(super) fn resolve_range(range: Option<&Range>, size: u64) -> S3Result<(u64, 
     }
 }
 
+/// A GetObject or HeadObject names its bytes by `partNumber` or by `Range`, not both: S3
+/// answers 400 `InvalidRequest` to both (whatever the part number, before the object is read).
+fn part_or_range(part_number: Option<i32>, range: Option<&Range>) -> S3Result<()> {
+    if part_number.is_some() && range.is_some() {
+        return Err(s3_error!(InvalidRequest, "Cannot specify both Range header and partNumber query parameter."));
+    }
+    Ok(())
+}
+
 fn content_type(info: &ObjectInfo) -> String {
     header_safe("content_type", info.meta.content_type.clone()).unwrap_or_else(|| "application/octet-stream".to_owned())
 }
@@ -101,6 +110,7 @@ impl Keystone {
 
     pub(super) async fn do_get_object(&self, req: S3Request<GetObjectInput>) -> S3Result<S3Response<GetObjectOutput>> {
         let mut input = req.input;
+        part_or_range(input.part_number, input.range.as_ref())?;
         if input.part_number.is_some_and(|n| n != 1) {
             return Err(s3_error!(NotImplemented, "GetObject with partNumber other than 1 is not supported."));
         }
@@ -147,6 +157,7 @@ impl Keystone {
         req: S3Request<HeadObjectInput>,
     ) -> S3Result<S3Response<HeadObjectOutput>> {
         let mut input = req.input;
+        part_or_range(input.part_number, input.range.as_ref())?;
         if input.part_number.is_some_and(|n| n != 1) {
             return Err(s3_error!(NotImplemented, "HeadObject with partNumber other than 1 is not supported."));
         }
