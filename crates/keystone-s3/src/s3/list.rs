@@ -129,9 +129,13 @@ impl Keystone {
         let enc = Enc::parse(input.encoding_type.as_ref())?;
         let max = max_keys(input.max_keys, "max-keys")?;
         let continuation = input.continuation_token.as_deref().map(token_in).transpose()?;
+        // With a continuation token S3 ignores start-after (the token says where the listing
+        // resumes); it is still echoed. The library would start after the greater of the two.
+        let start_after =
+            if continuation.is_some() { None } else { input.start_after.clone().filter(|s| !s.is_empty()) };
         let opts = ListOptions {
             prefix: input.prefix.clone().unwrap_or_default(),
-            start_after: input.start_after.clone().filter(|s| !s.is_empty()),
+            start_after,
             continuation,
             delimiter: input.delimiter.clone().filter(|d| !d.is_empty()),
             max_keys: max,
