@@ -65,3 +65,55 @@ async fn list_v2_continuation_token_wins_over_start_after() {
     assert_eq!(keys(&out), ["d", "e"]);
     h.server.shutdown().await;
 }
+
+/// ListObjects (v1): S3 sends NextMarker only when the request has a delimiter; without one the
+/// client resumes after the last Key (botocore: `NextMarker || Contents[-1].Key`). Both kinds of
+/// truncated listing page through every key once that way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_v1_next_marker_only_with_a_delimiter() {
+    let h = Harness::start().await;
+    let c = h.client();
+    let b = h.db.create_bucket("listv1").unwrap();
+    let keys = ["a/1", "a/2", "b", "c/x", "d", "e/f/g"];
+    for k in keys {
+        b.put_bytes(k, b"v").unwrap();
+    }
+    for delimiter in [None, Some("/")] {
+        let mut names = Vec::new();
+        let mut marker: Option<String> = None;
+        let mut pages = 0;
+        loop {
+            pages += 1;
+            assert!(pages <= 10, "paging does not end (delimiter {delimiter:?})");
+            let out = c
+                .list_objects()
+                .bucket("listv1")
+                .max_keys(2)
+                .set_delimiter(delimiter.map(str::to_owned))
+                .set_marker(marker.clone())
+                .send()
+                .await
+                .unwrap();
+            let page_keys: Vec<String> = out.contents().iter().filter_map(|o| o.key().map(str::to_owned)).collect();
+            names.extend(page_keys.iter().cloned());
+            names.extend(out.common_prefixes().iter().filter_map(|p| p.prefix().map(str::to_owned)));
+            if out.is_truncated() != Some(true) {
+                assert_eq!(out.next_marker(), None);
+                break;
+            }
+            match delimiter {
+                None => assert_eq!(out.next_marker(), None, "NextMarker without a delimiter"),
+                Some(_) => assert!(out.next_marker().is_some(), "no NextMarker with a delimiter"),
+            }
+            // What boto3's paginator does.
+            marker = out.next_marker().map(str::to_owned).or_else(|| page_keys.last().cloned());
+        }
+        names.sort();
+        let want: Vec<&str> = match delimiter {
+            None => keys.to_vec(),
+            Some(_) => vec!["a/", "b", "c/", "d", "e/"],
+        };
+        assert_eq!(names, want, "delimiter {delimiter:?}");
+    }
+    h.server.shutdown().await;
+}
