@@ -5,6 +5,8 @@
 
 mod common;
 
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use common::{Harness, code, status};
 
 /// S3: "Cannot specify both Range header and partNumber query parameter" (400 InvalidRequest),
@@ -115,5 +117,55 @@ async fn list_v1_next_marker_only_with_a_delimiter() {
         };
         assert_eq!(names, want, "delimiter {delimiter:?}");
     }
+    h.server.shutdown().await;
+}
+
+/// S3 answers a write on If-Match to a key with no object 404 NoSuchKey (S3 User Guide,
+/// conditional writes); another ETag stays 412. Before, both were 412. Nothing is written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn if_match_write_to_a_missing_key_is_no_such_key() {
+    let h = Harness::start().await;
+    let c = h.client();
+    c.create_bucket().bucket("cond").send().await.unwrap();
+    let put = |key: &'static str, if_match: &'static str| {
+        c.put_object().bucket("cond").key(key).if_match(if_match).body(ByteStream::from_static(b"x")).send()
+    };
+    let e = put("missing", "\"0123456789abcdef0123456789abcdef\"").await.unwrap_err();
+    assert_eq!((code(&e).as_str(), status(&e)), ("NoSuchKey", 404));
+    assert!(!h.db.bucket("cond").unwrap().exists("missing").unwrap());
+    let etag = c.put_object().bucket("cond").key("there").body(ByteStream::from_static(b"1")).send().await.unwrap();
+    let e = put("there", "\"0123456789abcdef0123456789abcdef\"").await.unwrap_err();
+    assert_eq!((code(&e).as_str(), status(&e)), ("PreconditionFailed", 412));
+    put("there", "\"c4ca4238a0b923820dcc509a6f75849b\"").await.unwrap();
+    assert_eq!(etag.e_tag(), Some("\"c4ca4238a0b923820dcc509a6f75849b\""));
+
+    // CompleteMultipartUpload on If-Match.
+    let id =
+        c.create_multipart_upload().bucket("cond").key("mpu").send().await.unwrap().upload_id().unwrap().to_owned();
+    let part = c
+        .upload_part()
+        .bucket("cond")
+        .key("mpu")
+        .upload_id(&id)
+        .part_number(1)
+        .body(ByteStream::from_static(b"part"))
+        .send()
+        .await
+        .unwrap();
+    let parts = CompletedMultipartUpload::builder()
+        .parts(CompletedPart::builder().part_number(1).e_tag(part.e_tag().unwrap()).build())
+        .build();
+    let complete = |if_match: &'static str| {
+        c.complete_multipart_upload()
+            .bucket("cond")
+            .key("mpu")
+            .upload_id(&id)
+            .if_match(if_match)
+            .multipart_upload(parts.clone())
+            .send()
+    };
+    let e = complete("\"0123456789abcdef0123456789abcdef\"").await.unwrap_err();
+    assert_eq!((code(&e).as_str(), status(&e)), ("NoSuchKey", 404));
+    assert!(!h.db.bucket("cond").unwrap().exists("mpu").unwrap());
     h.server.shutdown().await;
 }

@@ -2,7 +2,7 @@
 
 use std::io::{Seek, SeekFrom};
 
-use keystone::{CopyOptions, ObjectInfo, PutOptions};
+use keystone::{CopyOptions, ObjectInfo, PutCondition, PutOptions};
 use s3s::dto::{
     CopyObjectInput, CopyObjectOutput, CopyObjectResult, CopySource, DeleteObjectInput, DeleteObjectOutput,
     DeleteObjectsInput, DeleteObjectsOutput, DeletedObject, ETagCondition, Error, GetObjectInput, GetObjectOutput,
@@ -11,7 +11,9 @@ use s3s::dto::{
 use s3s::{S3Request, S3Response, S3Result, s3_error};
 
 use super::Keystone;
-use super::meta::{DeleteCondition, ReadConditions, etag, expires, header_safe, put_condition, user_metadata};
+use super::meta::{
+    DeleteCondition, ReadConditions, etag, expires, header_safe, if_match_refusal, put_condition, user_metadata,
+};
 use crate::body::{consume, stream_reader};
 use crate::errors::to_s3;
 
@@ -94,12 +96,15 @@ impl Keystone {
         let mut input = req.input;
         let expect = expect_body!(req, input)?;
         let condition = put_condition(input.if_match.as_ref(), input.if_none_match.as_ref())?;
+        let if_match = matches!(condition, PutCondition::IfMatch(_));
         let meta = meta_of!(input)?;
         let (bucket, key) = (input.bucket, input.key);
         let db = self.db.clone();
         let content_md5 = expect.md5;
         let (info, got) = consume(input.body, expect, move |r| {
-            db.bucket(&bucket)?.put_reader(&key, r, PutOptions { meta, condition, content_md5 })
+            let b = db.bucket(&bucket)?;
+            b.put_reader(&key, r, PutOptions { meta, condition, content_md5 })
+                .map_err(|e| if_match_refusal(&b, &key, if_match, e))
         })
         .await?;
         Ok(S3Response::new(with_checksums!(
