@@ -264,6 +264,30 @@ def complete_retry_checks(c):
 
 # ---------------------------------------------------------------- boto3
 
+def listing_checks(c):
+    """Truncated listings paged as boto3 pages them (ListObjects: NextMarker, or the last Key
+    without a delimiter, where S3 sends no NextMarker)."""
+    keys = sorted(["pg/0", "pg/1", "pg/d/2", "pg/d/3", "pg/e/4", "pg/5"])
+    for k in keys:
+        c.put_object(Bucket="boto", Key=k, Body=b"p")
+    p = c.get_paginator("list_objects")
+    pages = list(p.paginate(Bucket="boto", Prefix="pg/", PaginationConfig={"PageSize": 2}))
+    got = [o["Key"] for pg in pages for o in pg.get("Contents", [])]
+    check("boto3 ListObjects (v1) paginator without a delimiter: every key once, no NextMarker",
+          got == keys and len(pages) == 3 and not any("NextMarker" in pg for pg in pages), (got, len(pages)))
+    pages = list(p.paginate(Bucket="boto", Prefix="pg/", Delimiter="/", PaginationConfig={"PageSize": 2}))
+    got = sorted([o["Key"] for pg in pages for o in pg.get("Contents", [])]
+                 + [cp["Prefix"] for pg in pages for cp in pg.get("CommonPrefixes", [])])
+    check("boto3 ListObjects (v1) paginator with a delimiter: every key and prefix once, NextMarker",
+          got == ["pg/0", "pg/1", "pg/5", "pg/d/", "pg/e/"] and all("NextMarker" in pg for pg in pages[:-1]), got)
+    first = c.list_objects_v2(Bucket="boto", Prefix="pg/", MaxKeys=2)
+    r = c.list_objects_v2(Bucket="boto", Prefix="pg/", MaxKeys=2, ContinuationToken=first["NextContinuationToken"],
+                          StartAfter="pg/d/3")
+    got = [o["Key"] for o in r.get("Contents", [])]
+    check("boto3 ListObjectsV2 with a token ignores StartAfter (as S3)", got == keys[2:4], got)
+    c.delete_objects(Bucket="boto", Delete={"Objects": [{"Key": k} for k in keys], "Quiet": True})
+
+
 def boto3_checks():
     c = s3()
     c.create_bucket(Bucket="boto")
@@ -281,6 +305,12 @@ def boto3_checks():
     check("boto3 50 MiB went multipart (ETag has -N)", "-" in c.head_object(Bucket="boto", Key="up/fifty")["ETag"])
     r = c.get_object(Bucket="boto", Key="up/small", Range="bytes=10-19")
     check("boto3 ranged GET", r["ContentRange"] == "bytes 10-19/1234" and len(r["Body"].read()) == 10)
+    check("boto3 GET with PartNumber and Range -> InvalidRequest (as S3)",
+          err_code(lambda: c.get_object(Bucket="boto", Key="up/small", PartNumber=1, Range="bytes=0-9")) == "InvalidRequest")
+    check("boto3 PUT If-Match on a missing key -> NoSuchKey (as S3), nothing stored",
+          err_code(lambda: c.put_object(Bucket="boto", Key="if-match-none", Body=b"x", IfMatch='"00000000000000000000000000000000"'))
+          == "NoSuchKey" and err_code(lambda: c.head_object(Bucket="boto", Key="if-match-none")) == "404")
+    listing_checks(c)
     c.put_object(Bucket="boto", Key="meta", Body=b"x", ContentType="text/x", Metadata={"a": "b"},
                  CacheControl="no-cache", ContentEncoding="identity", ContentLanguage="de",
                  ContentDisposition="inline", Expires=datetime.datetime(2030, 1, 1, tzinfo=datetime.timezone.utc))

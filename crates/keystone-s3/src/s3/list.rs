@@ -129,9 +129,13 @@ impl Keystone {
         let enc = Enc::parse(input.encoding_type.as_ref())?;
         let max = max_keys(input.max_keys, "max-keys")?;
         let continuation = input.continuation_token.as_deref().map(token_in).transpose()?;
+        // With a continuation token S3 ignores start-after (the token says where the listing
+        // resumes); it is still echoed. The library would start after the greater of the two.
+        let start_after =
+            if continuation.is_some() { None } else { input.start_after.clone().filter(|s| !s.is_empty()) };
         let opts = ListOptions {
             prefix: input.prefix.clone().unwrap_or_default(),
-            start_after: input.start_after.clone().filter(|s| !s.is_empty()),
+            start_after,
             continuation,
             delimiter: input.delimiter.clone().filter(|d| !d.is_empty()),
             max_keys: max,
@@ -166,6 +170,7 @@ impl Keystone {
         let enc = Enc::parse(input.encoding_type.as_ref())?;
         let max = max_keys(input.max_keys, "max-keys")?;
         let delimiter = input.delimiter.clone().filter(|d| !d.is_empty());
+        let with_delimiter = delimiter.is_some();
         let opts = ListOptions {
             prefix: input.prefix.clone().unwrap_or_default(),
             start_after: input
@@ -179,10 +184,11 @@ impl Keystone {
         };
         let page = self.page(input.bucket.clone(), opts).await?;
         let truncated = page.next_token.is_some();
-        // The greatest name on the page, where the next page starts.
+        // The greatest name on the page, where the next page starts. S3 sends it only with a
+        // delimiter; without one the client takes the last Key as the next marker.
         let last_key = page.objects.last().map(|o| o.key.as_str());
         let last_prefix = page.common_prefixes.last().map(String::as_str);
-        let next_marker = if truncated { last_key.max(last_prefix).map(|m| enc.s(m)) } else { None };
+        let next_marker = if truncated && with_delimiter { last_key.max(last_prefix).map(|m| enc.s(m)) } else { None };
         Ok(S3Response::new(ListObjectsOutput {
             name: Some(input.bucket),
             prefix: Some(enc.s(input.prefix.as_deref().unwrap_or(""))),

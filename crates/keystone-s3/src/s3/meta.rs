@@ -226,6 +226,18 @@ pub(crate) fn put_condition(
     }
 }
 
+/// A refused write as S3 answers it: one made on `If-Match` to a key that has no object is 404
+/// `NoSuchKey` (S3 User Guide, conditional writes), where the library reports 412 as for
+/// another ETag. A refused write changed nothing, so the key is looked up after the refusal.
+pub(crate) fn if_match_refusal(b: &keystone::Bucket, key: &str, if_match: bool, e: keystone::Error) -> keystone::Error {
+    match e {
+        keystone::Error::PreconditionFailed { .. } if if_match && matches!(b.exists(key), Ok(false)) => {
+            keystone::Error::NoSuchKey { bucket: b.name().to_owned(), key: key.to_owned() }
+        }
+        e => e,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]

@@ -2,7 +2,7 @@
 
 use std::io::{Seek, SeekFrom};
 
-use keystone::{CopyOptions, ObjectInfo, PutOptions};
+use keystone::{CopyOptions, ObjectInfo, PutCondition, PutOptions};
 use s3s::dto::{
     CopyObjectInput, CopyObjectOutput, CopyObjectResult, CopySource, DeleteObjectInput, DeleteObjectOutput,
     DeleteObjectsInput, DeleteObjectsOutput, DeletedObject, ETagCondition, Error, GetObjectInput, GetObjectOutput,
@@ -11,7 +11,9 @@ use s3s::dto::{
 use s3s::{S3Request, S3Response, S3Result, s3_error};
 
 use super::Keystone;
-use super::meta::{DeleteCondition, ReadConditions, etag, expires, header_safe, put_condition, user_metadata};
+use super::meta::{
+    DeleteCondition, ReadConditions, etag, expires, header_safe, if_match_refusal, put_condition, user_metadata,
+};
 use crate::body::{consume, stream_reader};
 use crate::errors::to_s3;
 
@@ -76,6 +78,15 @@ pub(super) fn resolve_range(range: Option<&Range>, size: u64) -> S3Result<(u64, 
     }
 }
 
+/// A GetObject or HeadObject names its bytes by `partNumber` or by `Range`, not both: S3
+/// answers 400 `InvalidRequest` to both (whatever the part number, before the object is read).
+fn part_or_range(part_number: Option<i32>, range: Option<&Range>) -> S3Result<()> {
+    if part_number.is_some() && range.is_some() {
+        return Err(s3_error!(InvalidRequest, "Cannot specify both Range header and partNumber query parameter."));
+    }
+    Ok(())
+}
+
 fn content_type(info: &ObjectInfo) -> String {
     header_safe("content_type", info.meta.content_type.clone()).unwrap_or_else(|| "application/octet-stream".to_owned())
 }
@@ -85,12 +96,15 @@ impl Keystone {
         let mut input = req.input;
         let expect = expect_body!(req, input)?;
         let condition = put_condition(input.if_match.as_ref(), input.if_none_match.as_ref())?;
+        let if_match = matches!(condition, PutCondition::IfMatch(_));
         let meta = meta_of!(input)?;
         let (bucket, key) = (input.bucket, input.key);
         let db = self.db.clone();
         let content_md5 = expect.md5;
         let (info, got) = consume(input.body, expect, move |r| {
-            db.bucket(&bucket)?.put_reader(&key, r, PutOptions { meta, condition, content_md5 })
+            let b = db.bucket(&bucket)?;
+            b.put_reader(&key, r, PutOptions { meta, condition, content_md5 })
+                .map_err(|e| if_match_refusal(&b, &key, if_match, e))
         })
         .await?;
         Ok(S3Response::new(with_checksums!(
@@ -101,6 +115,7 @@ impl Keystone {
 
     pub(super) async fn do_get_object(&self, req: S3Request<GetObjectInput>) -> S3Result<S3Response<GetObjectOutput>> {
         let mut input = req.input;
+        part_or_range(input.part_number, input.range.as_ref())?;
         if input.part_number.is_some_and(|n| n != 1) {
             return Err(s3_error!(NotImplemented, "GetObject with partNumber other than 1 is not supported."));
         }
@@ -147,6 +162,7 @@ impl Keystone {
         req: S3Request<HeadObjectInput>,
     ) -> S3Result<S3Response<HeadObjectOutput>> {
         let mut input = req.input;
+        part_or_range(input.part_number, input.range.as_ref())?;
         if input.part_number.is_some_and(|n| n != 1) {
             return Err(s3_error!(NotImplemented, "HeadObject with partNumber other than 1 is not supported."));
         }

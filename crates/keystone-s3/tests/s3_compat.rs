@@ -1,0 +1,171 @@
+//! Answers that follow AWS S3 where it differs from a plain reading of HTTP or of the API
+//! shapes: partNumber with Range, start-after with a continuation token, ListObjects (v1)
+//! NextMarker, If-Match writes to a missing key. Through aws-sdk-s3.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::too_many_lines)]
+
+mod common;
+
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use common::{Harness, code, status};
+
+/// S3: "Cannot specify both Range header and partNumber query parameter" (400 InvalidRequest),
+/// on GET and HEAD, whatever the part number. Before, partNumber=1 with a range served the range.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn part_number_and_range_together_are_invalid() {
+    let h = Harness::start().await;
+    let c = h.client();
+    h.db.create_bucket("parts").unwrap().put_bytes("k", b"0123456789").unwrap();
+    for part in [1, 2] {
+        let e = c.get_object().bucket("parts").key("k").part_number(part).range("bytes=0-3").send().await.unwrap_err();
+        assert_eq!((code(&e).as_str(), status(&e)), ("InvalidRequest", 400), "GET partNumber={part}");
+        let e = c.head_object().bucket("parts").key("k").part_number(part).range("bytes=0-3").send().await.unwrap_err();
+        assert_eq!(status(&e), 400, "HEAD partNumber={part}");
+    }
+    // Either alone is still answered.
+    let r = c.get_object().bucket("parts").key("k").range("bytes=0-3").send().await.unwrap();
+    assert_eq!(r.body.collect().await.unwrap().into_bytes().as_ref(), b"0123");
+    let r = c.get_object().bucket("parts").key("k").part_number(1).send().await.unwrap();
+    assert_eq!(r.body.collect().await.unwrap().into_bytes().as_ref(), b"0123456789");
+    h.server.shutdown().await;
+}
+
+/// S3 ignores start-after on a request with a continuation token: the token says where the
+/// listing resumes (and start-after is still echoed). Before, the listing started after the
+/// greater of the two and skipped the keys between.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_v2_continuation_token_wins_over_start_after() {
+    let h = Harness::start().await;
+    let c = h.client();
+    let b = h.db.create_bucket("tok").unwrap();
+    for k in ["a", "b", "c", "d", "e"] {
+        b.put_bytes(k, b"v").unwrap();
+    }
+    let first = c.list_objects_v2().bucket("tok").max_keys(2).send().await.unwrap();
+    let token = first.next_continuation_token().unwrap().to_owned();
+    let keys = |out: &aws_sdk_s3::operation::list_objects_v2::ListObjectsV2Output| -> Vec<String> {
+        out.contents().iter().filter_map(|o| o.key().map(str::to_owned)).collect()
+    };
+    assert_eq!(keys(&first), ["a", "b"]);
+    // A start-after past the token's position, and one before it: both ignored.
+    for after in ["d", "a"] {
+        let out = c
+            .list_objects_v2()
+            .bucket("tok")
+            .max_keys(2)
+            .continuation_token(&token)
+            .start_after(after)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(keys(&out), ["c", "d"], "start-after {after:?} with a token");
+        assert_eq!(out.start_after(), Some(after));
+        assert_eq!(out.continuation_token(), Some(token.as_str()));
+    }
+    // Without a token start-after still applies.
+    let out = c.list_objects_v2().bucket("tok").start_after("c").send().await.unwrap();
+    assert_eq!(keys(&out), ["d", "e"]);
+    h.server.shutdown().await;
+}
+
+/// ListObjects (v1): S3 sends NextMarker only when the request has a delimiter; without one the
+/// client resumes after the last Key (botocore: `NextMarker || Contents[-1].Key`). Both kinds of
+/// truncated listing page through every key once that way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_v1_next_marker_only_with_a_delimiter() {
+    let h = Harness::start().await;
+    let c = h.client();
+    let b = h.db.create_bucket("listv1").unwrap();
+    let keys = ["a/1", "a/2", "b", "c/x", "d", "e/f/g"];
+    for k in keys {
+        b.put_bytes(k, b"v").unwrap();
+    }
+    for delimiter in [None, Some("/")] {
+        let mut names = Vec::new();
+        let mut marker: Option<String> = None;
+        let mut pages = 0;
+        loop {
+            pages += 1;
+            assert!(pages <= 10, "paging does not end (delimiter {delimiter:?})");
+            let out = c
+                .list_objects()
+                .bucket("listv1")
+                .max_keys(2)
+                .set_delimiter(delimiter.map(str::to_owned))
+                .set_marker(marker.clone())
+                .send()
+                .await
+                .unwrap();
+            let page_keys: Vec<String> = out.contents().iter().filter_map(|o| o.key().map(str::to_owned)).collect();
+            names.extend(page_keys.iter().cloned());
+            names.extend(out.common_prefixes().iter().filter_map(|p| p.prefix().map(str::to_owned)));
+            if out.is_truncated() != Some(true) {
+                assert_eq!(out.next_marker(), None);
+                break;
+            }
+            match delimiter {
+                None => assert_eq!(out.next_marker(), None, "NextMarker without a delimiter"),
+                Some(_) => assert!(out.next_marker().is_some(), "no NextMarker with a delimiter"),
+            }
+            // What boto3's paginator does.
+            marker = out.next_marker().map(str::to_owned).or_else(|| page_keys.last().cloned());
+        }
+        names.sort();
+        let want: Vec<&str> = match delimiter {
+            None => keys.to_vec(),
+            Some(_) => vec!["a/", "b", "c/", "d", "e/"],
+        };
+        assert_eq!(names, want, "delimiter {delimiter:?}");
+    }
+    h.server.shutdown().await;
+}
+
+/// S3 answers a write on If-Match to a key with no object 404 NoSuchKey (S3 User Guide,
+/// conditional writes); another ETag stays 412. Before, both were 412. Nothing is written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn if_match_write_to_a_missing_key_is_no_such_key() {
+    let h = Harness::start().await;
+    let c = h.client();
+    c.create_bucket().bucket("cond").send().await.unwrap();
+    let put = |key: &'static str, if_match: &'static str| {
+        c.put_object().bucket("cond").key(key).if_match(if_match).body(ByteStream::from_static(b"x")).send()
+    };
+    let e = put("missing", "\"0123456789abcdef0123456789abcdef\"").await.unwrap_err();
+    assert_eq!((code(&e).as_str(), status(&e)), ("NoSuchKey", 404));
+    assert!(!h.db.bucket("cond").unwrap().exists("missing").unwrap());
+    let etag = c.put_object().bucket("cond").key("there").body(ByteStream::from_static(b"1")).send().await.unwrap();
+    let e = put("there", "\"0123456789abcdef0123456789abcdef\"").await.unwrap_err();
+    assert_eq!((code(&e).as_str(), status(&e)), ("PreconditionFailed", 412));
+    put("there", "\"c4ca4238a0b923820dcc509a6f75849b\"").await.unwrap();
+    assert_eq!(etag.e_tag(), Some("\"c4ca4238a0b923820dcc509a6f75849b\""));
+
+    // CompleteMultipartUpload on If-Match.
+    let id =
+        c.create_multipart_upload().bucket("cond").key("mpu").send().await.unwrap().upload_id().unwrap().to_owned();
+    let part = c
+        .upload_part()
+        .bucket("cond")
+        .key("mpu")
+        .upload_id(&id)
+        .part_number(1)
+        .body(ByteStream::from_static(b"part"))
+        .send()
+        .await
+        .unwrap();
+    let parts = CompletedMultipartUpload::builder()
+        .parts(CompletedPart::builder().part_number(1).e_tag(part.e_tag().unwrap()).build())
+        .build();
+    let complete = |if_match: &'static str| {
+        c.complete_multipart_upload()
+            .bucket("cond")
+            .key("mpu")
+            .upload_id(&id)
+            .if_match(if_match)
+            .multipart_upload(parts.clone())
+            .send()
+    };
+    let e = complete("\"0123456789abcdef0123456789abcdef\"").await.unwrap_err();
+    assert_eq!((code(&e).as_str(), status(&e)), ("NoSuchKey", 404));
+    assert!(!h.db.bucket("cond").unwrap().exists("mpu").unwrap());
+    h.server.shutdown().await;
+}
