@@ -6,7 +6,6 @@
 mod common;
 
 use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use common::{Harness, code, status};
 
 /// S3: "Cannot specify both Range header and partNumber query parameter" (400 InvalidRequest),
@@ -140,21 +139,7 @@ async fn if_match_write_to_a_missing_key_is_no_such_key() {
     assert_eq!(etag.e_tag(), Some("\"c4ca4238a0b923820dcc509a6f75849b\""));
 
     // CompleteMultipartUpload on If-Match.
-    let id =
-        c.create_multipart_upload().bucket("cond").key("mpu").send().await.unwrap().upload_id().unwrap().to_owned();
-    let part = c
-        .upload_part()
-        .bucket("cond")
-        .key("mpu")
-        .upload_id(&id)
-        .part_number(1)
-        .body(ByteStream::from_static(b"part"))
-        .send()
-        .await
-        .unwrap();
-    let parts = CompletedMultipartUpload::builder()
-        .parts(CompletedPart::builder().part_number(1).e_tag(part.e_tag().unwrap()).build())
-        .build();
+    let (id, parts) = common::upload_with_one_part(&c, "cond", "mpu", b"part").await;
     let complete = |if_match: &'static str| {
         c.complete_multipart_upload()
             .bucket("cond")

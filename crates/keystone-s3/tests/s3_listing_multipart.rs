@@ -285,22 +285,8 @@ async fn complete_retried_after_success() {
     assert_eq!(code(&e), "NoSuchUpload");
 
     // An aborted upload is gone for good.
-    let id =
-        c.create_multipart_upload().bucket("again").key("ab").send().await.unwrap().upload_id().unwrap().to_owned();
-    let part = c
-        .upload_part()
-        .bucket("again")
-        .key("ab")
-        .upload_id(&id)
-        .part_number(1)
-        .body(ByteStream::from_static(b"gone"))
-        .send()
-        .await
-        .unwrap();
+    let (id, gone) = common::upload_with_one_part(&c, "again", "ab", b"gone").await;
     c.abort_multipart_upload().bucket("again").key("ab").upload_id(&id).send().await.unwrap();
-    let gone = CompletedMultipartUpload::builder()
-        .parts(CompletedPart::builder().part_number(1).e_tag(part.e_tag().unwrap()).build())
-        .build();
     let e = c
         .complete_multipart_upload()
         .bucket("again")

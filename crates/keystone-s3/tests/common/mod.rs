@@ -64,3 +64,29 @@ where
 pub fn status<E>(e: &aws_sdk_s3::error::SdkError<E, aws_sdk_s3::config::http::HttpResponse>) -> u16 {
     e.raw_response().map_or(0, |r| r.status().as_u16())
 }
+
+/// Starts a multipart upload of `bucket`/`key` with one part, `body`: its upload id and the
+/// part list that completes it.
+pub async fn upload_with_one_part(
+    c: &aws_sdk_s3::Client,
+    bucket: &str,
+    key: &str,
+    body: &'static [u8],
+) -> (String, aws_sdk_s3::types::CompletedMultipartUpload) {
+    use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+    let id = c.create_multipart_upload().bucket(bucket).key(key).send().await.unwrap().upload_id().unwrap().to_owned();
+    let part = c
+        .upload_part()
+        .bucket(bucket)
+        .key(key)
+        .upload_id(&id)
+        .part_number(1)
+        .body(aws_sdk_s3::primitives::ByteStream::from_static(body))
+        .send()
+        .await
+        .unwrap();
+    let parts = CompletedMultipartUpload::builder()
+        .parts(CompletedPart::builder().part_number(1).e_tag(part.e_tag().unwrap()).build())
+        .build();
+    (id, parts)
+}
