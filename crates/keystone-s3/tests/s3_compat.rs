@@ -139,7 +139,7 @@ async fn if_match_write_to_a_missing_key_is_no_such_key() {
     assert_eq!(etag.e_tag(), Some("\"c4ca4238a0b923820dcc509a6f75849b\""));
 
     // CompleteMultipartUpload on If-Match.
-    let (id, parts) = common::upload_with_one_part(&c, "cond", "mpu", b"part").await;
+    let (id, parts) = common::upload_with_one_part(&c, "cond", "mpu", None, b"part").await;
     let complete = |if_match: &'static str| {
         c.complete_multipart_upload()
             .bucket("cond")

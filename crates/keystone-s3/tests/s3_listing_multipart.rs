@@ -285,7 +285,7 @@ async fn complete_retried_after_success() {
     assert_eq!(code(&e), "NoSuchUpload");
 
     // An aborted upload is gone for good.
-    let (id, gone) = common::upload_with_one_part(&c, "again", "ab", b"gone").await;
+    let (id, gone) = common::upload_with_one_part(&c, "again", "ab", None, b"gone").await;
     c.abort_multipart_upload().bucket("again").key("ab").upload_id(&id).send().await.unwrap();
     let e = c
         .complete_multipart_upload()
@@ -310,33 +310,7 @@ async fn complete_of_an_upload_that_did_not_complete() {
     c.create_bucket().bucket("gone").send().await.unwrap();
     let upload = |content_type: &'static str| {
         let c = c.clone();
-        async move {
-            let id = c
-                .create_multipart_upload()
-                .bucket("gone")
-                .key("k")
-                .content_type(content_type)
-                .send()
-                .await
-                .unwrap()
-                .upload_id()
-                .unwrap()
-                .to_owned();
-            let part = c
-                .upload_part()
-                .bucket("gone")
-                .key("k")
-                .upload_id(&id)
-                .part_number(1)
-                .body(ByteStream::from_static(b"the same bytes"))
-                .send()
-                .await
-                .unwrap();
-            let parts = CompletedMultipartUpload::builder()
-                .parts(CompletedPart::builder().part_number(1).e_tag(part.e_tag().unwrap()).build())
-                .build();
-            (id, parts)
-        }
+        async move { common::upload_with_one_part(&c, "gone", "k", Some(content_type), b"the same bytes").await }
     };
     let complete = |id: String, parts: CompletedMultipartUpload| {
         c.complete_multipart_upload().bucket("gone").key("k").upload_id(id).multipart_upload(parts).send()

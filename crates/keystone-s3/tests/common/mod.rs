@@ -65,16 +65,18 @@ pub fn status<E>(e: &aws_sdk_s3::error::SdkError<E, aws_sdk_s3::config::http::Ht
     e.raw_response().map_or(0, |r| r.status().as_u16())
 }
 
-/// Starts a multipart upload of `bucket`/`key` with one part, `body`: its upload id and the
-/// part list that completes it.
+/// Starts a multipart upload of `bucket`/`key` (with `content_type`, if given) with one part,
+/// `body`: its upload id and the part list that completes it.
 pub async fn upload_with_one_part(
     c: &aws_sdk_s3::Client,
     bucket: &str,
     key: &str,
+    content_type: Option<&str>,
     body: &'static [u8],
 ) -> (String, aws_sdk_s3::types::CompletedMultipartUpload) {
     use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
-    let id = c.create_multipart_upload().bucket(bucket).key(key).send().await.unwrap().upload_id().unwrap().to_owned();
+    let created = c.create_multipart_upload().bucket(bucket).key(key).set_content_type(content_type.map(str::to_owned));
+    let id = created.send().await.unwrap().upload_id().unwrap().to_owned();
     let part = c
         .upload_part()
         .bucket(bucket)
