@@ -29,9 +29,10 @@ const STALE_AFTER: Duration = Duration::from_mins(1);
 const NAME_KEPT: usize = 190;
 
 /// Makes the directory holding `path` (the file it names, if it is a symbolic link) durable:
-/// the names created, renamed or removed in it. A no-op where directories cannot be opened
-/// (Windows); a file system that cannot sync a directory (`EINVAL`, `ENOTSUP`: some network
-/// and FUSE file systems) is taken at its word, as SQLite does.
+/// the names created, renamed or removed in it. As SQLite does, a directory that cannot be
+/// opened (Windows; a directory the process may write but not read) or synced (`EINVAL`,
+/// `ENOTSUP`: some network and FUSE file systems) is left as it is; another failure of the
+/// sync is an error.
 pub(crate) fn sync_parent(path: &Path) -> Result<()> {
     #[cfg(unix)]
     {
@@ -40,7 +41,8 @@ pub(crate) fn sync_parent(path: &Path) -> Result<()> {
             Some(p) if !p.as_os_str().is_empty() => p,
             _ => Path::new("."),
         };
-        match File::open(parent).and_then(|d| d.sync_all()) {
+        let Ok(dir) = File::open(parent) else { return Ok(()) };
+        match dir.sync_all() {
             Ok(()) => {}
             Err(e) if matches!(e.kind(), std::io::ErrorKind::InvalidInput | std::io::ErrorKind::Unsupported) => {}
             Err(e) => {
@@ -143,11 +145,14 @@ fn no_hard_links(e: &std::io::Error) -> bool {
 }
 
 /// Removes what creations of the store at `path` cut short by a crash left beside it: a
-/// temporary file older than [`STALE_AFTER`] that no process holds locked (redb locks the
-/// file it opens; the probe takes the same lock, `flock`). It is an empty store, or a second
-/// name of the store if the crash came between the link and the removal of the temporary
-/// name. Unix only; elsewhere they stay, to be deleted by hand.
-fn remove_stale(path: &Path) {
+/// temporary file older than [`STALE_AFTER`] that no process holds locked. It is an empty
+/// store, or a second name of the store if the crash came between the link and the removal of
+/// the temporary name. The probe takes an `flock`, which redb also holds on Linux (as a lock
+/// older redb versions understand); where it does not, the age alone decides, and a creation
+/// whose temporary file was removed starts over (see [`create`]); removing a second name of
+/// an open store removes a name, not the file. Run when a store is created and at every
+/// writable open. Unix only; elsewhere such files stay, to be deleted by hand.
+pub(super) fn remove_stale(path: &Path) {
     #[cfg(unix)]
     {
         let (Some(dir), prefix) = (path.parent(), prefix(path)) else { return };
@@ -309,6 +314,12 @@ mod tests {
         expected.sort_unstable();
         assert_eq!(names(dir.path()), expected);
         drop(live);
+        // A writable open of the store removes them as well (a crash between the link and the
+        // removal of the temporary name leaves the store there, so no creation follows).
+        std::fs::write(dir.path().join(stale), b"").unwrap();
+        age(&dir.path().join(stale), 120);
+        drop(RedbStore::open(&path, &CONFIG).unwrap());
+        assert!(!dir.path().join(stale).exists());
     }
 
     /// A store name near the file system's limit still works: the temporary name keeps only

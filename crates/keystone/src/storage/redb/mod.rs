@@ -150,7 +150,7 @@ impl RedbStore {
     /// temporary name, before it gets its own (tests look at the directory then).
     fn open_or_create(path: &Path, config: &RedbConfig, before_link: &mut dyn FnMut(&Path)) -> Result<Self> {
         let label = path.display().to_string();
-        if std::fs::symlink_metadata(path).is_err()
+        if std::fs::symlink_metadata(path).is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound)
             && let Some(store) = create::create(path, &label, config, before_link)?
         {
             return Ok(store);
@@ -167,8 +167,10 @@ impl RedbStore {
             create::sync_parent(path)?;
         } else {
             // The creator may have been stopped between giving the store its name and syncing
-            // the directory: a writer makes sure before it writes (a no-op when it is durable).
+            // the directory: a writer makes sure before it writes (a no-op when it is durable),
+            // and removes what such a stop left beside the store.
             let _ = create::sync_parent(path);
+            create::remove_stale(path);
         }
         Ok(store)
     }
