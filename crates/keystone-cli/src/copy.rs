@@ -236,16 +236,18 @@ fn dangling_link(e: &walkdir::Error) -> Option<(PathBuf, PathBuf, PathBuf)> {
     }
     // Along the chain of links to the target that is missing (relative targets are relative
     // to the directory of the link that names them); as many hops as the kernel follows.
-    let mut at = link.to_path_buf();
     let first = std::fs::read_link(link).ok()?;
+    let (mut at, mut target) = (link.to_path_buf(), first.clone());
     for _ in 0..40 {
-        let target = std::fs::read_link(&at).ok()?;
         let next = match at.parent() {
             Some(dir) if target.is_relative() => dir.join(&target),
             _ => target.clone(),
         };
         match std::fs::symlink_metadata(&next) {
-            Ok(m) if m.file_type().is_symlink() => at = next,
+            Ok(m) if m.file_type().is_symlink() => {
+                target = std::fs::read_link(&next).ok()?;
+                at = next;
+            }
             Ok(_) => return None,
             Err(_) => return Some((link.to_path_buf(), first, target)),
         }

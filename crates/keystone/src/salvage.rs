@@ -95,8 +95,7 @@ pub(crate) fn salvage(builder: Builder, source: &Path, dest: &Path) -> Result<Sa
     // Written beside `dest` under a temporary name and renamed at the end, so that `dest` is
     // only ever a finished, verified store; one left by a salvage that was stopped is named
     // for what it is.
-    let name = dest.file_name().map_or_else(|| "store".into(), |n| n.to_string_lossy().into_owned());
-    let partial = dest.with_file_name(format!(".{name}.salvage-in-progress-{}", std::process::id()));
+    let partial = crate::storage::redb::temporary_name(dest, "salvage-in-progress");
     std::fs::OpenOptions::new().write(true).create_new(true).open(&partial).map_err(|e| {
         Error::Io(std::io::Error::new(
             e.kind(),

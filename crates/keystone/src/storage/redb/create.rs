@@ -24,6 +24,9 @@ use crate::error::{Error, Result};
 /// and redb locking it).
 const STALE_AFTER: Duration = Duration::from_mins(1);
 
+/// What a temporary name of a store being created says it is.
+const CREATING: &str = "creating";
+
 /// Longest part of the store's file name kept in a temporary name (file names are at most 255
 /// bytes on most file systems, and the temporary name adds about 50).
 const NAME_KEPT: usize = 190;
@@ -58,23 +61,24 @@ pub(crate) fn sync_parent(path: &Path) -> Result<()> {
     Ok(())
 }
 
-/// The part of a temporary name before its numbers: `.NAME.creating-`.
-fn prefix(path: &Path) -> String {
+/// The part of a temporary name before its numbers: `.NAME.WHAT-`.
+fn prefix(path: &Path, what: &str) -> String {
     let name = path.file_name().map_or_else(|| "store".into(), |n| n.to_string_lossy().into_owned());
     let mut end = name.len().min(NAME_KEPT);
     while !name.is_char_boundary(end) {
         end -= 1;
     }
-    format!(".{}.creating-", &name[..end])
+    format!(".{}.{what}-", &name[..end])
 }
 
-/// A name beside `path` for a store being created: hidden, and unique (process id, clock,
-/// counter: a process id alone repeats, in containers on every run).
-fn temporary_name(path: &Path) -> PathBuf {
+/// A name beside `path` for a file being made to take its place (`what`: `creating`, or
+/// salvage's `salvage-in-progress`): hidden, and unique (process id, clock, counter: a process
+/// id alone repeats, in containers on every run, and a crash leaves its name behind).
+pub(crate) fn temporary_name(path: &Path, what: &str) -> PathBuf {
     static NEXT: AtomicU64 = AtomicU64::new(0);
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
     let nanos = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
-    path.with_file_name(format!("{}{}-{nanos}-{n}", prefix(path), std::process::id()))
+    path.with_file_name(format!("{}{}-{nanos}-{n}", prefix(path, what), std::process::id()))
 }
 
 /// Whether `name` is one of [`temporary_name`]'s for a store whose names begin `prefix`.
@@ -97,7 +101,7 @@ pub(super) fn create(
     // A temporary file is removed by another process only when it looks stale (see
     // `remove_stale`), which a live creation's never does for long; three tries are plenty.
     for _ in 0..3 {
-        let temp = temporary_name(path);
+        let temp = temporary_name(path, CREATING);
         let file = File::options().read(true).write(true).create_new(true).open(&temp).map_err(|e| {
             Error::Io(std::io::Error::new(
                 e.kind(),
@@ -127,7 +131,7 @@ pub(super) fn create(
             )));
         }
         // Left behind if this fails: a second name of the same, complete file (removed by a
-        // later creation once no process holds it).
+        // later creation or writable open once no process holds it).
         let _ = std::fs::remove_file(&temp);
         remove_stale(path);
         sync_parent(path)?;
@@ -155,7 +159,7 @@ fn no_hard_links(e: &std::io::Error) -> bool {
 pub(super) fn remove_stale(path: &Path) {
     #[cfg(unix)]
     {
-        let (Some(dir), prefix) = (path.parent(), prefix(path)) else { return };
+        let (Some(dir), prefix) = (path.parent(), prefix(path, CREATING)) else { return };
         let dir = if dir.as_os_str().is_empty() { Path::new(".") } else { dir };
         let Ok(entries) = std::fs::read_dir(dir) else { return };
         for entry in entries.flatten() {

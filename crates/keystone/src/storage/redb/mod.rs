@@ -21,7 +21,7 @@ use redb::{
     TableHandle, TransactionError, WriteTransaction,
 };
 
-pub(crate) use self::create::sync_parent;
+pub(crate) use self::create::{sync_parent, temporary_name};
 pub(crate) use self::guard::guarding;
 use self::guard::{Closing, broken_txn, caught, guarded};
 use self::identify::{check_tables, open_error, table_names, unless_damaged};
@@ -163,15 +163,15 @@ impl RedbStore {
             .open(path)
             .map_err(|e| open_error(&label, e.into()))?;
         let (store, created) = Self::open_file(file, path, label, config)?;
+        // A store made here must be durable under its name. One that existed may have a
+        // creator that was stopped between giving it its name and syncing the directory: a
+        // writer makes sure before it writes (a no-op once durable), and removes what such a
+        // stop left beside the store.
+        let synced = create::sync_parent(path);
         if created {
-            create::sync_parent(path)?;
-        } else {
-            // The creator may have been stopped between giving the store its name and syncing
-            // the directory: a writer makes sure before it writes (a no-op when it is durable),
-            // and removes what such a stop left beside the store.
-            let _ = create::sync_parent(path);
-            create::remove_stale(path);
+            synced?;
         }
+        create::remove_stale(path);
         Ok(store)
     }
 
