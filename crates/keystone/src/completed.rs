@@ -7,7 +7,7 @@
 //! its bucket's records older than that, looking at the start of the bucket's range (upload ids
 //! grow over time, so the oldest uploads come first); deleting the bucket deletes them all.
 
-use crate::data::chunking::unhex;
+use crate::data::chunking::{hex, unhex};
 use crate::data::keys::Book;
 use crate::data::records::DoneRecord;
 use crate::engine::range_from;
@@ -15,7 +15,7 @@ use crate::error::Result;
 use crate::multipart::multipart_etag;
 use crate::objects;
 use crate::storage::{KvRead, WriteTxn, prefix_end};
-use crate::types::{CompletedPart, ObjectInfo};
+use crate::types::{CompletedPart, ObjectInfo, etag_eq};
 
 /// How long a record is kept at least: 24 hours, in ns.
 pub(crate) const KEEP_NANOS: u64 = 24 * 60 * 60 * 1_000_000_000;
@@ -73,15 +73,11 @@ pub(crate) fn retried(
     }
 }
 
-/// The MD5 a part's ETag names, in the forms a completion accepts for a part (it compares the
-/// ETag, quotes trimmed, with the part's MD5 in lowercase hex): 32 lowercase hex digits.
+/// The MD5 a part's ETag names, if a completion would accept it for a part whose MD5 it is:
+/// the completion's own comparison (`etag_eq` with the MD5 in hex) decides.
 fn part_md5(etag: &str) -> Option<[u8; 16]> {
-    let hex = etag.trim_matches('"');
-    // `unhex` checks the digits and the length; a completion compares lowercase only.
-    if hex.bytes().any(|c| c.is_ascii_uppercase()) {
-        return None;
-    }
-    unhex(hex)?.try_into().ok()
+    let md5: [u8; 16] = unhex(etag.trim_matches('"'))?.try_into().ok()?;
+    etag_eq(etag, &hex(&md5)).then_some(md5)
 }
 
 #[cfg(test)]

@@ -215,18 +215,8 @@ pub(crate) fn complete(
     let id = parse_id(bucket, upload_id)?;
     let limits = engine.kv.limits();
     let no_such = || Error::NoSuchUpload { bucket: bucket.to_owned(), upload_id: upload_id.to_owned() };
-    let (info, queued) = engine.write_alone(engine.ack_mode(), |w| {
-        let rec = match upload_record(w, bucket, upload_id, id) {
-            Ok(rec) => rec,
-            // Gone: answered as before if this is a retry of the completion that ended it.
-            Err(Error::NoSuchUpload { .. }) => {
-                return match completed::retried(w, bucket, id, opts.key.as_deref(), parts)? {
-                    Some(info) => Ok((info, false)),
-                    None => Err(no_such()),
-                };
-            }
-            Err(e) => return Err(e),
-        };
+    let written = engine.write_alone(engine.ack_mode(), |w| {
+        let rec = upload_record(w, bucket, upload_id, id)?;
         // An upload id is valid only with the key it was created for (as in S3).
         if opts.key.as_deref().is_some_and(|k| k != rec.key) {
             return Err(no_such());
@@ -290,7 +280,16 @@ pub(crate) fn complete(
         completed::record(w, bucket, id, &rec.key, &info.etag, now_nanos())?;
         queued |= q;
         Ok((info, queued))
-    })?;
+    });
+    let (info, queued) = match written {
+        Ok(done) => done,
+        // Gone: answered as before if this is a retry of the completion that ended it (a read:
+        // no write transaction, no commit).
+        Err(gone @ Error::NoSuchUpload { .. }) => {
+            return engine.read(|r| completed::retried(r, bucket, id, opts.key.as_deref(), parts))?.ok_or(gone);
+        }
+        Err(e) => return Err(e),
+    };
     if queued {
         engine.drain_gc()?;
     }

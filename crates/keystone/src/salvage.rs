@@ -105,27 +105,23 @@ pub(crate) fn salvage(builder: Builder, source: &Path, dest: &Path) -> Result<Sa
     let result = fill(builder, &src, &redb, &partial);
     drop(src);
     let report = match result {
-        Ok(report) if !dest.exists() => report,
-        Ok(_) => {
-            let _ = std::fs::remove_file(&partial);
-            return Err(exists(dest));
-        }
+        Ok(report) => report,
         Err(e) => {
             let _ = std::fs::remove_file(&partial);
             return Err(e);
         }
     };
-    std::fs::rename(&partial, dest).map_err(|e| {
-        Error::Io(std::io::Error::new(
-            e.kind(),
-            format!(
-                "the salvaged store is complete in {} but could not be renamed to {}: {e}",
-                partial.display(),
-                dest.display()
-            ),
-        ))
+    // Never over a file that appeared at `dest` meanwhile.
+    crate::storage::redb::move_no_replace(&partial, dest).map_err(|e| match e {
+        Error::Io(io) if io.kind() == std::io::ErrorKind::AlreadyExists => {
+            let _ = std::fs::remove_file(&partial);
+            exists(dest)
+        }
+        e => Error::Io(std::io::Error::other(format!(
+            "the salvaged store is complete in {} but could not be given its name: {e}",
+            partial.display()
+        ))),
     })?;
-    crate::storage::redb::sync_parent(dest)?;
     Ok(report)
 }
 

@@ -142,6 +142,25 @@ pub(super) fn create(
     ))))
 }
 
+/// Gives the finished file `temp` the name `dest` without ever replacing a file there (a hard
+/// link, then the temporary name removed; a rename where there are no hard links, after a
+/// check), then syncs the directory. `AlreadyExists` if `dest` exists.
+pub(crate) fn move_no_replace(temp: &Path, dest: &Path) -> Result<()> {
+    let moved = match std::fs::hard_link(temp, dest) {
+        // Left behind if this fails: a second name of the same file.
+        Ok(()) => {
+            let _ = std::fs::remove_file(temp);
+            Ok(())
+        }
+        Err(e) if no_hard_links(&e) && !dest.exists() => std::fs::rename(temp, dest),
+        Err(e) => Err(e),
+    };
+    moved.map_err(|e| {
+        Error::Io(std::io::Error::new(e.kind(), format!("moving {} to {}: {e}", temp.display(), dest.display())))
+    })?;
+    sync_parent(dest)
+}
+
 /// A file system without hard links: `EPERM` from `link` on Unix (FAT, some network file
 /// systems), `ERROR_INVALID_FUNCTION` on Windows — both raw code 1 — or `ENOTSUP`.
 fn no_hard_links(e: &std::io::Error) -> bool {

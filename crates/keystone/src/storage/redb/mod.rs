@@ -21,7 +21,7 @@ use redb::{
     TableHandle, TransactionError, WriteTransaction,
 };
 
-pub(crate) use self::create::{sync_parent, temporary_name};
+pub(crate) use self::create::{move_no_replace, temporary_name};
 pub(crate) use self::guard::guarding;
 use self::guard::{Closing, broken_txn, caught, guarded};
 use self::identify::{check_tables, open_error, table_names, unless_damaged};
