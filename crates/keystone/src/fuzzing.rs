@@ -26,12 +26,11 @@ pub fn keys_round_trip(bucket: &str, key: &str, id: u64, index: u32) -> bool {
         && object.starts_with(&keys::objects_prefix(bucket))
         && !object.starts_with(keys::META)
         && !object.starts_with(keys::DATA);
-    let books_ok = [keys::Book::Stage, keys::Book::Mpu, keys::Book::Gc, keys::Book::Sweep, keys::Book::Done]
-        .into_iter()
-        .all(|b| {
-            let k = b.key(bucket, id);
-            b.parse(&k) == Some((bucket.to_owned(), id, &[][..])) && k.starts_with(&b.in_bucket(bucket))
-        });
+    // Part keys carry a part number after the id.
+    let books_ok = keys::Book::ALL.into_iter().filter(|&b| b != keys::Book::Part).all(|b| {
+        let k = b.key(bucket, id);
+        b.parse(&k) == Some((bucket.to_owned(), id, &[][..])) && k.starts_with(&b.in_bucket(bucket))
+    });
     let part = keys::part(bucket, id, index);
     let part_ok = keys::Book::Part.parse(&part) == Some((bucket.to_owned(), id, &index.to_be_bytes()[..]));
     chunk_ok && object_ok && books_ok && part_ok
@@ -96,8 +95,7 @@ pub fn decode_all(bytes: &[u8]) -> usize {
     n += usize::from(records::BucketRecord::decode(bytes).is_ok());
     n += usize::from(records::open_chunk(bytes).is_ok());
     n += usize::from(keys::parse_chunk(bytes).is_some());
-    for b in [keys::Book::Stage, keys::Book::Mpu, keys::Book::Part, keys::Book::Gc, keys::Book::Sweep, keys::Book::Done]
-    {
+    for b in keys::Book::ALL {
         n += usize::from(b.parse(bytes).is_some());
     }
     n

@@ -58,7 +58,7 @@ pub(crate) fn delete_bucket(w: &mut dyn WriteTxn, limits: Limits, name: &str, on
         return Err(Error::BucketNotEmpty { bucket: name.to_owned() });
     }
     delete_prefix(w, &keys::objects_prefix(name))?;
-    for book in [Book::Stage, Book::Mpu, Book::Part, Book::Gc, Book::Sweep, Book::Done] {
+    for book in Book::ALL {
         delete_prefix(w, &book.in_bucket(name))?;
     }
     let queued = free_bucket_data(w, limits, name)?;

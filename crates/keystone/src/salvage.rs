@@ -314,11 +314,7 @@ impl Walk<'_> {
         let mut from: Bound<Vec<u8>> = Bound::Unbounded;
         loop {
             let mut failed_copy = None;
-            let start = match &from {
-                Bound::Included(k) => Bound::Included(k.as_slice()),
-                Bound::Excluded(k) => Bound::Excluded(k.as_slice()),
-                Bound::Unbounded => Bound::Unbounded,
-            };
+            let start = from.as_ref().map(Vec::as_slice);
             let out_of_order = &mut self.report.out_of_order;
             let scanned = self.src.scan_with(KeyRange::new(start, Bound::Unbounded), usize::MAX, &mut |k, v| {
                 if last.as_deref().is_some_and(|l| k <= l) {
@@ -339,10 +335,7 @@ impl Walk<'_> {
                 Err(e) if !is_damage(&e) => return Err(e),
                 Err(_) => {}
             }
-            let base = match (&last, &floor) {
-                (Some(l), Some(f)) => Some(l.max(f).clone()),
-                (l, f) => l.clone().or_else(|| f.clone()),
-            };
+            let base = last.as_ref().max(floor.as_ref()).cloned();
             let resume = self.resume_after(base.as_deref())?;
             self.report.unreadable.push(UnreadableRange {
                 after: base.as_deref().map(describe),
