@@ -93,7 +93,9 @@ impl Bucket {
     /// ```
     ///
     /// # Errors
-    /// As [`put_bytes`](Self::put_bytes), and [`Error::PreconditionFailed`](crate::Error::PreconditionFailed).
+    /// As [`put_bytes`](Self::put_bytes); [`Error::PreconditionFailed`](crate::Error::PreconditionFailed)
+    /// when the condition does not hold, and [`Error::NoSuchKey`](crate::Error::NoSuchKey) for
+    /// [`PutCondition::IfMatch`](crate::PutCondition::IfMatch) on a key with no object.
     pub fn put_bytes_with(&self, key: &str, data: &[u8], opts: PutOptions) -> Result<ObjectInfo> {
         crate::upload::put_slice(&self.db.engine, &self.name, key, data, opts)
     }
@@ -279,7 +281,8 @@ impl Bucket {
     /// # Errors
     /// [`Error::NoSuchUpload`](crate::Error::NoSuchUpload), [`Error::InvalidPart`](crate::Error::InvalidPart),
     /// [`Error::InvalidPartOrder`](crate::Error::InvalidPartOrder), [`Error::EntityTooSmall`](crate::Error::EntityTooSmall),
-    /// [`Error::PreconditionFailed`](crate::Error::PreconditionFailed).
+    /// [`Error::PreconditionFailed`](crate::Error::PreconditionFailed), and [`Error::NoSuchKey`](crate::Error::NoSuchKey)
+    /// for [`PutCondition::IfMatch`](crate::PutCondition::IfMatch) on a key with no object.
     pub fn complete_upload(
         &self,
         upload_id: &str,

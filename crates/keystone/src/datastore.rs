@@ -436,8 +436,9 @@ impl Datastore {
     /// checksum; its chunks are its own.
     ///
     /// # Errors
-    /// [`Error::NoSuchBucket`], [`Error::NoSuchKey`], [`Error::PreconditionFailed`] (on the
-    /// destination condition or the source ETag), [`Error::Corrupted`] when the source is damaged.
+    /// [`Error::NoSuchBucket`], [`Error::NoSuchKey`] (no source, or no destination object for
+    /// an `IfMatch` condition), [`Error::PreconditionFailed`] (on the destination condition or
+    /// the source ETag), [`Error::Corrupted`] when the source is damaged.
     pub fn copy_object(
         &self,
         src_bucket: &str,
@@ -458,11 +459,8 @@ impl Datastore {
             condition: opts.condition.clone(),
             content_md5: None,
         };
-        let etag = Some(src.info().etag.clone());
-        let parts = src.info().parts;
-        let mut info = upload::put_stream(&self.engine, dst_bucket, dst_key, src, put, etag)?;
-        info.parts = parts;
-        Ok(info)
+        let copied = upload::Copied { etag: src.info().etag.clone(), parts: src.info().parts };
+        upload::put_stream(&self.engine, dst_bucket, dst_key, src, put, Some(copied))
     }
 
     /// Re-reads every object and checks it against its checksums, and looks for leaked chunks

@@ -10,10 +10,10 @@ use crate::completed;
 use crate::data::chunking::{Chunker, hex, unhex};
 use crate::data::keys::{self, Book};
 use crate::data::names;
-use crate::data::records::{Body, MpuRecord, PartRecord, StagePurpose};
+use crate::data::records::{MpuRecord, PartRecord, StagePurpose};
 use crate::engine::{Engine, for_each_prefixed};
 use crate::error::{Error, Result};
-use crate::objects::{self, NewVersion};
+use crate::objects::{self, NewBody, NewVersion};
 use crate::storage::{KvRead, WriteTxn};
 use crate::types::{
     CompleteOptions, CompletedPart, EtagAlgorithm, ObjectInfo, ObjectMeta, PartInfo, UploadInfo, now_nanos, time_of,
@@ -274,7 +274,7 @@ pub(crate) fn complete(
             crc,
             parts: parts.len() as u32,
             meta: rec.meta,
-            body: Body::Segments(segs),
+            body: NewBody::Segments(segs),
         };
         let (info, q) = objects::publish(w, limits, bucket, &rec.key, new, &opts.condition, false)?;
         completed::record(w, bucket, id, &rec.key, &info.etag, now_nanos())?;

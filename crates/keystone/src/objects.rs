@@ -3,7 +3,7 @@
 //! leaves the transaction untouched (group commit relies on it).
 
 use crate::data::keys::{self, Book};
-use crate::data::records::{Body, BucketRecord, Manifest, Segment, gc_record};
+use crate::data::records::{Body, BodySlice, BucketRecord, Manifest, Segment, gc_record};
 use crate::data::{names, pack};
 use crate::engine::{delete_prefix, for_each_prefixed};
 use crate::error::{Error, Result};
@@ -354,8 +354,10 @@ pub(crate) fn check_condition(bucket: &str, key: &str, current: &Current, cond: 
         (PutCondition::IfAbsent, Current::Found(_) | Current::Damaged(_)) => {
             Err(Error::precondition(bucket, key, "an object with this key exists"))
         }
+        // As S3 answers it: the object the condition names is not there. (Decided here, in
+        // the write's own transaction, so a concurrent creation cannot change the answer.)
         (PutCondition::IfMatch(_), Current::Absent) => {
-            Err(Error::precondition(bucket, key, "no object with this key exists"))
+            Err(Error::NoSuchKey { bucket: bucket.to_owned(), key: key.to_owned() })
         }
         (PutCondition::IfMatch(want), Current::Found(m)) if etag_eq(want, &m.etag) => Ok(()),
         (PutCondition::IfMatch(want), Current::Found(m)) => {
@@ -394,13 +396,21 @@ pub(crate) fn request_sweep(w: &mut dyn WriteTxn, bucket: &str) -> Result<bool> 
 }
 
 /// The content of a new version, as far as it is known before publishing.
-pub(crate) struct NewVersion {
+pub(crate) struct NewVersion<'a> {
     pub size: u64,
     pub etag: String,
     pub crc: u32,
     pub parts: u32,
     pub meta: ObjectMeta,
-    pub body: Body,
+    pub body: NewBody<'a>,
+}
+
+/// A new version's body: a small object's bytes, borrowed from the caller where the write
+/// runs in the caller's own transaction (owned where it is handed to group commit), or the
+/// segments holding a larger one.
+pub(crate) enum NewBody<'a> {
+    Inline(std::borrow::Cow<'a, [u8]>),
+    Segments(Vec<Segment>),
 }
 
 /// Makes `new` the current version of `key`: checks the bucket and the condition, frees the
@@ -415,7 +425,7 @@ pub(crate) fn publish(
     limits: Limits,
     bucket: &str,
     key: &str,
-    new: NewVersion,
+    new: NewVersion<'_>,
     cond: &PutCondition,
     bucket_known: bool,
 ) -> Result<(ObjectInfo, bool)> {
@@ -439,10 +449,15 @@ pub(crate) fn publish(
         modified: now,
         parts: new.parts,
         meta: new.meta,
-        body: new.body,
+        // Encoded from `new.body` below; the returned info has no body.
+        body: Body::Segments(Vec::new()),
     };
+    let record = m.encode_with(match &new.body {
+        NewBody::Inline(data) => BodySlice::Inline(data),
+        NewBody::Segments(segs) => BodySlice::Segments(segs),
+    });
     let queued = release(w, limits, bucket, &old)?;
-    w.put(&keys::object(bucket, key), &m.encode())?;
+    w.put(&keys::object(bucket, key), &record)?;
     Ok((info(bucket, key, &m), queued))
 }
 

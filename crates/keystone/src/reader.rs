@@ -121,6 +121,25 @@ impl ObjectReader {
         self.pos
     }
 
+    /// The bytes of part `part_number` (from 1) of this version, as S3's `partNumber` names
+    /// them: for an object completed from a multipart upload, the part at that place in the
+    /// completed list (each part is kept as its own segment); for any other object, part 1 is
+    /// the whole object. `None` when there is no such part, or when the object says it has
+    /// parts but no longer keeps where they lie (a copy of a multipart object keeps its ETag
+    /// and part count, and stores the bytes as one piece).
+    pub fn part_range(&self, part_number: u32) -> Option<std::ops::Range<u64>> {
+        let index = usize::try_from(part_number.checked_sub(1)?).ok()?;
+        if self.info.parts <= 1 {
+            return (index == 0).then_some(0..self.info.size);
+        }
+        let ReaderBody::Segments(segs) = &self.body else { return None };
+        if segs.len() != self.info.parts as usize {
+            return None;
+        }
+        let start: u64 = segs.get(..index)?.iter().map(|s| s.len).sum();
+        Some(start..start + segs.get(index)?.len)
+    }
+
     fn corrupt(&self, reason: impl Into<String>) -> io::Error {
         io::Error::other(Error::corrupted(&self.info.bucket, &self.info.key, reason))
     }

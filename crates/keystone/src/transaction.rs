@@ -205,10 +205,10 @@ impl TxBucket<'_> {
         let info = reads::head(w.as_ref(), &self.name, src)?;
         let data = reads::get_bytes(w.as_ref(), &self.name, src)?;
         let opts = PutOptions { meta: info.meta.clone(), ..PutOptions::default() };
-        let (mut out, queued) =
-            upload::put_in_txn(self.tx.engine, w.as_mut(), dst_bucket, dst_key, &data[..], opts, Some(info.etag))
+        let copied = upload::Copied { etag: info.etag, parts: info.parts };
+        let (out, queued) =
+            upload::put_in_txn(self.tx.engine, w.as_mut(), dst_bucket, dst_key, &data[..], opts, Some(copied))
                 .map_err(|e| self.tx.note(e))?;
-        out.parts = info.parts;
         self.tx.queued.set(self.tx.queued.get() | queued);
         Ok(out)
     }

@@ -31,7 +31,9 @@ pub enum PutCondition {
     None,
     /// Only if no object has the key (S3 `If-None-Match: *`).
     IfAbsent,
-    /// Only if the current object has this ETag (S3 `If-Match`).
+    /// Only if the current object has this ETag (S3 `If-Match`). A key with no object fails
+    /// with [`Error::NoSuchKey`](crate::Error::NoSuchKey), as S3 answers it; an object with
+    /// another ETag, with [`Error::PreconditionFailed`](crate::Error::PreconditionFailed).
     IfMatch(String),
 }
 

@@ -1,6 +1,7 @@
 //! Writing object content: inline or in chunks, streamed in bounded batches outside
 //! transactions, with a staging record that lets recovery free an upload that never finished.
 
+use std::borrow::Cow;
 use std::io::Read;
 use std::sync::Arc;
 use std::sync::mpsc::{SyncSender, sync_channel};
@@ -11,10 +12,10 @@ use md5::{Digest, Md5};
 use crate::data::chunking::{Chunker, Digests, digest_of, hex};
 use crate::data::keys::{self, Book};
 use crate::data::names;
-use crate::data::records::{Body, CHUNK_HEADER, Segment, StagePurpose, StageRecord};
+use crate::data::records::{CHUNK_HEADER, Segment, StagePurpose, StageRecord};
 use crate::engine::{Engine, delete_prefix, lock_err};
 use crate::error::{Error, Result};
-use crate::objects::{self, NewVersion};
+use crate::objects::{self, NewBody, NewVersion};
 use crate::storage::{Commit, Counting, Limits, WriteTxn};
 use crate::types::{EtagAlgorithm, ObjectInfo, PutCondition, PutOptions, now_nanos};
 
@@ -295,30 +296,37 @@ impl Drop for Md5Thread {
     }
 }
 
+/// What a copy keeps of its source: its ETag (so the content is not hashed again) and the part
+/// count that ETag goes with.
+pub(crate) struct Copied {
+    pub etag: String,
+    pub parts: u32,
+}
+
 /// A single-object write outside a transaction: inline and group-committed when small,
-/// staged in batches when large. `etag` skips the ETag hash when the content is a copy.
+/// staged in batches when large. `copied`: the content is a copy of an object.
 pub(crate) fn put_stream<R: Read>(
     engine: &Engine,
     bucket: &str,
     key: &str,
     reader: R,
     opts: PutOptions,
-    etag: Option<String>,
+    copied: Option<Copied>,
 ) -> Result<ObjectInfo> {
     // Refused before the source is read.
     engine.writable("writing")?;
     names::check_bucket(bucket)?;
     names::check_key(key)?;
     names::check_meta(&opts.meta)?;
-    let mut chunker = Chunker::new(reader, engine.cfg.chunk_size, etag.is_none().then_some(engine.cfg.etag));
+    let mut chunker = Chunker::new(reader, engine.cfg.chunk_size, copied.is_none().then_some(engine.cfg.etag));
     let prefix = chunker.read_prefix(engine.cfg.inline_max + 1).map_err(from_io)?;
     if prefix.len() <= engine.cfg.inline_max {
-        return put_inline(engine, bucket, key, prefix, opts, etag);
+        return put_inline(engine, bucket, key, prefix, opts, copied);
     }
     let limits = engine.kv.limits();
     let to = Target { bucket, key, content_md5: opts.content_md5 };
     let (info, queued) = stream_segment(engine, to, StagePurpose::Put, chunker, prefix, |w, written| {
-        let new = chunked_version(written, opts.meta, etag, engine.cfg.etag);
+        let new = chunked_version(written, opts.meta, copied, engine.cfg.etag);
         objects::publish(w, limits, bucket, key, new, &opts.condition, false)
     })?;
     if queued {
@@ -345,11 +353,11 @@ fn put_inline(
     key: &str,
     data: Vec<u8>,
     opts: PutOptions,
-    etag: Option<String>,
+    copied: Option<Copied>,
 ) -> Result<ObjectInfo> {
     let limits = engine.kv.limits();
     let to = Target { bucket, key, content_md5: opts.content_md5 };
-    let new = inline_version(data, opts.meta, etag, engine.cfg.etag, to)?;
+    let new = inline_version(data, opts.meta, copied, engine.cfg.etag, to)?;
     let (b, k, cond) = (bucket.to_owned(), key.to_owned(), opts.condition);
     let (info, queued) = engine.write(move |w| objects::publish(w, limits, &b, &k, new, &cond, false))?;
     if queued {
@@ -381,7 +389,7 @@ fn publish_in_txn(
     limits: Limits,
     bucket: &str,
     key: &str,
-    new: NewVersion,
+    new: NewVersion<'_>,
     cond: &PutCondition,
     bucket_known: bool,
     seg: Option<u64>,
@@ -405,16 +413,16 @@ pub(crate) fn put_in_txn<R: Read>(
     key: &str,
     reader: R,
     opts: PutOptions,
-    etag: Option<String>,
+    copied: Option<Copied>,
 ) -> Result<(ObjectInfo, bool), TxnPutError> {
-    let mut chunker = Chunker::new(reader, engine.cfg.chunk_size, etag.is_none().then_some(engine.cfg.etag));
+    let mut chunker = Chunker::new(reader, engine.cfg.chunk_size, copied.is_none().then_some(engine.cfg.etag));
     let prefix = chunker.read_prefix(engine.cfg.inline_max + 1).map_err(from_io)?;
     let limits = engine.kv.limits();
     let to = Target { bucket, key, content_md5: opts.content_md5 };
     // `publish` checks the key, the bucket and the condition before it writes; a chunked
     // object checks them first as well, so that no chunk is written for a refused put.
     let (new, seg) = if prefix.len() <= engine.cfg.inline_max {
-        (inline_version(prefix, opts.meta, etag, engine.cfg.etag, to)?, None)
+        (inline_version(prefix, opts.meta, copied, engine.cfg.etag, to)?, None)
     } else {
         names::check_key(key)?;
         names::check_meta(&opts.meta)?;
@@ -423,7 +431,7 @@ pub(crate) fn put_in_txn<R: Read>(
         objects::check_condition(bucket, key, &old, &opts.condition)?;
         let seg = engine.next_id()?;
         match write_chunks_in_txn(engine, w, to, seg, chunker, prefix) {
-            Ok(written) => (chunked_version(&written, opts.meta, etag, engine.cfg.etag), Some(seg)),
+            Ok(written) => (chunked_version(&written, opts.meta, copied, engine.cfg.etag), Some(seg)),
             Err(error) => {
                 // The caller may go on and commit: a failed put takes its chunks back out, or
                 // (a backend's limits refusing the deletes) says the transaction cannot commit.
@@ -477,20 +485,22 @@ pub(crate) fn put_slice_in_txn(
         return put_in_txn(engine, w, bucket, key, data, opts, None);
     }
     let to = Target { bucket, key, content_md5: opts.content_md5 };
-    let new = inline_version(data.to_vec(), opts.meta, None, engine.cfg.etag, to)?;
+    let new = inline_version(data, opts.meta, None, engine.cfg.etag, to)?;
     publish_in_txn(w, engine.kv.limits(), bucket, key, new, &opts.condition, bucket_known, None)
 }
 
 /// A small object's new version, once its content passed `to`'s MD5 check.
-fn inline_version(
-    data: Vec<u8>,
+fn inline_version<'a>(
+    data: impl Into<Cow<'a, [u8]>>,
     meta: crate::types::ObjectMeta,
-    etag: Option<String>,
+    copied: Option<Copied>,
     alg: EtagAlgorithm,
     to: Target<'_>,
-) -> Result<NewVersion> {
-    let (etag, md5) = match etag {
-        Some(etag) => (etag, None),
+) -> Result<NewVersion<'a>> {
+    let data = data.into();
+    let parts = copied.as_ref().map_or(0, |c| c.parts);
+    let (etag, md5) = match copied {
+        Some(c) => (c.etag, None),
         None => {
             let digest = digest_of(alg, &data);
             (alg.etag(&digest), (alg == EtagAlgorithm::Md5).then_some(digest))
@@ -501,26 +511,23 @@ fn inline_version(
         size: data.len() as u64,
         etag,
         crc: crate::data::crc::crc(&data),
-        parts: 0,
+        parts,
         meta,
-        body: Body::Inline(data),
+        body: NewBody::Inline(data),
     })
 }
 
 fn chunked_version(
     w: &Written,
     meta: crate::types::ObjectMeta,
-    etag: Option<String>,
+    copied: Option<Copied>,
     alg: EtagAlgorithm,
-) -> NewVersion {
-    NewVersion {
-        size: w.seg.len,
-        etag: etag.unwrap_or_else(|| alg.etag(&w.digest)),
-        crc: w.crc,
-        parts: 0,
-        meta,
-        body: Body::Segments(vec![w.seg]),
-    }
+) -> NewVersion<'static> {
+    let (etag, parts) = match copied {
+        Some(c) => (c.etag, c.parts),
+        None => (alg.etag(&w.digest), 0),
+    };
+    NewVersion { size: w.seg.len, etag, crc: w.crc, parts, meta, body: NewBody::Segments(vec![w.seg]) }
 }
 
 #[cfg(test)]

@@ -203,6 +203,10 @@ fn model_copy(m: &mut Model, sb: &str, sk: &str, db: &str, dk: &str) -> &'static
 fn model_put(m: &mut Model, b: &str, k: &str, data: Vec<u8>, cond: Cond) -> &'static str {
     let Some(bucket) = m.get_mut(b) else { return "NoSuchBucket" };
     let exists = bucket.contains_key(k);
+    // If-Match names an object: with none under the key, the answer is NoSuchKey (as S3's).
+    if matches!(cond, Cond::IfMatchCurrent | Cond::IfMatchWrong) && !exists {
+        return "NoSuchKey";
+    }
     let ok = match cond {
         Cond::None => true,
         Cond::IfAbsent => !exists,

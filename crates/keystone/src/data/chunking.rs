@@ -3,7 +3,7 @@
 use std::io::Read;
 
 use md5::{Digest, Md5};
-use xxhash_rust::xxh3::Xxh3;
+use twox_hash::XxHash3_128;
 
 use crate::types::EtagAlgorithm;
 
@@ -41,7 +41,7 @@ pub(crate) fn locate(segs: &[Segment], offset: u64) -> Option<(usize, u32, u64, 
 #[derive(Clone)]
 enum EtagHash {
     Md5(Md5),
-    Xxh3(Box<Xxh3>),
+    Xxh3(Box<XxHash3_128>),
 }
 
 /// Running digests of a stream: the ETag's hash, CRC32C and length.
@@ -57,7 +57,7 @@ impl Digests {
     pub(crate) fn new(etag: Option<EtagAlgorithm>) -> Self {
         let hash = etag.map(|a| match a {
             EtagAlgorithm::Md5 => EtagHash::Md5(Md5::new()),
-            EtagAlgorithm::Xxh3 => EtagHash::Xxh3(Box::new(Xxh3::new())),
+            EtagAlgorithm::Xxh3 => EtagHash::Xxh3(Box::new(XxHash3_128::new())),
         });
         Digests { hash, crc: 0, len: 0 }
     }
@@ -74,7 +74,7 @@ impl Digests {
     pub(crate) fn update_with_crc(&mut self, data: &[u8], crc: u32) {
         match &mut self.hash {
             Some(EtagHash::Md5(m)) => m.update(data),
-            Some(EtagHash::Xxh3(x)) => x.update(data),
+            Some(EtagHash::Xxh3(x)) => x.write(data),
             None => {}
         }
         self.crc = crate::data::crc::combine(self.crc, crc, data.len());
@@ -85,7 +85,7 @@ impl Digests {
     pub(crate) fn digest(self) -> [u8; 16] {
         match self.hash {
             Some(EtagHash::Md5(m)) => m.finalize().into(),
-            Some(EtagHash::Xxh3(x)) => x.digest128().to_be_bytes(),
+            Some(EtagHash::Xxh3(x)) => x.finish_128().to_be_bytes(),
             None => [0; 16],
         }
     }
@@ -95,7 +95,7 @@ impl Digests {
 pub(crate) fn digest_of(alg: EtagAlgorithm, data: &[u8]) -> [u8; 16] {
     match alg {
         EtagAlgorithm::Md5 => Md5::digest(data).into(),
-        EtagAlgorithm::Xxh3 => xxhash_rust::xxh3::xxh3_128(data).to_be_bytes(),
+        EtagAlgorithm::Xxh3 => XxHash3_128::oneshot(data).to_be_bytes(),
     }
 }
 

@@ -264,22 +264,38 @@ fn decode_meta(d: &mut Dec<'_>, keep: bool) -> Result<ObjectMeta> {
 const BODY_INLINE: u8 = 0;
 const BODY_SEGMENTS: u8 = 1;
 
+/// A body to encode, borrowed: a new small object's bytes go from the caller's buffer straight
+/// into its record, with no owned copy in between.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum BodySlice<'a> {
+    Inline(&'a [u8]),
+    Segments(&'a [Segment]),
+}
+
 impl Manifest {
     pub(crate) fn encode(&self) -> Vec<u8> {
+        self.encode_with(match &self.body {
+            Body::Inline(data) => BodySlice::Inline(data),
+            Body::Segments(segs) => BodySlice::Segments(segs),
+        })
+    }
+
+    /// The record of this manifest with `body` in place of `self.body`.
+    pub(crate) fn encode_with(&self, body: BodySlice<'_>) -> Vec<u8> {
         // Sized up front: an inline body would otherwise regrow the buffer several times.
-        let inline = match &self.body {
-            Body::Inline(data) => data.len(),
-            Body::Segments(segs) => segs.len() * 24,
+        let inline = match body {
+            BodySlice::Inline(data) => data.len(),
+            BodySlice::Segments(segs) => segs.len() * 24,
         };
         let mut e = Enc::with_capacity(128 + self.etag.len() + meta_len(&self.meta) + inline);
         e.u64(self.size).str(&self.etag).u32(self.crc).u64(self.created).u64(self.modified).u32(self.parts);
         encode_meta(&mut e, &self.meta);
         // The body comes last: the fixed fields and metadata decode the same whatever it is.
-        match &self.body {
-            Body::Inline(data) => {
+        match body {
+            BodySlice::Inline(data) => {
                 e.u8(BODY_INLINE).bytes(data);
             }
-            Body::Segments(segs) => {
+            BodySlice::Segments(segs) => {
                 e.u8(BODY_SEGMENTS).u32(segs.len() as u32);
                 for s in segs {
                     s.encode(&mut e);

@@ -128,7 +128,10 @@ pub(crate) fn conditional(db: &Datastore) {
     b.put_reader("cond", &big[..], right).unwrap();
     assert_eq!(b.get_bytes("cond").unwrap(), big);
     let on_missing = PutOptions { condition: PutCondition::IfMatch(v1.etag), ..Default::default() };
-    assert!(matches!(b.put_bytes_with("cond-missing", b"x", on_missing), Err(Error::PreconditionFailed { .. })));
+    // If-Match on a key with no object: NoSuchKey, naming it, as S3 answers (not 412).
+    let err = b.put_bytes_with("cond-missing", b"x", on_missing).unwrap_err();
+    assert!(matches!(&err, Error::NoSuchKey { key, .. } if key == "cond-missing"), "{err}");
+    assert!(matches!(b.get_bytes("cond-missing"), Err(Error::NoSuchKey { .. })));
     assert!(db.verify().unwrap().is_clean());
 }
 

@@ -192,6 +192,22 @@ pub(crate) fn multipart(db: &Datastore) {
     let md5s: Vec<u8> = [&p1, &p2, &p3].iter().flat_map(<md5::Md5 as md5::Digest>::digest).collect();
     assert_eq!(info.etag, format!("{}-3", md5_hex(&md5s)));
     assert_eq!(b.get_range("movie", 2490..2510).unwrap(), &whole[2490..2510]);
+    // Each part's bytes, by its place in the completed list (S3's `partNumber`).
+    let r = b.open("movie").unwrap();
+    let ranges: Vec<_> = (0..=4).map(|n| r.part_range(n)).collect();
+    assert_eq!(ranges, [None, Some(0..2500), Some(2500..5000), Some(5000..5010), None]);
+    // A copy keeps the part count and ETag but stores one piece: the boundaries are unknown.
+    let copy = b.copy("movie", "movie-copy").unwrap();
+    assert_eq!((copy.parts, &copy.etag), (3, &info.etag));
+    // Stored so, not only answered so (the copy's record said 0 parts under a `-3` ETag).
+    assert_eq!(b.head("movie-copy").unwrap().parts, 3);
+    assert_eq!(b.open("movie-copy").unwrap().part_range(1), None);
+    b.delete("movie-copy").unwrap();
+    // Any other object is its own part 1.
+    b.put_bytes("plain", data(3000, 9)).unwrap();
+    let plain = b.open("plain").unwrap();
+    assert_eq!((plain.part_range(1), plain.part_range(2)), (Some(0..3000), None));
+    b.delete("plain").unwrap();
     // The upload is gone; part 4 and the replaced part 2 were freed.
     assert!(matches!(b.list_parts(&id), Err(Error::NoSuchUpload { .. })));
     assert!(matches!(b.upload_part(&id, 5, &b"x"[..]), Err(Error::NoSuchUpload { .. })));
