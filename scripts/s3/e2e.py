@@ -352,9 +352,15 @@ def boto3_checks():
     c.delete_object(Bucket="boto", Key="cp-any", IfMatch="*")
     check("boto3 DeleteObject If-Match:* deletes an existing object",
           err_code(lambda: c.head_object(Bucket="boto", Key="cp-any")) == "404")
-    r = c.delete_object(Bucket="boto", Key="cp-any", IfMatch='"nope"')
-    check("boto3 DeleteObject with a condition on a missing object -> 204",
+    check("boto3 DeleteObject If-Match on a missing object -> NoSuchKey (as S3)",
+          err_code(lambda: c.delete_object(Bucket="boto", Key="cp-any", IfMatch='"nope"')) == "NoSuchKey"
+          and err_code(lambda: c.delete_object(Bucket="boto", Key="cp-any", IfMatch="*")) == "NoSuchKey")
+    r = c.delete_object(Bucket="boto", Key="cp-any")
+    check("boto3 DeleteObject without a condition on a missing object -> 204",
           r["ResponseMetadata"]["HTTPStatusCode"] == 204, r["ResponseMetadata"]["HTTPStatusCode"])
+    check("boto3 CopyObject If-Match onto a missing key -> NoSuchKey (as S3), nothing stored",
+          err_code(lambda: c.copy_object(Bucket="boto", Key="cp-none", CopySource=src, IfMatch=h["ETag"])) == "NoSuchKey"
+          and err_code(lambda: c.head_object(Bucket="boto", Key="cp-none")) == "404")
     # A virtual-hosted-style request is refused, not taken as path-style (which made
     # `PUT /key` on bucket.localhost create a bucket named after the key).
     st, code = raw("PUT", "/vh-key", headers={"host": f"boto.localhost:{PORT}"})

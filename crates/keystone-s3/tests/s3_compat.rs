@@ -1,6 +1,6 @@
 //! Answers that follow AWS S3 where it differs from a plain reading of HTTP or of the API
-//! shapes: partNumber with Range, start-after with a continuation token, ListObjects (v1)
-//! NextMarker, If-Match writes to a missing key. Through aws-sdk-s3.
+//! shapes: partNumber reads, partNumber with Range, start-after with a continuation token, ListObjects (v1)
+//! NextMarker, If-Match writes and deletes on a missing key. Through aws-sdk-s3.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::too_many_lines)]
 
 mod common;
@@ -26,6 +26,60 @@ async fn part_number_and_range_together_are_invalid() {
     assert_eq!(r.body.collect().await.unwrap().into_bytes().as_ref(), b"0123");
     let r = c.get_object().bucket("parts").key("k").part_number(1).send().await.unwrap();
     assert_eq!(r.body.collect().await.unwrap().into_bytes().as_ref(), b"0123456789");
+    h.server.shutdown().await;
+}
+
+/// GetObject and HeadObject by `partNumber`, as S3 answers them: a part of a multipart object
+/// is a 206 of its bytes with `x-amz-mp-parts-count`; any other object is its own part 1 (a
+/// 206 of the whole, with Content-Range, except an empty one); a part the object does not have
+/// is 416 InvalidPartNumber. Before: 200 for part 1 of a plain object, and 501 for everything
+/// else. A copy of a multipart object, which no longer keeps where its parts lie, stays 501.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn part_number_reads() {
+    let h = Harness::start().await;
+    let c = h.client();
+    let b = h.db.create_bucket("pnr").unwrap();
+    b.put_bytes("plain", b"0123456789").unwrap();
+    b.put_bytes("empty", b"").unwrap();
+    let id = b.create_upload("mpu", keystone::ObjectMeta::default()).unwrap();
+    let bodies: [&[u8]; 3] = [b"first part", b"second", b"3"];
+    let mut done = Vec::new();
+    for (n, body) in (1..).zip(bodies) {
+        let p = b.upload_part(&id, n, body).unwrap();
+        done.push(keystone::CompletedPart { part_number: n, etag: p.etag });
+    }
+    let opts = keystone::CompleteOptions { min_part_size: 0, ..Default::default() };
+    let whole = b.complete_upload(&id, &done, &opts).unwrap();
+    b.copy("mpu", "mpu-copy").unwrap();
+
+    let r = c.get_object().bucket("pnr").key("plain").part_number(1).send().await.unwrap();
+    assert_eq!((r.content_range(), r.content_length(), r.parts_count()), (Some("bytes 0-9/10"), Some(10), None));
+    assert_eq!(r.body.collect().await.unwrap().into_bytes().as_ref(), b"0123456789");
+    let r = c.head_object().bucket("pnr").key("plain").part_number(1).send().await.unwrap();
+    assert_eq!((r.content_range(), r.content_length()), (Some("bytes 0-9/10"), Some(10)));
+    let r = c.get_object().bucket("pnr").key("empty").part_number(1).send().await.unwrap();
+    assert_eq!((r.content_range(), r.content_length()), (None, Some(0)));
+
+    let mut at = 0;
+    for (n, body) in (1..).zip(bodies) {
+        let r = c.get_object().bucket("pnr").key("mpu").part_number(n).send().await.unwrap();
+        let range = format!("bytes {at}-{}/{}", at + body.len() - 1, whole.size);
+        assert_eq!(r.content_range(), Some(range.as_str()), "part {n}");
+        assert_eq!((r.parts_count(), r.e_tag()), (Some(3), Some(format!("\"{}\"", whole.etag).as_str())));
+        assert_eq!(r.body.collect().await.unwrap().into_bytes().as_ref(), body, "part {n}");
+        let r = c.head_object().bucket("pnr").key("mpu").part_number(n).send().await.unwrap();
+        assert_eq!((r.content_length(), r.parts_count()), (i64::try_from(body.len()).ok(), Some(3)), "HEAD part {n}");
+        at += body.len();
+    }
+
+    for (key, part) in [("plain", 2), ("empty", 2), ("mpu", 4)] {
+        let e = c.get_object().bucket("pnr").key(key).part_number(part).send().await.unwrap_err();
+        assert_eq!((code(&e).as_str(), status(&e)), ("InvalidPartNumber", 416), "{key} part {part}");
+        let e = c.head_object().bucket("pnr").key(key).part_number(part).send().await.unwrap_err();
+        assert_eq!(status(&e), 416, "HEAD {key} part {part}");
+    }
+    let e = c.get_object().bucket("pnr").key("mpu-copy").part_number(1).send().await.unwrap_err();
+    assert_eq!(status(&e), 501);
     h.server.shutdown().await;
 }
 
@@ -160,6 +214,59 @@ async fn if_match_write_to_a_missing_key_is_no_such_key() {
     assert_eq!(h.db.bucket("cond").unwrap().get_bytes("mpu").unwrap(), b"1");
     complete("\"c4ca4238a0b923820dcc509a6f75849b\"").await.unwrap();
     assert_eq!(h.db.bucket("cond").unwrap().get_bytes("mpu").unwrap(), b"part");
+    h.server.shutdown().await;
+}
+
+/// A delete on If-Match (an ETag or `*`) of a key with no object is 404 NoSuchKey, as S3
+/// answers it (measured against AWS by other S3 implementations; the S3 User Guide, conditional
+/// deletes): a compare-and-swap delete on a stale ETag must not be told it succeeded. Before,
+/// it was 204. In DeleteObjects the entry gets its own NoSuchKey error. A delete without
+/// If-Match, or with only the directory-bucket size condition, of a missing key stays 204.
+/// CopyObject onto a missing key on If-Match is NoSuchKey too (it was 412), and stores nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn if_match_delete_and_copy_to_a_missing_key_is_no_such_key() {
+    let h = Harness::start().await;
+    let c = h.client();
+    c.create_bucket().bucket("cdel").send().await.unwrap();
+    for if_match in ["\"0123456789abcdef0123456789abcdef\"", "*"] {
+        let e = c.delete_object().bucket("cdel").key("missing").if_match(if_match).send().await.unwrap_err();
+        assert_eq!((code(&e).as_str(), status(&e)), ("NoSuchKey", 404), "If-Match: {if_match}");
+    }
+    c.delete_object().bucket("cdel").key("missing").send().await.unwrap();
+    c.delete_object().bucket("cdel").key("missing").if_match_size(5).send().await.unwrap();
+
+    let stale = aws_sdk_s3::types::ObjectIdentifier::builder()
+        .key("missing")
+        .e_tag("\"0123456789abcdef0123456789abcdef\"")
+        .build()
+        .unwrap();
+    let plain = aws_sdk_s3::types::ObjectIdentifier::builder().key("also-missing").build().unwrap();
+    let del = aws_sdk_s3::types::Delete::builder().objects(stale).objects(plain).build().unwrap();
+    let out = c.delete_objects().bucket("cdel").delete(del).send().await.unwrap();
+    let errors: Vec<_> = out.errors().iter().map(|e| (e.key().unwrap_or(""), e.code().unwrap_or(""))).collect();
+    assert_eq!(errors, [("missing", "NoSuchKey")]);
+    let deleted: Vec<_> = out.deleted().iter().filter_map(|d| d.key()).collect();
+    assert_eq!(deleted, ["also-missing"]);
+
+    // The object exists: another ETag is 412 and keeps it; `*` deletes it.
+    h.db.bucket("cdel").unwrap().put_bytes("there", b"1").unwrap();
+    let e = c.delete_object().bucket("cdel").key("there").if_match("\"nope\"").send().await.unwrap_err();
+    assert_eq!((code(&e).as_str(), status(&e)), ("PreconditionFailed", 412));
+    c.delete_object().bucket("cdel").key("there").if_match("*").send().await.unwrap();
+    assert!(!h.db.bucket("cdel").unwrap().exists("there").unwrap());
+
+    h.db.bucket("cdel").unwrap().put_bytes("src", b"source").unwrap();
+    let e = c
+        .copy_object()
+        .bucket("cdel")
+        .key("copy-missing")
+        .copy_source("cdel/src")
+        .if_match("\"0123456789abcdef0123456789abcdef\"")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!((code(&e).as_str(), status(&e)), ("NoSuchKey", 404));
+    assert!(!h.db.bucket("cdel").unwrap().exists("copy-missing").unwrap());
     h.server.shutdown().await;
 }
 

@@ -165,12 +165,15 @@ impl DeleteCondition {
     }
 
     /// Whether the delete may go ahead, given the object as the delete's transaction sees it:
-    /// `PreconditionFailed` (412) unless it matches every condition. A missing object is
-    /// nothing to delete, which S3 answers as done.
+    /// `PreconditionFailed` (412) unless it matches every condition. With `If-Match` (an ETag
+    /// or `*`), a key with no object is `NoSuchKey` (404), as S3 answers a conditional delete
+    /// of general purpose buckets: a compare-and-swap delete on a stale ETag must not be told
+    /// it succeeded. With only a size or time condition (directory buckets' headers), a missing
+    /// object is nothing to delete, which S3 documents as done (204).
     pub(crate) fn check(&self, bucket: &str, key: &str, current: keystone::Result<ObjectInfo>) -> keystone::Result<()> {
         let info = match current {
             Ok(info) => info,
-            Err(keystone::Error::NoSuchKey { .. }) => return Ok(()),
+            Err(keystone::Error::NoSuchKey { .. }) if self.etag.is_none() => return Ok(()),
             Err(e) => return Err(e),
         };
         let etag_ok = self.etag.as_ref().is_none_or(|c| etag_matches(c, &info.etag));
@@ -223,18 +226,6 @@ pub(crate) fn put_condition(
         (Some(_), Some(_)) => {
             Err(s3_error!(InvalidRequest, "If-Match and If-None-Match cannot be combined on a write."))
         }
-    }
-}
-
-/// A refused write as S3 answers it: one made on `If-Match` to a key that has no object is 404
-/// `NoSuchKey` (S3 User Guide, conditional writes), where the library reports 412 as for
-/// another ETag. A refused write changed nothing, so the key is looked up after the refusal.
-pub(crate) fn if_match_refusal(b: &keystone::Bucket, key: &str, if_match: bool, e: keystone::Error) -> keystone::Error {
-    match e {
-        keystone::Error::PreconditionFailed { .. } if if_match && matches!(b.exists(key), Ok(false)) => {
-            keystone::Error::NoSuchKey { bucket: b.name().to_owned(), key: key.to_owned() }
-        }
-        e => e,
     }
 }
 

@@ -5,7 +5,7 @@ use std::io::{Read, Seek, SeekFrom};
 use hyper::HeaderMap;
 use hyper::header::HOST;
 use hyper::http::uri::Authority;
-use keystone::{CompleteOptions, CompletedPart as KsPart, PutCondition, UploadInfo};
+use keystone::{CompleteOptions, CompletedPart as KsPart, UploadInfo};
 use s3s::dto::{
     AbortMultipartUploadInput, AbortMultipartUploadOutput, CommonPrefix, CompleteMultipartUploadInput,
     CompleteMultipartUploadOutput, CopyPartResult, CreateMultipartUploadInput, CreateMultipartUploadOutput, Initiator,
@@ -16,7 +16,7 @@ use s3s::{S3Error, S3ErrorCode, S3Request, S3Response, S3Result, s3_error};
 
 use super::Keystone;
 use super::list::{Enc, count, max_keys, url_encode};
-use super::meta::{ReadConditions, etag, if_match_refusal, put_condition};
+use super::meta::{ReadConditions, etag, put_condition};
 use super::objects::copy_source;
 use crate::body::consume;
 use crate::errors::to_s3;
@@ -192,7 +192,6 @@ impl Keystone {
             parts.push(KsPart { part_number: part_number(n)?, etag: e.value().trim_matches('"').to_owned() });
         }
         let condition = put_condition(input.if_match.as_ref(), input.if_none_match.as_ref())?;
-        let if_match = matches!(condition, PutCondition::IfMatch(_));
         let (bucket, key, id) = (input.bucket.clone(), input.key.clone(), input.upload_id);
         // The library checks the upload's key, and answers a retry of a completion that
         // succeeded (its answer lost) as the first: see `Bucket::complete_upload`.
@@ -200,7 +199,7 @@ impl Keystone {
             .blocking(move |db| {
                 let b = db.bucket(&bucket)?;
                 let opts = CompleteOptions { min_part_size: MIN_PART_SIZE, condition, key: Some(key.clone()) };
-                b.complete_upload(&id, &parts, &opts).map_err(|e| if_match_refusal(&b, &key, if_match, e))
+                b.complete_upload(&id, &parts, &opts)
             })
             .await?;
         Ok(S3Response::new(CompleteMultipartUploadOutput {

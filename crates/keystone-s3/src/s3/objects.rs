@@ -2,7 +2,7 @@
 
 use std::io::{Seek, SeekFrom};
 
-use keystone::{CopyOptions, ObjectInfo, PutCondition, PutOptions};
+use keystone::{CopyOptions, ObjectInfo, ObjectReader, PutOptions};
 use s3s::dto::{
     CopyObjectInput, CopyObjectOutput, CopyObjectResult, CopySource, DeleteObjectInput, DeleteObjectOutput,
     DeleteObjectsInput, DeleteObjectsOutput, DeletedObject, ETagCondition, Error, GetObjectInput, GetObjectOutput,
@@ -11,11 +11,9 @@ use s3s::dto::{
 use s3s::{S3Request, S3Response, S3Result, s3_error};
 
 use super::Keystone;
-use super::meta::{
-    DeleteCondition, ReadConditions, etag, expires, header_safe, if_match_refusal, put_condition, user_metadata,
-};
+use super::meta::{DeleteCondition, ReadConditions, etag, expires, header_safe, put_condition, user_metadata};
 use crate::body::{consume, stream_reader};
-use crate::errors::to_s3;
+use crate::errors::{custom, to_s3};
 
 /// A GetObject or HeadObject output: the object's stored headers, each replaced by the
 /// request's `response-*` parameter when it has one (S3 honours them on both; s3s also applies
@@ -87,6 +85,36 @@ fn part_or_range(part_number: Option<i32>, range: Option<&Range>) -> S3Result<()
     Ok(())
 }
 
+/// The bytes `partNumber` names, as [`resolve_range`] answers a range: `(start, end)` and the
+/// Content-Range (none for an empty object, which has no satisfiable range), and the part count
+/// S3 sends back (`x-amz-mp-parts-count`, for a multipart object). A part the object does not
+/// have is 416 `InvalidPartNumber`, as from S3; a multipart object that no longer keeps its
+/// part boundaries (a copy) is 501.
+fn part_span(r: &ObjectReader, part_number: i32) -> S3Result<(u64, u64, Option<String>, Option<i32>)> {
+    let info = r.info();
+    let n = u32::try_from(part_number).ok().filter(|n| (1..=10_000).contains(n));
+    let Some(n) = n else {
+        return Err(s3_error!(InvalidArgument, "Part number must be an integer between 1 and 10000, inclusive."));
+    };
+    let count = (info.parts > 1).then(|| i32::try_from(info.parts).ok()).flatten();
+    match r.part_range(n) {
+        Some(range) if range.is_empty() => Ok((range.start, range.end, None, count)),
+        Some(range) => {
+            let cr = format!("bytes {}-{}/{}", range.start, range.end - 1, info.size);
+            Ok((range.start, range.end, Some(cr), count))
+        }
+        None if info.parts > 1 && n <= info.parts => Err(s3_error!(
+            NotImplemented,
+            "This multipart object is a copy, which does not keep where its parts lie: read it by Range."
+        )),
+        None => Err(custom(
+            "InvalidPartNumber",
+            hyper::StatusCode::RANGE_NOT_SATISFIABLE,
+            "The requested partnumber is not satisfiable",
+        )),
+    }
+}
+
 fn content_type(info: &ObjectInfo) -> String {
     header_safe("content_type", info.meta.content_type.clone()).unwrap_or_else(|| "application/octet-stream".to_owned())
 }
@@ -96,7 +124,6 @@ impl Keystone {
         let mut input = req.input;
         let expect = expect_body!(req, input)?;
         let condition = put_condition(input.if_match.as_ref(), input.if_none_match.as_ref())?;
-        let if_match = matches!(condition, PutCondition::IfMatch(_));
         let meta = meta_of!(input)?;
         let (bucket, key) = (input.bucket, input.key);
         let db = self.db.clone();
@@ -104,7 +131,6 @@ impl Keystone {
         let (info, got) = consume(input.body, expect, move |r| {
             let b = db.bucket(&bucket)?;
             b.put_reader(&key, r, PutOptions { meta, condition, content_md5 })
-                .map_err(|e| if_match_refusal(&b, &key, if_match, e))
         })
         .await?;
         Ok(S3Response::new(with_checksums!(
@@ -116,24 +142,15 @@ impl Keystone {
     pub(super) async fn do_get_object(&self, req: S3Request<GetObjectInput>) -> S3Result<S3Response<GetObjectOutput>> {
         let mut input = req.input;
         part_or_range(input.part_number, input.range.as_ref())?;
-        if input.part_number.is_some_and(|n| n != 1) {
-            return Err(s3_error!(NotImplemented, "GetObject with partNumber other than 1 is not supported."));
-        }
         let (bucket, key) = (input.bucket, input.key);
         let (if_match, if_none_match) = (input.if_match, input.if_none_match);
         let (if_modified_since, if_unmodified_since) = (input.if_modified_since, input.if_unmodified_since);
         let range = input.range;
         let part_number = input.part_number;
-        let (reader, info, start, end, content_range) = self
+        let (reader, info, (start, end, content_range, parts_count)) = self
             .blocking_s3(move |db| {
                 let mut r = db.bucket(&bucket).and_then(|b| b.open(&key)).map_err(to_s3)?;
                 let info = r.info().clone();
-                if part_number.is_some() && info.parts > 1 {
-                    return Err(s3_error!(
-                        NotImplemented,
-                        "GetObject by partNumber of a multipart object is not supported."
-                    ));
-                }
                 ReadConditions {
                     if_match: if_match.as_ref(),
                     if_none_match: if_none_match.as_ref(),
@@ -141,17 +158,23 @@ impl Keystone {
                     if_unmodified_since: if_unmodified_since.as_ref(),
                 }
                 .check(&info, true)?;
-                let (start, end, cr) = resolve_range(range.as_ref(), info.size)?;
-                if start > 0 {
-                    r.seek(SeekFrom::Start(start)).map_err(|e| to_s3(keystone::Error::from_io(e)))?;
+                let span = match part_number {
+                    Some(n) => part_span(&r, n)?,
+                    None => {
+                        let (start, end, cr) = resolve_range(range.as_ref(), info.size)?;
+                        (start, end, cr, None)
+                    }
+                };
+                if span.0 > 0 {
+                    r.seek(SeekFrom::Start(span.0)).map_err(|e| to_s3(keystone::Error::from_io(e)))?;
                 }
-                Ok((r, info, start, end, cr))
+                Ok((r, info, span))
             })
             .await?;
         let len = end - start;
         let body = stream_reader(reader, len, self.limits.idle_timeout);
         Ok(S3Response::new(object_output!(
-            GetObjectOutput { body: Some(body), content_length: i64::try_from(len).ok(), content_range },
+            GetObjectOutput { body: Some(body), content_length: i64::try_from(len).ok(), content_range, parts_count },
             &info,
             input
         )))
@@ -163,14 +186,16 @@ impl Keystone {
     ) -> S3Result<S3Response<HeadObjectOutput>> {
         let mut input = req.input;
         part_or_range(input.part_number, input.range.as_ref())?;
-        if input.part_number.is_some_and(|n| n != 1) {
-            return Err(s3_error!(NotImplemented, "HeadObject with partNumber other than 1 is not supported."));
-        }
         let (bucket, key) = (input.bucket, input.key);
-        let info = self.blocking(move |db| db.bucket(&bucket)?.head(&key)).await?;
-        if input.part_number.is_some() && info.parts > 1 {
-            return Err(s3_error!(NotImplemented, "HeadObject by partNumber of a multipart object is not supported."));
-        }
+        // Part boundaries are in the object's record, which a reader holds (`head` gives only
+        // the info); the reader reads nothing more.
+        let (info, reader) = match input.part_number {
+            None => (self.blocking(move |db| db.bucket(&bucket)?.head(&key)).await?, None),
+            Some(_) => {
+                let r = self.blocking(move |db| db.bucket(&bucket)?.open(&key)).await?;
+                (r.info().clone(), Some(r))
+            }
+        };
         ReadConditions {
             if_match: input.if_match.as_ref(),
             if_none_match: input.if_none_match.as_ref(),
@@ -178,11 +203,17 @@ impl Keystone {
             if_unmodified_since: input.if_unmodified_since.as_ref(),
         }
         .check(&info, true)?;
-        let (start, end, content_range) = resolve_range(input.range.as_ref(), info.size)?;
+        let (start, end, content_range, parts_count) = match (&reader, input.part_number) {
+            (Some(r), Some(n)) => part_span(r, n)?,
+            _ => {
+                let (start, end, cr) = resolve_range(input.range.as_ref(), info.size)?;
+                (start, end, cr, None)
+            }
+        };
         // With a range, the outer service turns the 200 into a 206 (s3s ignores a status set
         // here for HEAD).
         Ok(S3Response::new(object_output!(
-            HeadObjectOutput { content_length: i64::try_from(end - start).ok(), content_range },
+            HeadObjectOutput { content_length: i64::try_from(end - start).ok(), content_range, parts_count },
             &info,
             input
         )))
