@@ -127,10 +127,21 @@ pub(crate) struct RedbStore {
     label: String,
 }
 
+/// A redb error as Keystone's. A read past the end of the file is damage, not a failing
+/// disk: redb reads only pages its own records point at, and the file holds every page it
+/// allocated (it grows the file before it writes), so a page past the end means the file was
+/// cut short or a page pointer is wrong. It is `Corrupted`, which points at `salvage`.
 fn storage(context: &str, e: impl Into<redb::Error>) -> Error {
     let e: redb::Error = e.into();
     match e {
         redb::Error::Corrupted(reason) => Error::Corrupted { bucket: None, key: None, reason },
+        redb::Error::Io(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => Error::Corrupted {
+            bucket: None,
+            key: None,
+            reason: format!(
+                "{context}: a page lies past the end of the file (the file was cut short or a page pointer is damaged: {io})"
+            ),
+        },
         redb::Error::DatabaseAlreadyOpen => Error::AlreadyOpen { path: context.to_owned() },
         other => Error::Storage { context: context.to_owned(), source: Box::new(other) },
     }
@@ -503,5 +514,20 @@ impl KeyValueStore for RedbStore {
         let file_size =
             if self.label.starts_with('(') { 0 } else { std::fs::metadata(&self.label).map_or(0, |m| m.len()) };
         Ok(SpaceInfo { file_size })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn a_read_past_the_end_is_damage_and_other_io_errors_are_not() {
+        let eof = std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "failed to fill whole buffer");
+        let e = storage("reading", redb::Error::Io(eof));
+        assert!(matches!(&e, Error::Corrupted { reason, .. } if reason.contains("past the end")), "{e}");
+        let eio = std::io::Error::from_raw_os_error(5);
+        assert!(matches!(storage("reading", redb::Error::Io(eio)), Error::Storage { .. }));
     }
 }
