@@ -30,10 +30,12 @@ async fn part_number_and_range_together_are_invalid() {
 }
 
 /// GetObject and HeadObject by `partNumber`, as S3 answers them: a part of a multipart object
-/// is a 206 of its bytes with `x-amz-mp-parts-count`; any other object is its own part 1 (a
-/// 206 of the whole, with Content-Range, except an empty one); a part the object does not have
-/// is 416 InvalidPartNumber. Before: 200 for part 1 of a plain object, and 501 for everything
-/// else. A copy of a multipart object, which no longer keeps where its parts lie, stays 501.
+/// is a 206 of its bytes with `x-amz-mp-parts-count` (1 for a one-part upload); any other
+/// object is its own part 1 (a 206 of the whole, with Content-Range, except an empty one); a
+/// part the object does not have is 416 InvalidPartNumber; a part number outside 1–10000 is
+/// 400 InvalidArgument before the key is looked up. Before: 200 for part 1 of a plain object,
+/// 501 for everything else. A copy of a multipart object, which keeps its `-N` ETag but not
+/// where its parts lie, is one part without a count: a downloader reads it whole.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn part_number_reads() {
     let h = Harness::start().await;
@@ -41,15 +43,21 @@ async fn part_number_reads() {
     let b = h.db.create_bucket("pnr").unwrap();
     b.put_bytes("plain", b"0123456789").unwrap();
     b.put_bytes("empty", b"").unwrap();
-    let id = b.create_upload("mpu", keystone::ObjectMeta::default()).unwrap();
-    let bodies: [&[u8]; 3] = [b"first part", b"second", b"3"];
-    let mut done = Vec::new();
-    for (n, body) in (1..).zip(bodies) {
-        let p = b.upload_part(&id, n, body).unwrap();
-        done.push(keystone::CompletedPart { part_number: n, etag: p.etag });
-    }
+    let bodies: Vec<Vec<u8>> =
+        [20_000u32, 30_000, 1].iter().map(|&n| (0..n).map(|i| (i % 251) as u8).collect()).collect();
     let opts = keystone::CompleteOptions { min_part_size: 0, ..Default::default() };
-    let whole = b.complete_upload(&id, &done, &opts).unwrap();
+    let upload = |key: &str, parts: &[Vec<u8>]| {
+        let id = b.create_upload(key, keystone::ObjectMeta::default()).unwrap();
+        let mut done = Vec::new();
+        for (n, body) in (1..).zip(parts) {
+            let p = b.upload_part(&id, n, &body[..]).unwrap();
+            done.push(keystone::CompletedPart { part_number: n, etag: p.etag });
+        }
+        b.complete_upload(&id, &done, &opts).unwrap()
+    };
+    let whole = upload("mpu", &bodies);
+    upload("one", &bodies[..1]);
+    // Large enough to be stored in chunks: one segment where the source had three.
     b.copy("mpu", "mpu-copy").unwrap();
 
     let r = c.get_object().bucket("pnr").key("plain").part_number(1).send().await.unwrap();
@@ -61,25 +69,36 @@ async fn part_number_reads() {
     assert_eq!((r.content_range(), r.content_length()), (None, Some(0)));
 
     let mut at = 0;
-    for (n, body) in (1..).zip(bodies) {
+    for (n, body) in (1..).zip(&bodies) {
         let r = c.get_object().bucket("pnr").key("mpu").part_number(n).send().await.unwrap();
         let range = format!("bytes {at}-{}/{}", at + body.len() - 1, whole.size);
         assert_eq!(r.content_range(), Some(range.as_str()), "part {n}");
         assert_eq!((r.parts_count(), r.e_tag()), (Some(3), Some(format!("\"{}\"", whole.etag).as_str())));
-        assert_eq!(r.body.collect().await.unwrap().into_bytes().as_ref(), body, "part {n}");
+        assert_eq!(r.body.collect().await.unwrap().into_bytes().as_ref(), &body[..], "part {n}");
         let r = c.head_object().bucket("pnr").key("mpu").part_number(n).send().await.unwrap();
         assert_eq!((r.content_length(), r.parts_count()), (i64::try_from(body.len()).ok(), Some(3)), "HEAD part {n}");
         at += body.len();
     }
+    let r = c.head_object().bucket("pnr").key("one").part_number(1).send().await.unwrap();
+    assert_eq!((r.content_length(), r.parts_count()), (Some(20_000), Some(1)));
 
-    for (key, part) in [("plain", 2), ("empty", 2), ("mpu", 4)] {
+    let r = c.get_object().bucket("pnr").key("mpu-copy").part_number(1).send().await.unwrap();
+    let range = format!("bytes 0-{}/{}", whole.size - 1, whole.size);
+    assert_eq!((r.content_range(), r.parts_count()), (Some(range.as_str()), None));
+    assert_eq!(r.body.collect().await.unwrap().into_bytes().as_ref(), &bodies.concat()[..]);
+    let r = c.head_object().bucket("pnr").key("mpu-copy").part_number(1).send().await.unwrap();
+    assert_eq!((r.content_length(), r.parts_count()), (i64::try_from(whole.size).ok(), None));
+
+    for (key, part) in [("plain", 2), ("empty", 2), ("mpu", 4), ("one", 2), ("mpu-copy", 2)] {
         let e = c.get_object().bucket("pnr").key(key).part_number(part).send().await.unwrap_err();
         assert_eq!((code(&e).as_str(), status(&e)), ("InvalidPartNumber", 416), "{key} part {part}");
         let e = c.head_object().bucket("pnr").key(key).part_number(part).send().await.unwrap_err();
         assert_eq!(status(&e), 416, "HEAD {key} part {part}");
     }
-    let e = c.get_object().bucket("pnr").key("mpu-copy").part_number(1).send().await.unwrap_err();
-    assert_eq!(status(&e), 501);
+    for part in [0, 10_001] {
+        let e = c.get_object().bucket("pnr").key("no-such-key").part_number(part).send().await.unwrap_err();
+        assert_eq!((code(&e).as_str(), status(&e)), ("InvalidArgument", 400), "part {part}");
+    }
     h.server.shutdown().await;
 }
 

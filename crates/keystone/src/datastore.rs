@@ -437,8 +437,9 @@ impl Datastore {
     ///
     /// # Errors
     /// [`Error::NoSuchBucket`], [`Error::NoSuchKey`] (no source, or no destination object for
-    /// an `IfMatch` condition), [`Error::PreconditionFailed`] (on the destination condition or
-    /// the source ETag), [`Error::Corrupted`] when the source is damaged.
+    /// an `IfMatch` condition: its `bucket` and `key` say which), [`Error::PreconditionFailed`]
+    /// (on the destination condition or the source ETag), [`Error::Corrupted`] when the source
+    /// is damaged.
     pub fn copy_object(
         &self,
         src_bucket: &str,

@@ -121,21 +121,29 @@ impl ObjectReader {
         self.pos
     }
 
-    /// The bytes of part `part_number` (from 1) of this version, as S3's `partNumber` names
-    /// them: for an object completed from a multipart upload, the part at that place in the
-    /// completed list (each part is kept as its own segment); for any other object, part 1 is
-    /// the whole object. `None` when there is no such part, or when the object says it has
-    /// parts but no longer keeps where they lie (a copy of a multipart object keeps its ETag
-    /// and part count, and stores the bytes as one piece).
+    /// How many parts [`part_range`](Self::part_range) gives: the part count of an object
+    /// completed from a multipart upload (each part is kept as its own segment), and 1 for any
+    /// other object. A copy of a multipart object is one part here: it keeps the source's ETag
+    /// and part count ([`ObjectInfo::parts`]) but stores the bytes as one piece.
+    pub fn part_count(&self) -> u32 {
+        match &self.body {
+            ReaderBody::Segments(segs) if self.info.parts > 1 && segs.len() == self.info.parts as usize => {
+                self.info.parts
+            }
+            _ => 1,
+        }
+    }
+
+    /// The bytes of part `part_number` (from 1 to [`part_count`](Self::part_count)) of this
+    /// version, as S3's `partNumber` names them: for an object completed from a multipart
+    /// upload, the part at that place in the completed list; for any other object, part 1 is
+    /// the whole object. `None` when there is no such part.
     pub fn part_range(&self, part_number: u32) -> Option<std::ops::Range<u64>> {
         let index = usize::try_from(part_number.checked_sub(1)?).ok()?;
-        if self.info.parts <= 1 {
+        if self.part_count() == 1 {
             return (index == 0).then_some(0..self.info.size);
         }
         let ReaderBody::Segments(segs) = &self.body else { return None };
-        if segs.len() != self.info.parts as usize {
-            return None;
-        }
         let start: u64 = segs.get(..index)?.iter().map(|s| s.len).sum();
         Some(start..start + segs.get(index)?.len)
     }

@@ -109,7 +109,8 @@ pub struct ObjectInfo {
     pub created: SystemTime,
     /// When this version was written.
     pub modified: SystemTime,
-    /// Number of parts for a multipart object, 0 otherwise.
+    /// Number of parts for a multipart object (and for a copy of one, which keeps the
+    /// source's ETag), 0 otherwise.
     pub parts: u32,
 }
 

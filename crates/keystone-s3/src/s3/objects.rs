@@ -77,36 +77,38 @@ pub(super) fn resolve_range(range: Option<&Range>, size: u64) -> S3Result<(u64, 
 }
 
 /// A GetObject or HeadObject names its bytes by `partNumber` or by `Range`, not both: S3
-/// answers 400 `InvalidRequest` to both (whatever the part number, before the object is read).
-fn part_or_range(part_number: Option<i32>, range: Option<&Range>) -> S3Result<()> {
+/// answers 400 `InvalidRequest` to both (whatever the part number), and 400 `InvalidArgument`
+/// to a part number outside 1–10000, before the object is read. Returns the part number.
+fn part_or_range(part_number: Option<i32>, range: Option<&Range>) -> S3Result<Option<u32>> {
     if part_number.is_some() && range.is_some() {
         return Err(s3_error!(InvalidRequest, "Cannot specify both Range header and partNumber query parameter."));
     }
-    Ok(())
+    part_number
+        .map(|n| {
+            u32::try_from(n).ok().filter(|n| (1..=10_000).contains(n)).ok_or_else(|| {
+                s3_error!(InvalidArgument, "Part number must be an integer between 1 and 10000, inclusive.")
+            })
+        })
+        .transpose()
 }
 
 /// The bytes `partNumber` names, as [`resolve_range`] answers a range: `(start, end)` and the
-/// Content-Range (none for an empty object, which has no satisfiable range), and the part count
-/// S3 sends back (`x-amz-mp-parts-count`, for a multipart object). A part the object does not
-/// have is 416 `InvalidPartNumber`, as from S3; a multipart object that no longer keeps its
-/// part boundaries (a copy) is 501.
-fn part_span(r: &ObjectReader, part_number: i32) -> S3Result<(u64, u64, Option<String>, Option<i32>)> {
+/// Content-Range (none for an empty part, which no range can name), and the part count
+/// S3 sends back (`x-amz-mp-parts-count`) for an object completed from a multipart upload. A
+/// copy of a multipart object, which keeps no part boundaries, is one part without a count (a
+/// downloader then reads it as one piece). A part the object does not have is 416
+/// `InvalidPartNumber`, as from S3.
+fn part_span(r: &ObjectReader, part_number: u32) -> S3Result<(u64, u64, Option<String>, Option<i32>)> {
     let info = r.info();
-    let n = u32::try_from(part_number).ok().filter(|n| (1..=10_000).contains(n));
-    let Some(n) = n else {
-        return Err(s3_error!(InvalidArgument, "Part number must be an integer between 1 and 10000, inclusive."));
-    };
-    let count = (info.parts > 1).then(|| i32::try_from(info.parts).ok()).flatten();
-    match r.part_range(n) {
+    let count = (info.parts >= 1 && r.part_count() == info.parts).then(|| i32::try_from(info.parts).ok()).flatten();
+    match r.part_range(part_number) {
+        // No Content-Range can name zero bytes (an empty object, or an empty last part): the
+        // answer is a 200 of nothing.
         Some(range) if range.is_empty() => Ok((range.start, range.end, None, count)),
         Some(range) => {
             let cr = format!("bytes {}-{}/{}", range.start, range.end - 1, info.size);
             Ok((range.start, range.end, Some(cr), count))
         }
-        None if info.parts > 1 && n <= info.parts => Err(s3_error!(
-            NotImplemented,
-            "This multipart object is a copy, which does not keep where its parts lie: read it by Range."
-        )),
         None => Err(custom(
             "InvalidPartNumber",
             hyper::StatusCode::RANGE_NOT_SATISFIABLE,
@@ -141,12 +143,11 @@ impl Keystone {
 
     pub(super) async fn do_get_object(&self, req: S3Request<GetObjectInput>) -> S3Result<S3Response<GetObjectOutput>> {
         let mut input = req.input;
-        part_or_range(input.part_number, input.range.as_ref())?;
+        let part_number = part_or_range(input.part_number, input.range.as_ref())?;
         let (bucket, key) = (input.bucket, input.key);
         let (if_match, if_none_match) = (input.if_match, input.if_none_match);
         let (if_modified_since, if_unmodified_since) = (input.if_modified_since, input.if_unmodified_since);
         let range = input.range;
-        let part_number = input.part_number;
         let (reader, info, (start, end, content_range, parts_count)) = self
             .blocking_s3(move |db| {
                 let mut r = db.bucket(&bucket).and_then(|b| b.open(&key)).map_err(to_s3)?;
@@ -185,11 +186,11 @@ impl Keystone {
         req: S3Request<HeadObjectInput>,
     ) -> S3Result<S3Response<HeadObjectOutput>> {
         let mut input = req.input;
-        part_or_range(input.part_number, input.range.as_ref())?;
+        let part_number = part_or_range(input.part_number, input.range.as_ref())?;
         let (bucket, key) = (input.bucket, input.key);
         // Part boundaries are in the object's record, which a reader holds (`head` gives only
         // the info); the reader reads nothing more.
-        let (info, reader) = match input.part_number {
+        let (info, reader) = match part_number {
             None => (self.blocking(move |db| db.bucket(&bucket)?.head(&key)).await?, None),
             Some(_) => {
                 let r = self.blocking(move |db| db.bucket(&bucket)?.open(&key)).await?;
@@ -203,7 +204,7 @@ impl Keystone {
             if_unmodified_since: input.if_unmodified_since.as_ref(),
         }
         .check(&info, true)?;
-        let (start, end, content_range, parts_count) = match (&reader, input.part_number) {
+        let (start, end, content_range, parts_count) = match (&reader, part_number) {
             (Some(r), Some(n)) => part_span(r, n)?,
             _ => {
                 let (start, end, cr) = resolve_range(input.range.as_ref(), info.size)?;

@@ -195,18 +195,23 @@ pub(crate) fn multipart(db: &Datastore) {
     // Each part's bytes, by its place in the completed list (S3's `partNumber`).
     let r = b.open("movie").unwrap();
     let ranges: Vec<_> = (0..=4).map(|n| r.part_range(n)).collect();
-    assert_eq!(ranges, [None, Some(0..2500), Some(2500..5000), Some(5000..5010), None]);
-    // A copy keeps the part count and ETag but stores one piece: the boundaries are unknown.
+    assert_eq!((r.part_count(), ranges), (3, vec![None, Some(0..2500), Some(2500..5000), Some(5000..5010), None]));
+    // A copy keeps the part count and ETag but stores one piece: it is one part to read. Both
+    // ways to copy store the count, not only answer it (a copy's record said 0 parts under a
+    // `-3` ETag).
     let copy = b.copy("movie", "movie-copy").unwrap();
     assert_eq!((copy.parts, &copy.etag), (3, &info.etag));
-    // Stored so, not only answered so (the copy's record said 0 parts under a `-3` ETag).
-    assert_eq!(b.head("movie-copy").unwrap().parts, 3);
-    assert_eq!(b.open("movie-copy").unwrap().part_range(1), None);
-    b.delete("movie-copy").unwrap();
+    db.transaction(|tx| tx.bucket("mpu")?.copy("movie", "movie-tx-copy")).unwrap();
+    for key in ["movie-copy", "movie-tx-copy"] {
+        assert_eq!((b.head(key).unwrap().parts, &b.head(key).unwrap().etag), (3, &info.etag), "{key}");
+        let r = b.open(key).unwrap();
+        assert_eq!((r.part_count(), r.part_range(1), r.part_range(2)), (1, Some(0..5010), None), "{key}");
+        b.delete(key).unwrap();
+    }
     // Any other object is its own part 1.
     b.put_bytes("plain", data(3000, 9)).unwrap();
     let plain = b.open("plain").unwrap();
-    assert_eq!((plain.part_range(1), plain.part_range(2)), (Some(0..3000), None));
+    assert_eq!((plain.part_count(), plain.part_range(1), plain.part_range(2)), (1, Some(0..3000), None));
     b.delete("plain").unwrap();
     // The upload is gone; part 4 and the replaced part 2 were freed.
     assert!(matches!(b.list_parts(&id), Err(Error::NoSuchUpload { .. })));
