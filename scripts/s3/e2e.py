@@ -303,6 +303,20 @@ def boto3_checks():
         etag = c.head_object(Bucket="boto", Key=f"up/{name}")["ETag"]
         check(f"boto3 upload_file/download_file {name} ({size} bytes) byte-equal", same, etag)
     check("boto3 50 MiB went multipart (ETag has -N)", "-" in c.head_object(Bucket="boto", Key="up/fifty")["ETag"])
+    # Reads by part number, as downloaders that fetch part by part make them: the part count,
+    # each part's length and bytes (boto3 uploaded in parts of its 8 MiB chunk size).
+    fifty = open(os.path.join(WORK, "boto-fifty"), "rb").read()
+    n = int(c.head_object(Bucket="boto", Key="up/fifty")["ETag"].strip('"').split("-")[1])
+    h1 = c.head_object(Bucket="boto", Key="up/fifty", PartNumber=1)
+    part = h1["ContentLength"]
+    last = c.get_object(Bucket="boto", Key="up/fifty", PartNumber=n)
+    want = fifty[(n - 1) * part:]
+    check("boto3 HEAD/GET by PartNumber of a multipart object: count, 206, the part's bytes",
+          h1.get("PartsCount") == n and h1["ResponseMetadata"]["HTTPStatusCode"] == 206
+          and last["ContentRange"] == f"bytes {(n - 1) * part}-{len(fifty) - 1}/{len(fifty)}"
+          and last["Body"].read() == want, (n, h1.get("PartsCount"), part))
+    check("boto3 GET by a PartNumber past the last -> InvalidPartNumber",
+          err_code(lambda: c.get_object(Bucket="boto", Key="up/fifty", PartNumber=n + 1)) == "InvalidPartNumber")
     r = c.get_object(Bucket="boto", Key="up/small", Range="bytes=10-19")
     check("boto3 ranged GET", r["ContentRange"] == "bytes 10-19/1234" and len(r["Body"].read()) == 10)
     check("boto3 GET with PartNumber and Range -> InvalidRequest (as S3)",
