@@ -6,7 +6,7 @@
 mod common;
 
 use aws_sdk_s3::primitives::ByteStream;
-use common::{Harness, code, status};
+use common::{Harness, body, code, status};
 
 /// S3: "Cannot specify both Range header and partNumber query parameter" (400 InvalidRequest),
 /// on GET and HEAD, whatever the part number. Before, partNumber=1 with a range served the range.
@@ -23,9 +23,9 @@ async fn part_number_and_range_together_are_invalid() {
     }
     // Either alone is still answered.
     let r = c.get_object().bucket("parts").key("k").range("bytes=0-3").send().await.unwrap();
-    assert_eq!(r.body.collect().await.unwrap().into_bytes().as_ref(), b"0123");
+    assert_eq!(body(r).await, b"0123");
     let r = c.get_object().bucket("parts").key("k").part_number(1).send().await.unwrap();
-    assert_eq!(r.body.collect().await.unwrap().into_bytes().as_ref(), b"0123456789");
+    assert_eq!(body(r).await, b"0123456789");
     h.server.shutdown().await;
 }
 
@@ -62,22 +62,22 @@ async fn part_number_reads() {
 
     let r = c.get_object().bucket("pnr").key("plain").part_number(1).send().await.unwrap();
     assert_eq!((r.content_range(), r.content_length(), r.parts_count()), (Some("bytes 0-9/10"), Some(10), None));
-    assert_eq!(r.body.collect().await.unwrap().into_bytes().as_ref(), b"0123456789");
+    assert_eq!(body(r).await, b"0123456789");
     let r = c.head_object().bucket("pnr").key("plain").part_number(1).send().await.unwrap();
     assert_eq!((r.content_range(), r.content_length()), (Some("bytes 0-9/10"), Some(10)));
     let r = c.get_object().bucket("pnr").key("empty").part_number(1).send().await.unwrap();
     assert_eq!((r.content_range(), r.content_length()), (None, Some(0)));
 
     let mut at = 0;
-    for (n, body) in (1..).zip(&bodies) {
+    for (n, part) in (1..).zip(&bodies) {
         let r = c.get_object().bucket("pnr").key("mpu").part_number(n).send().await.unwrap();
-        let range = format!("bytes {at}-{}/{}", at + body.len() - 1, whole.size);
+        let range = format!("bytes {at}-{}/{}", at + part.len() - 1, whole.size);
         assert_eq!(r.content_range(), Some(range.as_str()), "part {n}");
         assert_eq!((r.parts_count(), r.e_tag()), (Some(3), Some(format!("\"{}\"", whole.etag).as_str())));
-        assert_eq!(r.body.collect().await.unwrap().into_bytes().as_ref(), &body[..], "part {n}");
+        assert_eq!(body(r).await, *part, "part {n}");
         let r = c.head_object().bucket("pnr").key("mpu").part_number(n).send().await.unwrap();
-        assert_eq!((r.content_length(), r.parts_count()), (i64::try_from(body.len()).ok(), Some(3)), "HEAD part {n}");
-        at += body.len();
+        assert_eq!((r.content_length(), r.parts_count()), (i64::try_from(part.len()).ok(), Some(3)), "HEAD part {n}");
+        at += part.len();
     }
     let r = c.head_object().bucket("pnr").key("one").part_number(1).send().await.unwrap();
     assert_eq!((r.content_length(), r.parts_count()), (Some(20_000), Some(1)));
@@ -85,7 +85,7 @@ async fn part_number_reads() {
     let r = c.get_object().bucket("pnr").key("mpu-copy").part_number(1).send().await.unwrap();
     let range = format!("bytes 0-{}/{}", whole.size - 1, whole.size);
     assert_eq!((r.content_range(), r.parts_count()), (Some(range.as_str()), None));
-    assert_eq!(r.body.collect().await.unwrap().into_bytes().as_ref(), &bodies.concat()[..]);
+    assert_eq!(body(r).await, &bodies.concat()[..]);
     let r = c.head_object().bucket("pnr").key("mpu-copy").part_number(1).send().await.unwrap();
     assert_eq!((r.content_length(), r.parts_count()), (i64::try_from(whole.size).ok(), None));
 

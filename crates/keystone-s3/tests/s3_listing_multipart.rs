@@ -166,7 +166,7 @@ async fn multipart() {
     assert!(done.e_tag().unwrap().trim_matches('"').ends_with("-2"));
     let got = c.get_object().bucket("mpu").key("big").send().await.unwrap();
     assert_eq!(got.content_type(), Some("video/x"));
-    let bytes = got.body.collect().await.unwrap().into_bytes();
+    let bytes = common::body(got).await;
     assert_eq!(bytes.len(), part1.len() + part2.len());
     assert!(bytes[..part1.len()] == part1[..] && bytes[part1.len()..] == part2[..]);
 
@@ -267,7 +267,7 @@ async fn complete_retried_after_success() {
     assert_eq!(second.location(), first.location());
     let got = c.get_object().bucket("again").key(key).send().await.unwrap();
     assert_eq!(got.e_tag(), first.e_tag());
-    assert_eq!(got.body.collect().await.unwrap().into_bytes(), body);
+    assert_eq!(common::body(got).await, body);
 
     // Other parts than the ones that made the object: still NoSuchUpload.
     let e = complete(parts[..1].to_vec(), &id).await.unwrap_err();
@@ -348,6 +348,6 @@ async fn complete_of_an_upload_that_did_not_complete() {
     let e = complete(done_id, parts).await.unwrap_err();
     assert_eq!(code(&e), "NoSuchUpload");
     let got = c.get_object().bucket("gone").key("k").send().await.unwrap();
-    assert_eq!(got.body.collect().await.unwrap().into_bytes().as_ref(), b"other");
+    assert_eq!(common::body(got).await, b"other");
     h.server.shutdown().await;
 }

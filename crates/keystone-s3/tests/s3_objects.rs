@@ -5,11 +5,7 @@ mod common;
 
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{Delete, MetadataDirective, ObjectIdentifier};
-use common::{Harness, code, status};
-
-async fn body(out: aws_sdk_s3::operation::get_object::GetObjectOutput) -> Vec<u8> {
-    out.body.collect().await.unwrap().into_bytes().to_vec()
-}
+use common::{Harness, body, code, status};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn buckets() {

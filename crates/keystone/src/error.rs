@@ -258,6 +258,11 @@ impl Error {
         Error::NoSuchBucket { bucket: bucket.to_owned() }
     }
 
+    /// An I/O error with what was being done, keeping its kind: "`doing`: `e`".
+    pub(crate) fn io_while(doing: impl fmt::Display, e: &std::io::Error) -> Self {
+        Error::Io(std::io::Error::new(e.kind(), format!("{doing}: {e}")))
+    }
+
     pub(crate) fn precondition(bucket: &str, key: &str, reason: impl Into<String>) -> Self {
         Error::PreconditionFailed { bucket: bucket.to_owned(), key: key.to_owned(), reason: reason.into() }
     }

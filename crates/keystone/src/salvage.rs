@@ -96,12 +96,11 @@ pub(crate) fn salvage(builder: Builder, source: &Path, dest: &Path) -> Result<Sa
     // only ever a finished, verified store; one left by a salvage that was stopped is named
     // for what it is.
     let partial = crate::storage::redb::temporary_name(dest, "salvage-in-progress");
-    std::fs::OpenOptions::new().write(true).create_new(true).open(&partial).map_err(|e| {
-        Error::Io(std::io::Error::new(
-            e.kind(),
-            format!("cannot create {} for the salvaged store: {e}", partial.display()),
-        ))
-    })?;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&partial)
+        .map_err(|e| Error::io_while(format_args!("cannot create {} for the salvaged store", partial.display()), &e))?;
     let result = fill(builder, &src, &redb, &partial);
     drop(src);
     let report = match result {

@@ -197,9 +197,8 @@ impl Keystone {
         // succeeded (its answer lost) as the first: see `Bucket::complete_upload`.
         let info = self
             .blocking(move |db| {
-                let b = db.bucket(&bucket)?;
-                let opts = CompleteOptions { min_part_size: MIN_PART_SIZE, condition, key: Some(key.clone()) };
-                b.complete_upload(&id, &parts, &opts)
+                let opts = CompleteOptions { min_part_size: MIN_PART_SIZE, condition, key: Some(key) };
+                db.bucket(&bucket)?.complete_upload(&id, &parts, &opts)
             })
             .await?;
         Ok(S3Response::new(CompleteMultipartUploadOutput {

@@ -131,8 +131,7 @@ impl Keystone {
         let db = self.db.clone();
         let content_md5 = expect.md5;
         let (info, got) = consume(input.body, expect, move |r| {
-            let b = db.bucket(&bucket)?;
-            b.put_reader(&key, r, PutOptions { meta, condition, content_md5 })
+            db.bucket(&bucket)?.put_reader(&key, r, PutOptions { meta, condition, content_md5 })
         })
         .await?;
         Ok(S3Response::new(with_checksums!(

@@ -60,6 +60,11 @@ where
     }
 }
 
+/// The whole body of a GetObject answer.
+pub async fn body(out: aws_sdk_s3::operation::get_object::GetObjectOutput) -> Vec<u8> {
+    out.body.collect().await.unwrap().into_bytes().to_vec()
+}
+
 /// The HTTP status of a failed call.
 pub fn status<E>(e: &aws_sdk_s3::error::SdkError<E, aws_sdk_s3::config::http::HttpResponse>) -> u16 {
     e.raw_response().map_or(0, |r| r.status().as_u16())

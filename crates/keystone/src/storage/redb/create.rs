@@ -48,12 +48,7 @@ pub(crate) fn sync_parent(path: &Path) -> Result<()> {
         match dir.sync_all() {
             Ok(()) => {}
             Err(e) if matches!(e.kind(), std::io::ErrorKind::InvalidInput | std::io::ErrorKind::Unsupported) => {}
-            Err(e) => {
-                return Err(Error::Io(std::io::Error::new(
-                    e.kind(),
-                    format!("syncing directory {}: {e}", parent.display()),
-                )));
-            }
+            Err(e) => return Err(Error::io_while(format_args!("syncing directory {}", parent.display()), &e)),
         }
     }
     #[cfg(not(unix))]
@@ -102,12 +97,10 @@ pub(super) fn create(
     // `remove_stale`), which a live creation's never does for long; three tries are plenty.
     for _ in 0..3 {
         let temp = temporary_name(path, CREATING);
-        let file = File::options().read(true).write(true).create_new(true).open(&temp).map_err(|e| {
-            Error::Io(std::io::Error::new(
-                e.kind(),
-                format!("creating {} for the new store {label}: {e}", temp.display()),
-            ))
-        })?;
+        let file =
+            File::options().read(true).write(true).create_new(true).open(&temp).map_err(|e| {
+                Error::io_while(format_args!("creating {} for the new store {label}", temp.display()), &e)
+            })?;
         let store = match RedbStore::open_file(file, path, label.to_owned(), config) {
             Ok((store, _)) => store,
             Err(e) => {
@@ -125,10 +118,7 @@ pub(super) fn create(
             if e.kind() == std::io::ErrorKind::NotFound && !temp.exists() {
                 continue;
             }
-            return Err(Error::Io(std::io::Error::new(
-                e.kind(),
-                format!("linking the new store {} as {label}: {e}", temp.display()),
-            )));
+            return Err(Error::io_while(format_args!("linking the new store {} as {label}", temp.display()), &e));
         }
         // Left behind if this fails: a second name of the same, complete file (removed by a
         // later creation or writable open once no process holds it).
@@ -155,9 +145,7 @@ pub(crate) fn move_no_replace(temp: &Path, dest: &Path) -> Result<()> {
         Err(e) if no_hard_links(&e) && !dest.exists() => std::fs::rename(temp, dest),
         Err(e) => Err(e),
     };
-    moved.map_err(|e| {
-        Error::Io(std::io::Error::new(e.kind(), format!("moving {} to {}: {e}", temp.display(), dest.display())))
-    })?;
+    moved.map_err(|e| Error::io_while(format_args!("moving {} to {}", temp.display(), dest.display()), &e))?;
     sync_parent(dest)
 }
 
