@@ -23,6 +23,14 @@ use crate::types::ObjectInfo;
 /// [`Error::Corrupted`] (use [`Error::from_io`] to get it back).
 pub struct ObjectReader {
     snap: Arc<dyn ReadTxn>,
+    c: Cursor,
+}
+
+/// Where a read of one object version stands, and what it has checked: the state of an
+/// [`ObjectReader`] apart from its snapshot, so that the same walk over the chunks also reads
+/// from a view lent for each call (a write transaction, for a copy inside it; see
+/// [`TxnReader`]).
+pub(crate) struct Cursor {
     info: ObjectInfo,
     body: ReaderBody,
     pos: u64,
@@ -78,47 +86,33 @@ impl std::fmt::Debug for Chunk {
 
 impl std::fmt::Debug for ObjectReader {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ObjectReader").field("info", &self.info).field("pos", &self.pos).finish_non_exhaustive()
+        f.debug_struct("ObjectReader").field("info", &self.c.info).field("pos", &self.c.pos).finish_non_exhaustive()
     }
 }
 
 impl ObjectReader {
     pub(crate) fn new(snap: Arc<dyn ReadTxn>, info: ObjectInfo, m: Manifest) -> Result<Self> {
-        let body = match m.body {
-            Body::Inline(data) => {
-                let crc = crate::data::crc::crc(&data);
-                if crc != m.crc {
-                    return Err(Error::corrupted(
-                        &info.bucket,
-                        &info.key,
-                        format!("checksum mismatch (stored {:08x}, computed {crc:08x})", m.crc),
-                    ));
-                }
-                ReaderBody::Inline(data)
-            }
-            Body::Segments(s) => ReaderBody::Segments(s),
-        };
-        Ok(ObjectReader { snap, info, body, pos: 0, cur: None, whole: Some((0, 0)) })
+        Ok(ObjectReader { snap, c: Cursor::new(info, m)? })
     }
 
     /// The object this reader reads.
     pub fn info(&self) -> &ObjectInfo {
-        &self.info
+        &self.c.info
     }
 
     /// The object's length.
     pub fn len(&self) -> u64 {
-        self.info.size
+        self.c.info.size
     }
 
     /// Whether the object is empty.
     pub fn is_empty(&self) -> bool {
-        self.info.size == 0
+        self.c.info.size == 0
     }
 
     /// Current position.
     pub fn position(&self) -> u64 {
-        self.pos
+        self.c.pos
     }
 
     /// How many parts [`part_range`](Self::part_range) gives: the part count of an object
@@ -126,12 +120,7 @@ impl ObjectReader {
     /// other object. A copy of a multipart object is one part here: it keeps the source's ETag
     /// and part count ([`ObjectInfo::parts`]) but stores the bytes as one piece.
     pub fn part_count(&self) -> u32 {
-        match &self.body {
-            ReaderBody::Segments(segs) if self.info.parts > 1 && segs.len() == self.info.parts as usize => {
-                self.info.parts
-            }
-            _ => 1,
-        }
+        self.c.part_count()
     }
 
     /// The bytes of part `part_number` (from 1 to [`part_count`](Self::part_count)) of this
@@ -139,60 +128,7 @@ impl ObjectReader {
     /// upload, the part at that place in the completed list; for any other object, part 1 is
     /// the whole object. `None` when there is no such part.
     pub fn part_range(&self, part_number: u32) -> Option<std::ops::Range<u64>> {
-        let index = usize::try_from(part_number.checked_sub(1)?).ok()?;
-        if self.part_count() == 1 {
-            return (index == 0).then_some(0..self.info.size);
-        }
-        let ReaderBody::Segments(segs) = &self.body else { return None };
-        let start: u64 = segs.get(..index)?.iter().map(|s| s.len).sum();
-        Some(start..start + segs.get(index)?.len)
-    }
-
-    fn corrupt(&self, reason: impl Into<String>) -> io::Error {
-        io::Error::other(Error::corrupted(&self.info.bucket, &self.info.key, reason))
-    }
-
-    /// Loads the chunk holding `self.pos`.
-    fn load(&mut self, segs: &[Segment]) -> io::Result<()> {
-        let Some((si, ci, _, start)) = locate(segs, self.pos) else {
-            return Err(self.corrupt("position past the last segment"));
-        };
-        let seg = segs[si];
-        let key = keys::chunk(&self.info.bucket, seg.id, ci);
-        let value = match self.snap.get(&key) {
-            Ok(Some(v)) => v,
-            Ok(None) => return Err(self.corrupt(format!("chunk {ci} of segment {si} is missing"))),
-            Err(e) => return Err(io::Error::other(e.at(&self.info.bucket, &self.info.key))),
-        };
-        let payload = open_chunk(&value).map_err(|e| io::Error::other(e.at(&self.info.bucket, &self.info.key)))?;
-        let expected = chunk_len(&seg, u64::from(ci));
-        if payload.len() as u64 != expected {
-            return Err(self.corrupt(format!("chunk {ci} holds {} bytes, expected {expected}", payload.len())));
-        }
-        let crc = u32::from_le_bytes([value[1], value[2], value[3], value[4]]);
-        self.whole = match self.whole {
-            Some((acc, end)) if end == start => {
-                Some((crate::data::crc::combine(acc, crc, payload.len()), end + expected))
-            }
-            _ => None,
-        };
-        self.cur = Some((start, value));
-        Ok(())
-    }
-
-    /// Loads the chunk holding `self.pos` unless it is the loaded one.
-    fn ensure_loaded(&mut self) -> io::Result<()> {
-        let loaded = matches!(&self.cur, Some((start, v)) if self.pos >= *start && self.pos < *start + (v.len() - CHUNK_HEADER) as u64);
-        if loaded {
-            return Ok(());
-        }
-        // Lent out of `self` for the call, not cloned: an object of 10,000 parts has 240 KB of
-        // segments, which a clone per loaded chunk would copy every megabyte.
-        let ReaderBody::Segments(segs) = &mut self.body else { return Ok(()) };
-        let segs = std::mem::take(segs);
-        let loaded = self.load(&segs);
-        self.body = ReaderBody::Segments(segs);
-        loaded
+        self.c.part_range(part_number)
     }
 
     /// The bytes from the current position to the end of the chunk that holds it, handed out
@@ -220,6 +156,136 @@ impl ObjectReader {
     /// # Errors
     /// As `read`: an `io::Error` wrapping [`Error::Corrupted`] or the store's error.
     pub fn next_chunk(&mut self) -> io::Result<Option<Chunk>> {
+        self.c.next_chunk(self.snap.as_ref())
+    }
+}
+
+impl Read for ObjectReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.c.read(self.snap.as_ref(), buf)
+    }
+}
+
+impl Seek for ObjectReader {
+    fn seek(&mut self, to: SeekFrom) -> io::Result<u64> {
+        self.c.seek(to)
+    }
+}
+
+/// A reader over an object in a view lent to it for each read, not owned: what a copy inside
+/// a write transaction reads its source through, taking turns with the writes of the copy
+/// (see `storage::Shared`). Memory use is one chunk, as for [`ObjectReader`].
+pub(crate) struct TxnReader<'r> {
+    r: &'r dyn KvRead,
+    c: Cursor,
+}
+
+impl<'r> TxnReader<'r> {
+    /// Opens `key` as `r` sees it.
+    pub(crate) fn open(r: &'r dyn KvRead, bucket: &str, key: &str) -> Result<Self> {
+        let m = crate::objects::existing(r, bucket, key, true)?;
+        let info = crate::objects::info(bucket, key, &m);
+        Ok(TxnReader { r, c: Cursor::new(info, m)? })
+    }
+
+    pub(crate) fn info(&self) -> &ObjectInfo {
+        &self.c.info
+    }
+}
+
+impl Read for TxnReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.c.read(self.r, buf)
+    }
+}
+
+impl Cursor {
+    fn new(info: ObjectInfo, m: Manifest) -> Result<Self> {
+        let body = match m.body {
+            Body::Inline(data) => {
+                let crc = crate::data::crc::crc(&data);
+                if crc != m.crc {
+                    return Err(Error::corrupted(
+                        &info.bucket,
+                        &info.key,
+                        format!("checksum mismatch (stored {:08x}, computed {crc:08x})", m.crc),
+                    ));
+                }
+                ReaderBody::Inline(data)
+            }
+            Body::Segments(s) => ReaderBody::Segments(s),
+        };
+        Ok(Cursor { info, body, pos: 0, cur: None, whole: Some((0, 0)) })
+    }
+
+    fn part_count(&self) -> u32 {
+        match &self.body {
+            ReaderBody::Segments(segs) if self.info.parts > 1 && segs.len() == self.info.parts as usize => {
+                self.info.parts
+            }
+            _ => 1,
+        }
+    }
+
+    fn part_range(&self, part_number: u32) -> Option<std::ops::Range<u64>> {
+        let index = usize::try_from(part_number.checked_sub(1)?).ok()?;
+        if self.part_count() == 1 {
+            return (index == 0).then_some(0..self.info.size);
+        }
+        let ReaderBody::Segments(segs) = &self.body else { return None };
+        let start: u64 = segs.get(..index)?.iter().map(|s| s.len).sum();
+        Some(start..start + segs.get(index)?.len)
+    }
+
+    fn corrupt(&self, reason: impl Into<String>) -> io::Error {
+        io::Error::other(Error::corrupted(&self.info.bucket, &self.info.key, reason))
+    }
+
+    /// Loads the chunk holding `self.pos` from `r`.
+    fn load(&mut self, r: &dyn KvRead, segs: &[Segment]) -> io::Result<()> {
+        let Some((si, ci, _, start)) = locate(segs, self.pos) else {
+            return Err(self.corrupt("position past the last segment"));
+        };
+        let seg = segs[si];
+        let key = keys::chunk(&self.info.bucket, seg.id, ci);
+        let value = match r.get(&key) {
+            Ok(Some(v)) => v,
+            Ok(None) => return Err(self.corrupt(format!("chunk {ci} of segment {si} is missing"))),
+            Err(e) => return Err(io::Error::other(e.at(&self.info.bucket, &self.info.key))),
+        };
+        let payload = open_chunk(&value).map_err(|e| io::Error::other(e.at(&self.info.bucket, &self.info.key)))?;
+        let expected = chunk_len(&seg, u64::from(ci));
+        if payload.len() as u64 != expected {
+            return Err(self.corrupt(format!("chunk {ci} holds {} bytes, expected {expected}", payload.len())));
+        }
+        let crc = u32::from_le_bytes([value[1], value[2], value[3], value[4]]);
+        self.whole = match self.whole {
+            Some((acc, end)) if end == start => {
+                Some((crate::data::crc::combine(acc, crc, payload.len()), end + expected))
+            }
+            _ => None,
+        };
+        self.cur = Some((start, value));
+        Ok(())
+    }
+
+    /// Loads the chunk holding `self.pos` unless it is the loaded one.
+    fn ensure_loaded(&mut self, r: &dyn KvRead) -> io::Result<()> {
+        let loaded = matches!(&self.cur, Some((start, v)) if self.pos >= *start && self.pos < *start + (v.len() - CHUNK_HEADER) as u64);
+        if loaded {
+            return Ok(());
+        }
+        // Lent out of `self` for the call, not cloned: an object of 10,000 parts has 240 KB of
+        // segments, which a clone per loaded chunk would copy every megabyte.
+        let ReaderBody::Segments(segs) = &mut self.body else { return Ok(()) };
+        let segs = std::mem::take(segs);
+        let loaded = self.load(r, &segs);
+        self.body = ReaderBody::Segments(segs);
+        loaded
+    }
+
+    /// See [`ObjectReader::next_chunk`].
+    fn next_chunk(&mut self, r: &dyn KvRead) -> io::Result<Option<Chunk>> {
         if self.pos >= self.info.size {
             if matches!(self.body, ReaderBody::Segments(_)) {
                 self.check_whole()?;
@@ -232,7 +298,7 @@ impl ObjectReader {
             self.pos = self.info.size;
             return Ok(Some(chunk));
         }
-        self.ensure_loaded()?;
+        self.ensure_loaded(r)?;
         let Some((start, value)) = self.cur.take() else { return Err(self.corrupt("no chunk loaded")) };
         let from = CHUNK_HEADER + (self.pos - start) as usize;
         self.pos = start + (value.len() - CHUNK_HEADER) as u64;
@@ -256,10 +322,8 @@ impl ObjectReader {
         }
         Ok(())
     }
-}
 
-impl Read for ObjectReader {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+    fn read(&mut self, r: &dyn KvRead, buf: &mut [u8]) -> io::Result<usize> {
         if buf.is_empty() || self.pos >= self.info.size {
             if matches!(self.body, ReaderBody::Segments(_)) && self.pos >= self.info.size {
                 self.check_whole()?;
@@ -273,7 +337,7 @@ impl Read for ObjectReader {
             self.pos += n as u64;
             return Ok(n);
         }
-        self.ensure_loaded()?;
+        self.ensure_loaded(r)?;
         let Some((start, value)) = &self.cur else { return Err(self.corrupt("no chunk loaded")) };
         let payload = &value[CHUNK_HEADER..];
         let off = (self.pos - start) as usize;
@@ -285,9 +349,7 @@ impl Read for ObjectReader {
         }
         Ok(n)
     }
-}
 
-impl Seek for ObjectReader {
     fn seek(&mut self, to: SeekFrom) -> io::Result<u64> {
         let target = match to {
             SeekFrom::Start(n) => Some(n),

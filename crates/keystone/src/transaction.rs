@@ -199,16 +199,15 @@ impl TxBucket<'_> {
         Ok(())
     }
 
-    /// Copies `src` to `dst_bucket/dst_key` inside the transaction.
+    /// Copies `src` to `dst_bucket/dst_key` inside the transaction, as the transaction sees
+    /// `src` (its own writes included). The copy keeps the source's metadata, ETag and part
+    /// count, as [`Datastore::copy_object`](crate::Datastore::copy_object) does, and streams:
+    /// the source is read a chunk at a time while the copy is written, so memory use does not
+    /// grow with the object's size.
     pub fn copy_to(&self, src: &str, dst_bucket: &str, dst_key: &str) -> Result<ObjectInfo> {
         let mut w = self.tx.txn()?;
-        let info = reads::head(w.as_ref(), &self.name, src)?;
-        let data = reads::get_bytes(w.as_ref(), &self.name, src)?;
-        let opts = PutOptions { meta: info.meta.clone(), ..PutOptions::default() };
-        let copied = upload::Copied { etag: info.etag, parts: info.parts };
-        let (out, queued) =
-            upload::put_in_txn(self.tx.engine, w.as_mut(), dst_bucket, dst_key, &data[..], opts, Some(copied))
-                .map_err(|e| self.tx.note(e))?;
+        let (out, queued) = upload::copy_in_txn(self.tx.engine, w.as_mut(), &self.name, src, dst_bucket, dst_key)
+            .map_err(|e| self.tx.note(e))?;
         self.tx.queued.set(self.tx.queued.get() | queued);
         Ok(out)
     }

@@ -443,6 +443,29 @@ pub(crate) fn put_in_txn<R: Read>(
     publish_in_txn(w, limits, bucket, key, new, &opts.condition, false, seg)
 }
 
+/// A copy of `bucket/key` to `dst_bucket/dst_key` inside the caller's transaction, which sees
+/// the source as the transaction left it. The source is read one chunk at a time through the
+/// transaction while the copy's chunks are written into it (`Shared` lends it to both in
+/// turn), so memory stays at a chunk or two whatever the object's size. Like
+/// `Datastore::copy_object`, the copy keeps the source's metadata, ETag and part count, and
+/// stores its bytes as one piece.
+pub(crate) fn copy_in_txn(
+    engine: &Engine,
+    w: &mut dyn WriteTxn,
+    bucket: &str,
+    key: &str,
+    dst_bucket: &str,
+    dst_key: &str,
+) -> Result<(ObjectInfo, bool), TxnPutError> {
+    let shared = crate::storage::Shared::new(w);
+    let r = &shared;
+    let src = crate::reader::TxnReader::open(&r, bucket, key)?;
+    let opts = PutOptions { meta: src.info().meta.clone(), ..PutOptions::default() };
+    let copied = Copied { etag: src.info().etag.clone(), parts: src.info().parts };
+    let mut w = &shared;
+    put_in_txn(engine, &mut w, dst_bucket, dst_key, src, opts, Some(copied))
+}
+
 /// The chunks of segment `seg` of `to` into the caller's transaction, then `to`'s MD5 check.
 fn write_chunks_in_txn<R: Read>(
     engine: &Engine,

@@ -114,11 +114,33 @@ fn a_256_mib_object_streams_in_and_out_in_bounded_memory() {
     assert!(equal, "bytes read back differ from bytes written");
     assert_eq!(crc, expect_crc);
 
-    eprintln!("peak heap: put {} MiB, get {} MiB (object {} MiB)", put_peak / MIB, get_peak / MIB, SIZE / MIB as u64);
+    // A copy inside a transaction reads its source through the transaction, a chunk at a time.
+    let (copy, copy_peak) = peak_during(|| db.transaction(|tx| tx.bucket("large")?.copy("big", "copy")).unwrap());
+    assert_eq!((copy.size, copy.checksum, &copy.etag), (SIZE, expect_crc, &expect_md5));
+    let mut reader = b.open("copy").unwrap();
+    let (mut crc, mut buf) = (0u32, vec![0u8; MIB]);
+    loop {
+        let n = reader.read(&mut buf).unwrap();
+        if n == 0 {
+            break;
+        }
+        crc = crc32c::crc32c_append(crc, &buf[..n]);
+    }
+    assert_eq!(crc, expect_crc);
+    b.delete("copy").unwrap();
+
+    eprintln!(
+        "peak heap: put {} MiB, get {} MiB, copy in a transaction {} MiB (object {} MiB)",
+        put_peak / MIB,
+        get_peak / MIB,
+        copy_peak / MIB,
+        SIZE / MIB as u64
+    );
     // Bounded by the upload batch (8 MiB), a chunk, and the engine's page cache (32 MiB by
     // default) — not by the 256 MiB object.
     assert!(put_peak < 64 * MIB, "put peak heap {put_peak} bytes");
     assert!(get_peak < 64 * MIB, "get peak heap {get_peak} bytes");
+    assert!(copy_peak < 64 * MIB, "copy peak heap {copy_peak} bytes");
 
     // Verify re-reads it and finds it whole; deleting frees it all.
     let report = db.verify().unwrap();

@@ -260,3 +260,95 @@ impl WriteTxn for Counting<'_> {
         })
     }
 }
+
+/// A write transaction lent to two users that take turns: a copy inside a transaction reads
+/// its source through one (`reader::TxnReader`) and writes the copy through the other, chunk
+/// by chunk, so that the source is never held in memory whole. Each call borrows the
+/// transaction for its own duration; a call made while another one holds it (which the
+/// sequential read-then-write of a copy never does) fails instead of panicking.
+pub(crate) struct Shared<'a> {
+    inner: std::cell::RefCell<&'a mut dyn WriteTxn>,
+}
+
+impl<'a> Shared<'a> {
+    pub(crate) fn new(inner: &'a mut dyn WriteTxn) -> Self {
+        Shared { inner: std::cell::RefCell::new(inner) }
+    }
+
+    fn busy() -> Error {
+        Error::Storage { context: "transaction".into(), source: "the transaction is in use by another call".into() }
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&dyn WriteTxn) -> Result<T>) -> Result<T> {
+        let w = self.inner.try_borrow().map_err(|_| Self::busy())?;
+        f(&**w)
+    }
+
+    fn with_mut<T>(&self, f: impl FnOnce(&mut dyn WriteTxn) -> Result<T>) -> Result<T> {
+        let mut w = self.inner.try_borrow_mut().map_err(|_| Self::busy())?;
+        f(&mut **w)
+    }
+}
+
+impl KvRead for &Shared<'_> {
+    fn get(&self, key: &[u8]) -> Result<Option<Value>> {
+        self.with(|w| w.get(key))
+    }
+    fn read_with(&self, key: &[u8], f: &mut dyn FnMut(&[u8]) -> Result<()>) -> Result<bool> {
+        self.with(|w| w.read_with(key, f))
+    }
+    fn scan(&self, range: KeyRange<'_>, limit: usize) -> Result<Vec<(Vec<u8>, Value)>> {
+        self.with(|w| w.scan(range, limit))
+    }
+    fn first_with(&self, range: KeyRange<'_>, f: &mut EntryFn<'_>) -> Result<bool> {
+        self.with(|w| w.first_with(range, f))
+    }
+    fn scan_with(&self, range: KeyRange<'_>, limit: usize, f: &mut ScanFn<'_>) -> Result<usize> {
+        self.with(|w| w.scan_with(range, limit, f))
+    }
+}
+
+impl WriteTxn for &Shared<'_> {
+    fn put(&mut self, key: &[u8], value: &[u8]) -> Result<()> {
+        self.with_mut(|w| w.put(key, value))
+    }
+    fn delete(&mut self, key: &[u8]) -> Result<bool> {
+        self.with_mut(|w| w.delete(key))
+    }
+    fn delete_range(&mut self, range: KeyRange<'_>) -> Result<u64> {
+        self.with_mut(|w| w.delete_range(range))
+    }
+    fn commit(self: Box<Self>, _mode: Commit) -> Result<()> {
+        Err(Error::Storage {
+            context: "committing".into(),
+            source: "a transaction lent to a copy is committed by its owner".into(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod shared_tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn a_shared_transaction_serves_turns_and_refuses_overlap_without_panicking() {
+        let kv = memory::MemoryStore::new(Limits::UNLIMITED);
+        let mut w = kv.write().unwrap();
+        let shared = Shared::new(w.as_mut());
+        let (r, mut wr) = (&shared, &shared);
+        wr.put(b"a", b"1").unwrap();
+        assert_eq!(r.get(b"a").unwrap().as_deref(), Some(&b"1"[..]));
+        // A write while a read holds the transaction is an error, not a panic.
+        let mut inner = None;
+        r.read_with(b"a", &mut |_| {
+            inner = Some((&shared).put(b"b", b"2"));
+            Ok(())
+        })
+        .unwrap();
+        assert!(matches!(inner, Some(Err(Error::Storage { .. }))));
+        assert!(Box::new(wr).commit(Commit::Durable).is_err());
+        assert!(w.get(b"b").unwrap().is_none());
+        w.commit(Commit::Durable).unwrap();
+    }
+}
