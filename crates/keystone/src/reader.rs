@@ -1,5 +1,7 @@
 //! Reading objects: a `Read + Seek` reader that owns its snapshot and loads one chunk at a
-//! time, checking each chunk's CRC and, on a full sequential read, the whole-object CRC.
+//! time, checking each chunk's CRC and, on a full sequential read, the whole-object CRC. The
+//! same walk over the chunks (`Cursor`) also reads through a view lent for each call
+//! (`TxnReader`: a copy's source, read through the write transaction the copy writes into).
 
 use std::io::{self, Read, Seek, SeekFrom};
 use std::ops::Bound;
@@ -183,7 +185,7 @@ pub(crate) struct TxnReader<'r> {
 impl<'r> TxnReader<'r> {
     /// Opens `key` as `r` sees it.
     pub(crate) fn open(r: &'r dyn KvRead, bucket: &str, key: &str) -> Result<Self> {
-        let m = crate::objects::existing(r, bucket, key, true)?;
+        let m = crate::objects::existing(r, bucket, key, true).map_err(|e| e.at(bucket, key))?;
         let info = crate::objects::info(bucket, key, &m);
         Ok(TxnReader { r, c: Cursor::new(info, m)? })
     }

@@ -204,6 +204,14 @@ impl TxBucket<'_> {
     /// count, as [`Datastore::copy_object`](crate::Datastore::copy_object) does, and streams:
     /// the source is read a chunk at a time while the copy is written, so memory use does not
     /// grow with the object's size.
+    ///
+    /// # Errors
+    /// [`Error::NoSuchKey`] for a missing source, [`Error::NoSuchBucket`] for either bucket,
+    /// [`Error::InvalidKey`](crate::Error::InvalidKey) for either key;
+    /// [`Error::Corrupted`](crate::Error::Corrupted) when the source is damaged.
+    /// The copy is checked as it is read, so damage may be found after some of the copy's
+    /// chunks were written: they are taken back out, and the transaction can go on and commit
+    /// its other writes.
     pub fn copy_to(&self, src: &str, dst_bucket: &str, dst_key: &str) -> Result<ObjectInfo> {
         let mut w = self.tx.txn()?;
         let (out, queued) = upload::copy_in_txn(self.tx.engine, w.as_mut(), &self.name, src, dst_bucket, dst_key)

@@ -568,4 +568,38 @@ mod tests {
         );
         assert!(matches!(from_io(ErrorKind::BrokenPipe.into()), Error::Io(e) if e.kind() == ErrorKind::BrokenPipe));
     }
+
+    /// A copy in a transaction meets damage in its source part way, after it wrote chunks of
+    /// its own: it fails with `Corrupted`, takes its chunks back out, and the transaction's
+    /// other writes commit (nothing leaked, nothing half made).
+    #[test]
+    #[allow(clippy::unwrap_used)]
+    fn a_copy_that_meets_a_damaged_chunk_part_way_leaves_the_transaction_clean() {
+        use crate::data::records::Body;
+        let db = crate::Datastore::builder().chunk_size(1000).inline_threshold(100).in_memory().unwrap();
+        let b = db.create_bucket("bkt").unwrap();
+        let body: Vec<u8> = (0..5_500u32).map(|i| (i % 251) as u8).collect();
+        b.put_bytes("src", &body).unwrap();
+        let m = db.engine.read(|r| objects::existing(r, "bkt", "src", true)).unwrap();
+        let Body::Segments(segs) = m.body else { panic!("a 5,500-byte object is chunked here") };
+        // Chunk 3 of 6: the copy has written three chunks when it reads it.
+        let key = keys::chunk("bkt", segs[0].id, 3);
+        let mut record = db.engine.read(|r| Ok(r.get(&key)?.unwrap().to_vec())).unwrap();
+        record[CHUNK_HEADER + 10] ^= 0xFF;
+        db.engine.write_alone(Commit::Durable, |w| w.put(&key, &record)).unwrap();
+
+        let copied = db
+            .transaction(|tx| {
+                let t = tx.bucket("bkt")?;
+                t.put_bytes("other", b"kept")?;
+                Ok::<_, Error>(t.copy("src", "dst"))
+            })
+            .unwrap();
+        assert!(matches!(copied, Err(Error::Corrupted { .. })), "{copied:?}");
+        assert_eq!(b.get_bytes("other").unwrap(), b"kept");
+        assert!(matches!(b.head("dst"), Err(Error::NoSuchKey { .. })));
+        let report = db.verify().unwrap();
+        assert_eq!(report.orphan_segments, 0, "{report:?}");
+        assert_eq!(report.corrupt.len(), 1, "only the source: {report:?}");
+    }
 }

@@ -140,7 +140,9 @@ fn a_256_mib_object_streams_in_and_out_in_bounded_memory() {
     // default) — not by the 256 MiB object.
     assert!(put_peak < 64 * MIB, "put peak heap {put_peak} bytes");
     assert!(get_peak < 64 * MIB, "get peak heap {get_peak} bytes");
-    assert!(copy_peak < 64 * MIB, "copy peak heap {copy_peak} bytes");
+    // A copy in a transaction has no upload batch: a chunk read and a chunk written, plus the
+    // transaction's own pages (3 MiB measured; 385 MiB when it read its source whole).
+    assert!(copy_peak < 16 * MIB, "copy peak heap {copy_peak} bytes");
 
     // Verify re-reads it and finds it whole; deleting frees it all.
     let report = db.verify().unwrap();
