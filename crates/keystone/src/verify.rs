@@ -233,4 +233,36 @@ mod tests {
         assert!(matches!(b.get_bytes("other"), Err(crate::Error::NoSuchKey { .. })));
         assert!(db.verify().unwrap().is_clean());
     }
+
+    /// A manifest damaged so that its segment id names another object's segment — ids are
+    /// handed out in sequence, so a flipped low bit usually does. The record's CRC32C finds
+    /// the damage at decode: a ranged read of the damaged object fails instead of returning
+    /// the other object's bytes, and deleting it frees none of the other object's chunks.
+    #[test]
+    fn a_segment_id_damaged_into_another_objects_reads_and_frees_nothing_of_it() {
+        use crate::data::records::{Body, Manifest};
+        let db = crate::Datastore::builder().chunk_size(1000).inline_threshold(100).in_memory().unwrap();
+        let b = db.create_bucket("bkt").unwrap();
+        let body = |seed: u32| (0..5_000u32).map(|i| (i.wrapping_mul(seed) % 251) as u8).collect::<Vec<u8>>();
+        b.put_bytes("damaged", body(3)).unwrap();
+        b.put_bytes("healthy", body(7)).unwrap();
+        let seg = |key: &str| {
+            let raw = db.engine.read(|r| Ok(r.get(&keys::object("bkt", key))?.unwrap().to_vec())).unwrap();
+            let Body::Segments(segs) = Manifest::decode(&raw).unwrap().body else { panic!("chunked") };
+            (raw, segs[0].id)
+        };
+        let (mut raw, id) = seg("damaged");
+        let (_, other) = seg("healthy");
+        let at = raw.windows(8).position(|w| w == id.to_le_bytes()).unwrap();
+        raw[at..at + 8].copy_from_slice(&other.to_le_bytes());
+        db.engine.write_alone(Commit::Durable, |w| w.put(&keys::object("bkt", "damaged"), &raw)).unwrap();
+
+        assert!(matches!(b.get_range("damaged", 0..10), Err(crate::Error::Corrupted { .. })));
+        assert!(matches!(b.get_bytes("damaged"), Err(crate::Error::Corrupted { .. })));
+        b.delete("damaged").unwrap();
+        assert_eq!(b.get_bytes("healthy").unwrap(), body(7));
+        let report = db.verify().unwrap();
+        assert!(report.is_clean(), "{report:?}");
+        assert_eq!(report.objects, 1);
+    }
 }

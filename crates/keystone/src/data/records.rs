@@ -8,8 +8,17 @@ use crate::types::ObjectMeta;
 mod done;
 pub(crate) use done::DoneRecord;
 
-/// Version byte of every record written by this release.
+/// Version byte of the records that carry no checksum of their own: bucket, upload and
+/// completed-upload records, queued frees, chunks (whose payload has its CRC32C), and the
+/// manifests, parts and staging records of earlier releases.
 pub(crate) const FORMAT_V1: u8 = 1;
+/// Version byte of the records that name segments — manifests, part records, staging records
+/// — as this release writes them: the V1 layout plus a CRC32C of the record (a manifest's
+/// inline body excepted: the object's CRC32C, inside the checked part, covers it). The segments
+/// a record names are the chunks an overwrite, a delete or a recovery frees: an id damaged
+/// into another live segment's would otherwise free that object's chunks, and a ranged read
+/// return its bytes.
+pub(crate) const FORMAT_V2: u8 = 2;
 /// Bytes in front of a chunk's payload: version byte and CRC32C of the payload.
 pub(crate) const CHUNK_HEADER: usize = 5;
 
@@ -25,9 +34,17 @@ impl Enc {
         Self::with_capacity(64)
     }
     fn with_capacity(n: usize) -> Self {
+        Self::versioned(n, FORMAT_V1)
+    }
+    fn versioned(n: usize, version: u8) -> Self {
         let mut v = Vec::with_capacity(n);
-        v.push(FORMAT_V1);
+        v.push(version);
         Enc(v)
+    }
+    /// Appends the CRC32C of everything written so far (a V2 record's check).
+    fn seal(&mut self) -> &mut Self {
+        let crc = crate::data::crc::crc(&self.0);
+        self.u32(crc)
     }
     fn u8(&mut self, v: u8) -> &mut Self {
         self.0.push(v);
@@ -58,17 +75,40 @@ impl Enc {
 }
 
 pub(crate) struct Dec<'a> {
+    /// The whole record, for `check_sealed`.
+    record: &'a [u8],
     buf: &'a [u8],
     what: &'static str,
 }
 
 impl<'a> Dec<'a> {
+    /// A decoder of a record that is V1 only.
     fn new(buf: &'a [u8], what: &'static str) -> Result<Self> {
+        match Self::versioned(buf, what)? {
+            (d, FORMAT_V1) => Ok(d),
+            (_, v) => Err(corrupt(&format!("{what} has unknown format version {v}"))),
+        }
+    }
+    /// A decoder of a record that is V1 or V2, and the version.
+    fn versioned(buf: &'a [u8], what: &'static str) -> Result<(Self, u8)> {
         match buf.split_first() {
-            Some((&FORMAT_V1, rest)) => Ok(Dec { buf: rest, what }),
+            Some((&v @ (FORMAT_V1 | FORMAT_V2), rest)) => Ok((Dec { record: buf, buf: rest, what }, v)),
             Some((v, _)) => Err(corrupt(&format!("{what} has unknown format version {v}"))),
             None => Err(corrupt(&format!("{what} is empty"))),
         }
+    }
+    /// Reads a V2 record's CRC32C and checks it against everything read before it.
+    fn check_sealed(&mut self) -> Result<()> {
+        let covered = self.record.len() - self.buf.len();
+        let stored = self.u32()?;
+        let actual = crate::data::crc::crc(&self.record[..covered]);
+        if stored != actual {
+            return Err(corrupt(&format!(
+                "{} checksum mismatch (stored {stored:08x}, computed {actual:08x})",
+                self.what
+            )));
+        }
+        Ok(())
     }
     fn take(&mut self, n: usize) -> Result<&'a [u8]> {
         if self.buf.len() < n {
@@ -287,19 +327,23 @@ impl Manifest {
             BodySlice::Inline(data) => data.len(),
             BodySlice::Segments(segs) => segs.len() * 24,
         };
-        let mut e = Enc::with_capacity(128 + self.etag.len() + meta_len(&self.meta) + inline);
+        let mut e = Enc::versioned(132 + self.etag.len() + meta_len(&self.meta) + inline, FORMAT_V2);
         e.u64(self.size).str(&self.etag).u32(self.crc).u64(self.created).u64(self.modified).u32(self.parts);
         encode_meta(&mut e, &self.meta);
         // The body comes last: the fixed fields and metadata decode the same whatever it is.
+        // The record's CRC32C follows everything but an inline body's bytes, which the
+        // object's CRC32C covers: a get does not pass over them twice.
         match body {
             BodySlice::Inline(data) => {
-                e.u8(BODY_INLINE).bytes(data);
+                e.u8(BODY_INLINE).u32(data.len() as u32).seal();
+                e.0.extend_from_slice(data);
             }
             BodySlice::Segments(segs) => {
                 e.u8(BODY_SEGMENTS).u32(segs.len() as u32);
                 for s in segs {
                     s.encode(&mut e);
                 }
+                e.seal();
             }
         }
         e.0
@@ -328,7 +372,8 @@ impl Manifest {
     /// fields with the body left empty (the caller fills it from the `BodyRef`), the ETag and
     /// metadata copied only with `keep`.
     fn parse(buf: &[u8], keep: bool) -> Result<(Self, BodyRef<'_>)> {
-        let mut d = Dec::new(buf, "object manifest")?;
+        let (mut d, version) = Dec::versioned(buf, "object manifest")?;
+        let sealed = version == FORMAT_V2;
         let size = d.u64()?;
         let etag = d.str()?;
         let etag = if keep { etag.to_owned() } else { String::new() };
@@ -339,7 +384,11 @@ impl Manifest {
         let meta = decode_meta(&mut d, keep)?;
         let body = match d.u8()? {
             BODY_INLINE => {
-                let data = d.bytes()?;
+                let n = d.u32()? as usize;
+                if sealed {
+                    d.check_sealed()?;
+                }
+                let data = d.take(n)?;
                 if data.len() as u64 != size {
                     return Err(corrupt("inline body length differs from the object size"));
                 }
@@ -353,6 +402,9 @@ impl Manifest {
                 }
                 // Checked: lengths from a damaged record may overflow when added up.
                 let total = segs.iter().try_fold(0u64, |acc, s| acc.checked_add(s.len));
+                if sealed {
+                    d.check_sealed()?;
+                }
                 if total != Some(size) {
                     return Err(corrupt("segment lengths do not add up to the object size"));
                 }
@@ -391,15 +443,16 @@ pub(crate) struct StageRecord {
 
 impl StageRecord {
     pub(crate) fn encode(&self) -> Vec<u8> {
-        let mut e = Enc::new();
+        let mut e = Enc::versioned(64, FORMAT_V2);
         e.u8(self.purpose as u8).str(&self.key).u64(self.started).u32(self.segs.len() as u32);
         for s in &self.segs {
             e.u64(*s);
         }
+        e.seal();
         e.0
     }
     pub(crate) fn decode(buf: &[u8]) -> Result<Self> {
-        let mut d = Dec::new(buf, "staging record")?;
+        let (mut d, version) = Dec::versioned(buf, "staging record")?;
         let purpose = match d.u8()? {
             0 => StagePurpose::Put,
             1 => StagePurpose::Part,
@@ -411,6 +464,9 @@ impl StageRecord {
         let mut segs = Vec::with_capacity(n.min(1 << 16) as usize);
         for _ in 0..n {
             segs.push(d.u64()?);
+        }
+        if version == FORMAT_V2 {
+            d.check_sealed()?;
         }
         d.finish()?;
         Ok(StageRecord { purpose, key, started, segs })
@@ -451,15 +507,18 @@ pub(crate) struct PartRecord {
 
 impl PartRecord {
     pub(crate) fn encode(&self) -> Vec<u8> {
-        let mut e = Enc::new();
+        let mut e = Enc::versioned(64, FORMAT_V2);
         self.seg.encode(&mut e);
         e.0.extend_from_slice(&self.md5);
-        e.u32(self.crc).u64(self.modified);
+        e.u32(self.crc).u64(self.modified).seal();
         e.0
     }
     pub(crate) fn decode(buf: &[u8]) -> Result<Self> {
-        let mut d = Dec::new(buf, "part record")?;
+        let (mut d, version) = Dec::versioned(buf, "part record")?;
         let r = PartRecord { seg: Segment::decode(&mut d)?, md5: d.md5()?, crc: d.u32()?, modified: d.u64()? };
+        if version == FORMAT_V2 {
+            d.check_sealed()?;
+        }
         d.finish()?;
         Ok(r)
     }
@@ -592,6 +651,89 @@ mod tests {
         assert!(Manifest::decode_head(&trailing).is_err());
         assert!(ReadPlan::decode(&trailing).is_err());
         assert!(BucketRecord::decode(&[]).is_err());
+    }
+
+    /// A V2 record as the release before V2 wrote it: version 1, no CRC (`body`: the length of
+    /// an inline body, which follows the CRC).
+    pub(crate) fn as_v1(v2: &[u8], body: usize) -> Vec<u8> {
+        let at = v2.len() - body - 4;
+        let mut v1 = [&v2[..at], &v2[at + 4..]].concat();
+        v1[0] = FORMAT_V1;
+        v1
+    }
+
+    #[test]
+    fn v1_records_of_earlier_releases_still_decode() {
+        let inline = Manifest {
+            size: 3,
+            etag: "abc".into(),
+            crc: 7,
+            created: 1,
+            modified: 2,
+            parts: 0,
+            meta: meta(),
+            body: Body::Inline(b"xyz".to_vec()),
+        };
+        let chunked = Manifest {
+            size: 10,
+            body: Body::Segments(vec![Segment { id: 4, len: 10, chunk_size: 4 }]),
+            ..inline.clone()
+        };
+        for (m, body) in [(&inline, 3), (&chunked, 0)] {
+            let v2 = m.encode();
+            assert_eq!(v2[0], FORMAT_V2);
+            let v1 = as_v1(&v2, body);
+            assert_eq!(v1.len(), v2.len() - 4);
+            assert_eq!(&Manifest::decode(&v1).expect("a V1 manifest decodes"), m);
+            assert!(ReadPlan::decode(&v1).is_ok());
+        }
+        let s = StageRecord { purpose: StagePurpose::Put, key: "k".into(), started: 5, segs: vec![1, 2] };
+        assert_eq!(StageRecord::decode(&as_v1(&s.encode(), 0)).expect("decodes"), s);
+        let p = PartRecord { seg: Segment { id: 3, len: 5, chunk_size: 2 }, md5: [7; 16], crc: 1, modified: 2 };
+        assert_eq!(PartRecord::decode(&as_v1(&p.encode(), 0)).expect("decodes"), p);
+    }
+
+    /// Every single-bit flip in a record that names segments is found at decode — outside an
+    /// inline body, which the object's CRC32C covers when it is read.
+    #[test]
+    fn records_that_name_segments_detect_every_bit_flip() {
+        let chunked = Manifest {
+            size: 30,
+            etag: "e-2".into(),
+            crc: 7,
+            created: 1,
+            modified: 2,
+            parts: 2,
+            meta: meta(),
+            body: Body::Segments(vec![
+                Segment { id: 1, len: 10, chunk_size: 4 },
+                Segment { id: 9, len: 20, chunk_size: 8 },
+            ]),
+        };
+        let inline = Manifest { size: 4, parts: 0, body: Body::Inline(b"body".to_vec()), ..chunked.clone() };
+        let stage = StageRecord { purpose: StagePurpose::Part, key: "k".into(), started: 5, segs: vec![1, 2] };
+        let part = PartRecord { seg: Segment { id: 3, len: 5, chunk_size: 2 }, md5: [7; 16], crc: 1, modified: 2 };
+        // (what, record, bytes of inline body at its end, whether a damaged copy fails to decode)
+        type Case<'a> = (&'a str, Vec<u8>, usize, &'a dyn Fn(&[u8]) -> bool);
+        let records: [Case<'_>; 4] = [
+            ("chunked manifest", chunked.encode(), 0, &|r| {
+                Manifest::decode(r).is_err() && ReadPlan::decode(r).is_err()
+            }),
+            ("inline manifest", inline.encode(), 4, &|r| {
+                Manifest::decode_head(r).is_err() && ReadPlan::decode(r).is_err()
+            }),
+            ("staging record", stage.encode(), 0, &|r| StageRecord::decode(r).is_err()),
+            ("part record", part.encode(), 0, &|r| PartRecord::decode(r).is_err()),
+        ];
+        for (what, rec, body, fails) in records {
+            for i in 0..rec.len() - body {
+                for bit in 0..8 {
+                    let mut bad = rec.clone();
+                    bad[i] ^= 1 << bit;
+                    assert!(fails(&bad), "{what}: flip of bit {bit} of byte {i} decoded");
+                }
+            }
+        }
     }
 
     #[test]
