@@ -355,7 +355,7 @@ fn download(ctx: &Ctx, recursive: bool, src: &Address, dir: &Path) -> anyhow::Re
         }
         plan.push((o, marker, path));
     }
-    let bytes = objects.iter().map(|o| o.size).sum();
+    let bytes = total_size(&objects);
     let mut tree = Tree::new(ctx, objects.len() as u64, bytes);
     for (o, marker, path) in plan {
         tree.start(&o.key)?;
@@ -391,7 +391,7 @@ fn within(ctx: &Ctx, recursive: bool, src: &Address, dst: &Address) -> anyhow::R
         return ctx.say(format_args!("{} -> {} ({})", shown(src), shown_object(&dst.bucket, &key), size(info.size)));
     };
     let (from, to) = (src.dir_prefix(), dst.dir_prefix());
-    let mut tree = Tree::new(ctx, objects.len() as u64, objects.iter().map(|o| o.size).sum());
+    let mut tree = Tree::new(ctx, objects.len() as u64, total_size(&objects));
     for o in &objects {
         tree.start(&o.key)?;
         let key = format!("{to}{}", &o.key[from.len()..]);
@@ -407,4 +407,10 @@ fn within(ctx: &Ctx, recursive: bool, src: &Address, dst: &Address) -> anyhow::R
 fn copy_one(db: &Datastore, src: &Address, src_key: &str, dst: &Address, dst_key: &str) -> anyhow::Result<ObjectInfo> {
     db.copy_object(&src.bucket, src_key, &dst.bucket, dst_key, &CopyOptions::default())
         .with_context(|| format!("cannot copy {}/{src_key} to {}/{dst_key}", src.bucket, dst.bucket))
+}
+
+/// The bytes of `objects` for a progress bar, saturating: sizes come from stored records, and a
+/// damaged one must not wrap the total (or, in a debug build, panic).
+fn total_size(objects: &[keystone::ObjectInfo]) -> u64 {
+    objects.iter().fold(0u64, |acc, o| acc.saturating_add(o.size))
 }

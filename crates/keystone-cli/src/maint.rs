@@ -65,7 +65,8 @@ fn usage_of(bucket: &Bucket, prefix: &str) -> anyhow::Result<(u64, u64)> {
     for entry in bucket.list_iter(ListOptions::prefix(prefix))? {
         if let ListEntry::Object(o) = entry? {
             objects += 1;
-            bytes += o.size;
+            // Sizes come from stored records: a damaged one must not wrap the total.
+            bytes = bytes.saturating_add(o.size);
         }
     }
     Ok((objects, bytes))

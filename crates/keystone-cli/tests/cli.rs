@@ -452,6 +452,36 @@ fn closed_stdout_ends_cat_quietly() {
 }
 
 #[test]
+fn serve_keeps_serving_when_its_stdout_is_closed() {
+    let env = Env::with_bucket();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let addr = format!("127.0.0.1:{port}");
+    let mut server = Command::new(BIN)
+        .args(["serve", "--addr", &addr, "--access-key", "test", "--secret-key", "test-secret-key"])
+        .env("KEYSTONE_STORE", &env.store)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The reader of its standard output goes away, as `keystone serve | head -1` does.
+    drop(server.stdout.take());
+    let up = (0..200).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        std::net::TcpStream::connect(&addr).is_ok()
+    });
+    // The banner is written right after the server starts listening: give it that moment.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let exited = server.try_wait().unwrap();
+    let still_serving = std::net::TcpStream::connect(&addr).is_ok();
+    server.kill().unwrap();
+    let out = server.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(up, "serve never listened: {stderr}");
+    assert!(exited.is_none() && still_serving, "serve stopped ({exited:?}): {stderr}");
+    assert!(!stderr.contains("panicked") && !stderr.contains("internal error"), "{stderr}");
+}
+
+#[test]
 fn serve_errors_name_their_cause_once() {
     let env = Env::with_bucket();
     // A port already taken.

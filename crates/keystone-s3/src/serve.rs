@@ -86,25 +86,32 @@ pub fn serve_blocking(opts: &ServeOptions) -> Result<(), ServeError> {
         let endpoint = format!("http://{}", server.local_addr());
         let first = &creds.keys[0];
         let mode = if opts.read_only { ", read-only" } else { "" };
-        println!(
-            "keystone serve: S3 endpoint {endpoint} (store {}{mode}, region {})",
-            opts.store.display(),
-            opts.region
+        // Written, not `println!`ed: a closed standard output (`keystone serve | head -1`)
+        // must not panic the server once it is up.
+        let store = opts.store.display();
+        let credentials = match &creds.generated {
+            Some(path) => format!(
+                "Generated credentials (saved to {}, mode 0600):\n  access key: {}\n  secret key: {}",
+                path.display(),
+                first.access_key,
+                first.secret_key
+            ),
+            None => format!("Credentials from {} (access key {}).", creds.source, first.access_key),
+        };
+        let (access, region) = (&first.access_key, &opts.region);
+        let banner = format!(
+            "keystone serve: S3 endpoint {endpoint} (store {store}{mode}, region {region})\n{credentials}\n\
+             Configure the aws CLI:\n  \
+             export AWS_ACCESS_KEY_ID={access} AWS_SECRET_ACCESS_KEY=<secret> AWS_DEFAULT_REGION={region}\n  \
+             aws --endpoint-url {endpoint} s3 ls\n"
         );
-        match &creds.generated {
-            Some(path) => {
-                println!("Generated credentials (saved to {}, mode 0600):", path.display());
-                println!("  access key: {}", first.access_key);
-                println!("  secret key: {}", first.secret_key);
+        {
+            use std::io::Write;
+            let mut out = std::io::stdout().lock();
+            if let Err(e) = out.write_all(banner.as_bytes()).and_then(|()| out.flush()) {
+                tracing::warn!("cannot write the startup banner to standard output: {e}");
             }
-            None => println!("Credentials from {} (access key {}).", creds.source, first.access_key),
         }
-        println!("Configure the aws CLI:");
-        println!(
-            "  export AWS_ACCESS_KEY_ID={} AWS_SECRET_ACCESS_KEY=<secret> AWS_DEFAULT_REGION={}",
-            first.access_key, opts.region
-        );
-        println!("  aws --endpoint-url {endpoint} s3 ls");
         wait_for_signal().await?;
         tracing::info!("signal received");
         server.shutdown().await;

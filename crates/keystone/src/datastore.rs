@@ -83,7 +83,9 @@ impl Default for Builder {
 
 impl Builder {
     /// Payload bytes per chunk of large objects (memory per reader and writer is about one
-    /// chunk). Existing objects keep the chunk size they were written with.
+    /// chunk). Existing objects keep the chunk size they were written with. A size the store
+    /// cannot hold in one value (or above 4 GiB − 1, the most a segment records) is lowered
+    /// to that at open.
     #[must_use]
     pub fn chunk_size(mut self, bytes: usize) -> Self {
         self.chunk_size = bytes.max(1);
@@ -448,6 +450,7 @@ impl Datastore {
         dst_key: &str,
         opts: &CopyOptions,
     ) -> Result<ObjectInfo> {
+        crate::data::names::check_bucket(src_bucket)?;
         let snap = self.engine.snapshot()?;
         let src = reader::open(snap, src_bucket, src_key)?;
         if let Some(want) = &opts.source_etag

@@ -79,9 +79,14 @@ impl Engine {
     pub(crate) fn open(kv: Box<dyn KeyValueStore>, mut cfg: Config, path: Option<PathBuf>) -> Result<Engine> {
         let limits = kv.limits();
         let max_payload = limits.max_value_size.saturating_sub(crate::data::records::CHUNK_HEADER);
-        cfg.chunk_size = cfg.chunk_size.clamp(1, max_payload.max(1));
+        // A segment records its chunk size as a u32: larger chunks would be stored under a
+        // size that does not describe them.
+        let max_chunk = max_payload.min(u32::MAX as usize).max(1);
+        cfg.chunk_size = cfg.chunk_size.clamp(1, max_chunk);
         cfg.inline_max = cfg.inline_max.min(max_payload / 2);
-        cfg.batch_bytes = cfg.batch_bytes.clamp(cfg.chunk_size, limits.max_txn_bytes / 2).max(cfg.chunk_size);
+        // At least one chunk, else at most half a transaction's bytes (`min` then `max`: a
+        // chunk larger than half a transaction is not a reason to panic at open).
+        cfg.batch_bytes = cfg.batch_bytes.min(limits.max_txn_bytes / 2).max(cfg.chunk_size);
         if cfg.read_only {
             // No ids (`next_id` refuses) and no recovery: both write.
             return Ok(Engine {

@@ -569,6 +569,36 @@ mod tests {
         assert!(matches!(from_io(ErrorKind::BrokenPipe.into()), Error::Io(e) if e.kind() == ErrorKind::BrokenPipe));
     }
 
+    /// A chunk size no segment can record (it holds a u32) is lowered at open, not a panic at
+    /// open nor objects stored under a chunk size that does not describe them.
+    #[test]
+    #[allow(clippy::unwrap_used)]
+    fn a_chunk_size_larger_than_a_segment_records_is_lowered_at_open() {
+        for size in [usize::MAX, u32::MAX as usize + 1_001] {
+            let db = crate::Datastore::builder().chunk_size(size).inline_threshold(100).in_memory().unwrap();
+            assert!(u32::try_from(db.engine.cfg.chunk_size).is_ok());
+            let b = db.create_bucket("bkt").unwrap();
+            let body: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
+            b.put_bytes("k", &body).unwrap();
+            assert_eq!(b.get_bytes("k").unwrap(), body);
+            assert_eq!(b.get_range("k", 9_000..9_010).unwrap(), &body[9_000..9_010]);
+        }
+    }
+
+    /// The library's `copy_object` checks the source bucket's name as every other call does:
+    /// a reserved name is refused as a name, not read as a bucket whose records are damage.
+    #[test]
+    #[allow(clippy::unwrap_used)]
+    fn copy_object_refuses_an_invalid_source_bucket_name() {
+        let db = crate::Datastore::in_memory().unwrap();
+        db.create_bucket("bkt").unwrap();
+        let opts = crate::CopyOptions::default();
+        for bad in ["__meta__", "UPPER", ""] {
+            let e = db.copy_object(bad, "x", "bkt", "y", &opts).unwrap_err();
+            assert!(matches!(e, Error::InvalidBucketName { .. }), "{bad}: {e:?}");
+        }
+    }
+
     /// A copy in a transaction meets damage in its source part way, after it wrote chunks of
     /// its own: it fails with `Corrupted`, takes its chunks back out, and the transaction's
     /// other writes commit (nothing leaked, nothing half made).

@@ -196,6 +196,10 @@ impl Segment {
         if s.chunk_size == 0 && s.len > 0 {
             return Err(corrupt("segment has chunk size 0"));
         }
+        // Chunks are numbered with a u32 in their keys.
+        if s.chunks() > u64::from(u32::MAX) + 1 {
+            return Err(corrupt("segment has more chunks than a chunk index can number"));
+        }
         Ok(s)
     }
     /// Number of chunks.
@@ -734,6 +738,24 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_segment_with_more_chunks_than_an_index_numbers_is_damage() {
+        let m = |len: u64| Manifest {
+            size: len,
+            etag: String::new(),
+            crc: 0,
+            created: 0,
+            modified: 0,
+            parts: 0,
+            meta: ObjectMeta::default(),
+            body: Body::Segments(vec![Segment { id: 1, len, chunk_size: 1 }]),
+        };
+        let most = u64::from(u32::MAX) + 1;
+        assert!(Manifest::decode(&m(most).encode()).is_ok());
+        let e = Manifest::decode(&m(most + 1).encode()).unwrap_err();
+        assert!(e.to_string().contains("more chunks than a chunk index"), "{e}");
     }
 
     #[test]
