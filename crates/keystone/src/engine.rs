@@ -102,12 +102,16 @@ impl Engine {
 
         let mut w = kv.write()?;
         let hi = match w.get(&keys::idgen())? {
-            Some(v) if v.len() == 8 => {
-                let mut a = [0u8; 8];
-                a.copy_from_slice(&v);
-                u64::from_be_bytes(a)
-            }
-            Some(_) => return Err(Error::Corrupted { bucket: None, key: None, reason: "id counter record".into() }),
+            Some(v) => crate::data::records::decode_idgen(&v).map_err(|e| match e {
+                Error::Corrupted { reason, .. } => Error::Corrupted {
+                    bucket: None,
+                    key: None,
+                    reason: format!(
+                        "{reason}: new ids could reuse those of stored objects (`keystone salvage` copies the store with a counter past every id)"
+                    ),
+                },
+                other => other,
+            })?,
             None => 0,
         };
         // The high 32 bits of every id (the range ends where the next begins, so the last one
@@ -116,7 +120,7 @@ impl Engine {
             .checked_add(1)
             .filter(|&h| h < u64::from(u32::MAX))
             .ok_or_else(|| Error::TooLarge("id space exhausted".into()))?;
-        w.put(&keys::idgen(), &next_hi.to_be_bytes())?;
+        w.put(&keys::idgen(), &crate::data::records::encode_idgen(next_hi))?;
         w.commit(Commit::Durable)?;
         let mut engine = Engine {
             kv,

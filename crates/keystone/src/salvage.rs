@@ -190,10 +190,10 @@ impl<'a> Copy<'a> {
             } else if k == keys::idgen().as_slice() {
                 // A damaged counter near the end of the id space would leave the copy unable
                 // to open; the segment ids copied bound it from below anyway.
-                if let Ok(b) = <[u8; 8]>::try_from(v)
-                    && u64::from_be_bytes(b) < u64::from(u32::MAX) / 2
+                if let Ok(hi) = crate::data::records::decode_idgen(v)
+                    && hi < u64::from(u32::MAX) / 2
                 {
-                    self.idgen = self.idgen.max(u64::from_be_bytes(b));
+                    self.idgen = self.idgen.max(hi);
                 }
                 return Ok(());
             } else {
@@ -255,7 +255,7 @@ impl<'a> Copy<'a> {
             for name in &recreate {
                 w.put(&keys::bucket(name), &BucketRecord { created: now_nanos() }.encode())?;
             }
-            w.put(&keys::idgen(), &idgen.to_be_bytes())?;
+            w.put(&keys::idgen(), &crate::data::records::encode_idgen(idgen))?;
             for name in &buckets {
                 crate::objects::request_sweep(w, name)?;
             }
@@ -542,7 +542,7 @@ mod tests {
         let mut report = SalvageReport::default();
         copy.finish(&mut report).unwrap();
         let r = out.read().unwrap();
-        assert_eq!(&*r.get(&keys::idgen()).unwrap().unwrap(), &7u64.to_be_bytes());
+        assert_eq!(crate::data::records::decode_idgen(&r.get(&keys::idgen()).unwrap().unwrap()).unwrap(), 7);
         assert_eq!(report.buckets_recreated, ["bkt"]);
     }
 

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! __meta__\0bucket\0<bucket>                         bucket record
-//! __meta__\0idgen                                    id generation counter (u64 BE)
+//! __meta__\0idgen                                    id generation counter (u64 BE, CRC32C)
 //! __meta__\0stage\0<bucket>\0<seg u64 BE>            an upload or copy in flight
 //! __meta__\0mpu\0<bucket>\0<upload u64 BE>           a multipart upload
 //! __meta__\0part\0<bucket>\0<upload u64 BE><n u32 BE> one uploaded part

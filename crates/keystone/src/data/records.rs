@@ -528,6 +528,32 @@ impl PartRecord {
     }
 }
 
+/// The id counter's record: the counter (u64 big-endian) and the CRC32C of those 8 bytes. The
+/// counter says which ids no segment has used yet; one damaged lower would hand out ids of live
+/// segments again, and new chunks would be written over old ones. Earlier releases wrote the 8
+/// bytes alone, which are still read.
+pub(crate) fn encode_idgen(hi: u64) -> Vec<u8> {
+    let b = hi.to_be_bytes();
+    [&b[..], &crate::data::crc::crc(&b).to_le_bytes()].concat()
+}
+
+/// The counter in an id counter record (see [`encode_idgen`]).
+pub(crate) fn decode_idgen(v: &[u8]) -> Result<u64> {
+    let (b, seal) = match v.len() {
+        8 => (v, None),
+        12 => (&v[..8], Some(&v[8..])),
+        n => return Err(corrupt(&format!("id counter record is {n} bytes long"))),
+    };
+    let mut a = [0u8; 8];
+    a.copy_from_slice(b);
+    if let Some(s) = seal
+        && u32::from_le_bytes([s[0], s[1], s[2], s[3]]) != crate::data::crc::crc(&a)
+    {
+        return Err(corrupt("id counter record checksum mismatch"));
+    }
+    Ok(u64::from_be_bytes(a))
+}
+
 /// The value of a gc record: the segment's chunks are to be deleted.
 pub(crate) fn gc_record() -> Vec<u8> {
     vec![FORMAT_V1]
@@ -659,7 +685,7 @@ mod tests {
 
     /// A V2 record as the release before V2 wrote it: version 1, no CRC (`body`: the length of
     /// an inline body, which follows the CRC).
-    pub(crate) fn as_v1(v2: &[u8], body: usize) -> Vec<u8> {
+    fn as_v1(v2: &[u8], body: usize) -> Vec<u8> {
         let at = v2.len() - body - 4;
         let mut v1 = [&v2[..at], &v2[at + 4..]].concat();
         v1[0] = FORMAT_V1;
@@ -738,6 +764,22 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn the_id_counter_is_sealed_and_its_old_form_still_read() {
+        let rec = encode_idgen(0x1234);
+        assert_eq!(decode_idgen(&rec).unwrap(), 0x1234);
+        assert_eq!(decode_idgen(&0x99u64.to_be_bytes()).unwrap(), 0x99);
+        for i in 0..rec.len() {
+            for bit in 0..8 {
+                let mut bad = rec.clone();
+                bad[i] ^= 1 << bit;
+                assert!(decode_idgen(&bad).is_err(), "flip of bit {bit} of byte {i} decoded");
+            }
+        }
+        assert!(decode_idgen(&rec[..11]).is_err());
+        assert!(decode_idgen(&[]).is_err());
     }
 
     #[test]
