@@ -602,9 +602,9 @@ mod tests {
         m
     }
 
-    #[test]
-    fn manifests_round_trip() {
-        let inline = Manifest {
+    /// A small object's manifest, with metadata.
+    fn small() -> Manifest {
+        Manifest {
             size: 3,
             etag: "abc".into(),
             crc: 7,
@@ -613,7 +613,12 @@ mod tests {
             parts: 0,
             meta: meta(),
             body: Body::Inline(b"xyz".to_vec()),
-        };
+        }
+    }
+
+    #[test]
+    fn manifests_round_trip() {
+        let inline = small();
         assert_eq!(Manifest::decode(&inline.encode()).expect("decodes"), inline);
         let head = Manifest::decode_head(&inline.encode()).expect("decodes");
         assert_eq!(head.body, Body::Inline(Vec::new()));
@@ -694,16 +699,7 @@ mod tests {
 
     #[test]
     fn v1_records_of_earlier_releases_still_decode() {
-        let inline = Manifest {
-            size: 3,
-            etag: "abc".into(),
-            crc: 7,
-            created: 1,
-            modified: 2,
-            parts: 0,
-            meta: meta(),
-            body: Body::Inline(b"xyz".to_vec()),
-        };
+        let inline = small();
         let chunked = Manifest {
             size: 10,
             body: Body::Segments(vec![Segment { id: 4, len: 10, chunk_size: 4 }]),
