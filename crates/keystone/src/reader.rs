@@ -185,9 +185,7 @@ pub(crate) struct TxnReader<'r> {
 impl<'r> TxnReader<'r> {
     /// Opens `key` as `r` sees it.
     pub(crate) fn open(r: &'r dyn KvRead, bucket: &str, key: &str) -> Result<Self> {
-        let m = crate::objects::existing(r, bucket, key, true).map_err(|e| e.at(bucket, key))?;
-        let info = crate::objects::info(bucket, key, &m);
-        Ok(TxnReader { r, c: Cursor::new(info, m)? })
+        Ok(TxnReader { r, c: Cursor::open(r, bucket, key)? })
     }
 
     pub(crate) fn info(&self) -> &ObjectInfo {
@@ -202,6 +200,12 @@ impl Read for TxnReader<'_> {
 }
 
 impl Cursor {
+    /// At the start of `key` as `r` sees it.
+    fn open(r: &dyn KvRead, bucket: &str, key: &str) -> Result<Self> {
+        let m = crate::objects::existing(r, bucket, key, true).map_err(|e| e.at(bucket, key))?;
+        Self::new(crate::objects::info(bucket, key, &m), m)
+    }
+
     fn new(info: ObjectInfo, m: Manifest) -> Result<Self> {
         let body = match m.body {
             Body::Inline(data) => {
@@ -370,9 +374,8 @@ impl Cursor {
 
 /// Opens `key` in `snap`.
 pub(crate) fn open(snap: Arc<dyn ReadTxn>, bucket: &str, key: &str) -> Result<ObjectReader> {
-    let m = crate::objects::existing(snap.as_ref(), bucket, key, true)?;
-    let info = crate::objects::info(bucket, key, &m);
-    ObjectReader::new(snap, info, m)
+    let c = Cursor::open(snap.as_ref(), bucket, key)?;
+    Ok(ObjectReader { snap, c })
 }
 
 /// Reads the whole object or a range of it from any view (snapshot or transaction).

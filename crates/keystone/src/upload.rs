@@ -569,50 +569,6 @@ mod tests {
         assert!(matches!(from_io(ErrorKind::BrokenPipe.into()), Error::Io(e) if e.kind() == ErrorKind::BrokenPipe));
     }
 
-    /// A damaged id counter stops the open, which would otherwise hand out the ids of stored
-    /// segments again (new chunks written over old ones); the counter of earlier releases (8
-    /// bytes, no seal) is read and written back sealed.
-    #[test]
-    #[allow(clippy::unwrap_used)]
-    fn a_damaged_id_counter_stops_the_open_and_an_old_one_is_sealed() {
-        use crate::data::records::{decode_idgen, encode_idgen};
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("s.keystone");
-        let counter = |db: &crate::Datastore| db.engine.read(|r| Ok(r.get(&keys::idgen())?.unwrap().to_vec())).unwrap();
-        let db = crate::Datastore::open(&path).unwrap();
-        db.create_bucket("bkt").unwrap().put_bytes("k", vec![1u8; 50_000]).unwrap();
-        let hi = decode_idgen(&counter(&db)).unwrap();
-        assert_eq!(counter(&db).len(), 12);
-        // The form earlier releases wrote: read, and sealed at the next open.
-        db.engine.write_alone(Commit::Durable, |w| w.put(&keys::idgen(), &hi.to_be_bytes())).unwrap();
-        drop(db);
-        let db = crate::Datastore::open(&path).unwrap();
-        assert_eq!(counter(&db), encode_idgen(hi + 1));
-        // Damaged lower by one bit: refused, naming what was wrong and what to do.
-        let mut bad = encode_idgen(hi + 1);
-        bad[7] ^= 1;
-        db.engine.write_alone(Commit::Durable, |w| w.put(&keys::idgen(), &bad)).unwrap();
-        drop(db);
-        let e = crate::Datastore::open(&path).unwrap_err();
-        assert!(matches!(&e, Error::Corrupted { reason, .. } if reason.contains("salvage")), "{e:?}");
-    }
-
-    /// A chunk size no segment can record (it holds a u32) is lowered at open, not a panic at
-    /// open nor objects stored under a chunk size that does not describe them.
-    #[test]
-    #[allow(clippy::unwrap_used)]
-    fn a_chunk_size_larger_than_a_segment_records_is_lowered_at_open() {
-        for size in [usize::MAX, u32::MAX as usize + 1_001] {
-            let db = crate::Datastore::builder().chunk_size(size).inline_threshold(100).in_memory().unwrap();
-            assert!(u32::try_from(db.engine.cfg.chunk_size).is_ok());
-            let b = db.create_bucket("bkt").unwrap();
-            let body: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
-            b.put_bytes("k", &body).unwrap();
-            assert_eq!(b.get_bytes("k").unwrap(), body);
-            assert_eq!(b.get_range("k", 9_000..9_010).unwrap(), &body[9_000..9_010]);
-        }
-    }
-
     /// The library's `copy_object` checks the source bucket's name as every other call does:
     /// a reserved name is refused as a name, not read as a bucket whose records are damage.
     #[test]

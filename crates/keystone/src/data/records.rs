@@ -77,6 +77,8 @@ impl Enc {
 pub(crate) struct Dec<'a> {
     /// The whole record, for `check_sealed`.
     record: &'a [u8],
+    /// `FORMAT_V1` or `FORMAT_V2`: whether the record carries a seal.
+    version: u8,
     buf: &'a [u8],
     what: &'static str,
 }
@@ -85,20 +87,24 @@ impl<'a> Dec<'a> {
     /// A decoder of a record that is V1 only.
     fn new(buf: &'a [u8], what: &'static str) -> Result<Self> {
         match Self::versioned(buf, what)? {
-            (d, FORMAT_V1) => Ok(d),
-            (_, v) => Err(corrupt(&format!("{what} has unknown format version {v}"))),
+            d if d.version == FORMAT_V1 => Ok(d),
+            d => Err(corrupt(&format!("{what} has unknown format version {}", d.version))),
         }
     }
-    /// A decoder of a record that is V1 or V2, and the version.
-    fn versioned(buf: &'a [u8], what: &'static str) -> Result<(Self, u8)> {
+    /// A decoder of a record that is V1 or V2 (sealed).
+    fn versioned(buf: &'a [u8], what: &'static str) -> Result<Self> {
         match buf.split_first() {
-            Some((&v @ (FORMAT_V1 | FORMAT_V2), rest)) => Ok((Dec { record: buf, buf: rest, what }, v)),
+            Some((&version @ (FORMAT_V1 | FORMAT_V2), rest)) => Ok(Dec { record: buf, version, buf: rest, what }),
             Some((v, _)) => Err(corrupt(&format!("{what} has unknown format version {v}"))),
             None => Err(corrupt(&format!("{what} is empty"))),
         }
     }
-    /// Reads a V2 record's CRC32C and checks it against everything read before it.
+    /// Where a V2 record has its seal: reads its CRC32C and checks it against everything read
+    /// before it. A V1 record has none: nothing to read or check.
     fn check_sealed(&mut self) -> Result<()> {
+        if self.version != FORMAT_V2 {
+            return Ok(());
+        }
         let covered = self.record.len() - self.buf.len();
         let stored = self.u32()?;
         let actual = crate::data::crc::crc(&self.record[..covered]);
@@ -376,8 +382,7 @@ impl Manifest {
     /// fields with the body left empty (the caller fills it from the `BodyRef`), the ETag and
     /// metadata copied only with `keep`.
     fn parse(buf: &[u8], keep: bool) -> Result<(Self, BodyRef<'_>)> {
-        let (mut d, version) = Dec::versioned(buf, "object manifest")?;
-        let sealed = version == FORMAT_V2;
+        let mut d = Dec::versioned(buf, "object manifest")?;
         let size = d.u64()?;
         let etag = d.str()?;
         let etag = if keep { etag.to_owned() } else { String::new() };
@@ -389,9 +394,7 @@ impl Manifest {
         let body = match d.u8()? {
             BODY_INLINE => {
                 let n = d.u32()? as usize;
-                if sealed {
-                    d.check_sealed()?;
-                }
+                d.check_sealed()?;
                 let data = d.take(n)?;
                 if data.len() as u64 != size {
                     return Err(corrupt("inline body length differs from the object size"));
@@ -406,9 +409,7 @@ impl Manifest {
                 }
                 // Checked: lengths from a damaged record may overflow when added up.
                 let total = segs.iter().try_fold(0u64, |acc, s| acc.checked_add(s.len));
-                if sealed {
-                    d.check_sealed()?;
-                }
+                d.check_sealed()?;
                 if total != Some(size) {
                     return Err(corrupt("segment lengths do not add up to the object size"));
                 }
@@ -456,7 +457,7 @@ impl StageRecord {
         e.0
     }
     pub(crate) fn decode(buf: &[u8]) -> Result<Self> {
-        let (mut d, version) = Dec::versioned(buf, "staging record")?;
+        let mut d = Dec::versioned(buf, "staging record")?;
         let purpose = match d.u8()? {
             0 => StagePurpose::Put,
             1 => StagePurpose::Part,
@@ -469,9 +470,7 @@ impl StageRecord {
         for _ in 0..n {
             segs.push(d.u64()?);
         }
-        if version == FORMAT_V2 {
-            d.check_sealed()?;
-        }
+        d.check_sealed()?;
         d.finish()?;
         Ok(StageRecord { purpose, key, started, segs })
     }
@@ -518,11 +517,9 @@ impl PartRecord {
         e.0
     }
     pub(crate) fn decode(buf: &[u8]) -> Result<Self> {
-        let (mut d, version) = Dec::versioned(buf, "part record")?;
+        let mut d = Dec::versioned(buf, "part record")?;
         let r = PartRecord { seg: Segment::decode(&mut d)?, md5: d.md5()?, crc: d.u32()?, modified: d.u64()? };
-        if version == FORMAT_V2 {
-            d.check_sealed()?;
-        }
+        d.check_sealed()?;
         d.finish()?;
         Ok(r)
     }
@@ -592,222 +589,4 @@ pub(crate) fn open_chunk(record: &[u8]) -> Result<&[u8]> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn meta() -> ObjectMeta {
-        let mut m =
-            ObjectMeta { content_type: Some("text/plain".into()), expires: Some("x".into()), ..Default::default() };
-        m.user.insert("a".into(), "b".into());
-        m
-    }
-
-    /// A small object's manifest, with metadata.
-    fn small() -> Manifest {
-        Manifest {
-            size: 3,
-            etag: "abc".into(),
-            crc: 7,
-            created: 1,
-            modified: 2,
-            parts: 0,
-            meta: meta(),
-            body: Body::Inline(b"xyz".to_vec()),
-        }
-    }
-
-    #[test]
-    fn manifests_round_trip() {
-        let inline = small();
-        assert_eq!(Manifest::decode(&inline.encode()).expect("decodes"), inline);
-        let head = Manifest::decode_head(&inline.encode()).expect("decodes");
-        assert_eq!(head.body, Body::Inline(Vec::new()));
-        assert_eq!(head.meta, inline.meta);
-        let rec = inline.encode();
-        let plan = ReadPlan::decode(&rec).expect("decodes");
-        assert_eq!((plan.size, plan.crc, plan.body), (3, 7, BodyRef::Inline(b"xyz")));
-        // What a read does not copy is still checked: an ETag that is not UTF-8 is damage.
-        let mut bad = rec.clone();
-        let at = bad.windows(3).position(|w| w == b"abc").expect("etag in the record");
-        bad[at] = 0xff;
-        assert!(ReadPlan::decode(&bad).unwrap_err().to_string().contains("UTF-8"));
-        assert!(Manifest::decode_head(&bad).unwrap_err().to_string().contains("UTF-8"));
-
-        let chunked = Manifest {
-            size: 30,
-            body: Body::Segments(vec![
-                Segment { id: 1, len: 10, chunk_size: 4 },
-                Segment { id: 9, len: 20, chunk_size: 8 },
-            ]),
-            parts: 2,
-            ..inline
-        };
-        assert_eq!(Manifest::decode(&chunked.encode()).expect("decodes"), chunked);
-        assert_eq!(Manifest::decode_head(&chunked.encode()).expect("decodes"), chunked);
-        let rec = chunked.encode();
-        let plan = ReadPlan::decode(&rec).expect("decodes");
-        assert_eq!((plan.size, plan.body), (30, BodyRef::Segments(chunked.segments().to_vec())));
-    }
-
-    #[test]
-    fn other_records_round_trip() {
-        let b = BucketRecord { created: 42 };
-        assert_eq!(BucketRecord::decode(&b.encode()).expect("decodes"), b);
-        let s = StageRecord { purpose: StagePurpose::Part, key: "k".into(), started: 5, segs: vec![1, 2] };
-        assert_eq!(StageRecord::decode(&s.encode()).expect("decodes"), s);
-        let m = MpuRecord { key: "k".into(), initiated: 9, meta: meta() };
-        assert_eq!(MpuRecord::decode(&m.encode()).expect("decodes"), m);
-        let p = PartRecord { seg: Segment { id: 3, len: 5, chunk_size: 2 }, md5: [7; 16], crc: 1, modified: 2 };
-        assert_eq!(PartRecord::decode(&p.encode()).expect("decodes"), p);
-    }
-
-    #[test]
-    fn damaged_records_are_errors_not_panics() {
-        let m = Manifest {
-            size: 0,
-            etag: String::new(),
-            crc: 0,
-            created: 0,
-            modified: 0,
-            parts: 0,
-            meta: meta(),
-            body: Body::Inline(vec![]),
-        }
-        .encode();
-        for cut in 0..m.len() {
-            assert!(Manifest::decode(&m[..cut]).is_err(), "cut at {cut}");
-        }
-        let mut wrong_version = m.clone();
-        wrong_version[0] = 9;
-        assert!(Manifest::decode(&wrong_version).unwrap_err().to_string().contains("format version 9"));
-        let mut trailing = m;
-        trailing.push(0);
-        assert!(Manifest::decode(&trailing).is_err());
-        assert!(Manifest::decode_head(&trailing).is_err());
-        assert!(ReadPlan::decode(&trailing).is_err());
-        assert!(BucketRecord::decode(&[]).is_err());
-    }
-
-    /// A V2 record as the release before V2 wrote it: version 1, no CRC (`body`: the length of
-    /// an inline body, which follows the CRC).
-    fn as_v1(v2: &[u8], body: usize) -> Vec<u8> {
-        let at = v2.len() - body - 4;
-        let mut v1 = [&v2[..at], &v2[at + 4..]].concat();
-        v1[0] = FORMAT_V1;
-        v1
-    }
-
-    #[test]
-    fn v1_records_of_earlier_releases_still_decode() {
-        let inline = small();
-        let chunked = Manifest {
-            size: 10,
-            body: Body::Segments(vec![Segment { id: 4, len: 10, chunk_size: 4 }]),
-            ..inline.clone()
-        };
-        for (m, body) in [(&inline, 3), (&chunked, 0)] {
-            let v2 = m.encode();
-            assert_eq!(v2[0], FORMAT_V2);
-            let v1 = as_v1(&v2, body);
-            assert_eq!(v1.len(), v2.len() - 4);
-            assert_eq!(&Manifest::decode(&v1).expect("a V1 manifest decodes"), m);
-            assert!(ReadPlan::decode(&v1).is_ok());
-        }
-        let s = StageRecord { purpose: StagePurpose::Put, key: "k".into(), started: 5, segs: vec![1, 2] };
-        assert_eq!(StageRecord::decode(&as_v1(&s.encode(), 0)).expect("decodes"), s);
-        let p = PartRecord { seg: Segment { id: 3, len: 5, chunk_size: 2 }, md5: [7; 16], crc: 1, modified: 2 };
-        assert_eq!(PartRecord::decode(&as_v1(&p.encode(), 0)).expect("decodes"), p);
-    }
-
-    /// Every single-bit flip in a record that names segments is found at decode — outside an
-    /// inline body, which the object's CRC32C covers when it is read.
-    #[test]
-    fn records_that_name_segments_detect_every_bit_flip() {
-        let chunked = Manifest {
-            size: 30,
-            etag: "e-2".into(),
-            crc: 7,
-            created: 1,
-            modified: 2,
-            parts: 2,
-            meta: meta(),
-            body: Body::Segments(vec![
-                Segment { id: 1, len: 10, chunk_size: 4 },
-                Segment { id: 9, len: 20, chunk_size: 8 },
-            ]),
-        };
-        let inline = Manifest { size: 4, parts: 0, body: Body::Inline(b"body".to_vec()), ..chunked.clone() };
-        let stage = StageRecord { purpose: StagePurpose::Part, key: "k".into(), started: 5, segs: vec![1, 2] };
-        let part = PartRecord { seg: Segment { id: 3, len: 5, chunk_size: 2 }, md5: [7; 16], crc: 1, modified: 2 };
-        // (what, record, bytes of inline body at its end, whether a damaged copy fails to decode)
-        type Case<'a> = (&'a str, Vec<u8>, usize, &'a dyn Fn(&[u8]) -> bool);
-        let records: [Case<'_>; 4] = [
-            ("chunked manifest", chunked.encode(), 0, &|r| {
-                Manifest::decode(r).is_err() && ReadPlan::decode(r).is_err()
-            }),
-            ("inline manifest", inline.encode(), 4, &|r| {
-                Manifest::decode_head(r).is_err() && ReadPlan::decode(r).is_err()
-            }),
-            ("staging record", stage.encode(), 0, &|r| StageRecord::decode(r).is_err()),
-            ("part record", part.encode(), 0, &|r| PartRecord::decode(r).is_err()),
-        ];
-        for (what, rec, body, fails) in records {
-            for i in 0..rec.len() - body {
-                for bit in 0..8 {
-                    let mut bad = rec.clone();
-                    bad[i] ^= 1 << bit;
-                    assert!(fails(&bad), "{what}: flip of bit {bit} of byte {i} decoded");
-                }
-            }
-        }
-    }
-
-    #[test]
-    fn the_id_counter_is_sealed_and_its_old_form_still_read() {
-        let rec = encode_idgen(0x1234);
-        assert_eq!(decode_idgen(&rec).unwrap(), 0x1234);
-        assert_eq!(decode_idgen(&0x99u64.to_be_bytes()).unwrap(), 0x99);
-        for i in 0..rec.len() {
-            for bit in 0..8 {
-                let mut bad = rec.clone();
-                bad[i] ^= 1 << bit;
-                assert!(decode_idgen(&bad).is_err(), "flip of bit {bit} of byte {i} decoded");
-            }
-        }
-        assert!(decode_idgen(&rec[..11]).is_err());
-        assert!(decode_idgen(&[]).is_err());
-    }
-
-    #[test]
-    fn a_segment_with_more_chunks_than_an_index_numbers_is_damage() {
-        let m = |len: u64| Manifest {
-            size: len,
-            etag: String::new(),
-            crc: 0,
-            created: 0,
-            modified: 0,
-            parts: 0,
-            meta: ObjectMeta::default(),
-            body: Body::Segments(vec![Segment { id: 1, len, chunk_size: 1 }]),
-        };
-        let most = u64::from(u32::MAX) + 1;
-        assert!(Manifest::decode(&m(most).encode()).is_ok());
-        let e = Manifest::decode(&m(most + 1).encode()).unwrap_err();
-        assert!(e.to_string().contains("more chunks than a chunk index"), "{e}");
-    }
-
-    #[test]
-    fn chunks_detect_bit_flips() {
-        let mut rec = chunk_buffer(4);
-        rec.extend_from_slice(b"data");
-        let crc = seal_chunk(&mut rec);
-        assert_eq!(crc, crc32c::crc32c(b"data"));
-        assert_eq!(open_chunk(&rec).expect("valid"), b"data");
-        for i in 0..rec.len() {
-            let mut bad = rec.clone();
-            bad[i] ^= 0x10;
-            assert!(open_chunk(&bad).is_err(), "flip at {i}");
-        }
-        assert!(open_chunk(&rec[..3]).is_err());
-    }
-}
+mod tests;

@@ -1,0 +1,211 @@
+//! Round trips, old formats, and damage of every record kind.
+
+use super::*;
+
+fn meta() -> ObjectMeta {
+    let mut m = ObjectMeta { content_type: Some("text/plain".into()), expires: Some("x".into()), ..Default::default() };
+    m.user.insert("a".into(), "b".into());
+    m
+}
+
+/// A small object's manifest, with metadata.
+fn small() -> Manifest {
+    Manifest {
+        size: 3,
+        etag: "abc".into(),
+        crc: 7,
+        created: 1,
+        modified: 2,
+        parts: 0,
+        meta: meta(),
+        body: Body::Inline(b"xyz".to_vec()),
+    }
+}
+
+#[test]
+fn manifests_round_trip() {
+    let inline = small();
+    assert_eq!(Manifest::decode(&inline.encode()).expect("decodes"), inline);
+    let head = Manifest::decode_head(&inline.encode()).expect("decodes");
+    assert_eq!(head.body, Body::Inline(Vec::new()));
+    assert_eq!(head.meta, inline.meta);
+    let rec = inline.encode();
+    let plan = ReadPlan::decode(&rec).expect("decodes");
+    assert_eq!((plan.size, plan.crc, plan.body), (3, 7, BodyRef::Inline(b"xyz")));
+    // What a read does not copy is still checked: an ETag that is not UTF-8 is damage.
+    let mut bad = rec.clone();
+    let at = bad.windows(3).position(|w| w == b"abc").expect("etag in the record");
+    bad[at] = 0xff;
+    assert!(ReadPlan::decode(&bad).unwrap_err().to_string().contains("UTF-8"));
+    assert!(Manifest::decode_head(&bad).unwrap_err().to_string().contains("UTF-8"));
+
+    let chunked = Manifest {
+        size: 30,
+        body: Body::Segments(vec![
+            Segment { id: 1, len: 10, chunk_size: 4 },
+            Segment { id: 9, len: 20, chunk_size: 8 },
+        ]),
+        parts: 2,
+        ..inline
+    };
+    assert_eq!(Manifest::decode(&chunked.encode()).expect("decodes"), chunked);
+    assert_eq!(Manifest::decode_head(&chunked.encode()).expect("decodes"), chunked);
+    let rec = chunked.encode();
+    let plan = ReadPlan::decode(&rec).expect("decodes");
+    assert_eq!((plan.size, plan.body), (30, BodyRef::Segments(chunked.segments().to_vec())));
+}
+
+#[test]
+fn other_records_round_trip() {
+    let b = BucketRecord { created: 42 };
+    assert_eq!(BucketRecord::decode(&b.encode()).expect("decodes"), b);
+    let s = StageRecord { purpose: StagePurpose::Part, key: "k".into(), started: 5, segs: vec![1, 2] };
+    assert_eq!(StageRecord::decode(&s.encode()).expect("decodes"), s);
+    let m = MpuRecord { key: "k".into(), initiated: 9, meta: meta() };
+    assert_eq!(MpuRecord::decode(&m.encode()).expect("decodes"), m);
+    let p = PartRecord { seg: Segment { id: 3, len: 5, chunk_size: 2 }, md5: [7; 16], crc: 1, modified: 2 };
+    assert_eq!(PartRecord::decode(&p.encode()).expect("decodes"), p);
+}
+
+#[test]
+fn damaged_records_are_errors_not_panics() {
+    let m = Manifest {
+        size: 0,
+        etag: String::new(),
+        crc: 0,
+        created: 0,
+        modified: 0,
+        parts: 0,
+        meta: meta(),
+        body: Body::Inline(vec![]),
+    }
+    .encode();
+    for cut in 0..m.len() {
+        assert!(Manifest::decode(&m[..cut]).is_err(), "cut at {cut}");
+    }
+    let mut wrong_version = m.clone();
+    wrong_version[0] = 9;
+    assert!(Manifest::decode(&wrong_version).unwrap_err().to_string().contains("format version 9"));
+    let mut trailing = m;
+    trailing.push(0);
+    assert!(Manifest::decode(&trailing).is_err());
+    assert!(Manifest::decode_head(&trailing).is_err());
+    assert!(ReadPlan::decode(&trailing).is_err());
+    assert!(BucketRecord::decode(&[]).is_err());
+}
+
+/// A V2 record as the release before V2 wrote it: version 1, no CRC (`body`: the length of
+/// an inline body, which follows the CRC).
+fn as_v1(v2: &[u8], body: usize) -> Vec<u8> {
+    let at = v2.len() - body - 4;
+    let mut v1 = [&v2[..at], &v2[at + 4..]].concat();
+    v1[0] = FORMAT_V1;
+    v1
+}
+
+#[test]
+fn v1_records_of_earlier_releases_still_decode() {
+    let inline = small();
+    let chunked =
+        Manifest { size: 10, body: Body::Segments(vec![Segment { id: 4, len: 10, chunk_size: 4 }]), ..inline.clone() };
+    for (m, body) in [(&inline, 3), (&chunked, 0)] {
+        let v2 = m.encode();
+        assert_eq!(v2[0], FORMAT_V2);
+        let v1 = as_v1(&v2, body);
+        assert_eq!(v1.len(), v2.len() - 4);
+        assert_eq!(&Manifest::decode(&v1).expect("a V1 manifest decodes"), m);
+        assert!(ReadPlan::decode(&v1).is_ok());
+    }
+    let s = StageRecord { purpose: StagePurpose::Put, key: "k".into(), started: 5, segs: vec![1, 2] };
+    assert_eq!(StageRecord::decode(&as_v1(&s.encode(), 0)).expect("decodes"), s);
+    let p = PartRecord { seg: Segment { id: 3, len: 5, chunk_size: 2 }, md5: [7; 16], crc: 1, modified: 2 };
+    assert_eq!(PartRecord::decode(&as_v1(&p.encode(), 0)).expect("decodes"), p);
+}
+
+/// Every single-bit flip in a record that names segments is found at decode — outside an
+/// inline body, which the object's CRC32C covers when it is read.
+#[test]
+fn records_that_name_segments_detect_every_bit_flip() {
+    let chunked = Manifest {
+        size: 30,
+        etag: "e-2".into(),
+        crc: 7,
+        created: 1,
+        modified: 2,
+        parts: 2,
+        meta: meta(),
+        body: Body::Segments(vec![
+            Segment { id: 1, len: 10, chunk_size: 4 },
+            Segment { id: 9, len: 20, chunk_size: 8 },
+        ]),
+    };
+    let inline = Manifest { size: 4, parts: 0, body: Body::Inline(b"body".to_vec()), ..chunked.clone() };
+    let stage = StageRecord { purpose: StagePurpose::Part, key: "k".into(), started: 5, segs: vec![1, 2] };
+    let part = PartRecord { seg: Segment { id: 3, len: 5, chunk_size: 2 }, md5: [7; 16], crc: 1, modified: 2 };
+    // (what, record, bytes of inline body at its end, whether a damaged copy fails to decode)
+    type Case<'a> = (&'a str, Vec<u8>, usize, &'a dyn Fn(&[u8]) -> bool);
+    let records: [Case<'_>; 4] = [
+        ("chunked manifest", chunked.encode(), 0, &|r| Manifest::decode(r).is_err() && ReadPlan::decode(r).is_err()),
+        ("inline manifest", inline.encode(), 4, &|r| Manifest::decode_head(r).is_err() && ReadPlan::decode(r).is_err()),
+        ("staging record", stage.encode(), 0, &|r| StageRecord::decode(r).is_err()),
+        ("part record", part.encode(), 0, &|r| PartRecord::decode(r).is_err()),
+    ];
+    for (what, rec, body, fails) in records {
+        for i in 0..rec.len() - body {
+            for bit in 0..8 {
+                let mut bad = rec.clone();
+                bad[i] ^= 1 << bit;
+                assert!(fails(&bad), "{what}: flip of bit {bit} of byte {i} decoded");
+            }
+        }
+    }
+}
+
+#[test]
+fn the_id_counter_is_sealed_and_its_old_form_still_read() {
+    let rec = encode_idgen(0x1234);
+    assert_eq!(decode_idgen(&rec).unwrap(), 0x1234);
+    assert_eq!(decode_idgen(&0x99u64.to_be_bytes()).unwrap(), 0x99);
+    for i in 0..rec.len() {
+        for bit in 0..8 {
+            let mut bad = rec.clone();
+            bad[i] ^= 1 << bit;
+            assert!(decode_idgen(&bad).is_err(), "flip of bit {bit} of byte {i} decoded");
+        }
+    }
+    assert!(decode_idgen(&rec[..11]).is_err());
+    assert!(decode_idgen(&[]).is_err());
+}
+
+#[test]
+fn a_segment_with_more_chunks_than_an_index_numbers_is_damage() {
+    let m = |len: u64| Manifest {
+        size: len,
+        etag: String::new(),
+        crc: 0,
+        created: 0,
+        modified: 0,
+        parts: 0,
+        meta: ObjectMeta::default(),
+        body: Body::Segments(vec![Segment { id: 1, len, chunk_size: 1 }]),
+    };
+    let most = u64::from(u32::MAX) + 1;
+    assert!(Manifest::decode(&m(most).encode()).is_ok());
+    let e = Manifest::decode(&m(most + 1).encode()).unwrap_err();
+    assert!(e.to_string().contains("more chunks than a chunk index"), "{e}");
+}
+
+#[test]
+fn chunks_detect_bit_flips() {
+    let mut rec = chunk_buffer(4);
+    rec.extend_from_slice(b"data");
+    let crc = seal_chunk(&mut rec);
+    assert_eq!(crc, crc32c::crc32c(b"data"));
+    assert_eq!(open_chunk(&rec).expect("valid"), b"data");
+    for i in 0..rec.len() {
+        let mut bad = rec.clone();
+        bad[i] ^= 0x10;
+        assert!(open_chunk(&bad).is_err(), "flip at {i}");
+    }
+    assert!(open_chunk(&rec[..3]).is_err());
+}
