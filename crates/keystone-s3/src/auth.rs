@@ -86,6 +86,13 @@ impl S3Access for Access {
             }
             return Err(e);
         }
+        if let Some(name) = unsigned_amz_header(cx.headers(), cx.uri()) {
+            return Err(custom(
+                "AccessDenied",
+                StatusCode::FORBIDDEN,
+                format!("There were headers present in the request which were not signed: {name}"),
+            ));
+        }
         if op == "DeleteObjects" {
             // As S3: the batch must carry a digest of its body (checked by `xml_digest`), or
             // name the trailer that will (an aws-chunked body, which s3s decodes).
@@ -112,7 +119,37 @@ fn signed_region(headers: &HeaderMap, uri: &Uri) -> Option<(String, bool)> {
         let scope = auth.split("Credential=").nth(1)?.split([',', ' ']).next()?;
         return region_of(scope).map(|r| (r, false));
     }
-    let cred = uri.query()?.split('&').find_map(|p| p.strip_prefix("X-Amz-Credential="))?;
-    let scope = percent_encoding::percent_decode_str(cred).decode_utf8().ok()?;
+    let scope = query_pairs(uri.query()?).into_iter().find(|(k, _)| k == "X-Amz-Credential")?.1;
     region_of(&scope).map(|r| (r, true))
+}
+
+/// A query string's pairs, decoded as s3s decodes them (form-urlencoded: `+` is a space).
+pub(crate) fn query_pairs(query: &str) -> Vec<(String, String)> {
+    let dec = |s: &str| percent_encoding::percent_decode_str(&s.replace('+', " ")).decode_utf8_lossy().into_owned();
+    query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            (dec(k), dec(v))
+        })
+        .collect()
+}
+
+/// An `x-amz-*` header the signature does not cover (S3: 403 AccessDenied, "There were
+/// headers present in the request which were not signed"). `x-amz-content-sha256` may be
+/// unsigned on a presigned URL.
+fn unsigned_amz_header(headers: &HeaderMap, uri: &Uri) -> Option<String> {
+    let signed: String = if let Some(auth) = headers.get(hyper::header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
+        auth.split("SignedHeaders=").nth(1)?.split([',', ' ']).next()?.to_owned()
+    } else {
+        query_pairs(uri.query()?).into_iter().find(|(k, _)| k == "X-Amz-SignedHeaders")?.1
+    };
+    let signed = signed.to_ascii_lowercase();
+    let signed: Vec<&str> = signed.split(';').collect();
+    headers
+        .keys()
+        .map(hyper::header::HeaderName::as_str)
+        .find(|n| n.starts_with("x-amz-") && *n != "x-amz-content-sha256" && !signed.contains(n))
+        .map(str::to_owned)
 }

@@ -104,6 +104,21 @@ pub(crate) fn hasher_for(want: &Checksum, also: &[Option<&str>]) -> ChecksumHash
     h
 }
 
+/// Whether the body is `aws-chunked` (`x-amz-content-sha256: STREAMING-…`), which s3s
+/// decodes before the store sees it.
+pub(crate) fn is_aws_chunked(headers: &hyper::HeaderMap) -> bool {
+    headers.get("x-amz-content-sha256").is_some_and(|v| v.as_bytes().starts_with(b"STREAMING-"))
+}
+
+/// The length an `aws-chunked` body declares for its decoded bytes. Only such a body has one:
+/// on any other request the header means nothing to s3s, and is not trusted here either.
+pub(crate) fn decoded_length(headers: &hyper::HeaderMap) -> Option<u64> {
+    if !is_aws_chunked(headers) {
+        return None;
+    }
+    headers.get("x-amz-decoded-content-length")?.to_str().ok()?.parse().ok()
+}
+
 pub(crate) fn bad_checksum(algo: &str) -> S3Error {
     custom(
         "BadDigest",
@@ -138,11 +153,17 @@ impl Expect {
                 Some(name)
             }
         };
-        let length = match content_length {
-            Some(n) if n < 0 => return Err(s3_error!(InvalidArgument, "Content-Length must not be negative.")),
-            Some(n) => Some(n.unsigned_abs()),
-            None => None,
-        };
+        // An aws-chunked body's length is its decoded length (s3s rewrites Content-Length to
+        // it only when the request had one); a body with no length at all is refused, as S3
+        // refuses a PUT without Content-Length.
+        let length = Some(match (decoded_length(headers), content_length) {
+            (Some(n), _) => n,
+            (None, Some(n)) if n < 0 => return Err(s3_error!(InvalidArgument, "Content-Length must not be negative.")),
+            (None, Some(n)) => n.unsigned_abs(),
+            (None, None) => {
+                return Err(s3_error!(MissingContentLength, "You must provide the Content-Length HTTP header."));
+            }
+        });
         Ok(Expect {
             length,
             md5,

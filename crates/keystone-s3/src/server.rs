@@ -234,7 +234,10 @@ struct Outer {
 fn prefilter(req: &hyper::Request<Incoming>, limits: &Limits) -> Option<S3Error> {
     let headers = req.headers();
     let query = req.uri().query().unwrap_or("");
-    let has_param = |name: &str| query.split('&').any(|p| p.split('=').next().is_some_and(|k| k == name));
+    // Names and values decoded as s3s decodes them (`X-Amz-%45xpires` is `X-Amz-Expires`).
+    let pairs = crate::auth::query_pairs(query);
+    let param = |name: &str| pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+    let has_param = |name: &str| param(name).is_some();
     if headers.get(hyper::header::AUTHORIZATION).is_some_and(|v| v.as_bytes().starts_with(b"AWS "))
         || has_param("AWSAccessKeyId")
         || has_param("Signature")
@@ -263,11 +266,13 @@ fn prefilter(req: &hyper::Request<Incoming>, limits: &Limits) -> Option<S3Error>
         return Some(s3_error!(NotImplemented, "Object Lock is not supported."));
     }
     if req.method() == Method::POST
-        && headers.get(hyper::header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"multipart/form-data"))
+        && headers
+            .get(hyper::header::CONTENT_TYPE)
+            .is_some_and(|v| v.as_bytes().trim_ascii_start().to_ascii_lowercase().starts_with(b"multipart/form-data"))
     {
         return Some(s3_error!(NotImplemented, "POST Object (browser form upload) is not supported."));
     }
-    if let Some(exp) = query.split('&').find_map(|p| p.strip_prefix("X-Amz-Expires="))
+    if let Some(exp) = param("X-Amz-Expires")
         && exp.parse::<u64>().map_or(true, |s| s > 604_800)
     {
         return Some(custom(
@@ -276,11 +281,9 @@ fn prefilter(req: &hyper::Request<Incoming>, limits: &Limits) -> Option<S3Error>
             "X-Amz-Expires must be a number of seconds no greater than 604800 (7 days).",
         ));
     }
-    let length = headers
-        .get("x-amz-decoded-content-length")
-        .or_else(|| headers.get(hyper::header::CONTENT_LENGTH))
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
+    let length = crate::body::decoded_length(headers).or_else(|| {
+        headers.get(hyper::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok())
+    });
     if let Some(n) = length {
         if is_xml_op(req) && n > limits.max_xml_bytes as u64 {
             return Some(s3_error!(MaxMessageLengthExceeded, "Your request was too big."));

@@ -56,11 +56,10 @@ type Limited = IdleBody<Incoming>;
 /// Content-MD5 applies there. An `aws-chunked` body is left to s3s, which decodes it.
 pub(crate) fn watch(req: hyper::Request<Limited>, xml: bool) -> hyper::Request<s3s::Body> {
     let h = req.headers();
-    let streaming = h.get("x-amz-content-sha256").is_some_and(|v| v.as_bytes().starts_with(b"STREAMING-"));
-    if !xml || streaming {
+    if !xml || crate::body::is_aws_chunked(h) {
         return req.map(s3s::Body::http_body_unsync);
     }
-    let complete = req.uri().query().unwrap_or("").split('&').any(|p| p.split('=').next() == Some("uploadId"));
+    let complete = crate::auth::query_pairs(req.uri().query().unwrap_or("")).iter().any(|(k, _)| k == "uploadId");
     let mut sums = Checksum::default();
     if !complete {
         for (i, (_, header)) in ALGOS.iter().enumerate() {
