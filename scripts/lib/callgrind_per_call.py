@@ -7,13 +7,14 @@ each call edge with its count), summed over its callers, over the number of call
 
 Prints one line per NAME: `<instructions per call> <calls>`. Reading the call edges, not the
 function's own line, keeps code inlined into it from other files (which callgrind_annotate
-may list as functions of their own) in its count."""
+may list as functions of their own) in its count; `--threshold=100` keeps functions that are a
+tiny share of the whole run (W6's gets after loading a million objects) in the listing."""
 import re
 import subprocess
 import sys
 
 out, names = sys.argv[1], sys.argv[2:]
-text = subprocess.run(["callgrind_annotate", "--inclusive=yes", "--tree=calling", out],
+text = subprocess.run(["callgrind_annotate", "--inclusive=yes", "--tree=calling", "--threshold=100", out],
                       check=True, capture_output=True, text=True).stdout
 edge = re.compile(r"^\s*([\d,]+) \([^)]*\)\s+>\s+(.*) \(([\d,]+)x\)")
 for name in names:
