@@ -215,18 +215,7 @@ fn addr(h: &Harness) -> SocketAddr {
 /// presigned upload into a CopyObject of any object in the store.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_presigned_put_refuses_an_unsigned_copy_source() {
-    let h = Harness::start().await;
-    h.db.create_bucket("secret").unwrap().put_bytes("private.key", b"TOP SECRET").unwrap();
-    h.db.create_bucket("uploads").unwrap();
-    let host = addr(&h).to_string();
-    let q = Sig::now().presign(&host, "PUT", "/uploads/user-42.txt", 300);
-    let target = format!("/uploads/user-42.txt?{q}");
-    let headers = vec![("x-amz-copy-source".to_owned(), "/secret/private.key".to_owned())];
-    let r = raw(addr(&h), "PUT", &target, &headers, b"", false).await;
-    let stored = h.db.bucket("uploads").unwrap().get_bytes("user-42.txt").ok();
-    h.server.shutdown().await;
-    assert_eq!(stored.as_deref(), None, "the presigned upload copied another bucket's object: {}", r.text);
-    assert_eq!(r.status, 403, "{}", r.text);
+    unsigned_copy_source_is_refused(true).await;
 }
 
 /// The same with header auth: SDKs sign every `x-amz-*` header, and S3 refuses one that is
@@ -234,18 +223,30 @@ async fn a_presigned_put_refuses_an_unsigned_copy_source() {
 /// CopyObject of any object).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_header_signed_put_refuses_an_unsigned_copy_source() {
+    unsigned_copy_source_is_refused(false).await;
+}
+
+/// A PutObject signed (presigned or by header) without `x-amz-copy-source`, which is then
+/// added: refused, and nothing stored.
+async fn unsigned_copy_source_is_refused(presigned: bool) {
     let h = Harness::start().await;
     h.db.create_bucket("secret").unwrap().put_bytes("private.key", b"TOP SECRET").unwrap();
     h.db.create_bucket("uploads").unwrap();
     let host = addr(&h).to_string();
-    let mut headers = Vec::new();
-    Sig::now().sign_headers(&host, "PUT", "/uploads/hdr.txt", &mut headers, &sha256_hex(b""));
+    let (path, mut headers) = ("/uploads/up.txt", Vec::new());
+    let target = if presigned {
+        format!("{path}?{}", Sig::now().presign(&host, "PUT", path, 300))
+    } else {
+        Sig::now().sign_headers(&host, "PUT", path, &mut headers, &sha256_hex(b""));
+        path.to_owned()
+    };
     headers.push(("x-amz-copy-source".to_owned(), "/secret/private.key".to_owned()));
-    let r = raw(addr(&h), "PUT", "/uploads/hdr.txt", &headers, b"", false).await;
-    let stored = h.db.bucket("uploads").unwrap().get_bytes("hdr.txt").ok();
+    let r = raw(addr(&h), "PUT", &target, &headers, b"", false).await;
+    let stored = h.db.bucket("uploads").unwrap().get_bytes("up.txt").ok();
     h.server.shutdown().await;
-    assert_eq!(stored.as_deref(), None, "a signed PutObject became a copy of another bucket's object: {}", r.text);
+    assert_eq!(stored.as_deref(), None, "the upload became a copy of another bucket's object: {}", r.text);
     assert_eq!(r.status, 403, "{}", r.text);
+    assert!(r.text.contains("AccessDenied"), "{}", r.text);
 }
 
 /// SigV2 is refused (`prefilter`) however its query parameters are spelled: s3s decodes
