@@ -430,3 +430,59 @@ async fn refuses_waits_it_cannot_keep() {
         assert!(err.to_string().contains("must be"), "{err}");
     }
 }
+
+/// A version id that is not "null" names no object in a bucket that was never versioned:
+/// S3 answers an error (400 InvalidArgument "Invalid version id specified" / 404
+/// NoSuchVersion; in DeleteObjects a per-key NoSuchVersion error) and never touches the
+/// current object. (The server ignored the version id: GET and HEAD served the current object,
+/// DELETE and DeleteObjects deleted it.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_id_that_names_no_version_does_not_reach_the_current_object() {
+    let h = Harness::start().await;
+    let c = h.client();
+    c.create_bucket().bucket("bkt").send().await.unwrap();
+    let vid = "3HL4kqtJlcpXroDTDmJ.rmSpXd3dIbrHY";
+    c.put_object().bucket("bkt").key("k").body(ByteStream::from_static(b"current")).send().await.unwrap();
+
+    let mut wrong = Vec::new();
+    match c.get_object().bucket("bkt").key("k").version_id(vid).send().await {
+        Ok(_) => wrong.push("GET served the current object"),
+        Err(e) => assert_eq!(code(&e), "InvalidArgument"),
+    }
+    // "null" is the version every object of an unversioned bucket has.
+    c.get_object().bucket("bkt").key("k").version_id("null").send().await.unwrap();
+    if c.head_object().bucket("bkt").key("k").version_id(vid).send().await.is_ok() {
+        wrong.push("HEAD answered for the current object");
+    }
+    let _ = c.delete_object().bucket("bkt").key("k").version_id(vid).send().await;
+    if c.head_object().bucket("bkt").key("k").send().await.is_err() {
+        wrong.push("DELETE deleted the current object");
+        c.put_object().bucket("bkt").key("k").body(ByteStream::from_static(b"current")).send().await.unwrap();
+    }
+    let one = ObjectIdentifier::builder().key("k").version_id(vid).build().unwrap();
+    let del = Delete::builder().objects(one).build().unwrap();
+    let out = c.delete_objects().bucket("bkt").delete(del).send().await.unwrap();
+    assert_eq!(out.errors().first().and_then(|e| e.code()), Some("NoSuchVersion"), "{out:?}");
+    assert!(out.deleted().is_empty(), "{out:?}");
+    if c.head_object().bucket("bkt").key("k").send().await.is_err() {
+        wrong.push("DeleteObjects deleted the current object");
+    }
+    assert!(wrong.is_empty(), "versionId={vid}: {wrong:?}");
+    h.server.shutdown().await;
+}
+
+/// A `response-*` override that cannot be a header value is the client's error: GET answers
+/// 400 (s3s checks it) and so does HEAD (it answered 500 InternalError: the output failed to
+/// serialize, and SDKs retry a 500 as a server fault).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_response_override_on_head_is_a_client_error_not_a_500() {
+    let h = Harness::start().await;
+    let c = h.client();
+    c.create_bucket().bucket("bkt").send().await.unwrap();
+    c.put_object().bucket("bkt").key("k").body(ByteStream::from_static(b"x")).send().await.unwrap();
+    let e = c.get_object().bucket("bkt").key("k").response_content_disposition("a\nb").send().await.unwrap_err();
+    assert_eq!(status(&e), 400, "GET: {}", code(&e));
+    let e = c.head_object().bucket("bkt").key("k").response_content_disposition("a\nb").send().await.unwrap_err();
+    assert_eq!(status(&e), 400, "HEAD answered {} (GET answers 400)", status(&e));
+    h.server.shutdown().await;
+}

@@ -277,7 +277,11 @@ impl Keystone {
         let max = max_keys(input.max_uploads, "max-uploads")?;
         let prefix = input.prefix.clone().unwrap_or_default();
         let (bucket, p) = (input.bucket.clone(), prefix.clone());
-        let all = self.blocking(move |db| db.bucket(&bucket)?.list_uploads(&p)).await?;
+        let mut all = self.blocking(move |db| db.bucket(&bucket)?.list_uploads(&p)).await?;
+        // Pages resume after `upload-id-marker` by comparing ids, so a key's uploads are listed
+        // in id order (the order they were created in), not by their wall-clock initiation time,
+        // which concurrent creates can leave out of id order (an upload would be skipped).
+        all.sort_by(|a, b| a.key.cmp(&b.key).then_with(|| a.upload_id.cmp(&b.upload_id)));
         let key_marker = input.key_marker.clone().unwrap_or_default();
         let id_marker = input.upload_id_marker.clone().unwrap_or_default();
         let after = |u: &UploadInfo| {

@@ -117,6 +117,27 @@ fn part_span(r: &ObjectReader, part_number: u32) -> S3Result<(u64, u64, Option<S
     }
 }
 
+/// A bucket here is never versioned: its objects have the version id "null" and no other
+/// (S3 answers 400 InvalidArgument for any other id on such a bucket). An id that is not
+/// "null" must not reach the current object.
+fn check_version(version_id: Option<&str>) -> S3Result<()> {
+    match version_id {
+        None | Some("null") => Ok(()),
+        Some(_) => Err(s3_error!(InvalidArgument, "Invalid version id specified")),
+    }
+}
+
+/// A `response-*` override must be a valid header value (s3s checks this on GET, not on HEAD,
+/// where an invalid one failed the response with a 500).
+fn check_overrides(values: &[Option<&String>]) -> S3Result<()> {
+    for v in values.iter().flatten() {
+        if hyper::header::HeaderValue::from_str(v).is_err() {
+            return Err(s3_error!(InvalidRequest, "A response-* override is not a valid header value."));
+        }
+    }
+    Ok(())
+}
+
 fn content_type(info: &ObjectInfo) -> String {
     header_safe("content_type", info.meta.content_type.clone()).unwrap_or_else(|| "application/octet-stream".to_owned())
 }
@@ -142,6 +163,7 @@ impl Keystone {
 
     pub(super) async fn do_get_object(&self, req: S3Request<GetObjectInput>) -> S3Result<S3Response<GetObjectOutput>> {
         let mut input = req.input;
+        check_version(input.version_id.as_deref())?;
         let part_number = part_or_range(input.part_number, input.range.as_ref())?;
         let (bucket, key) = (input.bucket, input.key);
         let (if_match, if_none_match) = (input.if_match, input.if_none_match);
@@ -185,6 +207,14 @@ impl Keystone {
         req: S3Request<HeadObjectInput>,
     ) -> S3Result<S3Response<HeadObjectOutput>> {
         let mut input = req.input;
+        check_version(input.version_id.as_deref())?;
+        check_overrides(&[
+            input.response_content_type.as_ref(),
+            input.response_cache_control.as_ref(),
+            input.response_content_disposition.as_ref(),
+            input.response_content_encoding.as_ref(),
+            input.response_content_language.as_ref(),
+        ])?;
         let part_number = part_or_range(input.part_number, input.range.as_ref())?;
         let (bucket, key) = (input.bucket, input.key);
         // Part boundaries are in the object's record, which a reader holds (`head` gives only
@@ -224,6 +254,7 @@ impl Keystone {
         req: S3Request<DeleteObjectInput>,
     ) -> S3Result<S3Response<DeleteObjectOutput>> {
         let input = req.input;
+        check_version(input.version_id.as_deref())?;
         let cond = DeleteCondition {
             etag: input.if_match,
             modified: input.if_match_last_modified_time,
@@ -266,6 +297,17 @@ impl Keystone {
                     let b = tx.bucket(&bucket)?;
                     let (mut deleted, mut errors) = (Vec::new(), Vec::new());
                     for o in objects {
+                        // A version that is not "null" does not exist here: that key's error,
+                        // as S3 reports it (NoSuchVersion), and the current object stays.
+                        if o.version_id.as_deref().is_some_and(|v| v != "null") {
+                            errors.push(Error {
+                                key: Some(o.key),
+                                version_id: o.version_id,
+                                code: Some("NoSuchVersion".to_owned()),
+                                message: Some("The specified version does not exist.".to_owned()),
+                            });
+                            continue;
+                        }
                         let cond = DeleteCondition {
                             // s3s reads `<ETag>*</ETag>` as the ETag "*".
                             etag: o
