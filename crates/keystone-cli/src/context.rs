@@ -145,19 +145,22 @@ impl Ctx {
         ]
     }
 
+    /// What `path` is when it is the store file or one of its companion files.
+    pub fn protected(&self, path: &Path) -> Option<&'static str> {
+        self.protected_files().into_iter().find(|(file, _)| same_file(path, file)).map(|(_, what)| what)
+    }
+
     /// Refuses a local destination of a download that is the store file or one of its
     /// companion files: writing it would destroy the store (or its credentials). Every command
     /// that writes local files checks each destination here before writing anything.
     pub fn check_download_dest(&self, dest: &Path) -> anyhow::Result<()> {
-        for (file, what) in self.protected_files() {
-            if same_file(dest, &file) {
-                return Err(anyhow!(
-                    "{} is {what} and cannot be overwritten by a download; choose another destination",
-                    dest.display()
-                ));
-            }
+        match self.protected(dest) {
+            Some(what) => Err(anyhow!(
+                "{} is {what} and cannot be overwritten by a download; choose another destination",
+                dest.display()
+            )),
+            None => Ok(()),
         }
-        Ok(())
     }
 
     /// Prints a summary line on stdout unless `--quiet`.

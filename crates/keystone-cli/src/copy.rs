@@ -135,18 +135,18 @@ impl Tree {
     fn finish(self, ctx: &Ctx, verb: &str, to: &str) -> anyhow::Result<()> {
         self.bar.set_message("");
         progress::done(&self.bar);
-        ctx.say(format_args!("{verb} {} ({}) to {to}", plural(self.done, "file"), size(self.bytes)))?;
+        let said = ctx.say(format_args!("{verb} {} ({}) to {to}", plural(self.done, "file"), size(self.bytes)));
         let skipped = if self.skipped == 0 { String::new() } else { format!(" ({} more skipped)", self.skipped) };
         if self.failed > 0 {
             return Err(anyhow!("{} of {} failed{skipped}", self.failed, plural(self.total, "file")));
         }
         if self.skipped > 0 {
             return Err(anyhow::Error::new(Skipped(format!(
-                "{} skipped (symbolic links to nothing, named above); the rest was copied",
+                "{} skipped (symbolic links to nothing or special files, named above); the rest was copied",
                 plural(self.skipped, "file")
             ))));
         }
-        Ok(())
+        said
     }
 }
 
@@ -176,14 +176,28 @@ fn upload(ctx: &Ctx, a: &CpArgs, src: &Path, dst: &Address) -> anyhow::Result<()
     let mut skipped = 0;
     for entry in walkdir::WalkDir::new(src).follow_links(true).sort_by_file_name() {
         match entry {
-            Ok(e) if e.file_type().is_file() && ctx.is_store(e.path()) => {
+            // The store (it would grow while read) and its credentials file (the S3 secret key)
+            // are never part of a tree upload.
+            Ok(e)
+                if e.file_type().is_file()
+                    && let Some(what) = ctx.protected(e.path()) =>
+            {
                 if !ctx.quiet {
-                    eprintln!("keystone: skipping {}: it is the store itself", shown(e.path().display()));
+                    eprintln!("keystone: skipping {}: it is {what}", shown(e.path().display()));
                 }
             }
             Ok(e) if e.file_type().is_file() => {
                 let len = e.metadata().map_or(0, |m| m.len());
                 files.push((e.into_path(), len));
+            }
+            Ok(e) if !e.file_type().is_dir() => {
+                // As `aws s3 cp --recursive`: "File is character special device, block special
+                // device, FIFO, or socket."
+                eprintln!(
+                    "keystone: skipping {}: it is not a regular file (a FIFO, socket or device)",
+                    shown(e.path().display())
+                );
+                skipped += 1;
             }
             Ok(_) => {}
             // As `aws s3 cp --recursive`: a link to nothing is no file to copy, and does not
@@ -325,6 +339,9 @@ fn download(ctx: &Ctx, recursive: bool, src: &Address, dir: &Path) -> anyhow::Re
         };
         ctx.check_download_dest(&file)?;
         let info = bucket.head(&src.key)?;
+        if let Some(parent) = file.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
+        }
         let bar = ctx.progress.transfer(&src.key, Some(info.size));
         let n = transfer::download_to_file(ctx, &bucket, &src.key, &file, &bar)?;
         progress::done(&bar);
@@ -345,6 +362,12 @@ fn download(ctx: &Ctx, recursive: bool, src: &Address, dir: &Path) -> anyhow::Re
         let marker = o.size == 0 && (rel.is_empty() || rel.ends_with('/'));
         let path = if rel.is_empty() && marker {
             Ok(dst.to_path_buf())
+        } else if !marker && rel.ends_with('/') {
+            Err(anyhow!(
+                "the key ends in `/` but holds data: it cannot be a local file (it would take the name of {}/{})",
+                src.bucket,
+                o.key.trim_end_matches('/')
+            ))
         } else {
             local_path_of(dst, rel.trim_end_matches('/'))
         };

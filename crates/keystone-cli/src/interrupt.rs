@@ -36,6 +36,10 @@ pub struct Stoppable<R>(pub R);
 impl<R: Read> Read for Stoppable<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         check()?;
-        self.0.read(buf)
+        let n = self.0.read(buf)?;
+        // A read blocked when Ctrl-C came is restarted (SA_RESTART) and may then return the
+        // end of input (the producer died of the same Ctrl-C): that is no complete upload.
+        check()?;
+        Ok(n)
     }
 }

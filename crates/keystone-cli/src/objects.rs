@@ -109,6 +109,10 @@ pub fn put(ctx: &Ctx, a: &PutArgs) -> anyhow::Result<()> {
     let len = if stdin { None } else { Some(crate::context::local_meta(&a.file)?.len()) };
     if !stdin {
         ctx.check_not_store(&a.file)?;
+    } else if ctx.is_store(Path::new("/dev/stdin")) {
+        // `put - KEY < STORE`: the store would be streamed into itself (it grows as it is read).
+        // (Portable: compare fstat(0) with the store's dev/ino.)
+        return Err(anyhow!("standard input is the store itself and cannot be uploaded into it"));
     }
     let db = ctx.open()?;
     let bucket = dest.bucket(&db)?;

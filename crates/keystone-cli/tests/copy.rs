@@ -181,7 +181,10 @@ fn a_dangling_symbolic_link_in_a_tree_is_skipped_with_a_warning() {
         "keystone: skipping \"src/sub/odd\\x1b[2Jname\": it is a symbolic link to nowhere, which does not exist"
     );
     assert!(!stderr.contains('\x1b'), "{stderr:?}");
-    assert_eq!(lines[2], "keystone: 2 files skipped (symbolic links to nothing, named above); the rest was copied");
+    assert_eq!(
+        lines[2],
+        "keystone: 2 files skipped (symbolic links to nothing or special files, named above); the rest was copied"
+    );
     assert!(String::from_utf8(out.stdout).unwrap().starts_with("uploaded 2 files"));
     assert_eq!(env.ok(&["ls", "-r", "bkt"]).lines().count(), 2);
     env.cmd(&["cat", "bkt/t/good.txt"]).assert().success().stdout("good");
@@ -239,15 +242,19 @@ fn keys_that_would_escape_the_destination_are_refused() {
     assert!(env.path("dl/inner/folder").is_dir());
 }
 
+/// The store is never uploaded into itself, and a tree copy leaves out the credentials file
+/// `serve` keeps beside it (the S3 secret key; it was uploaded with the rest).
 #[test]
 fn the_store_file_is_never_uploaded_into_itself() {
     let env = Env::with_bucket();
     env.write("a.txt", b"a");
+    env.write("store.redb.credentials", b"access-key secret-key");
     // The scratch directory holds store.redb: a tree copy of it skips the store, with a note.
     let out = env.cmd(&["cp", "-r", ".", "bkt/all/"]).output().unwrap();
     let stderr = String::from_utf8(out.stderr).unwrap();
     assert!(out.status.success(), "{stderr}");
     assert!(stderr.contains("skipping ./store.redb: it is the store itself"), "{stderr}");
+    assert!(stderr.contains("skipping ./store.redb.credentials: it is the store's credentials file"), "{stderr}");
     assert!(String::from_utf8(out.stdout).unwrap().starts_with("uploaded 1 file "));
     let e = env.fails(&["put", "store.redb", "bkt/self"], 1);
     assert!(e.contains("store.redb is the store itself"), "{e}");
@@ -351,4 +358,85 @@ fn a_file_name_near_the_file_system_limit_downloads() {
     assert_eq!(std::fs::read(env.path(&name)).unwrap(), b"long");
     env.ok(&["cp", "-r", "bkt/long", "tree"]);
     assert_eq!(std::fs::read(env.path(&format!("tree/{name}"))).unwrap(), b"long");
+}
+
+/// A FIFO (or socket, or device) in a tree upload is named on stderr as skipped and the command
+/// exits 3, the CLI's rule for skipped entries (`aws s3 cp --recursive` warns and exits 2). It
+/// was dropped silently with exit 0, so the user believed the whole tree copied.
+#[cfg(unix)]
+#[test]
+fn special_files_in_a_tree_upload_are_not_skipped_silently() {
+    let env = Env::with_bucket();
+    env.write("src/a.txt", b"a");
+    let st = std::process::Command::new("mkfifo").arg(env.path("src/pipe")).status().unwrap();
+    assert!(st.success());
+    let out = env.cmd(&["cp", "-r", "src", "bkt/t/"]).timeout(std::time::Duration::from_secs(20)).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    eprintln!("exit {:?}, stdout {:?}, stderr {:?}", out.status.code(), String::from_utf8_lossy(&out.stdout), stderr);
+    assert!(stderr.contains("pipe"), "the skipped FIFO is not named: {stderr:?}");
+    assert_eq!(out.status.code(), Some(3), "a tree copy that left an entry out must not exit 0");
+}
+
+/// A tree copy in which a file failed exits 1 also when standard output is a closed pipe. It
+/// exited 0: the summary line was written (and failed with EPIPE) before the failure was
+/// returned, and a BrokenPipe ends a command quietly.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_failed_tree_copy_does_not_exit_0_when_stdout_is_closed() {
+    use std::os::unix::ffi::OsStrExt;
+    let env = Env::with_bucket();
+    env.write("src/ok.txt", b"ok");
+    // A file name that is not UTF-8 cannot become a key: that file fails.
+    let bad = env.path("src").join(std::ffi::OsStr::from_bytes(b"bad\xff"));
+    std::fs::write(&bad, b"x").unwrap();
+    // With stdout open: 1, as documented.
+    let out = env.cmd(&["cp", "-r", "src", "bkt/t/"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    // With stdout closed: should still be 1.
+    let (code, stderr) = common::run_with_stdout_closed(&env, &["cp", "-r", "src", "bkt/u/"]);
+    eprintln!("exit {code:?}, stderr {stderr:?}");
+    assert_eq!(code, Some(1), "a failed copy reported success: {stderr}");
+}
+
+/// `cp BUCKET/KEY ./a/b/file` creates the missing directories, as a tree download and
+/// `aws s3 cp` do. It failed, with a message naming the hidden `.part` file.
+#[test]
+fn single_object_cp_creates_the_destination_directory() {
+    let env = Env::with_bucket();
+    env.write("f", b"data");
+    env.ok(&["put", "f", "bkt/k.txt"]);
+    let out = env.cmd(&["cp", "bkt/k.txt", "./newdir/sub/k.txt"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    eprintln!("exit {:?}, stderr {stderr:?}", out.status.code());
+    assert!(!stderr.contains(".part"), "the error names the hidden temporary file: {stderr}");
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(std::fs::read(env.path("newdir/sub/k.txt")).unwrap(), b"data");
+}
+
+/// A key ending in `/` that holds data (not a zero-byte folder marker; S3 clients can write
+/// one) is not downloaded by `cp -r` onto the file of the key without the slash: `p/x` and
+/// `p/x/` both became `DIR/x`, the second silently replaced the first, and the command
+/// reported both downloaded with exit 0.
+#[test]
+fn two_keys_are_not_downloaded_silently_to_one_file() {
+    let env = Env::with_bucket();
+    {
+        let db = keystone::Datastore::open(&env.store).unwrap();
+        let b = db.bucket("bkt").unwrap();
+        b.put_bytes("p/x", b"object p/x").unwrap();
+        b.put_bytes("p/x/", b"object p/x/ (with a trailing slash)").unwrap();
+    }
+    let out = env.cmd(&["cp", "-r", "bkt/p", "out"]).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let local = std::fs::read(env.path("out/x")).unwrap();
+    eprintln!(
+        "exit {:?}, stdout {stdout:?}, stderr {stderr:?}, out/x = {:?}",
+        out.status.code(),
+        String::from_utf8_lossy(&local)
+    );
+    assert!(
+        !out.status.success() || local == b"object p/x",
+        "object p/x was overwritten on disk by p/x/ and the command succeeded"
+    );
 }

@@ -456,3 +456,20 @@ fn a_store_killed_while_being_created_still_opens() {
         assert_eq!(names(env.dir.path()), ["store.redb"]);
     }
 }
+
+/// `keystone verify | head -n 1` (or any reader that stops early) on a store with corrupt
+/// objects exits 1. It exited 0: the first line that met the closed pipe ended the command
+/// "quietly" as a success, so `set -o pipefail` scripts saw a clean store.
+#[test]
+fn verify_of_a_corrupt_store_does_not_exit_0_when_stdout_is_closed() {
+    let env = Env::with_bucket();
+    env.write("good", &bytes(100_000, 2));
+    env.ok(&["put", "good", "bkt/good.bin"]);
+    env.write("bad", &MARKER.repeat(4096));
+    env.ok(&["put", "bad", "bkt/bad.bin"]);
+    assert!(corrupt_store(&env) > 0);
+    assert_eq!(env.cmd(&["verify"]).output().unwrap().status.code(), Some(1));
+    let (code, stderr) = common::run_with_stdout_closed(&env, &["verify"]);
+    eprintln!("exit {code:?}, stderr {stderr:?}");
+    assert_eq!(code, Some(1), "verification of a corrupt store reported success");
+}

@@ -124,3 +124,14 @@ pub fn tree(root: &Path) -> Vec<(String, Vec<u8>)> {
     out.sort();
     out
 }
+
+/// Runs `keystone ARGS` with its standard output a pipe whose reading end is already closed
+/// (as in `keystone ... | head -n0`, or a reader that has gone away), returns (exit code, stderr).
+pub fn run_with_stdout_closed(env: &Env, args: &[&str]) -> (Option<i32>, String) {
+    let mut child = std::process::Command::new(BIN);
+    child.args(args).current_dir(env.dir.path()).env("KEYSTONE_STORE", &env.store);
+    let mut child = child.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    drop(child.stdout.take()); // the reader is gone before keystone writes its first line
+    let out = child.wait_with_output().unwrap();
+    (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
