@@ -88,7 +88,9 @@ pub fn du(ctx: &Ctx, a: &DuArgs) -> anyhow::Result<()> {
         let (objects, bytes) = usage_of(&db.bucket(&b.name)?, "")?;
         show(objects, bytes, &b.name)?;
         all_objects += objects;
-        all_bytes += bytes;
+        // Sizes come from records, which damage can make huge: the total saturates, as each
+        // bucket's does.
+        all_bytes = u64::saturating_add(all_bytes, bytes);
     }
     show(all_objects, all_bytes, "total")
 }
