@@ -15,6 +15,15 @@
 //! the transaction as it found it and fails alone — the leader counts each job's writes; an
 //! error after a job's first write, or of the shared transaction or commit, is returned to
 //! every writer in the batch.
+//!
+//! A batch stays within the backend's `Limits`: the leader counts the operations and bytes
+//! each job wrote and takes no more jobs once the batch has used half of either (jobs it had
+//! taken from the queue but not applied go back to its front). Jobs that each fit a
+//! transaction could still overflow one together (a job larger than the headroom); when a
+//! shared transaction of several jobs fails `TooLarge`, it is dropped and each of its jobs
+//! runs again in a transaction of its own (a job is a closure that only writes through the
+//! transaction it is given, so running it again after a rollback is running it once), so
+//! only a job too large alone fails, alone.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -22,12 +31,13 @@ use std::time::{Duration, Instant};
 
 use crate::engine::{Engine, lock_err};
 use crate::error::{Error, Result};
-use crate::storage::{Counting, WriteTxn};
+use crate::storage::{Counting, Limits, WriteTxn};
 
 /// Most jobs in one shared transaction.
 const MAX_BATCH: usize = 512;
 
-type Apply = Box<dyn FnOnce(&mut dyn WriteTxn) -> Result<()> + Send>;
+/// Applies a job to a transaction; returns what it wrote. May run again after a rollback.
+type Apply = Box<dyn FnMut(&mut dyn WriteTxn) -> Result<Used> + Send>;
 type Finish = Box<dyn FnOnce(Option<Error>) + Send>;
 
 struct Job {
@@ -35,6 +45,26 @@ struct Job {
     finish: Finish,
     /// The writer waiting for this job.
     wake: Arc<Condvar>,
+}
+
+/// What a job wrote: the operations and bytes a backend counts against its `Limits`.
+#[derive(Debug, Clone, Copy, Default)]
+struct Used {
+    ops: usize,
+    bytes: usize,
+}
+
+impl Used {
+    fn add(&mut self, other: Used) {
+        self.ops = self.ops.saturating_add(other.ops);
+        self.bytes = self.bytes.saturating_add(other.bytes);
+    }
+
+    /// Whether a batch that wrote this much takes no more jobs: half the backend's limits,
+    /// leaving the other half as headroom for the jobs already taken.
+    fn full(&self, limits: &Limits) -> bool {
+        self.ops.saturating_mul(2) >= limits.max_txn_ops || self.bytes.saturating_mul(2) >= limits.max_txn_bytes
+    }
 }
 
 /// The longest a leader waits for the writers of the previous batch to come back.
@@ -126,7 +156,7 @@ fn share(e: &Arc<Error>) -> Error {
 impl GroupCommit {
     pub(crate) fn run<R: Send + 'static>(
         engine: &Engine,
-        f: impl FnOnce(&mut dyn WriteTxn) -> Result<R> + Send + 'static,
+        mut f: impl FnMut(&mut dyn WriteTxn) -> Result<R> + Send + 'static,
     ) -> Result<R> {
         let this = &engine.commit;
         let slot = Arc::new(Slot { pending: Mutex::new(None), done: Mutex::new(None) });
@@ -136,15 +166,17 @@ impl GroupCommit {
             wake: wake.clone(),
             apply: Box::new(move |w| {
                 let mut txn = Counting::new(w);
-                match f(&mut txn) {
+                let r = f(&mut txn);
+                let used = Used { ops: txn.ops, bytes: txn.bytes };
+                match r {
                     Ok(v) => {
                         *s1.pending.lock().map_err(|_| lock_err())? = Some(Ok(v));
-                        Ok(())
+                        Ok(used)
                     }
                     // Failed before its first write: the transaction is as it found it.
                     Err(e) if txn.writes == 0 => {
                         *s1.pending.lock().map_err(|_| lock_err())? = Some(Err(e));
-                        Ok(())
+                        Ok(used)
                     }
                     Err(e) => Err(e),
                 }
@@ -204,6 +236,7 @@ impl GroupCommit {
     /// bounded wait.
     fn lead(engine: &Engine, leading: &mut Leading<'_>, first: Vec<Job>, plan: &Gather) {
         let this = leading.commit;
+        let limits = engine.kv.limits();
         let mut w = match engine.kv.write() {
             Ok(w) => w,
             Err(e) => {
@@ -215,35 +248,73 @@ impl GroupCommit {
                 return;
             }
         };
-        let mut finishes: Vec<Finish> = Vec::new();
+        let mut taken: Vec<(Apply, Finish)> = Vec::new();
+        let mut used = Used::default();
         let mut failure = None;
-        let mut jobs = first;
+        let mut jobs = first.into_iter();
         loop {
-            for job in jobs.drain(..) {
+            for mut job in jobs.by_ref() {
                 leading.batch.push(job.wake);
-                finishes.push(job.finish);
                 if failure.is_none() {
-                    failure = Self::apply(job.apply, w.as_mut());
+                    match Self::apply(&mut job.apply, w.as_mut()) {
+                        Ok(u) => used.add(u),
+                        Err(e) => failure = Some(e),
+                    }
+                }
+                taken.push((job.apply, job.finish));
+                if failure.is_some() || used.full(&limits) {
+                    break;
                 }
             }
-            if failure.is_some() || finishes.len() >= MAX_BATCH {
+            let rest: Vec<Job> = jobs.collect();
+            if failure.is_some() || taken.len() >= MAX_BATCH || used.full(&limits) {
+                if !rest.is_empty()
+                    && let Ok(mut st) = this.state.lock()
+                {
+                    // Taken from the queue but not applied: they lead the queue again.
+                    st.queue.splice(0..0, rest);
+                }
                 break;
             }
             jobs = match this.state.lock() {
-                Ok(st) => Self::more(this, st, plan, finishes.len()),
+                Ok(st) => Self::more(this, st, plan, taken.len()),
                 Err(_) => Vec::new(),
-            };
-            if jobs.is_empty() {
+            }
+            .into_iter();
+            if jobs.len() == 0 {
                 break;
             }
         }
         let failure = match failure {
-            Some(e) => Some(e),
+            Some(e) => {
+                // Rolled back, and the write lock released for the jobs to run again alone.
+                drop(w);
+                Some(e)
+            }
             None => w.commit(engine.ack_mode()).err(),
+        };
+        if taken.len() > 1 && matches!(failure, Some(Error::TooLarge(_))) {
+            // Together too large for one transaction (rolled back here): each on its own.
+            for (mut apply, finish) in taken {
+                finish(Self::alone(engine, &mut apply));
+            }
+            return;
         }
-        .map(Arc::new);
-        for finish in finishes {
+        let failure = failure.map(Arc::new);
+        for (_, finish) in taken {
             finish(failure.as_ref().map(share));
+        }
+    }
+
+    /// Applies one job in a transaction of its own and commits it; `Some` is its failure.
+    fn alone(engine: &Engine, apply: &mut Apply) -> Option<Error> {
+        let mut w = match engine.kv.write() {
+            Ok(w) => w,
+            Err(e) => return Some(e),
+        };
+        match Self::apply(apply, w.as_mut()) {
+            Ok(_) => w.commit(engine.ack_mode()).err(),
+            Err(e) => Some(e),
         }
     }
 
@@ -270,12 +341,11 @@ impl GroupCommit {
         }
     }
 
-    /// Applies one job; `Some` is an error that fails the whole transaction.
-    fn apply(apply: Apply, w: &mut dyn WriteTxn) -> Option<Error> {
+    /// Applies one job: what it wrote, or an error that fails the whole transaction.
+    fn apply(apply: &mut Apply, w: &mut dyn WriteTxn) -> Result<Used> {
         match catch_unwind(AssertUnwindSafe(|| apply(w))) {
-            Ok(Ok(())) => None,
-            Ok(Err(e)) => Some(e),
-            Err(_) => Some(Error::Storage {
+            Ok(r) => r,
+            Err(_) => Err(Error::Storage {
                 context: "group commit".into(),
                 source: "a write panicked; its batch was rolled back".into(),
             }),

@@ -210,9 +210,11 @@ impl Engine {
 
     /// Runs `f` in a write transaction that commits acknowledged (durably, unless the store
     /// was opened with relaxed durability). Concurrent callers share commits (group commit).
+    /// `f` must write only through the transaction: it runs again, in a transaction of its
+    /// own, when a shared one turns out too large for the backend.
     pub(crate) fn write<R: Send + 'static>(
         &self,
-        f: impl FnOnce(&mut dyn WriteTxn) -> Result<R> + Send + 'static,
+        f: impl FnMut(&mut dyn WriteTxn) -> Result<R> + Send + 'static,
     ) -> Result<R> {
         self.writable("writing")?;
         self.not_in_transaction("a write through a Bucket handle")?;

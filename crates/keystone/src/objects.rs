@@ -396,6 +396,7 @@ pub(crate) fn request_sweep(w: &mut dyn WriteTxn, bucket: &str) -> Result<bool> 
 }
 
 /// The content of a new version, as far as it is known before publishing.
+#[derive(Clone)]
 pub(crate) struct NewVersion<'a> {
     pub size: u64,
     pub etag: String,
@@ -408,6 +409,7 @@ pub(crate) struct NewVersion<'a> {
 /// A new version's body: a small object's bytes, borrowed from the caller where the write
 /// runs in the caller's own transaction (owned where it is handed to group commit), or the
 /// segments holding a larger one.
+#[derive(Clone)]
 pub(crate) enum NewBody<'a> {
     Inline(std::borrow::Cow<'a, [u8]>),
     Segments(Vec<Segment>),

@@ -359,7 +359,7 @@ fn put_inline(
     let to = Target { bucket, key, content_md5: opts.content_md5 };
     let new = inline_version(data, opts.meta, copied, engine.cfg.etag, to)?;
     let (b, k, cond) = (bucket.to_owned(), key.to_owned(), opts.condition);
-    let (info, queued) = engine.write(move |w| objects::publish(w, limits, &b, &k, new, &cond, false))?;
+    let (info, queued) = engine.write(move |w| objects::publish(w, limits, &b, &k, new.clone(), &cond, false))?;
     if queued {
         engine.drain_gc()?;
     }

@@ -213,12 +213,19 @@ pub(crate) mod conformance;
 /// commit runs each job through one, and a put in a caller's transaction its publishing.
 pub(crate) struct Counting<'a> {
     inner: &'a mut dyn WriteTxn,
+    /// Write calls made (whatever their outcome).
     pub writes: usize,
+    /// Keys written or deleted, as a backend counts them against `Limits::max_txn_ops` (a
+    /// range deletion counts the keys it removed).
+    pub ops: usize,
+    /// Bytes written (keys plus values), as counted against `Limits::max_txn_bytes` (a range
+    /// deletion's keys are not seen here and count nothing).
+    pub bytes: usize,
 }
 
 impl<'a> Counting<'a> {
     pub(crate) fn new(inner: &'a mut dyn WriteTxn) -> Self {
-        Counting { inner, writes: 0 }
+        Counting { inner, writes: 0, ops: 0, bytes: 0 }
     }
 }
 
@@ -243,15 +250,21 @@ impl KvRead for Counting<'_> {
 impl WriteTxn for Counting<'_> {
     fn put(&mut self, key: &[u8], value: &[u8]) -> Result<()> {
         self.writes += 1;
+        self.ops += 1;
+        self.bytes = self.bytes.saturating_add(key.len()).saturating_add(value.len());
         self.inner.put(key, value)
     }
     fn delete(&mut self, key: &[u8]) -> Result<bool> {
         self.writes += 1;
+        self.ops += 1;
+        self.bytes = self.bytes.saturating_add(key.len());
         self.inner.delete(key)
     }
     fn delete_range(&mut self, range: KeyRange<'_>) -> Result<u64> {
         self.writes += 1;
-        self.inner.delete_range(range)
+        let n = self.inner.delete_range(range)?;
+        self.ops = self.ops.saturating_add(usize::try_from(n).unwrap_or(usize::MAX).max(1));
+        Ok(n)
     }
     fn commit(self: Box<Self>, _mode: Commit) -> Result<()> {
         Err(Error::Storage {
