@@ -167,6 +167,8 @@ impl Builder {
             chunk_size: self.chunk_size,
             inline_max: self.inline_max,
             batch_bytes: self.batch_bytes,
+            // Set from the backend's limits at open.
+            batch_chunks: usize::MAX,
             durable: self.durability == Durability::Immediate,
             etag: self.etag,
             // Only `open` opens read-only: a store in memory or on a backend starts writable.

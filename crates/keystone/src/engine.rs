@@ -19,6 +19,9 @@ pub(crate) struct Config {
     pub inline_max: usize,
     /// Bytes of chunks written per intermediate commit of a streaming upload.
     pub batch_bytes: usize,
+    /// Chunks written per intermediate commit of a streaming upload, at most: half the
+    /// backend's operations per transaction (set at open).
+    pub batch_chunks: usize,
     /// Whether acknowledged writes are on disk.
     pub durable: bool,
     /// How single writes compute their ETag.
@@ -87,6 +90,10 @@ impl Engine {
         // At least one chunk, else at most half a transaction's bytes (`min` then `max`: a
         // chunk larger than half a transaction is not a reason to panic at open).
         cfg.batch_bytes = cfg.batch_bytes.min(limits.max_txn_bytes / 2).max(cfg.chunk_size);
+        // Likewise in operations: with a small chunk size a batch of bytes can be more chunks
+        // than a transaction takes. Half leaves room for the staging record and, in the last
+        // commit, for publishing (whose in-line frees take at most a quarter).
+        cfg.batch_chunks = (limits.max_txn_ops / 2).max(1);
         if cfg.read_only {
             // No ids (`next_id` refuses) and no recovery: both write.
             return Ok(Engine {

@@ -58,7 +58,7 @@ impl<'e> Staged<'e> {
     pub(crate) fn push(&mut self, key: Vec<u8>, record: Arc<Vec<u8>>) -> Result<()> {
         self.batch_bytes += record.len();
         self.batch.push((key, record));
-        if self.batch_bytes >= self.engine.cfg.batch_bytes {
+        if self.batch_bytes >= self.engine.cfg.batch_bytes || self.batch.len() >= self.engine.cfg.batch_chunks {
             self.flush()?;
         }
         Ok(())

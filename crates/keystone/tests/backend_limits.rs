@@ -4,7 +4,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use keystone::{Datastore, Error};
+use keystone::{Datastore, Error, PutOptions};
 
 /// Group commit used to batch up to 512 jobs into one write transaction whatever the
 /// backend's limits: deletes that each fit a transaction (17 operations of 64) failed
@@ -75,5 +75,19 @@ fn a_write_too_large_for_a_transaction_fails_alone_in_a_shared_commit() {
             (size, r) => panic!("a put of {size} bytes: {r:?}"),
         }
     }
+    assert!(db.verify().unwrap().is_clean());
+}
+
+/// A streamed upload's intermediate commits were bounded by bytes only: with a small chunk
+/// size one object of 100 chunks was more operations than a transaction takes, and was
+/// refused. They are bounded by the backend's operations too.
+#[test]
+fn a_streamed_upload_of_more_chunks_than_a_transaction_takes_is_stored() {
+    let db =
+        Datastore::builder().chunk_size(1000).inline_threshold(100).open_reference_map(65_536, 64, 1 << 20).unwrap();
+    let b = db.create_bucket("bkt").unwrap();
+    let body: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+    b.put_reader("big", &body[..], PutOptions::default()).unwrap();
+    assert_eq!(b.get_bytes("big").unwrap(), body);
     assert!(db.verify().unwrap().is_clean());
 }
