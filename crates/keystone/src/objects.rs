@@ -19,6 +19,12 @@ pub(crate) fn bucket_record(r: &dyn KvRead, bucket: &str) -> Result<Option<Bucke
     Ok(out)
 }
 
+/// Whether `bucket` has a record, damaged or not (a damaged one is for `verify` to report and
+/// `remove_corrupt` to replace, and does not keep the bucket from being deleted).
+pub(crate) fn bucket_exists(r: &dyn KvRead, bucket: &str) -> Result<bool> {
+    r.read_with(&keys::bucket(bucket), &mut |_| Ok(()))
+}
+
 pub(crate) fn require_bucket(r: &dyn KvRead, bucket: &str) -> Result<()> {
     match bucket_record(r, bucket)? {
         Some(_) => Ok(()),
@@ -53,7 +59,9 @@ pub(crate) fn bucket_is_empty(r: &dyn KvRead, name: &str) -> Result<bool> {
 /// there are more than the backend's transaction limits allow deleting at once).
 pub(crate) fn delete_bucket(w: &mut dyn WriteTxn, limits: Limits, name: &str, only_if_empty: bool) -> Result<bool> {
     names::check_bucket(name)?;
-    require_bucket(w, name)?;
+    if !bucket_exists(w, name)? {
+        return Err(Error::no_such_bucket(name));
+    }
     if only_if_empty && !bucket_is_empty(w, name)? {
         return Err(Error::BucketNotEmpty { bucket: name.to_owned() });
     }
@@ -103,6 +111,21 @@ fn free_bucket_data(w: &mut dyn WriteTxn, limits: Limits, bucket: &str) -> Resul
     }
 }
 
+/// Every bucket's name and record as stored, without decoding it: what `verify` and `compact`
+/// walk, so that one damaged record stops neither for the other buckets.
+pub(crate) fn bucket_records(r: &dyn KvRead) -> Result<Vec<(String, Vec<u8>)>> {
+    let prefix = keys::buckets_prefix();
+    let mut out = Vec::new();
+    for_each_prefixed(r, &prefix, 1000, |k, v| {
+        out.push((String::from_utf8_lossy(&k[prefix.len()..]).into_owned(), v.to_vec()));
+        Ok(true)
+    })?;
+    Ok(out)
+}
+
+/// Every bucket, or `Corrupted` naming the first whose record does not decode (`verify`
+/// reports it, `remove_corrupt` replaces it): a listing that left it out would tell the
+/// caller the bucket and its objects are gone.
 pub(crate) fn list_buckets(r: &dyn KvRead) -> Result<Vec<BucketInfo>> {
     let prefix = keys::buckets_prefix();
     let mut out = Vec::new();

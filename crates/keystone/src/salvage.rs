@@ -41,8 +41,8 @@ pub struct SalvageReport {
     pub out_of_order: u64,
     /// Multipart uploads and uploads in flight that were not copied.
     pub uploads_dropped: u64,
-    /// Buckets whose own record was lost and that were created again, because objects or
-    /// chunks of theirs were found.
+    /// Buckets whose own record was lost or damaged and that were created again (a lost one
+    /// because objects or chunks of theirs were found).
     pub buckets_recreated: Vec<String>,
     /// Objects copied whose content was damaged or incomplete (a chunk on a damaged page),
     /// removed from the new store.
@@ -186,6 +186,11 @@ impl<'a> Copy<'a> {
         if let Some(rest) = k.strip_prefix(META) {
             if let Some(name) = rest.strip_prefix(b"bucket\0") {
                 let Ok(name) = std::str::from_utf8(name) else { return Ok(()) };
+                if BucketRecord::decode(v).is_err() {
+                    // Damaged: not copied, the bucket is created again (`finish`).
+                    self.buckets_seen.insert(name.to_owned());
+                    return Ok(());
+                }
                 self.bucket_records.insert(name.to_owned());
             } else if k == keys::idgen().as_slice() {
                 // A damaged counter near the end of the id space would leave the copy unable

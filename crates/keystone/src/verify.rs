@@ -5,13 +5,14 @@ use std::io;
 use std::sync::Arc;
 
 use crate::data::keys;
-use crate::data::records::Manifest;
+use crate::data::records::{BucketRecord, Manifest};
 use crate::engine::{Engine, for_each_prefixed};
 use crate::error::Result;
 use crate::maintenance::{Refs, orphan_segments};
 use crate::objects::{self, Lookup};
 use crate::reader::ObjectReader;
 use crate::storage::ReadTxn;
+use crate::types::now_nanos;
 use crate::upload::from_io;
 
 /// An object that failed verification.
@@ -19,7 +20,7 @@ use crate::upload::from_io;
 pub struct CorruptObject {
     /// Bucket name.
     pub bucket: String,
-    /// Object key.
+    /// Object key; empty for the bucket's own record.
     pub key: String,
     /// What was wrong.
     pub reason: String,
@@ -59,11 +60,21 @@ fn check_object(snap: &Arc<dyn ReadTxn>, bucket: &str, key: &str, raw: &[u8]) ->
 /// A corrupt object as `scan` found it, with the bytes that identify that version.
 struct Finding {
     object: CorruptObject,
-    /// A damaged pack: the record under `record_key` is removed whole (its objects cannot be
-    /// told apart). Otherwise the object is deleted as `delete` does.
-    whole_record: Option<Vec<u8>>,
-    /// The damaged pack record, or the object's manifest record as found.
+    remedy: Remedy,
+    /// The damaged record (pack, bucket record), or the object's manifest record as found.
     bytes: Vec<u8>,
+}
+
+/// What `remove_corrupt` does about a finding.
+enum Remedy {
+    /// Deletes the object as `delete` does.
+    Object,
+    /// A damaged pack: the record under this key is removed whole (its objects cannot be told
+    /// apart).
+    WholeRecord(Vec<u8>),
+    /// A damaged bucket record: replaced by a new one (the bucket's objects are kept; its
+    /// creation time is lost).
+    BucketRecord,
 }
 
 /// Re-reads every object of `only` (or of all buckets) and checks it.
@@ -75,13 +86,25 @@ fn scan(engine: &Engine, only: Option<&str>) -> Result<(VerifyReport, Vec<Findin
     let snap = engine.snapshot()?;
     let mut report = VerifyReport::default();
     let mut findings = Vec::new();
-    let buckets: Vec<String> = match only {
-        Some(b) => {
-            objects::require_bucket(snap.as_ref(), b)?;
-            vec![b.to_owned()]
-        }
-        None => objects::list_buckets(snap.as_ref())?.into_iter().map(|b| b.name).collect(),
+    let records: Vec<(String, Vec<u8>)> = match only {
+        Some(b) => match snap.get(&keys::bucket(b))? {
+            Some(v) => vec![(b.to_owned(), v.to_vec())],
+            None => return Err(crate::Error::no_such_bucket(b)),
+        },
+        None => objects::bucket_records(snap.as_ref())?,
     };
+    let mut buckets = Vec::with_capacity(records.len());
+    for (bucket, raw) in records {
+        // A damaged bucket record is reported (with an empty key) and its objects verified
+        // all the same.
+        if let Err(e) = BucketRecord::decode(&raw) {
+            let reason = format!("bucket record: {e}");
+            let object = CorruptObject { bucket: bucket.clone(), key: String::new(), reason };
+            report.corrupt.push(object.clone());
+            findings.push(Finding { object, remedy: Remedy::BucketRecord, bytes: raw });
+        }
+        buckets.push(bucket);
+    }
     for bucket in &buckets {
         let mut refs = Refs::new();
         let prefix = keys::objects_prefix(bucket);
@@ -95,7 +118,7 @@ fn scan(engine: &Engine, only: Option<&str>) -> Result<(VerifyReport, Vec<Findin
                     report.objects += 1;
                     let object = CorruptObject { bucket: bucket.clone(), key, reason: e.to_string() };
                     report.corrupt.push(object.clone());
-                    findings.push(Finding { object, whole_record: Some(k.to_vec()), bytes: v.to_vec() });
+                    findings.push(Finding { object, remedy: Remedy::WholeRecord(k.to_vec()), bytes: v.to_vec() });
                     return Ok(true);
                 }
             };
@@ -110,7 +133,7 @@ fn scan(engine: &Engine, only: Option<&str>) -> Result<(VerifyReport, Vec<Findin
                         report.corrupt.push(object.clone());
                         // Only damage is removed; a failed read (I/O) is reported, not acted on.
                         if e.is_corruption() {
-                            findings.push(Finding { object, whole_record: None, bytes: v.to_vec() });
+                            findings.push(Finding { object, remedy: Remedy::Object, bytes: v.to_vec() });
                         }
                     }
                 }
@@ -141,7 +164,9 @@ fn scan(engine: &Engine, only: Option<&str>) -> Result<(VerifyReport, Vec<Findin
 pub struct RemoveReport {
     /// What verification found before anything was removed.
     pub found: VerifyReport,
-    /// Corrupt objects deleted (a damaged pack counts as one, named by its last key).
+    /// Corrupt objects deleted (a damaged pack counts as one, named by its last key), and
+    /// damaged bucket records replaced by new ones (with an empty key; the bucket's objects
+    /// are kept, its creation time is lost).
     pub removed: Vec<CorruptObject>,
     /// Corrupt objects that changed after they were found (written again or deleted), and so
     /// were left alone.
@@ -152,7 +177,7 @@ pub struct RemoveReport {
 
 /// Verifies `only` (or every bucket), then deletes each corrupt object found — in a durable
 /// transaction of its own, and only if it is still the version found. A damaged pack is
-/// removed whole.
+/// removed whole; a damaged bucket record is replaced by a new one.
 pub(crate) fn remove_corrupt(engine: &Engine, only: Option<&str>) -> Result<RemoveReport> {
     let (found, findings) = scan(engine, only)?;
     remove(engine, RemoveReport { found, ..RemoveReport::default() }, findings)
@@ -170,8 +195,16 @@ fn remove(engine: &Engine, mut report: RemoveReport, findings: Vec<Finding>) -> 
     for f in findings {
         let outcome = engine.write_alone(crate::storage::Commit::Durable, |w| {
             let (bucket, key) = (&f.object.bucket, &f.object.key);
-            match &f.whole_record {
-                Some(record_key) => {
+            match &f.remedy {
+                Remedy::BucketRecord => {
+                    let record_key = keys::bucket(bucket);
+                    if w.get(&record_key)?.as_deref() != Some(f.bytes.as_slice()) {
+                        return Ok(Outcome::Changed);
+                    }
+                    w.put(&record_key, &BucketRecord { created: now_nanos() }.encode())?;
+                    Ok(Outcome::Removed { queued: false })
+                }
+                Remedy::WholeRecord(record_key) => {
                     if w.get(record_key)?.as_deref() != Some(f.bytes.as_slice()) {
                         return Ok(Outcome::Changed);
                     }
@@ -180,7 +213,7 @@ fn remove(engine: &Engine, mut report: RemoveReport, findings: Vec<Finding>) -> 
                     w.delete(record_key)?;
                     Ok(Outcome::Removed { queued: objects::request_sweep(w, bucket)? })
                 }
-                None => {
+                Remedy::Object => {
                     let found = objects::lookup(w, bucket, key, |m| Ok(m == f.bytes.as_slice()))?;
                     if !matches!(found, Lookup::Hit { value: true, .. }) {
                         return Ok(Outcome::Changed);
@@ -210,6 +243,51 @@ mod tests {
 
     use crate::data::keys;
     use crate::storage::Commit;
+
+    /// One bucket record that does not decode (here truncated) stopped `verify`, `compact`
+    /// and `remove_corrupt` for every bucket, and `delete_bucket` of its name; `salvage`
+    /// copied it as it was and then failed in its own `remove_corrupt`. Now `verify` reports
+    /// it (empty key) and checks its objects all the same, `compact` and `delete_bucket` run,
+    /// `remove_corrupt` replaces the record, and `salvage` creates the bucket again.
+    /// `list_buckets` still fails, naming the bucket, rather than leave it out.
+    #[test]
+    fn a_damaged_bucket_record_is_reported_replaced_and_salvaged() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.keystone");
+        let damage = |db: &crate::Datastore, name: &str| {
+            db.engine.write_alone(Commit::Durable, |w| w.put(&keys::bucket(name), &[1, 0, 0])).unwrap();
+        };
+        {
+            let db = crate::Datastore::open(&path).unwrap();
+            db.create_bucket("good").unwrap().put_bytes("k", b"kept").unwrap();
+            db.create_bucket("bad").unwrap().put_bytes("x", b"y").unwrap();
+            db.create_bucket("gone").unwrap().put_bytes("x", b"y").unwrap();
+            damage(&db, "bad");
+            damage(&db, "gone");
+            let e = db.list_buckets().unwrap_err();
+            assert!(matches!(&e, crate::Error::Corrupted { bucket: Some(b), .. } if b == "bad"), "{e:?}");
+            db.delete_bucket("gone").unwrap();
+            let report = db.verify().unwrap();
+            assert_eq!(report.objects, 2);
+            assert_eq!(report.corrupt.len(), 1, "{report:?}");
+            assert_eq!((report.corrupt[0].bucket.as_str(), report.corrupt[0].key.as_str()), ("bad", ""));
+            assert_eq!(db.verify_bucket("bad").unwrap().corrupt.len(), 1);
+            db.compact().unwrap();
+        }
+        let out = dir.path().join("out.keystone");
+        let salvaged = crate::Datastore::salvage(&path, &out).unwrap();
+        assert_eq!(salvaged.buckets_recreated, ["bad"]);
+        assert!(salvaged.verified.is_clean(), "{salvaged:?}");
+        let copy = crate::Datastore::open(&out).unwrap();
+        assert_eq!(copy.bucket("bad").unwrap().get_bytes("x").unwrap(), b"y");
+
+        let db = crate::Datastore::open(&path).unwrap();
+        let removed = db.remove_corrupt(None).unwrap();
+        assert_eq!(removed.removed.len(), 1, "{removed:?}");
+        assert_eq!(db.list_buckets().unwrap().len(), 2);
+        assert_eq!(db.bucket("bad").unwrap().get_bytes("x").unwrap(), b"y");
+        assert!(db.verify().unwrap().is_clean());
+    }
 
     /// An object written again between verification and removal is the new version: it is
     /// left alone, and reported as such.
