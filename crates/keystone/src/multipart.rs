@@ -140,12 +140,16 @@ pub(crate) fn upload_info(r: &dyn KvRead, bucket: &str, upload_id: &str) -> Resu
     Ok(UploadInfo { key: rec.key, upload_id: upload_id.to_owned(), initiated: time_of(rec.initiated), meta: rec.meta })
 }
 
+/// The uploads of `bucket` whose key starts with `prefix`. An upload whose record does not
+/// decode is left out: its key is unknown and it can never complete; `verify` reports it,
+/// and `remove_corrupt` and `abort_uploads_older_than` abort it (failing the listing instead
+/// would keep a caller from finding, and aborting, every other upload of the bucket).
 pub(crate) fn list_uploads(r: &dyn KvRead, bucket: &str, prefix: &str) -> Result<Vec<UploadInfo>> {
     objects::require_bucket(r, bucket)?;
     let mut out = Vec::new();
     for_each_prefixed(r, &Book::Mpu.in_bucket(bucket), 1000, |k, v| {
         let Some((_, id, _)) = Book::Mpu.parse(k) else { return Ok(true) };
-        let rec = MpuRecord::decode(v).map_err(|e| e.at(bucket, ""))?;
+        let Ok(rec) = MpuRecord::decode(v) else { return Ok(true) };
         if rec.key.starts_with(prefix) {
             out.push(UploadInfo {
                 key: rec.key,
@@ -161,7 +165,7 @@ pub(crate) fn list_uploads(r: &dyn KvRead, bucket: &str, prefix: &str) -> Result
 }
 
 /// Frees every part and the upload record.
-fn drop_upload(w: &mut dyn WriteTxn, engine: &Engine, bucket: &str, id: u64, keep: &[u32]) -> Result<bool> {
+pub(crate) fn drop_upload(w: &mut dyn WriteTxn, engine: &Engine, bucket: &str, id: u64, keep: &[u32]) -> Result<bool> {
     let limits = engine.kv.limits();
     let mut queued = false;
     // Damaged part records too: an abort clears them.
@@ -296,13 +300,14 @@ pub(crate) fn complete(
     Ok(info)
 }
 
-/// Frees multipart uploads initiated before `cutoff_nanos`; returns how many.
+/// Frees multipart uploads initiated before `cutoff_nanos`, and those whose record does not
+/// decode (their age is unknown, and they can never complete); returns how many.
 pub(crate) fn abort_older_than(engine: &Engine, cutoff_nanos: u64) -> Result<u64> {
     let snap = engine.snapshot()?;
     let mut stale = Vec::new();
     for_each_prefixed(snap.as_ref(), &Book::Mpu.all(), 1000, |k, v| {
-        if let (Some((bucket, id, _)), Ok(rec)) = (Book::Mpu.parse(k), MpuRecord::decode(v))
-            && rec.initiated < cutoff_nanos
+        if let Some((bucket, id, _)) = Book::Mpu.parse(k)
+            && MpuRecord::decode(v).map_or(true, |rec| rec.initiated < cutoff_nanos)
         {
             stale.push((bucket, id));
         }

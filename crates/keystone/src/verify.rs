@@ -4,8 +4,9 @@
 use std::io;
 use std::sync::Arc;
 
-use crate::data::keys;
-use crate::data::records::{BucketRecord, Manifest};
+use crate::data::chunking::hex;
+use crate::data::keys::{self, Book};
+use crate::data::records::{BucketRecord, Manifest, MpuRecord};
 use crate::engine::{Engine, for_each_prefixed};
 use crate::error::Result;
 use crate::maintenance::{Refs, orphan_segments};
@@ -20,7 +21,8 @@ use crate::upload::from_io;
 pub struct CorruptObject {
     /// Bucket name.
     pub bucket: String,
-    /// Object key; empty for the bucket's own record.
+    /// Object key; empty for a damaged record of the bucket itself or of a multipart upload
+    /// (`reason` says which).
     pub key: String,
     /// What was wrong.
     pub reason: String,
@@ -75,6 +77,8 @@ enum Remedy {
     /// A damaged bucket record: replaced by a new one (the bucket's objects are kept; its
     /// creation time is lost).
     BucketRecord,
+    /// A damaged multipart upload record: the upload (this id) is aborted, its parts freed.
+    Upload(u64),
 }
 
 /// Re-reads every object of `only` (or of all buckets) and checks it.
@@ -140,6 +144,17 @@ fn scan(engine: &Engine, only: Option<&str>) -> Result<(VerifyReport, Vec<Findin
             }
             Ok(true)
         })?;
+        // Upload records that do not decode: the upload can never complete, and nothing but
+        // an abort would free its parts.
+        for_each_prefixed(snap.as_ref(), &Book::Mpu.in_bucket(bucket), 256, |k, v| {
+            if let (Some((_, id, _)), Err(e)) = (Book::Mpu.parse(k), MpuRecord::decode(v)) {
+                let reason = format!("record of multipart upload {}: {e}", hex(&id.to_be_bytes()));
+                let object = CorruptObject { bucket: bucket.clone(), key: String::new(), reason };
+                report.corrupt.push(object.clone());
+                findings.push(Finding { object, remedy: Remedy::Upload(id), bytes: v.to_vec() });
+            }
+            Ok(true)
+        })?;
         // With a manifest that does not decode, its segments would count as leaked: the damage
         // is reported once, as the corrupt object. (A damaged part or staging record is
         // reported through the segments it leaves unreferenced.)
@@ -166,7 +181,8 @@ pub struct RemoveReport {
     pub found: VerifyReport,
     /// Corrupt objects deleted (a damaged pack counts as one, named by its last key), and
     /// damaged bucket records replaced by new ones (with an empty key; the bucket's objects
-    /// are kept, its creation time is lost).
+    /// are kept, its creation time is lost), and multipart uploads with a damaged record
+    /// aborted (with an empty key; their parts freed).
     pub removed: Vec<CorruptObject>,
     /// Corrupt objects that changed after they were found (written again or deleted), and so
     /// were left alone.
@@ -177,7 +193,8 @@ pub struct RemoveReport {
 
 /// Verifies `only` (or every bucket), then deletes each corrupt object found — in a durable
 /// transaction of its own, and only if it is still the version found. A damaged pack is
-/// removed whole; a damaged bucket record is replaced by a new one.
+/// removed whole; a damaged bucket record is replaced by a new one; an upload whose record is
+/// damaged is aborted.
 pub(crate) fn remove_corrupt(engine: &Engine, only: Option<&str>) -> Result<RemoveReport> {
     let (found, findings) = scan(engine, only)?;
     remove(engine, RemoveReport { found, ..RemoveReport::default() }, findings)
@@ -203,6 +220,12 @@ fn remove(engine: &Engine, mut report: RemoveReport, findings: Vec<Finding>) -> 
                     }
                     w.put(&record_key, &BucketRecord { created: now_nanos() }.encode())?;
                     Ok(Outcome::Removed { queued: false })
+                }
+                Remedy::Upload(id) => {
+                    if w.get(&Book::Mpu.key(bucket, *id))?.as_deref() != Some(f.bytes.as_slice()) {
+                        return Ok(Outcome::Changed);
+                    }
+                    Ok(Outcome::Removed { queued: crate::multipart::drop_upload(w, engine, bucket, *id, &[])? })
                 }
                 Remedy::WholeRecord(record_key) => {
                     if w.get(record_key)?.as_deref() != Some(f.bytes.as_slice()) {
@@ -287,6 +310,58 @@ mod tests {
         assert_eq!(db.list_buckets().unwrap().len(), 2);
         assert_eq!(db.bucket("bad").unwrap().get_bytes("x").unwrap(), b"y");
         assert!(db.verify().unwrap().is_clean());
+    }
+
+    /// A multipart upload record that does not decode used to leak its parts for ever,
+    /// unreported: `list_uploads` failed (so its id could not be found), the age-based abort
+    /// skipped it, `verify` did not look at upload records and `remove_corrupt` left it.
+    /// Now the listing leaves it out, `verify` reports it, and `remove_corrupt`, the
+    /// age-based abort (whatever the age: the upload can never complete) and an explicit
+    /// abort each free its parts.
+    #[test]
+    fn a_damaged_upload_record_is_reported_and_aborted() {
+        use crate::data::keys::Book;
+        let db = crate::Datastore::builder().chunk_size(100).inline_threshold(50).in_memory().unwrap();
+        let b = db.create_bucket("bkt").unwrap();
+        let chunks = || {
+            db.engine
+                .read(|r| {
+                    let p = keys::bucket_data_prefix("bkt");
+                    let end = crate::storage::prefix_end(&p);
+                    Ok(r.scan(crate::engine::range_from(&p, end.as_deref()), usize::MAX)?.len())
+                })
+                .unwrap()
+        };
+        let damaged_upload = || {
+            let id = b.create_upload("k", crate::ObjectMeta::default()).unwrap();
+            b.upload_part(&id, 1, &[7u8; 1000][..]).unwrap();
+            let raw = u64::from_str_radix(&id, 16).unwrap();
+            db.engine.write_alone(Commit::Durable, |w| w.put(&Book::Mpu.key("bkt", raw), &[1, 9])).unwrap();
+            id
+        };
+        let healthy = b.create_upload("h", crate::ObjectMeta::default()).unwrap();
+
+        damaged_upload();
+        let listed = b.list_uploads("").unwrap();
+        assert_eq!(listed.iter().map(|u| u.upload_id.as_str()).collect::<Vec<_>>(), [healthy.as_str()]);
+        let report = db.verify().unwrap();
+        assert_eq!(report.corrupt.len(), 1, "{report:?}");
+        assert!(report.corrupt[0].reason.contains("multipart upload"), "{report:?}");
+        let removed = db.remove_corrupt(None).unwrap();
+        assert_eq!(removed.removed.len(), 1, "{removed:?}");
+        assert_eq!(chunks(), 0);
+
+        damaged_upload();
+        assert_eq!(db.abort_uploads_older_than(std::time::Duration::from_secs(86_400)).unwrap(), 1);
+        assert_eq!(chunks(), 0);
+
+        let id = damaged_upload();
+        b.abort_upload(&id).unwrap();
+        assert_eq!(chunks(), 0);
+
+        b.abort_upload(&healthy).unwrap();
+        assert!(db.verify().unwrap().is_clean());
+        db.delete_empty_bucket("bkt").unwrap();
     }
 
     /// An object written again between verification and removal is the new version: it is
