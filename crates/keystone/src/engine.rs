@@ -241,6 +241,7 @@ impl Engine {
     pub(crate) fn reclaim_staged(&self) -> Result<(u64, u64)> {
         let mut uploads = 0;
         let mut chunks = 0;
+        let limits = self.kv.limits();
         let prefix = Book::Stage.all();
         let end = crate::storage::prefix_end(&prefix);
         let mut from = prefix.clone();
@@ -265,9 +266,14 @@ impl Engine {
                         return Ok(None);
                     }
                     let segs = StageRecord::decode(&v).map_or_else(|_| vec![id], |r| r.segs);
+                    // Queued past the backend's limits: `drain_gc` below frees and counts them.
                     let mut n = 0;
-                    for seg in &segs {
-                        n += delete_prefix(w, &keys::segment_prefix(&bucket, *seg))?;
+                    if limits.max_txn_ops == usize::MAX {
+                        for seg in &segs {
+                            n += delete_prefix(w, &keys::segment_prefix(&bucket, *seg))?;
+                        }
+                    } else {
+                        crate::objects::free_staged_segments(w, limits, &bucket, &segs)?;
                     }
                     w.delete(&k)?;
                     Ok(Some(n))
@@ -419,5 +425,44 @@ mod tests {
             assert_eq!(b.get_bytes("k").unwrap(), body);
             assert_eq!(b.get_range("k", 9_000..9_010).unwrap(), &body[9_000..9_010]);
         }
+    }
+}
+
+#[cfg(test)]
+mod reclaim_tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::sync::Arc;
+
+    use crate::data::keys;
+    use crate::data::records::StagePurpose;
+    use crate::upload::Staged;
+
+    /// An upload left staged (a process that stopped mid-upload) with more chunks than a
+    /// transaction may delete: `reclaim_staged` freed it in one transaction, which a limited
+    /// backend refused, so `gc` failed for ever. Now its segments are queued and freed in
+    /// bounded transactions.
+    #[test]
+    fn a_staged_upload_larger_than_a_transaction_is_reclaimed() {
+        let db = crate::Datastore::builder()
+            .chunk_size(1000)
+            .inline_threshold(100)
+            .upload_batch_size(4000)
+            .open_reference_map(1100, 64, 1 << 20)
+            .unwrap();
+        db.create_bucket("bkt").unwrap();
+        let id = db.engine.next_id().unwrap();
+        let mut staged = Staged::new(&db.engine, "bkt", "k", StagePurpose::Put, id).unwrap();
+        for i in 0..200 {
+            staged.push(keys::chunk("bkt", id, i), Arc::new(vec![7u8; 100])).unwrap();
+        }
+        // The process stops: no cleanup, and the upload is no longer in flight.
+        std::mem::forget(staged);
+        db.engine.active.lock().unwrap().remove(&id);
+        let report = db.gc().unwrap();
+        // Those flushed (in batches of half a transaction): more than one transaction takes.
+        assert_eq!(report.uploads_reclaimed, 1);
+        assert!(report.chunks_freed > 64, "{report:?}");
+        assert!(db.verify().unwrap().is_clean());
     }
 }

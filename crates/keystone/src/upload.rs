@@ -128,17 +128,19 @@ impl Drop for Staged<'_> {
             let segs = self.record.segs.clone();
             let key = self.stage_key();
             let bucket = self.bucket.clone();
-            let _ = self.engine.write_alone(Commit::Deferred, |w| {
+            let limits = self.engine.kv.limits();
+            let queued = self.engine.write_alone(Commit::Deferred, |w| {
                 // Gone with its bucket (and its chunks with it), or never committed.
                 if w.get(&key)?.is_none() {
-                    return Ok(());
+                    return Ok(false);
                 }
-                for s in &segs {
-                    delete_prefix(w, &keys::segment_prefix(&bucket, *s))?;
-                }
+                let queued = objects::free_staged_segments(w, limits, &bucket, &segs)?;
                 w.delete(&key)?;
-                Ok(())
+                Ok(queued)
             });
+            if matches!(queued, Ok(true)) {
+                let _ = self.engine.drain_gc();
+            }
         }
         if let Ok(mut active) = self.engine.active.lock() {
             active.remove(&self.id);

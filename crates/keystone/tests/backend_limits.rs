@@ -91,3 +91,38 @@ fn a_streamed_upload_of_more_chunks_than_a_transaction_takes_is_stored() {
     assert_eq!(b.get_bytes("big").unwrap(), body);
     assert!(db.verify().unwrap().is_clean());
 }
+
+/// A reader that fails after that many bytes.
+struct FailAfter(usize);
+
+impl std::io::Read for FailAfter {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.0 == 0 {
+            return Err(std::io::Error::other("reader failed"));
+        }
+        let n = buf.len().min(self.0);
+        buf[..n].fill(7);
+        self.0 -= n;
+        Ok(n)
+    }
+}
+
+/// A streamed upload that failed after more chunks than one transaction may delete was
+/// cleaned up in one transaction, which the backend refused, and so was every later `gc`
+/// (`reclaim_staged` freed a staged upload in one transaction too): the chunks stayed and
+/// `gc` failed for ever. Both now queue the segments, freed in bounded transactions.
+#[test]
+fn a_failed_upload_larger_than_a_transaction_is_reclaimed() {
+    // The integration suites' limited backend: 64 operations per transaction.
+    let db = Datastore::builder()
+        .chunk_size(1000)
+        .inline_threshold(100)
+        .upload_batch_size(4000)
+        .open_reference_map(1100, 64, 1 << 20)
+        .unwrap();
+    let b = db.create_bucket("bkt").unwrap();
+    assert!(b.put_reader("big", FailAfter(80_000), PutOptions::default()).is_err());
+    db.gc().unwrap();
+    let report = db.verify().unwrap();
+    assert!(report.is_clean(), "{report:?}");
+}
