@@ -1,5 +1,5 @@
 //! Writers and readers on many threads: small writes commit while a large upload streams,
-//! and readers only ever see whole versions.
+//! readers only ever see whole versions, and `compact` running meanwhile changes neither.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -338,4 +338,222 @@ fn compact_and_transactions_that_read_through_handles_do_not_deadlock() {
     assert_eq!(b.get_bytes("k").unwrap(), 1000u64.to_le_bytes());
     db.compact().unwrap();
     assert!(db.verify().unwrap().is_clean());
+}
+
+/// Readers and a writer while `compact` packs the same keys again and again: every reader
+/// sees every object it should, in order, at every page boundary.
+#[test]
+fn readers_and_writers_during_compact_see_whole_state() {
+    use keystone::ListOptions;
+    let dir = tempfile::tempdir().unwrap();
+    let db = Datastore::builder().inline_threshold(100).chunk_size(1000).open(dir.path().join("s.ks")).unwrap();
+    let b = db.create_bucket("bkt").unwrap();
+    const N: usize = 600;
+    for i in 0..N {
+        b.put_bytes(&format!("k{i:04}"), format!("v{i}").as_bytes()).unwrap();
+    }
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|s| {
+        let readers: Vec<_> = (0..2)
+            .map(|t| {
+                let b = b.clone();
+                let stop = &stop;
+                s.spawn(move || {
+                    let mut rounds = 0;
+                    while !stop.load(std::sync::atomic::Ordering::Acquire) {
+                        for i in (t..N).step_by(37) {
+                            // Keys below 300 are never written by the writer.
+                            if i < 300 {
+                                assert_eq!(b.get_bytes(&format!("k{i:04}")).unwrap(), format!("v{i}").as_bytes());
+                            }
+                        }
+                        let mut keys = Vec::new();
+                        let mut opts = ListOptions { max_keys: 7, ..ListOptions::default() };
+                        loop {
+                            let page = b.list(&opts).unwrap();
+                            keys.extend(page.objects.into_iter().map(|o| o.key));
+                            match page.next_token {
+                                Some(t) => opts.continuation = Some(t),
+                                None => break,
+                            }
+                        }
+                        assert!(keys.windows(2).all(|w| w[0] < w[1]), "out of order");
+                        for i in 0..300 {
+                            assert!(keys.binary_search(&format!("k{i:04}")).is_ok(), "k{i:04} missing from a listing");
+                        }
+                        rounds += 1;
+                    }
+                    rounds
+                })
+            })
+            .collect();
+        let writer = {
+            let b = b.clone();
+            let stop = &stop;
+            s.spawn(move || {
+                let mut n = 0u32;
+                while !stop.load(std::sync::atomic::Ordering::Acquire) {
+                    let i = 300 + (n as usize * 7) % 300;
+                    if n.is_multiple_of(3) {
+                        b.delete(&format!("k{i:04}")).unwrap();
+                    } else {
+                        b.put_bytes(&format!("k{i:04}"), format!("w{n}").as_bytes()).unwrap();
+                    }
+                    b.put_bytes(&format!("k{i:04}x"), b"between").unwrap();
+                    n += 1;
+                }
+            })
+        };
+        for _ in 0..20 {
+            match db.compact() {
+                Ok(_) | Err(Error::InUse { .. }) => {}
+                Err(e) => panic!("compact: {e}"),
+            }
+        }
+        stop.store(true, std::sync::atomic::Ordering::Release);
+        writer.join().unwrap();
+        for r in readers {
+            r.join().unwrap();
+        }
+    });
+    assert!(db.verify().unwrap().is_clean());
+}
+
+/// Mixed writers on interleaved keys (so packs hold several threads' objects) while compact
+/// and gc run: each thread's own model must hold throughout, and the store verify clean.
+#[test]
+#[allow(clippy::too_many_lines)]
+fn mixed_concurrent_writers_with_compact_keep_every_thread_model() {
+    use std::collections::BTreeMap;
+    use std::io::Read;
+    let dir = tempfile::tempdir().unwrap();
+    let db = Datastore::builder()
+        .chunk_size(200)
+        .inline_threshold(60)
+        .upload_batch_size(400)
+        .open(dir.path().join("s.ks"))
+        .unwrap();
+    db.create_bucket("bkt").unwrap();
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    const T: usize = 4;
+    std::thread::scope(|s| {
+        let workers: Vec<_> = (0..T)
+            .map(|t| {
+                let db = db.clone();
+                s.spawn(move || {
+                    let b = db.bucket("bkt").unwrap();
+                    let mut m: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+                    let mut x: u64 = 0x1234_5678 + t as u64;
+                    let mut rnd = move || {
+                        x ^= x << 13;
+                        x ^= x >> 7;
+                        x ^= x << 17;
+                        x
+                    };
+                    for step in 0..400u32 {
+                        let k = format!("k{:02}-t{t}", rnd() % 40);
+                        let len = [0usize, 5, 59, 60, 61, 199, 200, 450][(rnd() % 8) as usize];
+                        let v: Vec<u8> = (0..len).map(|i| (i as u32 * 7 + step) as u8).collect();
+                        match rnd() % 9 {
+                            0 | 1 => {
+                                b.put_bytes(&k, &v).unwrap();
+                                m.insert(k, v);
+                            }
+                            2 => {
+                                b.put_reader(&k, &v[..], keystone::PutOptions::default()).unwrap();
+                                m.insert(k, v);
+                            }
+                            3 => {
+                                b.delete(&k).unwrap();
+                                m.remove(&k);
+                            }
+                            4 => {
+                                let src = format!("k{:02}-t{t}", rnd() % 40);
+                                match b.copy(&src, &k) {
+                                    Ok(_) => {
+                                        let sv = m[&src].clone();
+                                        m.insert(k, sv);
+                                    }
+                                    Err(Error::NoSuchKey { .. }) => assert!(!m.contains_key(&src)),
+                                    Err(e) => panic!("copy: {e}"),
+                                }
+                            }
+                            5 => {
+                                let k2 = format!("k{:02}-t{t}", rnd() % 40);
+                                let commit = rnd() % 3 != 0;
+                                let r = db.transaction(|tx| {
+                                    let tb = tx.bucket("bkt")?;
+                                    tb.put_bytes(&k, &v)?;
+                                    tb.delete(&k2)?;
+                                    if commit { Ok(()) } else { Err(Error::Poisoned) }
+                                });
+                                if commit {
+                                    r.unwrap();
+                                    m.insert(k.clone(), v);
+                                    // The delete runs after the put: it wins when the keys match.
+                                    m.remove(&k2);
+                                }
+                            }
+                            6 => {
+                                let id = b.create_upload(&k, keystone::ObjectMeta::default()).unwrap();
+                                let p1 = b.upload_part(&id, 1, &v[..]).unwrap();
+                                let p2 = b.upload_part(&id, 2, &b"tail"[..]).unwrap();
+                                let parts = [
+                                    keystone::CompletedPart { part_number: 1, etag: p1.etag },
+                                    keystone::CompletedPart { part_number: 2, etag: p2.etag },
+                                ];
+                                b.complete_upload(&id, &parts, &keystone::CompleteOptions::default()).unwrap();
+                                let mut all = v.clone();
+                                all.extend_from_slice(b"tail");
+                                m.insert(k, all);
+                            }
+                            _ => {
+                                // Check a few keys and this thread's listing.
+                                for (k, v) in m.iter().take(5) {
+                                    assert_eq!(&b.get_bytes(k).unwrap(), v, "get {k}");
+                                    let mut r = Vec::new();
+                                    b.open(k).unwrap().read_to_end(&mut r).unwrap();
+                                    assert_eq!(&r, v, "read {k}");
+                                }
+                                let listed: Vec<String> = b
+                                    .list_iter(keystone::ListOptions::default())
+                                    .unwrap()
+                                    .map(|e| match e.unwrap() {
+                                        keystone::ListEntry::Object(o) => o.key,
+                                        keystone::ListEntry::Prefix(p) => p,
+                                    })
+                                    .filter(|k| k.ends_with(&format!("-t{t}")))
+                                    .collect();
+                                let want: Vec<String> = m.keys().cloned().collect();
+                                assert_eq!(listed, want, "listing of thread {t}");
+                            }
+                        }
+                    }
+                    for (k, v) in &m {
+                        assert_eq!(&b.get_bytes(k).unwrap(), v, "final get {k}");
+                    }
+                    m.len()
+                })
+            })
+            .collect();
+        let maint = s.spawn(|| {
+            let mut n = 0;
+            while !stop.load(std::sync::atomic::Ordering::Acquire) {
+                match db.compact() {
+                    Ok(_) | Err(Error::InUse { .. }) => {}
+                    Err(e) => panic!("compact: {e}"),
+                }
+                db.gc().unwrap();
+                n += 1;
+            }
+            n
+        });
+        for w in workers {
+            w.join().unwrap();
+        }
+        stop.store(true, std::sync::atomic::Ordering::Release);
+        maint.join().unwrap();
+    });
+    let report = db.verify().unwrap();
+    assert!(report.is_clean(), "{report:?}");
 }
