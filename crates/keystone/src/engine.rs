@@ -436,7 +436,7 @@ mod reclaim_tests {
 
     use crate::data::keys;
     use crate::data::records::StagePurpose;
-    use crate::upload::Staged;
+    use crate::staged::Staged;
 
     /// An upload left staged (a process that stopped mid-upload) with more chunks than a
     /// transaction may delete: `reclaim_staged` freed it in one transaction, which a limited

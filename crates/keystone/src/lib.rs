@@ -60,6 +60,7 @@ mod packing;
 mod reader;
 mod reads;
 mod salvage;
+mod staged;
 mod storage;
 mod transaction;
 mod types;
