@@ -255,23 +255,23 @@ impl GroupCommit {
         loop {
             for mut job in jobs.by_ref() {
                 leading.batch.push(job.wake);
-                if failure.is_none() {
-                    match Self::apply(&mut job.apply, w.as_mut()) {
-                        Ok(u) => used.add(u),
-                        Err(e) => failure = Some(e),
-                    }
-                }
+                let applied = Self::apply(&mut job.apply, w.as_mut());
                 taken.push((job.apply, job.finish));
+                match applied {
+                    Ok(u) => used.add(u),
+                    Err(e) => failure = Some(e),
+                }
                 if failure.is_some() || used.full(&limits) {
                     break;
                 }
             }
             let rest: Vec<Job> = jobs.collect();
             if failure.is_some() || taken.len() >= MAX_BATCH || used.full(&limits) {
-                if !rest.is_empty()
-                    && let Ok(mut st) = this.state.lock()
-                {
-                    // Taken from the queue but not applied: they lead the queue again.
+                if !rest.is_empty() {
+                    // Taken from the queue but not applied: they lead the queue again (also
+                    // past a poisoned lock, as `Leading` does: dropped, their writers would
+                    // wait for ever).
+                    let mut st = this.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
                     st.queue.splice(0..0, rest);
                 }
                 break;
