@@ -191,9 +191,7 @@ impl Bucket {
         let (b, k) = (self.name.to_string(), key.to_owned());
         let limits = self.db.engine.kv.limits();
         let queued = self.db.engine.write(move |w| objects::delete_object(w, limits, &b, &k))?;
-        if queued {
-            self.db.engine.drain_gc()?;
-        }
+        self.db.engine.free_after_commit(queued);
         Ok(())
     }
 

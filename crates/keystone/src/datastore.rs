@@ -336,9 +336,7 @@ impl Datastore {
         let limits = self.engine.kv.limits();
         let queued =
             self.engine.write_alone(self.engine.ack_mode(), move |w| objects::delete_bucket(w, limits, &n, false))?;
-        if queued {
-            self.engine.drain_gc()?;
-        }
+        self.engine.free_after_commit(queued);
         Ok(())
     }
 
@@ -352,9 +350,7 @@ impl Datastore {
         let limits = self.engine.kv.limits();
         let queued =
             self.engine.write_alone(self.engine.ack_mode(), move |w| objects::delete_bucket(w, limits, &n, true))?;
-        if queued {
-            self.engine.drain_gc()?;
-        }
+        self.engine.free_after_commit(queued);
         Ok(())
     }
 
@@ -414,9 +410,7 @@ impl Datastore {
         };
         let queued = tx.commit()?;
         drop(mark);
-        if queued {
-            self.engine.drain_gc()?;
-        }
+        self.engine.free_after_commit(queued);
         Ok(value)
     }
 

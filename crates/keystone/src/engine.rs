@@ -288,6 +288,16 @@ impl Engine {
         Ok((uploads, chunks))
     }
 
+    /// After a write that committed and queued frees (`queued`): frees them now. The write is
+    /// done whatever happens here, so a failure is not its error: the frees stay queued,
+    /// durably, for the next write that queues some, `gc`, or the next open (a write that
+    /// committed was reported failed when freeing its old chunks failed afterwards).
+    pub(crate) fn free_after_commit(&self, queued: bool) {
+        if queued {
+            let _ = self.drain_gc();
+        }
+    }
+
     /// Runs the sweeps asked for (`maintenance::sweep`), then deletes the chunks of segments
     /// queued for freeing, in transactions that stay within the backend's limits. Returns the
     /// number of chunks deleted.

@@ -87,9 +87,7 @@ pub(crate) fn upload_part<R: Read>(
         Error::Io(io) => from_io(io),
         other => other,
     })?;
-    if queued {
-        engine.drain_gc()?;
-    }
+    engine.free_after_commit(queued);
     Ok(info)
 }
 
@@ -192,9 +190,7 @@ pub(crate) fn abort(engine: &Engine, bucket: &str, upload_id: &str) -> Result<()
         }
         drop_upload(w, engine, bucket, id, &[])
     })?;
-    if queued {
-        engine.drain_gc()?;
-    }
+    engine.free_after_commit(queued);
     Ok(())
 }
 
@@ -294,9 +290,7 @@ pub(crate) fn complete(
         }
         Err(e) => return Err(e),
     };
-    if queued {
-        engine.drain_gc()?;
-    }
+    engine.free_after_commit(queued);
     Ok(info)
 }
 

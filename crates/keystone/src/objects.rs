@@ -419,7 +419,6 @@ pub(crate) fn request_sweep(w: &mut dyn WriteTxn, bucket: &str) -> Result<bool> 
 }
 
 /// The content of a new version, as far as it is known before publishing.
-#[derive(Clone)]
 pub(crate) struct NewVersion<'a> {
     pub size: u64,
     pub etag: String,
@@ -429,10 +428,27 @@ pub(crate) struct NewVersion<'a> {
     pub body: NewBody<'a>,
 }
 
+impl NewVersion<'_> {
+    /// The same version with its body borrowed from this one: for a write that may run again
+    /// (group commit reruns a job after a rollback), without copying the bytes each time.
+    pub(crate) fn borrowed(&self) -> NewVersion<'_> {
+        NewVersion {
+            size: self.size,
+            etag: self.etag.clone(),
+            crc: self.crc,
+            parts: self.parts,
+            meta: self.meta.clone(),
+            body: match &self.body {
+                NewBody::Inline(data) => NewBody::Inline(std::borrow::Cow::Borrowed(data)),
+                NewBody::Segments(segs) => NewBody::Segments(segs.clone()),
+            },
+        }
+    }
+}
+
 /// A new version's body: a small object's bytes, borrowed from the caller where the write
 /// runs in the caller's own transaction (owned where it is handed to group commit), or the
 /// segments holding a larger one.
-#[derive(Clone)]
 pub(crate) enum NewBody<'a> {
     Inline(std::borrow::Cow<'a, [u8]>),
     Segments(Vec<Segment>),

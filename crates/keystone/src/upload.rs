@@ -210,9 +210,7 @@ pub(crate) fn put_stream<R: Read>(
         let new = chunked_version(written, opts.meta, copied, engine.cfg.etag);
         objects::publish(w, limits, bucket, key, new, &opts.condition, false)
     })?;
-    if queued {
-        engine.drain_gc()?;
-    }
+    engine.free_after_commit(queued);
     Ok(info)
 }
 
@@ -240,10 +238,8 @@ fn put_inline(
     let to = Target { bucket, key, content_md5: opts.content_md5 };
     let new = inline_version(data, opts.meta, copied, engine.cfg.etag, to)?;
     let (b, k, cond) = (bucket.to_owned(), key.to_owned(), opts.condition);
-    let (info, queued) = engine.write(move |w| objects::publish(w, limits, &b, &k, new.clone(), &cond, false))?;
-    if queued {
-        engine.drain_gc()?;
-    }
+    let (info, queued) = engine.write(move |w| objects::publish(w, limits, &b, &k, new.borrowed(), &cond, false))?;
+    engine.free_after_commit(queued);
     Ok(info)
 }
 
