@@ -267,14 +267,7 @@ impl Engine {
                     }
                     let segs = StageRecord::decode(&v).map_or_else(|_| vec![id], |r| r.segs);
                     // Queued past the backend's limits: `drain_gc` below frees and counts them.
-                    let mut n = 0;
-                    if limits.max_txn_ops == usize::MAX {
-                        for seg in &segs {
-                            n += delete_prefix(w, &keys::segment_prefix(&bucket, *seg))?;
-                        }
-                    } else {
-                        crate::objects::free_staged_segments(w, limits, &bucket, &segs)?;
-                    }
+                    let n = crate::objects::free_staged_segments(w, limits, &bucket, &segs)?.unwrap_or(0);
                     w.delete(&k)?;
                     Ok(Some(n))
                 })?;

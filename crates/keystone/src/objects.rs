@@ -520,25 +520,31 @@ pub(crate) fn delete_object(w: &mut dyn WriteTxn, limits: Limits, bucket: &str, 
     Ok(queued)
 }
 
-/// Frees the chunks of `segs` in this transaction when that fits the backend's limits, or
-/// queues them for `drain_gc` (returns `true`) when it does not.
 /// Frees the segments of a staged upload, whose chunks were never counted: in this
-/// transaction on a backend without transaction limits, else queued for `drain_gc`, which
-/// frees them in transactions within the limits (one transaction could not take an upload
-/// of more chunks than its operations). Returns whether freeing was queued.
-pub(crate) fn free_staged_segments(w: &mut dyn WriteTxn, limits: Limits, bucket: &str, segs: &[u64]) -> Result<bool> {
+/// transaction on a backend without transaction limits (`Some`: the chunks deleted), else
+/// queued for `drain_gc` (`None`), which frees them in transactions within the limits (one
+/// transaction could not take an upload of more chunks than its operations).
+pub(crate) fn free_staged_segments(
+    w: &mut dyn WriteTxn,
+    limits: Limits,
+    bucket: &str,
+    segs: &[u64],
+) -> Result<Option<u64>> {
     if limits.max_txn_ops == usize::MAX {
+        let mut n = 0;
         for seg in segs {
-            delete_prefix(w, &keys::segment_prefix(bucket, *seg))?;
+            n += delete_prefix(w, &keys::segment_prefix(bucket, *seg))?;
         }
-        return Ok(false);
+        return Ok(Some(n));
     }
     for seg in segs {
         w.put(&Book::Gc.key(bucket, *seg), &gc_record())?;
     }
-    Ok(!segs.is_empty())
+    Ok(None)
 }
 
+/// Frees the chunks of `segs` in this transaction when that fits the backend's limits, or
+/// queues them for `drain_gc` (returns `true`) when it does not.
 pub(crate) fn free_segments(w: &mut dyn WriteTxn, limits: Limits, bucket: &str, segs: &[Segment]) -> Result<bool> {
     let chunks: u64 = segs.iter().map(Segment::chunks).sum();
     if chunks <= (limits.max_txn_ops / 4) as u64 {

@@ -120,13 +120,11 @@ impl Drop for Staged<'_> {
                 if w.get(&key)?.is_none() {
                     return Ok(false);
                 }
-                let queued = objects::free_staged_segments(w, limits, &bucket, &segs)?;
+                let queued = objects::free_staged_segments(w, limits, &bucket, &segs)?.is_none();
                 w.delete(&key)?;
                 Ok(queued)
             });
-            if matches!(queued, Ok(true)) {
-                let _ = self.engine.drain_gc();
-            }
+            self.engine.free_after_commit(matches!(queued, Ok(true)));
         }
         if let Ok(mut active) = self.engine.active.lock() {
             active.remove(&self.id);

@@ -212,23 +212,27 @@ fn remove(engine: &Engine, mut report: RemoveReport, findings: Vec<Finding>) -> 
     for f in findings {
         let outcome = engine.write_alone(crate::storage::Commit::Durable, |w| {
             let (bucket, key) = (&f.object.bucket, &f.object.key);
+            // Acts only on the record as it was found: one written again since is left alone.
+            let found_as_is = |w: &mut dyn crate::storage::WriteTxn, k: &[u8]| {
+                Ok::<_, crate::Error>(w.get(k)?.as_deref() == Some(f.bytes.as_slice()))
+            };
             match &f.remedy {
                 Remedy::BucketRecord => {
                     let record_key = keys::bucket(bucket);
-                    if w.get(&record_key)?.as_deref() != Some(f.bytes.as_slice()) {
+                    if !found_as_is(w, &record_key)? {
                         return Ok(Outcome::Changed);
                     }
                     w.put(&record_key, &BucketRecord { created: now_nanos() }.encode())?;
                     Ok(Outcome::Removed { queued: false })
                 }
                 Remedy::Upload(id) => {
-                    if w.get(&Book::Mpu.key(bucket, *id))?.as_deref() != Some(f.bytes.as_slice()) {
+                    if !found_as_is(w, &Book::Mpu.key(bucket, *id))? {
                         return Ok(Outcome::Changed);
                     }
                     Ok(Outcome::Removed { queued: crate::multipart::drop_upload(w, engine, bucket, *id, &[])? })
                 }
                 Remedy::WholeRecord(record_key) => {
-                    if w.get(record_key)?.as_deref() != Some(f.bytes.as_slice()) {
+                    if !found_as_is(w, record_key)? {
                         return Ok(Outcome::Changed);
                     }
                     // Most likely a pack (inline objects only), but a record that only looks
