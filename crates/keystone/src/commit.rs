@@ -24,6 +24,12 @@
 //! runs again in a transaction of its own (a job is a closure that only writes through the
 //! transaction it is given, so running it again after a rollback is running it once), so
 //! only a job too large alone fails, alone.
+//!
+//! Every writer whose job a leader took gets an answer even if the leader panics outside a job
+//! (in the backend's commit, say): a job's result is set when it is dropped unanswered —
+//! "outcome unknown", since the commit may or may not have happened — and the leader's
+//! `Leading` guard wakes the writers of its batch while unwinding. Without it they woke to no
+//! result, found no commit in progress and led empty batches for ever.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -38,7 +44,30 @@ const MAX_BATCH: usize = 512;
 
 /// Applies a job to a transaction; returns what it wrote. May run again after a rollback.
 type Apply = Box<dyn FnMut(&mut dyn WriteTxn) -> Result<Used> + Send>;
-type Finish = Box<dyn FnOnce(Option<Error>) + Send>;
+
+/// Hands a writer the outcome of its job (`Some` is the failure of the shared transaction).
+/// Dropped without being called (a leader unwinding from a panic), it hands the writer an
+/// error saying the outcome is unknown.
+struct Finish(Option<Box<dyn FnOnce(Option<Error>) + Send>>);
+
+impl Finish {
+    fn call(mut self, failure: Option<Error>) {
+        if let Some(f) = self.0.take() {
+            f(failure);
+        }
+    }
+}
+
+impl Drop for Finish {
+    fn drop(&mut self) {
+        if let Some(f) = self.0.take() {
+            f(Some(Error::Storage {
+                context: "group commit".into(),
+                source: "the commit holding this write panicked; whether the write was stored is unknown".into(),
+            }));
+        }
+    }
+}
 
 struct Job {
     apply: Apply,
@@ -181,7 +210,7 @@ impl GroupCommit {
                     Err(e) => Err(e),
                 }
             }),
-            finish: Box::new(move |failure| {
+            finish: Finish(Some(Box::new(move |failure| {
                 let outcome = match failure {
                     Some(e) => Err(e),
                     None => s2.pending.lock().ok().and_then(|mut p| p.take()).unwrap_or_else(|| {
@@ -191,7 +220,7 @@ impl GroupCommit {
                 if let Ok(mut d) = s2.done.lock() {
                     *d = Some(outcome);
                 }
-            }),
+            }))),
         };
         let mut st = this.state.lock().map_err(|_| lock_err())?;
         st.queue.push(job);
@@ -216,7 +245,10 @@ impl GroupCommit {
             let n = st.queue.len().min(MAX_BATCH);
             let first: Vec<Job> = st.queue.drain(..n).collect();
             drop(st);
-            let mut leading = Leading { commit: this, batch: Vec::new(), started: Instant::now() };
+            // Every writer whose job is taken is woken when the leader is done, before a job
+            // is applied (also those given back to the queue: a spurious wake-up is harmless).
+            let batch = first.iter().map(|j| j.wake.clone()).collect();
+            let mut leading = Leading { commit: this, batch, started: Instant::now() };
             Self::lead(engine, &mut leading, first, &plan);
             drop(leading);
             st = this.state.lock().map_err(|_| lock_err())?;
@@ -242,8 +274,7 @@ impl GroupCommit {
             Err(e) => {
                 let e = Arc::new(e);
                 for job in first {
-                    leading.batch.push(job.wake);
-                    (job.finish)(Some(share(&e)));
+                    job.finish.call(Some(share(&e)));
                 }
                 return;
             }
@@ -254,7 +285,6 @@ impl GroupCommit {
         let mut jobs = first.into_iter();
         loop {
             for mut job in jobs.by_ref() {
-                leading.batch.push(job.wake);
                 let applied = Self::apply(&mut job.apply, w.as_mut());
                 taken.push((job.apply, job.finish));
                 match applied {
@@ -281,6 +311,7 @@ impl GroupCommit {
                 Err(_) => Vec::new(),
             }
             .into_iter();
+            leading.batch.extend(jobs.as_slice().iter().map(|j| j.wake.clone()));
             if jobs.len() == 0 {
                 break;
             }
@@ -296,13 +327,13 @@ impl GroupCommit {
         if taken.len() > 1 && matches!(failure, Some(Error::TooLarge(_))) {
             // Together too large for one transaction (rolled back here): each on its own.
             for (mut apply, finish) in taken {
-                finish(Self::alone(engine, &mut apply));
+                finish.call(Self::alone(engine, &mut apply));
             }
             return;
         }
         let failure = failure.map(Arc::new);
         for (_, finish) in taken {
-            finish(failure.as_ref().map(share));
+            finish.call(failure.as_ref().map(share));
         }
     }
 
@@ -350,5 +381,129 @@ impl GroupCommit {
                 source: "a write panicked; its batch was rolled back".into(),
             }),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::mpsc;
+
+    use super::*;
+    use crate::storage::memory::MemoryStore;
+    use crate::storage::{Commit, EntryFn, KeyRange, KeyValueStore, KvRead, ReadTxn, ScanFn, SpaceInfo, Value};
+
+    /// The reference map, with a commit that panics once when armed: a leader failing outside
+    /// the jobs it applies (which run under `catch_unwind`).
+    struct PanicOnCommit {
+        inner: MemoryStore,
+        armed: Arc<AtomicBool>,
+    }
+
+    struct PanicTxn {
+        inner: Box<dyn WriteTxn>,
+        armed: Arc<AtomicBool>,
+    }
+
+    impl KeyValueStore for PanicOnCommit {
+        fn limits(&self) -> Limits {
+            self.inner.limits()
+        }
+        fn read(&self) -> Result<Arc<dyn ReadTxn>> {
+            self.inner.read()
+        }
+        fn write(&self) -> Result<Box<dyn WriteTxn>> {
+            Ok(Box::new(PanicTxn { inner: self.inner.write()?, armed: self.armed.clone() }))
+        }
+        fn compact(&self) -> Result<()> {
+            self.inner.compact()
+        }
+        fn check_integrity(&self) -> Result<bool> {
+            self.inner.check_integrity()
+        }
+        fn space(&self) -> Result<SpaceInfo> {
+            self.inner.space()
+        }
+    }
+
+    impl KvRead for PanicTxn {
+        fn get(&self, key: &[u8]) -> Result<Option<Value>> {
+            self.inner.get(key)
+        }
+        fn read_with(&self, key: &[u8], f: &mut dyn FnMut(&[u8]) -> Result<()>) -> Result<bool> {
+            self.inner.read_with(key, f)
+        }
+        fn scan(&self, range: KeyRange<'_>, limit: usize) -> Result<Vec<(Vec<u8>, Value)>> {
+            self.inner.scan(range, limit)
+        }
+        fn first_with(&self, range: KeyRange<'_>, f: &mut EntryFn<'_>) -> Result<bool> {
+            self.inner.first_with(range, f)
+        }
+        fn scan_with(&self, range: KeyRange<'_>, limit: usize, f: &mut ScanFn<'_>) -> Result<usize> {
+            self.inner.scan_with(range, limit, f)
+        }
+    }
+
+    impl WriteTxn for PanicTxn {
+        fn put(&mut self, key: &[u8], value: &[u8]) -> Result<()> {
+            self.inner.put(key, value)
+        }
+        fn delete(&mut self, key: &[u8]) -> Result<bool> {
+            self.inner.delete(key)
+        }
+        fn delete_range(&mut self, range: KeyRange<'_>) -> Result<u64> {
+            self.inner.delete_range(range)
+        }
+        fn commit(self: Box<Self>, mode: Commit) -> Result<()> {
+            assert!(!self.armed.swap(false, Ordering::SeqCst), "commit failed inside the backend (test)");
+            self.inner.commit(mode)
+        }
+    }
+
+    /// A leader that panicked in the commit left the other writers of its batch without a
+    /// result: woken, each found no commit in progress and led empty batches for ever. Now
+    /// each is told its outcome is unknown, and the store takes writes again.
+    #[test]
+    fn the_writers_of_a_batch_whose_leader_panicked_get_an_answer() {
+        let limits = Limits { max_value_size: 1 << 20, max_txn_ops: 1 << 20, max_txn_bytes: 1 << 30 };
+        let armed = Arc::new(AtomicBool::new(false));
+        let kv = PanicOnCommit { inner: MemoryStore::new(limits), armed: armed.clone() };
+        let engine = Arc::new(Engine::open(Box::new(kv), crate::Datastore::builder().config(), None).unwrap());
+        armed.store(true, Ordering::SeqCst);
+
+        // The leader's job waits until a second writer has queued behind it, so that the
+        // leader takes that writer's job into its batch before committing.
+        let (entered_tx, entered_rx) = mpsc::channel();
+        let (go_tx, go_rx) = mpsc::channel::<()>();
+        let e = engine.clone();
+        let leader = std::thread::spawn(move || {
+            GroupCommit::run(&e, move |w| {
+                let _ = entered_tx.send(());
+                let _ = go_rx.recv();
+                w.put(b"a", b"1")
+            })
+        });
+        entered_rx.recv().unwrap();
+        let (done_tx, done_rx) = mpsc::channel();
+        let e = engine.clone();
+        std::thread::spawn(move || {
+            let _ = done_tx.send(GroupCommit::run(&e, |w| w.put(b"b", b"2")));
+        });
+        while engine.commit.state.lock().unwrap().queue.is_empty() {
+            std::thread::yield_now();
+        }
+        go_tx.send(()).unwrap();
+
+        assert!(leader.join().is_err(), "the leader's commit was to panic");
+        // Not a timing assertion: without an answer the writer never returns at all.
+        let answer = done_rx.recv_timeout(Duration::from_mins(2)).expect("the second writer got no answer");
+        match answer {
+            Err(Error::Storage { source, .. }) => assert!(source.to_string().contains("unknown"), "{source}"),
+            other => panic!("expected an error saying the outcome is unknown, got {other:?}"),
+        }
+        GroupCommit::run(&engine, |w| w.put(b"c", b"3")).unwrap();
+        assert!(engine.kv.read().unwrap().get(b"c").unwrap().is_some());
     }
 }

@@ -162,7 +162,7 @@ impl Builder {
         self
     }
 
-    fn config(&self) -> Config {
+    pub(crate) fn config(&self) -> Config {
         Config {
             chunk_size: self.chunk_size,
             inline_max: self.inline_max,
