@@ -89,7 +89,17 @@ pub fn decode_all(bytes: &[u8]) -> usize {
         }
         assert_eq!(b.finish(), (last.to_owned(), bytes[nul + 1..].to_vec()), "pack round trip");
         assert_eq!(pack::first_key(&bytes[nul + 1..]), entries.first().map(|e| e.key), "first key");
+        for e in &entries {
+            assert_eq!(pack::find(&bytes[nul + 1..], last, e.key).ok(), Some(pack::Place::At(e.manifest)), "find");
+        }
         n += 1;
+    }
+    // The lookup's decoder fails exactly where the whole decoder does.
+    if let Some(nul) = bytes.iter().position(|&b| b == 0)
+        && let Ok(last) = std::str::from_utf8(&bytes[..nul])
+    {
+        let rec = &bytes[nul + 1..];
+        assert_eq!(pack::find(rec, last, "k").is_ok(), pack::decode(rec, last).is_ok(), "find fails as decode does");
     }
     let _ = pack::first_key(bytes);
     n += usize::from(records::BucketRecord::decode(bytes).is_ok());

@@ -206,6 +206,45 @@ mod tests {
             .unwrap()
     }
 
+    /// Gets answer the same whichever lookup the store's hint tries first: the hint turns to
+    /// seek-first once gets keep finding packs, and back once they keep finding objects stored
+    /// on their own; hits, keys missing inside and outside packs, and a missing bucket, in
+    /// both orders.
+    #[test]
+    fn gets_answer_the_same_in_either_lookup_order() {
+        let db = crate::Datastore::builder().inline_threshold(100).in_memory().unwrap();
+        let b = db.create_bucket("bkt").unwrap();
+        for i in 0..200u32 {
+            b.put_bytes(&format!("a{:03}", i * 2), i.to_le_bytes()).unwrap();
+        }
+        db.compact().unwrap();
+        // Written after `compact`, past every pack: stored on their own.
+        for i in 0..200u32 {
+            b.put_bytes(&format!("b{:03}", i * 2), (i + 1000).to_le_bytes()).unwrap();
+        }
+        let (packs, packed, own) = layout(&db, "bkt");
+        assert!(packs > 0 && packed == 200 && own == 200, "{packs} packs, {packed} packed, {own} on their own");
+        let gone = db.create_bucket("gone").unwrap();
+        db.delete_bucket("gone").unwrap();
+        let seek_first = || db.engine.kv.read().unwrap().lookup_hint().unwrap().seek_first();
+        let mut orders = Vec::new();
+        for round in 0..4 {
+            // Packed objects only, then objects on their own only: each run flips the order.
+            let (prefix, add) = if round % 2 == 0 { ("a", 0) } else { ("b", 1000) };
+            for i in 0..200u32 {
+                assert_eq!(b.get_bytes(&format!("{prefix}{:03}", i * 2)).unwrap(), (i + add).to_le_bytes());
+                assert!(matches!(b.get_bytes(&format!("{prefix}{:03}", i * 2 + 1)), Err(Error::NoSuchKey { .. })));
+                orders.push(seek_first());
+            }
+            for key in ["a", "a0005", "b", "b0005", "z"] {
+                assert!(matches!(b.get_bytes(key), Err(Error::NoSuchKey { .. })), "{key}");
+            }
+            assert!(matches!(gone.get_bytes("a000"), Err(Error::NoSuchBucket { .. })));
+        }
+        assert!(orders.contains(&true) && orders.contains(&false), "the order never changed");
+        assert!(db.verify().unwrap().is_clean());
+    }
+
     #[test]
     fn compact_packs_runs_of_small_objects_and_a_write_unpacks_one() {
         let db = crate::Datastore::builder().inline_threshold(100).in_memory().unwrap();

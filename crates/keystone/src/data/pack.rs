@@ -86,6 +86,57 @@ pub(crate) fn decode<'a>(record: &'a [u8], last: &str) -> Result<Vec<Entry<'a>>>
     Ok(out)
 }
 
+/// Where [`find`] placed a key in a pack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Place<'a> {
+    /// The pack begins after the key: it does not cover it.
+    Before,
+    /// The key's manifest.
+    At(&'a [u8]),
+    /// The pack covers the key, which is not in it.
+    Absent,
+}
+
+/// Finds `key` in the pack stored under object key `last`: [`decode`]'s checks, in one pass
+/// and without allocating (a get of a packed object decodes its pack on every read). Fails
+/// exactly where `decode` fails.
+pub(crate) fn find<'a>(record: &'a [u8], last: &str, key: &str) -> Result<Place<'a>> {
+    let Some((&PACK_V1, mut buf)) = record.split_first() else {
+        return Err(corrupt("has the wrong kind byte"));
+    };
+    let count = u32_at(&mut buf)?;
+    if count < 2 || count > buf.len() / 8 {
+        return Err(corrupt(&format!("claims {count} entries")));
+    }
+    let mut prev: Option<&[u8]> = None;
+    let mut place = Place::Absent;
+    for i in 0..count {
+        let n = u32_at(&mut buf)?;
+        let k = take(&mut buf, n)?;
+        if std::str::from_utf8(k).is_err() {
+            return Err(corrupt("holds a key that is not UTF-8"));
+        }
+        if prev.is_some_and(|p| p >= k) {
+            return Err(corrupt("holds keys out of order"));
+        }
+        let n = u32_at(&mut buf)?;
+        let manifest = take(&mut buf, n)?;
+        match k.cmp(key.as_bytes()) {
+            std::cmp::Ordering::Equal => place = Place::At(manifest),
+            std::cmp::Ordering::Greater if i == 0 => place = Place::Before,
+            _ => {}
+        }
+        prev = Some(k);
+    }
+    if !buf.is_empty() {
+        return Err(corrupt("has trailing bytes"));
+    }
+    if prev != Some(last.as_bytes()) {
+        return Err(corrupt("is not stored under its last key"));
+    }
+    Ok(place)
+}
+
 /// The first object key of a pack record, read without checking the rest: what a lookup needs
 /// to know whether a damaged pack could cover its key at all.
 pub(crate) fn first_key(record: &[u8]) -> Option<&str> {
@@ -227,6 +278,46 @@ mod tests {
         assert!(decode(&b.finish().1, "a").is_err());
         b.push("a", b"x");
         assert!(decode(&b.finish().1, "a").unwrap_err().to_string().contains("entries"));
+    }
+
+    /// `find` agrees with `decode` on every key of a sound pack, before, between and after
+    /// them, and fails exactly where `decode` fails.
+    #[test]
+    fn find_agrees_with_decode_and_never_takes_damage_for_absence() {
+        let rec = sample();
+        let entries = decode(&rec, "b").unwrap();
+        for e in &entries {
+            assert_eq!(find(&rec, "b", e.key).unwrap(), Place::At(e.manifest));
+        }
+        assert_eq!(find(&rec, "b", "a").unwrap(), Place::Before);
+        assert_eq!(find(&rec, "b", "a/15").unwrap(), Place::Absent);
+        assert_eq!(find(&rec, "b", "a/3").unwrap(), Place::Absent);
+        assert_eq!(find(&rec, "b", "c").unwrap(), Place::Absent);
+        let mut damaged = Vec::new();
+        for cut in 0..rec.len() {
+            damaged.push(rec[..cut].to_vec());
+        }
+        for i in 0..rec.len() {
+            for flip in [0x01u8, 0x80, 0xff] {
+                let mut bad = rec.clone();
+                bad[i] ^= flip;
+                damaged.push(bad);
+            }
+        }
+        for bad in &damaged {
+            for key in ["a", "a/1", "a/15", "a/2", "a/3", "b", "c"] {
+                let (found, decoded) = (find(bad, "b", key), decode(bad, "b"));
+                assert_eq!(found.is_ok(), decoded.is_ok(), "{key} in {bad:?}");
+                if let (Ok(place), Ok(entries)) = (found, decoded) {
+                    let want = match entries.binary_search_by(|e| e.key.cmp(key)) {
+                        Ok(i) => Place::At(entries[i].manifest),
+                        Err(0) => Place::Before,
+                        Err(_) => Place::Absent,
+                    };
+                    assert_eq!(place, want, "{key} in {bad:?}");
+                }
+            }
+        }
     }
 
     #[test]

@@ -12,6 +12,7 @@ pub(crate) mod redb;
 
 use std::ops::{Bound, Deref};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use crate::error::{Error, Result};
 
@@ -109,8 +110,39 @@ pub(crate) type EntryFn<'a> = dyn FnMut(&[u8], &[u8]) -> Result<()> + 'a;
 /// A callback lent one entry after another by `scan_with`; returns whether to go on.
 pub(crate) type ScanFn<'a> = dyn FnMut(&[u8], &[u8]) -> Result<bool> + 'a;
 
+/// Which lookup a store's gets try first (`objects::lookup`): a point lookup of the key, or a
+/// seek that also finds the pack covering it. A count of *surprises* — gets that found the
+/// other kind of record than the one they looked for first — and every [`LookupHint::SWITCH`]
+/// surprises the order flips. A hint only: it decides how much a get costs, never what it
+/// returns. Only gets that disagree with it write to it, so gets that agree share it without
+/// contention.
+#[derive(Debug, Default)]
+pub(crate) struct LookupHint(AtomicU32);
+
+impl LookupHint {
+    /// Surprises that flip the order. In the right order, a store whose gets are mixed pays
+    /// for this many gets in the wrong one after every this many gets that were surprises
+    /// anyway.
+    pub(crate) const SWITCH: u32 = 32;
+
+    /// Whether gets seek first.
+    pub(crate) fn seek_first(&self) -> bool {
+        (self.0.load(Ordering::Relaxed) / Self::SWITCH) & 1 == 1
+    }
+
+    /// A get found the other kind of record than the one it looked for first. (The count wraps
+    /// at 2^32, a multiple of twice `SWITCH`: the order still flips every `SWITCH`.)
+    pub(crate) fn surprised(&self) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
 /// Reads, shared by snapshots and write transactions (which see their own writes).
 pub(crate) trait KvRead {
+    /// The store's [`LookupHint`], if it keeps one for this view (snapshots of redb do).
+    fn lookup_hint(&self) -> Option<&LookupHint> {
+        None
+    }
     /// The value under `key`.
     fn get(&self, key: &[u8]) -> Result<Option<Value>>;
     /// Calls `f` with the value under `key`, borrowed for the call (a backend can skip the

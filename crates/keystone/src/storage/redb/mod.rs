@@ -27,7 +27,7 @@ use self::guard::{Closing, broken_txn, caught, guarded};
 use self::identify::{check_tables, open_error, table_names, unless_damaged};
 use self::txn::{RedbRead, RedbWrite, TxnCell};
 use super::prefill::Prefilled;
-use super::{KeyValueStore, KvRead, Limits, ReadTxn, SpaceInfo, WriteTxn};
+use super::{KeyValueStore, KvRead, Limits, LookupHint, ReadTxn, SpaceInfo, WriteTxn};
 use crate::error::{Error, Result};
 
 const TABLE: TableDefinition<'static, &'static [u8], &'static [u8]> = TableDefinition::new("keystone");
@@ -124,6 +124,8 @@ pub(crate) struct RedbStore {
     /// Write transactions begun or beginning (counted under the database's read lock, so none
     /// is added while `exclusive` holds the write lock).
     writers: Arc<AtomicUsize>,
+    /// Which lookup gets try first, shared by the snapshots.
+    hint: Arc<LookupHint>,
     label: String,
 }
 
@@ -267,6 +269,7 @@ impl RedbStore {
             poisoned: Arc::new(AtomicBool::new(false)),
             readers: Arc::default(),
             writers: Arc::default(),
+            hint: Arc::default(),
             label,
         }
     }
@@ -416,7 +419,12 @@ impl KeyValueStore for RedbStore {
                 let txn = db.begin_read().map_err(|e| storage("beginning a read", e))?;
                 txn.open_table(TABLE).map_err(|e| storage("opening table", e))
             })?;
-            Arc::new(RedbRead { table, _counted: Counted::new(&self.readers), _db: self.db.clone() })
+            Arc::new(RedbRead {
+                table,
+                _counted: Counted::new(&self.readers),
+                hint: self.hint.clone(),
+                _db: self.db.clone(),
+            })
         };
         // Cached only if no reader holds the cache right now (see `Latest`).
         let replaced = match self.latest.snap.try_write() {

@@ -10,12 +10,14 @@ use redb::{Durability, ReadOnlyTable, ReadableTable, Table, WriteTransaction};
 use super::guard::{Closing, broken_txn, caught, guarded};
 use super::{Counted, Db, Latest, commit_guarded, storage};
 use crate::error::{Error, Result};
-use crate::storage::{Commit, EntryFn, KeyRange, KvRead, ReadTxn, ScanFn, Value, WriteTxn};
+use crate::storage::{Commit, EntryFn, KeyRange, KvRead, LookupHint, ReadTxn, ScanFn, Value, WriteTxn};
 
 pub(super) struct RedbRead {
     pub(super) table: ReadOnlyTable<&'static [u8], &'static [u8]>,
     /// Counts this snapshot among the store's readers while it lives.
     pub(super) _counted: Counted,
+    /// The store's, shared by its snapshots.
+    pub(super) hint: Arc<LookupHint>,
     /// Keeps the database open while this snapshot lives (declared last: dropped after the
     /// table).
     pub(super) _db: Arc<RwLock<Db>>,
@@ -34,6 +36,10 @@ fn to_bounds(range: KeyRange<'_>) -> (Bound<&[u8]>, Bound<&[u8]>) {
 }
 
 impl KvRead for RedbRead {
+    fn lookup_hint(&self) -> Option<&LookupHint> {
+        Some(&self.hint)
+    }
+
     fn get(&self, key: &[u8]) -> Result<Option<Value>> {
         let guard = guarded("reading", || {
             let g = self.table.get_owned(key).map_err(|e| storage("reading", e))?;
