@@ -467,6 +467,13 @@ async fn a_version_id_that_names_no_version_does_not_reach_the_current_object() 
     if c.head_object().bucket("bkt").key("k").send().await.is_err() {
         wrong.push("DeleteObjects deleted the current object");
     }
+    // A copy source naming such a version: the same client error as GET (it answered 501
+    // NotImplemented, "not supported", for an id that names nothing), and nothing copied.
+    match c.copy_object().bucket("bkt").key("dst").copy_source(format!("bkt/k?versionId={vid}")).send().await {
+        Ok(_) => wrong.push("CopyObject copied the current object"),
+        Err(e) => assert_eq!(code(&e), "InvalidArgument"),
+    }
+    c.copy_object().bucket("bkt").key("dst").copy_source("bkt/k?versionId=null").send().await.unwrap();
     assert!(wrong.is_empty(), "versionId={vid}: {wrong:?}");
     h.server.shutdown().await;
 }

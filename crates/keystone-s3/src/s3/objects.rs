@@ -421,9 +421,7 @@ impl Keystone {
 pub(super) fn copy_source(src: &CopySource) -> S3Result<(String, String)> {
     match src {
         CopySource::Bucket { bucket, key, version_id } => {
-            if version_id.as_deref().is_some_and(|v| v != "null") {
-                return Err(s3_error!(NotImplemented, "Versioned copy sources are not supported."));
-            }
+            check_version(version_id.as_deref())?;
             Ok((bucket.to_string(), key.to_string()))
         }
         _ => Err(s3_error!(NotImplemented, "Access point copy sources are not supported.")),
