@@ -25,6 +25,8 @@ pub(crate) const PACK_PAGE: usize = 8192;
 /// header bytes and two 4-byte offsets).
 const LEAF_OVERHEAD: usize = 32;
 
+#[cold]
+#[inline(never)]
 fn corrupt(what: &str) -> Error {
     Error::Corrupted { bucket: None, key: None, reason: format!("pack record {what}") }
 }
@@ -41,6 +43,7 @@ pub(crate) struct Entry<'a> {
     pub manifest: &'a [u8],
 }
 
+#[inline]
 fn take<'a>(buf: &mut &'a [u8], n: usize) -> Result<&'a [u8]> {
     if buf.len() < n {
         return Err(corrupt("is truncated"));
@@ -50,6 +53,7 @@ fn take<'a>(buf: &mut &'a [u8], n: usize) -> Result<&'a [u8]> {
     Ok(head)
 }
 
+#[inline]
 fn u32_at(buf: &mut &[u8]) -> Result<usize> {
     let b = take(buf, 4)?;
     Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
