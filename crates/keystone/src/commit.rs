@@ -6,9 +6,10 @@
 //! `GroupCommit::lead`) — commits once (one fsync for all), and hands each writer its own
 //! result. Writers that arrive while a commit is in progress wait, each on a condition variable
 //! of its own (not on a lock the leader holds, which would wake them one at a time and let each
-//! become the leader of a batch of one). When the commit ends, the leader wakes exactly the
-//! writers of its batch, which return, and the first writer still queued, which leads the next
-//! batch; the others sleep on (one shared `notify_all` woke every writer per batch, and with 8
+//! become the leader of a batch of one). When the commit ends, the leader wakes the writers
+//! whose jobs it took — those of its batch, which return, and any it gave back to the queue
+//! unapplied — and the first writer still queued, which leads the next batch; the others sleep
+//! on (one shared `notify_all` woke every writer per batch, and with 8
 //! writers on 2 cores the context switches cost more than the commit's CPU). A writer is
 //! acknowledged only after the commit that holds its write is durable. A job that fails before
 //! its first write (a failed precondition, a missing bucket, a damaged record in its way) left
@@ -132,6 +133,8 @@ struct Gather {
 struct Leading<'a> {
     commit: &'a GroupCommit,
     batch: Vec<Arc<Condvar>>,
+    /// Jobs applied: the size of the batch, which the next leader gathers for.
+    applied: usize,
     started: Instant,
 }
 
@@ -142,7 +145,7 @@ impl Drop for Leading<'_> {
             Err(poisoned) => poisoned.into_inner(),
         };
         st.committing = false;
-        st.last_batch = self.batch.len();
+        st.last_batch = self.applied;
         st.last_commit = self.started.elapsed();
         for w in &self.batch {
             w.notify_one();
@@ -248,7 +251,7 @@ impl GroupCommit {
             // Every writer whose job is taken is woken when the leader is done, before a job
             // is applied (also those given back to the queue: a spurious wake-up is harmless).
             let batch = first.iter().map(|j| j.wake.clone()).collect();
-            let mut leading = Leading { commit: this, batch, started: Instant::now() };
+            let mut leading = Leading { commit: this, batch, applied: 0, started: Instant::now() };
             Self::lead(engine, &mut leading, first, &plan);
             drop(leading);
             st = this.state.lock().map_err(|_| lock_err())?;
@@ -287,6 +290,7 @@ impl GroupCommit {
             for mut job in jobs.by_ref() {
                 let applied = Self::apply(&mut job.apply, w.as_mut());
                 taken.push((job.apply, job.finish));
+                leading.applied += 1;
                 match applied {
                     Ok(u) => used.add(u),
                     Err(e) => failure = Some(e),
@@ -395,11 +399,13 @@ mod tests {
     use crate::storage::memory::MemoryStore;
     use crate::storage::{Commit, EntryFn, KeyRange, KeyValueStore, KvRead, ReadTxn, ScanFn, SpaceInfo, Value};
 
-    /// The reference map, with a commit that panics once when armed: a leader failing outside
-    /// the jobs it applies (which run under `catch_unwind`).
+    /// The reference map, with a commit (`armed`) or a begin of a write transaction
+    /// (`armed_write`) that panics once when armed: a leader failing outside the jobs it
+    /// applies (which run under `catch_unwind`).
     struct PanicOnCommit {
         inner: MemoryStore,
         armed: Arc<AtomicBool>,
+        armed_write: Arc<AtomicBool>,
     }
 
     struct PanicTxn {
@@ -415,6 +421,7 @@ mod tests {
             self.inner.read()
         }
         fn write(&self) -> Result<Box<dyn WriteTxn>> {
+            assert!(!self.armed_write.swap(false, Ordering::SeqCst), "begin failed inside the backend (test)");
             Ok(Box::new(PanicTxn { inner: self.inner.write()?, armed: self.armed.clone() }))
         }
         fn compact(&self) -> Result<()> {
@@ -469,7 +476,7 @@ mod tests {
     fn the_writers_of_a_batch_whose_leader_panicked_get_an_answer() {
         let limits = Limits { max_value_size: 1 << 20, max_txn_ops: 1 << 20, max_txn_bytes: 1 << 30 };
         let armed = Arc::new(AtomicBool::new(false));
-        let kv = PanicOnCommit { inner: MemoryStore::new(limits), armed: armed.clone() };
+        let kv = PanicOnCommit { inner: MemoryStore::new(limits), armed: armed.clone(), armed_write: Arc::default() };
         let engine = Arc::new(Engine::open(Box::new(kv), crate::Datastore::builder().config(), None).unwrap());
         armed.store(true, Ordering::SeqCst);
 
@@ -505,5 +512,59 @@ mod tests {
         }
         GroupCommit::run(&engine, |w| w.put(b"c", b"3")).unwrap();
         assert!(engine.kv.read().unwrap().get(b"c").unwrap().is_some());
+    }
+
+    /// A leader that panicked before applying any job (beginning the write transaction) left
+    /// the writers it had taken from the queue asleep: they were woken only once their job was
+    /// applied. Now every writer whose job is taken is woken with an answer.
+    #[test]
+    fn the_writers_taken_by_a_leader_that_panicked_before_applying_get_an_answer() {
+        // A write of more than half a transaction's bytes fills a batch: the first leader
+        // takes no queued job into its own.
+        let limits = Limits { max_value_size: 1 << 20, max_txn_ops: 1 << 20, max_txn_bytes: 1000 };
+        let armed_write = Arc::new(AtomicBool::new(false));
+        let kv =
+            PanicOnCommit { inner: MemoryStore::new(limits), armed: Arc::default(), armed_write: armed_write.clone() };
+        let engine = Arc::new(Engine::open(Box::new(kv), crate::Datastore::builder().config(), None).unwrap());
+
+        let (entered_tx, entered_rx) = mpsc::channel();
+        let (go_tx, go_rx) = mpsc::channel::<()>();
+        let e = engine.clone();
+        let first = std::thread::spawn(move || {
+            GroupCommit::run(&e, move |w| {
+                let _ = entered_tx.send(());
+                let _ = go_rx.recv();
+                w.put(b"first", &[0u8; 600])
+            })
+        });
+        entered_rx.recv().unwrap();
+        // Two writers queue behind it; the one woken first leads them both and panics
+        // beginning its transaction.
+        let (done_tx, done_rx) = mpsc::channel();
+        let writers: Vec<_> = [b"a", b"b"]
+            .into_iter()
+            .map(|k| {
+                let (e, done) = (engine.clone(), done_tx.clone());
+                std::thread::spawn(move || {
+                    let _ = done.send(GroupCommit::run(&e, move |w| w.put(k, b"1")));
+                })
+            })
+            .collect();
+        while engine.commit.state.lock().unwrap().queue.len() < 2 {
+            std::thread::yield_now();
+        }
+        armed_write.store(true, Ordering::SeqCst);
+        go_tx.send(()).unwrap();
+        first.join().unwrap().unwrap();
+
+        // Not a timing assertion: without an answer the other writer never returns at all.
+        let answer = done_rx.recv_timeout(Duration::from_mins(2)).expect("the other writer got no answer");
+        match answer {
+            Err(Error::Storage { source, .. }) => assert!(source.to_string().contains("unknown"), "{source}"),
+            other => panic!("expected an error saying the outcome is unknown, got {other:?}"),
+        }
+        let panicked = writers.into_iter().map(std::thread::JoinHandle::join).filter(Result::is_err).count();
+        assert_eq!(panicked, 1, "the leader's begin was to panic");
+        GroupCommit::run(&engine, |w| w.put(b"c", b"3")).unwrap();
     }
 }

@@ -99,7 +99,19 @@ pub fn decode_all(bytes: &[u8]) -> usize {
         && let Ok(last) = std::str::from_utf8(&bytes[..nul])
     {
         let rec = &bytes[nul + 1..];
-        assert_eq!(pack::find(rec, last, "k").is_ok(), pack::decode(rec, last).is_ok(), "find fails as decode does");
+        for key in ["", "k", last] {
+            match (pack::find(rec, last, key), pack::decode(rec, last)) {
+                (Ok(place), Ok(entries)) => {
+                    let want = match entries.binary_search_by(|e| e.key.cmp(key)) {
+                        Ok(i) => pack::Place::At(entries[i].manifest),
+                        Err(0) => pack::Place::Before,
+                        Err(_) => pack::Place::Absent,
+                    };
+                    assert_eq!(place, want, "find places {key:?} as decode does");
+                }
+                (found, decoded) => assert_eq!(found.is_ok(), decoded.is_ok(), "find fails as decode does"),
+            }
+        }
     }
     let _ = pack::first_key(bytes);
     n += usize::from(records::BucketRecord::decode(bytes).is_ok());
