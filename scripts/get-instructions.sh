@@ -10,18 +10,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 count=${1:-5000}
-command -v valgrind >/dev/null || { echo "valgrind is not installed (apt-get install valgrind)" >&2; exit 2; }
-cargo build --release -q -p keystone-bench
-out=$(mktemp -d)
-trap 'rm -rf "$out"' EXIT
+source scripts/lib/callgrind.sh
 # One repetition, one thread: a warm-up pass, then the "1 thr" and "N thr" runs with N = 1:
 # three passes over the store, 3 × COUNT gets per engine.
 valgrind --tool=callgrind --callgrind-out-file="$out/cg" target/release/keystone-bench W3 --reps 1 \
     --engines keystone,redb --w3-count "$count" --w3-threads 1 >"$out/log" 2>&1 ||
     { cat "$out/log" >&2; exit 1; }
 gets=$((3 * count))
-read -r k kn < <(python3 scripts/lib/callgrind_per_call.py "$out/cg" "Keystone as keystone_bench::engines::BenchEngine>::get")
-read -r r rn < <(python3 scripts/lib/callgrind_per_call.py "$out/cg" "RawRedb as keystone_bench::engines::BenchEngine>::get")
+read -r k kn < <(python3 scripts/lib/callgrind_per_call.py "$out/cg" "$KEYSTONE_GET")
+read -r r rn < <(python3 scripts/lib/callgrind_per_call.py "$out/cg" "$REDB_GET")
 read -r c cn < <(python3 scripts/lib/callgrind_per_call.py "$out/cg" "keystone::data::crc::crc")
 ((kn == gets && rn == gets)) || { echo "expected $gets gets per engine, counted $kn and $rn" >&2; exit 1; }
 echo "W3, $count objects of 10 KiB ± 2 KiB, $gets gets per engine (callgrind)"

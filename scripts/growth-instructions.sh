@@ -11,13 +11,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 points=("$@")
 ((${#points[@]})) || points=(10000 100000 1000000)
-command -v valgrind >/dev/null || { echo "valgrind is not installed (apt-get install valgrind)" >&2; exit 2; }
-cargo build --release -q -p keystone-bench
-out=$(mktemp -d)
-trap 'rm -rf "$out"' EXIT
+source scripts/lib/callgrind.sh
 gets=5000
-KEYSTONE_GET="Keystone as keystone_bench::engines::BenchEngine>::get"
-REDB_GET="RawRedb as keystone_bench::engines::BenchEngine>::get"
 echo "W6, objects of 1 KiB, $gets random gets per engine and size, cache 4 GiB (callgrind)"
 for n in "${points[@]}"; do
   valgrind --tool=callgrind --callgrind-out-file="$out/cg-$n" target/release/keystone-bench W6 --reps 1 \

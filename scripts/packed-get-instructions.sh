@@ -8,16 +8,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 count=${1:-20000}
-command -v valgrind >/dev/null || { echo "valgrind is not installed (apt-get install valgrind)" >&2; exit 2; }
-cargo build --release -q -p keystone-bench
-out=$(mktemp -d)
-trap 'rm -rf "$out"' EXIT
+source scripts/lib/callgrind.sh
 # W5 only: load, list, delete a tenth, compact, list, then the random gets this counts.
 valgrind --tool=callgrind --callgrind-out-file="$out/cg" target/release/keystone-bench W5 --reps 1 \
     --engines keystone,redb --w5-count "$count" --w5-prefixes $(((count + 999) / 1000)) >"$out/log" 2>&1 ||
     { cat "$out/log" >&2; exit 1; }
-read -r k kn < <(python3 scripts/lib/callgrind_per_call.py "$out/cg" "Keystone as keystone_bench::engines::BenchEngine>::get")
-read -r r rn < <(python3 scripts/lib/callgrind_per_call.py "$out/cg" "RawRedb as keystone_bench::engines::BenchEngine>::get")
+read -r k kn < <(python3 scripts/lib/callgrind_per_call.py "$out/cg" "$KEYSTONE_GET")
+read -r r rn < <(python3 scripts/lib/callgrind_per_call.py "$out/cg" "$REDB_GET")
 ((kn == rn && kn > 0)) || { echo "expected as many gets per engine, counted $kn and $rn" >&2; exit 1; }
 echo "W5 after compact, $count objects of 1 KiB, $kn gets per engine (callgrind)"
 echo "keystone: $k instructions per get"

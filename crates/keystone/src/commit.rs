@@ -397,7 +397,7 @@ mod tests {
 
     use super::*;
     use crate::storage::memory::MemoryStore;
-    use crate::storage::{Commit, EntryFn, KeyRange, KeyValueStore, KvRead, ReadTxn, ScanFn, SpaceInfo, Value};
+    use crate::storage::{Commit, KeyRange, KeyValueStore, ReadTxn, SpaceInfo};
 
     /// The reference map, with a commit (`armed`) or a begin of a write transaction
     /// (`armed_write`) that panics once when armed: a leader failing outside the jobs it
@@ -435,23 +435,7 @@ mod tests {
         }
     }
 
-    impl KvRead for PanicTxn {
-        fn get(&self, key: &[u8]) -> Result<Option<Value>> {
-            self.inner.get(key)
-        }
-        fn read_with(&self, key: &[u8], f: &mut dyn FnMut(&[u8]) -> Result<()>) -> Result<bool> {
-            self.inner.read_with(key, f)
-        }
-        fn scan(&self, range: KeyRange<'_>, limit: usize) -> Result<Vec<(Vec<u8>, Value)>> {
-            self.inner.scan(range, limit)
-        }
-        fn first_with(&self, range: KeyRange<'_>, f: &mut EntryFn<'_>) -> Result<bool> {
-            self.inner.first_with(range, f)
-        }
-        fn scan_with(&self, range: KeyRange<'_>, limit: usize, f: &mut ScanFn<'_>) -> Result<usize> {
-            self.inner.scan_with(range, limit, f)
-        }
-    }
+    crate::storage::forward_kv_read!(PanicTxn, inner);
 
     impl WriteTxn for PanicTxn {
         fn put(&mut self, key: &[u8], value: &[u8]) -> Result<()> {

@@ -261,23 +261,50 @@ impl<'a> Counting<'a> {
     }
 }
 
-impl KvRead for Counting<'_> {
-    fn get(&self, key: &[u8]) -> Result<Option<Value>> {
-        self.inner.get(key)
-    }
-    fn read_with(&self, key: &[u8], f: &mut dyn FnMut(&[u8]) -> Result<()>) -> Result<bool> {
-        self.inner.read_with(key, f)
-    }
-    fn scan(&self, range: KeyRange<'_>, limit: usize) -> Result<Vec<(Vec<u8>, Value)>> {
-        self.inner.scan(range, limit)
-    }
-    fn first_with(&self, range: KeyRange<'_>, f: &mut EntryFn<'_>) -> Result<bool> {
-        self.inner.first_with(range, f)
-    }
-    fn scan_with(&self, range: KeyRange<'_>, limit: usize, f: &mut ScanFn<'_>) -> Result<usize> {
-        self.inner.scan_with(range, limit, f)
-    }
+/// Implements [`KvRead`] for a view over the transaction or snapshot in its field `$inner`,
+/// forwarding every read to it (a view that only changes what writes do).
+macro_rules! forward_kv_read {
+    ($ty:ty, $inner:ident) => {
+        impl $crate::storage::KvRead for $ty {
+            fn get(&self, key: &[u8]) -> $crate::error::Result<Option<$crate::storage::Value>> {
+                self.$inner.get(key)
+            }
+            fn read_with(
+                &self,
+                key: &[u8],
+                f: &mut dyn FnMut(&[u8]) -> $crate::error::Result<()>,
+            ) -> $crate::error::Result<bool> {
+                self.$inner.read_with(key, f)
+            }
+            fn scan(
+                &self,
+                range: $crate::storage::KeyRange<'_>,
+                limit: usize,
+            ) -> $crate::error::Result<Vec<(Vec<u8>, $crate::storage::Value)>> {
+                self.$inner.scan(range, limit)
+            }
+            fn first_with(
+                &self,
+                range: $crate::storage::KeyRange<'_>,
+                f: &mut $crate::storage::EntryFn<'_>,
+            ) -> $crate::error::Result<bool> {
+                self.$inner.first_with(range, f)
+            }
+            fn scan_with(
+                &self,
+                range: $crate::storage::KeyRange<'_>,
+                limit: usize,
+                f: &mut $crate::storage::ScanFn<'_>,
+            ) -> $crate::error::Result<usize> {
+                self.$inner.scan_with(range, limit, f)
+            }
+        }
+    };
 }
+#[cfg(test)]
+pub(crate) use forward_kv_read;
+
+forward_kv_read!(Counting<'_>, inner);
 
 impl WriteTxn for Counting<'_> {
     fn put(&mut self, key: &[u8], value: &[u8]) -> Result<()> {
