@@ -111,7 +111,8 @@ pub fn put(ctx: &Ctx, a: &PutArgs) -> anyhow::Result<()> {
         ctx.check_not_store(&a.file)?;
     } else if ctx.is_store(Path::new("/dev/stdin")) {
         // `put - KEY < STORE`: the store would be streamed into itself (it grows as it is read).
-        // (Portable: compare fstat(0) with the store's dev/ino.)
+        // `/dev/stdin` names standard input's file, whatever it is, so `is_store` compares its
+        // device and inode with the store's.
         return Err(anyhow!("standard input is the store itself and cannot be uploaded into it"));
     }
     let db = ctx.open()?;

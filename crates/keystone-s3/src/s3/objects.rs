@@ -299,7 +299,7 @@ impl Keystone {
                     for o in objects {
                         // A version that is not "null" does not exist here: that key's error,
                         // as S3 reports it (NoSuchVersion), and the current object stays.
-                        if o.version_id.as_deref().is_some_and(|v| v != "null") {
+                        if check_version(o.version_id.as_deref()).is_err() {
                             errors.push(Error {
                                 key: Some(o.key),
                                 version_id: o.version_id,
