@@ -11,6 +11,7 @@ use s3s::{S3Result, s3_error};
 
 use crate::credentials::AccessKey;
 use crate::errors::custom;
+use crate::presigned::FromQuery;
 
 /// The configured access keys. An unknown key is `InvalidAccessKeyId`, as in AWS (s3s's
 /// `SimpleAuth` answers `NotSignedUp`).
@@ -86,7 +87,8 @@ impl S3Access for Access {
             }
             return Err(e);
         }
-        if let Some(name) = unsigned_amz_header(cx.headers(), cx.uri()) {
+        let from_query = cx.extensions_mut().get::<FromQuery>().cloned().unwrap_or_default();
+        if let Some(name) = unsigned_amz_header(cx.headers(), cx.uri(), &from_query) {
             return Err(custom(
                 "AccessDenied",
                 StatusCode::FORBIDDEN,
@@ -138,8 +140,9 @@ pub(crate) fn query_pairs(query: &str) -> Vec<(String, String)> {
 
 /// An `x-amz-*` header the signature does not cover (S3: 403 AccessDenied, "There were
 /// headers present in the request which were not signed"). `x-amz-content-sha256` may be
-/// unsigned on a presigned URL.
-fn unsigned_amz_header(headers: &HeaderMap, uri: &Uri) -> Option<String> {
+/// unsigned on a presigned URL, and headers a presigned URL carried in its query string
+/// (`from_query`) are signed there.
+fn unsigned_amz_header(headers: &HeaderMap, uri: &Uri, from_query: &FromQuery) -> Option<String> {
     let signed: String = if let Some(auth) = headers.get(hyper::header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
         auth.split("SignedHeaders=").nth(1)?.split([',', ' ']).next()?.to_owned()
     } else {
@@ -150,6 +153,11 @@ fn unsigned_amz_header(headers: &HeaderMap, uri: &Uri) -> Option<String> {
     headers
         .keys()
         .map(hyper::header::HeaderName::as_str)
-        .find(|n| n.starts_with("x-amz-") && *n != "x-amz-content-sha256" && !signed.contains(n))
+        .find(|n| {
+            n.starts_with("x-amz-")
+                && *n != "x-amz-content-sha256"
+                && !signed.contains(n)
+                && !from_query.0.iter().any(|q| q.as_str() == *n)
+        })
         .map(str::to_owned)
 }

@@ -31,6 +31,7 @@ mod credentials;
 mod errors;
 mod idle;
 mod log;
+mod presigned;
 mod s3;
 mod serve;
 mod server;

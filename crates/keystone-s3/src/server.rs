@@ -363,7 +363,7 @@ impl hyper::service::Service<hyper::Request<Incoming>> for Outer {
     type Error = s3s::HttpError;
     type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
 
-    fn call(&self, req: hyper::Request<Incoming>) -> Self::Future {
+    fn call(&self, mut req: hyper::Request<Incoming>) -> Self::Future {
         let this = self.clone();
         Box::pin(async move {
             let n = this.seq.fetch_add(1, Ordering::Relaxed);
@@ -373,7 +373,8 @@ impl hyper::service::Service<hyper::Request<Incoming>> for Outer {
             let started = Instant::now();
             let slot = OpSlot::default();
             let empty_expect = expects_continue_without_body(&req);
-            let refused = match prefilter(&req, &this.limits) {
+            let hoisted = crate::presigned::hoist(&mut req);
+            let refused = match hoisted.err().or_else(|| prefilter(&req, &this.limits)) {
                 Some(e) => Some(e),
                 None => virtual_host(&req, &this.db).await.map(|host| {
                     s3_error!(

@@ -108,13 +108,20 @@ impl Sig {
 
     /// A presigned URL's query (SignedHeaders=host) for `method path`.
     fn presign(&self, host: &str, method: &str, path: &str, expires: u64) -> String {
-        let mut q = [
+        self.presign_with(host, method, path, expires, &[])
+    }
+
+    /// [`presign`](Self::presign) with more query parameters, signed with the rest (as a
+    /// presigner that moves `x-amz-*` headers into the query makes them).
+    fn presign_with(&self, host: &str, method: &str, path: &str, expires: u64, extra: &[(&str, &str)]) -> String {
+        let mut q = vec![
             ("X-Amz-Algorithm".to_owned(), "AWS4-HMAC-SHA256".to_owned()),
             ("X-Amz-Credential".to_owned(), format!("{AK}/{}", self.scope)),
             ("X-Amz-Date".to_owned(), self.amz_date.clone()),
             ("X-Amz-Expires".to_owned(), expires.to_string()),
             ("X-Amz-SignedHeaders".to_owned(), "host".to_owned()),
         ];
+        q.extend(extra.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
         q.sort();
         let cq: Vec<String> = q.iter().map(|(k, v)| format!("{}={}", enc(k, false), enc(v, false))).collect();
         let cq = cq.join("&");
@@ -247,6 +254,47 @@ async fn unsigned_copy_source_is_refused(presigned: bool) {
     assert_eq!(stored.as_deref(), None, "the upload became a copy of another bucket's object: {}", r.text);
     assert_eq!(r.status, 403, "{}", r.text);
     assert!(r.text.contains("AccessDenied"), "{}", r.text);
+}
+
+/// A presigned URL whose `x-amz-*` headers were moved into its query string (the JavaScript v3
+/// presigner's way): they count as the headers they stand for. Metadata is stored, a copy
+/// source makes the request a copy (it stored an empty object over the destination), and
+/// encryption or another storage class is refused rather than ignored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_presigned_urls_amz_query_parameters_are_its_headers() {
+    let h = Harness::start().await;
+    let b = h.db.create_bucket("pre").unwrap();
+    b.put_bytes("src", b"source bytes").unwrap();
+    b.put_bytes("dst", b"previous bytes").unwrap();
+    let host = addr(&h).to_string();
+    let a = addr(&h);
+    let put = |path: &'static str, extra: &'static [(&'static str, &'static str)], body: &'static [u8]| {
+        let target = format!("{path}?{}", Sig::now().presign_with(&host, "PUT", path, 300, extra));
+        async move { raw(a, "PUT", &target, &[], body, false).await }
+    };
+    let meta = put("/pre/meta", &[("x-amz-meta-color", "blue sky")], b"hi").await;
+    let copy = put("/pre/dst", &[("x-amz-copy-source", "pre/src"), ("x-amz-metadata-directive", "COPY")], b"").await;
+    let sse = put("/pre/sse", &[("x-amz-server-side-encryption", "AES256")], b"hi").await;
+    let class = put("/pre/class", &[("x-amz-storage-class", "GLACIER")], b"hi").await;
+    // A header that contradicts the signed query parameter.
+    let q = Sig::now().presign_with(&host, "PUT", "/pre/both", 300, &[("x-amz-meta-color", "blue")]);
+    let both =
+        raw(addr(&h), "PUT", &format!("/pre/both?{q}"), &[("x-amz-meta-color".into(), "red".into())], b"hi", false)
+            .await;
+    let b = h.db.bucket("pre").unwrap();
+    let stored_meta = b.head("meta").map(|o| o.meta.user);
+    let dst = b.get_bytes("dst").unwrap();
+    let (sse_stored, class_stored, both_stored) =
+        (b.exists("sse").unwrap(), b.exists("class").unwrap(), b.exists("both").unwrap());
+    h.server.shutdown().await;
+    assert_eq!(meta.status, 200, "{}", meta.text);
+    assert_eq!(stored_meta.unwrap(), [("color".to_owned(), "blue sky".to_owned())].into());
+    assert_eq!(copy.status, 200, "{}", copy.text);
+    assert!(copy.text.contains("CopyObjectResult"), "a copy answers as one: {}", copy.text);
+    assert_eq!(dst, b"source bytes", "the copy destination holds the source");
+    assert_eq!((sse.status, class.status, both.status), (501, 400, 400), "{} {} {}", sse.text, class.text, both.text);
+    assert!(class.text.contains("InvalidStorageClass") && both.text.contains("InvalidArgument"), "{}", both.text);
+    assert!(!sse_stored && !class_stored && !both_stored, "refused requests store nothing");
 }
 
 /// SigV2 is refused (`prefilter`) however its query parameters are spelled: s3s decodes
