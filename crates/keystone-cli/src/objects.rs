@@ -239,7 +239,7 @@ pub fn stat(ctx: &Ctx, a: &StatArgs) -> anyhow::Result<()> {
         ("Size", format!("{} ({} bytes)", size(o.size), o.size)),
         ("ETag", o.etag.clone()),
         ("CRC32C", format!("{:08x}", o.checksum)),
-        ("Content-Type", m.content_type.clone().unwrap_or_else(|| "application/octet-stream (unset)".into())),
+        ("Content-Type", m.content_type.clone().unwrap_or_else(|| "binary/octet-stream (unset)".into())),
     ];
     let optional = [
         ("Cache-Control", &m.cache_control),

@@ -233,7 +233,7 @@ fn put_from_stdin_with_content_type_and_metadata() {
     env.cmd(&["put", "-", "bkt/page.html"]).write_stdin("<p>").assert().success();
     assert!(env.ok(&["stat", "bkt/page.html"]).contains("Content-Type:       text/html"));
     env.cmd(&["put", "-", "bkt/noext"]).write_stdin("x").assert().success();
-    assert!(env.ok(&["stat", "bkt/noext"]).contains("Content-Type:       application/octet-stream (unset)"));
+    assert!(env.ok(&["stat", "bkt/noext"]).contains("Content-Type:       binary/octet-stream (unset)"));
 }
 
 #[test]

@@ -281,6 +281,9 @@ async fn a_presigned_urls_amz_query_parameters_are_its_headers() {
     let both =
         raw(addr(&h), "PUT", &format!("/pre/both?{q}"), &[("x-amz-meta-color".into(), "red".into())], b"hi", false)
             .await;
+    // Stored without a Content-Type: read back as S3 reports one, `binary/octet-stream`.
+    let q = Sig::now().presign(&host, "GET", "/pre/meta", 300);
+    let get = raw(addr(&h), "GET", &format!("/pre/meta?{q}"), &[], b"", false).await;
     let b = h.db.bucket("pre").unwrap();
     let stored_meta = b.head("meta").map(|o| o.meta.user);
     let dst = b.get_bytes("dst").unwrap();
@@ -288,6 +291,8 @@ async fn a_presigned_urls_amz_query_parameters_are_its_headers() {
         (b.exists("sse").unwrap(), b.exists("class").unwrap(), b.exists("both").unwrap());
     h.server.shutdown().await;
     assert_eq!(meta.status, 200, "{}", meta.text);
+    assert!(get.text.to_ascii_lowercase().contains("\r\ncontent-type: binary/octet-stream\r\n"), "{}", get.text);
+    assert!(get.text.contains("x-amz-meta-color: blue sky"), "{}", get.text);
     assert_eq!(stored_meta.unwrap(), [("color".to_owned(), "blue sky".to_owned())].into());
     assert_eq!(copy.status, 200, "{}", copy.text);
     assert!(copy.text.contains("CopyObjectResult"), "a copy answers as one: {}", copy.text);

@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 /// user metadata, as S3 keeps them).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ObjectMeta {
-    /// MIME type; `None` reads back as `application/octet-stream` through S3.
+    /// MIME type; `None` reads back as `binary/octet-stream` through S3 (as in S3).
     pub content_type: Option<String>,
     /// `Cache-Control`.
     pub cache_control: Option<String>,

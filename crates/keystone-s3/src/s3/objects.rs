@@ -138,8 +138,9 @@ fn check_overrides(values: &[Option<&String>]) -> S3Result<()> {
     Ok(())
 }
 
+/// The object's Content-Type; one stored without reads as `binary/octet-stream`, as in S3.
 fn content_type(info: &ObjectInfo) -> String {
-    header_safe("content_type", info.meta.content_type.clone()).unwrap_or_else(|| "application/octet-stream".to_owned())
+    header_safe("content_type", info.meta.content_type.clone()).unwrap_or_else(|| "binary/octet-stream".to_owned())
 }
 
 impl Keystone {
