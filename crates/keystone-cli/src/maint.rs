@@ -286,6 +286,12 @@ pub fn salvage(ctx: &Ctx, a: &SalvageArgs) -> anyhow::Result<()> {
         }
     };
     spinner.finish_and_clear();
+    if let Some((len, layout)) = r.cut_short {
+        output::line(format_args!(
+            "CUT SHORT   {} is {len} bytes of the {layout} its header records: what lay past the cut is lost",
+            ctx.store.display()
+        ))?;
+    }
     for u in &r.unreadable {
         let after = u.after.as_deref().unwrap_or("the start of the store");
         let before = u.before.as_deref().unwrap_or("the end of the store");

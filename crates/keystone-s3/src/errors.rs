@@ -28,6 +28,9 @@ pub(crate) fn to_s3(e: keystone::Error) -> S3Error {
         E::InvalidKey { reason, .. } => {
             return S3Error::with_message(S3ErrorCode::InvalidArgument, format!("Invalid object key: it {reason}."));
         }
+        E::InvalidContinuationToken { .. } => {
+            (S3ErrorCode::InvalidArgument, "The continuation token provided is incorrect.")
+        }
         E::InvalidMetadata { field, reason } if field == "user" => {
             return S3Error::with_message(
                 S3ErrorCode::MetadataTooLarge,
@@ -137,6 +140,8 @@ mod tests {
     fn maps_library_errors() {
         let e = to_s3(keystone::Error::NoSuchKey { bucket: "b".into(), key: "k".into() });
         assert_eq!(e.code(), &S3ErrorCode::NoSuchKey);
+        let e = to_s3(keystone::Error::InvalidContinuationToken { token: "tz".into() });
+        assert_eq!(e.code(), &S3ErrorCode::InvalidArgument);
         let e = to_s3(keystone::Error::Poisoned);
         assert_eq!(e.code(), &S3ErrorCode::InternalError);
         assert!(!e.message().unwrap_or_default().contains("disk"));

@@ -118,7 +118,9 @@ impl Bucket {
     ///
     /// # Errors
     /// As [`put_bytes_with`](Self::put_bytes_with), and [`Error::Io`](crate::Error::Io) when
-    /// `reader` fails (nothing is stored then).
+    /// `reader` fails (nothing is stored then). [`Error::NoSuchBucket`](crate::Error::NoSuchBucket)
+    /// also when the bucket is deleted while the write streams, even if a bucket of that name
+    /// is created again before it ends: the write went with the deleted bucket.
     pub fn put_reader(&self, key: &str, reader: impl Read, opts: PutOptions) -> Result<ObjectInfo> {
         self.db.put_stream(&self.name, key, reader, opts)
     }
@@ -245,7 +247,8 @@ impl Bucket {
     /// Streams one part of a multipart upload (replacing an earlier part with the number).
     ///
     /// # Errors
-    /// [`Error::NoSuchUpload`](crate::Error::NoSuchUpload).
+    /// [`Error::NoSuchUpload`](crate::Error::NoSuchUpload), also when the upload is aborted or
+    /// its bucket deleted while the part streams.
     pub fn upload_part(&self, upload_id: &str, part_number: u32, reader: impl Read) -> Result<PartInfo> {
         multipart::upload_part(&self.db.engine, &self.name, upload_id, part_number, reader, None)
     }

@@ -190,8 +190,8 @@ impl Builder {
     /// [`Error::NotAStore`] when the file is not a store — not a redb database, or another
     /// program's redb database (refused without adding anything to it); an empty file becomes
     /// a new store (read-only: refused as `NotAStore`);
-    /// [`Error::Corrupted`] when it is a damaged store, or a redb database whose list of tables
-    /// is empty (a damaged store's may read so);
+    /// [`Error::Corrupted`] when it is a damaged store (one cut short included), or a redb
+    /// database whose list of tables is empty (a damaged store's may read so);
     /// [`Error::NeedsRecovery`] (read-only) when the store was not closed cleanly;
     /// [`Error::Storage`] for I/O, such as a missing file opened read-only.
     pub fn open(self, path: impl AsRef<Path>) -> Result<Datastore> {

@@ -63,6 +63,13 @@ pub enum Error {
         /// The rule it breaks.
         reason: &'static str,
     },
+    /// A listing's continuation token ([`ListOptions::continuation`](crate::ListOptions)) that
+    /// no listing handed out.
+    #[error("invalid continuation token {token:?}: not one a listing returned")]
+    InvalidContinuationToken {
+        /// The token given (lossily shown, at most 64 characters).
+        token: String,
+    },
     /// Object metadata that could not be carried in HTTP headers, as S3 must (a user metadata
     /// name that is not an HTTP token or differs from another only in case, a control
     /// character in a value, more than [`MAX_USER_META`](crate::MAX_USER_META) bytes of user

@@ -22,8 +22,8 @@ enum Flow {
     Stop,
 }
 
-fn bad_token() -> Error {
-    Error::InvalidKey { key: String::new(), reason: "invalid continuation token" }
+fn bad_token(token: &str) -> Error {
+    Error::InvalidContinuationToken { token: token.chars().take(64).collect() }
 }
 
 /// One page of `bucket`.
@@ -43,7 +43,7 @@ pub(crate) fn list_page(r: &dyn KvRead, bucket: &str, opts: &ListOptions) -> Res
         from = from.max(next_key(&k));
     }
     if let Some(token) = &opts.continuation {
-        let rel = token.strip_prefix('t').and_then(unhex).ok_or_else(bad_token)?;
+        let rel = token.strip_prefix('t').and_then(unhex).ok_or_else(|| bad_token(token))?;
         let mut k = base.clone();
         k.extend_from_slice(&rel);
         from = from.max(k);

@@ -85,6 +85,11 @@ pub(crate) fn upload_part<R: Read>(
     })
     .map_err(|e| match e {
         Error::Io(io) => from_io(io),
+        // The bucket was deleted while the part streamed (and maybe created again): the
+        // upload went with it.
+        Error::NoSuchBucket { .. } => {
+            Error::NoSuchUpload { bucket: bucket.to_owned(), upload_id: upload_id.to_owned() }
+        }
         other => other,
     })?;
     engine.free_after_commit(queued);

@@ -8,6 +8,10 @@
 //! there with the store's own tools: objects whose chunks were lost are removed
 //! (`remove_corrupt`), chunks whose manifest was lost are freed (a sweep of every bucket).
 //!
+//! A source cut short (a file closed cleanly, then truncated: redb refuses it) is read as long
+//! as its header says, zeros past the cut (`storage/redb/cut.rs`): pages there read as damaged
+//! pages do.
+//!
 //! Records are copied as they are — manifests, packs, chunks, bucket records — so objects
 //! keep their ETags, times and metadata. Multipart uploads and uploads in flight are not
 //! copied (their chunks are freed by the sweep): salvage keeps objects. Neither are the records
@@ -49,6 +53,10 @@ pub struct SalvageReport {
     pub removed: Vec<CorruptObject>,
     /// The new store's [`verify`](crate::Datastore::verify), at the end.
     pub verified: VerifyReport,
+    /// The source was cut short (a file closed cleanly, then truncated): its length, and the
+    /// length its header records. What lay past the cut was read as zeros, and is among the
+    /// unreadable stretches and removed objects, or was free space.
+    pub cut_short: Option<(u64, u64)>,
 }
 
 impl SalvageReport {
@@ -90,8 +98,13 @@ pub(crate) fn salvage(builder: Builder, source: &Path, dest: &Path) -> Result<Sa
     if dest.exists() {
         return Err(exists(dest));
     }
-    // The source first: nothing is created when it cannot be read at all.
-    let src = RedbStore::open_read_only(source, &redb)?;
+    // The source first: nothing is created when it cannot be read at all. A source cut short,
+    // which redb refuses, is read as long as it should be, zeros past the cut.
+    let cut = crate::storage::redb::cut::measure(source);
+    let src = match cut {
+        Some(cut) => RedbStore::open_cut_short(source, &redb, cut)?,
+        None => RedbStore::open_read_only(source, &redb)?,
+    };
     // Written beside `dest` under a temporary name and renamed at the end, so that `dest` is
     // only ever a finished, verified store; one left by a salvage that was stopped is named
     // for what it is.
@@ -101,7 +114,8 @@ pub(crate) fn salvage(builder: Builder, source: &Path, dest: &Path) -> Result<Sa
         .create_new(true)
         .open(&partial)
         .map_err(|e| Error::io_while(format_args!("cannot create {} for the salvaged store", partial.display()), &e))?;
-    let result = fill(builder, &src, &redb, &partial);
+    let result = fill(builder, &src, &redb, &partial)
+        .map(|report| SalvageReport { cut_short: cut.map(|c| (c.len, c.layout)), ..report });
     drop(src);
     let report = match result {
         Ok(report) => report,

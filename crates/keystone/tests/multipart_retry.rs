@@ -136,3 +136,50 @@ fn a_deleted_bucket_forgets_its_completions() {
     assert!(no_such_upload(&b.complete_upload(&new, &parts, &CompleteOptions::default())));
     assert_eq!(b.complete_upload(&newer, &parts, &CompleteOptions::default()).unwrap().etag, first.etag);
 }
+
+/// Reads `data`, running `hook` once when `at` bytes have been read.
+struct Hooked<F: FnMut()> {
+    data: Vec<u8>,
+    pos: usize,
+    at: usize,
+    hook: Option<F>,
+}
+
+impl<F: FnMut()> std::io::Read for Hooked<F> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.pos >= self.at
+            && let Some(mut f) = self.hook.take()
+        {
+            f();
+        }
+        let n = buf.len().min(self.data.len() - self.pos).min(500);
+        buf[..n].copy_from_slice(&self.data[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+/// A part whose bucket is deleted (and created again) while it streams, past its first
+/// committed batch, fails `NoSuchUpload` — the upload went with the bucket — not `NoSuchBucket`
+/// for a bucket that exists; and it leaves nothing behind.
+#[test]
+fn a_part_whose_bucket_is_deleted_while_it_streams_is_no_such_upload() {
+    for recreate in [false, true] {
+        let db =
+            Datastore::builder().chunk_size(1000).inline_threshold(100).upload_batch_size(3000).in_memory().unwrap();
+        let b = db.create_bucket("gone").unwrap();
+        let id = b.create_upload("k", ObjectMeta::default()).unwrap();
+        let other = db.clone();
+        let hook = move || {
+            other.delete_bucket("gone").unwrap();
+            if recreate {
+                other.create_bucket("gone").unwrap();
+            }
+        };
+        let part = Hooked { data: data(9000, 1), pos: 0, at: 5000, hook: Some(hook) };
+        let e = b.upload_part(&id, 1, part).unwrap_err();
+        assert!(matches!(e, Error::NoSuchUpload { .. }), "recreate {recreate}: {e:?}");
+        let report = db.verify().unwrap();
+        assert!(report.is_clean() && report.orphan_segments == 0, "{report:?}");
+    }
+}

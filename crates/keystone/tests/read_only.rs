@@ -233,3 +233,39 @@ fn a_store_not_closed_cleanly_needs_one_open_for_writing() {
     let db = read_only(&crashed).unwrap();
     assert_eq!(db.bucket("bkt").unwrap().get_bytes("big").unwrap(), big, "acknowledged before the crash");
 }
+
+/// A store closed cleanly and then cut short has lost data: a read-only open says so
+/// (`Corrupted`, both lengths), as an open for writing does, instead of calling it not closed
+/// cleanly and sending the user to an open for writing that cannot recover it. Cut inside
+/// redb's header, it is `Corrupted` too, not a bare I/O error. A file longer than its header
+/// records is repaired by one open for writing, as `NeedsRecovery` says.
+#[test]
+fn a_store_cut_short_is_corrupted_not_unclean() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("whole.keystone");
+    let big = data(300_000, 3);
+    let db = Datastore::open(&path).unwrap();
+    db.create_bucket("bkt").unwrap().put_bytes("big", &big).unwrap();
+    drop(db);
+    let whole = std::fs::read(&path).unwrap();
+    for cut in [9, 100, 4096, whole.len() / 2, whole.len() - 4096] {
+        let short = dir.path().join(format!("cut-{cut}.keystone"));
+        std::fs::write(&short, &whole[..cut]).unwrap();
+        let e = read_only(&short).unwrap_err();
+        assert!(matches!(e, Error::Corrupted { .. }), "cut at {cut}, read-only: {e:?}");
+        assert!(e.to_string().contains("cut short"), "cut at {cut}: {e}");
+        if cut > 100 {
+            assert!(e.to_string().contains(&format!("{cut} bytes of the {}", whole.len())), "{e}");
+        }
+        let e = Datastore::open(&short).err().unwrap();
+        assert!(e.is_corruption(), "cut at {cut}, for writing: {e:?}");
+    }
+    let long = dir.path().join("long.keystone");
+    let mut longer = whole.clone();
+    longer.extend_from_slice(&[0u8; 8192]);
+    std::fs::write(&long, &longer).unwrap();
+    let e = read_only(&long).unwrap_err();
+    assert!(matches!(e, Error::NeedsRecovery { .. }), "{e:?}");
+    drop(Datastore::open(&long).unwrap());
+    assert_eq!(read_only(&long).unwrap().bucket("bkt").unwrap().get_bytes("big").unwrap(), big);
+}

@@ -286,3 +286,50 @@ fn salvage_never_writes_into_an_existing_file_nor_into_the_source() {
     left.sort();
     assert_eq!(left, ["new", "source.keystone", "taken"]);
 }
+
+/// A store closed cleanly and then cut short (a copy that stopped): redb refuses to open it,
+/// so salvage reads it as long as its header says, zeros past the cut. What lies before the cut
+/// is copied, objects whose chunks lay past it are removed, and the report says the source was
+/// cut short. The source is not changed.
+#[test]
+fn a_store_cut_short_is_salvaged_up_to_the_cut() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("source.keystone");
+    let body =
+        |i: u32| -> Vec<u8> { (0..300_000u32).map(|j| (j.wrapping_mul(31).wrapping_add(i * 7) >> 3) as u8).collect() };
+    {
+        let db = Datastore::open(&src).unwrap();
+        let b = db.create_bucket("bkt").unwrap();
+        for i in 0..3 {
+            b.put_bytes(&format!("f{i}"), body(i)).unwrap();
+        }
+    }
+    let whole = std::fs::read(&src).unwrap();
+    let cut = whole.len() * 3 / 4;
+    std::fs::write(&src, &whole[..cut]).unwrap();
+    assert!(Datastore::builder().read_only(true).open(&src).err().unwrap().is_corruption());
+
+    let dest = dir.path().join("salvaged.keystone");
+    let report = Datastore::salvage(&src, &dest).unwrap();
+    assert_eq!(report.cut_short, Some((cut as u64, whole.len() as u64)), "{report:?}");
+    assert!(!report.is_complete(), "the last object's chunks lay past the cut: {report:?}");
+    assert!(report.verified.objects >= 1, "what lies before the cut is copied: {report:?}");
+    assert!(report.verified.corrupt.is_empty() && report.verified.orphan_segments == 0, "{report:?}");
+    let db = Datastore::open(&dest).unwrap();
+    let b = db.bucket("bkt").unwrap();
+    let mut copied = 0;
+    for i in 0..3 {
+        match b.get_bytes(&format!("f{i}")) {
+            Ok(v) => {
+                assert_eq!(v, body(i), "f{i} holds its own bytes");
+                copied += 1;
+            }
+            Err(Error::NoSuchKey { .. }) => {
+                assert!(report.removed.iter().any(|c| c.key == format!("f{i}")), "f{i} lost silently: {report:?}");
+            }
+            Err(e) => panic!("f{i}: {e}"),
+        }
+    }
+    assert_eq!(copied, report.verified.objects);
+    assert_eq!(std::fs::read(&src).unwrap(), whole[..cut], "salvage only reads its source");
+}

@@ -70,8 +70,18 @@ fn edit_distance(a: &[u8], b: &[u8]) -> usize {
 pub(super) fn open_error(label: &str, e: DatabaseError) -> Error {
     match e {
         DatabaseError::DatabaseAlreadyOpen => Error::AlreadyOpen { path: label.to_owned() },
-        // A read-only open of a file that was not closed cleanly (redb's repair would write).
+        // A read-only open of a file that was not closed cleanly (redb's repair would write), or
+        // whose length is not its header's (see `unless_damaged`).
         DatabaseError::RepairAborted => Error::NeedsRecovery { path: label.to_owned() },
+        // The file begins with redb's magic number (redb checks that first) but ends before the
+        // rest of its header.
+        DatabaseError::Storage(StorageError::Io(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+            Error::Corrupted {
+                bucket: None,
+                key: None,
+                reason: format!("{label} is cut short: it ends inside redb's header ({e})"),
+            }
+        }
         DatabaseError::Storage(StorageError::Corrupted(reason)) => {
             Error::Corrupted { bucket: None, key: None, reason: format!("{label} is not a valid store: {reason}") }
         }
@@ -92,6 +102,9 @@ pub(super) fn open_error(label: &str, e: DatabaseError) -> Error {
 /// little-endian u32: a power of two from 512 on. Text never has one there (it has no zero
 /// bytes); random bytes have one of the 16 taken here once in 2^28.
 pub(super) fn unless_damaged(path: &Path, e: Error) -> Error {
+    if let Error::NeedsRecovery { path: label } = &e {
+        return super::cut::cut_short(path, label).unwrap_or(e);
+    }
     let Error::NotAStore { path: label, .. } = &e else { return e };
     let mut head = [0u8; 16];
     let len = std::fs::metadata(path).map(|m| m.len());

@@ -6,6 +6,7 @@
 //! store from other files.
 
 mod create;
+pub(crate) mod cut;
 mod guard;
 mod identify;
 mod txn;
@@ -210,10 +211,25 @@ impl RedbStore {
     pub(crate) fn open_read_only(path: &Path, config: &RedbConfig) -> Result<Self> {
         let label = path.display().to_string();
         let builder = builder(config);
-        let db = Closing::new(
-            guarded("opening", || Ok(builder.open_read_only(path)))?
-                .map_err(|e| unless_damaged(path, open_error(&label, e)))?,
-        );
+        let db = guarded("opening", || Ok(builder.open_read_only(path)))?
+            .map_err(|e| unless_damaged(path, open_error(&label, e)))?;
+        Self::read_only_store(db, label)
+    }
+
+    /// Opens a store cut short (`cut::measure`) read-only, as long as its layout with zeros past
+    /// the cut: for `salvage`, which copies what lies before it.
+    pub(crate) fn open_cut_short(path: &Path, config: &RedbConfig, cut: cut::CutShort) -> Result<Self> {
+        let label = path.display().to_string();
+        let file = std::fs::File::open(path).map_err(|e| open_error(&label, e.into()))?;
+        let backend = cut::ZeroPadded::new(file, cut).map_err(|e| open_error(&label, e))?;
+        let db = guarded("opening", || Ok(builder(config).open_read_only_with_backend(backend)))?
+            .map_err(|e| open_error(&label, e))?;
+        Self::read_only_store(db, label)
+    }
+
+    /// A store over a database opened read-only, once it has Keystone's table.
+    fn read_only_store(db: redb::ReadOnlyDatabase, label: String) -> Result<Self> {
+        let db = Closing::new(db);
         let txn = db.begin_read().map_err(|e| storage("listing tables", e))?;
         let tables = guarded("listing tables", || table_names(txn.list_tables(), txn.list_multimap_tables()))?;
         drop(txn);
