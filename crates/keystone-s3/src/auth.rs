@@ -117,12 +117,21 @@ impl S3Access for Access {
 /// from the Authorization header or a presigned URL's `X-Amz-Credential` (then `true`).
 fn signed_region(headers: &HeaderMap, uri: &Uri) -> Option<(String, bool)> {
     let region_of = |scope: &str| scope.rsplit('/').nth(2).map(str::to_owned);
-    if let Some(auth) = headers.get(hyper::header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
-        let scope = auth.split("Credential=").nth(1)?.split([',', ' ']).next()?;
-        return region_of(scope).map(|r| (r, false));
+    if let Some(query) = presigned_query(uri) {
+        let scope = query.into_iter().find(|(k, _)| k == "X-Amz-Credential")?.1;
+        return region_of(&scope).map(|r| (r, true));
     }
-    let scope = query_pairs(uri.query()?).into_iter().find(|(k, _)| k == "X-Amz-Credential")?.1;
-    region_of(&scope).map(|r| (r, true))
+    let auth = headers.get(hyper::header::AUTHORIZATION).and_then(|v| v.to_str().ok())?;
+    let scope = auth.split("Credential=").nth(1)?.split([',', ' ']).next()?;
+    region_of(scope).map(|r| (r, false))
+}
+
+/// The query of a presigned (SigV4 query-authenticated) request: the one s3s checks whenever
+/// the query has `X-Amz-Signature`, whatever else the request carries — so the checks here
+/// read the signature s3s checked.
+fn presigned_query(uri: &Uri) -> Option<Vec<(String, String)>> {
+    let pairs = query_pairs(uri.query()?);
+    pairs.iter().any(|(k, _)| k == "X-Amz-Signature").then_some(pairs)
 }
 
 /// A query string's pairs, decoded as s3s decodes them (form-urlencoded: `+` is a space).
@@ -143,10 +152,11 @@ pub(crate) fn query_pairs(query: &str) -> Vec<(String, String)> {
 /// unsigned on a presigned URL, and headers a presigned URL carried in its query string
 /// (`from_query`) are signed there.
 fn unsigned_amz_header(headers: &HeaderMap, uri: &Uri, from_query: &FromQuery) -> Option<String> {
-    let signed: String = if let Some(auth) = headers.get(hyper::header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
-        auth.split("SignedHeaders=").nth(1)?.split([',', ' ']).next()?.to_owned()
+    let signed: String = if let Some(query) = presigned_query(uri) {
+        query.into_iter().find(|(k, _)| k == "X-Amz-SignedHeaders")?.1
     } else {
-        query_pairs(uri.query()?).into_iter().find(|(k, _)| k == "X-Amz-SignedHeaders")?.1
+        let auth = headers.get(hyper::header::AUTHORIZATION).and_then(|v| v.to_str().ok())?;
+        auth.split("SignedHeaders=").nth(1)?.split([',', ' ']).next()?.to_owned()
     };
     let signed = signed.to_ascii_lowercase();
     let signed: Vec<&str> = signed.split(';').collect();

@@ -53,16 +53,19 @@ pub(crate) fn hoist<B>(req: &mut hyper::Request<B>) -> Result<(), S3Error> {
         if hoisted.contains(&name) {
             return Err(s3_error!(InvalidArgument, "The query parameter {k:?} is given more than once."));
         }
-        match req.headers().get(&name) {
-            Some(sent) if *sent != value => {
+        // A header sent beside it must be that one value (every copy of it: the unsigned-header
+        // check lets the name through).
+        let sent: Vec<&HeaderValue> = req.headers().get_all(&name).iter().collect();
+        match sent.as_slice() {
+            [] => {
+                req.headers_mut().insert(name.clone(), value);
+            }
+            [one] if **one == value => {}
+            _ => {
                 return Err(s3_error!(
                     InvalidArgument,
                     "{k} is given both as a header and in the query string, with different values."
                 ));
-            }
-            Some(_) => {}
-            None => {
-                req.headers_mut().insert(name.clone(), value);
             }
         }
         hoisted.push(name);
@@ -120,6 +123,7 @@ mod tests {
         assert_eq!(same.headers().get_all("x-amz-meta-a").iter().count(), 1);
         for (uri, headers) in [
             (format!("/b/k?x-amz-meta-a=1&{SIGNED}"), vec![("x-amz-meta-a", "2")]),
+            (format!("/b/k?x-amz-meta-a=1&{SIGNED}"), vec![("x-amz-meta-a", "1"), ("x-amz-meta-a", "2")]),
             (format!("/b/k?x-amz-meta-a=1&x-amz-meta-a=2&{SIGNED}"), vec![]),
             (format!("/b/k?x-amz-meta-a=line%0Abreak&{SIGNED}"), vec![]),
             (format!("/b/k?x-amz-meta%20a=1&{SIGNED}"), vec![]),

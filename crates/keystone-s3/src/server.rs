@@ -244,6 +244,18 @@ fn prefilter(req: &hyper::Request<Incoming>, limits: &Limits) -> Option<S3Error>
     {
         return Some(s3_error!(AccessDenied, "Signature Version 2 is not supported; use Signature Version 4."));
     }
+    // One signature per request, as S3 requires: s3s checks a presigned URL's and ignores an
+    // Authorization header beside it, whose SignedHeaders would then vouch for headers the
+    // checked signature does not cover (an added x-amz-copy-source).
+    if headers.contains_key(hyper::header::AUTHORIZATION)
+        && ["X-Amz-Signature", "X-Amz-Algorithm", "X-Amz-Credential"].iter().any(|p| has_param(p))
+    {
+        return Some(s3_error!(
+            InvalidArgument,
+            "Only one auth mechanism allowed; only the X-Amz-Algorithm query parameter, Signature query \
+             string parameter or the Authorization header should be specified."
+        ));
+    }
     // Protections the store does not give are refused, not accepted and then not given: an
     // object "encrypted" with a customer key would be stored in plain text and read back
     // without it; one under Object Lock could be deleted at once.

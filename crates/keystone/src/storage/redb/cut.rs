@@ -19,6 +19,8 @@ use crate::error::Error;
 /// What redb's backend methods fail with (with std).
 type BackendIoError = std::io::Error;
 
+/// redb's magic number, the first bytes of its header.
+const MAGIC: [u8; 9] = [b'r', b'e', b'd', b'b', 0x1A, 0x0A, 0xA9, 0x0D, 0x0A];
 /// Offsets in redb's header (file format 3 on; redb 4.6's `header.rs`): the flags byte, then
 /// after two bytes of padding the page size and the region geometry, u32 each.
 const GOD_BYTE: usize = 9;
@@ -41,7 +43,7 @@ pub(crate) fn measure(path: &Path) -> Option<CutShort> {
     let mut head = [0u8; 32];
     let len = std::fs::metadata(path).ok()?.len();
     std::io::Read::read_exact(&mut std::fs::File::open(path).ok()?, &mut head).ok()?;
-    if head[GOD_BYTE] & UNCLEAN_FLAGS != 0 {
+    if head[..MAGIC.len()] != MAGIC || head[GOD_BYTE] & UNCLEAN_FLAGS != 0 {
         return None;
     }
     let layout = layout_len(&head)?;
@@ -62,11 +64,22 @@ pub(crate) fn cut_short(path: &Path, label: &str) -> Option<Error> {
 }
 
 /// The file length redb's header records: a header page, the full regions, and the trailing
-/// partial region if any (`DatabaseLayout::len`). `None` if the fields overflow.
+/// partial region if any (`DatabaseLayout::len`). `None` if a field is out of the range redb
+/// accepts (a damaged header: the region counts are not checksummed) or the sum overflows.
 fn layout_len(head: &[u8; 32]) -> Option<u64> {
+    /// Most pages in a region, and most regions (redb's page and region indexes are 20 bits).
+    const MAX_REGION_PAGES: u64 = 1 << 20;
     let field = |at: usize| u64::from(u32::from_le_bytes([head[at], head[at + 1], head[at + 2], head[at + 3]]));
     let (page, region_header, region_data) = (field(PAGE_SIZE), field(PAGE_SIZE + 4), field(PAGE_SIZE + 8));
     let (full_regions, trailing_data) = (field(PAGE_SIZE + 12), field(PAGE_SIZE + 16));
+    let sane = page == 4096
+        && (1..=MAX_REGION_PAGES).contains(&region_data)
+        && region_header <= MAX_REGION_PAGES
+        && trailing_data <= region_data
+        && (1..=MAX_REGION_PAGES).contains(&(full_regions + u64::from(trailing_data > 0)));
+    if !sane {
+        return None;
+    }
     let full = full_regions.checked_mul(region_header.checked_add(region_data)?)?;
     let trailing = if trailing_data > 0 { region_header.checked_add(trailing_data)? } else { 0 };
     page.checked_mul(full.checked_add(trailing)?.checked_add(1)?)
@@ -156,6 +169,31 @@ impl StorageBackend for ZeroPadded {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    fn header(page: u32, region_header: u32, region_data: u32, full: u32, trailing: u32) -> [u8; 32] {
+        let mut h = [0u8; 32];
+        h[..9].copy_from_slice(&MAGIC);
+        for (i, v) in [page, region_header, region_data, full, trailing].into_iter().enumerate() {
+            h[PAGE_SIZE + 4 * i..PAGE_SIZE + 4 * i + 4].copy_from_slice(&v.to_le_bytes());
+        }
+        h
+    }
+
+    #[test]
+    fn the_layout_is_a_header_page_the_full_regions_and_the_trailing_one() {
+        // A small store: no full region, 640 pages in the trailing one (2,625,536 bytes).
+        assert_eq!(layout_len(&header(4096, 0, 1 << 20, 0, 640)), Some(4096 * 641));
+        // Two full regions with 2 header pages each, and a trailing region of 10 pages.
+        let full = 2 * (2 + (1 << 20));
+        assert_eq!(layout_len(&header(4096, 2, 1 << 20, 2, 10)), Some(4096 * (1 + full + 12)));
+        assert_eq!(layout_len(&header(4096, 0, 1 << 20, 3, 0)), Some(4096 * (1 + 3 * (1 << 20))));
+        // Fields redb would refuse: not a layout.
+        assert_eq!(layout_len(&header(4097, 0, 1 << 20, 0, 640)), None);
+        assert_eq!(layout_len(&header(4096, 0, 0, 0, 640)), None);
+        assert_eq!(layout_len(&header(4096, 0, 1 << 20, u32::MAX, 640)), None);
+        assert_eq!(layout_len(&header(4096, 0, 1 << 20, 0, 0)), None, "no region at all");
+        assert_eq!(layout_len(&header(4096, 0, 100, 0, 101)), None, "a trailing region larger than a full one");
+    }
 
     #[test]
     fn reads_are_zero_past_the_cut_and_refused_past_the_layout() {

@@ -73,13 +73,16 @@ pub(super) fn open_error(label: &str, e: DatabaseError) -> Error {
         // A read-only open of a file that was not closed cleanly (redb's repair would write), or
         // whose length is not its header's (see `unless_damaged`).
         DatabaseError::RepairAborted => Error::NeedsRecovery { path: label.to_owned() },
-        // The file begins with redb's magic number (redb checks that first) but ends before the
-        // rest of its header.
+        // A read past the end of the file: one that begins with redb's magic number (redb checks
+        // that first) and ends inside its header, or a page the open reads that lies past the end.
         DatabaseError::Storage(StorageError::Io(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
             Error::Corrupted {
                 bucket: None,
                 key: None,
-                reason: format!("{label} is cut short: it ends inside redb's header ({e})"),
+                reason: format!(
+                    "{label}: a read went past the end of the file (the file was cut short, or a page pointer is \
+                     damaged: {e})"
+                ),
             }
         }
         DatabaseError::Storage(StorageError::Corrupted(reason)) => {

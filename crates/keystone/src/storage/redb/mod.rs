@@ -223,7 +223,7 @@ impl RedbStore {
         let file = std::fs::File::open(path).map_err(|e| open_error(&label, e.into()))?;
         let backend = cut::ZeroPadded::new(file, cut).map_err(|e| open_error(&label, e))?;
         let db = guarded("opening", || Ok(builder(config).open_read_only_with_backend(backend)))?
-            .map_err(|e| open_error(&label, e))?;
+            .map_err(|e| unless_damaged(path, open_error(&label, e)))?;
         Self::read_only_store(db, label)
     }
 
