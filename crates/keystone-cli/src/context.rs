@@ -341,8 +341,9 @@ pub fn report(e: &anyhow::Error) -> ExitCode {
         return ExitCode::SUCCESS;
     }
     if crate::interrupt::happened() {
-        eprintln!("keystone: interrupted");
-        return ExitCode::from(130);
+        let (code, what) = crate::interrupt::outcome();
+        eprintln!("keystone: {what}");
+        return ExitCode::from(code);
     }
     eprintln!("keystone: {}", one_line(e));
     if e.downcast_ref::<Usage>().is_some() {

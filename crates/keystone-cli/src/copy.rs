@@ -82,14 +82,23 @@ fn sides(a: &CpArgs) -> anyhow::Result<(Side, Side)> {
 
 pub fn cp(ctx: &Ctx, a: &CpArgs) -> anyhow::Result<()> {
     let (src, dst) = sides(a)?;
-    match (src, dst) {
+    // A source that is no local path was read as BUCKET/KEY: when there is no such bucket
+    // either, it is most likely a local name mistyped, and the error says both.
+    let implicit = explicit(&a.src)?.is_none();
+    let r = match (src, dst) {
         (Side::Local(s), Side::Store(d)) => upload(ctx, a, &s, &d),
         (Side::Store(s), Side::Local(d)) => download(ctx, a.recursive, &s, &d),
         (Side::Store(s), Side::Store(d)) => within(ctx, a.recursive, &s, &d),
         (Side::Local(_), Side::Local(_)) => {
             Err(usage("both arguments are local paths: write the store side as BUCKET/KEY or ks://BUCKET/KEY"))
         }
-    }
+    };
+    r.map_err(|e| match e.downcast_ref::<keystone::Error>() {
+        Some(keystone::Error::NoSuchBucket { bucket }) if implicit && a.src.split('/').next() == Some(bucket) => {
+            anyhow!("{:?} is neither a local file or directory nor a bucket of the store", a.src)
+        }
+        _ => e,
+    })
 }
 
 /// Counts one tree copy: the bar's position is bytes; its prefix shows files done/total.
@@ -339,9 +348,6 @@ fn download(ctx: &Ctx, recursive: bool, src: &Address, dir: &Path) -> anyhow::Re
         };
         ctx.check_download_dest(&file)?;
         let info = bucket.head(&src.key)?;
-        if let Some(parent) = file.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
-        }
         let bar = ctx.progress.transfer(&src.key, Some(info.size));
         let n = transfer::download_to_file(ctx, &bucket, &src.key, &file, &bar)?;
         progress::done(&bar);
@@ -386,9 +392,6 @@ fn download(ctx: &Ctx, recursive: bool, src: &Address, dir: &Path) -> anyhow::Re
             if marker {
                 std::fs::create_dir_all(&path).with_context(|| format!("cannot create {}", path.display()))?;
                 return Ok(0);
-            }
-            if let Some(parent) = path.parent() {
-                std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
             }
             transfer::download_to_file(ctx, &bucket, &o.key, &path, &tree.bar)
         });

@@ -130,6 +130,9 @@ pub fn put(ctx: &Ctx, a: &PutArgs) -> anyhow::Result<()> {
 
 pub fn get(ctx: &Ctx, a: &GetArgs) -> anyhow::Result<()> {
     let src = Address::parse_object(&a.source)?;
+    if a.dest.as_ref().is_some_and(|d| d.as_os_str() == "-") {
+        check_stdout(ctx)?;
+    }
     let db = ctx.open_read()?;
     let bucket = src.bucket(&db)?;
     let dest = match &a.dest {
@@ -160,8 +163,21 @@ pub fn get(ctx: &Ctx, a: &GetArgs) -> anyhow::Result<()> {
 
 pub fn cat(ctx: &Ctx, a: &CatArgs) -> anyhow::Result<()> {
     let src = Address::parse_object(&a.source)?;
+    check_stdout(ctx)?;
     let db = ctx.open_read()?;
     to_stdout(&src.bucket(&db)?, &src.key, &ProgressBar::hidden())
+}
+
+/// Refuses a standard output that is the store or a file kept beside it (`keystone cat b/k >>
+/// STORE` wrote the object into the store and ruined it), as downloads to files are refused.
+/// `/dev/stdout` names standard output's file, whatever it is.
+fn check_stdout(ctx: &Ctx) -> anyhow::Result<()> {
+    match ctx.protected(Path::new("/dev/stdout")) {
+        Some(what) => {
+            Err(anyhow!("standard output is {what} and cannot be written by a download; redirect it elsewhere"))
+        }
+        None => Ok(()),
+    }
 }
 
 /// Streams an object to stdout.

@@ -106,14 +106,41 @@ const TEMP_NAME_MAX: usize = 200;
 
 /// Downloads `bucket/key` to the file `dest`. The bytes go to a hidden temporary file in the
 /// same directory, renamed over `dest` only once complete and verified, so a failed download
-/// leaves no partial file. A destination that is the store (or a file kept beside it) is
-/// refused before anything is written.
+/// leaves no partial file; a file replaced keeps its permissions (and its owner, where the
+/// process may set it). A destination that is the store (or a file kept beside it) is refused
+/// before anything is written. A destination that exists and is no regular file — a device
+/// such as `/dev/null`, a FIFO, `/dev/stdout` — is written into, as `cp` does: a rename would
+/// replace it with a file. Missing directories of `dest` are created.
 pub fn download_to_file(ctx: &Ctx, bucket: &Bucket, key: &str, dest: &Path, bar: &ProgressBar) -> anyhow::Result<u64> {
     ctx.check_download_dest(dest)?;
+    let shown = dest.display().to_string();
+    // A symbolic link to a file: that file is replaced and the link kept, as `cp` writes
+    // through a link (a dangling link is replaced).
+    let linked;
+    let dest = match std::fs::symlink_metadata(dest) {
+        Ok(m) if m.file_type().is_symlink() && dest.metadata().is_ok() => {
+            linked = dest.canonicalize().with_context(|| format!("cannot write {shown}"))?;
+            linked.as_path()
+        }
+        _ => dest,
+    };
+    let existing = std::fs::metadata(dest).ok();
+    if let Some(meta) = &existing
+        && !meta.is_file()
+        && !meta.is_dir()
+    {
+        let file =
+            std::fs::OpenOptions::new().write(true).open(dest).with_context(|| format!("cannot write {shown}"))?;
+        let mut out = BufWriter::with_capacity(COPY_BUF, file);
+        return download(bucket, key, &mut out, &shown, bar);
+    }
     let dir = match dest.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     };
+    if !dir.is_dir() {
+        std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
     let mut name = dest.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     // The temporary name adds 13 bytes (`.`, `.XXXXXX.part`); a name near the file system's
     // 255-byte limit is shortened in it (only the final name must fit).
@@ -132,12 +159,30 @@ pub fn download_to_file(ctx: &Ctx, bucket: &Bucket, key: &str, dest: &Path, bar:
         use std::os::unix::fs::PermissionsExt;
         builder.permissions(std::fs::Permissions::from_mode(0o666));
     }
-    let shown = dest.display().to_string();
     let mut tmp = builder.tempfile_in(&dir).with_context(|| format!("cannot write {shown}"))?;
+    if let Some(meta) = existing.filter(std::fs::Metadata::is_file) {
+        keep_owner_and_mode(tmp.as_file(), &meta).with_context(|| format!("cannot write {shown}"))?;
+    }
     let n = {
         let mut out = BufWriter::with_capacity(COPY_BUF, tmp.as_file_mut());
         download(bucket, key, &mut out, &shown, bar)?
     };
     tmp.persist(dest).map_err(|e| e.error).with_context(|| format!("cannot write {shown}"))?;
     Ok(n)
+}
+
+/// Gives the file replacing an existing one that file's permissions, and its owner and group
+/// where the process may (root; a group the user is in): a download over a private file must
+/// not leave it readable by all.
+fn keep_owner_and_mode(file: &File, old: &std::fs::Metadata) -> io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let _ = std::os::unix::fs::fchown(file, Some(old.uid()), None);
+        let _ = std::os::unix::fs::fchown(file, None, Some(old.gid()));
+        // Not set-user-id or set-group-id: those were given to the old content.
+        file.set_permissions(std::fs::Permissions::from_mode(old.mode() & 0o1777))
+    }
+    #[cfg(not(unix))]
+    file.set_permissions(old.permissions())
 }

@@ -264,8 +264,10 @@ fn put_and_get_failures() {
     assert!(e.contains("no such bucket: \"nob\""), "{e}");
     env.fails(&["get", "bkt"], 2);
     env.ok(&["put", "f.txt", "bkt/k"]);
-    let e = env.fails(&["get", "bkt/k", "no/such/dir/out"], 1);
-    assert!(e.contains("cannot write no/such/dir/out"), "{e}");
+    // Missing directories are created; a file where a directory must be is named.
+    env.ok(&["get", "bkt/k", "no/such/dir/out"]);
+    let e = env.fails(&["get", "bkt/k", "f.txt/dir/out"], 1);
+    assert!(e.contains("cannot create f.txt/dir"), "{e}");
 }
 
 #[test]
@@ -578,8 +580,9 @@ fn error_messages_do_not_pass_control_characters_to_the_terminal() {
     let env = Env::with_bucket();
     env.write("f.txt", b"x");
     env.ok(&["put", "f.txt", "bkt/k"]);
-    // A destination path holding an escape sequence, in a directory that does not exist.
-    let e = env.fails(&["get", "bkt/k", "missing\u{1b}[31m/dir\u{202e}/out"], 1);
+    // A destination path holding an escape sequence, under a file (no directory can be made).
+    env.write("file\u{1b}[31m", b"x");
+    let e = env.fails(&["get", "bkt/k", "file\u{1b}[31m/dir\u{202e}/out"], 1);
     assert!(!e.contains('\u{1b}') && !e.contains('\u{202e}'), "{e:?}");
-    assert!(e.contains("missing\\x1b[31m"), "{e:?}");
+    assert!(e.contains("file\\x1b[31m"), "{e:?}");
 }

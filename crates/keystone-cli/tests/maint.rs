@@ -310,6 +310,29 @@ fn ctrl_c_stops_a_download() {
     assert!(out.stdout.len() < 8 * 1024 * 1024);
 }
 
+/// SIGTERM (`kill`, `timeout`, a service manager) stops a transfer as Ctrl-C does — a file
+/// download left its full-size temporary file behind — and exits 143, as a shell reports it.
+#[test]
+fn sigterm_stops_a_download_as_ctrl_c_does() {
+    let env = Env::with_bucket();
+    env.write("big", &bytes(8 * 1024 * 1024, 3));
+    env.ok(&["put", "big", "bkt/big"]);
+    let mut child = Command::new(BIN)
+        .args(["get", "bkt/big", "-"])
+        .env("KEYSTONE_STORE", &env.store)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    assert!(wait_until_holds(&mut child, &env.store));
+    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(143), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "keystone: terminated\n");
+    assert!(out.stdout.len() < 8 * 1024 * 1024);
+}
+
 #[test]
 fn an_interrupted_tree_upload_names_each_cause_once() {
     let env = Env::with_bucket();
@@ -410,6 +433,35 @@ fn salvage_of_a_store_not_closed_cleanly_says_to_recover_a_copy() {
     let e = env.fails(&["--store", crashed.to_str().unwrap(), "salvage", "out.keystone"], 1);
     assert!(e.contains("not closed cleanly") && e.contains("recover the copy"), "{e}");
     assert!(!env.path("out.keystone").exists());
+}
+
+/// A store closed and then cut short (a copy that stopped): reading commands call it damaged,
+/// naming both lengths (they called it not closed cleanly, and recovering it failed), and
+/// salvage copies what lies before the cut, saying the source was cut short.
+#[test]
+fn a_store_cut_short_is_named_so_and_salvaged_up_to_the_cut() {
+    let env = Env::new();
+    {
+        let db = keystone::Datastore::open(&env.store).unwrap();
+        let b = db.create_bucket("bkt").unwrap();
+        for i in 0..3u8 {
+            b.put_bytes(&format!("f{i}"), vec![i; 300_000]).unwrap();
+        }
+    }
+    let whole = std::fs::read(&env.store).unwrap();
+    let cut = whole.len() * 3 / 4;
+    std::fs::write(&env.store, &whole[..cut]).unwrap();
+    let e = env.fails(&["ls", "bkt"], 1);
+    assert!(e.contains(&format!("is cut short: {cut} bytes of the {}", whole.len())), "{e}");
+    assert!(!e.contains("not closed cleanly"), "{e}");
+    let out = env.cmd(&["salvage", "rescued.keystone"]).output().unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    assert!(stdout.starts_with("CUT SHORT   "), "{stdout}");
+    let rescued = env.path("rescued.keystone");
+    assert_eq!(env.ok(&["--store", rescued.to_str().unwrap(), "cat", "bkt/f0"]).len(), 300_000);
+    let out = env.ok(&["--store", rescued.to_str().unwrap(), "verify"]);
+    assert!(out.contains(" 0 corrupt, 0 orphaned"), "{out}");
 }
 
 /// A process killed while it creates a new store (`mb` on a path with no store) never leaves a

@@ -67,6 +67,34 @@ fn edit_distance(a: &[u8], b: &[u8]) -> usize {
     row[b.len()]
 }
 
+/// Refuses a path that exists and is no regular file (a symbolic link is followed): a
+/// directory, or a FIFO, a socket or a device, which cannot hold a store — and opening a FIFO
+/// waits for a writer for ever. A path that does not exist is left to the open.
+pub(super) fn regular_file(path: &Path, label: &str) -> Result<()> {
+    let Ok(meta) = std::fs::metadata(path) else { return Ok(()) };
+    let t = meta.file_type();
+    if t.is_file() {
+        return Ok(());
+    }
+    #[cfg(unix)]
+    let special = {
+        use std::os::unix::fs::FileTypeExt;
+        if t.is_fifo() {
+            "a FIFO"
+        } else if t.is_socket() {
+            "a socket"
+        } else if t.is_block_device() || t.is_char_device() {
+            "a device"
+        } else {
+            "not a regular file"
+        }
+    };
+    #[cfg(not(unix))]
+    let special = "not a regular file";
+    let what = if t.is_dir() { "a directory" } else { special };
+    Err(Error::NotAStore { path: label.to_owned(), reason: format!("{what}, not a file") })
+}
+
 pub(super) fn open_error(label: &str, e: DatabaseError) -> Error {
     match e {
         DatabaseError::DatabaseAlreadyOpen => Error::AlreadyOpen { path: label.to_owned() },

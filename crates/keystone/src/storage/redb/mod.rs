@@ -164,6 +164,7 @@ impl RedbStore {
     /// temporary name, before it gets its own (tests look at the directory then).
     fn open_or_create(path: &Path, config: &RedbConfig, before_link: &mut dyn FnMut(&Path)) -> Result<Self> {
         let label = path.display().to_string();
+        identify::regular_file(path, &label)?;
         if std::fs::symlink_metadata(path).is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound)
             && let Some(store) = create::create(path, &label, config, before_link)?
         {
@@ -210,6 +211,7 @@ impl RedbStore {
     /// open for writing.
     pub(crate) fn open_read_only(path: &Path, config: &RedbConfig) -> Result<Self> {
         let label = path.display().to_string();
+        identify::regular_file(path, &label)?;
         let builder = builder(config);
         let db = guarded("opening", || Ok(builder.open_read_only(path)))?
             .map_err(|e| unless_damaged(path, open_error(&label, e)))?;
