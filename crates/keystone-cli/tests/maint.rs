@@ -291,6 +291,18 @@ fn ctrl_c_stops_an_upload_and_stores_nothing() {
 
 #[test]
 fn ctrl_c_stops_a_download() {
+    stop_a_download("-INT", 130, "keystone: interrupted\n");
+}
+
+/// SIGTERM (`kill`, `timeout`, a service manager) stops a transfer as Ctrl-C does — a file
+/// download left its full-size temporary file behind — and exits 143, as a shell reports it.
+#[test]
+fn sigterm_stops_a_download_as_ctrl_c_does() {
+    stop_a_download("-TERM", 143, "keystone: terminated\n");
+}
+
+/// `kill SIGNAL` during `get KEY -`: the download stops mid-object with exit `code`, saying `said`.
+fn stop_a_download(signal: &str, code: i32, said: &str) {
     let env = Env::with_bucket();
     env.write("big", &bytes(8 * 1024 * 1024, 3));
     env.ok(&["put", "big", "bkt/big"]);
@@ -303,33 +315,11 @@ fn ctrl_c_stops_a_download() {
         .spawn()
         .unwrap();
     assert!(wait_until_holds(&mut child, &env.store));
-    interrupt(&child);
-    let out = child.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(130));
-    assert_eq!(String::from_utf8_lossy(&out.stderr), "keystone: interrupted\n");
-    assert!(out.stdout.len() < 8 * 1024 * 1024);
-}
-
-/// SIGTERM (`kill`, `timeout`, a service manager) stops a transfer as Ctrl-C does — a file
-/// download left its full-size temporary file behind — and exits 143, as a shell reports it.
-#[test]
-fn sigterm_stops_a_download_as_ctrl_c_does() {
-    let env = Env::with_bucket();
-    env.write("big", &bytes(8 * 1024 * 1024, 3));
-    env.ok(&["put", "big", "bkt/big"]);
-    let mut child = Command::new(BIN)
-        .args(["get", "bkt/big", "-"])
-        .env("KEYSTONE_STORE", &env.store)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    assert!(wait_until_holds(&mut child, &env.store));
-    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    let status = Command::new("kill").args([signal, &child.id().to_string()]).status().unwrap();
     assert!(status.success());
     let out = child.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(143), "{out:?}");
-    assert_eq!(String::from_utf8_lossy(&out.stderr), "keystone: terminated\n");
+    assert_eq!(out.status.code(), Some(code), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stderr), said);
     assert!(out.stdout.len() < 8 * 1024 * 1024);
 }
 
