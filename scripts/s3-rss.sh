@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# Measures the server's peak RSS (VmHWM) across a 1 GiB PUT and GET through boto3.
-# Usage: scripts/s3-rss.sh [path/to/keystone] (default: release build). Needs the venv that
-# scripts/ci/50-s3.sh installs. Not run in CI (it writes 1 GiB twice).
+# Measures the server's peak RSS (VmHWM) across a 1 GiB PUT and GET through boto3, then
+# `aws s3 cp` of the same file up and down.
+# Usage: scripts/s3-rss.sh [path/to/keystone] [MIB,MIB,...] (default: release build). With a
+# list of sizes, a fresh server gets only `aws s3 cp` up and down of a file of each size, in
+# order, and VmHWM is printed after each. Needs the venv that scripts/ci/50-s3.sh installs.
+# Not run in CI (it writes gigabytes).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${1:-${CARGO_TARGET_DIR:-target}/release/keystone}
@@ -18,6 +21,21 @@ for _ in $(seq 1 100); do grep -q 'http://' "$TMP/out" 2>/dev/null && break; sle
 EP=$(grep -o 'http://127\.0\.0\.1:[0-9]*' "$TMP/out" | head -n1)
 hwm() { awk '/VmHWM/ {print $2 " " $3}' "/proc/$PID/status"; }
 echo "idle: VmHWM $(hwm)"
+AWS=$(dirname "$PY")/aws
+export AWS_ACCESS_KEY_ID=$AK AWS_SECRET_ACCESS_KEY=$SK AWS_DEFAULT_REGION=us-east-1 AWS_CONFIG_FILE=/dev/null
+if [[ -n ${2:-} ]]; then
+  "$AWS" --endpoint-url "$EP" s3 mb --only-show-errors s3://rss >/dev/null
+  IFS=, read -ra SIZES <<<"$2"
+  for mib in "${SIZES[@]}"; do
+    head -c $((mib * 1024 * 1024)) /dev/urandom >"$TMP/f"
+    "$AWS" --endpoint-url "$EP" s3 cp --only-show-errors "$TMP/f" "s3://rss/f$mib"
+    "$AWS" --endpoint-url "$EP" s3 cp --only-show-errors "s3://rss/f$mib" "$TMP/f.back"
+    cmp "$TMP/f" "$TMP/f.back"
+    echo "after aws s3 cp of $mib MiB up and down (bytes equal): VmHWM $(hwm)"
+    rm -f "$TMP/f" "$TMP/f.back"
+  done
+  exit 0
+fi
 head -c $((1024 * 1024 * 1024)) /dev/urandom >"$TMP/big"
 EP=$EP BIG=$TMP/big "$PY" - <<'PY'
 import os, time, hashlib, boto3
@@ -44,8 +62,6 @@ want = w.hexdigest()
 print("GET bytes equal:", h.hexdigest() == want)
 PY
 echo "after 1 GiB single PUT + GET (boto3): VmHWM $(hwm)"
-AWS=$(dirname "$PY")/aws
-export AWS_ACCESS_KEY_ID=$AK AWS_SECRET_ACCESS_KEY=$SK AWS_DEFAULT_REGION=us-east-1 AWS_CONFIG_FILE=/dev/null
 t=$(date +%s.%N)
 "$AWS" --endpoint-url "$EP" s3 cp --only-show-errors "$TMP/big" s3://rss/big-mpu
 "$AWS" --endpoint-url "$EP" s3 cp --only-show-errors s3://rss/big-mpu "$TMP/big.back"

@@ -7,5 +7,8 @@ cd "$(dirname "$0")/../.."
 # Release: a debug build of redb validates every page at open, so nothing would get further.
 cargo test -q --release -p keystone --test damaged_index
 cargo build -q --release -p keystone-cli
+# The loop is a Python script.
+source scripts/lib/apt.sh
+command -v python3 >/dev/null || apt_install python3
 # Only the summary lines (each unopenable store is listed by a full run).
 python3 scripts/damage-loop 3 target/release/keystone | tail -n 2

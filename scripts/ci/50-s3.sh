@@ -11,14 +11,12 @@ export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 VENV=${KEYSTONE_S3_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/keystone-s3-venv}
 
 # ---- clients (installed once, quiet when present)
+source scripts/lib/apt.sh
 need_apt=()
 command -v curl >/dev/null || need_apt+=(curl)
 command -v rclone >/dev/null || need_apt+=(rclone)
 python3 -c 'import ensurepip, venv' 2>/dev/null || need_apt+=(python3-venv)
-if ((${#need_apt[@]})); then
-  apt-get update -qq >/dev/null
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
-fi
+apt_install "${need_apt[@]}"
 if ! "$VENV/bin/python" -c 'import boto3, awscli' 2>/dev/null; then
   python3 -m venv --clear "$VENV"
   "$VENV/bin/pip" install -q --disable-pip-version-check awscli boto3
