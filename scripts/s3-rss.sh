@@ -24,7 +24,7 @@ echo "idle: VmHWM $(hwm)"
 AWS=$(dirname "$PY")/aws
 export AWS_ACCESS_KEY_ID=$AK AWS_SECRET_ACCESS_KEY=$SK AWS_DEFAULT_REGION=us-east-1 AWS_CONFIG_FILE=/dev/null
 if [[ -n ${2:-} ]]; then
-  "$AWS" --endpoint-url "$EP" s3 mb --only-show-errors s3://rss >/dev/null
+  "$AWS" --endpoint-url "$EP" s3 mb s3://rss >/dev/null
   IFS=, read -ra SIZES <<<"$2"
   for mib in "${SIZES[@]}"; do
     head -c $((mib * 1024 * 1024)) /dev/urandom >"$TMP/f"
