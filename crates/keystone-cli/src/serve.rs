@@ -39,6 +39,10 @@ pub struct ServeArgs {
     /// Seconds shutdown waits for requests in flight, 0 to 86400.
     #[arg(long, env = "KEYSTONE_SHUTDOWN_GRACE", default_value_t = 30, value_parser = clap::value_parser!(u64).range(0..=86_400))]
     pub shutdown_grace: u64,
+    /// Most requests served at once, 1 to 1048576 (an upload in flight holds up to ~25 MiB of
+    /// memory); more wait up to 10 s for a place, then get 503 SlowDown, which clients retry.
+    #[arg(long, env = "KEYSTONE_MAX_REQUESTS", default_value_t = 128, value_parser = clap::value_parser!(u64).range(1..=1_048_576))]
+    pub max_requests: u64,
 }
 
 /// Runs the server on `store` until SIGINT/SIGTERM.
@@ -46,6 +50,7 @@ pub fn run(store: PathBuf, args: ServeArgs) -> anyhow::Result<()> {
     let limits = keystone_s3::Limits {
         idle_timeout: Duration::from_secs(args.idle_timeout),
         shutdown_grace: Duration::from_secs(args.shutdown_grace),
+        max_requests: usize::try_from(args.max_requests).unwrap_or(keystone_s3::MAX_REQUESTS),
         ..keystone_s3::Limits::default()
     };
     let opts = keystone_s3::ServeOptions {

@@ -39,7 +39,7 @@ mod xml_digest;
 
 pub use credentials::{AccessKey, load_credentials};
 pub use serve::{ServeOptions, serve_blocking};
-pub use server::{Limits, MAX_WAIT, Server, ServerConfig};
+pub use server::{Limits, MAX_REQUESTS, MAX_WAIT, Server, ServerConfig};
 
 /// Errors of the server itself (startup, configuration), not of S3 requests.
 #[derive(Debug, thiserror::Error)]

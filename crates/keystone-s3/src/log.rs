@@ -8,6 +8,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::Method;
+use tokio::sync::OwnedSemaphorePermit;
 
 use crate::auth::OpSlot;
 
@@ -21,18 +22,20 @@ pub(crate) struct Entry {
     pub started: Instant,
 }
 
-/// A response body that logs its request when it is finished.
+/// A response body that logs its request when it is finished, and holds the request's place
+/// among the requests in flight until then.
 pub(crate) struct LoggedBody {
     inner: s3s::Body,
     entry: Option<Entry>,
+    _place: Option<OwnedSemaphorePermit>,
     sent: u64,
     failed: bool,
     done: bool,
 }
 
 impl LoggedBody {
-    pub(crate) fn new(inner: s3s::Body, entry: Entry) -> Self {
-        LoggedBody { inner, entry: Some(entry), sent: 0, failed: false, done: false }
+    pub(crate) fn new(inner: s3s::Body, entry: Entry, place: Option<OwnedSemaphorePermit>) -> Self {
+        LoggedBody { inner, entry: Some(entry), _place: place, sent: 0, failed: false, done: false }
     }
 }
 

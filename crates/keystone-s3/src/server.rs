@@ -14,7 +14,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use s3s::service::{S3Service, S3ServiceBuilder};
 use s3s::{S3Error, s3_error};
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, watch};
 
 use crate::ServeError;
 use crate::auth::{Access, KeyTable, OpSlot, RequestId};
@@ -38,7 +38,18 @@ pub struct Limits {
     pub idle_timeout: Duration,
     /// How long shutdown waits for requests in flight (at most [`MAX_WAIT`]).
     pub shutdown_grace: Duration,
+    /// Most requests served at once, 1 to [`MAX_REQUESTS`]. A request holds its place until its
+    /// response body has been sent, and an upload in flight holds up to ~25 MiB (its part of
+    /// the library's upload batch, a chunk, the body's pieces), so this bounds the server's
+    /// memory. A request beyond it waits up to `request_queue_wait` for a place, then gets 503
+    /// `SlowDown`, which S3 clients retry.
+    pub max_requests: usize,
+    /// How long a request waits for a place among `max_requests` (at most [`MAX_WAIT`]).
+    pub request_queue_wait: Duration,
 }
+
+/// The most `max_requests` a server takes.
+pub const MAX_REQUESTS: usize = 1 << 20;
 
 impl Limits {
     /// Refuses waits a server cannot keep (a deadline past the clock's range panics in hyper).
@@ -48,6 +59,12 @@ impl Limits {
         }
         if self.shutdown_grace > MAX_WAIT {
             return Err(ServeError::Config("the shutdown grace period must be at most 1 day".into()));
+        }
+        if !(1..=MAX_REQUESTS).contains(&self.max_requests) {
+            return Err(ServeError::Config(format!("the most requests at once must be between 1 and {MAX_REQUESTS}")));
+        }
+        if self.request_queue_wait > MAX_WAIT {
+            return Err(ServeError::Config("the wait for a place among the requests must be at most 1 day".into()));
         }
         Ok(())
     }
@@ -64,6 +81,8 @@ impl Default for Limits {
             max_object_bytes: 5 * 1024 * 1024 * 1024,
             idle_timeout: Duration::from_mins(1),
             shutdown_grace: Duration::from_secs(30),
+            max_requests: 128,
+            request_queue_wait: Duration::from_secs(10),
         }
     }
 }
@@ -150,7 +169,13 @@ impl Server {
         cfg.xml_max_body_size = limits.max_xml_bytes;
         cfg.post_object_max_file_size = 0;
         b.set_config(Arc::new(s3s::config::StaticConfigProvider::new(Arc::new(cfg))));
-        let outer = Outer { s3: b.build(), db, seq: Arc::new(AtomicU64::new(0)), limits: Arc::new(limits.clone()) };
+        let outer = Outer {
+            s3: b.build(),
+            db,
+            seq: Arc::new(AtomicU64::new(0)),
+            places: Arc::new(Semaphore::new(limits.max_requests)),
+            limits: Arc::new(limits.clone()),
+        };
         let (stop, stop_rx) = watch::channel(false);
         let done = tokio::spawn(accept_loop(listener, outer, limits, stop_rx));
         Ok(Server { addr, stop, done })
@@ -227,6 +252,8 @@ struct Outer {
     /// The store, for the checks made before s3s sees a request.
     db: keystone::Datastore,
     seq: Arc<AtomicU64>,
+    /// Places for requests in flight (`Limits::max_requests`).
+    places: Arc<Semaphore>,
     limits: Arc<Limits>,
 }
 
@@ -385,6 +412,16 @@ impl hyper::service::Service<hyper::Request<Incoming>> for Outer {
             let started = Instant::now();
             let slot = OpSlot::default();
             let empty_expect = expects_continue_without_body(&req);
+            // A place among the requests in flight, held until the response body is sent.
+            let place = tokio::time::timeout(this.limits.request_queue_wait, this.places.clone().acquire_owned()).await;
+            let Ok(Ok(place)) = place else {
+                let e = s3_error!(SlowDown, "Please reduce your request rate.");
+                let mut resp = error_response(e, &rid)?;
+                // The body of the request is not read: the connection is not reused.
+                resp.headers_mut().insert(hyper::header::CONNECTION, hyper::header::HeaderValue::from_static("close"));
+                let entry = Entry { request_id: rid, method, path, op: slot, status: 503, started };
+                return Ok(resp.map(|body| LoggedBody::new(body, entry, None)));
+            };
             let hoisted = crate::presigned::hoist(&mut req);
             let refused = match hoisted.err().or_else(|| prefilter(&req, &this.limits)) {
                 Some(e) => Some(e),
@@ -441,7 +478,7 @@ impl hyper::service::Service<hyper::Request<Incoming>> for Outer {
             }
             let status = resp.status().as_u16();
             let entry = Entry { request_id: rid, method, path, op: slot, status, started };
-            let resp = resp.map(|body| LoggedBody::new(body, entry));
+            let resp = resp.map(|body| LoggedBody::new(body, entry, Some(place)));
             Ok(resp)
         })
     }

@@ -403,6 +403,55 @@ async fn limited() -> (keystone::Datastore, keystone_s3::Server, tempfile::TempD
     (db, server, dir)
 }
 
+/// `Limits::max_requests`: with one place, a download whose client does not read it holds the
+/// place, and another request waits `request_queue_wait`, then gets 503 SlowDown (which S3
+/// clients retry); once the download's connection is gone the place is free again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_past_the_limit_in_flight_wait_then_slow_down() {
+    use keystone_s3::{AccessKey, Limits, Server, ServerConfig};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().unwrap();
+    let db = keystone::Datastore::builder().etag(keystone::EtagAlgorithm::Md5).open(dir.path().join("s.redb")).unwrap();
+    let b = db.create_bucket("few").unwrap();
+    b.put_bytes("big", vec![7u8; 32 << 20]).unwrap();
+    b.put_bytes("small", b"small").unwrap();
+    let mut config = ServerConfig::new(vec![AccessKey::new(AK, SK)]);
+    config.limits =
+        Limits { max_requests: 1, request_queue_wait: std::time::Duration::from_millis(300), ..Limits::default() };
+    let server = Server::start(db.clone(), ([127, 0, 0, 1], 0).into(), config).await.unwrap();
+    let a = server.local_addr();
+    let host = a.to_string();
+    let get = |path: &str| format!("{path}?{}", Sig::now().presign(&host, "GET", path, 300));
+
+    // The download's client reads its status line and then nothing: 32 MiB cannot all be sent.
+    let mut holder = tokio::net::TcpStream::connect(a).await.unwrap();
+    holder.write_all(format!("GET {} HTTP/1.1\r\nHost: {a}\r\n\r\n", get("/few/big")).as_bytes()).await.unwrap();
+    let mut head = [0u8; 12];
+    holder.read_exact(&mut head).await.unwrap();
+    assert_eq!(&head, b"HTTP/1.1 200");
+
+    let started = std::time::Instant::now();
+    let r = raw(a, "GET", &get("/few/small"), &[], b"", false).await;
+    let waited = started.elapsed();
+    assert_eq!(r.status, 503, "{}", r.text);
+    assert!(r.text.contains("SlowDown"), "{}", r.text);
+    assert!(waited >= std::time::Duration::from_millis(300), "answered before the queue wait: {waited:?}");
+
+    drop(holder);
+    let mut last = None;
+    for _ in 0..100 {
+        let r = raw(a, "GET", &get("/few/small"), &[], b"", false).await;
+        if r.status == 200 {
+            last = Some(r);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    server.shutdown().await;
+    let r = last.expect("the place was not given back once the download's client went away");
+    assert!(r.text.ends_with("small"), "{}", r.text);
+}
+
 /// `Limits::max_object_bytes` is checked against the declared length; a presigned PUT sent with
 /// `Transfer-Encoding: chunked` declares none (s3s requires a length only for header-signed
 /// requests) and stored any size. S3 answers such a PutObject 411 MissingContentLength.
