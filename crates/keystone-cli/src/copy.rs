@@ -349,7 +349,7 @@ fn download(ctx: &Ctx, recursive: bool, src: &Address, dir: &Path) -> anyhow::Re
         ctx.check_download_dest(&file)?;
         let info = bucket.head(&src.key)?;
         let bar = ctx.progress.transfer(&src.key, Some(info.size));
-        let n = transfer::download_to_file(ctx, &bucket, &src.key, &file, &bar)?;
+        let n = transfer::download_to_file(ctx, &bucket, &src.key, &file, transfer::Dest::Named, &bar)?;
         progress::done(&bar);
         return ctx.say(format_args!("{} -> {} ({})", shown(src), shown(file.display()), size(n)));
     };
@@ -393,7 +393,7 @@ fn download(ctx: &Ctx, recursive: bool, src: &Address, dir: &Path) -> anyhow::Re
                 std::fs::create_dir_all(&path).with_context(|| format!("cannot create {}", path.display()))?;
                 return Ok(0);
             }
-            transfer::download_to_file(ctx, &bucket, &o.key, &path, &tree.bar)
+            transfer::download_to_file(ctx, &bucket, &o.key, &path, transfer::Dest::FromKey, &tree.bar)
         });
         tree.record(&format!("{}/{}", src.bucket, o.key), r);
     }

@@ -156,7 +156,7 @@ pub fn get(ctx: &Ctx, a: &GetArgs) -> anyhow::Result<()> {
     ctx.check_download_dest(&dest)?;
     let info = bucket.head(&src.key).map_err(|e| missing_key_hint(&bucket, &src.key, e, "keystone cp -r"))?;
     let bar = ctx.progress.transfer(&src.key, Some(info.size));
-    let n = transfer::download_to_file(ctx, &bucket, &src.key, &dest, &bar)?;
+    let n = transfer::download_to_file(ctx, &bucket, &src.key, &dest, transfer::Dest::Named, &bar)?;
     progress::done(&bar);
     ctx.say(format_args!("{} -> {} ({})", shown(&src), shown(dest.display()), size(n)))
 }

@@ -104,36 +104,61 @@ pub fn download(bucket: &Bucket, key: &str, out: &mut impl Write, to: &str, bar:
 /// Bytes of the destination's name kept in its temporary file's name.
 const TEMP_NAME_MAX: usize = 200;
 
+/// Where a download's destination comes from, which decides how far it is followed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dest {
+    /// Named by the user (`get`, a single `cp`): a symbolic link to a file is written through,
+    /// and a device, FIFO or `/dev/stdout` is written into, as `cp` does.
+    Named,
+    /// Made from an object's key under a directory (`cp -r`): a symbolic link there is replaced,
+    /// not followed, and anything but a regular file is refused — whoever could plant a link or
+    /// a FIFO in the tree must not send the bytes elsewhere or stall the copy.
+    FromKey,
+}
+
 /// Downloads `bucket/key` to the file `dest`. The bytes go to a hidden temporary file in the
 /// same directory, renamed over `dest` only once complete and verified, so a failed download
 /// leaves no partial file; a file replaced keeps its permissions (and its owner, where the
 /// process may set it). A destination that is the store (or a file kept beside it) is refused
-/// before anything is written. A destination that exists and is no regular file — a device
-/// such as `/dev/null`, a FIFO, `/dev/stdout` — is written into, as `cp` does: a rename would
-/// replace it with a file. Missing directories of `dest` are created.
-pub fn download_to_file(ctx: &Ctx, bucket: &Bucket, key: &str, dest: &Path, bar: &ProgressBar) -> anyhow::Result<u64> {
+/// before anything is written. How a link or a special file at `dest` is handled depends on
+/// `kind` ([`Dest`]). Missing directories of `dest` are created.
+pub fn download_to_file(
+    ctx: &Ctx,
+    bucket: &Bucket,
+    key: &str,
+    dest: &Path,
+    kind: Dest,
+    bar: &ProgressBar,
+) -> anyhow::Result<u64> {
     ctx.check_download_dest(dest)?;
     let shown = dest.display().to_string();
-    // A symbolic link to a file: that file is replaced and the link kept, as `cp` writes
-    // through a link (a dangling link is replaced).
+    let is_link = std::fs::symlink_metadata(dest).is_ok_and(|m| m.file_type().is_symlink());
+    // What `dest` names, links followed.
+    let target = std::fs::metadata(dest).ok();
+    let special = target.as_ref().is_some_and(|m| !m.is_file() && !m.is_dir());
     let linked;
-    let dest = match std::fs::symlink_metadata(dest) {
-        Ok(m) if m.file_type().is_symlink() && dest.metadata().is_ok() => {
-            linked = dest.canonicalize().with_context(|| format!("cannot write {shown}"))?;
-            linked.as_path()
+    let (dest, existing) = match kind {
+        Dest::Named if special => {
+            // Written into through the name given (`/dev/stdout` names a pipe no path reaches).
+            let file =
+                std::fs::OpenOptions::new().write(true).open(dest).with_context(|| format!("cannot write {shown}"))?;
+            let mut out = BufWriter::with_capacity(COPY_BUF, file);
+            return download(bucket, key, &mut out, &shown, bar);
         }
-        _ => dest,
+        Dest::Named if is_link && target.as_ref().is_some_and(std::fs::Metadata::is_file) => {
+            // The file the link names is replaced; the link stays.
+            linked = dest.canonicalize().with_context(|| format!("cannot write {shown}"))?;
+            (linked.as_path(), target)
+        }
+        // The link itself is replaced by the file.
+        Dest::FromKey if is_link => (dest, None),
+        Dest::FromKey if special => {
+            anyhow::bail!(
+                "cannot write {shown}: it exists and is not a regular file (a tree download writes only files)"
+            )
+        }
+        Dest::Named | Dest::FromKey => (dest, target.filter(std::fs::Metadata::is_file)),
     };
-    let existing = std::fs::metadata(dest).ok();
-    if let Some(meta) = &existing
-        && !meta.is_file()
-        && !meta.is_dir()
-    {
-        let file =
-            std::fs::OpenOptions::new().write(true).open(dest).with_context(|| format!("cannot write {shown}"))?;
-        let mut out = BufWriter::with_capacity(COPY_BUF, file);
-        return download(bucket, key, &mut out, &shown, bar);
-    }
     let dir = match dest.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
@@ -160,7 +185,7 @@ pub fn download_to_file(ctx: &Ctx, bucket: &Bucket, key: &str, dest: &Path, bar:
         builder.permissions(std::fs::Permissions::from_mode(0o666));
     }
     let mut tmp = builder.tempfile_in(&dir).with_context(|| format!("cannot write {shown}"))?;
-    if let Some(meta) = existing.filter(std::fs::Metadata::is_file) {
+    if let Some(meta) = existing {
         keep_owner_and_mode(tmp.as_file(), &meta).with_context(|| format!("cannot write {shown}"))?;
     }
     let n = {

@@ -134,3 +134,40 @@ fn a_store_that_is_no_regular_file_is_refused() {
         assert!(stderr.contains(&format!("{what}, not a file")), "{stderr}");
     }
 }
+
+/// `get KEY /dev/stdout` into a pipe: the name is written into (the pipe has no path to
+/// resolve; following the link failed).
+#[test]
+fn get_to_dev_stdout_writes_into_the_pipe() {
+    let env = Env::with_bucket();
+    env.write("src", b"to the pipe");
+    env.ok(&["put", "src", "bkt/k"]);
+    let out = env.cmd(&["get", "-q", "bkt/k", "/dev/stdout"]).output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(out.stdout, b"to the pipe");
+}
+
+/// In a tree download, a symbolic link or a FIFO where a key's file goes is not followed: the
+/// link is replaced by the file (the file it named is left alone), and the FIFO is refused
+/// (waiting on it stalled the copy), the rest copied.
+#[test]
+fn a_tree_download_does_not_follow_links_or_fifos_it_finds() {
+    let env = Env::with_bucket();
+    env.write("src/a", b"object a");
+    env.write("src/b", b"object b");
+    env.write("src/c", b"object c");
+    env.ok(&["cp", "-r", "src", "bkt/t/"]);
+    let outside = env.write("outside", b"not to be overwritten");
+    std::fs::create_dir(env.path("dl")).unwrap();
+    std::os::unix::fs::symlink(&outside, env.path("dl/a")).unwrap();
+    assert!(std::process::Command::new("mkfifo").arg(env.path("dl/b")).status().unwrap().success());
+    let out = env.cmd(&["cp", "-r", "bkt/t/", "dl/"]).timeout(std::time::Duration::from_mins(1)).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("dl/b: it exists and is not a regular file"), "{stderr}");
+    assert_eq!(std::fs::read(&outside).unwrap(), b"not to be overwritten");
+    assert!(!std::fs::symlink_metadata(env.path("dl/a")).unwrap().file_type().is_symlink());
+    assert_eq!(std::fs::read(env.path("dl/a")).unwrap(), b"object a");
+    assert!(std::fs::metadata(env.path("dl/b")).unwrap().file_type().is_fifo());
+    assert_eq!(std::fs::read(env.path("dl/c")).unwrap(), b"object c");
+}

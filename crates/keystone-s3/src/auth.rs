@@ -116,14 +116,27 @@ impl S3Access for Access {
 /// The region of a SigV4 signature's credential scope (`<key>/<date>/<region>/s3/aws4_request`),
 /// from the Authorization header or a presigned URL's `X-Amz-Credential` (then `true`).
 fn signed_region(headers: &HeaderMap, uri: &Uri) -> Option<(String, bool)> {
-    let region_of = |scope: &str| scope.rsplit('/').nth(2).map(str::to_owned);
+    let (scope, presigned) = signed_scope(headers, uri)?;
+    scope.rsplit('/').nth(2).map(|r| (r.to_owned(), presigned))
+}
+
+/// The service of a SigV4 signature's credential scope (`s3`, or `sts` for a request s3s
+/// treats as STS).
+pub(crate) fn signed_service(headers: &HeaderMap, uri: &Uri) -> Option<String> {
+    let (scope, _) = signed_scope(headers, uri)?;
+    scope.rsplit('/').nth(1).map(str::to_owned)
+}
+
+/// A SigV4 signature's credential (`<key>/<date>/<region>/<service>/aws4_request`), from a
+/// presigned URL's `X-Amz-Credential` (then `true`) or the Authorization header, read as s3s
+/// reads them.
+fn signed_scope(headers: &HeaderMap, uri: &Uri) -> Option<(String, bool)> {
     if let Some(query) = presigned_query(uri) {
-        let scope = query.into_iter().find(|(k, _)| k == "X-Amz-Credential")?.1;
-        return region_of(&scope).map(|r| (r, true));
+        return query.into_iter().find(|(k, _)| k == "X-Amz-Credential").map(|(_, v)| (v, true));
     }
     let auth = headers.get(hyper::header::AUTHORIZATION).and_then(|v| v.to_str().ok())?;
     let scope = auth.split("Credential=").nth(1)?.split([',', ' ']).next()?;
-    region_of(scope).map(|r| (r, false))
+    Some((scope.to_owned(), false))
 }
 
 /// The query of a presigned (SigV4 query-authenticated) request: the one s3s checks whenever

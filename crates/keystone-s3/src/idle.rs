@@ -6,7 +6,8 @@
 //!
 //! The clock runs only while the reader waits on the client (from a poll that finds no data
 //! to the next frame), never while the server is busy and not reading: a slow store does not
-//! make a client look idle.
+//! make a client look idle. The same limit applies to a client that stops reading a response
+//! ([`WriteIdle`], on the connection).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -18,6 +19,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use s3s::StdError;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
 /// The error a body ends with when its client fell silent.
@@ -89,6 +91,77 @@ where
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+/// A connection whose writes fail with `TimedOut` once the client has taken nothing for
+/// `idle`: a client that stops reading a response is cut off. hyper has no write timeout, and
+/// while its write buffer is full it stops polling the response body, so without this a
+/// download nobody reads would hold its connection — and its place among the requests in
+/// flight (`Limits::max_requests`) — for as long as the client keeps the socket open.
+pub(crate) struct WriteIdle<S> {
+    inner: S,
+    idle: Duration,
+    /// Armed while a write waits for the client to take bytes.
+    sleep: Option<Pin<Box<Sleep>>>,
+}
+
+impl<S> WriteIdle<S> {
+    pub(crate) fn new(inner: S, idle: Duration) -> Self {
+        WriteIdle { inner, idle, sleep: None }
+    }
+
+    /// `polled` when the client took bytes (or failed); `Pending` until `idle` has passed
+    /// since the first write it did not take, then `TimedOut`.
+    fn timed<T>(&mut self, cx: &mut Context<'_>, polled: Poll<std::io::Result<T>>) -> Poll<std::io::Result<T>> {
+        if polled.is_ready() {
+            self.sleep = None;
+            return polled;
+        }
+        let idle = self.idle;
+        let sleep = self.sleep.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(Instant::now() + idle)));
+        match sleep.as_mut().poll(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(()) => Poll::Ready(Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("the client read nothing of the response for {} s", idle.as_secs()),
+            ))),
+        }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for WriteIdle<S> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for WriteIdle<S> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        let polled = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.timed(cx, polled)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let polled = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.timed(cx, polled)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let polled = Pin::new(&mut self.inner).poll_flush(cx);
+        self.timed(cx, polled)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
 

@@ -20,7 +20,7 @@ use crate::ServeError;
 use crate::auth::{Access, KeyTable, OpSlot, RequestId};
 use crate::credentials::AccessKey;
 use crate::errors::custom;
-use crate::idle::{IdleBody, Stalled};
+use crate::idle::{IdleBody, Stalled, WriteIdle};
 use crate::log::{Entry, LoggedBody};
 use crate::s3::Keystone;
 
@@ -230,7 +230,7 @@ async fn accept_loop(listener: TcpListener, outer: Outer, limits: Limits, mut st
         if let Err(e) = sock.set_nodelay(true) {
             tracing::debug!(error = %e, "TCP_NODELAY");
         }
-        let conn = http.serve_connection(TokioIo::new(sock), outer.clone());
+        let conn = http.serve_connection(TokioIo::new(WriteIdle::new(sock, limits.idle_timeout)), outer.clone());
         let conn = graceful.watch(conn);
         tokio::spawn(async move {
             if let Err(e) = conn.await {
@@ -281,6 +281,20 @@ fn prefilter(req: &hyper::Request<Incoming>, limits: &Limits) -> Option<S3Error>
             InvalidArgument,
             "Only one auth mechanism allowed; only the X-Amz-Algorithm query parameter, Signature query \
              string parameter or the Authorization header should be specified."
+        ));
+    }
+    // Only S3 is served. A signature scoped to another service (`sts`) makes s3s read the body
+    // before it checks the signature, a body any client that knows an access key id could send
+    // one byte a minute, holding a place among the requests in flight for as long.
+    if let Some(service) = crate::auth::signed_service(headers, req.uri())
+        && service != "s3"
+    {
+        return Some(custom(
+            "AuthorizationHeaderMalformed",
+            StatusCode::BAD_REQUEST,
+            format!(
+                "The authorization header is malformed; incorrect service {service:?}. This endpoint belongs to \"s3\"."
+            ),
         ));
     }
     // Protections the store does not give are refused, not accepted and then not given: an
@@ -419,6 +433,9 @@ impl hyper::service::Service<hyper::Request<Incoming>> for Outer {
                 let mut resp = error_response(e, &rid)?;
                 // The body of the request is not read: the connection is not reused.
                 resp.headers_mut().insert(hyper::header::CONNECTION, hyper::header::HeaderValue::from_static("close"));
+                if let Ok(v) = hyper::header::HeaderValue::from_str(&rid) {
+                    resp.headers_mut().insert("x-amz-request-id", v);
+                }
                 let entry = Entry { request_id: rid, method, path, op: slot, status: 503, started };
                 return Ok(resp.map(|body| LoggedBody::new(body, entry, None)));
             };

@@ -405,7 +405,9 @@ async fn limited() -> (keystone::Datastore, keystone_s3::Server, tempfile::TempD
 
 /// `Limits::max_requests`: with one place, a download whose client does not read it holds the
 /// place, and another request waits `request_queue_wait`, then gets 503 SlowDown (which S3
-/// clients retry); once the download's connection is gone the place is free again.
+/// clients retry). The client that stops reading is cut off after the idle timeout (hyper has
+/// no write timeout: the place was held for as long as the client kept its socket), and the
+/// place is free again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_past_the_limit_in_flight_wait_then_slow_down() {
     use keystone_s3::{AccessKey, Limits, Server, ServerConfig};
@@ -416,8 +418,12 @@ async fn requests_past_the_limit_in_flight_wait_then_slow_down() {
     b.put_bytes("big", vec![7u8; 32 << 20]).unwrap();
     b.put_bytes("small", b"small").unwrap();
     let mut config = ServerConfig::new(vec![AccessKey::new(AK, SK)]);
-    config.limits =
-        Limits { max_requests: 1, request_queue_wait: std::time::Duration::from_millis(300), ..Limits::default() };
+    config.limits = Limits {
+        max_requests: 1,
+        request_queue_wait: std::time::Duration::from_millis(300),
+        idle_timeout: std::time::Duration::from_secs(1),
+        ..Limits::default()
+    };
     let server = Server::start(db.clone(), ([127, 0, 0, 1], 0).into(), config).await.unwrap();
     let a = server.local_addr();
     let host = a.to_string();
@@ -437,7 +443,7 @@ async fn requests_past_the_limit_in_flight_wait_then_slow_down() {
     assert!(r.text.contains("SlowDown"), "{}", r.text);
     assert!(waited >= std::time::Duration::from_millis(300), "answered before the queue wait: {waited:?}");
 
-    drop(holder);
+    // The holder keeps its socket open and reads nothing.
     let mut last = None;
     for _ in 0..100 {
         let r = raw(a, "GET", &get("/few/small"), &[], b"", false).await;
@@ -448,8 +454,27 @@ async fn requests_past_the_limit_in_flight_wait_then_slow_down() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     server.shutdown().await;
-    let r = last.expect("the place was not given back once the download's client went away");
+    let r = last.expect("the place was not given back: the client that stopped reading was not cut off");
     assert!(r.text.ends_with("small"), "{}", r.text);
+    drop(holder);
+}
+
+/// Only S3 is served: a signature scoped to another service (`sts`, whose body s3s reads before
+/// it checks the signature, one byte a minute if the client likes) is refused at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signature_for_another_service_is_refused_before_the_body_is_read() {
+    let h = Harness::start().await;
+    let a = addr(&h);
+    let auth = format!(
+        "AWS4-HMAC-SHA256 Credential={AK}/20261127/us-east-1/sts/aws4_request, SignedHeaders=host, Signature=00"
+    );
+    // The body is announced but never sent: an answer at all shows it was not waited for.
+    let headers = vec![("Authorization".to_owned(), auth), ("Content-Length".to_owned(), "100".to_owned())];
+    let r = tokio::time::timeout(std::time::Duration::from_secs(30), raw(a, "POST", "/", &headers, b"", false)).await;
+    h.server.shutdown().await;
+    let r = r.expect("the server waited for the body of an STS-scoped request");
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert!(r.text.contains("AuthorizationHeaderMalformed") && r.text.contains("sts"), "{}", r.text);
 }
 
 /// `Limits::max_object_bytes` is checked against the declared length; a presigned PUT sent with
