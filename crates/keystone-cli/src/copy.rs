@@ -66,25 +66,26 @@ fn explicit(arg: &str) -> anyhow::Result<Option<Side>> {
     Ok(None)
 }
 
-fn sides(a: &CpArgs) -> anyhow::Result<(Side, Side)> {
-    let src = match explicit(&a.src)? {
-        Some(s) => s,
-        None if Path::new(&a.src).exists() => Side::Local(PathBuf::from(&a.src)),
-        None => Side::Store(Address::parse(&a.src)?),
+/// The two sides of a copy, and whether the source was read as BUCKET/KEY only because no
+/// local path has its name.
+fn sides(a: &CpArgs) -> anyhow::Result<(Side, Side, bool)> {
+    let (src, guessed) = match explicit(&a.src)? {
+        Some(s) => (s, false),
+        None if Path::new(&a.src).exists() => (Side::Local(PathBuf::from(&a.src)), false),
+        None => (Side::Store(Address::parse(&a.src)?), true),
     };
     let dst = match (explicit(&a.dst)?, &src) {
         (Some(d), _) => d,
         (None, Side::Local(_)) => Side::Store(Address::parse(&a.dst)?),
         (None, Side::Store(_)) => Side::Local(PathBuf::from(&a.dst)),
     };
-    Ok((src, dst))
+    Ok((src, dst, guessed))
 }
 
 pub fn cp(ctx: &Ctx, a: &CpArgs) -> anyhow::Result<()> {
-    let (src, dst) = sides(a)?;
-    // A source that is no local path was read as BUCKET/KEY: when there is no such bucket
-    // either, it is most likely a local name mistyped, and the error says both.
-    let implicit = explicit(&a.src)?.is_none();
+    // A source that is no local path was read as BUCKET/KEY (`guessed`): when there is no such
+    // bucket either, it is most likely a local name mistyped, and the error says both.
+    let (src, dst, guessed) = sides(a)?;
     let r = match (src, dst) {
         (Side::Local(s), Side::Store(d)) => upload(ctx, a, &s, &d),
         (Side::Store(s), Side::Local(d)) => download(ctx, a.recursive, &s, &d),
@@ -94,7 +95,9 @@ pub fn cp(ctx: &Ctx, a: &CpArgs) -> anyhow::Result<()> {
         }
     };
     r.map_err(|e| match e.downcast_ref::<keystone::Error>() {
-        Some(keystone::Error::NoSuchBucket { bucket }) if implicit && a.src.split('/').next() == Some(bucket) => {
+        Some(keystone::Error::NoSuchBucket { bucket })
+            if guessed && a.src.split('/').next() == Some(bucket.as_str()) =>
+        {
             anyhow!("{:?} is neither a local file or directory nor a bucket of the store", a.src)
         }
         _ => e,
