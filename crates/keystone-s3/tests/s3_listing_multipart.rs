@@ -40,6 +40,14 @@ async fn listing() {
     let out = c.list_objects_v2().bucket("lst").start_after("c/z").send().await.unwrap();
     let objs: Vec<&str> = out.contents().iter().filter_map(|o| o.key()).collect();
     assert_eq!(objs, ["d e", "e"]);
+    // A start-after that is a rolled-up prefix skips the keys under it, as a v1 marker does
+    // (it listed "a/" again).
+    let out = c.list_objects_v2().bucket("lst").delimiter("/").start_after("a/").send().await.unwrap();
+    let prefixes: Vec<&str> = out.common_prefixes().iter().filter_map(|p| p.prefix()).collect();
+    assert_eq!(prefixes, ["c/"]);
+    let objs: Vec<&str> = out.contents().iter().filter_map(|o| o.key()).collect();
+    assert_eq!(objs, ["b", "d e", "e"]);
+    assert_eq!(out.start_after(), Some("a/"));
     let out = c.list_objects_v2().bucket("lst").prefix("c/").fetch_owner(true).send().await.unwrap();
     assert_eq!(out.contents().len(), 2);
     assert!(out.contents()[0].owner().is_some());

@@ -80,7 +80,7 @@ fn prefixes(page: &ListPage, enc: Enc) -> Option<Vec<CommonPrefix>> {
         .then(|| page.common_prefixes.iter().map(|p| CommonPrefix { prefix: Some(enc.s(p)) }).collect())
 }
 
-/// A v1 marker that is a common prefix (below the request prefix, ending with the delimiter)
+/// A v1 marker or v2 start-after that is a common prefix (below the request prefix, ending with the delimiter)
 /// must skip every key under it, or the same prefix would be rolled up again: listing starts
 /// after the marker followed by more U+10FFFF (the largest character) than a key can hold.
 fn after_marker(marker: &str, prefix: &str, delimiter: Option<&str>) -> String {
@@ -133,15 +133,14 @@ impl Keystone {
         let continuation = input.continuation_token.as_deref().map(token_in).transpose()?;
         // With a continuation token S3 ignores start-after (the token says where the listing
         // resumes); it is still echoed. The library would start after the greater of the two.
-        let start_after =
-            if continuation.is_some() { None } else { input.start_after.clone().filter(|s| !s.is_empty()) };
-        let opts = ListOptions {
-            prefix: input.prefix.clone().unwrap_or_default(),
-            start_after,
-            continuation,
-            delimiter: input.delimiter.clone().filter(|d| !d.is_empty()),
-            max_keys: max,
+        // A start-after that is a rolled-up prefix skips its keys, as a v1 marker does.
+        let prefix = input.prefix.clone().unwrap_or_default();
+        let delimiter = input.delimiter.clone().filter(|d| !d.is_empty());
+        let start_after = match (&continuation, input.start_after.as_deref()) {
+            (None, Some(s)) if !s.is_empty() => Some(after_marker(s, &prefix, delimiter.as_deref())),
+            _ => None,
         };
+        let opts = ListOptions { prefix, start_after, continuation, delimiter, max_keys: max };
         let page = self.page(input.bucket.clone(), opts).await?;
         let with_owner = input.fetch_owner.unwrap_or(false);
         let contents: Vec<Object> = page.objects.iter().map(|o| object(o, enc, with_owner)).collect();
