@@ -38,7 +38,7 @@ struct Args {
     /// Directory for the stores (default: a temporary directory, removed at the end).
     #[arg(long)]
     dir: Option<PathBuf>,
-    /// Page cache of Keystone and of raw redb, MiB (the same for both).
+    /// Page cache of Keystone, raw redb and SQLite (its cache and memory map), MiB (the same for each).
     #[arg(long, default_value_t = keystone::DEFAULT_CACHE_SIZE / (1024 * 1024))]
     cache_mib: usize,
     /// W1: durable puts per timed run.
@@ -65,8 +65,8 @@ struct Args {
     /// W3: spread of object sizes, bytes.
     #[arg(long, default_value_t = 2 * 1024)]
     w3_jitter: usize,
-    /// W3: page cache of Keystone and raw redb, MiB; 0 = enough to hold the data set, so the
-    /// cache is warm as the OS page cache is for files and SQLite.
+    /// W3: page cache of Keystone, raw redb and SQLite, MiB; 0 = enough to hold the data set, so
+    /// the cache is warm as the OS page cache is for files.
     #[arg(long, default_value_t = 0)]
     w3_cache_mib: usize,
     /// W3: reader threads of the concurrent run.
@@ -118,7 +118,7 @@ impl Args {
 }
 
 fn progress_cache(mib: usize) {
-    workloads::progress(&format!("W3 runs keystone and redb with a {mib} MiB page cache"));
+    workloads::progress(&format!("W3 runs keystone, redb and sqlite with a {mib} MiB page cache"));
 }
 
 const WORKLOADS: [&str; 6] = ["W1", "W2", "W3", "W4", "W5", "W6"];
@@ -202,7 +202,7 @@ fn main() -> Result<()> {
     }
     println!("{}", report::table(&rows, &chosen));
     println!(
-        "{} repetitions, engines alternating; cache {} MiB for keystone and redb; {:.0} s in all. Targets {}.",
+        "{} repetitions, engines alternating; cache {} MiB for keystone, redb and sqlite; {:.0} s in all. Targets {}.",
         ctx.reps,
         args.cache_mib,
         started.elapsed().as_secs_f64(),

@@ -5,7 +5,7 @@ use std::fmt::Write;
 /// What a row promises about Keystone.
 #[derive(Debug, Clone)]
 pub enum Target {
-    /// Keystone's median over the baseline's median is at least `min`.
+    /// Keystone over the baseline (`Row::ratios`) is at least `min`.
     Ratio { baseline: &'static str, min: f64 },
     /// Keystone's median is at most this.
     AtMost(f64),
@@ -33,6 +33,30 @@ impl Row {
 
     pub fn median(&self, engine: &str) -> Option<f64> {
         self.samples.iter().find(|(e, _)| e == engine).and_then(|(_, s)| median(s))
+    }
+
+    fn of(&self, engine: &str) -> Option<&[f64]> {
+        self.samples.iter().find(|(e, _)| e == engine).map(|(_, s)| s.as_slice())
+    }
+
+    /// Keystone over `baseline`, one ratio per repetition: the runs of one repetition are
+    /// alternated within the same minutes (`alternate`), so each pair met the same machine.
+    /// Rows with unequal sample counts compare medians (one ratio).
+    pub fn ratios(&self, baseline: &str) -> Vec<f64> {
+        let (Some(k), Some(b)) = (self.of("keystone"), self.of(baseline)) else { return Vec::new() };
+        if k.len() == b.len() {
+            k.iter().zip(b).filter(|(_, b)| **b > 0.0).map(|(k, b)| k / b).collect()
+        } else {
+            match (median(k), median(b)) {
+                (Some(k), Some(b)) if b > 0.0 => vec![k / b],
+                _ => Vec::new(),
+            }
+        }
+    }
+
+    /// The median of `ratios`.
+    pub fn ratio(&self, baseline: &str) -> Option<f64> {
+        median(&self.ratios(baseline))
     }
 }
 
@@ -99,10 +123,7 @@ fn verdicts(row: &Row) -> (String, String) {
         match t {
             Target::Ratio { baseline, min } => {
                 want.push(format!("≥ {min}× {baseline}"));
-                let ok = match (ks, row.median(baseline)) {
-                    (Some(k), Some(b)) if b > 0.0 => Some(k / b >= *min),
-                    _ => None,
-                };
+                let ok = row.ratio(baseline).map(|r| r >= *min);
                 met.push(verdict(ok));
             }
             Target::AtMost(max) => {
@@ -122,7 +143,8 @@ fn verdict(ok: Option<bool>) -> String {
     }
 }
 
-/// The whole table, in Markdown: medians (min–max) per engine, ratios Keystone/baseline.
+/// The whole table, in Markdown: medians (min–max) per engine, ratios Keystone/baseline
+/// (median (min–max) of the repetitions' ratios).
 pub fn table(rows: &[Row], engines: &[String]) -> String {
     let baselines: Vec<&String> = engines.iter().filter(|e| *e != "keystone").collect();
     let mut out = String::new();
@@ -146,9 +168,15 @@ pub fn table(rows: &[Row], engines: &[String]) -> String {
             let _ = write!(out, " {} |", cell(samples));
         }
         for b in &baselines {
-            let r = match (row.median("keystone"), row.median(b)) {
-                (Some(k), Some(v)) if v > 0.0 => format!("{k:.2}×", k = k / v),
-                _ => "—".into(),
+            let ratios = row.ratios(b);
+            let r = match median(&ratios) {
+                None => "—".into(),
+                Some(m) if ratios.len() == 1 => format!("{m:.2}×"),
+                Some(m) => {
+                    let lo = ratios.iter().copied().fold(f64::INFINITY, f64::min);
+                    let hi = ratios.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                    format!("{m:.2}× ({lo:.2}–{hi:.2})")
+                }
             };
             let _ = write!(out, " {r} |");
         }
@@ -196,6 +224,16 @@ mod tests {
         let row = row.target(Target::AtMost(10.0));
         assert!(summary(&[row.clone(), unchecked]).starts_with("NOT all met"));
         assert!(table(&[row], &["keystone".into(), "redb".into()]).contains("0.90×"));
+        // Ratios pair the repetitions: the median of 2/1, 2/4, 9/3 is 2, where the medians'
+        // ratio would be 2/3.
+        let paired = Row::new(
+            "W",
+            "ops/s",
+            vec![("keystone".into(), vec![2.0, 2.0, 9.0]), ("redb".into(), vec![1.0, 4.0, 3.0])],
+        );
+        assert_eq!(paired.ratios("redb"), [2.0, 0.5, 3.0]);
+        assert_eq!(paired.ratio("redb"), Some(2.0));
+        assert!(table(&[paired], &["keystone".into(), "redb".into()]).contains("2.00× (0.50–3.00)"));
         assert_eq!(num(1_234_567.0), "1,234,567");
     }
 }

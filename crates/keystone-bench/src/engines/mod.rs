@@ -45,21 +45,23 @@ pub trait BenchEngine: Send + Sync {
 /// Every engine, in the order they are run.
 pub const ALL: [&str; 4] = ["keystone", "redb", "files", "sqlite"];
 
-/// Variants of Keystone that run only when named: with MD5 ETags (a store served over S3), and
-/// with streamed gets through `Read` instead of `next_chunk`.
-pub const VARIANTS: [&str; 2] = ["keystone-md5", "keystone-read"];
+/// Variants that run only when named: Keystone with MD5 ETags (a store served over S3), Keystone
+/// with streamed gets through `Read` instead of `next_chunk`, and raw redb beginning a read
+/// transaction for every get.
+pub const VARIANTS: [&str; 3] = ["keystone-md5", "keystone-read", "redb-txn"];
 
 /// Opens engine `name` in the (empty or existing) directory `dir`. `cache` is the page cache of
-/// the two redb-based engines, the same for both.
+/// the redb-based engines and SQLite, the same for each.
 pub fn open(name: &str, dir: &Path, cache: usize) -> Result<Box<dyn BenchEngine>> {
     std::fs::create_dir_all(dir)?;
     Ok(match name {
         "keystone" => Box::new(keystone::Keystone::open(dir, cache, "keystone")?),
         "keystone-md5" => Box::new(keystone::Keystone::open(dir, cache, "keystone-md5")?),
         "keystone-read" => Box::new(keystone::Keystone::open(dir, cache, "keystone-read")?),
-        "redb" => Box::new(redb::RawRedb::open(dir, cache)?),
+        "redb" => Box::new(redb::RawRedb::open(dir, cache, true)?),
+        "redb-txn" => Box::new(redb::RawRedb::open(dir, cache, false)?),
         "files" => Box::new(files::Files::open(dir)?),
-        "sqlite" => Box::new(sqlite::Sqlite::open(dir)?),
+        "sqlite" => Box::new(sqlite::Sqlite::open(dir, cache)?),
         other => bail!("unknown engine {other:?} (expected one of {ALL:?})"),
     })
 }

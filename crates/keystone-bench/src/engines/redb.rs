@@ -1,10 +1,16 @@
-//! Raw redb: the same bytes in one plain `&[u8] -> &[u8]` table, each call its own transaction,
+//! Raw redb: the same bytes in one plain `&[u8] -> &[u8]` table, each write its own transaction,
 //! durable commits (`Durability::Immediate`) for acknowledged writes.
+//!
+//! Gets read the latest commit through one table opened on a read transaction and shared until
+//! the next commit — what Keystone does with its snapshots, and what a raw redb user who reads a
+//! lot would write (beginning a read transaction and opening the table was a fifth of a small
+//! get). As engine `redb-txn`, each get begins its own read transaction instead.
 
 use std::io::Read;
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
-use std::sync::RwLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 
 use anyhow::{Result, anyhow};
 use redb::{Database, Durability, ReadableDatabase, TableDefinition};
@@ -13,10 +19,17 @@ use super::{BenchEngine, CHUNK, STREAM_BATCH};
 
 const TABLE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("objects");
 
+type Snapshot = Arc<redb::ReadOnlyTable<&'static [u8], &'static [u8]>>;
+
 pub struct RawRedb {
     // `compact` needs `&mut Database`.
     db: RwLock<Database>,
     path: PathBuf,
+    /// The table as of the latest commit, shared by gets (`None` for `redb-txn`, or until the
+    /// first get after a commit opens it again).
+    shared: Option<RwLock<Option<Snapshot>>>,
+    /// Commits so far: a get installs the table it opened only if no commit came in between.
+    commits: AtomicU64,
 }
 
 fn lock() -> anyhow::Error {
@@ -32,13 +45,29 @@ fn chunk_key(key: &str, i: u32) -> Vec<u8> {
 }
 
 impl RawRedb {
-    pub fn open(dir: &Path, cache: usize) -> Result<Self> {
+    /// `shared`: gets share a snapshot until the next commit (`redb`), or each begins its own
+    /// read transaction (`redb-txn`).
+    pub fn open(dir: &Path, cache: usize, shared: bool) -> Result<Self> {
         let path = dir.join("raw.redb");
         let db = Database::builder().set_cache_size(cache).create(&path)?;
         let w = db.begin_write()?;
         w.open_table(TABLE)?;
         w.commit()?;
-        Ok(RawRedb { db: RwLock::new(db), path })
+        Ok(RawRedb { db: RwLock::new(db), path, shared: shared.then(|| RwLock::new(None)), commits: AtomicU64::new(0) })
+    }
+
+    /// The shared table, opened on the latest commit if no get has opened it since.
+    fn snapshot(&self, shared: &RwLock<Option<Snapshot>>) -> Result<Snapshot> {
+        if let Some(t) = shared.read().map_err(|_| lock())?.as_ref() {
+            return Ok(t.clone());
+        }
+        let seen = self.commits.load(Ordering::Acquire);
+        let t: Snapshot = Arc::new(self.db.read().map_err(|_| lock())?.begin_read()?.open_table(TABLE)?);
+        let mut slot = shared.write().map_err(|_| lock())?;
+        if self.commits.load(Ordering::Acquire) == seen {
+            *slot = Some(t.clone());
+        }
+        Ok(t)
     }
 
     fn write(&self, durable: bool, f: impl FnOnce(&mut redb::Table<&[u8], &[u8]>) -> Result<()>) -> Result<()> {
@@ -50,13 +79,18 @@ impl RawRedb {
             f(&mut t)?;
         }
         w.commit()?;
+        if let Some(shared) = &self.shared {
+            let mut slot = shared.write().map_err(|_| lock())?;
+            self.commits.fetch_add(1, Ordering::AcqRel);
+            *slot = None;
+        }
         Ok(())
     }
 }
 
 impl BenchEngine for RawRedb {
     fn name(&self) -> &'static str {
-        "redb"
+        if self.shared.is_some() { "redb" } else { "redb-txn" }
     }
 
     fn put(&self, key: &str, value: &[u8]) -> Result<()> {
@@ -76,6 +110,11 @@ impl BenchEngine for RawRedb {
     }
 
     fn get(&self, key: &str) -> Result<Vec<u8>> {
+        if let Some(shared) = &self.shared {
+            let t = self.snapshot(shared)?;
+            let v = t.get(key.as_bytes())?.ok_or_else(|| anyhow!("{key} missing"))?;
+            return Ok(v.value().to_vec());
+        }
         let db = self.db.read().map_err(|_| lock())?;
         let r = db.begin_read()?;
         let t = r.open_table(TABLE)?;
@@ -154,6 +193,11 @@ impl BenchEngine for RawRedb {
     }
 
     fn compact(&self) -> Result<()> {
+        // redb compacts only with no read transaction alive.
+        if let Some(shared) = &self.shared {
+            self.commits.fetch_add(1, Ordering::AcqRel);
+            *shared.write().map_err(|_| lock())? = None;
+        }
         let mut db = self.db.write().map_err(|_| lock())?;
         while db.compact()? {}
         Ok(())

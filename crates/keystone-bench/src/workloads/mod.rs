@@ -75,6 +75,31 @@ pub fn alternate(
     Ok(out)
 }
 
+/// `alternate` over stores opened afresh for every run (outside the timing), so that no
+/// repetition writes into what the ones before it left: engine `names[i]` is opened empty in
+/// `<dir>/<workload>/<name>`, run, closed, and its directory removed and synced away.
+pub fn alternate_fresh(
+    ctx: &Ctx,
+    workload: &str,
+    names: &[String],
+    mut run: impl FnMut(usize, &dyn BenchEngine) -> Result<f64>,
+) -> Result<Vec<(String, Vec<f64>)>> {
+    let mut out: Vec<(String, Vec<f64>)> = names.iter().map(|n| (n.clone(), Vec::new())).collect();
+    for rep in 0..ctx.reps {
+        for i in 0..names.len() {
+            let idx = (i + rep) % names.len();
+            let engine = ctx.open_all(workload, std::slice::from_ref(&names[idx]))?.remove(0);
+            let v = run(rep, engine.as_ref())?;
+            progress(&format!("  rep {} {:<8} {}", rep + 1, engine.name(), crate::report::num(v)));
+            out[idx].1.push(v);
+            drop(engine);
+            ctx.clean(workload)?;
+            settle();
+        }
+    }
+    Ok(out)
+}
+
 /// Operations per second of `n` operations done by `f`.
 pub fn rate(n: usize, f: impl FnOnce() -> Result<()>) -> Result<f64> {
     let t = Instant::now();

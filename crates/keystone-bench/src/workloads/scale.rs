@@ -64,14 +64,16 @@ pub fn run(ctx: &Ctx, engines: &[String], p: &Scale, w5: bool, w6: bool) -> Resu
             for start in (loaded..target).step_by(1000) {
                 let items: Vec<(String, Vec<u8>)> =
                     (start..(start + 1000).min(target)).map(|i| (key(i, p.prefixes), value.clone())).collect();
-                e.put_batch(&items, false)?;
+                // Each load ends durable for every engine, and its write-back is done before
+                // anything is timed.
+                e.put_batch(&items, start + 1000 >= target)?;
             }
         }
+        super::settle();
         user_bytes += (loaded..target).map(|i| (key(i, p.prefixes).len() + p.size) as u64).sum::<u64>();
         loaded = target;
         if w6 && p.points.contains(&target) {
             progress(&format!(" W6 probes at {target}"));
-            let mut rng = Rng::new(6 + target as u64);
             let samples = alternate(ctx.reps, &stores, |rep, e| {
                 let (p50, _) = latencies(p.probe_puts, |i| {
                     e.put(&format!("p{:04}/z{target:08}-{rep}-{i:05}", i % p.prefixes), &value)
@@ -86,8 +88,16 @@ pub fn run(ctx: &Ctx, engines: &[String], p: &Scale, w5: bool, w6: bool) -> Resu
             }
             extra += ctx.reps * p.probe_puts;
             let put_row = Row::new(format!("W6 at {target}"), "durable put latency p50, µs", samples);
-            let probes: Vec<usize> = (0..p.probe_gets).map(|_| rng.below(target as u64) as usize).collect();
-            let samples = alternate(ctx.reps, &stores, |_, e| {
+            // Other keys in each repetition (the same for every engine), so that a repetition
+            // does not read what the one before brought into the cache.
+            let probes: Vec<Vec<usize>> = (0..ctx.reps)
+                .map(|rep| {
+                    let mut rng = Rng::new(6 + target as u64 + 1_000_003 * rep as u64);
+                    (0..p.probe_gets).map(|_| rng.below(target as u64) as usize).collect()
+                })
+                .collect();
+            let samples = alternate(ctx.reps, &stores, |rep, e| {
+                let probes = &probes[rep];
                 let (p50, _) = latencies(probes.len(), |i| {
                     let v = e.get(&key(probes[i], p.prefixes))?;
                     if v.len() != p.size {
