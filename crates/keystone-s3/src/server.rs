@@ -306,6 +306,18 @@ fn prefilter(req: &hyper::Request<Incoming>, limits: &Limits) -> Option<S3Error>
             "{name} is not supported: Keystone does not encrypt objects or lock them."
         ));
     }
+    // Tags (which lifecycle and retention rules of backup tools act on) and website redirects
+    // would be stored nowhere: refused as the protections above are (GetObjectTagging answers
+    // 501 too).
+    if headers.get("x-amz-tagging").is_some_and(|v| !v.as_bytes().trim_ascii().is_empty()) {
+        return Some(s3_error!(NotImplemented, "Object tagging is not supported: x-amz-tagging would be dropped."));
+    }
+    if headers.contains_key("x-amz-website-redirect-location") {
+        return Some(s3_error!(
+            NotImplemented,
+            "x-amz-website-redirect-location is not supported: Keystone does not serve websites."
+        ));
+    }
     // One storage class: an object asked for in another (GLACIER, STANDARD_IA…) would be
     // stored and listed as STANDARD, with none of that class's behaviour, as if granted.
     if let Some(class) = headers.get("x-amz-storage-class").filter(|v| v.as_bytes() != b"STANDARD") {

@@ -3,7 +3,7 @@
 use s3s::dto::{
     Bucket, BucketLocationConstraint, CreateBucketInput, CreateBucketOutput, DeleteBucketInput, DeleteBucketOutput,
     GetBucketLocationInput, GetBucketLocationOutput, GetBucketVersioningInput, GetBucketVersioningOutput,
-    HeadBucketInput, HeadBucketOutput, ListBucketsInput, ListBucketsOutput, Owner, Timestamp,
+    HeadBucketInput, HeadBucketOutput, ListBucketsInput, ListBucketsOutput, Owner,
 };
 use s3s::{S3Request, S3Response, S3Result, s3_error};
 
@@ -34,7 +34,7 @@ impl Keystone {
             let Some(b) = matching.next() else { break };
             buckets.push(Bucket {
                 name: Some(b.name),
-                creation_date: Some(Timestamp::from(b.created)),
+                creation_date: Some(super::meta::whole_seconds(b.created)),
                 bucket_region: Some(self.region.clone()),
             });
         }

@@ -4,7 +4,7 @@ use keystone::{ListOptions, ListPage, ObjectInfo};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use s3s::dto::{
     CommonPrefix, EncodingType, ListObjectsInput, ListObjectsOutput, ListObjectsV2Input, ListObjectsV2Output, Object,
-    ObjectStorageClass, Owner, Timestamp,
+    ObjectStorageClass, Owner,
 };
 use s3s::{S3Request, S3Response, S3Result, s3_error};
 
@@ -68,7 +68,7 @@ fn object(o: &ObjectInfo, enc: Enc, with_owner: bool) -> Object {
         key: Some(enc.s(&o.key)),
         size: i64::try_from(o.size).ok(),
         e_tag: Some(etag(&o.etag)),
-        last_modified: Some(Timestamp::from(o.modified)),
+        last_modified: Some(super::meta::whole_seconds(o.modified)),
         storage_class: Some(ObjectStorageClass::from_static(ObjectStorageClass::STANDARD)),
         owner: with_owner.then(owner),
         ..Default::default()

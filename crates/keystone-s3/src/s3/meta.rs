@@ -97,11 +97,47 @@ pub(crate) fn etag(e: &str) -> ETag {
     ETag::Strong(e.to_owned())
 }
 
+/// `If-None-Match`: the weak comparison (a weak tag matches its strong twin).
 fn etag_matches(cond: &ETagCondition, current: &str) -> bool {
     match cond {
         ETagCondition::Any => true,
         ETagCondition::ETag(e) => e.value().trim_matches('"') == current,
     }
+}
+
+/// `If-Match`: the strong comparison (RFC 9110 13.1.1): a weak tag never matches.
+fn etag_matches_strong(cond: &ETagCondition, current: &str) -> bool {
+    match cond {
+        ETagCondition::ETag(ETag::Weak(_)) => false,
+        c => etag_matches(c, current),
+    }
+}
+
+/// A time for a response, in whole seconds: HEAD and GET send Last-Modified as an HTTP date,
+/// so listings, copy results and parts (XML, which could carry milliseconds) send the same
+/// time, as S3 does (`….000Z`), and a client comparing them sees equal times.
+pub(crate) fn whole_seconds(t: SystemTime) -> Timestamp {
+    seconds(t)
+}
+
+/// Whether an `If-Range` validator still names the object (RFC 9110 13.1.5): a strong ETag
+/// equal to the object's, or an HTTP date equal to its Last-Modified. A weak tag or anything
+/// that does not parse does not: the Range is then ignored and the whole object sent, so a
+/// client resuming a download of an object overwritten since does not splice new bytes onto
+/// old ones.
+pub(crate) fn if_range_holds(validator: &str, info: &ObjectInfo) -> bool {
+    let v = validator.trim();
+    if let Some(tag) = v.strip_prefix('"') {
+        return tag.strip_suffix('"').is_some_and(|t| t == info.etag);
+    }
+    let date = |t: &Timestamp| {
+        let mut out = Vec::new();
+        t.format(TimestampFormat::HttpDate, &mut out).ok().map(|()| out)
+    };
+    Timestamp::parse(TimestampFormat::HttpDate, v)
+        .ok()
+        .and_then(|t| date(&t))
+        .is_some_and(|d| Some(d) == date(&seconds(info.modified)))
 }
 
 /// Read conditions (GET/HEAD and copy sources), in RFC 7232 order.
@@ -119,7 +155,7 @@ impl ReadConditions<'_> {
     pub(crate) fn check(&self, info: &ObjectInfo, not_modified: bool) -> S3Result<()> {
         let lm = seconds(info.modified);
         if let Some(c) = self.if_match {
-            if !etag_matches(c, &info.etag) {
+            if !etag_matches_strong(c, &info.etag) {
                 return Err(s3_error!(
                     PreconditionFailed,
                     "At least one of the pre-conditions you specified did not hold."
@@ -176,7 +212,7 @@ impl DeleteCondition {
             Err(keystone::Error::NoSuchKey { .. }) if self.etag.is_none() => return Ok(()),
             Err(e) => return Err(e),
         };
-        let etag_ok = self.etag.as_ref().is_none_or(|c| etag_matches(c, &info.etag));
+        let etag_ok = self.etag.as_ref().is_none_or(|c| etag_matches_strong(c, &info.etag));
         // Last-Modified as S3 sends it has whole seconds: compared as HTTP dates.
         let date = |t: &Timestamp| {
             let mut out = Vec::new();

@@ -10,7 +10,7 @@ use s3s::dto::{
     AbortMultipartUploadInput, AbortMultipartUploadOutput, CommonPrefix, CompleteMultipartUploadInput,
     CompleteMultipartUploadOutput, CopyPartResult, CreateMultipartUploadInput, CreateMultipartUploadOutput, Initiator,
     ListMultipartUploadsInput, ListMultipartUploadsOutput, ListPartsInput, ListPartsOutput, MultipartUpload, Owner,
-    Part, Range, StorageClass, Timestamp, UploadPartCopyInput, UploadPartCopyOutput, UploadPartInput, UploadPartOutput,
+    Part, Range, StorageClass, UploadPartCopyInput, UploadPartCopyOutput, UploadPartInput, UploadPartOutput,
 };
 use s3s::{S3Error, S3ErrorCode, S3Request, S3Response, S3Result, s3_error};
 
@@ -167,7 +167,7 @@ impl Keystone {
         Ok(S3Response::new(UploadPartCopyOutput {
             copy_part_result: Some(CopyPartResult {
                 e_tag: Some(etag(&part.etag)),
-                last_modified: Some(Timestamp::from(part.modified)),
+                last_modified: Some(super::meta::whole_seconds(part.modified)),
                 ..Default::default()
             }),
             ..Default::default()
@@ -239,7 +239,9 @@ impl Keystone {
             })
             .await?;
         let rest: Vec<_> = all.into_iter().filter(|p| i64::from(p.part_number) > i64::from(marker)).collect();
-        let truncated = rest.len() > max;
+        // A page of none (max-parts=0) is not truncated: it has no last part to resume after,
+        // and ListObjects answers max-keys=0 the same way.
+        let truncated = max > 0 && rest.len() > max;
         let page: Vec<Part> = rest
             .iter()
             .take(max)
@@ -247,7 +249,7 @@ impl Keystone {
                 part_number: i32::try_from(p.part_number).ok(),
                 e_tag: Some(etag(&p.etag)),
                 size: i64::try_from(p.size).ok(),
-                last_modified: Some(Timestamp::from(p.modified)),
+                last_modified: Some(super::meta::whole_seconds(p.modified)),
                 ..Default::default()
             })
             .collect();
@@ -304,7 +306,8 @@ impl Keystone {
                 continue;
             }
             if uploads.len() + common.len() == max {
-                truncated = true;
+                // max-uploads=0: no page to resume after, so not truncated (as max-parts=0).
+                truncated = max > 0;
                 break;
             }
             match rolled {
@@ -317,7 +320,7 @@ impl Keystone {
                     uploads.push(MultipartUpload {
                         key: Some(enc.s(&u.key)),
                         upload_id: Some(u.upload_id.clone()),
-                        initiated: Some(Timestamp::from(u.initiated)),
+                        initiated: Some(super::meta::whole_seconds(u.initiated)),
                         initiator: Some(Initiator {
                             id: Some("keystone".into()),
                             display_name: Some("keystone".into()),

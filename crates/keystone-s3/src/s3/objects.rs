@@ -6,12 +6,14 @@ use keystone::{CopyOptions, ObjectInfo, ObjectReader, PutOptions};
 use s3s::dto::{
     CopyObjectInput, CopyObjectOutput, CopyObjectResult, CopySource, DeleteObjectInput, DeleteObjectOutput,
     DeleteObjectsInput, DeleteObjectsOutput, DeletedObject, ETagCondition, Error, GetObjectInput, GetObjectOutput,
-    HeadObjectInput, HeadObjectOutput, MetadataDirective, PutObjectInput, PutObjectOutput, Range, Timestamp,
+    HeadObjectInput, HeadObjectOutput, MetadataDirective, PutObjectInput, PutObjectOutput, Range,
 };
 use s3s::{S3Request, S3Response, S3Result, s3_error};
 
 use super::Keystone;
-use super::meta::{DeleteCondition, ReadConditions, etag, expires, header_safe, put_condition, user_metadata};
+use super::meta::{
+    DeleteCondition, ReadConditions, etag, expires, header_safe, if_range_holds, put_condition, user_metadata,
+};
 use crate::body::{consume, stream_reader};
 use crate::errors::{custom, to_s3};
 
@@ -24,7 +26,7 @@ macro_rules! object_output {
         s3s::dto::$out {
             accept_ranges: Some("bytes".into()),
             e_tag: Some(etag(&info.etag)),
-            last_modified: Some(Timestamp::from(info.modified)),
+            last_modified: Some(super::meta::whole_seconds(info.modified)),
             content_type: Some($input.response_content_type.take().unwrap_or_else(|| content_type(info))),
             cache_control: $input
                 .response_cache_control
@@ -163,6 +165,9 @@ impl Keystone {
     }
 
     pub(super) async fn do_get_object(&self, req: S3Request<GetObjectInput>) -> S3Result<S3Response<GetObjectOutput>> {
+        // s3s does not read If-Range; a value that is not text cannot name the object.
+        let if_range: Option<String> =
+            req.headers.get(hyper::header::IF_RANGE).map(|v| v.to_str().map_or_else(|_| String::new(), str::to_owned));
         let mut input = req.input;
         check_version(input.version_id.as_deref())?;
         let part_number = part_or_range(input.part_number, input.range.as_ref())?;
@@ -181,6 +186,9 @@ impl Keystone {
                     if_unmodified_since: if_unmodified_since.as_ref(),
                 }
                 .check(&info, true)?;
+                // A Range under an If-Range that no longer names the object is ignored (GET only,
+                // as RFC 9110 says): the whole object, 200.
+                let range = range.filter(|_| if_range.as_deref().is_none_or(|v| if_range_holds(v, &info)));
                 let span = match part_number {
                     Some(n) => part_span(&r, n)?,
                     None => {
@@ -410,7 +418,7 @@ impl Keystone {
         Ok(S3Response::new(CopyObjectOutput {
             copy_object_result: Some(CopyObjectResult {
                 e_tag: Some(etag(&info.etag)),
-                last_modified: Some(Timestamp::from(info.modified)),
+                last_modified: Some(super::meta::whole_seconds(info.modified)),
                 ..Default::default()
             }),
             ..Default::default()
