@@ -312,7 +312,7 @@ fn prefilter(req: &hyper::Request<Incoming>, limits: &Limits) -> Option<S3Error>
     if headers.get("x-amz-tagging").is_some_and(|v| !v.as_bytes().trim_ascii().is_empty()) {
         return Some(s3_error!(NotImplemented, "Object tagging is not supported: x-amz-tagging would be dropped."));
     }
-    if headers.contains_key("x-amz-website-redirect-location") {
+    if headers.get("x-amz-website-redirect-location").is_some_and(|v| !v.as_bytes().trim_ascii().is_empty()) {
         return Some(s3_error!(
             NotImplemented,
             "x-amz-website-redirect-location is not supported: Keystone does not serve websites."

@@ -84,7 +84,11 @@ fn prefixes(page: &ListPage, enc: Enc) -> Option<Vec<CommonPrefix>> {
 /// must skip every key under it, or the same prefix would be rolled up again: listing starts
 /// after the marker followed by more U+10FFFF (the largest character) than a key can hold.
 fn after_marker(marker: &str, prefix: &str, delimiter: Option<&str>) -> String {
-    let rolled = |d: &str| marker.strip_prefix(prefix).is_some_and(|rest| !rest.is_empty() && rest.ends_with(d));
+    // A common prefix has exactly one delimiter after the request prefix, at its end (`a/b/`
+    // under delimiter `/` is not one: `a/b/c` after it still rolls up into `a/`).
+    let rolled = |d: &str| {
+        marker.strip_prefix(prefix).is_some_and(|rest| !rest.is_empty() && rest.find(d) == Some(rest.len() - d.len()))
+    };
     match delimiter {
         Some(d) if !d.is_empty() && rolled(d) => {
             let mut s = marker.to_owned();
@@ -221,7 +225,9 @@ mod tests {
         let m = after_marker("a/", "", Some("/"));
         assert!(m.as_str() > "a/\u{10FFFF}zzz" && m.len() > keystone::MAX_KEY_LEN);
         assert_eq!(after_marker("a/b", "", Some("/")), "a/b");
-        // The request prefix itself is not a rolled-up prefix.
+        // The request prefix itself is not a rolled-up prefix, nor is a name with two delimiters.
         assert_eq!(after_marker("a/", "a/", Some("/")), "a/");
+        assert_eq!(after_marker("a/b/", "", Some("/")), "a/b/");
+        assert!(after_marker("a/b/", "a/", Some("/")).len() > keystone::MAX_KEY_LEN);
     }
 }

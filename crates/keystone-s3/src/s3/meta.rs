@@ -120,24 +120,18 @@ pub(crate) fn whole_seconds(t: SystemTime) -> Timestamp {
     seconds(t)
 }
 
-/// Whether an `If-Range` validator still names the object (RFC 9110 13.1.5): a strong ETag
-/// equal to the object's, or an HTTP date equal to its Last-Modified. A weak tag or anything
-/// that does not parse does not: the Range is then ignored and the whole object sent, so a
-/// client resuming a download of an object overwritten since does not splice new bytes onto
-/// old ones.
+/// Whether an `If-Range` validator still names the object (RFC 9110 13.1.5): an ETag equal to
+/// the object's (quoted, or bare as S3 clients send ETags). A weak tag never does, and neither
+/// does a date: Last-Modified has whole seconds, so an object overwritten within the second a
+/// client read it would still match, and the client would splice the new object's bytes onto
+/// the old ones. Where the validator does not hold, the Range is ignored and the whole object
+/// sent, which RFC 9110 allows a server to do with any Range.
 pub(crate) fn if_range_holds(validator: &str, info: &ObjectInfo) -> bool {
     let v = validator.trim();
-    if let Some(tag) = v.strip_prefix('"') {
-        return tag.strip_suffix('"').is_some_and(|t| t == info.etag);
+    match v.strip_prefix('"') {
+        Some(tag) => tag.strip_suffix('"').is_some_and(|t| t == info.etag),
+        None => v == info.etag,
     }
-    let date = |t: &Timestamp| {
-        let mut out = Vec::new();
-        t.format(TimestampFormat::HttpDate, &mut out).ok().map(|()| out)
-    };
-    Timestamp::parse(TimestampFormat::HttpDate, v)
-        .ok()
-        .and_then(|t| date(&t))
-        .is_some_and(|d| Some(d) == date(&seconds(info.modified)))
 }
 
 /// Read conditions (GET/HEAD and copy sources), in RFC 7232 order.
@@ -256,6 +250,10 @@ pub(crate) fn put_condition(
     match (if_match, if_none_match) {
         (None, None) => Ok(PutCondition::None),
         (None, Some(ETagCondition::Any)) => Ok(PutCondition::IfAbsent),
+        // If-Match compares strongly: a weak tag matches no object.
+        (Some(ETagCondition::ETag(ETag::Weak(_))), None) => {
+            Err(s3_error!(PreconditionFailed, "At least one of the pre-conditions you specified did not hold."))
+        }
         (Some(ETagCondition::ETag(e)), None) => Ok(PutCondition::IfMatch(e.value().trim_matches('"').to_owned())),
         (Some(ETagCondition::Any), None) => Err(s3_error!(NotImplemented, "If-Match: * is not supported on writes.")),
         (None, Some(_)) => Err(s3_error!(NotImplemented, "If-None-Match on writes supports only '*'.")),
