@@ -418,6 +418,18 @@ fn expects_continue_without_body(req: &hyper::Request<Incoming>) -> bool {
 }
 
 /// The response for an error the server answers itself, with the request's id.
+/// Marks a response as the last on its connection.
+fn close_connection<B>(resp: &mut hyper::Response<B>) {
+    resp.headers_mut().insert(hyper::header::CONNECTION, hyper::header::HeaderValue::from_static("close"));
+}
+
+/// Names the request a response answers (`x-amz-request-id`), as every answer of the server does.
+fn set_request_id<B>(resp: &mut hyper::Response<B>, rid: &str) {
+    if let Ok(v) = hyper::header::HeaderValue::from_str(rid) {
+        resp.headers_mut().insert("x-amz-request-id", v);
+    }
+}
+
 fn error_response(mut e: S3Error, rid: &str) -> Result<hyper::Response<s3s::Body>, s3s::HttpError> {
     e.set_request_id(rid.to_owned());
     e.to_http_response().map_err(|e| s3s::HttpError::new(Box::new(e)))
@@ -444,10 +456,8 @@ impl hyper::service::Service<hyper::Request<Incoming>> for Outer {
                 let e = s3_error!(SlowDown, "Please reduce your request rate.");
                 let mut resp = error_response(e, &rid)?;
                 // The body of the request is not read: the connection is not reused.
-                resp.headers_mut().insert(hyper::header::CONNECTION, hyper::header::HeaderValue::from_static("close"));
-                if let Ok(v) = hyper::header::HeaderValue::from_str(&rid) {
-                    resp.headers_mut().insert("x-amz-request-id", v);
-                }
+                close_connection(&mut resp);
+                set_request_id(&mut resp, &rid);
                 let entry = Entry { request_id: rid, method, path, op: slot, status: 503, started };
                 return Ok(resp.map(|body| LoggedBody::new(body, entry, None)));
             };
@@ -481,8 +491,7 @@ impl hyper::service::Service<hyper::Request<Incoming>> for Outer {
                         "Your socket connection to the server was not read from or written to within the timeout period."
                     );
                     let mut resp = error_response(e, &rid)?;
-                    resp.headers_mut()
-                        .insert(hyper::header::CONNECTION, hyper::header::HeaderValue::from_static("close"));
+                    close_connection(&mut resp);
                     resp
                 } else {
                     resp
@@ -495,15 +504,13 @@ impl hyper::service::Service<hyper::Request<Incoming>> for Outer {
                 // A ranged HEAD answers as the ranged GET does (S3, RFC 9110).
                 *resp.status_mut() = StatusCode::PARTIAL_CONTENT;
             }
-            if let Ok(v) = hyper::header::HeaderValue::from_str(&rid) {
-                resp.headers_mut().insert("x-amz-request-id", v);
-            }
+            set_request_id(&mut resp, &rid);
             if empty_expect {
                 // hyper answers `Expect: 100-continue` on an empty body with the final response
                 // alone; botocore then misreads the next response on that connection (seen
                 // with `aws s3 sync`: an empty file, then an UploadPart). Not reusing the
                 // connection avoids it.
-                resp.headers_mut().insert(hyper::header::CONNECTION, hyper::header::HeaderValue::from_static("close"));
+                close_connection(&mut resp);
             }
             let status = resp.status().as_u16();
             let entry = Entry { request_id: rid, method, path, op: slot, status, started };
