@@ -5,3 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 cargo run --quiet --release -p keystone-bench -- --quick
+# The examples BENCHMARKS.md quotes, on tiny sizes: they error out, not rot, when the API moves
+# (get_path checks nothing but that every get finds its object).
+cargo run --quiet --release -p keystone-bench --example get_path -- 50 1000 1 >/dev/null
+cargo run --quiet --release -p keystone-bench --example crc_speed >/dev/null
