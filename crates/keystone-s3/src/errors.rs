@@ -116,6 +116,10 @@ pub(crate) fn body_error(e: &StdError) -> S3Error {
             "The provided 'x-amz-content-sha256' header does not match what was computed.",
         );
     }
+    if let Some(at) = s.find(crate::chunked::ChunkTooLarge::MARK) {
+        // The chunk cap's own text (s3s keeps only the text of an error it wraps).
+        return S3Error::with_message(S3ErrorCode::EntityTooLarge, s[at..].to_owned());
+    }
     let (code, msg) = if s.contains("SignatureMismatch") {
         (S3ErrorCode::SignatureDoesNotMatch, "The chunk signature does not match.")
     } else if s.contains("Underlying") || s.contains("LengthMismatch") || s.contains("Incomplete") {

@@ -27,6 +27,7 @@
 
 mod auth;
 mod body;
+mod chunked;
 mod credentials;
 mod errors;
 mod idle;

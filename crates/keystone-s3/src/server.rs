@@ -18,6 +18,7 @@ use tokio::sync::{Semaphore, watch};
 
 use crate::ServeError;
 use crate::auth::{Access, KeyTable, OpSlot, RequestId};
+use crate::chunked::ChunkCap;
 use crate::credentials::AccessKey;
 use crate::errors::custom;
 use crate::idle::{IdleBody, Stalled, WriteIdle};
@@ -477,7 +478,9 @@ impl hyper::service::Service<hyper::Request<Incoming>> for Outer {
             } else {
                 let xml = is_xml_op(&req);
                 let stalled = Stalled::default();
-                let req = req.map(|b| IdleBody::new(b, this.limits.idle_timeout, stalled.clone()));
+                let chunked = crate::body::is_aws_chunked(req.headers());
+                let req =
+                    req.map(|b| ChunkCap::new(IdleBody::new(b, this.limits.idle_timeout, stalled.clone()), chunked));
                 let mut req = crate::xml_digest::watch(req, xml);
                 req.extensions_mut().insert(slot.clone());
                 req.extensions_mut().insert(RequestId(rid.clone()));

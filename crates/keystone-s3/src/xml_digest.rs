@@ -21,6 +21,7 @@ use s3s::dto::Checksum;
 use s3s::{S3Result, s3_error};
 
 use crate::body::{ALGOS, bad_checksum, decode_md5, field, hasher_for, mismatch};
+use crate::chunked::ChunkCap;
 use crate::idle::IdleBody;
 
 /// Why such a body was refused.
@@ -47,8 +48,9 @@ struct Wanted {
     sums: Checksum,
 }
 
-/// The request's body, under the idle limit (`idle.rs`).
-type Limited = IdleBody<Incoming>;
+/// The request's body, under the idle limit (`idle.rs`) and the cap on aws-chunked chunks
+/// (`chunked.rs`).
+type Limited = ChunkCap<IdleBody<Incoming>>;
 
 /// Wraps the body of `req` when it is one s3s parses whole (`xml`) and carries integrity
 /// headers, and records an [`XmlDigest`] for the handler. On CompleteMultipartUpload the
