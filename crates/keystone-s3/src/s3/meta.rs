@@ -165,7 +165,10 @@ impl ReadConditions<'_> {
         }
         let unchanged = match (self.if_none_match, self.if_modified_since) {
             (Some(c), _) => etag_matches(c, &info.etag),
-            (None, Some(t)) => lm <= *t,
+            // A date later than the server's clock is ignored, as S3 does (and RFC 2616 said:
+            // such a date is invalid): a client whose clock runs ahead would otherwise be told
+            // for that long that its copy is current, whatever was written since.
+            (None, Some(t)) => lm <= *t && *t <= Timestamp::from(SystemTime::now()),
             (None, None) => false,
         };
         if unchanged {
