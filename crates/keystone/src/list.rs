@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use crate::data::chunking::{hex, unhex};
-use crate::data::records::Manifest;
+use crate::data::records::{Manifest, Owner};
 use crate::data::{keys, pack};
 use crate::engine::{next_key, range_from};
 use crate::error::{Error, Result};
@@ -152,7 +152,7 @@ impl Walk<'_> {
                     return Ok(false);
                 }
             }
-            let m = Manifest::decode_head(manifest).map_err(|e| e.at(bucket, name))?;
+            let m = Manifest::decode_head(manifest, Owner { bucket, key: name }).map_err(|e| e.at(bucket, name))?;
             self.page.objects.push(objects::into_info(bucket, name, m));
             self.count += 1;
         }

@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 
 use crate::data::keys::{self, Book};
-use crate::data::records::{Manifest, PartRecord, StageRecord, gc_record};
+use crate::data::records::{Manifest, Owner, PartRecord, StageRecord, gc_record};
 use crate::engine::{Engine, for_each_prefixed, range_from};
 use crate::error::{Error, Result};
 use crate::objects;
@@ -46,8 +46,8 @@ impl Refs {
     }
 
     /// Adds the segments of one manifest record.
-    pub(crate) fn add_manifest(&mut self, v: &[u8]) {
-        match Manifest::decode_head(v) {
+    pub(crate) fn add_manifest(&mut self, v: &[u8], owner: Owner<'_>) {
+        match Manifest::decode_head(v, owner) {
             Ok(m) => self.segs.extend(m.segments().iter().map(|s| s.id)),
             Err(_) => self.complete = false,
         }
@@ -57,7 +57,7 @@ impl Refs {
     pub(crate) fn add_manifests(&mut self, r: &dyn KvRead, bucket: &str) -> Result<()> {
         for_each_prefixed(r, &keys::objects_prefix(bucket), 256, |k, v| {
             match objects::record_objects(bucket, k, v) {
-                Ok(objects) => objects.for_each(|(_, m)| self.add_manifest(m)),
+                Ok(objects) => objects.for_each(|(key, m)| self.add_manifest(m, Owner { bucket, key })),
                 Err(_) => self.complete = false,
             }
             Ok(self.complete)

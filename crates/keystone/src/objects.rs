@@ -3,7 +3,7 @@
 //! leaves the transaction untouched (group commit relies on it).
 
 use crate::data::keys::{self, Book};
-use crate::data::records::{Body, BodySlice, BucketRecord, Manifest, Segment, gc_record};
+use crate::data::records::{Body, BodySlice, BucketRecord, Manifest, Owner, Segment, gc_record};
 use crate::data::{names, pack};
 use crate::engine::{delete_prefix, for_each_prefixed};
 use crate::error::{Error, Result};
@@ -294,7 +294,8 @@ impl<'a> Iterator for RecordObjects<'a> {
 
 fn decoder(bucket: &str, key: &str, full: bool) -> impl Fn(&[u8]) -> Result<Manifest> {
     move |v| {
-        let m = if full { Manifest::decode(v) } else { Manifest::decode_head(v) };
+        let owner = Owner { bucket, key };
+        let m = if full { Manifest::decode(v, owner) } else { Manifest::decode_head(v, owner) };
         m.map_err(|e| e.at(bucket, key))
     }
 }
@@ -514,10 +515,13 @@ pub(crate) fn publish(
         // Encoded from `new.body` below; the returned info has no body.
         body: Body::Segments(Vec::new()),
     };
-    let record = m.encode_with(match &new.body {
-        NewBody::Inline(data) => BodySlice::Inline(data),
-        NewBody::Segments(segs) => BodySlice::Segments(segs),
-    });
+    let record = m.encode_with(
+        match &new.body {
+            NewBody::Inline(data) => BodySlice::Inline(data),
+            NewBody::Segments(segs) => BodySlice::Segments(segs),
+        },
+        Owner { bucket, key },
+    );
     let queued = release(w, limits, bucket, &old)?;
     w.put(&keys::object(bucket, key), &record)?;
     Ok((info(bucket, key, &m), queued))

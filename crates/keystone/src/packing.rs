@@ -4,7 +4,7 @@
 
 use crate::data::keys;
 use crate::data::pack;
-use crate::data::records::{BodyRef, ReadPlan};
+use crate::data::records::{BodyRef, Owner, ReadPlan};
 use crate::engine::{Engine, next_key, range_from};
 use crate::error::Result;
 use crate::objects;
@@ -86,7 +86,8 @@ fn pack_batch(
             plan.deletes.push(k.clone());
         }
         for (key, manifest) in objects {
-            let inline = matches!(ReadPlan::decode(manifest), Ok(ReadPlan { body: BodyRef::Inline(_), .. }));
+            let owner = Owner { bucket, key };
+            let inline = matches!(ReadPlan::decode(manifest, owner), Ok(ReadPlan { body: BodyRef::Inline(_), .. }));
             if !(inline && plan.builder.packable(manifest.len())) {
                 plan.flush();
                 if !own {
@@ -308,6 +309,36 @@ mod tests {
         assert!(b.list(&crate::ListOptions::prefix("m")).is_err());
         let report = db.verify().unwrap();
         assert_eq!(report.corrupt.len(), 1, "{report:?}");
+    }
+
+    /// A key damaged inside a pack's framing (one that keeps the keys in order) hands the
+    /// object's manifest to another key. Its seal covers its key: the damaged key reads as
+    /// corrupted, never as the other object's bytes.
+    #[test]
+    fn a_key_damaged_in_a_pack_does_not_read_another_objects_bytes() {
+        let db = crate::Datastore::builder().inline_threshold(100).in_memory().unwrap();
+        let b = db.create_bucket("bkt").unwrap();
+        for i in [1, 3, 5, 7] {
+            b.put_bytes(&format!("m{i}"), vec![i; 20]).unwrap();
+        }
+        db.compact().unwrap();
+        assert_eq!(pack_ranges(&db, "bkt"), [("m1".to_owned(), "m7".to_owned())]);
+        // "m3" becomes "m4" in the pack: still in order, the framing decodes.
+        db.engine
+            .write_alone(Commit::Durable, |w| {
+                let k = keys::object("bkt", "m7");
+                let mut v = w.get(&k)?.unwrap().to_vec();
+                let at = v.windows(2).position(|x| x == b"m3").unwrap();
+                v[at + 1] = b'4';
+                w.put(&k, &v)
+            })
+            .unwrap();
+        assert!(matches!(b.get_bytes("m4"), Err(Error::Corrupted { .. })), "{:?}", b.get_bytes("m4"));
+        assert!(matches!(b.head("m4"), Err(Error::Corrupted { .. })));
+        assert!(matches!(b.get_bytes("m3"), Err(Error::NoSuchKey { .. })));
+        assert_eq!(b.get_bytes("m5").unwrap(), vec![5u8; 20]);
+        let report = db.verify().unwrap();
+        assert_eq!(report.corrupt.iter().map(|c| c.key.as_str()).collect::<Vec<_>>(), ["m4"], "{report:?}");
     }
 
     /// On a backend with transaction limits a pack holds no more objects than a quarter of a

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use crate::data::chunking::{chunk_len, locate};
 use crate::data::keys;
-use crate::data::records::{Body, BodyRef, CHUNK_HEADER, Manifest, ReadPlan, Segment, open_chunk};
+use crate::data::records::{Body, BodyRef, CHUNK_HEADER, Manifest, Owner, ReadPlan, Segment, open_chunk};
 use crate::error::{Error, Result};
 use crate::storage::{KvRead, ReadTxn, Value};
 use crate::types::ObjectInfo;
@@ -402,7 +402,7 @@ pub(crate) fn read_range(
         Chunked(Vec<crate::data::records::Segment>, u32, u64, u64, u64),
     }
     let found = crate::objects::lookup(r, bucket, key, |buf| {
-        let plan = ReadPlan::decode(buf).map_err(|e| e.at(bucket, key))?;
+        let plan = ReadPlan::decode(buf, Owner { bucket, key }).map_err(|e| e.at(bucket, key))?;
         let (start, end) = checked_range(plan.size)?;
         Ok(match plan.body {
             BodyRef::Segments(segs) => Found::Chunked(segs, plan.crc, plan.size, start, end),

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use crate::data::chunking::hex;
 use crate::data::keys::{self, Book};
-use crate::data::records::{BucketRecord, Manifest, MpuRecord};
+use crate::data::records::{BucketRecord, Manifest, MpuRecord, Owner};
 use crate::engine::{Engine, for_each_prefixed};
 use crate::error::Result;
 use crate::maintenance::{Refs, orphan_segments};
@@ -53,7 +53,7 @@ impl VerifyReport {
 }
 
 fn check_object(snap: &Arc<dyn ReadTxn>, bucket: &str, key: &str, raw: &[u8]) -> Result<u64> {
-    let m = Manifest::decode(raw).map_err(|e| e.at(bucket, key))?;
+    let m = Manifest::decode(raw, Owner { bucket, key }).map_err(|e| e.at(bucket, key))?;
     let info = objects::info(bucket, key, &m);
     let mut reader = ObjectReader::new(snap.clone(), info, m)?;
     io::copy(&mut reader, &mut io::sink()).map_err(from_io)
@@ -128,7 +128,7 @@ fn scan(engine: &Engine, only: Option<&str>) -> Result<(VerifyReport, Vec<Findin
             };
             for (key, v) in objects {
                 report.objects += 1;
-                refs.add_manifest(v);
+                refs.add_manifest(v, Owner { bucket, key });
                 match check_object(&snap, bucket, key, v) {
                     Ok(n) => report.bytes += n,
                     Err(e) => {

@@ -10,6 +10,15 @@ pub(crate) fn crc(data: &[u8]) -> u32 {
     crc_fast::crc32_iscsi(data)
 }
 
+/// CRC32C of the concatenation of `parts`, without building it.
+pub(crate) fn crc_of(parts: &[&[u8]]) -> u32 {
+    let mut d = crc_fast::Digest::new(crc_fast::CrcAlgorithm::Crc32Iscsi);
+    for p in parts {
+        d.update(p);
+    }
+    d.finalize() as u32
+}
+
 /// The CRC32C polynomial, bit-reflected (the top bit is the coefficient of x^0).
 const POLY: u32 = 0x82F6_3B78;
 
@@ -75,6 +84,7 @@ mod tests {
         for split in [0, 1, 100, 4096, 50_000, 99_999, 100_000] {
             let (a, b) = data.split_at(split);
             assert_eq!(combine(crc(a), crc(b), b.len()), crc32c::crc32c(&data), "split {split}");
+            assert_eq!(crc_of(&[a, &[], b]), crc32c::crc32c(&data), "split {split}");
         }
         assert_eq!(combine(0, crc(b""), 0), 0);
         // Every length up to a few pages, odd splits, and lengths no buffer here could hold

@@ -21,6 +21,26 @@ pub(crate) const FORMAT_V1: u8 = 1;
 /// into another live segment's would otherwise free that object's chunks, and a ranged read
 /// return its bytes.
 pub(crate) const FORMAT_V2: u8 = 2;
+/// Version byte of a manifest as this release writes it: the V2 layout, its seal also covering
+/// the bucket and key it belongs to ([`Owner`]). A manifest is stored under its key, or inside a
+/// pack under the pack's; a key damaged in a redb page or in a pack's framing would hand one
+/// object's manifest to another key, and its V2 seal, over the value alone, holds there.
+pub(crate) const FORMAT_V3: u8 = 3;
+
+/// The object a manifest belongs to, which a V3 manifest's seal covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Owner<'a> {
+    pub bucket: &'a str,
+    pub key: &'a str,
+}
+
+impl Owner<'_> {
+    /// The seal of `record` (the bytes before the seal) as this object's: the CRC32C of
+    /// `bucket NUL key` followed by the record — the object's record key, then its value.
+    pub(crate) fn seal(&self, record: &[u8]) -> u32 {
+        crate::data::crc::crc_of(&[self.bucket.as_bytes(), b"\0", self.key.as_bytes(), record])
+    }
+}
 /// Bytes in front of a chunk's payload: version byte and CRC32C of the payload.
 pub(crate) const CHUNK_HEADER: usize = 5;
 
@@ -102,8 +122,8 @@ pub(crate) struct ReadPlan<'a> {
 }
 
 impl<'a> ReadPlan<'a> {
-    pub(crate) fn decode(buf: &'a [u8]) -> Result<Self> {
-        let (m, body) = Manifest::parse(buf, false)?;
+    pub(crate) fn decode(buf: &'a [u8], owner: Owner<'_>) -> Result<Self> {
+        let (m, body) = Manifest::parse(buf, false, owner)?;
         Ok(ReadPlan { size: m.size, crc: m.crc, body })
     }
 }
@@ -183,21 +203,24 @@ pub(crate) enum BodySlice<'a> {
 }
 
 impl Manifest {
-    pub(crate) fn encode(&self) -> Vec<u8> {
-        self.encode_with(match &self.body {
-            Body::Inline(data) => BodySlice::Inline(data),
-            Body::Segments(segs) => BodySlice::Segments(segs),
-        })
+    pub(crate) fn encode(&self, owner: Owner<'_>) -> Vec<u8> {
+        self.encode_with(
+            match &self.body {
+                Body::Inline(data) => BodySlice::Inline(data),
+                Body::Segments(segs) => BodySlice::Segments(segs),
+            },
+            owner,
+        )
     }
 
-    /// The record of this manifest with `body` in place of `self.body`.
-    pub(crate) fn encode_with(&self, body: BodySlice<'_>) -> Vec<u8> {
+    /// The record of this manifest with `body` in place of `self.body`, as `owner`'s.
+    pub(crate) fn encode_with(&self, body: BodySlice<'_>, owner: Owner<'_>) -> Vec<u8> {
         // Sized up front: an inline body would otherwise regrow the buffer several times.
         let inline = match body {
             BodySlice::Inline(data) => data.len(),
             BodySlice::Segments(segs) => segs.len() * 24,
         };
-        let mut e = Enc::versioned(132 + self.etag.len() + meta_len(&self.meta) + inline, FORMAT_V2);
+        let mut e = Enc::versioned(132 + self.etag.len() + meta_len(&self.meta) + inline, FORMAT_V3);
         e.u64(self.size).str(&self.etag).u32(self.crc).u64(self.created).u64(self.modified).u32(self.parts);
         encode_meta(&mut e, &self.meta);
         // The body comes last: the fixed fields and metadata decode the same whatever it is.
@@ -205,7 +228,7 @@ impl Manifest {
         // object's CRC32C covers: a get does not pass over them twice.
         match body {
             BodySlice::Inline(data) => {
-                e.u8(BODY_INLINE).u32(data.len() as u32).seal();
+                e.u8(BODY_INLINE).u32(data.len() as u32).seal_as(owner);
                 e.0.extend_from_slice(data);
             }
             BodySlice::Segments(segs) => {
@@ -213,15 +236,15 @@ impl Manifest {
                 for s in segs {
                     s.encode(&mut e);
                 }
-                e.seal();
+                e.seal_as(owner);
             }
         }
         e.0
     }
 
     /// Decodes the whole manifest, body included.
-    pub(crate) fn decode(buf: &[u8]) -> Result<Self> {
-        let (mut m, body) = Self::parse(buf, true)?;
+    pub(crate) fn decode(buf: &[u8], owner: Owner<'_>) -> Result<Self> {
+        let (mut m, body) = Self::parse(buf, true, owner)?;
         m.body = match body {
             BodyRef::Inline(data) => Body::Inline(data.to_vec()),
             BodyRef::Segments(segs) => Body::Segments(segs),
@@ -230,8 +253,8 @@ impl Manifest {
     }
 
     /// Decodes everything but an inline body (left empty): what listings and `head` need.
-    pub(crate) fn decode_head(buf: &[u8]) -> Result<Self> {
-        let (mut m, body) = Self::parse(buf, true)?;
+    pub(crate) fn decode_head(buf: &[u8], owner: Owner<'_>) -> Result<Self> {
+        let (mut m, body) = Self::parse(buf, true, owner)?;
         if let BodyRef::Segments(segs) = body {
             m.body = Body::Segments(segs);
         }
@@ -241,8 +264,8 @@ impl Manifest {
     /// The one decoder of the three views above: checks the whole record and returns its
     /// fields with the body left empty (the caller fills it from the `BodyRef`), the ETag and
     /// metadata copied only with `keep`.
-    fn parse(buf: &[u8], keep: bool) -> Result<(Self, BodyRef<'_>)> {
-        let mut d = Dec::versioned(buf, "object manifest")?;
+    fn parse<'b>(buf: &'b [u8], keep: bool, owner: Owner<'_>) -> Result<(Self, BodyRef<'b>)> {
+        let mut d = Dec::manifest(buf)?;
         let size = d.u64()?;
         let etag = d.str()?;
         let etag = if keep { etag.to_owned() } else { String::new() };
@@ -254,7 +277,7 @@ impl Manifest {
         let body = match d.u8()? {
             BODY_INLINE => {
                 let n = d.u32()? as usize;
-                d.check_sealed()?;
+                d.check_sealed_as(owner)?;
                 let data = d.take(n)?;
                 if data.len() as u64 != size {
                     return Err(corrupt("inline body length differs from the object size"));
@@ -269,7 +292,7 @@ impl Manifest {
                 }
                 // Checked: lengths from a damaged record may overflow when added up.
                 let total = segs.iter().try_fold(0u64, |acc, s| acc.checked_add(s.len));
-                d.check_sealed()?;
+                d.check_sealed_as(owner)?;
                 if total != Some(size) {
                     return Err(corrupt("segment lengths do not add up to the object size"));
                 }

@@ -139,7 +139,8 @@ fn a_segment_id_damaged_into_another_objects_reads_and_frees_nothing_of_it() {
     b.put_bytes("healthy", body(7)).unwrap();
     let seg = |key: &str| {
         let raw = db.engine.read(|r| Ok(r.get(&keys::object("bkt", key))?.unwrap().to_vec())).unwrap();
-        let Body::Segments(segs) = Manifest::decode(&raw).unwrap().body else { panic!("chunked") };
+        let owner = crate::data::records::Owner { bucket: "bkt", key };
+        let Body::Segments(segs) = Manifest::decode(&raw, owner).unwrap().body else { panic!("chunked") };
         (raw, segs[0].id)
     };
     let (mut raw, id) = seg("damaged");

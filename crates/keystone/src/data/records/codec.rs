@@ -1,7 +1,7 @@
 //! The primitives every record is written and read with: [`Enc`] appends fields, [`Dec`] reads
 //! them back with bounds checks, and both know the V2 seal (a CRC32C of the record so far).
 
-use super::{FORMAT_V1, FORMAT_V2};
+use super::{FORMAT_V1, FORMAT_V2, FORMAT_V3, Owner};
 use crate::error::{Error, Result};
 
 #[cold]
@@ -27,6 +27,11 @@ impl Enc {
     /// Appends the CRC32C of everything written so far (a V2 record's check).
     pub(super) fn seal(&mut self) -> &mut Self {
         let crc = crate::data::crc::crc(&self.0);
+        self.u32(crc)
+    }
+    /// Appends the CRC32C of `owner` and everything written so far (a V3 manifest's check).
+    pub(super) fn seal_as(&mut self, owner: Owner<'_>) -> &mut Self {
+        let crc = owner.seal(&self.0);
         self.u32(crc)
     }
     pub(super) fn u8(&mut self, v: u8) -> &mut Self {
@@ -60,7 +65,8 @@ impl Enc {
 pub(crate) struct Dec<'a> {
     /// The whole record, for `check_sealed`.
     record: &'a [u8],
-    /// `FORMAT_V1` or `FORMAT_V2`: whether the record carries a seal.
+    /// `FORMAT_V1`, `FORMAT_V2` or (manifests) `FORMAT_V3`: whether the record carries a
+    /// seal, and whether it covers the manifest's owner.
     version: u8,
     buf: &'a [u8],
     what: &'static str,
@@ -82,15 +88,36 @@ impl<'a> Dec<'a> {
             None => Err(corrupt(&format!("{what} is empty"))),
         }
     }
-    /// Where a V2 record has its seal: reads its CRC32C and checks it against everything read
-    /// before it. A V1 record has none: nothing to read or check.
-    pub(super) fn check_sealed(&mut self) -> Result<()> {
-        if self.version != FORMAT_V2 {
-            return Ok(());
+    /// A decoder of a manifest: V1, V2 or V3 (its seal checked with `check_sealed_as`).
+    pub(super) fn manifest(buf: &'a [u8]) -> Result<Self> {
+        let what = "object manifest";
+        match buf.split_first() {
+            Some((&version @ (FORMAT_V1 | FORMAT_V2 | FORMAT_V3), rest)) => {
+                Ok(Dec { record: buf, version, buf: rest, what })
+            }
+            Some((v, _)) => Err(corrupt(&format!("{what} has unknown format version {v}"))),
+            None => Err(corrupt(&format!("{what} is empty"))),
         }
+    }
+    /// Where a V2 or V3 record has its seal: reads its CRC32C and checks it against everything
+    /// read before it (and a V3 manifest's owner). A V1 record has none: nothing to read or
+    /// check.
+    pub(super) fn check_sealed(&mut self) -> Result<()> {
+        self.check_seal(None)
+    }
+    /// [`check_sealed`](Self::check_sealed) of `owner`'s manifest, which a V3 seal covers.
+    pub(super) fn check_sealed_as(&mut self, owner: Owner<'_>) -> Result<()> {
+        self.check_seal(Some(owner))
+    }
+    fn check_seal(&mut self, owner: Option<Owner<'_>>) -> Result<()> {
         let covered = self.record.len() - self.buf.len();
+        let actual = match (self.version, owner) {
+            (FORMAT_V2, _) => crate::data::crc::crc(&self.record[..covered]),
+            (FORMAT_V3, Some(owner)) => owner.seal(&self.record[..covered]),
+            (FORMAT_V3, None) => return Err(self.damaged("is a version 3 record where none is written")),
+            _ => return Ok(()),
+        };
         let stored = self.u32()?;
-        let actual = crate::data::crc::crc(&self.record[..covered]);
         if stored != actual {
             return Err(corrupt(&format!(
                 "{} checksum mismatch (stored {stored:08x}, computed {actual:08x})",

@@ -2,6 +2,8 @@
 
 use super::*;
 
+const OWNER: Owner<'static> = Owner { bucket: "bkt", key: "k" };
+
 fn meta() -> ObjectMeta {
     let mut m = ObjectMeta { content_type: Some("text/plain".into()), expires: Some("x".into()), ..Default::default() };
     m.user.insert("a".into(), "b".into());
@@ -25,19 +27,19 @@ fn small() -> Manifest {
 #[test]
 fn manifests_round_trip() {
     let inline = small();
-    assert_eq!(Manifest::decode(&inline.encode()).expect("decodes"), inline);
-    let head = Manifest::decode_head(&inline.encode()).expect("decodes");
+    assert_eq!(Manifest::decode(&inline.encode(OWNER), OWNER).expect("decodes"), inline);
+    let head = Manifest::decode_head(&inline.encode(OWNER), OWNER).expect("decodes");
     assert_eq!(head.body, Body::Inline(Vec::new()));
     assert_eq!(head.meta, inline.meta);
-    let rec = inline.encode();
-    let plan = ReadPlan::decode(&rec).expect("decodes");
+    let rec = inline.encode(OWNER);
+    let plan = ReadPlan::decode(&rec, OWNER).expect("decodes");
     assert_eq!((plan.size, plan.crc, plan.body), (3, 7, BodyRef::Inline(b"xyz")));
     // What a read does not copy is still checked: an ETag that is not UTF-8 is damage.
     let mut bad = rec.clone();
     let at = bad.windows(3).position(|w| w == b"abc").expect("etag in the record");
     bad[at] = 0xff;
-    assert!(ReadPlan::decode(&bad).unwrap_err().to_string().contains("UTF-8"));
-    assert!(Manifest::decode_head(&bad).unwrap_err().to_string().contains("UTF-8"));
+    assert!(ReadPlan::decode(&bad, OWNER).unwrap_err().to_string().contains("UTF-8"));
+    assert!(Manifest::decode_head(&bad, OWNER).unwrap_err().to_string().contains("UTF-8"));
 
     let chunked = Manifest {
         size: 30,
@@ -48,10 +50,10 @@ fn manifests_round_trip() {
         parts: 2,
         ..inline
     };
-    assert_eq!(Manifest::decode(&chunked.encode()).expect("decodes"), chunked);
-    assert_eq!(Manifest::decode_head(&chunked.encode()).expect("decodes"), chunked);
-    let rec = chunked.encode();
-    let plan = ReadPlan::decode(&rec).expect("decodes");
+    assert_eq!(Manifest::decode(&chunked.encode(OWNER), OWNER).expect("decodes"), chunked);
+    assert_eq!(Manifest::decode_head(&chunked.encode(OWNER), OWNER).expect("decodes"), chunked);
+    let rec = chunked.encode(OWNER);
+    let plan = ReadPlan::decode(&rec, OWNER).expect("decodes");
     assert_eq!((plan.size, plan.body), (30, BodyRef::Segments(chunked.segments().to_vec())));
 }
 
@@ -79,18 +81,18 @@ fn damaged_records_are_errors_not_panics() {
         meta: meta(),
         body: Body::Inline(vec![]),
     }
-    .encode();
+    .encode(OWNER);
     for cut in 0..m.len() {
-        assert!(Manifest::decode(&m[..cut]).is_err(), "cut at {cut}");
+        assert!(Manifest::decode(&m[..cut], OWNER).is_err(), "cut at {cut}");
     }
     let mut wrong_version = m.clone();
     wrong_version[0] = 9;
-    assert!(Manifest::decode(&wrong_version).unwrap_err().to_string().contains("format version 9"));
+    assert!(Manifest::decode(&wrong_version, OWNER).unwrap_err().to_string().contains("format version 9"));
     let mut trailing = m;
     trailing.push(0);
-    assert!(Manifest::decode(&trailing).is_err());
-    assert!(Manifest::decode_head(&trailing).is_err());
-    assert!(ReadPlan::decode(&trailing).is_err());
+    assert!(Manifest::decode(&trailing, OWNER).is_err());
+    assert!(Manifest::decode_head(&trailing, OWNER).is_err());
+    assert!(ReadPlan::decode(&trailing, OWNER).is_err());
     assert!(BucketRecord::decode(&[]).is_err());
 }
 
@@ -109,17 +111,62 @@ fn v1_records_of_earlier_releases_still_decode() {
     let chunked =
         Manifest { size: 10, body: Body::Segments(vec![Segment { id: 4, len: 10, chunk_size: 4 }]), ..inline.clone() };
     for (m, body) in [(&inline, 3), (&chunked, 0)] {
-        let v2 = m.encode();
-        assert_eq!(v2[0], FORMAT_V2);
-        let v1 = as_v1(&v2, body);
-        assert_eq!(v1.len(), v2.len() - 4);
-        assert_eq!(&Manifest::decode(&v1).expect("a V1 manifest decodes"), m);
-        assert!(ReadPlan::decode(&v1).is_ok());
+        let v3 = m.encode(OWNER);
+        assert_eq!(v3[0], FORMAT_V3);
+        let v1 = as_v1(&v3, body);
+        assert_eq!(v1.len(), v3.len() - 4);
+        assert_eq!(&Manifest::decode(&v1, OWNER).expect("a V1 manifest decodes"), m);
+        assert!(ReadPlan::decode(&v1, OWNER).is_ok());
     }
     let s = StageRecord { purpose: StagePurpose::Put, key: "k".into(), started: 5, segs: vec![1, 2] };
     assert_eq!(StageRecord::decode(&as_v1(&s.encode(), 0)).expect("decodes"), s);
     let p = PartRecord { seg: Segment { id: 3, len: 5, chunk_size: 2 }, md5: [7; 16], crc: 1, modified: 2 };
     assert_eq!(PartRecord::decode(&as_v1(&p.encode(), 0)).expect("decodes"), p);
+}
+
+/// A V3 manifest as the release before V3 wrote it: version 2, sealed without its owner.
+fn as_v2(v3: &[u8], body: usize) -> Vec<u8> {
+    let at = v3.len() - body - 4;
+    let mut v2 = v3.to_vec();
+    v2[0] = FORMAT_V2;
+    let seal = crate::data::crc::crc(&v2[..at]);
+    v2[at..at + 4].copy_from_slice(&seal.to_le_bytes());
+    v2
+}
+
+/// A manifest is sealed as its object's: handed to another key — a key damaged in a pack's
+/// framing or in a redb page — it does not decode there. V2 manifests, written before, decode
+/// under any key, as they always did.
+#[test]
+fn a_manifest_decodes_only_as_its_owners() {
+    let inline = small();
+    let chunked =
+        Manifest { size: 10, body: Body::Segments(vec![Segment { id: 4, len: 10, chunk_size: 4 }]), ..small() };
+    let others = [
+        Owner { bucket: "bkt", key: "l" },
+        Owner { bucket: "bkt", key: "k2" },
+        Owner { bucket: "bkt2", key: "k" },
+        // The NUL between bucket and key is covered: the parts cannot slide.
+        Owner { bucket: "bk", key: "tk" },
+    ];
+    for (m, body) in [(&inline, 3), (&chunked, 0)] {
+        let rec = m.encode(OWNER);
+        assert_eq!(&Manifest::decode(&rec, OWNER).expect("decodes as its owner's"), m);
+        for other in others {
+            let e = Manifest::decode(&rec, other).unwrap_err();
+            assert!(e.to_string().contains("checksum mismatch"), "{other:?}: {e}");
+            assert!(Manifest::decode_head(&rec, other).is_err(), "{other:?}");
+            assert!(ReadPlan::decode(&rec, other).is_err(), "{other:?}");
+        }
+        let v2 = as_v2(&rec, body);
+        for owner in others.into_iter().chain([OWNER]) {
+            assert_eq!(&Manifest::decode(&v2, owner).expect("a V2 manifest decodes"), m);
+        }
+    }
+    // Only a manifest is ever version 3.
+    let mut stage = StageRecord { purpose: StagePurpose::Put, key: "k".into(), started: 5, segs: vec![1] }.encode();
+    stage[0] = FORMAT_V3;
+    assert!(StageRecord::decode(&stage).is_err());
 }
 
 /// Every single-bit flip in a record that names segments is found at decode — outside an
@@ -145,8 +192,12 @@ fn records_that_name_segments_detect_every_bit_flip() {
     // (what, record, bytes of inline body at its end, whether a damaged copy fails to decode)
     type Case<'a> = (&'a str, Vec<u8>, usize, &'a dyn Fn(&[u8]) -> bool);
     let records: [Case<'_>; 4] = [
-        ("chunked manifest", chunked.encode(), 0, &|r| Manifest::decode(r).is_err() && ReadPlan::decode(r).is_err()),
-        ("inline manifest", inline.encode(), 4, &|r| Manifest::decode_head(r).is_err() && ReadPlan::decode(r).is_err()),
+        ("chunked manifest", chunked.encode(OWNER), 0, &|r| {
+            Manifest::decode(r, OWNER).is_err() && ReadPlan::decode(r, OWNER).is_err()
+        }),
+        ("inline manifest", inline.encode(OWNER), 4, &|r| {
+            Manifest::decode_head(r, OWNER).is_err() && ReadPlan::decode(r, OWNER).is_err()
+        }),
         ("staging record", stage.encode(), 0, &|r| StageRecord::decode(r).is_err()),
         ("part record", part.encode(), 0, &|r| PartRecord::decode(r).is_err()),
     ];
@@ -190,8 +241,8 @@ fn a_segment_with_more_chunks_than_an_index_numbers_is_damage() {
         body: Body::Segments(vec![Segment { id: 1, len, chunk_size: 1 }]),
     };
     let most = u64::from(u32::MAX) + 1;
-    assert!(Manifest::decode(&m(most).encode()).is_ok());
-    let e = Manifest::decode(&m(most + 1).encode()).unwrap_err();
+    assert!(Manifest::decode(&m(most).encode(OWNER), OWNER).is_ok());
+    let e = Manifest::decode(&m(most + 1).encode(OWNER), OWNER).unwrap_err();
     assert!(e.to_string().contains("more chunks than a chunk index"), "{e}");
 }
 
