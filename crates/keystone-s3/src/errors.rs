@@ -116,9 +116,13 @@ pub(crate) fn body_error(e: &StdError) -> S3Error {
             "The provided 'x-amz-content-sha256' header does not match what was computed.",
         );
     }
-    if let Some(at) = s.find(crate::chunked::ChunkTooLarge::MARK) {
-        // The chunk cap's own text (s3s keeps only the text of an error it wraps).
+    // The chunk cap's own errors, by their text (s3s keeps only the text of an error it wraps).
+    use crate::chunked::ChunkError;
+    if let Some(at) = s.find(ChunkError::TOO_LARGE) {
         return S3Error::with_message(S3ErrorCode::EntityTooLarge, s[at..].to_owned());
+    }
+    if let Some(at) = s.find(ChunkError::LONG_SIZE) {
+        return S3Error::with_message(S3ErrorCode::InvalidRequest, s[at..].to_owned());
     }
     let (code, msg) = if s.contains("SignatureMismatch") {
         (S3ErrorCode::SignatureDoesNotMatch, "The chunk signature does not match.")

@@ -243,9 +243,17 @@ fn remove_corrupt_clears_a_damaged_pack_and_every_other_corrupt_object() {
     };
     flip(&path, &first_pack, 1); // the pack's count
     flip(&path, b"docs\0manifest", 0); // a manifest's format byte
-    // A chunked object's manifest whose format byte now reads as a pack's (0x02, a sealed
-    // manifest's, becomes 0x81): removed whole, its chunks found by the sweep.
-    flip_bits(&path, b"other\0pack-like", 0, 0x83);
+    // A chunked object's manifest whose format byte now reads as a pack's (0x03, a manifest's
+    // as written since format version 3, becomes 0x81): removed whole, its chunks found by the
+    // sweep.
+    flip_bits(&path, b"other\0pack-like", 0, 0x82);
+    {
+        let db = redb::Database::open(&path).unwrap();
+        let txn = db.begin_read().unwrap();
+        let table = txn.open_table(TABLE).unwrap();
+        let first = table.get(&b"other\0pack-like"[..]).unwrap().unwrap().value()[0];
+        assert_eq!(first, 0x81, "the flipped manifest must read as a pack");
+    }
     let seg_prefix = {
         let db = redb::Database::open(&path).unwrap();
         let txn = db.begin_read().unwrap();

@@ -15,7 +15,7 @@
 
 use crate::error::{Error, Result};
 
-/// First byte of a pack record; manifests start with their format version (1 or 2), so one byte
+/// First byte of a pack record; manifests start with their format version (1, 2 or 3), so one byte
 /// tells the two kinds of record in an object's key apart.
 pub(crate) const PACK_V1: u8 = 0x81;
 
