@@ -353,6 +353,17 @@ async fn the_presigned_expiry_cap_holds_for_an_encoded_parameter_name() {
     assert_eq!(r.status, 400, "a 10-year URL is served when the parameter name is encoded: {}", r.text);
 }
 
+/// The headers of a signed aws-chunked PUT (STREAMING-AWS4-HMAC-SHA256-PAYLOAD) declaring
+/// `declared` decoded bytes, and the seed signature its first chunk's signature chains from.
+fn signed_aws_chunked(sig: &Sig, host: &str, path: &str, declared: u64) -> (Vec<(String, String)>, String) {
+    let mut headers = vec![
+        ("x-amz-decoded-content-length".to_owned(), declared.to_string()),
+        ("content-encoding".to_owned(), "aws-chunked".to_owned()),
+    ];
+    let seed = sig.sign_headers(host, "PUT", path, &mut headers, "STREAMING-AWS4-HMAC-SHA256-PAYLOAD");
+    (headers, seed)
+}
+
 /// A signed aws-chunked PutObject (STREAMING-AWS4-HMAC-SHA256-PAYLOAD) sent with
 /// `Transfer-Encoding: chunked` instead of Content-Length: its body is still held to
 /// `x-amz-decoded-content-length` (s3s rewrites Content-Length to it only when there is one),
@@ -365,13 +376,8 @@ async fn an_aws_chunked_body_without_content_length_is_held_to_its_decoded_lengt
     let mut results = Vec::new();
     for (key, declared) in [("short", 5u64), ("long", 100u64)] {
         let data = [b'a'; 10];
-        let sig = Sig::now();
-        let path = format!("/chunk/{key}");
-        let mut headers = vec![
-            ("x-amz-decoded-content-length".to_owned(), declared.to_string()),
-            ("content-encoding".to_owned(), "aws-chunked".to_owned()),
-        ];
-        let seed = sig.sign_headers(&host, "PUT", &path, &mut headers, "STREAMING-AWS4-HMAC-SHA256-PAYLOAD");
+        let (sig, path) = (Sig::now(), format!("/chunk/{key}"));
+        let (headers, seed) = signed_aws_chunked(&sig, &host, &path, declared);
         let s1 = sig.chunk(&seed, &data);
         let s2 = sig.chunk(&s1, b"");
         let mut body = format!("{:x};chunk-signature={s1}\r\n", data.len()).into_bytes();
@@ -408,13 +414,8 @@ async fn an_aws_chunked_chunk_over_16_mib_is_refused_before_it_is_held() {
     for (key, declared, want) in
         [("big", big, ["EntityTooLarge", "16 MiB"]), ("long", 1 + (20 << 20), ["InvalidRequest", "8 hex digits"])]
     {
-        let sig = Sig::now();
-        let path = format!("/chunk/{key}");
-        let mut headers = vec![
-            ("x-amz-decoded-content-length".to_owned(), declared.to_string()),
-            ("content-encoding".to_owned(), "aws-chunked".to_owned()),
-        ];
-        let seed = sig.sign_headers(&host, "PUT", &path, &mut headers, "STREAMING-AWS4-HMAC-SHA256-PAYLOAD");
+        let (sig, path) = (Sig::now(), format!("/chunk/{key}"));
+        let (mut headers, seed) = signed_aws_chunked(&sig, &host, &path, declared);
         // The large chunk's signature is never checked: s3s would hold the chunk first.
         let unchecked = format!(";chunk-signature={}\r\n", "0".repeat(64));
         let lines = if key == "big" {
