@@ -1,5 +1,6 @@
 //! The primitives every record is written and read with: [`Enc`] appends fields, [`Dec`] reads
-//! them back with bounds checks, and both know the V2 seal (a CRC32C of the record so far).
+//! them back with bounds checks, and both know the V2 seal (a CRC32C of the record so far) and
+//! a V3 manifest's (the same, its owner's bucket and key first).
 
 use super::{FORMAT_V1, FORMAT_V2, FORMAT_V3, Owner};
 use crate::error::{Error, Result};
