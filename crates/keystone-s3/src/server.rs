@@ -309,15 +309,14 @@ fn prefilter(req: &hyper::Request<Incoming>, limits: &Limits) -> Option<S3Error>
     }
     // Tags (which lifecycle and retention rules of backup tools act on) and website redirects
     // would be stored nowhere: refused as the protections above are (GetObjectTagging answers
-    // 501 too).
-    if headers.get("x-amz-tagging").is_some_and(|v| !v.as_bytes().trim_ascii().is_empty()) {
-        return Some(s3_error!(NotImplemented, "Object tagging is not supported: x-amz-tagging would be dropped."));
-    }
-    if headers.get("x-amz-website-redirect-location").is_some_and(|v| !v.as_bytes().trim_ascii().is_empty()) {
-        return Some(s3_error!(
-            NotImplemented,
-            "x-amz-website-redirect-location is not supported: Keystone does not serve websites."
-        ));
+    // 501 too). An empty value asks for nothing.
+    for (name, why) in [
+        ("x-amz-tagging", "object tags would be dropped"),
+        ("x-amz-website-redirect-location", "Keystone does not serve websites"),
+    ] {
+        if headers.get(name).is_some_and(|v| !v.as_bytes().trim_ascii().is_empty()) {
+            return Some(s3_error!(NotImplemented, "{name} is not supported: {why}."));
+        }
     }
     // One storage class: an object asked for in another (GLACIER, STANDARD_IA…) would be
     // stored and listed as STANDARD, with none of that class's behaviour, as if granted.
@@ -418,7 +417,6 @@ fn expects_continue_without_body(req: &hyper::Request<Incoming>) -> bool {
         && h.get(hyper::header::CONTENT_LENGTH).is_none_or(|v| v.as_bytes() == b"0")
 }
 
-/// The response for an error the server answers itself, with the request's id.
 /// Marks a response as the last on its connection.
 fn close_connection<B>(resp: &mut hyper::Response<B>) {
     resp.headers_mut().insert(hyper::header::CONNECTION, hyper::header::HeaderValue::from_static("close"));
@@ -431,6 +429,7 @@ fn set_request_id<B>(resp: &mut hyper::Response<B>, rid: &str) {
     }
 }
 
+/// The response for an error the server answers itself, with the request's id.
 fn error_response(mut e: S3Error, rid: &str) -> Result<hyper::Response<s3s::Body>, s3s::HttpError> {
     e.set_request_id(rid.to_owned());
     e.to_http_response().map_err(|e| s3s::HttpError::new(Box::new(e)))

@@ -87,8 +87,11 @@ pub(crate) fn header_safe(field: &'static str, value: Option<String>) -> Option<
     })
 }
 
-/// A time at HTTP-date resolution (whole seconds), so comparisons with client dates agree.
-fn seconds(t: SystemTime) -> Timestamp {
+/// A time at HTTP-date resolution (whole seconds), so comparisons with client dates agree. Every
+/// time a response carries goes through it: HEAD and GET send Last-Modified as an HTTP date, so
+/// listings, copy results and parts (XML, which could carry milliseconds) send the same time,
+/// as S3 does (`….000Z`), and a client comparing them sees equal times.
+pub(crate) fn whole_seconds(t: SystemTime) -> Timestamp {
     let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
     Timestamp::from(UNIX_EPOCH + Duration::from_secs(secs))
 }
@@ -111,13 +114,6 @@ fn etag_matches_strong(cond: &ETagCondition, current: &str) -> bool {
         ETagCondition::ETag(ETag::Weak(_)) => false,
         c => etag_matches(c, current),
     }
-}
-
-/// A time for a response, in whole seconds: HEAD and GET send Last-Modified as an HTTP date,
-/// so listings, copy results and parts (XML, which could carry milliseconds) send the same
-/// time, as S3 does (`….000Z`), and a client comparing them sees equal times.
-pub(crate) fn whole_seconds(t: SystemTime) -> Timestamp {
-    seconds(t)
 }
 
 /// Whether an `If-Range` validator still names the object (RFC 9110 13.1.5): an ETag equal to
@@ -147,7 +143,7 @@ impl ReadConditions<'_> {
     /// `Err(412)` or, for GET/HEAD (`not_modified` true), `Err(304)` with ETag and
     /// Last-Modified; copy sources answer 412 where GET answers 304.
     pub(crate) fn check(&self, info: &ObjectInfo, not_modified: bool) -> S3Result<()> {
-        let lm = seconds(info.modified);
+        let lm = whole_seconds(info.modified);
         if let Some(c) = self.if_match {
             if !etag_matches_strong(c, &info.etag) {
                 return Err(s3_error!(
@@ -215,8 +211,10 @@ impl DeleteCondition {
             let mut out = Vec::new();
             t.format(TimestampFormat::HttpDate, &mut out).ok().map(|()| out)
         };
-        let modified_ok =
-            self.modified.as_ref().is_none_or(|t| date(t).is_some_and(|d| Some(d) == date(&seconds(info.modified))));
+        let modified_ok = self
+            .modified
+            .as_ref()
+            .is_none_or(|t| date(t).is_some_and(|d| Some(d) == date(&whole_seconds(info.modified))));
         let size_ok = self.size.is_none_or(|n| u64::try_from(n).is_ok_and(|n| n == info.size));
         if etag_ok && modified_ok && size_ok {
             return Ok(());
@@ -236,7 +234,7 @@ fn not_modified_error(info: &ObjectInfo) -> S3Error {
         h.insert(ETAG, v);
     }
     let mut buf = Vec::new();
-    if seconds(info.modified).format(TimestampFormat::HttpDate, &mut buf).is_ok()
+    if whole_seconds(info.modified).format(TimestampFormat::HttpDate, &mut buf).is_ok()
         && let Ok(v) = HeaderValue::from_bytes(&buf)
     {
         h.insert(LAST_MODIFIED, v);

@@ -76,26 +76,20 @@ pub(crate) struct Dec<'a> {
 impl<'a> Dec<'a> {
     /// A decoder of a record that is V1 only.
     pub(super) fn new(buf: &'a [u8], what: &'static str) -> Result<Self> {
-        match Self::versioned(buf, what)? {
-            d if d.version == FORMAT_V1 => Ok(d),
-            d => Err(corrupt(&format!("{what} has unknown format version {}", d.version))),
-        }
+        Self::of_versions(buf, what, &[FORMAT_V1])
     }
     /// A decoder of a record that is V1 or V2 (sealed).
     pub(super) fn versioned(buf: &'a [u8], what: &'static str) -> Result<Self> {
-        match buf.split_first() {
-            Some((&version @ (FORMAT_V1 | FORMAT_V2), rest)) => Ok(Dec { record: buf, version, buf: rest, what }),
-            Some((v, _)) => Err(corrupt(&format!("{what} has unknown format version {v}"))),
-            None => Err(corrupt(&format!("{what} is empty"))),
-        }
+        Self::of_versions(buf, what, &[FORMAT_V1, FORMAT_V2])
     }
     /// A decoder of a manifest: V1, V2 or V3 (its seal checked with `check_sealed_as`).
     pub(super) fn manifest(buf: &'a [u8]) -> Result<Self> {
-        let what = "object manifest";
+        Self::of_versions(buf, "object manifest", &[FORMAT_V1, FORMAT_V2, FORMAT_V3])
+    }
+    /// A decoder of a record whose version byte is one of `versions`.
+    fn of_versions(buf: &'a [u8], what: &'static str, versions: &[u8]) -> Result<Self> {
         match buf.split_first() {
-            Some((&version @ (FORMAT_V1 | FORMAT_V2 | FORMAT_V3), rest)) => {
-                Ok(Dec { record: buf, version, buf: rest, what })
-            }
+            Some((&version, rest)) if versions.contains(&version) => Ok(Dec { record: buf, version, buf: rest, what }),
             Some((v, _)) => Err(corrupt(&format!("{what} has unknown format version {v}"))),
             None => Err(corrupt(&format!("{what} is empty"))),
         }
