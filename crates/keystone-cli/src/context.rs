@@ -116,6 +116,11 @@ impl Ctx {
             keystone::Error::NotAStore { reason, .. } => {
                 anyhow!("cannot open store {}: it is not a Keystone store ({reason})", self.store.display())
             }
+            keystone::Error::NewerFormat { format, writer, supported, .. } => anyhow!(
+                "cannot open store {}: it is in format {format} (raised by {writer}), and this keystone reads formats \
+                 up to {supported}; use {writer} or later",
+                self.store.display()
+            ),
             other => anyhow::Error::new(other).context(format!("cannot open store {}", self.store.display())),
         }
     }

@@ -72,6 +72,7 @@ pub(crate) fn to_s3(e: keystone::Error) -> S3Error {
         // Named so a new variant is a conscious choice; all are the server's problem.
         E::Corrupted { .. }
         | E::NotAStore { .. }
+        | E::NewerFormat { .. }
         | E::Serialization { .. }
         | E::AlreadyOpen { .. }
         | E::Poisoned

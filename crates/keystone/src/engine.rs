@@ -95,6 +95,10 @@ impl Engine {
         // commit, for publishing (whose in-line frees take at most a quarter).
         cfg.batch_chunks = (limits.max_txn_ops / 2).max(1);
         if cfg.read_only {
+            // Checked, not raised: a read-only handle writes nothing.
+            kv.with_read(&mut |r| {
+                crate::data::format::check(r.get(&keys::format())?.as_deref(), path.as_deref()).map(drop)
+            })?;
             // No ids (`next_id` refuses) and no recovery: both write.
             return Ok(Engine {
                 kv,
@@ -108,6 +112,11 @@ impl Engine {
         }
 
         let mut w = kv.write()?;
+        // The format first: a store of a newer one is left as it is (the transaction is dropped
+        // unwritten), and its staged uploads are not reclaimed by a build that misreads them.
+        if crate::data::format::check(w.get(&keys::format())?.as_deref(), path.as_deref())? {
+            w.put(&keys::format(), &crate::data::format::encode())?;
+        }
         let hi = match w.get(&keys::idgen())? {
             Some(v) => crate::data::records::decode_idgen(&v).map_err(|e| match e {
                 Error::Corrupted { reason, .. } => Error::Corrupted {

@@ -166,6 +166,22 @@ pub enum Error {
         /// What it is instead.
         reason: String,
     },
+    /// The store is of a newer format than this build reads: a later release wrote records
+    /// this one would take for damage. Nothing was read or written; open it with that release
+    /// or a later one.
+    #[error(
+        "store {path} is in format {format} (raised by {writer}); this build of Keystone reads formats up to {supported}: open it with {writer} or later"
+    )]
+    NewerFormat {
+        /// The file.
+        path: String,
+        /// The store's format.
+        format: u32,
+        /// The release that raised the store to it.
+        writer: String,
+        /// The newest format this build reads.
+        supported: u32,
+    },
     /// A typed `get` of bytes that do not deserialize as the requested type, or a typed `put`
     /// of a value that cannot be serialized.
     #[error("serialization of {key:?} in bucket {bucket:?}: {source}")]

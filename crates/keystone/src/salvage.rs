@@ -114,7 +114,7 @@ pub(crate) fn salvage(builder: Builder, source: &Path, dest: &Path) -> Result<Sa
         .create_new(true)
         .open(&partial)
         .map_err(|e| Error::io_while(format_args!("cannot create {} for the salvaged store", partial.display()), &e))?;
-    let result = fill(builder, &src, &redb, &partial)
+    let result = fill(builder, &src, source, &redb, &partial)
         .map(|report| SalvageReport { cut_short: cut.map(|c| (c.len, c.layout)), ..report });
     drop(src);
     let report = match result {
@@ -142,6 +142,7 @@ pub(crate) fn salvage(builder: Builder, source: &Path, dest: &Path) -> Result<Sa
 fn fill(
     builder: Builder,
     src: &RedbStore,
+    source: &Path,
     redb: &crate::storage::redb::RedbConfig,
     out_path: &Path,
 ) -> Result<SalvageReport> {
@@ -149,6 +150,10 @@ fn fill(
     {
         let out = RedbStore::open(out_path, redb)?;
         let snap = src.read()?;
+        // A store of a newer format is refused: its records would read as damage here, and
+        // `remove_corrupt` below delete them. A format record that cannot be read says nothing.
+        let format = snap.get(&keys::format()).ok().flatten();
+        crate::data::format::check_if_readable(format.as_deref(), source)?;
         let mut copy = Copy::new(&out);
         Walk { src: snap.as_ref(), report: &mut report }.run(&mut |k, v| copy.record(k, v))?;
         copy.finish(&mut report)?;

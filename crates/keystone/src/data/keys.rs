@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! __meta__\0bucket\0<bucket>                         bucket record
+//! __meta__\0format                                   the store's format (data/format.rs)
 //! __meta__\0idgen                                    id generation counter (u64 BE, CRC32C)
 //! __meta__\0stage\0<bucket>\0<seg u64 BE>            an upload or copy in flight
 //! __meta__\0mpu\0<bucket>\0<upload u64 BE>           a multipart upload
@@ -34,6 +35,10 @@ pub(crate) fn buckets_prefix() -> Vec<u8> {
 
 pub(crate) fn bucket(name: &str) -> Vec<u8> {
     join(&[META, b"bucket\0", name.as_bytes()])
+}
+
+pub(crate) fn format() -> Vec<u8> {
+    join(&[META, b"format"])
 }
 
 pub(crate) fn idgen() -> Vec<u8> {

@@ -3,6 +3,7 @@
 
 pub(crate) mod chunking;
 pub(crate) mod crc;
+pub(crate) mod format;
 pub(crate) mod keys;
 pub(crate) mod names;
 pub(crate) mod pack;
