@@ -85,8 +85,12 @@ async fn request(c: &Client, bucket: &str, i: usize, write: bool, payload: &Payl
     } else {
         let out = c.get_object().bucket(bucket).key(key(i)).send().await?;
         let data = out.body.collect().await.context("reading a GET body")?.into_bytes();
+        // The bytes, not only their count (a comparison is nothing beside a request's time).
         if data.len() != body.len() {
             bail!("GET {} returned {} bytes, expected {}", key(i), data.len(), body.len());
+        }
+        if data[..] != body[..] {
+            bail!("GET {} returned other bytes than were stored", key(i));
         }
     }
     Ok(())

@@ -40,6 +40,11 @@ pub trait BenchEngine: Send + Sync {
     fn disk_bytes(&self) -> Result<u64>;
     /// Gives free space back to the file system where the engine can.
     fn compact(&self) -> Result<()>;
+    /// Gets ready, untimed, for `threads` threads calling at once (SQLite opens a connection
+    /// for each, which the first timed run would otherwise pay for).
+    fn prepare(&self, _threads: usize) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// Every engine, in the order they are run.

@@ -87,6 +87,13 @@ impl BenchEngine for Sqlite {
         "sqlite"
     }
 
+    fn prepare(&self, threads: usize) -> Result<()> {
+        let have = self.pool.lock().map_err(|_| anyhow!("pool lock poisoned"))?.len();
+        let fresh = (have..threads).map(|_| connect(&self.path, self.cache)).collect::<Result<Vec<_>>>()?;
+        self.pool.lock().map_err(|_| anyhow!("pool lock poisoned"))?.extend(fresh);
+        Ok(())
+    }
+
     fn put(&self, key: &str, value: &[u8]) -> Result<()> {
         self.write(|c| {
             c.prepare_cached("INSERT OR REPLACE INTO objects (k, v) VALUES (?1, ?2)")?.execute(params![key, value])?;
