@@ -4,7 +4,9 @@
 
 use crate::data::keys;
 use crate::data::pack;
-use crate::data::records::{BodyRef, Owner, ReadPlan};
+use std::borrow::Cow;
+
+use crate::data::records::{self, BodyRef, Owner, ReadPlan};
 use crate::engine::{Engine, next_key, range_from};
 use crate::error::Result;
 use crate::objects;
@@ -87,19 +89,25 @@ fn pack_batch(
         }
         for (key, manifest) in objects {
             let owner = Owner { bucket, key };
-            let inline = matches!(ReadPlan::decode(manifest, owner), Ok(ReadPlan { body: BodyRef::Inline(_), .. }));
+            // A manifest of an earlier release is written back as this one's, sealed with its
+            // key: `compact` is the upgrade of objects not written since.
+            let (manifest, moved) = match records::reseal(manifest, owner) {
+                Some(v3) => (Cow::Owned(v3), true),
+                None => (Cow::Borrowed(manifest), !own),
+            };
+            let inline = matches!(ReadPlan::decode(&manifest, owner), Ok(ReadPlan { body: BodyRef::Inline(_), .. }));
             if !(inline && plan.builder.packable(manifest.len())) {
                 plan.flush();
-                if !own {
-                    plan.puts.push((keys::object(bucket, key), manifest.to_vec()));
+                if moved {
+                    plan.puts.push((keys::object(bucket, key), manifest.into_owned()));
                 }
                 continue;
             }
-            if !plan.builder.fits(key, manifest, bucket.len() + 1 + key.len()) {
+            if !plan.builder.fits(key, &manifest, bucket.len() + 1 + key.len()) {
                 plan.flush();
             }
-            plan.builder.push(key, manifest);
-            plan.members.push((key, manifest, own));
+            plan.builder.push(key, &manifest);
+            plan.members.push((key, manifest, own, moved));
         }
     }
     plan.flush();
@@ -116,9 +124,10 @@ fn pack_batch(
 struct Plan<'a> {
     bucket: &'a str,
     builder: pack::Builder,
-    /// The objects in `builder`: key, manifest (both lent by the scanned records; the builder
-    /// holds the only copy), and whether it is stored on its own now.
-    members: Vec<(&'a str, &'a [u8], bool)>,
+    /// The objects in `builder`: key, manifest (lent by the scanned records unless resealed;
+    /// the builder holds the only copy), whether it is stored on its own now, and whether
+    /// its record is to be written (it is in a pack now, or was resealed).
+    members: Vec<(&'a str, Cow<'a, [u8]>, bool, bool)>,
     deletes: Vec<Vec<u8>>,
     puts: Vec<(Vec<u8>, Vec<u8>)>,
     /// Objects packed and pack records written.
@@ -134,13 +143,13 @@ impl Plan<'_> {
         let members = std::mem::take(&mut self.members);
         match members.as_slice() {
             [] => {}
-            [(key, manifest, own)] => {
-                if !own {
+            [(key, manifest, _, moved)] => {
+                if *moved {
                     self.puts.push((keys::object(self.bucket, key), manifest.to_vec()));
                 }
             }
             _ => {
-                for (key, _, own) in &members {
+                for (key, _, own, _) in &members {
                     if *own {
                         self.deletes.push(keys::object(self.bucket, key));
                     }
@@ -275,6 +284,84 @@ mod tests {
         db.compact().unwrap();
         assert_eq!(layout(&db, "bkt").2, 1);
         assert_eq!(db.verify().unwrap().objects, 101);
+    }
+
+    /// `compact` writes every manifest of an earlier release back as this one's (version 3,
+    /// sealed with its key), whether it is packed, stays on its own (chunked), or was in a pack
+    /// of that release; every field stays the same, and a damaged one is left as it is.
+    #[test]
+    fn compact_reseals_manifests_of_earlier_releases() {
+        use crate::data::records::{FORMAT_V1, FORMAT_V2, FORMAT_V3, Manifest, Owner, as_version};
+        let db = crate::Datastore::builder().inline_threshold(100).in_memory().unwrap();
+        let b = db.create_bucket("bkt").unwrap();
+        let opts = || crate::PutOptions::content_type("text/plain");
+        for i in 0..40u8 {
+            // k020 is chunked: it stays on its own.
+            b.put_bytes_with(&format!("k{i:03}"), &vec![i; if i == 20 { 500 } else { 10 }], opts()).unwrap();
+        }
+        b.put_bytes("z", b"damaged").unwrap();
+        let heads: Vec<_> = (0..40u8).map(|i| b.head(&format!("k{i:03}")).unwrap()).collect();
+        // As earlier releases wrote them: k000–k019 as records of their own, V1 and V2 in
+        // turn; k021–k039 (V2) in packs; z's V2 record damaged.
+        let old = |key: &str, v3: &[u8], version: u8| {
+            let m = Manifest::decode(v3, Owner { bucket: "bkt", key }).unwrap();
+            let body = if matches!(m.body, crate::data::records::Body::Inline(_)) { m.size as usize } else { 0 };
+            as_version(v3, body, version)
+        };
+        let record = |key: &str| db.engine.read(|r| Ok(r.get(&keys::object("bkt", key))?.unwrap().to_vec())).unwrap();
+        let mut builder = pack::Builder::new(pack::PACK_PAGE, 64);
+        let mut damaged = Vec::new();
+        db.engine
+            .write_alone(Commit::Durable, |w| {
+                for i in 0..40u8 {
+                    let key = format!("k{i:03}");
+                    let v3 = w.get(&keys::object("bkt", &key))?.unwrap().to_vec();
+                    if i > 20 {
+                        builder.push(&key, &old(&key, &v3, FORMAT_V2));
+                        w.delete(&keys::object("bkt", &key))?;
+                    } else {
+                        w.put(&keys::object("bkt", &key), &old(&key, &v3, [FORMAT_V1, FORMAT_V2][usize::from(i % 2)]))?;
+                    }
+                }
+                let (last, pack) = builder.finish();
+                w.put(&keys::object("bkt", &last), &pack)?;
+                damaged = old("z", &w.get(&keys::object("bkt", "z"))?.unwrap(), FORMAT_V2);
+                *damaged.last_mut().unwrap() ^= 0x40; // inside the inline body: the object's CRC finds it
+                damaged[3] ^= 0x01; // in the sealed header: the record does not decode
+                w.put(&keys::object("bkt", "z"), &damaged)
+            })
+            .unwrap();
+        assert_eq!(record("k000")[0], FORMAT_V1);
+        assert_eq!(record("k001")[0], FORMAT_V2);
+        assert_eq!(layout(&db, "bkt"), (1, 19, 22));
+
+        db.compact().unwrap();
+        let (packs, packed, own) = layout(&db, "bkt");
+        assert_eq!((packed, own), (39, 2), "{packs} packs");
+        let mut seen = 0;
+        db.engine
+            .read(|r| {
+                for_each_prefixed(r, &keys::objects_prefix("bkt"), 100, |k, v| {
+                    for (key, manifest) in crate::objects::record_objects("bkt", k, v)? {
+                        if key != "z" {
+                            assert_eq!(manifest[0], FORMAT_V3, "{key}");
+                            seen += 1;
+                        }
+                    }
+                    Ok(true)
+                })
+            })
+            .unwrap();
+        assert_eq!(seen, 40);
+        for (i, head) in heads.iter().enumerate() {
+            let key = format!("k{i:03}");
+            assert_eq!(&b.head(&key).unwrap(), head, "{key}");
+            assert_eq!(b.get_bytes(&key).unwrap(), vec![i as u8; if i == 20 { 500 } else { 10 }]);
+        }
+        assert_eq!(record("z"), damaged);
+        let report = db.verify().unwrap();
+        assert_eq!(report.objects, 41);
+        assert_eq!(report.corrupt.iter().map(|c| c.key.as_str()).collect::<Vec<_>>(), ["z"]);
     }
 
     /// A damaged pack reports its damage for the keys of its own range only: keys before it

@@ -202,6 +202,33 @@ pub(crate) enum BodySlice<'a> {
     Segments(&'a [Segment]),
 }
 
+/// A manifest of an earlier release (version 1 or 2) as this release writes it — version 3,
+/// sealed with `owner`, every field the same; `None` for one already of version 3, or one that
+/// does not decode (left as it is, for `verify` to report).
+pub(crate) fn reseal(buf: &[u8], owner: Owner<'_>) -> Option<Vec<u8>> {
+    if buf.first() == Some(&FORMAT_V3) {
+        return None;
+    }
+    Manifest::decode(buf, owner).ok().map(|m| m.encode(owner))
+}
+
+/// A version 3 manifest as the releases before wrote it: `version` 2 (sealed without its owner)
+/// or 1 (no seal). `body`: the length of an inline body, which follows the seal.
+#[cfg(test)]
+pub(crate) fn as_version(v3: &[u8], body: usize, version: u8) -> Vec<u8> {
+    let at = v3.len() - body - 4;
+    let mut v2 = v3.to_vec();
+    v2[0] = FORMAT_V2;
+    let seal = crate::data::crc::crc(&v2[..at]);
+    v2[at..at + 4].copy_from_slice(&seal.to_le_bytes());
+    if version == FORMAT_V2 {
+        return v2;
+    }
+    let mut v1 = [&v2[..at], &v2[at + 4..]].concat();
+    v1[0] = FORMAT_V1;
+    v1
+}
+
 impl Manifest {
     pub(crate) fn encode(&self, owner: Owner<'_>) -> Vec<u8> {
         self.encode_with(

@@ -96,13 +96,10 @@ fn damaged_records_are_errors_not_panics() {
     assert!(BucketRecord::decode(&[]).is_err());
 }
 
-/// A V2 record as the release before V2 wrote it: version 1, no CRC (`body`: the length of
-/// an inline body, which follows the CRC).
+/// A sealed record as the release before V2 wrote it: version 1, no CRC (`body`: the length
+/// of an inline body, which follows the CRC).
 fn as_v1(v2: &[u8], body: usize) -> Vec<u8> {
-    let at = v2.len() - body - 4;
-    let mut v1 = [&v2[..at], &v2[at + 4..]].concat();
-    v1[0] = FORMAT_V1;
-    v1
+    super::as_version(v2, body, FORMAT_V1)
 }
 
 #[test]
@@ -126,12 +123,7 @@ fn v1_records_of_earlier_releases_still_decode() {
 
 /// A V3 manifest as the release before V3 wrote it: version 2, sealed without its owner.
 fn as_v2(v3: &[u8], body: usize) -> Vec<u8> {
-    let at = v3.len() - body - 4;
-    let mut v2 = v3.to_vec();
-    v2[0] = FORMAT_V2;
-    let seal = crate::data::crc::crc(&v2[..at]);
-    v2[at..at + 4].copy_from_slice(&seal.to_le_bytes());
-    v2
+    super::as_version(v3, body, FORMAT_V2)
 }
 
 /// A manifest is sealed as its object's: handed to another key — a key damaged in a pack's
