@@ -54,10 +54,21 @@ struct S3Args {
     content_md5: bool,
 }
 
-/// What every PUT sends: the body, and its Content-MD5 when asked for (computed once).
+/// What PUTs send: object `i`'s body is `body` with `i` in its first 8 bytes (no two objects
+/// alike, so a GET answered with another object's bytes is found), with its Content-MD5 when
+/// asked for (computed once per object, before any phase).
 struct Payload {
     body: Vec<u8>,
-    md5: Option<String>,
+    md5: Vec<String>,
+}
+
+impl Payload {
+    fn body_of(&self, i: usize) -> Vec<u8> {
+        let mut v = self.body.clone();
+        let n = v.len().min(8);
+        v[..n].copy_from_slice(&(i as u64).to_le_bytes()[..n]);
+        v
+    }
 }
 
 fn client(a: &S3Args) -> Client {
@@ -78,10 +89,10 @@ fn key(i: usize) -> String {
 
 /// One request; `write` chooses PUT over GET.
 async fn request(c: &Client, bucket: &str, i: usize, write: bool, payload: &Payload) -> Result<()> {
-    let body = &payload.body;
+    let body = payload.body_of(i);
     if write {
-        let put = c.put_object().bucket(bucket).key(key(i)).set_content_md5(payload.md5.clone());
-        put.body(ByteStream::from(body.clone())).send().await?;
+        let put = c.put_object().bucket(bucket).key(key(i)).set_content_md5(payload.md5.get(i).cloned());
+        put.body(ByteStream::from(body)).send().await?;
     } else {
         let out = c.get_object().bucket(bucket).key(key(i)).send().await?;
         let data = out.body.collect().await.context("reading a GET body")?.into_bytes();
@@ -133,12 +144,14 @@ async fn run_async(a: S3Args) -> Result<()> {
     if c.head_bucket().bucket(&a.bucket).send().await.is_err() {
         c.create_bucket().bucket(&a.bucket).send().await.context("creating the bucket")?;
     }
-    let body = Rng::new(9).bytes(a.size);
-    let md5 = a.content_md5.then(|| {
+    let mut payload = Payload { body: Rng::new(9).bytes(a.size), md5: Vec::new() };
+    if a.content_md5 {
         use md5::Digest;
-        base64_simd::STANDARD.encode_to_string(md5::Md5::digest(&body))
-    });
-    let body = Arc::new(Payload { body, md5 });
+        payload.md5 = (0..a.objects.max(1))
+            .map(|i| base64_simd::STANDARD.encode_to_string(md5::Md5::digest(payload.body_of(i))))
+            .collect();
+    }
+    let body = Arc::new(payload);
     // Every object exists before GET and mixed phases.
     for i in 0..a.objects.max(1) {
         request(&c, &a.bucket, i, true, &body).await?;

@@ -61,7 +61,11 @@ impl Ctx {
                     }
                     // Another process has it (recovering it too, say): wait for it.
                     Err(keystone::Error::AlreadyOpen { .. }) if waiting => {}
-                    Err(e @ keystone::Error::AlreadyOpen { .. }) => return Err(self.open_error(e)),
+                    // A store of a newer format was recovered by redb, then refused: said as
+                    // for a clean one.
+                    Err(e @ (keystone::Error::AlreadyOpen { .. } | keystone::Error::NewerFormat { .. })) => {
+                        return Err(self.open_error(e));
+                    }
                     Err(e) => {
                         return Err(anyhow::Error::new(e).context(format!(
                             "store {} was not closed cleanly and could not be opened for writing to recover it",

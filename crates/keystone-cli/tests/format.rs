@@ -44,12 +44,21 @@ fn every_command_refuses_a_store_of_a_newer_format() {
     let own = read_record(&env).expect("a store has a format record");
     assert_eq!(&own[4..own.len() - 4], format!("keystone {}", env!("CARGO_PKG_VERSION")).as_bytes());
     let newer = record(u32::from_le_bytes(own[..4].try_into().unwrap()) + 1, "keystone 9.9.9");
+    let dir = tempfile::tempdir().unwrap();
+    let crashed = Env { store: dir.path().join("store.redb"), dir };
     {
         let db = redb::Database::open(&env.store).unwrap();
         let w = db.begin_write().unwrap();
         w.open_table(TABLE).unwrap().insert(FORMAT_KEY, newer.as_slice()).unwrap();
         w.commit().unwrap();
+        // A copy taken while the store is open: not closed cleanly.
+        std::fs::copy(&env.store, &crashed.store).unwrap();
     }
+    // Recovered by redb (a reading command opens it for writing once), then refused as a
+    // clean one is.
+    let e = crashed.fails(&["ls", "bkt"], 1);
+    assert!(e.contains("is in format") && e.contains("use keystone 9.9.9 or later"), "{e}");
+    assert!(!e.contains("not closed cleanly"), "{e}");
     let before = records(&env);
     for args in [&["ls", "bkt"][..], &["get", "bkt/a", "out"], &["put", "f", "bkt/b"], &["verify"], &["rm", "bkt/a"]] {
         let e = env.fails(args, 1);

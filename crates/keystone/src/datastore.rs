@@ -193,6 +193,8 @@ impl Builder {
     /// [`Error::Corrupted`] when it is a damaged store (one cut short included), or a redb
     /// database whose list of tables is empty (a damaged store's may read so);
     /// [`Error::NeedsRecovery`] (read-only) when the store was not closed cleanly;
+    /// [`Error::NewerFormat`] when a later release raised the store to a format this build does
+    /// not read (no record is written);
     /// [`Error::Storage`] for I/O, such as a missing file opened read-only.
     pub fn open(self, path: impl AsRef<Path>) -> Result<Datastore> {
         let path = path.as_ref();
@@ -285,8 +287,10 @@ impl Datastore {
     /// [`Error::Io`] when `dest` exists (salvage never writes into an existing file) or cannot
     /// be created; the errors of a read-only [`open`](Builder::open) of `source` — a store
     /// redb cannot open at all (one left needing recovery with a damaged page, see
-    /// docs/reliability.md) cannot be salvaged this way; [`Error::Storage`] for I/O. The new
-    /// file is left in place on error.
+    /// docs/reliability.md) cannot be salvaged this way; [`Error::NewerFormat`] when `source`
+    /// says it is of a format this build does not read (checked before anything is copied);
+    /// [`Error::Storage`] for I/O. A partial copy is removed on error; a complete one that
+    /// could not be given its name is left under the temporary name the error gives.
     pub fn salvage(source: impl AsRef<Path>, dest: impl AsRef<Path>) -> Result<SalvageReport> {
         Builder::default().salvage(source, dest)
     }

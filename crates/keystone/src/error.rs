@@ -167,8 +167,9 @@ pub enum Error {
         reason: String,
     },
     /// The store is of a newer format than this build reads: a later release wrote records
-    /// this one would take for damage. Nothing was read or written; open it with that release
-    /// or a later one.
+    /// this one would take for damage. No record was read or written (redb itself may have
+    /// recovered a store that was not closed cleanly first); open it with that release or a
+    /// later one.
     #[error(
         "store {path} is in format {format} (raised by {writer}); this build of Keystone reads formats up to {supported}: open it with {writer} or later"
     )]
