@@ -2,10 +2,10 @@
 //! a bucket become pack records (format in `data::pack`; reads, writes and listings of packs in
 //! `objects` and `list`; docs/design.md, "Packs of small objects").
 
-use crate::data::keys;
-use crate::data::pack;
 use std::borrow::Cow;
 
+use crate::data::keys;
+use crate::data::pack;
 use crate::data::records::{self, BodyRef, Owner, ReadPlan};
 use crate::engine::{Engine, next_key, range_from};
 use crate::error::Result;
