@@ -101,6 +101,7 @@ pub(crate) fn encode_as(format: u32, writer: &str) -> Vec<u8> {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use crate::data::keys;
 
     #[test]
     fn the_record_reads_back_and_names_its_writer() {
@@ -156,8 +157,6 @@ mod tests {
             })
             .unwrap();
     }
-
-    use crate::data::keys;
 
     /// A store raised to a newer format by a later release is refused by every way in —
     /// opened for writing, read-only, salvaged — and left as it was: no ids reserved (the
