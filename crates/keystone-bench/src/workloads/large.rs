@@ -54,6 +54,23 @@ pub fn child(args: &[String]) -> Result<()> {
         "get" => e.get_stream("large", &mut |piece| {
             std::hint::black_box(piece);
         })?,
+        // A get whose pieces are compared with the pattern put (untimed by the caller).
+        "check" => {
+            let pattern = Rng::new(4).bytes(1 << 20);
+            let (mut at, mut same) = (0usize, true);
+            let n = e.get_stream("large", &mut |mut piece| {
+                while !piece.is_empty() {
+                    let k = piece.len().min(pattern.len() - at);
+                    same &= piece[..k] == pattern[at..at + k];
+                    at = (at + k) % pattern.len();
+                    piece = &piece[k..];
+                }
+            })?;
+            if !same {
+                bail!("{engine}: a streamed get returned other bytes than were put");
+            }
+            n
+        }
         other => bail!("unknown operation {other}"),
     };
     let secs = t.elapsed().as_secs_f64();
@@ -99,6 +116,10 @@ pub fn w4(ctx: &Ctx, engines: &[String], sizes_mib: &[u64]) -> Result<Vec<Row>> 
                 }
                 let (put_s, put_rss) = run_child(name, &dir, bytes, "put", ctx.cache)?;
                 let (get_s, get_rss) = run_child(name, &dir, bytes, "get", ctx.cache)?;
+                if rep == 0 {
+                    // Once per engine and size, after the timed get: the bytes themselves.
+                    run_child(name, &dir, bytes, "check", ctx.cache)?;
+                }
                 std::fs::remove_dir_all(&dir)?;
                 let (p, g) = (bytes as f64 / mib / put_s, bytes as f64 / mib / get_s);
                 progress(&format!(
