@@ -105,6 +105,11 @@ pub(crate) fn salvage(builder: Builder, source: &Path, dest: &Path) -> Result<Sa
         Some(cut) => RedbStore::open_cut_short(source, &redb, cut)?,
         None => RedbStore::open_read_only(source, &redb)?,
     };
+    // A store of a newer format is refused before anything is created: its records would read
+    // as damage here, and `remove_corrupt` on the copy delete them. A format record that
+    // cannot be read says nothing.
+    let format = src.read()?.get(&keys::format()).ok().flatten();
+    crate::data::format::check_if_readable(format.as_deref(), source)?;
     // Written beside `dest` under a temporary name and renamed at the end, so that `dest` is
     // only ever a finished, verified store; one left by a salvage that was stopped is named
     // for what it is.
@@ -114,7 +119,7 @@ pub(crate) fn salvage(builder: Builder, source: &Path, dest: &Path) -> Result<Sa
         .create_new(true)
         .open(&partial)
         .map_err(|e| Error::io_while(format_args!("cannot create {} for the salvaged store", partial.display()), &e))?;
-    let result = fill(builder, &src, source, &redb, &partial)
+    let result = fill(builder, &src, &redb, &partial)
         .map(|report| SalvageReport { cut_short: cut.map(|c| (c.len, c.layout)), ..report });
     drop(src);
     let report = match result {
@@ -142,7 +147,6 @@ pub(crate) fn salvage(builder: Builder, source: &Path, dest: &Path) -> Result<Sa
 fn fill(
     builder: Builder,
     src: &RedbStore,
-    source: &Path,
     redb: &crate::storage::redb::RedbConfig,
     out_path: &Path,
 ) -> Result<SalvageReport> {
@@ -150,10 +154,6 @@ fn fill(
     {
         let out = RedbStore::open(out_path, redb)?;
         let snap = src.read()?;
-        // A store of a newer format is refused: its records would read as damage here, and
-        // `remove_corrupt` below delete them. A format record that cannot be read says nothing.
-        let format = snap.get(&keys::format()).ok().flatten();
-        crate::data::format::check_if_readable(format.as_deref(), source)?;
         let mut copy = Copy::new(&out);
         Walk { src: snap.as_ref(), report: &mut report }.run(&mut |k, v| copy.record(k, v))?;
         copy.finish(&mut report)?;

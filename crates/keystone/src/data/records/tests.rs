@@ -24,6 +24,13 @@ fn small() -> Manifest {
     }
 }
 
+/// `small` stored in one segment instead of inline, and each one's inline body length.
+fn inline_and_chunked() -> [(Manifest, usize); 2] {
+    let chunked =
+        Manifest { size: 10, body: Body::Segments(vec![Segment { id: 4, len: 10, chunk_size: 4 }]), ..small() };
+    [(small(), 3), (chunked, 0)]
+}
+
 #[test]
 fn manifests_round_trip() {
     let inline = small();
@@ -96,34 +103,21 @@ fn damaged_records_are_errors_not_panics() {
     assert!(BucketRecord::decode(&[]).is_err());
 }
 
-/// A sealed record as the release before V2 wrote it: version 1, no CRC (`body`: the length
-/// of an inline body, which follows the CRC).
-fn as_v1(v2: &[u8], body: usize) -> Vec<u8> {
-    super::as_version(v2, body, FORMAT_V1)
-}
-
 #[test]
 fn v1_records_of_earlier_releases_still_decode() {
-    let inline = small();
-    let chunked =
-        Manifest { size: 10, body: Body::Segments(vec![Segment { id: 4, len: 10, chunk_size: 4 }]), ..inline.clone() };
-    for (m, body) in [(&inline, 3), (&chunked, 0)] {
+    for (m, body) in &inline_and_chunked() {
+        let body = *body;
         let v3 = m.encode(OWNER);
         assert_eq!(v3[0], FORMAT_V3);
-        let v1 = as_v1(&v3, body);
+        let v1 = as_version(&v3, body, FORMAT_V1);
         assert_eq!(v1.len(), v3.len() - 4);
         assert_eq!(&Manifest::decode(&v1, OWNER).expect("a V1 manifest decodes"), m);
         assert!(ReadPlan::decode(&v1, OWNER).is_ok());
     }
     let s = StageRecord { purpose: StagePurpose::Put, key: "k".into(), started: 5, segs: vec![1, 2] };
-    assert_eq!(StageRecord::decode(&as_v1(&s.encode(), 0)).expect("decodes"), s);
+    assert_eq!(StageRecord::decode(&as_version(&s.encode(), 0, FORMAT_V1)).expect("decodes"), s);
     let p = PartRecord { seg: Segment { id: 3, len: 5, chunk_size: 2 }, md5: [7; 16], crc: 1, modified: 2 };
-    assert_eq!(PartRecord::decode(&as_v1(&p.encode(), 0)).expect("decodes"), p);
-}
-
-/// A V3 manifest as the release before V3 wrote it: version 2, sealed without its owner.
-fn as_v2(v3: &[u8], body: usize) -> Vec<u8> {
-    super::as_version(v3, body, FORMAT_V2)
+    assert_eq!(PartRecord::decode(&as_version(&p.encode(), 0, FORMAT_V1)).expect("decodes"), p);
 }
 
 /// A manifest is sealed as its object's: handed to another key — a key damaged in a pack's
@@ -131,9 +125,6 @@ fn as_v2(v3: &[u8], body: usize) -> Vec<u8> {
 /// under any key, as they always did.
 #[test]
 fn a_manifest_decodes_only_as_its_owners() {
-    let inline = small();
-    let chunked =
-        Manifest { size: 10, body: Body::Segments(vec![Segment { id: 4, len: 10, chunk_size: 4 }]), ..small() };
     let others = [
         Owner { bucket: "bkt", key: "l" },
         Owner { bucket: "bkt", key: "k2" },
@@ -141,7 +132,8 @@ fn a_manifest_decodes_only_as_its_owners() {
         // The NUL between bucket and key is covered: the parts cannot slide.
         Owner { bucket: "bk", key: "tk" },
     ];
-    for (m, body) in [(&inline, 3), (&chunked, 0)] {
+    for (m, body) in &inline_and_chunked() {
+        let body = *body;
         let rec = m.encode(OWNER);
         assert_eq!(&Manifest::decode(&rec, OWNER).expect("decodes as its owner's"), m);
         for other in others {
@@ -150,7 +142,7 @@ fn a_manifest_decodes_only_as_its_owners() {
             assert!(Manifest::decode_head(&rec, other).is_err(), "{other:?}");
             assert!(ReadPlan::decode(&rec, other).is_err(), "{other:?}");
         }
-        let v2 = as_v2(&rec, body);
+        let v2 = as_version(&rec, body, FORMAT_V2);
         for owner in others.into_iter().chain([OWNER]) {
             assert_eq!(&Manifest::decode(&v2, owner).expect("a V2 manifest decodes"), m);
         }
