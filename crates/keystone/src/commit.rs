@@ -40,6 +40,25 @@ use crate::engine::{Engine, lock_err};
 use crate::error::{Error, Result};
 use crate::storage::{Counting, Limits, WriteTxn};
 
+/// What group commit has done since the store was opened
+/// ([`Datastore::group_commit_stats`](crate::Datastore::group_commit_stats)).
+///
+/// Writes made outside a transaction — putting, copying or deleting an object (a streaming
+/// upload's last step), creating a bucket, starting a multipart upload — go through group
+/// commit: writes that arrive together share one commit. `writes / commits` is the average
+/// number of writes per commit (1 for a single writer; up to the number of concurrent
+/// writers). Transactions ([`Datastore::transaction`](crate::Datastore::transaction)), the
+/// rest of multipart uploads and streaming uploads, and maintenance commit on their own and
+/// are not counted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GroupCommitStats {
+    /// Commits group commit made that succeeded (each one fsync when durable).
+    pub commits: u64,
+    /// Writes those commits stored, each acknowledged to its caller after its commit. A write
+    /// refused before it wrote anything (a failed precondition, a missing bucket) is not one.
+    pub writes: u64,
+}
+
 /// Most jobs in one shared transaction.
 const MAX_BATCH: usize = 512;
 
@@ -77,11 +96,13 @@ struct Job {
     wake: Arc<Condvar>,
 }
 
-/// What a job wrote: the operations and bytes a backend counts against its `Limits`.
+/// What a job wrote: the operations and bytes a backend counts against its `Limits`, and
+/// whether it succeeded (a job refused before its first write has nothing to store).
 #[derive(Debug, Clone, Copy, Default)]
 struct Used {
     ops: usize,
     bytes: usize,
+    ok: bool,
 }
 
 impl Used {
@@ -110,6 +131,8 @@ struct State {
     /// Jobs in the last batch, and how long its commit took.
     last_batch: usize,
     last_commit: Duration,
+    /// Counted under the lock, so that a reader sees both fields of one moment.
+    stats: GroupCommitStats,
 }
 
 #[derive(Default)]
@@ -136,6 +159,8 @@ struct Leading<'a> {
     /// Jobs applied: the size of the batch, which the next leader gathers for.
     applied: usize,
     started: Instant,
+    /// Commits that succeeded and the writes they stored, added to the stats when done.
+    done: GroupCommitStats,
 }
 
 impl Drop for Leading<'_> {
@@ -147,6 +172,8 @@ impl Drop for Leading<'_> {
         st.committing = false;
         st.last_batch = self.applied;
         st.last_commit = self.started.elapsed();
+        st.stats.commits += self.done.commits;
+        st.stats.writes += self.done.writes;
         for w in &self.batch {
             w.notify_one();
         }
@@ -199,7 +226,7 @@ impl GroupCommit {
             apply: Box::new(move |w| {
                 let mut txn = Counting::new(w);
                 let r = f(&mut txn);
-                let used = Used { ops: txn.ops, bytes: txn.bytes };
+                let used = Used { ops: txn.ops, bytes: txn.bytes, ok: r.is_ok() };
                 match r {
                     Ok(v) => {
                         *s1.pending.lock().map_err(|_| lock_err())? = Some(Ok(v));
@@ -251,7 +278,8 @@ impl GroupCommit {
             // Every writer whose job is taken is woken when the leader is done, before a job
             // is applied (also those given back to the queue: a spurious wake-up is harmless).
             let batch = first.iter().map(|j| j.wake.clone()).collect();
-            let mut leading = Leading { commit: this, batch, applied: 0, started: Instant::now() };
+            let mut leading =
+                Leading { commit: this, batch, applied: 0, started: Instant::now(), done: GroupCommitStats::default() };
             Self::lead(engine, &mut leading, first, &plan);
             drop(leading);
             st = this.state.lock().map_err(|_| lock_err())?;
@@ -284,6 +312,7 @@ impl GroupCommit {
         };
         let mut taken: Vec<(Apply, Finish)> = Vec::new();
         let mut used = Used::default();
+        let mut stored = 0u64;
         let mut failure = None;
         let mut jobs = first.into_iter();
         loop {
@@ -292,7 +321,10 @@ impl GroupCommit {
                 taken.push((job.apply, job.finish));
                 leading.applied += 1;
                 match applied {
-                    Ok(u) => used.add(u),
+                    Ok(u) => {
+                        used.add(u);
+                        stored += u64::from(u.ok);
+                    }
                     Err(e) => failure = Some(e),
                 }
                 if failure.is_some() || used.full(&limits) {
@@ -331,9 +363,18 @@ impl GroupCommit {
         if taken.len() > 1 && matches!(failure, Some(Error::TooLarge(_))) {
             // Together too large for one transaction (rolled back here): each on its own.
             for (mut apply, finish) in taken {
-                finish.call(Self::alone(engine, &mut apply));
+                let outcome = Self::alone(engine, &mut apply);
+                if let Ok(ok) = outcome {
+                    leading.done.commits += 1;
+                    leading.done.writes += u64::from(ok);
+                }
+                finish.call(outcome.err());
             }
             return;
+        }
+        if failure.is_none() {
+            leading.done.commits += 1;
+            leading.done.writes += stored;
         }
         let failure = failure.map(Arc::new);
         for (_, finish) in taken {
@@ -341,15 +382,20 @@ impl GroupCommit {
         }
     }
 
-    /// Applies one job in a transaction of its own and commits it; `Some` is its failure.
-    fn alone(engine: &Engine, apply: &mut Apply) -> Option<Error> {
-        let mut w = match engine.kv.write() {
-            Ok(w) => w,
-            Err(e) => return Some(e),
-        };
-        match Self::apply(apply, w.as_mut()) {
-            Ok(_) => w.commit(engine.ack_mode()).err(),
-            Err(e) => Some(e),
+    /// Applies one job in a transaction of its own and commits it: whether the job stored its
+    /// write (it may have been refused before writing), or the failure.
+    fn alone(engine: &Engine, apply: &mut Apply) -> std::result::Result<bool, Error> {
+        let mut w = engine.kv.write()?;
+        let used = Self::apply(apply, w.as_mut())?;
+        w.commit(engine.ack_mode())?;
+        Ok(used.ok)
+    }
+
+    /// The commits made and writes stored so far.
+    pub(crate) fn stats(&self) -> GroupCommitStats {
+        match self.state.lock() {
+            Ok(st) => st.stats,
+            Err(poisoned) => poisoned.into_inner().stats,
         }
     }
 
@@ -389,166 +435,4 @@ impl GroupCommit {
 }
 
 #[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
-    use std::sync::atomic::{AtomicBool, Ordering};
-    use std::sync::mpsc;
-
-    use super::*;
-    use crate::storage::memory::MemoryStore;
-    use crate::storage::{Commit, KeyRange, KeyValueStore, ReadTxn, SpaceInfo};
-
-    /// The reference map, with a commit (`armed`) or a begin of a write transaction
-    /// (`armed_write`) that panics once when armed: a leader failing outside the jobs it
-    /// applies (which run under `catch_unwind`).
-    struct PanicOnCommit {
-        inner: MemoryStore,
-        armed: Arc<AtomicBool>,
-        armed_write: Arc<AtomicBool>,
-    }
-
-    struct PanicTxn {
-        inner: Box<dyn WriteTxn>,
-        armed: Arc<AtomicBool>,
-    }
-
-    impl KeyValueStore for PanicOnCommit {
-        fn limits(&self) -> Limits {
-            self.inner.limits()
-        }
-        fn read(&self) -> Result<Arc<dyn ReadTxn>> {
-            self.inner.read()
-        }
-        fn write(&self) -> Result<Box<dyn WriteTxn>> {
-            assert!(!self.armed_write.swap(false, Ordering::SeqCst), "begin failed inside the backend (test)");
-            Ok(Box::new(PanicTxn { inner: self.inner.write()?, armed: self.armed.clone() }))
-        }
-        fn compact(&self) -> Result<()> {
-            self.inner.compact()
-        }
-        fn check_integrity(&self) -> Result<bool> {
-            self.inner.check_integrity()
-        }
-        fn space(&self) -> Result<SpaceInfo> {
-            self.inner.space()
-        }
-    }
-
-    crate::storage::forward_kv_read!(PanicTxn, inner);
-
-    impl WriteTxn for PanicTxn {
-        fn put(&mut self, key: &[u8], value: &[u8]) -> Result<()> {
-            self.inner.put(key, value)
-        }
-        fn delete(&mut self, key: &[u8]) -> Result<bool> {
-            self.inner.delete(key)
-        }
-        fn delete_range(&mut self, range: KeyRange<'_>) -> Result<u64> {
-            self.inner.delete_range(range)
-        }
-        fn commit(self: Box<Self>, mode: Commit) -> Result<()> {
-            assert!(!self.armed.swap(false, Ordering::SeqCst), "commit failed inside the backend (test)");
-            self.inner.commit(mode)
-        }
-    }
-
-    /// A leader that panicked in the commit left the other writers of its batch without a
-    /// result: woken, each found no commit in progress and led empty batches for ever. Now
-    /// each is told its outcome is unknown, and the store takes writes again.
-    #[test]
-    fn the_writers_of_a_batch_whose_leader_panicked_get_an_answer() {
-        let limits = Limits { max_value_size: 1 << 20, max_txn_ops: 1 << 20, max_txn_bytes: 1 << 30 };
-        let armed = Arc::new(AtomicBool::new(false));
-        let kv = PanicOnCommit { inner: MemoryStore::new(limits), armed: armed.clone(), armed_write: Arc::default() };
-        let engine = Arc::new(Engine::open(Box::new(kv), crate::Datastore::builder().config(), None).unwrap());
-        armed.store(true, Ordering::SeqCst);
-
-        // The leader's job waits until a second writer has queued behind it, so that the
-        // leader takes that writer's job into its batch before committing.
-        let (entered_tx, entered_rx) = mpsc::channel();
-        let (go_tx, go_rx) = mpsc::channel::<()>();
-        let e = engine.clone();
-        let leader = std::thread::spawn(move || {
-            GroupCommit::run(&e, move |w| {
-                let _ = entered_tx.send(());
-                let _ = go_rx.recv();
-                w.put(b"a", b"1")
-            })
-        });
-        entered_rx.recv().unwrap();
-        let (done_tx, done_rx) = mpsc::channel();
-        let e = engine.clone();
-        std::thread::spawn(move || {
-            let _ = done_tx.send(GroupCommit::run(&e, |w| w.put(b"b", b"2")));
-        });
-        while engine.commit.state.lock().unwrap().queue.is_empty() {
-            std::thread::yield_now();
-        }
-        go_tx.send(()).unwrap();
-
-        assert!(leader.join().is_err(), "the leader's commit was to panic");
-        // Not a timing assertion: without an answer the writer never returns at all.
-        let answer = done_rx.recv_timeout(Duration::from_mins(2)).expect("the second writer got no answer");
-        match answer {
-            Err(Error::Storage { source, .. }) => assert!(source.to_string().contains("unknown"), "{source}"),
-            other => panic!("expected an error saying the outcome is unknown, got {other:?}"),
-        }
-        GroupCommit::run(&engine, |w| w.put(b"c", b"3")).unwrap();
-        assert!(engine.kv.read().unwrap().get(b"c").unwrap().is_some());
-    }
-
-    /// A leader that panicked before applying any job (beginning the write transaction) left
-    /// the writers it had taken from the queue asleep: they were woken only once their job was
-    /// applied. Now every writer whose job is taken is woken with an answer.
-    #[test]
-    fn the_writers_taken_by_a_leader_that_panicked_before_applying_get_an_answer() {
-        // A write of more than half a transaction's bytes fills a batch: the first leader
-        // takes no queued job into its own.
-        let limits = Limits { max_value_size: 1 << 20, max_txn_ops: 1 << 20, max_txn_bytes: 1000 };
-        let armed_write = Arc::new(AtomicBool::new(false));
-        let kv =
-            PanicOnCommit { inner: MemoryStore::new(limits), armed: Arc::default(), armed_write: armed_write.clone() };
-        let engine = Arc::new(Engine::open(Box::new(kv), crate::Datastore::builder().config(), None).unwrap());
-
-        let (entered_tx, entered_rx) = mpsc::channel();
-        let (go_tx, go_rx) = mpsc::channel::<()>();
-        let e = engine.clone();
-        let first = std::thread::spawn(move || {
-            GroupCommit::run(&e, move |w| {
-                let _ = entered_tx.send(());
-                let _ = go_rx.recv();
-                w.put(b"first", &[0u8; 600])
-            })
-        });
-        entered_rx.recv().unwrap();
-        // Two writers queue behind it; the one woken first leads them both and panics
-        // beginning its transaction.
-        let (done_tx, done_rx) = mpsc::channel();
-        let writers: Vec<_> = [b"a", b"b"]
-            .into_iter()
-            .map(|k| {
-                let (e, done) = (engine.clone(), done_tx.clone());
-                std::thread::spawn(move || {
-                    let _ = done.send(GroupCommit::run(&e, move |w| w.put(k, b"1")));
-                })
-            })
-            .collect();
-        while engine.commit.state.lock().unwrap().queue.len() < 2 {
-            std::thread::yield_now();
-        }
-        armed_write.store(true, Ordering::SeqCst);
-        go_tx.send(()).unwrap();
-        first.join().unwrap().unwrap();
-
-        // Not a timing assertion: without an answer the other writer never returns at all.
-        let answer = done_rx.recv_timeout(Duration::from_mins(2)).expect("the other writer got no answer");
-        match answer {
-            Err(Error::Storage { source, .. }) => assert!(source.to_string().contains("unknown"), "{source}"),
-            other => panic!("expected an error saying the outcome is unknown, got {other:?}"),
-        }
-        let panicked = writers.into_iter().map(std::thread::JoinHandle::join).filter(Result::is_err).count();
-        assert_eq!(panicked, 1, "the leader's begin was to panic");
-        GroupCommit::run(&engine, |w| w.put(b"c", b"3")).unwrap();
-    }
-}
+mod tests;

@@ -513,6 +513,25 @@ impl Datastore {
         self.engine.kv.check_integrity()
     }
 
+    /// How many commits the writes made outside a transaction have shared since the store was
+    /// opened: concurrent writers' writes go into one commit (one fsync when durable), each
+    /// writer acknowledged after the commit that holds its write. See [`GroupCommitStats`](crate::GroupCommitStats)
+    /// for which writes count.
+    ///
+    /// ```
+    /// # let db = keystone::Datastore::in_memory()?;
+    /// let b = db.create_bucket("logs")?;
+    /// b.put_bytes("a", b"1")?;
+    /// b.put_bytes("b", b"2")?;
+    /// let stats = db.group_commit_stats();
+    /// // One writer: one write per commit (creating the bucket was the first).
+    /// assert_eq!((stats.commits, stats.writes), (3, 3));
+    /// # Ok::<_, keystone::Error>(())
+    /// ```
+    pub fn group_commit_stats(&self) -> crate::GroupCommitStats {
+        self.engine.commit.stats()
+    }
+
     /// What the last open reclaimed: uploads a previous process left unfinished.
     pub fn recovery_report(&self) -> GcReport {
         self.engine.recovered.clone()

@@ -68,6 +68,7 @@ mod upload;
 mod verify;
 
 pub use bucket::Bucket;
+pub use commit::GroupCommitStats;
 pub use data::names::{MAX_KEY_LEN, MAX_USER_META, check_new_bucket as check_bucket_name};
 pub use datastore::{
     Builder, DEFAULT_BATCH_BYTES, DEFAULT_CACHE_SIZE, DEFAULT_CHUNK_SIZE, DEFAULT_INLINE_MAX, Datastore, Durability,

@@ -51,6 +51,11 @@ impl BenchEngine for Keystone {
         Ok(())
     }
 
+    fn group_commits(&self) -> Option<(u64, u64)> {
+        let s = self.db.group_commit_stats();
+        Some((s.commits, s.writes))
+    }
+
     fn put_batch(&self, items: &[(String, Vec<u8>)], _durable: bool) -> Result<()> {
         self.db.transaction(|tx| {
             let b = tx.bucket(BUCKET)?;

@@ -45,6 +45,11 @@ pub trait BenchEngine: Send + Sync {
     fn prepare(&self, _threads: usize) -> Result<()> {
         Ok(())
     }
+    /// Commits made by group commit so far and the writes they stored (Keystone's
+    /// `Datastore::group_commit_stats`); `None` for engines without group commit.
+    fn group_commits(&self) -> Option<(u64, u64)> {
+        None
+    }
 }
 
 /// Every engine, in the order they are run.

@@ -25,9 +25,12 @@ pub fn w1(ctx: &Ctx, engines: &[String], p: &W1) -> Result<Vec<Row>> {
         for e in &stores {
             e.prepare(threads)?;
         }
+        // Writes per commit of each run, for engines with group commit (read outside the timing).
+        let mut grouped: Vec<(String, Vec<f64>)> = Vec::new();
         let samples = alternate(ctx.reps, &stores, |rep, e| {
             let per = p.puts.div_ceil(threads);
-            rate(per * threads, || {
+            let before = e.group_commits();
+            let r = rate(per * threads, || {
                 std::thread::scope(|s| {
                     let handles: Vec<_> = (0..threads)
                         .map(|t| {
@@ -45,13 +48,26 @@ pub fn w1(ctx: &Ctx, engines: &[String], p: &W1) -> Result<Vec<Row>> {
                     }
                     Ok(())
                 })
-            })
+            })?;
+            if let (Some((c0, w0)), Some((c1, w1))) = (before, e.group_commits())
+                && c1 > c0
+            {
+                let per_commit = (w1 - w0) as f64 / (c1 - c0) as f64;
+                match grouped.iter_mut().find(|(n, _)| n == e.name()) {
+                    Some((_, v)) => v.push(per_commit),
+                    None => grouped.push((e.name().to_owned(), vec![per_commit])),
+                }
+            }
+            Ok(r)
         })?;
         let min = if threads == 1 { 0.9 } else { 4.0 };
         rows.push(
             Row::new(format!("W1 {threads} thr"), format!("durable {} KiB puts/s", p.size / 1024), samples)
                 .target(Target::Ratio { baseline: "redb", min }),
         );
+        if !grouped.is_empty() {
+            rows.push(Row::new(format!("W1 {threads} thr"), "puts per durable commit (group commit)", grouped));
+        }
     }
     drop(stores);
     ctx.clean("w1")?;

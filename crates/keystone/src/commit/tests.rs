@@ -1,0 +1,206 @@
+//! Group commit's failure paths and its stats.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+
+use super::*;
+use crate::storage::memory::MemoryStore;
+use crate::storage::{Commit, KeyRange, KeyValueStore, ReadTxn, SpaceInfo};
+
+/// The reference map, with a commit (`armed`) or a begin of a write transaction
+/// (`armed_write`) that panics once when armed: a leader failing outside the jobs it
+/// applies (which run under `catch_unwind`).
+struct PanicOnCommit {
+    inner: MemoryStore,
+    armed: Arc<AtomicBool>,
+    armed_write: Arc<AtomicBool>,
+}
+
+struct PanicTxn {
+    inner: Box<dyn WriteTxn>,
+    armed: Arc<AtomicBool>,
+}
+
+impl KeyValueStore for PanicOnCommit {
+    fn limits(&self) -> Limits {
+        self.inner.limits()
+    }
+    fn read(&self) -> Result<Arc<dyn ReadTxn>> {
+        self.inner.read()
+    }
+    fn write(&self) -> Result<Box<dyn WriteTxn>> {
+        assert!(!self.armed_write.swap(false, Ordering::SeqCst), "begin failed inside the backend (test)");
+        Ok(Box::new(PanicTxn { inner: self.inner.write()?, armed: self.armed.clone() }))
+    }
+    fn compact(&self) -> Result<()> {
+        self.inner.compact()
+    }
+    fn check_integrity(&self) -> Result<bool> {
+        self.inner.check_integrity()
+    }
+    fn space(&self) -> Result<SpaceInfo> {
+        self.inner.space()
+    }
+}
+
+crate::storage::forward_kv_read!(PanicTxn, inner);
+
+impl WriteTxn for PanicTxn {
+    fn put(&mut self, key: &[u8], value: &[u8]) -> Result<()> {
+        self.inner.put(key, value)
+    }
+    fn delete(&mut self, key: &[u8]) -> Result<bool> {
+        self.inner.delete(key)
+    }
+    fn delete_range(&mut self, range: KeyRange<'_>) -> Result<u64> {
+        self.inner.delete_range(range)
+    }
+    fn commit(self: Box<Self>, mode: Commit) -> Result<()> {
+        assert!(!self.armed.swap(false, Ordering::SeqCst), "commit failed inside the backend (test)");
+        self.inner.commit(mode)
+    }
+}
+
+/// A leader that panicked in the commit left the other writers of its batch without a
+/// result: woken, each found no commit in progress and led empty batches for ever. Now
+/// each is told its outcome is unknown, and the store takes writes again.
+#[test]
+fn the_writers_of_a_batch_whose_leader_panicked_get_an_answer() {
+    let limits = Limits { max_value_size: 1 << 20, max_txn_ops: 1 << 20, max_txn_bytes: 1 << 30 };
+    let armed = Arc::new(AtomicBool::new(false));
+    let kv = PanicOnCommit { inner: MemoryStore::new(limits), armed: armed.clone(), armed_write: Arc::default() };
+    let engine = Arc::new(Engine::open(Box::new(kv), crate::Datastore::builder().config(), None).unwrap());
+    armed.store(true, Ordering::SeqCst);
+
+    // The leader's job waits until a second writer has queued behind it, so that the
+    // leader takes that writer's job into its batch before committing.
+    let (entered_tx, entered_rx) = mpsc::channel();
+    let (go_tx, go_rx) = mpsc::channel::<()>();
+    let e = engine.clone();
+    let leader = std::thread::spawn(move || {
+        GroupCommit::run(&e, move |w| {
+            let _ = entered_tx.send(());
+            let _ = go_rx.recv();
+            w.put(b"a", b"1")
+        })
+    });
+    entered_rx.recv().unwrap();
+    let (done_tx, done_rx) = mpsc::channel();
+    let e = engine.clone();
+    std::thread::spawn(move || {
+        let _ = done_tx.send(GroupCommit::run(&e, |w| w.put(b"b", b"2")));
+    });
+    while engine.commit.state.lock().unwrap().queue.is_empty() {
+        std::thread::yield_now();
+    }
+    go_tx.send(()).unwrap();
+
+    assert!(leader.join().is_err(), "the leader's commit was to panic");
+    // Not a timing assertion: without an answer the writer never returns at all.
+    let answer = done_rx.recv_timeout(Duration::from_mins(2)).expect("the second writer got no answer");
+    match answer {
+        Err(Error::Storage { source, .. }) => assert!(source.to_string().contains("unknown"), "{source}"),
+        other => panic!("expected an error saying the outcome is unknown, got {other:?}"),
+    }
+    GroupCommit::run(&engine, |w| w.put(b"c", b"3")).unwrap();
+    assert!(engine.kv.read().unwrap().get(b"c").unwrap().is_some());
+}
+
+/// A leader that panicked before applying any job (beginning the write transaction) left
+/// the writers it had taken from the queue asleep: they were woken only once their job was
+/// applied. Now every writer whose job is taken is woken with an answer.
+#[test]
+fn the_writers_taken_by_a_leader_that_panicked_before_applying_get_an_answer() {
+    // A write of more than half a transaction's bytes fills a batch: the first leader
+    // takes no queued job into its own.
+    let limits = Limits { max_value_size: 1 << 20, max_txn_ops: 1 << 20, max_txn_bytes: 1000 };
+    let armed_write = Arc::new(AtomicBool::new(false));
+    let kv = PanicOnCommit { inner: MemoryStore::new(limits), armed: Arc::default(), armed_write: armed_write.clone() };
+    let engine = Arc::new(Engine::open(Box::new(kv), crate::Datastore::builder().config(), None).unwrap());
+
+    let (entered_tx, entered_rx) = mpsc::channel();
+    let (go_tx, go_rx) = mpsc::channel::<()>();
+    let e = engine.clone();
+    let first = std::thread::spawn(move || {
+        GroupCommit::run(&e, move |w| {
+            let _ = entered_tx.send(());
+            let _ = go_rx.recv();
+            w.put(b"first", &[0u8; 600])
+        })
+    });
+    entered_rx.recv().unwrap();
+    // Two writers queue behind it; the one woken first leads them both and panics
+    // beginning its transaction.
+    let (done_tx, done_rx) = mpsc::channel();
+    let writers: Vec<_> = [b"a", b"b"]
+        .into_iter()
+        .map(|k| {
+            let (e, done) = (engine.clone(), done_tx.clone());
+            std::thread::spawn(move || {
+                let _ = done.send(GroupCommit::run(&e, move |w| w.put(k, b"1")));
+            })
+        })
+        .collect();
+    while engine.commit.state.lock().unwrap().queue.len() < 2 {
+        std::thread::yield_now();
+    }
+    armed_write.store(true, Ordering::SeqCst);
+    go_tx.send(()).unwrap();
+    first.join().unwrap().unwrap();
+
+    // Not a timing assertion: without an answer the other writer never returns at all.
+    let answer = done_rx.recv_timeout(Duration::from_mins(2)).expect("the other writer got no answer");
+    match answer {
+        Err(Error::Storage { source, .. }) => assert!(source.to_string().contains("unknown"), "{source}"),
+        other => panic!("expected an error saying the outcome is unknown, got {other:?}"),
+    }
+    let panicked = writers.into_iter().map(std::thread::JoinHandle::join).filter(Result::is_err).count();
+    assert_eq!(panicked, 1, "the leader's begin was to panic");
+    GroupCommit::run(&engine, |w| w.put(b"c", b"3")).unwrap();
+}
+
+/// Writes that arrive while a commit is being prepared share it, and the stats say so: two
+/// writers in one commit, then one alone; a write refused before it wrote anything is in a
+/// commit but not counted as a write.
+#[test]
+fn group_commit_stats_count_shared_commits_and_their_writes() {
+    let limits = Limits { max_value_size: 1 << 20, max_txn_ops: 1 << 20, max_txn_bytes: 1 << 30 };
+    let engine =
+        Arc::new(Engine::open(Box::new(MemoryStore::new(limits)), crate::Datastore::builder().config(), None).unwrap());
+    assert_eq!(engine.commit.stats(), GroupCommitStats::default());
+
+    // The first writer's job waits until two more have queued behind it: one that writes,
+    // one refused before writing. The leader takes both into its batch.
+    let (entered_tx, entered_rx) = mpsc::channel();
+    let (go_tx, go_rx) = mpsc::channel::<()>();
+    let e = engine.clone();
+    let leader = std::thread::spawn(move || {
+        GroupCommit::run(&e, move |w| {
+            let _ = entered_tx.send(());
+            let _ = go_rx.recv();
+            w.put(b"a", b"1")
+        })
+    });
+    entered_rx.recv().unwrap();
+    let e = engine.clone();
+    let second = std::thread::spawn(move || GroupCommit::run(&e, |w| w.put(b"b", b"2")));
+    let e = engine.clone();
+    let refused = std::thread::spawn(move || {
+        GroupCommit::run(&e, |_| -> Result<()> {
+            Err(Error::PreconditionFailed { bucket: "x".into(), key: "y".into(), reason: "test".into() })
+        })
+    });
+    while engine.commit.state.lock().unwrap().queue.len() < 2 {
+        std::thread::yield_now();
+    }
+    go_tx.send(()).unwrap();
+    leader.join().unwrap().unwrap();
+    second.join().unwrap().unwrap();
+    assert!(refused.join().unwrap().is_err());
+    assert_eq!(engine.commit.stats(), GroupCommitStats { commits: 1, writes: 2 });
+
+    GroupCommit::run(&engine, |w| w.put(b"c", b"3")).unwrap();
+    assert_eq!(engine.commit.stats(), GroupCommitStats { commits: 2, writes: 3 });
+}
