@@ -7,6 +7,9 @@
 //! by Keystone, closed, opened with redb): the same B-tree, keys and records as Keystone's gets
 //! read, without Keystone's per-get work (decoding the manifest, checking the CRC32C, its
 //! layers). Keystone against it is that work; it against raw redb is the cost of the layout.
+//! A fourth, `redb-crc`, is `redb-on-keystone` computing the CRC32C of each value it copied:
+//! the lookup, the copy and the end-to-end check, with nothing else of Keystone's — the least a
+//! get that checks every read can cost on this layout.
 //! With a small COUNT (200) the data stays in the CPU's caches and the gaps are work alone.
 //! With `ENGINE` given, loads and reads only that engine — run it under `perf record` to see a
 //! get's parts without the load's.
@@ -91,7 +94,7 @@ fn main() -> anyhow::Result<()> {
     } else {
         None
     };
-    let on_keystone = if want("redb-on-keystone") {
+    let on_keystone = if want("redb-on-keystone") || want("redb-crc") {
         let path = dir.path().join("other.keystone");
         drop(load_keystone(&path, cache, &keys, body)?);
         Some(redb::Database::builder().set_cache_size(cache).create(&path)?)
@@ -127,8 +130,18 @@ fn main() -> anyhow::Result<()> {
         if let Some(b) = &ks {
             runs.push(("keystone", time(&order, |i| Ok(b.get_bytes(&keys[i])?))?));
         }
-        if let Some(t) = &kt {
+        if let Some(t) = kt.as_ref().filter(|_| want("redb-on-keystone")) {
             runs.push(("redb-on-keystone", time(&order, |i| raw_get(t, &record_keys[i]))?));
+        }
+        if let Some(t) = kt.as_ref().filter(|_| want("redb-crc")) {
+            runs.push((
+                "redb-crc",
+                time(&order, |i| {
+                    let v = raw_get(t, &record_keys[i])?;
+                    black_box(crc_fast::crc32_iscsi(&v));
+                    Ok(v)
+                })?,
+            ));
         }
         if let Some(t) = &rd {
             runs.push(("redb", time(&order, |i| raw_get(t, keys[i].as_bytes()))?));
