@@ -252,8 +252,12 @@ pub fn compact(ctx: &Ctx) -> anyhow::Result<()> {
     drop(db);
     spinner.finish_and_clear();
     let after = file_size(ctx)?;
+    let upgraded = match r.resealed_manifests {
+        0 => String::new(),
+        n => format!("; {n} objects of earlier releases upgraded to this release's format"),
+    };
     ctx.say(format_args!(
-        "compacted {}: {} before, {} after ({} smaller); {} small objects in {} pack records",
+        "compacted {}: {} before, {} after ({} smaller); {} small objects in {} pack records{upgraded}",
         ctx.store.display(),
         size(before),
         size(after),

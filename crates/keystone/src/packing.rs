@@ -15,17 +15,36 @@ use crate::storage::{Commit, KeyRange, WriteTxn, prefix_end};
 /// Records of one bucket packed per transaction (fewer where the backend's limits say so).
 const PACK_BATCH: usize = 4096;
 
+/// What packing one bucket did.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Packed {
+    /// Objects in the pack records written.
+    pub objects: u64,
+    /// Pack records written.
+    pub records: u64,
+    /// Manifests of earlier releases written back as this release's.
+    pub resealed: u64,
+}
+
+impl Packed {
+    fn add(&mut self, other: Packed) {
+        self.objects += other.objects;
+        self.records += other.records;
+        self.resealed += other.resealed;
+    }
+}
+
 /// Packs runs of small inline objects of `bucket` into pack records (see `data::pack`), one
 /// batch of records per durable transaction; objects already packed are packed again, so
-/// runs broken up by writes since the last `compact` are filled back up. Returns the objects
-/// packed and the pack records written.
-pub(crate) fn pack_bucket(engine: &Engine, bucket: &str) -> Result<(u64, u64)> {
+/// runs broken up by writes since the last `compact` are filled back up. Manifests of earlier
+/// releases it walks are written back as this release's.
+pub(crate) fn pack_bucket(engine: &Engine, bucket: &str) -> Result<Packed> {
     let limits = engine.kv.limits();
     // A batch, and unpacking one pack for a write, each take at most a quarter of a
     // transaction's operations.
     let batch = PACK_BATCH.min(limits.max_txn_ops / 4);
     let page = pack::PACK_PAGE.min(limits.max_value_size);
-    let mut counts = (0, 0);
+    let mut counts = Packed::default();
     if batch < 2 {
         return Ok(counts);
     }
@@ -33,11 +52,10 @@ pub(crate) fn pack_bucket(engine: &Engine, bucket: &str) -> Result<(u64, u64)> {
     let end = prefix_end(&base);
     let mut from = base.clone();
     loop {
-        let (next, objects, records) = engine.write_alone(Commit::Durable, |w| {
+        let (next, done) = engine.write_alone(Commit::Durable, |w| {
             pack_batch(w, bucket, range_from(&from, end.as_deref()), batch, page, limits.max_txn_bytes / 4)
         })?;
-        counts.0 += objects;
-        counts.1 += records;
+        counts.add(done);
         match next {
             Some(n) => from = n,
             None => return Ok(counts),
@@ -46,8 +64,7 @@ pub(crate) fn pack_bucket(engine: &Engine, bucket: &str) -> Result<(u64, u64)> {
 }
 
 /// Repacks the objects of up to `batch` records (and about `max_bytes`) of `range`; returns
-/// where the next batch starts (`None` when the range is done), the objects packed and the
-/// pack records written.
+/// where the next batch starts (`None` when the range is done) and what it did.
 fn pack_batch(
     w: &mut dyn WriteTxn,
     bucket: &str,
@@ -55,7 +72,7 @@ fn pack_batch(
     batch: usize,
     page: usize,
     max_bytes: usize,
-) -> Result<(Option<Vec<u8>>, u64, u64)> {
+) -> Result<(Option<Vec<u8>>, Packed)> {
     let mut recs = w.scan(range, batch)?;
     let scanned = recs.len();
     let mut bytes = 0;
@@ -65,7 +82,7 @@ fn pack_batch(
     }) {
         recs.truncate(fit.max(1));
     }
-    let Some((last, _)) = recs.last() else { return Ok((None, 0, 0)) };
+    let Some((last, _)) = recs.last() else { return Ok((None, Packed::default())) };
     let next = (scanned == batch || recs.len() < scanned).then(|| next_key(last));
 
     let mut plan = Plan {
@@ -74,8 +91,7 @@ fn pack_batch(
         members: Vec::new(),
         deletes: Vec::new(),
         puts: Vec::new(),
-        packed: 0,
-        records: 0,
+        done: Packed::default(),
     };
     for (k, v) in &recs {
         let Ok(objects) = objects::record_objects(bucket, k, v) else {
@@ -92,7 +108,10 @@ fn pack_batch(
             // A manifest of an earlier release is written back as this one's, sealed with its
             // key: `compact` is the upgrade of objects not written since.
             let (manifest, moved) = match records::reseal(manifest, owner) {
-                Some(v3) => (Cow::Owned(v3), true),
+                Some(v3) => {
+                    plan.done.resealed += 1;
+                    (Cow::Owned(v3), true)
+                }
                 None => (Cow::Borrowed(manifest), !own),
             };
             let inline = matches!(ReadPlan::decode(&manifest, owner), Ok(ReadPlan { body: BodyRef::Inline(_), .. }));
@@ -117,7 +136,7 @@ fn pack_batch(
     for (k, v) in &plan.puts {
         w.put(k, v)?;
     }
-    Ok((next, plan.packed, plan.records))
+    Ok((next, plan.done))
 }
 
 /// The writes that repack one batch: records to delete first, then records to write.
@@ -130,9 +149,7 @@ struct Plan<'a> {
     members: Vec<(&'a str, Cow<'a, [u8]>, bool, bool)>,
     deletes: Vec<Vec<u8>>,
     puts: Vec<(Vec<u8>, Vec<u8>)>,
-    /// Objects packed and pack records written.
-    packed: u64,
-    records: u64,
+    done: Packed,
 }
 
 impl Plan<'_> {
@@ -155,8 +172,8 @@ impl Plan<'_> {
                     }
                 }
                 self.puts.push((keys::object(self.bucket, &last), record));
-                self.packed += members.len() as u64;
-                self.records += 1;
+                self.done.objects += members.len() as u64;
+                self.done.records += 1;
             }
         }
     }
@@ -335,7 +352,9 @@ mod tests {
         assert_eq!(record("k001")[0], FORMAT_V2);
         assert_eq!(layout(&db, "bkt"), (1, 19, 22));
 
-        db.compact().unwrap();
+        let report = db.compact().unwrap();
+        // k000–k039 (z does not decode): 20 records of their own, 19 in the pack.
+        assert_eq!(report.resealed_manifests, 40, "{report:?}");
         let (packs, packed, own) = layout(&db, "bkt");
         assert_eq!((packed, own), (39, 2), "{packs} packs");
         let mut seen = 0;
@@ -353,6 +372,7 @@ mod tests {
             })
             .unwrap();
         assert_eq!(seen, 40);
+        assert_eq!(db.compact().unwrap().resealed_manifests, 0, "a second compact has nothing to upgrade");
         for (i, head) in heads.iter().enumerate() {
             let key = format!("k{i:03}");
             assert_eq!(&b.head(&key).unwrap(), head, "{key}");
