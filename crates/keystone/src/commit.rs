@@ -43,19 +43,27 @@ use crate::storage::{Counting, Limits, WriteTxn};
 /// What group commit has done since the store was opened
 /// ([`Datastore::group_commit_stats`](crate::Datastore::group_commit_stats)).
 ///
-/// Writes made outside a transaction — putting, copying or deleting an object (a streaming
-/// upload's last step), creating a bucket, starting a multipart upload — go through group
-/// commit: writes that arrive together share one commit. `writes / commits` is the average
-/// number of writes per commit (1 for a single writer; up to the number of concurrent
-/// writers). Transactions ([`Datastore::transaction`](crate::Datastore::transaction)), the
-/// rest of multipart uploads and streaming uploads, and maintenance commit on their own and
-/// are not counted.
+/// Group commit carries the writes made outside a transaction that fit in one record: putting
+/// or copying an object of up to the inline threshold
+/// ([`Builder::inline_threshold`](crate::Builder::inline_threshold), 16 KiB by default),
+/// deleting an object, creating a bucket, starting a multipart upload. Writes that arrive
+/// together share one commit. Larger objects (written in chunks, in commits of their own),
+/// the other steps of multipart uploads, deleting a bucket, transactions
+/// ([`Datastore::transaction`](crate::Datastore::transaction)) and maintenance are not
+/// counted.
+///
+/// `writes / commits` is the average number of writes per commit: 1 for a single writer, up
+/// to the number of concurrent writers. A write refused before it wrote anything (a failed
+/// precondition, a missing bucket) still takes part in a commit — an empty one if it was
+/// alone — so refusals lower the average.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct GroupCommitStats {
-    /// Commits group commit made that succeeded (each one fsync when durable).
+    /// Commits group commit made that succeeded (each one fsync when durable), empty ones
+    /// included.
     pub commits: u64,
-    /// Writes those commits stored, each acknowledged to its caller after its commit. A write
-    /// refused before it wrote anything (a failed precondition, a missing bucket) is not one.
+    /// Writes those commits acknowledged as done, each after its commit: a delete of a key
+    /// that was not there is one; a write refused before it wrote anything is not.
     pub writes: u64,
 }
 
@@ -159,8 +167,6 @@ struct Leading<'a> {
     /// Jobs applied: the size of the batch, which the next leader gathers for.
     applied: usize,
     started: Instant,
-    /// Commits that succeeded and the writes they stored, added to the stats when done.
-    done: GroupCommitStats,
 }
 
 impl Drop for Leading<'_> {
@@ -172,8 +178,6 @@ impl Drop for Leading<'_> {
         st.committing = false;
         st.last_batch = self.applied;
         st.last_commit = self.started.elapsed();
-        st.stats.commits += self.done.commits;
-        st.stats.writes += self.done.writes;
         for w in &self.batch {
             w.notify_one();
         }
@@ -278,8 +282,7 @@ impl GroupCommit {
             // Every writer whose job is taken is woken when the leader is done, before a job
             // is applied (also those given back to the queue: a spurious wake-up is harmless).
             let batch = first.iter().map(|j| j.wake.clone()).collect();
-            let mut leading =
-                Leading { commit: this, batch, applied: 0, started: Instant::now(), done: GroupCommitStats::default() };
+            let mut leading = Leading { commit: this, batch, applied: 0, started: Instant::now() };
             Self::lead(engine, &mut leading, first, &plan);
             drop(leading);
             st = this.state.lock().map_err(|_| lock_err())?;
@@ -365,16 +368,14 @@ impl GroupCommit {
             for (mut apply, finish) in taken {
                 let outcome = Self::alone(engine, &mut apply);
                 if let Ok(ok) = outcome {
-                    leading.done.commits += 1;
-                    leading.done.writes += u64::from(ok);
+                    this.count(u64::from(ok));
                 }
                 finish.call(outcome.err());
             }
             return;
         }
         if failure.is_none() {
-            leading.done.commits += 1;
-            leading.done.writes += stored;
+            this.count(stored);
         }
         let failure = failure.map(Arc::new);
         for (_, finish) in taken {
@@ -389,6 +390,14 @@ impl GroupCommit {
         let used = Self::apply(apply, w.as_mut())?;
         w.commit(engine.ack_mode())?;
         Ok(used.ok)
+    }
+
+    /// Counts a commit that succeeded and the writes it stored — before any of its writers is
+    /// handed its result, so that a writer that returns finds its commit in the stats.
+    fn count(&self, writes: u64) {
+        let mut st = self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        st.stats.commits += 1;
+        st.stats.writes += writes;
     }
 
     /// The commits made and writes stored so far.

@@ -513,10 +513,10 @@ impl Datastore {
         self.engine.kv.check_integrity()
     }
 
-    /// How many commits the writes made outside a transaction have shared since the store was
-    /// opened: concurrent writers' writes go into one commit (one fsync when durable), each
-    /// writer acknowledged after the commit that holds its write. See [`GroupCommitStats`](crate::GroupCommitStats)
-    /// for which writes count.
+    /// How many commits the small writes made outside a transaction have shared since the
+    /// store was opened: concurrent writers' writes go into one commit (one fsync when
+    /// durable), each writer acknowledged after the commit that holds its write. See
+    /// [`GroupCommitStats`](crate::GroupCommitStats) for which writes count.
     ///
     /// ```
     /// # let db = keystone::Datastore::in_memory()?;

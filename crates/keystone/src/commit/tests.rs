@@ -11,16 +11,30 @@ use crate::storage::{Commit, KeyRange, KeyValueStore, ReadTxn, SpaceInfo};
 
 /// The reference map, with a commit (`armed`) or a begin of a write transaction
 /// (`armed_write`) that panics once when armed: a leader failing outside the jobs it
-/// applies (which run under `catch_unwind`).
+/// applies (which run under `catch_unwind`); or a commit that fails once with an error
+/// (`failing`).
 struct PanicOnCommit {
     inner: MemoryStore,
     armed: Arc<AtomicBool>,
     armed_write: Arc<AtomicBool>,
+    failing: Arc<AtomicBool>,
+}
+
+impl PanicOnCommit {
+    fn new(limits: Limits) -> Self {
+        PanicOnCommit {
+            inner: MemoryStore::new(limits),
+            armed: Arc::default(),
+            armed_write: Arc::default(),
+            failing: Arc::default(),
+        }
+    }
 }
 
 struct PanicTxn {
     inner: Box<dyn WriteTxn>,
     armed: Arc<AtomicBool>,
+    failing: Arc<AtomicBool>,
 }
 
 impl KeyValueStore for PanicOnCommit {
@@ -32,7 +46,7 @@ impl KeyValueStore for PanicOnCommit {
     }
     fn write(&self) -> Result<Box<dyn WriteTxn>> {
         assert!(!self.armed_write.swap(false, Ordering::SeqCst), "begin failed inside the backend (test)");
-        Ok(Box::new(PanicTxn { inner: self.inner.write()?, armed: self.armed.clone() }))
+        Ok(Box::new(PanicTxn { inner: self.inner.write()?, armed: self.armed.clone(), failing: self.failing.clone() }))
     }
     fn compact(&self) -> Result<()> {
         self.inner.compact()
@@ -59,6 +73,9 @@ impl WriteTxn for PanicTxn {
     }
     fn commit(self: Box<Self>, mode: Commit) -> Result<()> {
         assert!(!self.armed.swap(false, Ordering::SeqCst), "commit failed inside the backend (test)");
+        if self.failing.swap(false, Ordering::SeqCst) {
+            return Err(Error::Storage { context: "committing".into(), source: "the disk said no (test)".into() });
+        }
         self.inner.commit(mode)
     }
 }
@@ -70,7 +87,7 @@ impl WriteTxn for PanicTxn {
 fn the_writers_of_a_batch_whose_leader_panicked_get_an_answer() {
     let limits = Limits { max_value_size: 1 << 20, max_txn_ops: 1 << 20, max_txn_bytes: 1 << 30 };
     let armed = Arc::new(AtomicBool::new(false));
-    let kv = PanicOnCommit { inner: MemoryStore::new(limits), armed: armed.clone(), armed_write: Arc::default() };
+    let kv = PanicOnCommit { armed: armed.clone(), ..PanicOnCommit::new(limits) };
     let engine = Arc::new(Engine::open(Box::new(kv), crate::Datastore::builder().config(), None).unwrap());
     armed.store(true, Ordering::SeqCst);
 
@@ -104,8 +121,10 @@ fn the_writers_of_a_batch_whose_leader_panicked_get_an_answer() {
         Err(Error::Storage { source, .. }) => assert!(source.to_string().contains("unknown"), "{source}"),
         other => panic!("expected an error saying the outcome is unknown, got {other:?}"),
     }
+    assert_eq!(engine.commit.stats(), GroupCommitStats::default(), "the commit that panicked is not counted");
     GroupCommit::run(&engine, |w| w.put(b"c", b"3")).unwrap();
     assert!(engine.kv.read().unwrap().get(b"c").unwrap().is_some());
+    assert_eq!(engine.commit.stats(), GroupCommitStats { commits: 1, writes: 1 });
 }
 
 /// A leader that panicked before applying any job (beginning the write transaction) left
@@ -117,7 +136,7 @@ fn the_writers_taken_by_a_leader_that_panicked_before_applying_get_an_answer() {
     // takes no queued job into its own.
     let limits = Limits { max_value_size: 1 << 20, max_txn_ops: 1 << 20, max_txn_bytes: 1000 };
     let armed_write = Arc::new(AtomicBool::new(false));
-    let kv = PanicOnCommit { inner: MemoryStore::new(limits), armed: Arc::default(), armed_write: armed_write.clone() };
+    let kv = PanicOnCommit { armed_write: armed_write.clone(), ..PanicOnCommit::new(limits) };
     let engine = Arc::new(Engine::open(Box::new(kv), crate::Datastore::builder().config(), None).unwrap());
 
     let (entered_tx, entered_rx) = mpsc::channel();
@@ -203,4 +222,43 @@ fn group_commit_stats_count_shared_commits_and_their_writes() {
 
     GroupCommit::run(&engine, |w| w.put(b"c", b"3")).unwrap();
     assert_eq!(engine.commit.stats(), GroupCommitStats { commits: 2, writes: 3 });
+}
+
+/// A commit that fails is not counted; a batch too large for one transaction, run again job
+/// by job, counts the commit of each.
+#[test]
+fn group_commit_stats_leave_out_failed_commits_and_count_a_split_batch_per_commit() {
+    let limits = Limits { max_value_size: 1 << 20, max_txn_ops: 1 << 20, max_txn_bytes: 1000 };
+    let failing = Arc::new(AtomicBool::new(false));
+    let kv = PanicOnCommit { failing: failing.clone(), ..PanicOnCommit::new(limits) };
+    let engine = Arc::new(Engine::open(Box::new(kv), crate::Datastore::builder().config(), None).unwrap());
+    failing.store(true, Ordering::SeqCst);
+    assert!(GroupCommit::run(&engine, |w| w.put(b"a", b"1")).is_err());
+    assert_eq!(engine.commit.stats(), GroupCommitStats::default(), "a failed commit is not counted");
+
+    // 400 bytes, then 700 queued behind it: together past the 1,000 a transaction takes, each
+    // alone within it.
+    let (entered_tx, entered_rx) = mpsc::channel();
+    let (go_tx, go_rx) = mpsc::channel::<()>();
+    let e = engine.clone();
+    let leader = std::thread::spawn(move || {
+        GroupCommit::run(&e, move |w| {
+            let _ = entered_tx.send(());
+            let _ = go_rx.recv();
+            w.put(b"small", &[1; 400])
+        })
+    });
+    entered_rx.recv().unwrap();
+    let e = engine.clone();
+    let second = std::thread::spawn(move || GroupCommit::run(&e, |w| w.put(b"large", &[2; 700])));
+    while engine.commit.state.lock().unwrap().queue.is_empty() {
+        std::thread::yield_now();
+    }
+    go_tx.send(()).unwrap();
+    // The leader's job runs again, alone, after the shared transaction is refused: it must
+    // not wait for a second signal.
+    drop(go_tx);
+    leader.join().unwrap().unwrap();
+    second.join().unwrap().unwrap();
+    assert_eq!(engine.commit.stats(), GroupCommitStats { commits: 2, writes: 2 }, "one commit per job run alone");
 }
