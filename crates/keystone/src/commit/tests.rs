@@ -80,6 +80,37 @@ impl WriteTxn for PanicTxn {
     }
 }
 
+/// A writer whose job, once it runs, waits for a signal before it writes `key`: writers
+/// started after it queue behind a leader that has not committed, and it takes them into its
+/// batch. Returns once its job has begun, with the sender of the signal. The job may run
+/// again (a batch too large, run job by job): drop the sender after signalling, and it does
+/// not wait a second time.
+fn held_leader(
+    engine: &Arc<Engine>,
+    key: &'static [u8],
+    value: Vec<u8>,
+) -> (std::thread::JoinHandle<Result<()>>, mpsc::Sender<()>) {
+    let (entered_tx, entered_rx) = mpsc::channel();
+    let (go_tx, go_rx) = mpsc::channel::<()>();
+    let e = engine.clone();
+    let leader = std::thread::spawn(move || {
+        GroupCommit::run(&e, move |w| {
+            let _ = entered_tx.send(());
+            let _ = go_rx.recv();
+            w.put(key, &value)
+        })
+    });
+    entered_rx.recv().unwrap();
+    (leader, go_tx)
+}
+
+/// Waits until `n` writers have queued their jobs.
+fn wait_queued(engine: &Engine, n: usize) {
+    while engine.commit.state.lock().unwrap().queue.len() < n {
+        std::thread::yield_now();
+    }
+}
+
 /// A leader that panicked in the commit left the other writers of its batch without a
 /// result: woken, each found no commit in progress and led empty batches for ever. Now
 /// each is told its outcome is unknown, and the store takes writes again.
@@ -93,25 +124,13 @@ fn the_writers_of_a_batch_whose_leader_panicked_get_an_answer() {
 
     // The leader's job waits until a second writer has queued behind it, so that the
     // leader takes that writer's job into its batch before committing.
-    let (entered_tx, entered_rx) = mpsc::channel();
-    let (go_tx, go_rx) = mpsc::channel::<()>();
-    let e = engine.clone();
-    let leader = std::thread::spawn(move || {
-        GroupCommit::run(&e, move |w| {
-            let _ = entered_tx.send(());
-            let _ = go_rx.recv();
-            w.put(b"a", b"1")
-        })
-    });
-    entered_rx.recv().unwrap();
+    let (leader, go_tx) = held_leader(&engine, b"a", b"1".to_vec());
     let (done_tx, done_rx) = mpsc::channel();
     let e = engine.clone();
     std::thread::spawn(move || {
         let _ = done_tx.send(GroupCommit::run(&e, |w| w.put(b"b", b"2")));
     });
-    while engine.commit.state.lock().unwrap().queue.is_empty() {
-        std::thread::yield_now();
-    }
+    wait_queued(&engine, 1);
     go_tx.send(()).unwrap();
 
     assert!(leader.join().is_err(), "the leader's commit was to panic");
@@ -139,17 +158,7 @@ fn the_writers_taken_by_a_leader_that_panicked_before_applying_get_an_answer() {
     let kv = PanicOnCommit { armed_write: armed_write.clone(), ..PanicOnCommit::new(limits) };
     let engine = Arc::new(Engine::open(Box::new(kv), crate::Datastore::builder().config(), None).unwrap());
 
-    let (entered_tx, entered_rx) = mpsc::channel();
-    let (go_tx, go_rx) = mpsc::channel::<()>();
-    let e = engine.clone();
-    let first = std::thread::spawn(move || {
-        GroupCommit::run(&e, move |w| {
-            let _ = entered_tx.send(());
-            let _ = go_rx.recv();
-            w.put(b"first", &[0u8; 600])
-        })
-    });
-    entered_rx.recv().unwrap();
+    let (first, go_tx) = held_leader(&engine, b"first", vec![0u8; 600]);
     // Two writers queue behind it; the one woken first leads them both and panics
     // beginning its transaction.
     let (done_tx, done_rx) = mpsc::channel();
@@ -162,9 +171,7 @@ fn the_writers_taken_by_a_leader_that_panicked_before_applying_get_an_answer() {
             })
         })
         .collect();
-    while engine.commit.state.lock().unwrap().queue.len() < 2 {
-        std::thread::yield_now();
-    }
+    wait_queued(&engine, 2);
     armed_write.store(true, Ordering::SeqCst);
     go_tx.send(()).unwrap();
     first.join().unwrap().unwrap();
@@ -192,17 +199,7 @@ fn group_commit_stats_count_shared_commits_and_their_writes() {
 
     // The first writer's job waits until two more have queued behind it: one that writes,
     // one refused before writing. The leader takes both into its batch.
-    let (entered_tx, entered_rx) = mpsc::channel();
-    let (go_tx, go_rx) = mpsc::channel::<()>();
-    let e = engine.clone();
-    let leader = std::thread::spawn(move || {
-        GroupCommit::run(&e, move |w| {
-            let _ = entered_tx.send(());
-            let _ = go_rx.recv();
-            w.put(b"a", b"1")
-        })
-    });
-    entered_rx.recv().unwrap();
+    let (leader, go_tx) = held_leader(&engine, b"a", b"1".to_vec());
     let e = engine.clone();
     let second = std::thread::spawn(move || GroupCommit::run(&e, |w| w.put(b"b", b"2")));
     let e = engine.clone();
@@ -211,9 +208,7 @@ fn group_commit_stats_count_shared_commits_and_their_writes() {
             Err(Error::PreconditionFailed { bucket: "x".into(), key: "y".into(), reason: "test".into() })
         })
     });
-    while engine.commit.state.lock().unwrap().queue.len() < 2 {
-        std::thread::yield_now();
-    }
+    wait_queued(&engine, 2);
     go_tx.send(()).unwrap();
     leader.join().unwrap().unwrap();
     second.join().unwrap().unwrap();
@@ -238,22 +233,10 @@ fn group_commit_stats_leave_out_failed_commits_and_count_a_split_batch_per_commi
 
     // 400 bytes, then 700 queued behind it: together past the 1,000 a transaction takes, each
     // alone within it.
-    let (entered_tx, entered_rx) = mpsc::channel();
-    let (go_tx, go_rx) = mpsc::channel::<()>();
-    let e = engine.clone();
-    let leader = std::thread::spawn(move || {
-        GroupCommit::run(&e, move |w| {
-            let _ = entered_tx.send(());
-            let _ = go_rx.recv();
-            w.put(b"small", &[1; 400])
-        })
-    });
-    entered_rx.recv().unwrap();
+    let (leader, go_tx) = held_leader(&engine, b"small", vec![1; 400]);
     let e = engine.clone();
     let second = std::thread::spawn(move || GroupCommit::run(&e, |w| w.put(b"large", &[2; 700])));
-    while engine.commit.state.lock().unwrap().queue.is_empty() {
-        std::thread::yield_now();
-    }
+    wait_queued(&engine, 1);
     go_tx.send(()).unwrap();
     // The leader's job runs again, alone, after the shared transaction is refused: it must
     // not wait for a second signal.
