@@ -12,7 +12,7 @@ use aws_sdk_s3::primitives::ByteStream;
 use clap::Parser;
 
 use crate::report::{num, percentile};
-use crate::workloads::Rng;
+use crate::workloads::{Rng, value_of};
 
 /// Argument that selects the S3 mode.
 pub const FLAG: &str = "s3";
@@ -64,10 +64,7 @@ struct Payload {
 
 impl Payload {
     fn body_of(&self, i: usize) -> Vec<u8> {
-        let mut v = self.body.clone();
-        let n = v.len().min(8);
-        v[..n].copy_from_slice(&(i as u64).to_le_bytes()[..n]);
-        v
+        value_of(&self.body, i)
     }
 }
 

@@ -109,6 +109,15 @@ pub fn rate(n: usize, f: impl FnOnce() -> Result<()>) -> Result<f64> {
     Ok(n as f64 / t.elapsed().as_secs_f64())
 }
 
+/// Object `i`'s bytes: `base` with `i` in its first 8 bytes, so that no two objects are alike
+/// and a read answered with a neighbour's bytes is found (W5, W6 and the S3 mode).
+pub fn value_of(base: &[u8], i: usize) -> Vec<u8> {
+    let mut v = base.to_vec();
+    let n = v.len().min(8);
+    v[..n].copy_from_slice(&(i as u64).to_le_bytes()[..n]);
+    v
+}
+
 /// A line on stderr about what is running.
 pub fn progress(msg: &str) {
     eprintln!("{msg}");

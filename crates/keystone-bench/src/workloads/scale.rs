@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use anyhow::{Result, bail};
 
-use super::{Ctx, Rng, alternate, progress, rate};
+use super::{Ctx, Rng, alternate, progress, rate, value_of};
 use crate::engines::BenchEngine;
 use crate::report::{Row, Target, percentile};
 
@@ -28,15 +28,6 @@ pub struct Scale {
 
 fn key(i: usize, prefixes: usize) -> String {
     format!("p{:04}/o{:08}", i % prefixes, i / prefixes)
-}
-
-/// Object `i`'s bytes: `base` with `i` in its first 8 bytes, so that no two objects are alike
-/// and a read of a neighbour's bytes is found.
-fn value_of(base: &[u8], i: usize) -> Vec<u8> {
-    let mut v = base.to_vec();
-    let n = v.len().min(8);
-    v[..n].copy_from_slice(&(i as u64).to_le_bytes()[..n]);
-    v
 }
 
 /// Per-operation latencies of `n` calls of `op`, microseconds: (p50, p99).
