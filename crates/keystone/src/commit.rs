@@ -18,8 +18,9 @@
 //! every writer in the batch.
 //!
 //! A batch stays within the backend's `Limits`: the leader counts the operations and bytes
-//! each job wrote and takes no more jobs once the batch has used half of either (jobs it had
-//! taken from the queue but not applied go back to its front). Jobs that each fit a
+//! each job wrote and takes no more jobs once the batch has used half of either, or written
+//! the bytes a streaming write buffers before it commits (`Builder::upload_batch_size`, 8 MiB by
+//! default): jobs it had taken from the queue but not applied go back to its front. Jobs that each fit a
 //! transaction could still overflow one together (a job larger than the headroom); when a
 //! shared transaction of several jobs fails `TooLarge`, it is dropped and each of its jobs
 //! runs again in a transaction of its own (a job is a closure that only writes through the
@@ -43,14 +44,14 @@ use crate::storage::{Counting, Limits, WriteTxn};
 /// What group commit has done since the store was opened
 /// ([`Datastore::group_commit_stats`](crate::Datastore::group_commit_stats)).
 ///
-/// Group commit carries the writes made outside a transaction that fit in one record: putting
-/// or copying an object of up to the inline threshold
-/// ([`Builder::inline_threshold`](crate::Builder::inline_threshold), 16 KiB by default),
-/// deleting an object, creating a bucket, starting a multipart upload. Writes that arrive
-/// together share one commit. Larger objects (written in chunks, in commits of their own),
-/// the other steps of multipart uploads, deleting a bucket, transactions
-/// ([`Datastore::transaction`](crate::Datastore::transaction)) and maintenance are not
-/// counted.
+/// Group commit carries the single writes made outside a transaction: putting or copying an
+/// object (for one larger than
+/// [`Builder::upload_batch_size`](crate::Builder::upload_batch_size), its last batch of chunks and its
+/// manifest: the batches before it are written in commits of their own), deleting an object,
+/// creating a bucket, starting a multipart upload and uploading a part. Writes that arrive
+/// together share one commit. Completing or aborting a multipart upload, deleting a bucket,
+/// transactions ([`Datastore::transaction`](crate::Datastore::transaction)) and maintenance
+/// are not counted.
 ///
 /// `writes / commits` is the average number of writes per commit: 1 for a single writer, up
 /// to the number of concurrent writers. A write refused before it wrote anything (a failed
@@ -120,9 +121,13 @@ impl Used {
     }
 
     /// Whether a batch that wrote this much takes no more jobs: half the backend's limits,
-    /// leaving the other half as headroom for the jobs already taken.
-    fn full(&self, limits: &Limits) -> bool {
-        self.ops.saturating_mul(2) >= limits.max_txn_ops || self.bytes.saturating_mul(2) >= limits.max_txn_bytes
+    /// leaving the other half as headroom for the jobs already taken, or `max_bytes` (the
+    /// bytes a streaming write buffers before it commits: past a few MiB, a shared fsync
+    /// saves little beside the writing, and the batch's pages wait in memory for the commit).
+    fn full(&self, limits: &Limits, max_bytes: usize) -> bool {
+        self.ops.saturating_mul(2) >= limits.max_txn_ops
+            || self.bytes.saturating_mul(2) >= limits.max_txn_bytes
+            || self.bytes >= max_bytes
     }
 }
 
@@ -302,7 +307,7 @@ impl GroupCommit {
     /// bounded wait.
     fn lead(engine: &Engine, leading: &mut Leading<'_>, first: Vec<Job>, plan: &Gather) {
         let this = leading.commit;
-        let limits = engine.kv.limits();
+        let (limits, max_bytes) = (engine.kv.limits(), engine.cfg.batch_bytes);
         let mut w = match engine.kv.write() {
             Ok(w) => w,
             Err(e) => {
@@ -330,12 +335,12 @@ impl GroupCommit {
                     }
                     Err(e) => failure = Some(e),
                 }
-                if failure.is_some() || used.full(&limits) {
+                if failure.is_some() || used.full(&limits, max_bytes) {
                     break;
                 }
             }
             let rest: Vec<Job> = jobs.collect();
-            if failure.is_some() || taken.len() >= MAX_BATCH || used.full(&limits) {
+            if failure.is_some() || taken.len() >= MAX_BATCH || used.full(&limits, max_bytes) {
                 if !rest.is_empty() {
                     // Taken from the queue but not applied: they lead the queue again (also
                     // past a poisoned lock, as `Leading` does: dropped, their writers would

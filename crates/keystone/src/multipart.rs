@@ -68,20 +68,25 @@ pub(crate) fn upload_part<R: Read>(
     let chunker = Chunker::new(reader, engine.cfg.chunk_size, Some(EtagAlgorithm::Md5));
     let limits = engine.kv.limits();
     let to = Target { bucket, key: &rec.key, content_md5 };
-    let (info, queued) = stream_segment(engine, to, StagePurpose::Part, chunker, Vec::new(), |w, written| {
-        upload_record(w, bucket, upload_id, id)?;
-        let key = keys::part(bucket, id, part_number);
-        let old = match w.get(&key)? {
-            Some(v) => Some(PartRecord::decode(&v).map_err(|e| e.at(bucket, &rec.key))?),
-            None => None,
-        };
-        let part = PartRecord { seg: written.seg, md5: written.digest, crc: written.crc, modified: now_nanos() };
-        let queued = match old {
-            Some(o) => objects::free_segments(w, limits, bucket, &[o.seg])?,
-            None => false,
-        };
-        w.put(&key, &part.encode())?;
-        Ok((part_info(part_number, &part), queued))
+    let (b, u, object_key) = (bucket.to_owned(), upload_id.to_owned(), rec.key.clone());
+    let (info, queued) = stream_segment(engine, to, StagePurpose::Part, chunker, Vec::new(), |written| {
+        let (seg, md5, crc) = (written.seg, written.digest, written.crc);
+        // Every check before the first write (`Staged::finish`).
+        move |w: &mut dyn WriteTxn| {
+            upload_record(w, &b, &u, id)?;
+            let key = keys::part(&b, id, part_number);
+            let old = match w.get(&key)? {
+                Some(v) => Some(PartRecord::decode(&v).map_err(|e| e.at(&b, &object_key))?),
+                None => None,
+            };
+            let part = PartRecord { seg, md5, crc, modified: now_nanos() };
+            let queued = match old {
+                Some(o) => objects::free_segments(w, limits, &b, &[o.seg])?,
+                None => false,
+            };
+            w.put(&key, &part.encode())?;
+            Ok((part_info(part_number, &part), queued))
+        }
     })
     .map_err(|e| match e {
         Error::Io(io) => from_io(io),

@@ -18,7 +18,6 @@ pub(crate) struct Staged<'e> {
     bucket: String,
     id: u64,
     record: StageRecord,
-    record_dirty: bool,
     batch: Vec<(Vec<u8>, Arc<Vec<u8>>)>,
     batch_bytes: usize,
     flushed: bool,
@@ -33,7 +32,6 @@ impl<'e> Staged<'e> {
             bucket: bucket.to_owned(),
             id,
             record: StageRecord { purpose, key: key.to_owned(), started: now_nanos(), segs: vec![id] },
-            record_dirty: true,
             batch: Vec::new(),
             batch_bytes: 0,
             flushed: false,
@@ -54,56 +52,66 @@ impl<'e> Staged<'e> {
         Book::Stage.key(&self.bucket, self.id)
     }
 
-    /// Writes what is buffered (and the staging record) into `w`.
-    fn write_into(&mut self, w: &mut dyn WriteTxn) -> Result<()> {
-        if self.flushed {
-            // The bucket (and with it this record) may have been deleted meanwhile.
-            if w.get(&self.stage_key())?.is_none() {
-                return Err(Error::no_such_bucket(&self.bucket));
-            }
-        } else {
-            objects::require_bucket(w, &self.bucket)?;
-        }
-        if self.record_dirty {
-            w.put(&self.stage_key(), &self.record.encode())?;
+    fn flush(&mut self) -> Result<()> {
+        let mut w = self.engine.begin_write("a streaming write through a Bucket handle")?;
+        let stage = self.stage_key();
+        check_place(w.as_mut(), &self.bucket, self.flushed.then_some(&stage))?;
+        if !self.flushed {
+            w.put(&stage, &self.record.encode())?;
         }
         for (k, v) in &self.batch {
             w.put(k, v)?;
         }
-        Ok(())
-    }
-
-    fn flush(&mut self) -> Result<()> {
-        let mut w = self.engine.begin_write("a streaming write through a Bucket handle")?;
-        self.write_into(w.as_mut())?;
         w.commit(Commit::Deferred)?;
         self.flushed = true;
-        self.record_dirty = false;
         self.batch.clear();
         self.batch_bytes = 0;
         Ok(())
     }
 
-    /// Writes the rest, removes the staging record and runs `publish`, all in one
-    /// acknowledged commit.
-    pub(crate) fn finish<R>(mut self, publish: impl FnOnce(&mut dyn WriteTxn) -> Result<R>) -> Result<R> {
-        let mut w = self.engine.begin_write("a streaming write through a Bucket handle")?;
-        let first_commit = !self.flushed;
-        if first_commit {
-            // Everything fits in one commit: no staging record is needed at all.
-            objects::require_bucket(w.as_mut(), &self.bucket)?;
-            for (k, v) in &self.batch {
+    /// Runs `publish`, writes the rest of the chunks and removes the staging record, all in
+    /// one acknowledged commit — group-committed (`Engine::write`), so that concurrent writers
+    /// of chunked objects share an fsync as small writes do.
+    ///
+    /// In a shared commit, a write that fails after its first change fails every writer in
+    /// it; one refused before it changes anything fails alone. So the checks come first: the
+    /// bucket (or, once batches were flushed, the staging record, gone with a deleted
+    /// bucket), then `publish`, which must check everything it refuses for (the key, the
+    /// condition, the upload) before its first write; the chunks follow. `publish` may run
+    /// again after a rollback (a shared transaction too large for the backend).
+    pub(crate) fn finish<R: Send + 'static>(
+        mut self,
+        mut publish: impl FnMut(&mut dyn WriteTxn) -> Result<R> + Send + 'static,
+    ) -> Result<R> {
+        self.engine.not_in_transaction("a streaming write through a Bucket handle")?;
+        let batch = std::mem::take(&mut self.batch);
+        let stage = self.flushed.then(|| self.stage_key());
+        let bucket = self.bucket.clone();
+        let r = self.engine.write(move |w| {
+            // Nothing flushed: everything fits in one commit, no staging record is needed.
+            check_place(w, &bucket, stage.as_deref())?;
+            let r = publish(w)?;
+            for (k, v) in &batch {
                 w.put(k, v)?;
             }
-        } else {
-            self.record_dirty = false;
-            self.write_into(w.as_mut())?;
-            w.delete(&self.stage_key())?;
-        }
-        let r = publish(w.as_mut())?;
-        w.commit(self.engine.ack_mode())?;
+            if let Some(k) = &stage {
+                w.delete(k)?;
+            }
+            Ok(r)
+        })?;
         self.done = true;
         Ok(r)
+    }
+}
+
+/// Checks, before a batch is written, that the upload still has somewhere to go: its bucket,
+/// or, once batches were flushed, its staging record `stage` (deleted with the bucket, which
+/// may have been created again since).
+fn check_place(w: &mut dyn WriteTxn, bucket: &str, stage: Option<&[u8]>) -> Result<()> {
+    match stage {
+        Some(k) if w.get(k)?.is_none() => Err(Error::no_such_bucket(bucket)),
+        Some(_) => Ok(()),
+        None => objects::require_bucket(w, bucket),
     }
 }
 

@@ -88,16 +88,21 @@ fn finish_digests<R>(chunker: Chunker<R>, seg: u64, chunk_size: usize) -> Writte
     Written { seg: Segment { id: seg, len, chunk_size: chunk_size as u32 }, digest, crc, md5: is_md5.then_some(digest) }
 }
 
-/// Streams `reader` into staged chunks of a new segment of `to`, then runs `publish` with the
-/// result in the acknowledged commit once the content passed `to`'s MD5 check.
-pub(crate) fn stream_segment<R: Read, T>(
+/// Streams `reader` into staged chunks of a new segment of `to`, then, once the content passed
+/// `to`'s MD5 check, runs the write `publish` makes of the result in the acknowledged commit
+/// (group-committed: see `Staged::finish`, which says what that write may do).
+pub(crate) fn stream_segment<R: Read, T, P>(
     engine: &Engine,
     to: Target<'_>,
     purpose: StagePurpose,
     mut ch: Chunker<R>,
     carry: Vec<u8>,
-    publish: impl FnOnce(&mut dyn WriteTxn, &Written) -> Result<T>,
-) -> Result<T> {
+    publish: impl FnOnce(&Written) -> P,
+) -> Result<T>
+where
+    T: Send + 'static,
+    P: FnMut(&mut dyn WriteTxn) -> Result<T> + Send + 'static,
+{
     let (bucket, seg) = (to.bucket, engine.next_id()?);
     let mut staged = Staged::new(engine, bucket, to.key, purpose, seg)?;
     // XXH3 keeps up with the writes in line; MD5 does not and gets a thread of its own.
@@ -126,7 +131,7 @@ pub(crate) fn stream_segment<R: Read, T>(
         }
     }
     to.check_md5(|| written.md5)?;
-    staged.finish(|w| publish(w, &written))
+    staged.finish(publish(&written))
 }
 
 fn md5_failed() -> Error {
@@ -206,9 +211,10 @@ pub(crate) fn put_stream<R: Read>(
     }
     let limits = engine.kv.limits();
     let to = Target { bucket, key, content_md5: opts.content_md5 };
-    let (info, queued) = stream_segment(engine, to, StagePurpose::Put, chunker, prefix, |w, written| {
-        let new = chunked_version(written, opts.meta, copied, engine.cfg.etag);
-        objects::publish(w, limits, bucket, key, new, &opts.condition, false)
+    let (b, k, cond, etag) = (bucket.to_owned(), key.to_owned(), opts.condition, engine.cfg.etag);
+    let (info, queued) = stream_segment(engine, to, StagePurpose::Put, chunker, prefix, |written| {
+        let new = chunked_version(written, opts.meta, copied, etag);
+        move |w: &mut dyn WriteTxn| objects::publish(w, limits, &b, &k, new.borrowed(), &cond, false)
     })?;
     engine.free_after_commit(queued);
     Ok(info)

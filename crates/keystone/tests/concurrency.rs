@@ -230,26 +230,40 @@ fn many_threads_write_distinct_keys_and_all_land() {
     }
 }
 
+/// Eight writers create the same key at once, small (inline) and chunked (one chunk, and
+/// more than one intermediate commit): the losers, refused in a commit they may share with the
+/// winner, fail alone with `PreconditionFailed` and leave no chunk behind.
 #[test]
 fn conditional_creates_race_and_exactly_one_wins() {
     let dir = tempfile::tempdir().unwrap();
     let db = store(&dir);
     let b = db.create_bucket("race").unwrap();
-    let start = Arc::new(Barrier::new(8));
-    let handles: Vec<_> = (0..8)
-        .map(|t| {
-            let (b, start) = (b.clone(), start.clone());
-            thread::spawn(move || {
-                start.wait();
-                let opts = PutOptions { condition: keystone::PutCondition::IfAbsent, ..Default::default() };
-                b.put_bytes_with("lock", format!("{t}").as_bytes(), opts)
+    for (round, size) in [10usize, 40_000, 600_000].into_iter().enumerate() {
+        let key = format!("lock{round}");
+        let start = Arc::new(Barrier::new(8));
+        let handles: Vec<_> = (0..8u8)
+            .map(|t| {
+                let (b, start, key) = (b.clone(), start.clone(), key.clone());
+                thread::spawn(move || {
+                    start.wait();
+                    let opts = PutOptions { condition: keystone::PutCondition::IfAbsent, ..Default::default() };
+                    b.put_bytes_with(&key, &vec![t; size], opts)
+                })
             })
-        })
-        .collect();
-    let results: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
-    let winners = results.iter().filter(|r| r.is_ok()).count();
-    assert_eq!(winners, 1);
-    assert!(results.iter().filter(|r| r.is_err()).all(|r| matches!(r, Err(Error::PreconditionFailed { .. }))));
+            .collect();
+        let results: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+        let winners = results.iter().filter(|r| r.is_ok()).count();
+        assert_eq!(winners, 1, "{size} bytes: {results:?}");
+        let losers = results.iter().filter(|r| r.is_err());
+        assert!(
+            losers.clone().all(|r| matches!(r, Err(Error::PreconditionFailed { .. }))),
+            "{size} bytes: {results:?}"
+        );
+        let got = b.get_bytes(&key).unwrap();
+        assert_eq!(got.len(), size);
+        assert!(got.iter().all(|&x| x == got[0]), "{size} bytes: the winner's content, whole");
+    }
+    assert!(db.verify().unwrap().is_clean(), "no chunk of a refused put is left behind");
 }
 
 /// A write through a `Bucket` handle (small, streaming, bucket creation), a nested

@@ -104,9 +104,11 @@ fn held_leader(
     (leader, go_tx)
 }
 
-/// Waits until `n` writers have queued their jobs.
+/// Waits until `n` writers have queued their jobs (failing, not hanging, if they never do).
 fn wait_queued(engine: &Engine, n: usize) {
+    let deadline = Instant::now() + Duration::from_mins(2);
     while engine.commit.state.lock().unwrap().queue.len() < n {
+        assert!(Instant::now() < deadline, "{n} writers never queued");
         std::thread::yield_now();
     }
 }
@@ -244,4 +246,133 @@ fn group_commit_stats_leave_out_failed_commits_and_count_a_split_batch_per_commi
     leader.join().unwrap().unwrap();
     second.join().unwrap().unwrap();
     assert_eq!(engine.commit.stats(), GroupCommitStats { commits: 2, writes: 2 }, "one commit per job run alone");
+}
+
+/// A store on the reference map (without limits) whose objects above 4 KiB are chunked, in
+/// chunks of 4 KiB and intermediate commits of 16 KiB.
+fn chunking_store() -> (crate::Datastore, Arc<Engine>) {
+    let limits = Limits { max_value_size: 1 << 20, max_txn_ops: usize::MAX, max_txn_bytes: usize::MAX };
+    let cfg = crate::Datastore::builder().chunk_size(4096).inline_threshold(4096).upload_batch_size(16 * 1024).config();
+    let engine = Arc::new(Engine::open(Box::new(MemoryStore::new(limits)), cfg, None).unwrap());
+    (crate::Datastore { engine: engine.clone() }, engine)
+}
+
+/// The commits and writes group commit made since `before`.
+fn stats_since(db: &crate::Datastore, before: GroupCommitStats) -> (u64, u64) {
+    let now = db.group_commit_stats();
+    (now.commits - before.commits, now.writes - before.writes)
+}
+
+/// Chunked puts went through commits of their own: concurrent writers of objects above the
+/// inline threshold paid an fsync each. Their last commit is group-committed now, and a put
+/// refused there (its condition failed) fails alone: its checks come before its first write,
+/// so it does not take its batch-mates down with it.
+#[test]
+fn chunked_puts_share_a_commit_and_a_refused_one_fails_alone() {
+    let (db, engine) = chunking_store();
+    let b = db.create_bucket("bkt").unwrap();
+    b.put_bytes("taken", vec![1u8; 10_000]).unwrap();
+    let before = db.group_commit_stats();
+
+    let (leader, go_tx) = held_leader(&engine, b"held", b"1".to_vec());
+    let b2 = b.clone();
+    let stored = std::thread::spawn(move || b2.put_bytes("new", vec![2u8; 10_000]));
+    wait_queued(&engine, 1);
+    let b3 = b.clone();
+    let refused = std::thread::spawn(move || {
+        let opts = crate::PutOptions { condition: crate::PutCondition::IfAbsent, ..Default::default() };
+        b3.put_bytes_with("taken", &[3u8; 10_000], opts)
+    });
+    wait_queued(&engine, 2);
+    go_tx.send(()).unwrap();
+    leader.join().unwrap().unwrap();
+    assert_eq!(stored.join().unwrap().unwrap().size, 10_000);
+    let refusal = refused.join().unwrap();
+    assert!(matches!(refusal, Err(Error::PreconditionFailed { .. })), "{refusal:?}");
+
+    assert_eq!(stats_since(&db, before), (1, 2), "the leader's write and the chunked put, in one commit");
+    assert_eq!(b.get_bytes("new").unwrap(), vec![2u8; 10_000]);
+    assert_eq!(b.get_bytes("taken").unwrap(), vec![1u8; 10_000]);
+    assert!(db.verify_bucket("bkt").unwrap().is_clean(), "no chunk of the refused put is left behind");
+}
+
+/// A reader of `data` that, at its end, says so on `at_end` and waits for a word on `resume`
+/// before it reports the end (once: a reader may be read past its end): the writer streaming it is held between its last read (and
+/// intermediate commits) and its last commit.
+struct HeldAtEnd {
+    data: std::io::Cursor<Vec<u8>>,
+    at_end: mpsc::Sender<()>,
+    resume: mpsc::Receiver<()>,
+    held: bool,
+}
+
+impl std::io::Read for HeldAtEnd {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.data.read(buf)?;
+        if n == 0 && !self.held {
+            self.held = true;
+            let _ = self.at_end.send(());
+            let _ = self.resume.recv();
+        }
+        Ok(n)
+    }
+}
+
+/// Starts `write` on a thread with a `HeldAtEnd` reader of `data`; returns once the reader is
+/// at its end, with the sender that lets it finish.
+fn stream_held<T: Send + 'static>(
+    data: Vec<u8>,
+    write: impl FnOnce(HeldAtEnd) -> T + Send + 'static,
+) -> (std::thread::JoinHandle<T>, mpsc::Sender<()>) {
+    let (at_end, at_end_rx) = mpsc::channel();
+    let (resume_tx, resume) = mpsc::channel();
+    let reader = HeldAtEnd { data: std::io::Cursor::new(data), at_end, resume, held: false };
+    let handle = std::thread::spawn(move || write(reader));
+    at_end_rx.recv().unwrap();
+    (handle, resume_tx)
+}
+
+/// The last commit of a part upload and of a put larger than one intermediate commit (its
+/// staging record removed in that commit) share a commit too. A part whose upload was
+/// aborted while it streamed fails alone with `NoSuchUpload`, and what it streamed is freed.
+#[test]
+fn part_uploads_and_staged_puts_share_a_commit_and_a_part_of_an_aborted_upload_fails_alone() {
+    let (db, engine) = chunking_store();
+    let b = db.create_bucket("bkt").unwrap();
+    let live = b.create_upload("live", crate::ObjectMeta::default()).unwrap();
+    let gone = b.create_upload("gone", crate::ObjectMeta::default()).unwrap();
+    let before = db.group_commit_stats();
+
+    // Both stream to their end before a leader holds the write lock: the put's 100,000 bytes
+    // make six intermediate commits of 16 KiB; its last commit holds the rest and the
+    // manifest. The part of `gone` waits while its upload is aborted.
+    let b2 = b.clone();
+    let (staged, resume_staged) =
+        stream_held(vec![7u8; 100_000], move |r| b2.put_reader("big", r, crate::PutOptions::default()));
+    let (b3, gone3) = (b.clone(), gone.clone());
+    let (orphan, resume_orphan) = stream_held(vec![9u8; 10_000], move |r| b3.upload_part(&gone3, 1, r));
+    b.abort_upload(&gone).unwrap();
+
+    let (leader, go_tx) = held_leader(&engine, b"held", b"1".to_vec());
+    resume_orphan.send(()).unwrap();
+    wait_queued(&engine, 1);
+    resume_staged.send(()).unwrap();
+    wait_queued(&engine, 2);
+    let (b4, live4) = (b.clone(), live.clone());
+    let part = std::thread::spawn(move || b4.upload_part(&live4, 1, &[5u8; 10_000][..]));
+    wait_queued(&engine, 3);
+    go_tx.send(()).unwrap();
+    leader.join().unwrap().unwrap();
+    let orphaned = orphan.join().unwrap();
+    assert!(matches!(orphaned, Err(Error::NoSuchUpload { .. })), "{orphaned:?}");
+    let part = part.join().unwrap().unwrap();
+    staged.join().unwrap().unwrap();
+
+    assert_eq!(stats_since(&db, before), (1, 3), "the leader's write, the put and the part, in one commit");
+    assert_eq!(b.get_bytes("big").unwrap(), vec![7u8; 100_000]);
+    let parts = [crate::CompletedPart { part_number: 1, etag: part.etag }];
+    b.complete_upload(&live, &parts, &crate::CompleteOptions::default()).unwrap();
+    assert_eq!(b.get_bytes("live").unwrap(), vec![5u8; 10_000]);
+    assert_eq!(engine.reclaim_staged().unwrap(), (0, 0), "no staging record is left to reclaim");
+    assert!(db.verify_bucket("bkt").unwrap().is_clean(), "no chunk of the refused part is left behind");
 }
