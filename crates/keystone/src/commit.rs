@@ -1,4 +1,5 @@
-//! Group commit: concurrent small writes share one durable commit.
+//! Group commit: concurrent single writes (small objects, the last commit of large ones) share
+//! one durable commit.
 //!
 //! Each writer queues a job. When no commit is in progress, the writer becomes the leader: it
 //! takes the queued jobs, applies them in one write transaction — taking the jobs that arrive
@@ -45,9 +46,10 @@ use crate::storage::{Counting, Limits, WriteTxn};
 /// ([`Datastore::group_commit_stats`](crate::Datastore::group_commit_stats)).
 ///
 /// Group commit carries the single writes made outside a transaction: putting or copying an
-/// object (for one larger than
-/// [`Builder::upload_batch_size`](crate::Builder::upload_batch_size), its last batch of chunks and its
-/// manifest: the batches before it are written in commits of their own), deleting an object,
+/// object (for one larger than a batch of
+/// [`Builder::upload_batch_size`](crate::Builder::upload_batch_size) or than half the
+/// backend's transaction limits, its last batch of chunks and its manifest: the batches
+/// before it are written in commits of their own), deleting an object,
 /// creating a bucket, starting a multipart upload and uploading a part. Writes that arrive
 /// together share one commit. Completing or aborting a multipart upload, deleting a bucket,
 /// transactions ([`Datastore::transaction`](crate::Datastore::transaction)) and maintenance

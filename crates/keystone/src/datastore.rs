@@ -100,7 +100,9 @@ impl Builder {
     }
 
     /// Bytes of chunks a streaming upload writes per intermediate commit (the write lock is
-    /// held only for one batch at a time).
+    /// held only for one batch at a time); also the most a commit shared by concurrent writes
+    /// writes before the next writes wait for a commit of their own (a setting of a few KiB
+    /// keeps writes of that size from sharing commits).
     #[must_use]
     pub fn upload_batch_size(mut self, bytes: usize) -> Self {
         self.batch_bytes = bytes;
@@ -513,7 +515,7 @@ impl Datastore {
         self.engine.kv.check_integrity()
     }
 
-    /// How many commits the small writes made outside a transaction have shared since the
+    /// How many commits the single writes made outside a transaction have shared since the
     /// store was opened: concurrent writers' writes go into one commit (one fsync when
     /// durable), each writer acknowledged after the commit that holds its write. See
     /// [`GroupCommitStats`](crate::GroupCommitStats) for which writes count.

@@ -16,6 +16,9 @@ use crate::types::now_nanos;
 pub(crate) struct Staged<'e> {
     engine: &'e Engine,
     bucket: String,
+    /// When the bucket the upload goes to was created: a bucket of its name created after
+    /// this one was deleted is another bucket.
+    created: u64,
     id: u64,
     record: StageRecord,
     batch: Vec<(Vec<u8>, Arc<Vec<u8>>)>,
@@ -25,11 +28,16 @@ pub(crate) struct Staged<'e> {
 }
 
 impl<'e> Staged<'e> {
+    /// An upload into `bucket`, refused (`NoSuchBucket`) before anything is read if there is
+    /// no such bucket.
     pub(crate) fn new(engine: &'e Engine, bucket: &str, key: &str, purpose: StagePurpose, id: u64) -> Result<Self> {
+        let created =
+            engine.read(|r| objects::bucket_record(r, bucket))?.ok_or_else(|| Error::no_such_bucket(bucket))?.created;
         engine.active.lock().map_err(|_| lock_err())?.insert(id);
         Ok(Staged {
             engine,
             bucket: bucket.to_owned(),
+            created,
             id,
             record: StageRecord { purpose, key: key.to_owned(), started: now_nanos(), segs: vec![id] },
             batch: Vec::new(),
@@ -55,7 +63,7 @@ impl<'e> Staged<'e> {
     fn flush(&mut self) -> Result<()> {
         let mut w = self.engine.begin_write("a streaming write through a Bucket handle")?;
         let stage = self.stage_key();
-        check_place(w.as_mut(), &self.bucket, self.flushed.then_some(&stage))?;
+        check_place(w.as_mut(), &self.bucket, self.created, self.flushed.then_some(&stage))?;
         if !self.flushed {
             w.put(&stage, &self.record.encode())?;
         }
@@ -86,10 +94,10 @@ impl<'e> Staged<'e> {
         self.engine.not_in_transaction("a streaming write through a Bucket handle")?;
         let batch = std::mem::take(&mut self.batch);
         let stage = self.flushed.then(|| self.stage_key());
-        let bucket = self.bucket.clone();
+        let (bucket, created) = (self.bucket.clone(), self.created);
         let r = self.engine.write(move |w| {
             // Nothing flushed: everything fits in one commit, no staging record is needed.
-            check_place(w, &bucket, stage.as_deref())?;
+            check_place(w, &bucket, created, stage.as_deref())?;
             let r = publish(w)?;
             for (k, v) in &batch {
                 w.put(k, v)?;
@@ -104,15 +112,15 @@ impl<'e> Staged<'e> {
     }
 }
 
-/// Checks, before a batch is written, that the upload still has somewhere to go: its bucket,
-/// or, once batches were flushed, its staging record `stage` (deleted with the bucket, which
-/// may have been created again since).
-fn check_place(w: &mut dyn WriteTxn, bucket: &str, stage: Option<&[u8]>) -> Result<()> {
-    match stage {
-        Some(k) if w.get(k)?.is_none() => Err(Error::no_such_bucket(bucket)),
-        Some(_) => Ok(()),
-        None => objects::require_bucket(w, bucket),
-    }
+/// Checks, before a batch is written, that the upload still has somewhere to go: once batches
+/// were flushed, its staging record `stage` (deleted with the bucket); before, the bucket it
+/// started in, created at `created` (not one of the same name created after it was deleted).
+fn check_place(w: &mut dyn WriteTxn, bucket: &str, created: u64, stage: Option<&[u8]>) -> Result<()> {
+    let there = match stage {
+        Some(k) => w.get(k)?.is_some(),
+        None => objects::bucket_record(w, bucket)?.is_some_and(|b| b.created == created),
+    };
+    if there { Ok(()) } else { Err(Error::no_such_bucket(bucket)) }
 }
 
 impl Drop for Staged<'_> {

@@ -263,6 +263,8 @@ fn conditional_creates_race_and_exactly_one_wins() {
         assert_eq!(got.len(), size);
         assert!(got.iter().all(|&x| x == got[0]), "{size} bytes: the winner's content, whole");
     }
+    let gc = db.gc().unwrap();
+    assert_eq!((gc.uploads_reclaimed, gc.chunks_freed), (0, 0), "the refused puts' batches were freed");
     assert!(db.verify().unwrap().is_clean(), "no chunk of a refused put is left behind");
 }
 

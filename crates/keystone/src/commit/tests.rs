@@ -249,7 +249,7 @@ fn group_commit_stats_leave_out_failed_commits_and_count_a_split_batch_per_commi
 }
 
 /// A store on the reference map (without limits) whose objects above 4 KiB are chunked, in
-/// chunks of 4 KiB and intermediate commits of 16 KiB.
+/// chunks of 4 KiB and intermediate commits of 16 KiB (also the most a shared batch writes).
 fn chunking_store() -> (crate::Datastore, Arc<Engine>) {
     let limits = Limits { max_value_size: 1 << 20, max_txn_ops: usize::MAX, max_txn_bytes: usize::MAX };
     let cfg = crate::Datastore::builder().chunk_size(4096).inline_threshold(4096).upload_batch_size(16 * 1024).config();
@@ -263,42 +263,9 @@ fn stats_since(db: &crate::Datastore, before: GroupCommitStats) -> (u64, u64) {
     (now.commits - before.commits, now.writes - before.writes)
 }
 
-/// Chunked puts went through commits of their own: concurrent writers of objects above the
-/// inline threshold paid an fsync each. Their last commit is group-committed now, and a put
-/// refused there (its condition failed) fails alone: its checks come before its first write,
-/// so it does not take its batch-mates down with it.
-#[test]
-fn chunked_puts_share_a_commit_and_a_refused_one_fails_alone() {
-    let (db, engine) = chunking_store();
-    let b = db.create_bucket("bkt").unwrap();
-    b.put_bytes("taken", vec![1u8; 10_000]).unwrap();
-    let before = db.group_commit_stats();
-
-    let (leader, go_tx) = held_leader(&engine, b"held", b"1".to_vec());
-    let b2 = b.clone();
-    let stored = std::thread::spawn(move || b2.put_bytes("new", vec![2u8; 10_000]));
-    wait_queued(&engine, 1);
-    let b3 = b.clone();
-    let refused = std::thread::spawn(move || {
-        let opts = crate::PutOptions { condition: crate::PutCondition::IfAbsent, ..Default::default() };
-        b3.put_bytes_with("taken", &[3u8; 10_000], opts)
-    });
-    wait_queued(&engine, 2);
-    go_tx.send(()).unwrap();
-    leader.join().unwrap().unwrap();
-    assert_eq!(stored.join().unwrap().unwrap().size, 10_000);
-    let refusal = refused.join().unwrap();
-    assert!(matches!(refusal, Err(Error::PreconditionFailed { .. })), "{refusal:?}");
-
-    assert_eq!(stats_since(&db, before), (1, 2), "the leader's write and the chunked put, in one commit");
-    assert_eq!(b.get_bytes("new").unwrap(), vec![2u8; 10_000]);
-    assert_eq!(b.get_bytes("taken").unwrap(), vec![1u8; 10_000]);
-    assert!(db.verify_bucket("bkt").unwrap().is_clean(), "no chunk of the refused put is left behind");
-}
-
 /// A reader of `data` that, at its end, says so on `at_end` and waits for a word on `resume`
-/// before it reports the end (once: a reader may be read past its end): the writer streaming it is held between its last read (and
-/// intermediate commits) and its last commit.
+/// before it reports the end (once: a reader may be read past its end). The writer streaming
+/// it is held between its last read (and its intermediate commits) and its last commit.
 struct HeldAtEnd {
     data: std::io::Cursor<Vec<u8>>,
     at_end: mpsc::Sender<()>,
@@ -319,7 +286,8 @@ impl std::io::Read for HeldAtEnd {
 }
 
 /// Starts `write` on a thread with a `HeldAtEnd` reader of `data`; returns once the reader is
-/// at its end, with the sender that lets it finish.
+/// at its end, with the sender that lets it finish. A writer that flushes batches must be
+/// started so before a held leader takes the write lock (its flushes need it).
 fn stream_held<T: Send + 'static>(
     data: Vec<u8>,
     write: impl FnOnce(HeldAtEnd) -> T + Send + 'static,
@@ -330,6 +298,42 @@ fn stream_held<T: Send + 'static>(
     let handle = std::thread::spawn(move || write(reader));
     at_end_rx.recv().unwrap();
     (handle, resume_tx)
+}
+
+/// Chunked puts went through commits of their own: concurrent writers of objects above the
+/// inline threshold paid an fsync each. Their last commit is group-committed now, and a put
+/// refused there (its condition failed) fails alone: its checks come before its first write,
+/// so it does not take its batch-mates down with it; the batches it had flushed are freed.
+#[test]
+fn chunked_puts_share_a_commit_and_a_refused_one_fails_alone() {
+    let (db, engine) = chunking_store();
+    let b = db.create_bucket("bkt").unwrap();
+    b.put_bytes("taken", vec![1u8; 10_000]).unwrap();
+    let before = db.group_commit_stats();
+
+    // 40,000 bytes: two intermediate commits of 16 KiB before it is refused.
+    let b3 = b.clone();
+    let (refused, resume_refused) = stream_held(vec![3u8; 40_000], move |r| {
+        let opts = crate::PutOptions { condition: crate::PutCondition::IfAbsent, ..Default::default() };
+        b3.put_reader("taken", r, opts)
+    });
+    let (leader, go_tx) = held_leader(&engine, b"held", b"1".to_vec());
+    resume_refused.send(()).unwrap();
+    wait_queued(&engine, 1);
+    let b2 = b.clone();
+    let stored = std::thread::spawn(move || b2.put_bytes("new", vec![2u8; 10_000]));
+    wait_queued(&engine, 2);
+    go_tx.send(()).unwrap();
+    leader.join().unwrap().unwrap();
+    assert_eq!(stored.join().unwrap().unwrap().size, 10_000);
+    let refusal = refused.join().unwrap();
+    assert!(matches!(refusal, Err(Error::PreconditionFailed { .. })), "{refusal:?}");
+
+    assert_eq!(stats_since(&db, before), (1, 2), "the leader's write and the chunked put, in one commit");
+    assert_eq!(b.get_bytes("new").unwrap(), vec![2u8; 10_000]);
+    assert_eq!(b.get_bytes("taken").unwrap(), vec![1u8; 10_000]);
+    assert_eq!(engine.reclaim_staged().unwrap(), (0, 0), "the refused put's flushed batches were freed");
+    assert!(db.verify_bucket("bkt").unwrap().is_clean());
 }
 
 /// The last commit of a part upload and of a put larger than one intermediate commit (its
@@ -345,12 +349,13 @@ fn part_uploads_and_staged_puts_share_a_commit_and_a_part_of_an_aborted_upload_f
 
     // Both stream to their end before a leader holds the write lock: the put's 100,000 bytes
     // make six intermediate commits of 16 KiB; its last commit holds the rest and the
-    // manifest. The part of `gone` waits while its upload is aborted.
+    // manifest. The part of `gone` (two intermediate commits) waits while its upload is
+    // aborted.
     let b2 = b.clone();
     let (staged, resume_staged) =
         stream_held(vec![7u8; 100_000], move |r| b2.put_reader("big", r, crate::PutOptions::default()));
     let (b3, gone3) = (b.clone(), gone.clone());
-    let (orphan, resume_orphan) = stream_held(vec![9u8; 10_000], move |r| b3.upload_part(&gone3, 1, r));
+    let (orphan, resume_orphan) = stream_held(vec![9u8; 40_000], move |r| b3.upload_part(&gone3, 1, r));
     b.abort_upload(&gone).unwrap();
 
     let (leader, go_tx) = held_leader(&engine, b"held", b"1".to_vec());
@@ -374,5 +379,50 @@ fn part_uploads_and_staged_puts_share_a_commit_and_a_part_of_an_aborted_upload_f
     b.complete_upload(&live, &parts, &crate::CompleteOptions::default()).unwrap();
     assert_eq!(b.get_bytes("live").unwrap(), vec![5u8; 10_000]);
     assert_eq!(engine.reclaim_staged().unwrap(), (0, 0), "no staging record is left to reclaim");
-    assert!(db.verify_bucket("bkt").unwrap().is_clean(), "no chunk of the refused part is left behind");
+    assert!(db.verify_bucket("bkt").unwrap().is_clean());
+}
+
+/// A put whose bucket is deleted and created again while it streams fails `NoSuchBucket`,
+/// whether it had flushed batches (its staging record went with the bucket) or not (the
+/// bucket is another one: created after the put began), and stores nothing in the new bucket.
+#[test]
+fn a_put_into_a_bucket_deleted_and_created_again_while_it_streams_fails() {
+    let (db, engine) = chunking_store();
+    let b = db.create_bucket("bkt").unwrap();
+    for (key, size) in [("small", 10_000usize), ("flushed", 40_000)] {
+        let b2 = b.clone();
+        let (put, resume) = stream_held(vec![4u8; size], move |r| b2.put_reader(key, r, crate::PutOptions::default()));
+        db.delete_bucket("bkt").unwrap();
+        db.create_bucket("bkt").unwrap();
+        resume.send(()).unwrap();
+        let r = put.join().unwrap();
+        assert!(matches!(r, Err(Error::NoSuchBucket { .. })), "{size} bytes: {r:?}");
+        assert!(!b.exists(key).unwrap(), "{size} bytes: stored in the new bucket");
+    }
+    assert_eq!(engine.reclaim_staged().unwrap(), (0, 0));
+    assert!(db.verify().unwrap().is_clean());
+}
+
+/// A shared batch stops taking writes once it has written `upload_batch_size` bytes: the
+/// writes queued behind a leader whose own write filled it go into the next commit.
+#[test]
+fn a_batch_takes_no_more_writes_once_it_wrote_the_upload_batch_size() {
+    let (db, engine) = chunking_store();
+    let before = db.group_commit_stats();
+    // 20,000 bytes, past the 16 KiB a batch takes; then two writes queue behind it.
+    let (leader, go_tx) = held_leader(&engine, b"big", vec![1u8; 20_000]);
+    let writers: Vec<_> = [b"a", b"b"]
+        .into_iter()
+        .map(|k| {
+            let e = engine.clone();
+            std::thread::spawn(move || GroupCommit::run(&e, move |w| w.put(k, b"1")))
+        })
+        .collect();
+    wait_queued(&engine, 2);
+    go_tx.send(()).unwrap();
+    leader.join().unwrap().unwrap();
+    for w in writers {
+        w.join().unwrap().unwrap();
+    }
+    assert_eq!(stats_since(&db, before), (2, 3), "the full batch alone, then the two writes queued behind it");
 }
