@@ -263,6 +263,13 @@ fn stats_since(db: &crate::Datastore, before: GroupCommitStats) -> (u64, u64) {
     (now.commits - before.commits, now.writes - before.writes)
 }
 
+/// No staging record is left for `gc` to reclaim (a refused upload freed what it flushed),
+/// and `verify` finds every object whole and no chunk without an owner.
+fn assert_nothing_left(db: &crate::Datastore, engine: &Engine) {
+    assert_eq!(engine.reclaim_staged().unwrap(), (0, 0), "a staging record was left to reclaim");
+    assert!(db.verify().unwrap().is_clean());
+}
+
 /// A reader of `data` that, at its end, says so on `at_end` and waits for a word on `resume`
 /// before it reports the end (once: a reader may be read past its end). The writer streaming
 /// it is held between its last read (and its intermediate commits) and its last commit.
@@ -332,8 +339,7 @@ fn chunked_puts_share_a_commit_and_a_refused_one_fails_alone() {
     assert_eq!(stats_since(&db, before), (1, 2), "the leader's write and the chunked put, in one commit");
     assert_eq!(b.get_bytes("new").unwrap(), vec![2u8; 10_000]);
     assert_eq!(b.get_bytes("taken").unwrap(), vec![1u8; 10_000]);
-    assert_eq!(engine.reclaim_staged().unwrap(), (0, 0), "the refused put's flushed batches were freed");
-    assert!(db.verify_bucket("bkt").unwrap().is_clean());
+    assert_nothing_left(&db, &engine);
 }
 
 /// The last commit of a part upload and of a put larger than one intermediate commit (its
@@ -378,8 +384,7 @@ fn part_uploads_and_staged_puts_share_a_commit_and_a_part_of_an_aborted_upload_f
     let parts = [crate::CompletedPart { part_number: 1, etag: part.etag }];
     b.complete_upload(&live, &parts, &crate::CompleteOptions::default()).unwrap();
     assert_eq!(b.get_bytes("live").unwrap(), vec![5u8; 10_000]);
-    assert_eq!(engine.reclaim_staged().unwrap(), (0, 0), "no staging record is left to reclaim");
-    assert!(db.verify_bucket("bkt").unwrap().is_clean());
+    assert_nothing_left(&db, &engine);
 }
 
 /// A put whose bucket is deleted and created again while it streams fails `NoSuchBucket`,
@@ -399,8 +404,7 @@ fn a_put_into_a_bucket_deleted_and_created_again_while_it_streams_fails() {
         assert!(matches!(r, Err(Error::NoSuchBucket { .. })), "{size} bytes: {r:?}");
         assert!(!b.exists(key).unwrap(), "{size} bytes: stored in the new bucket");
     }
-    assert_eq!(engine.reclaim_staged().unwrap(), (0, 0));
-    assert!(db.verify().unwrap().is_clean());
+    assert_nothing_left(&db, &engine);
 }
 
 /// A shared batch stops taking writes once it has written `upload_batch_size` bytes: the
