@@ -28,8 +28,8 @@ pub(crate) struct Staged<'e> {
 }
 
 impl<'e> Staged<'e> {
-    /// An upload into `bucket`, refused (`NoSuchBucket`) before anything is read if there is
-    /// no such bucket.
+    /// An upload into `bucket`, refused (`NoSuchBucket`) before the rest of its stream is read
+    /// if there is no such bucket.
     pub(crate) fn new(engine: &'e Engine, bucket: &str, key: &str, purpose: StagePurpose, id: u64) -> Result<Self> {
         let created =
             engine.read(|r| objects::bucket_record(r, bucket))?.ok_or_else(|| Error::no_such_bucket(bucket))?.created;
