@@ -227,13 +227,15 @@ impl Engine {
     /// Runs `f` in a write transaction that commits acknowledged (durably, unless the store
     /// was opened with relaxed durability). Concurrent callers share commits (group commit).
     /// `f` must write only through the transaction: it runs again, in a transaction of its
-    /// own, when a shared one turns out too large for the backend.
+    /// own, when a shared one turns out too large for the backend. `operation` names the
+    /// write in the error that refuses it on a thread inside a transaction of this store.
     pub(crate) fn write<R: Send + 'static>(
         &self,
+        operation: &'static str,
         f: impl FnMut(&mut dyn WriteTxn) -> Result<R> + Send + 'static,
     ) -> Result<R> {
         self.writable("writing")?;
-        self.not_in_transaction("a write through a Bucket handle")?;
+        self.not_in_transaction(operation)?;
         crate::commit::GroupCommit::run(self, f)
     }
 

@@ -222,16 +222,18 @@ pub(crate) fn compact(engine: &Engine) -> Result<CompactReport> {
     let size_before = engine.kv.space()?.file_size;
     // Names only: a damaged bucket record is `verify`'s to report, not a reason to stop.
     let buckets = engine.read(objects::bucket_records)?;
-    let mut report = CompactReport { size_before, ..CompactReport::default() };
+    let mut packed = crate::packing::Packed::default();
     for (name, _) in &buckets {
-        let done = crate::packing::pack_bucket(engine, name)?;
-        report.packed_objects += done.objects;
-        report.pack_records += done.records;
-        report.resealed_manifests += done.resealed;
+        packed.add(crate::packing::pack_bucket(engine, name)?);
     }
     engine.kv.compact()?;
-    report.size_after = engine.kv.space()?.file_size;
-    Ok(report)
+    Ok(CompactReport {
+        size_before,
+        size_after: engine.kv.space()?.file_size,
+        packed_objects: packed.objects,
+        pack_records: packed.records,
+        resealed_manifests: packed.resealed,
+    })
 }
 
 #[cfg(test)]

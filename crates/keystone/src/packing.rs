@@ -27,7 +27,7 @@ pub(crate) struct Packed {
 }
 
 impl Packed {
-    fn add(&mut self, other: Packed) {
+    pub(crate) fn add(&mut self, other: Packed) {
         self.objects += other.objects;
         self.records += other.records;
         self.resealed += other.resealed;

@@ -91,11 +91,10 @@ impl<'e> Staged<'e> {
         mut self,
         mut publish: impl FnMut(&mut dyn WriteTxn) -> Result<R> + Send + 'static,
     ) -> Result<R> {
-        self.engine.not_in_transaction("a streaming write through a Bucket handle")?;
         let batch = std::mem::take(&mut self.batch);
         let stage = self.flushed.then(|| self.stage_key());
         let (bucket, created) = (self.bucket.clone(), self.created);
-        let r = self.engine.write(move |w| {
+        let r = self.engine.write("a streaming write through a Bucket handle", move |w| {
             // Nothing flushed: everything fits in one commit, no staging record is needed.
             check_place(w, &bucket, created, stage.as_deref())?;
             let r = publish(w)?;
