@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
 # Runs the benchmark suite in --quick mode so it cannot rot. Fails only if a run errors,
 # never on timing (the table's "Met" column is informational here).
-# Cost: a release build of keystone-bench (bundled SQLite included) plus well under a minute.
+# It runs the debug build scripts/test's `cargo test` made (a release build of its own cost ~3
+# minutes of a cold CI run, for figures nobody reads): the numbers it prints are not the
+# benchmark's. BENCHMARKS.md's come from `cargo run --release -p keystone-bench`.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-cargo run --quiet --release -p keystone-bench -- --quick
+source scripts/lib/build.sh
+build_debug
+"$DEBUG_BIN/keystone-bench" --quick
 # The examples BENCHMARKS.md quotes, on tiny sizes: they error out, not rot, when the API moves
 # (get_path checks nothing but that every get finds its object).
-cargo run --quiet --release -p keystone-bench --example get_path -- 50 1000 1 >/dev/null
-cargo run --quiet --release -p keystone-bench --example crc_speed >/dev/null
+"$DEBUG_BIN/examples/get_path" 50 1000 1 >/dev/null
+"$DEBUG_BIN/examples/crc_speed" >/dev/null

@@ -3,7 +3,7 @@
 # aws CLI and boto3 (PyPI, in a venv), rclone and curl (Debian). Starts the server on a free
 # 127.0.0.1 port over a temporary store and stops it (SIGTERM, graceful) at the end.
 # Cost: ~1 min when the clients are installed and the debug binaries are built (plus a one-time
-# pip/apt install of ~1 min, and ~3 min to build the bench's S3 mode, the AWS SDK, cold).
+# pip/apt install of ~1 min; run alone, it first builds what scripts/test's `cargo test` builds).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
@@ -25,9 +25,9 @@ AWS=$VENV/bin/aws
 PY=$VENV/bin/python
 
 # ---- server (and the bench's S3 mode, built before the server starts)
-cargo build -q -p keystone-cli
-cargo build -q -p keystone-bench --features s3
-BIN=$CARGO_TARGET_DIR/debug/keystone
+source scripts/lib/build.sh
+build_debug
+BIN=$DEBUG_BIN/keystone
 TMP=$(mktemp -d)
 SERVER_PID=
 cleanup() {
@@ -116,7 +116,7 @@ check "aws s3 rb --force" aws_ s3 rb --force s3://cli
 
 # ---- the benchmark's S3 mode (the AWS SDK for Rust as client), so that it cannot rot; its
 # figures are not checked here (scripts/bench-s3.sh measures them).
-bench_s3() { "$CARGO_TARGET_DIR/debug/keystone-bench" s3 --endpoint "$EP" --access-key "$AWS_ACCESS_KEY_ID" \
+bench_s3() { "$DEBUG_BIN/keystone-bench" s3 --endpoint "$EP" --access-key "$AWS_ACCESS_KEY_ID" \
   --secret-key "$AWS_SECRET_ACCESS_KEY" --bucket bench "$@"; }
 check "bench S3 mode, 4 KiB put/get/mixed" bench_s3 --concurrency 4 --size 4096 --ops 200 --objects 32
 check "bench S3 mode, 2 MiB put/get/mixed" bench_s3 --concurrency 2 --size 2097152 --ops 6 --objects 2
