@@ -5,7 +5,9 @@
 //! own combine (zlib's newer method, `data/crc.rs`) is measured by W4's gets.
 //! BENCHMARKS.md (W3, W4) quotes these figures.
 //!
-//! `cargo run --release -p keystone-bench --example crc_speed`
+//! `cargo run --release -p keystone-bench --example crc_speed [CALLS]` — CALLS per size,
+//! 1,000,000 by default (the combines run a 500th and a 50th of it); CI runs a few thousand, on
+//! a debug build, so that the example cannot rot.
 
 use std::hint::black_box;
 use std::time::Instant;
@@ -24,14 +26,25 @@ fn ns(n: u32, mut f: impl FnMut(u32) -> u64) -> f64 {
 }
 
 fn main() {
+    let calls: u32 = match std::env::args().nth(1) {
+        None => 1_000_000,
+        Some(a) => match a.parse() {
+            Ok(n) if n >= 500 => n,
+            _ => {
+                eprintln!("crc_speed: CALLS must be a whole number of at least 500, got {a:?}");
+                std::process::exit(2);
+            }
+        },
+    };
     let data: Vec<u8> = (0..16_384u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8).collect();
     for len in [80usize, 1024, 10_240] {
-        let per = ns(1_000_000, |i| u64::from(crc_fast::crc32_iscsi(black_box(&data[(i % 64) as usize..][..len]))));
+        let per = ns(calls, |i| u64::from(crc_fast::crc32_iscsi(black_box(&data[(i % 64) as usize..][..len]))));
         println!("CRC32C of {len:>6} bytes (crc-fast): {per:>8.1} ns");
     }
     let chunk = (1u64 << 20) - 4096 - 5;
-    let fast = ns(2_000, |i| crc_fast::checksum_combine(Crc32Iscsi, u64::from(i), u64::from(i) << 3, black_box(chunk)));
+    let fast =
+        ns(calls / 500, |i| crc_fast::checksum_combine(Crc32Iscsi, u64::from(i), u64::from(i) << 3, black_box(chunk)));
     println!("combine across a 1 MiB chunk, crc-fast checksum_combine: {fast:>8.0} ns");
-    let crate_ = ns(20_000, |i| u64::from(crc32c::crc32c_combine(i, i << 3, black_box(chunk as usize))));
+    let crate_ = ns(calls / 50, |i| u64::from(crc32c::crc32c_combine(i, i << 3, black_box(chunk as usize))));
     println!("combine across a 1 MiB chunk, crc32c crate:              {crate_:>8.0} ns");
 }
