@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Runs the benchmark suite in --quick mode so it cannot rot. Fails only if a run errors,
 # never on timing (the table's "Met" column is informational here).
-# It runs the debug build scripts/test's `cargo test` made (a release build of its own cost ~3
-# minutes of a cold CI run, for figures nobody reads): the numbers it prints are not the
+# It runs the debug build scripts/test's `cargo test` made (a release build of its own cost
+# ~160 s of a cold CI run, for figures CI does not judge): the numbers it prints are not the
 # benchmark's. BENCHMARKS.md's come from `cargo run --release -p keystone-bench`.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
