@@ -192,10 +192,7 @@ impl Bucket {
     pub fn delete(&self, key: &str) -> Result<()> {
         let (b, k) = (self.name.to_string(), key.to_owned());
         let limits = self.db.engine.kv.limits();
-        let queued = self
-            .db
-            .engine
-            .write("a write through a Bucket handle", move |w| objects::delete_object(w, limits, &b, &k))?;
+        let queued = self.db.engine.write("deleting an object", move |w| objects::delete_object(w, limits, &b, &k))?;
         self.db.engine.free_after_commit(queued);
         Ok(())
     }

@@ -328,7 +328,7 @@ impl Datastore {
     pub fn create_bucket(&self, name: &str) -> Result<Bucket> {
         names::check_new_bucket(name)?;
         let n = name.to_owned();
-        self.engine.write("a write through a Bucket handle", move |w| objects::create_bucket(w, &n))?;
+        self.engine.write("creating a bucket", move |w| objects::create_bucket(w, &n))?;
         Ok(Bucket::new(self.clone(), name))
     }
 

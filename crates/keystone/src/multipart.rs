@@ -46,7 +46,7 @@ pub(crate) fn create(engine: &Engine, bucket: &str, key: &str, meta: ObjectMeta)
     let id = engine.next_id()?;
     let rec = MpuRecord { key: key.to_owned(), initiated: now_nanos(), meta };
     let b = bucket.to_owned();
-    engine.write("a write through a Bucket handle", move |w| {
+    engine.write("starting a multipart upload", move |w| {
         objects::require_bucket(w, &b)?;
         w.put(&Book::Mpu.key(&b, id), &rec.encode())
     })?;

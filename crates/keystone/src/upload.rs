@@ -244,9 +244,8 @@ fn put_inline(
     let to = Target { bucket, key, content_md5: opts.content_md5 };
     let new = inline_version(data, opts.meta, copied, engine.cfg.etag, to)?;
     let (b, k, cond) = (bucket.to_owned(), key.to_owned(), opts.condition);
-    let (info, queued) = engine.write("a write through a Bucket handle", move |w| {
-        objects::publish(w, limits, &b, &k, new.borrowed(), &cond, false)
-    })?;
+    let (info, queued) = engine
+        .write("putting an object", move |w| objects::publish(w, limits, &b, &k, new.borrowed(), &cond, false))?;
     engine.free_after_commit(queued);
     Ok(info)
 }

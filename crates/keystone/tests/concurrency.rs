@@ -268,7 +268,8 @@ fn conditional_creates_race_and_exactly_one_wins() {
     assert!(db.verify().unwrap().is_clean(), "no chunk of a refused put is left behind");
 }
 
-/// A write through a `Bucket` handle (small, streaming, bucket creation), a nested
+/// A write through a `Bucket` handle (small, streaming, a delete, an upload's start, bucket
+/// creation), a nested
 /// transaction or `compact` on the thread that runs a transaction would wait for that
 /// transaction's own write lock for ever: each is refused with `InTransaction`, and the
 /// transaction still commits what it wrote. Run on a second thread with a deadline, so that a
@@ -284,13 +285,15 @@ fn writes_through_bucket_handles_inside_a_transaction_are_refused_not_deadlocked
         let result = db2.transaction(|tx| {
             tx.bucket("bkt")?.put_bytes("in-tx", b"1")?;
             let refused = [
-                b2.put_bytes("small", b"2").err(),
-                b2.put_reader("large", &vec![5u8; 300_000][..], PutOptions::default()).err(),
-                db2.create_bucket("other").err(),
-                db2.transaction(|_| Ok::<_, Error>(())).err(),
-                db2.compact().err(),
+                ("putting an object", b2.put_bytes("small", b"2").err()),
+                ("a streaming write", b2.put_reader("large", &vec![5u8; 300_000][..], PutOptions::default()).err()),
+                ("deleting an object", b2.delete("in-tx").err()),
+                ("starting a multipart upload", b2.create_upload("mpu", keystone::ObjectMeta::default()).err()),
+                ("creating a bucket", db2.create_bucket("other").err()),
+                ("a transaction inside a transaction", db2.transaction(|_| Ok::<_, Error>(())).err()),
+                ("compact", db2.compact().err()),
             ];
-            Ok::<_, Error>(refused.map(|e| e.map(|e| e.to_string())))
+            Ok::<_, Error>(refused.map(|(op, e)| (op, e.map(|e| e.to_string()))))
         });
         let _ = tx_done.send(result.map_err(|e| e.to_string()));
     });
@@ -298,9 +301,10 @@ fn writes_through_bucket_handles_inside_a_transaction_are_refused_not_deadlocked
         .recv_timeout(std::time::Duration::from_mins(1))
         .expect("a write inside a transaction deadlocked")
         .unwrap();
-    for e in refused {
-        let e = e.expect("the write inside the transaction was not refused");
+    for (op, e) in refused {
+        let e = e.unwrap_or_else(|| panic!("{op} inside the transaction was not refused"));
         assert!(e.contains("write through the transaction"), "{e}");
+        assert!(e.starts_with(op), "the error names the refused operation, {op}: {e}");
     }
     assert_eq!(b.get_bytes("in-tx").unwrap(), b"1");
     for key in ["small", "large"] {
