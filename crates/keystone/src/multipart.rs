@@ -69,10 +69,15 @@ pub(crate) fn upload_part<R: Read>(
     let limits = engine.kv.limits();
     let to = Target { bucket, key: &rec.key, content_md5 };
     let (b, u, object_key) = (bucket.to_owned(), upload_id.to_owned(), rec.key.clone());
-    let (info, queued) = stream_segment(engine, to, StagePurpose::Part, chunker, Vec::new(), |written| {
-        let (seg, md5, crc) = (written.seg, written.digest, written.crc);
+    // A part stays one segment (its record names one): no tail pieces.
+    let (info, queued) = stream_segment(engine, to, StagePurpose::Part, chunker, Vec::new(), false, |written| {
+        let (seg, md5, crc) = (written.segs.first().copied(), written.digest, written.crc);
         // Every check before the first write (`Staged::finish`).
         move |w: &mut dyn WriteTxn| {
+            let seg = seg.ok_or_else(|| Error::Storage {
+                context: "uploading a part".into(),
+                source: "the part's content made no segment".into(),
+            })?;
             upload_record(w, &b, &u, id)?;
             let key = keys::part(&b, id, part_number);
             let old = match w.get(&key)? {

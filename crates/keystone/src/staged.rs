@@ -24,6 +24,8 @@ pub(crate) struct Staged<'e> {
     batch: Vec<(Vec<u8>, Arc<Vec<u8>>)>,
     batch_bytes: usize,
     flushed: bool,
+    /// The record gained a segment since it was last written.
+    record_stale: bool,
     done: bool,
 }
 
@@ -43,8 +45,23 @@ impl<'e> Staged<'e> {
             batch: Vec::new(),
             batch_bytes: 0,
             flushed: false,
+            record_stale: false,
             done: false,
         })
+    }
+
+    pub(crate) fn engine(&self) -> &'e Engine {
+        self.engine
+    }
+
+    /// Adds segment `id` to the upload (a piece of its tail): registered as in flight at
+    /// once, so no sweep frees its chunks, and named by the staging record from the next
+    /// batch on, so recovery frees them if the upload never finishes.
+    pub(crate) fn add_segment(&mut self, id: u64) -> Result<()> {
+        self.engine.active.lock().map_err(|_| lock_err())?.insert(id);
+        self.record.segs.push(id);
+        self.record_stale = true;
+        Ok(())
     }
 
     pub(crate) fn push(&mut self, key: Vec<u8>, record: Arc<Vec<u8>>) -> Result<()> {
@@ -64,7 +81,7 @@ impl<'e> Staged<'e> {
         let mut w = self.engine.begin_write("a streaming write through a Bucket handle")?;
         let stage = self.stage_key();
         check_place(w.as_mut(), &self.bucket, self.created, self.flushed.then_some(&stage))?;
-        if !self.flushed {
+        if !self.flushed || self.record_stale {
             w.put(&stage, &self.record.encode())?;
         }
         for (k, v) in &self.batch {
@@ -72,6 +89,7 @@ impl<'e> Staged<'e> {
         }
         w.commit(Commit::Deferred)?;
         self.flushed = true;
+        self.record_stale = false;
         self.batch.clear();
         self.batch_bytes = 0;
         Ok(())
@@ -142,7 +160,51 @@ impl Drop for Staged<'_> {
             self.engine.free_after_commit(matches!(queued, Ok(true)));
         }
         if let Ok(mut active) = self.engine.active.lock() {
-            active.remove(&self.id);
+            for id in &self.record.segs {
+                active.remove(id);
+            }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::sync::Arc;
+
+    use super::Staged;
+    use crate::data::keys;
+    use crate::data::records::StagePurpose;
+
+    /// A segment added after the upload's first batch (a piece of its tail) is named by the
+    /// staging record from the next batch on: a process that stops after that batch leaves
+    /// its chunks to recovery, not leaked.
+    #[test]
+    fn a_segment_added_after_the_first_batch_is_freed_by_recovery() {
+        let db = crate::Datastore::builder()
+            .chunk_size(1000)
+            .inline_threshold(100)
+            .upload_batch_size(4000)
+            .open_reference_map(1100, 64, 1 << 20)
+            .unwrap();
+        db.create_bucket("bkt").unwrap();
+        let id = db.engine.next_id().unwrap();
+        let mut staged = Staged::new(&db.engine, "bkt", "k", StagePurpose::Put, id).unwrap();
+        // Two batches of 4,000 bytes: the staging record is written with the first.
+        for i in 0..8 {
+            staged.push(keys::chunk("bkt", id, i), Arc::new(vec![7u8; 1000])).unwrap();
+        }
+        let piece = db.engine.next_id().unwrap();
+        staged.add_segment(piece).unwrap();
+        for i in 0..4 {
+            staged.push(keys::chunk("bkt", piece, i), Arc::new(vec![8u8; 1000])).unwrap();
+        }
+        // The process stops: no cleanup, and the upload is no longer in flight.
+        std::mem::forget(staged);
+        db.engine.active.lock().unwrap().retain(|s| ![id, piece].contains(s));
+        let report = db.gc().unwrap();
+        assert_eq!((report.uploads_reclaimed, report.chunks_freed), (1, 12), "{report:?}");
+        assert!(db.verify().unwrap().is_clean());
     }
 }

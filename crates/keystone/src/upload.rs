@@ -9,7 +9,7 @@ use std::thread::JoinHandle;
 
 use md5::{Digest, Md5};
 
-use crate::data::chunking::{Chunker, Digests, digest_of, hex};
+use crate::data::chunking::{Chunker, Digests, digest_of, hex, split_tail};
 use crate::data::keys;
 use crate::data::names;
 use crate::data::records::{CHUNK_HEADER, Segment, StagePurpose};
@@ -29,7 +29,10 @@ pub(crate) fn from_io(e: std::io::Error) -> Error {
 
 /// What a finished stream of chunks amounts to.
 pub(crate) struct Written {
-    pub seg: Segment,
+    /// Where the bytes went: one segment, or (a write's tail cut to fit redb's regions,
+    /// `chunking::tail_pieces`) the full chunks' segment, if any, then one per piece.
+    pub segs: Vec<Segment>,
+    pub len: u64,
     /// The finished ETag hash (MD5 for multipart parts).
     pub digest: [u8; 16],
     pub crc: u32,
@@ -65,27 +68,82 @@ impl Target<'_> {
     }
 }
 
-/// Reads `chunker` to its end into chunks of segment `seg`, handing each chunk to `sink`.
+/// Where the chunks of a write go: a staged upload, or a caller's transaction.
+trait ChunkSink {
+    /// A new segment id for a piece of the write's tail, registered wherever the write's
+    /// segments must be known (freed if it fails).
+    fn new_segment(&mut self) -> Result<u64>;
+    fn put(&mut self, key: Vec<u8>, record: Vec<u8>) -> Result<()>;
+}
+
+/// Reads `chunker` to its end into chunks of segment `seg`, handing each chunk to `sink`, and
+/// returns the segments written. With `split`, a short last chunk is cut by
+/// `chunking::split_tail` into pieces, each a segment of its own (the first reuses `seg` when
+/// there was no full chunk before it); without, it is the last chunk of `seg`.
 fn write_chunks<R: Read>(
     chunker: &mut Chunker<R>,
     mut carry: Vec<u8>,
     bucket: &str,
     seg: u64,
-    mut sink: impl FnMut(Vec<u8>, Vec<u8>) -> Result<()>,
-) -> Result<()> {
+    split: bool,
+    sink: &mut dyn ChunkSink,
+) -> Result<Vec<Segment>> {
+    let chunk_size = chunker.chunk_size();
     let mut index: u32 = 0;
+    let mut len = 0u64;
+    let mut pieces = Vec::new();
     while let Some(rec) = chunker.next_chunk(&mut carry).map_err(from_io)? {
-        sink(keys::chunk(bucket, seg, index), rec)?;
+        let payload = rec.len() - CHUNK_HEADER;
+        if split && payload < chunk_size {
+            // Short, so the last: the stream's length is known.
+            pieces = split_tail(chunker.digests.len, rec);
+            break;
+        }
+        sink.put(keys::chunk(bucket, seg, index), rec)?;
+        len += payload as u64;
         index = index.checked_add(1).ok_or_else(|| Error::TooLarge("object has more than 2^32 chunks".into()))?;
     }
-    Ok(())
+    let size = u32::try_from(chunk_size).unwrap_or(u32::MAX);
+    let mut segs = Vec::with_capacity(1 + pieces.len());
+    if index > 0 || pieces.is_empty() {
+        segs.push(Segment { id: seg, len, chunk_size: size });
+    }
+    for rec in pieces {
+        let id = if segs.is_empty() { seg } else { sink.new_segment()? };
+        let payload = (rec.len() - CHUNK_HEADER) as u32;
+        sink.put(keys::chunk(bucket, id, 0), rec)?;
+        segs.push(Segment { id, len: u64::from(payload), chunk_size: payload });
+    }
+    Ok(segs)
 }
 
-fn finish_digests<R>(chunker: Chunker<R>, seg: u64, chunk_size: usize) -> Written {
+fn finish_digests<R>(chunker: Chunker<R>, segs: Vec<Segment>) -> Written {
     let d = chunker.digests;
     let (len, crc, is_md5) = (d.len, d.crc, d.algorithm() == Some(EtagAlgorithm::Md5));
     let digest = d.digest();
-    Written { seg: Segment { id: seg, len, chunk_size: chunk_size as u32 }, digest, crc, md5: is_md5.then_some(digest) }
+    Written { segs, len, digest, crc, md5: is_md5.then_some(digest) }
+}
+
+/// A staged upload as a `ChunkSink`, with the thread hashing its MD5, if any.
+struct StagedSink<'s, 'e> {
+    staged: &'s mut Staged<'e>,
+    md5: Option<Md5Thread>,
+}
+
+impl ChunkSink for StagedSink<'_, '_> {
+    fn new_segment(&mut self) -> Result<u64> {
+        let id = self.staged.engine().next_id()?;
+        self.staged.add_segment(id)?;
+        Ok(id)
+    }
+
+    fn put(&mut self, key: Vec<u8>, record: Vec<u8>) -> Result<()> {
+        let record = Arc::new(record);
+        if let Some(m) = &self.md5 {
+            m.send(&record)?;
+        }
+        self.staged.push(key, record)
+    }
 }
 
 /// Streams `reader` into staged chunks of a new segment of `to`, then, once the content passed
@@ -97,6 +155,7 @@ pub(crate) fn stream_segment<R: Read, T, P>(
     purpose: StagePurpose,
     mut ch: Chunker<R>,
     carry: Vec<u8>,
+    split: bool,
     publish: impl FnOnce(&Written) -> P,
 ) -> Result<T>
 where
@@ -115,14 +174,10 @@ where
     } else {
         None
     };
-    write_chunks(&mut ch, carry, bucket, seg, |k, v| {
-        let v = Arc::new(v);
-        if let Some(m) = &md5 {
-            m.send(&v)?;
-        }
-        staged.push(k, v)
-    })?;
-    let mut written = finish_digests(ch, seg, engine.cfg.chunk_size);
+    let mut sink = StagedSink { staged: &mut staged, md5 };
+    let segs = write_chunks(&mut ch, carry, bucket, seg, split, &mut sink)?;
+    let md5 = sink.md5.take();
+    let mut written = finish_digests(ch, segs);
     if let Some(m) = md5 {
         let md5 = m.finish()?;
         written.md5 = Some(md5);
@@ -212,7 +267,10 @@ pub(crate) fn put_stream<R: Read>(
     let limits = engine.kv.limits();
     let to = Target { bucket, key, content_md5: opts.content_md5 };
     let (b, k, cond, etag) = (bucket.to_owned(), key.to_owned(), opts.condition, engine.cfg.etag);
-    let (info, queued) = stream_segment(engine, to, StagePurpose::Put, chunker, prefix, |written| {
+    // A copy of a multipart object keeps its part count, and its segments would read as its
+    // parts if they were as many: its bytes stay one segment.
+    let split = copied.as_ref().is_none_or(|c| c.parts <= 1);
+    let (info, queued) = stream_segment(engine, to, StagePurpose::Put, chunker, prefix, split, |written| {
         let new = chunked_version(written, opts.meta, copied, etag);
         move |w: &mut dyn WriteTxn| objects::publish(w, limits, &b, &k, new.borrowed(), &cond, false)
     })?;
@@ -276,17 +334,22 @@ fn publish_in_txn(
     new: NewVersion<'_>,
     cond: &PutCondition,
     bucket_known: bool,
-    seg: Option<u64>,
+    segs: &[u64],
 ) -> Result<(ObjectInfo, bool), TxnPutError> {
     let mut counted = Counting::new(w);
     match objects::publish(&mut counted, limits, bucket, key, new, cond, bucket_known) {
         Ok(published) => Ok(published),
         Err(error) => {
-            let clean = counted.writes == 0
-                && seg.is_none_or(|seg| delete_prefix(w, &keys::segment_prefix(bucket, seg)).is_ok());
+            let clean = counted.writes == 0 && take_back(w, bucket, segs);
             Err(TxnPutError { error, unclean: !clean })
         }
     }
+}
+
+/// Deletes the chunks of `segs` from a transaction a put wrote them into; `false` if it could
+/// not (the transaction must then not commit).
+fn take_back(w: &mut dyn WriteTxn, bucket: &str, segs: &[u64]) -> bool {
+    segs.iter().all(|seg| delete_prefix(w, &keys::segment_prefix(bucket, *seg)).is_ok())
 }
 
 /// The same write inside a caller's transaction: every chunk goes into that transaction.
@@ -305,26 +368,29 @@ pub(crate) fn put_in_txn<R: Read>(
     let to = Target { bucket, key, content_md5: opts.content_md5 };
     // `publish` checks the key, the bucket and the condition before it writes; a chunked
     // object checks them first as well, so that no chunk is written for a refused put.
-    let (new, seg) = if prefix.len() <= engine.cfg.inline_max {
-        (inline_version(prefix, opts.meta, copied, engine.cfg.etag, to)?, None)
+    let mut segs = Vec::new();
+    let new = if prefix.len() <= engine.cfg.inline_max {
+        inline_version(prefix, opts.meta, copied, engine.cfg.etag, to)?
     } else {
         names::check_key(key)?;
         names::check_meta(&opts.meta)?;
         objects::require_bucket(w, bucket)?;
         let old = objects::current(w, bucket, key)?;
         objects::check_condition(bucket, key, &old, &opts.condition)?;
-        let seg = engine.next_id()?;
-        match write_chunks_in_txn(engine, w, to, seg, chunker, prefix) {
-            Ok(written) => (chunked_version(&written, opts.meta, copied, engine.cfg.etag), Some(seg)),
+        segs.push(engine.next_id()?);
+        // As in `put_stream`: a copy of a multipart object stays one segment.
+        let split = copied.as_ref().is_none_or(|c| c.parts <= 1);
+        match write_chunks_in_txn(engine, w, to, &mut segs, split, chunker, prefix) {
+            Ok(written) => chunked_version(&written, opts.meta, copied, engine.cfg.etag),
             Err(error) => {
                 // The caller may go on and commit: a failed put takes its chunks back out, or
                 // (a backend's limits refusing the deletes) says the transaction cannot commit.
-                let unclean = delete_prefix(w, &keys::segment_prefix(bucket, seg)).is_err();
+                let unclean = !take_back(w, bucket, &segs);
                 return Err(TxnPutError { error, unclean });
             }
         }
     };
-    publish_in_txn(w, limits, bucket, key, new, &opts.condition, false, seg)
+    publish_in_txn(w, limits, bucket, key, new, &opts.condition, false, &segs)
 }
 
 /// A copy of `bucket/key` to `dst_bucket/dst_key` inside the caller's transaction, which sees
@@ -350,26 +416,47 @@ pub(crate) fn copy_in_txn(
     put_in_txn(engine, &mut w, dst_bucket, dst_key, src, opts, Some(copied))
 }
 
-/// The chunks of segment `seg` of `to` into the caller's transaction, then `to`'s MD5 check.
+/// The chunks of `to` into the caller's transaction, under the segment `ids` holds and any
+/// more it adds there (the tail's pieces), then `to`'s MD5 check.
 fn write_chunks_in_txn<R: Read>(
     engine: &Engine,
     w: &mut dyn WriteTxn,
     to: Target<'_>,
-    seg: u64,
+    ids: &mut Vec<u64>,
+    split: bool,
     mut chunker: Chunker<R>,
     prefix: Vec<u8>,
 ) -> Result<Written> {
-    // The MD5 `content_md5` asks for, where the ETag hash is not one (hashed in line here:
-    // the chunks go into the caller's transaction, not through a staging thread).
-    let etag_md5 = chunker.digests.algorithm() == Some(EtagAlgorithm::Md5);
-    let mut extra = (to.content_md5.is_some() && !etag_md5).then(Md5::new);
-    write_chunks(&mut chunker, prefix, to.bucket, seg, |k, v| {
-        if let Some(h) = &mut extra {
-            h.update(v.get(CHUNK_HEADER..).unwrap_or_default());
+    /// The caller's transaction as a `ChunkSink`, hashing the MD5 `content_md5` asks for
+    /// where the ETag hash is not one (in line: no staging thread here).
+    struct TxnSink<'a> {
+        engine: &'a Engine,
+        w: &'a mut dyn WriteTxn,
+        ids: &'a mut Vec<u64>,
+        md5: Option<Md5>,
+    }
+    impl ChunkSink for TxnSink<'_> {
+        fn new_segment(&mut self) -> Result<u64> {
+            let id = self.engine.next_id()?;
+            self.ids.push(id);
+            Ok(id)
         }
-        w.put(&k, &v)
+        fn put(&mut self, key: Vec<u8>, record: Vec<u8>) -> Result<()> {
+            if let Some(h) = &mut self.md5 {
+                h.update(record.get(CHUNK_HEADER..).unwrap_or_default());
+            }
+            self.w.put(&key, &record)
+        }
+    }
+    let etag_md5 = chunker.digests.algorithm() == Some(EtagAlgorithm::Md5);
+    let seg = *ids.first().ok_or_else(|| Error::Storage {
+        context: "writing an object's chunks".into(),
+        source: "no segment id was allocated".into(),
     })?;
-    let mut written = finish_digests(chunker, seg, engine.cfg.chunk_size);
+    let mut sink = TxnSink { engine, w, ids, md5: (to.content_md5.is_some() && !etag_md5).then(Md5::new) };
+    let segs = write_chunks(&mut chunker, prefix, to.bucket, seg, split, &mut sink)?;
+    let extra = sink.md5.take();
+    let mut written = finish_digests(chunker, segs);
     if let Some(h) = extra {
         written.md5 = Some(h.finalize().into());
     }
@@ -393,7 +480,7 @@ pub(crate) fn put_slice_in_txn(
     }
     let to = Target { bucket, key, content_md5: opts.content_md5 };
     let new = inline_version(data, opts.meta, None, engine.cfg.etag, to)?;
-    publish_in_txn(w, engine.kv.limits(), bucket, key, new, &opts.condition, bucket_known, None)
+    publish_in_txn(w, engine.kv.limits(), bucket, key, new, &opts.condition, bucket_known, &[])
 }
 
 /// A small object's new version, once its content passed `to`'s MD5 check.
@@ -434,7 +521,7 @@ fn chunked_version(
         Some(c) => (c.etag, c.parts),
         None => (alg.etag(&w.digest), 0),
     };
-    NewVersion { size: w.seg.len, etag, crc: w.crc, parts, meta, body: NewBody::Segments(vec![w.seg]) }
+    NewVersion { size: w.len, etag, crc: w.crc, parts, meta, body: NewBody::Segments(w.segs.clone()) }
 }
 
 #[cfg(test)]

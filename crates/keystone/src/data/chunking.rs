@@ -37,6 +37,65 @@ pub(crate) fn locate(segs: &[Segment], offset: u64) -> Option<(usize, u32, u64, 
     None
 }
 
+/// The smallest region redb gives a page: a leaf holding one value takes a region of this
+/// size times a power of two (the orders of its buddy allocator).
+const REGION_UNIT: usize = 4096;
+
+/// What a chunk record's region holds besides its payload: the 5-byte header, the chunk key
+/// (at most 85 bytes) and redb's leaf header and offsets (12 bytes), with room to spare.
+const REGION_MARGIN: usize = 128;
+
+/// The region a chunk of `payload` bytes takes in redb: the smallest power-of-two multiple
+/// of a page that holds it.
+pub(crate) fn region_of(payload: usize) -> usize {
+    (payload + REGION_MARGIN).next_power_of_two().max(REGION_UNIT)
+}
+
+/// How a write's last, short chunk of `tail` bytes is cut so that it does not waste most of a
+/// region: a 17 KiB object in one chunk takes a 32 KiB region, in pieces of 16 KiB − 128 and
+/// the rest, 20 KiB. Each piece but the last fills its region; cutting stops once the rest's
+/// region wastes at most a sixteenth of the object (`total` bytes), or is two pages or less
+/// (cutting it again would take as many pages). So a large object's tail stays whole (a
+/// sixteenth of it is more than any tail wastes), and a piece is never smaller than a page's
+/// worth unless it is the last one. docs/design.md has the figures.
+pub(crate) fn tail_pieces(total: u64, tail: usize) -> Vec<usize> {
+    let slack = usize::try_from(total / 16).unwrap_or(usize::MAX);
+    let mut pieces = Vec::new();
+    let mut rest = tail;
+    loop {
+        let region = region_of(rest);
+        if region <= 2 * REGION_UNIT || region - rest - REGION_MARGIN <= slack {
+            pieces.push(rest);
+            return pieces;
+        }
+        // The largest payload that fills a region of half the size: less than `rest`, since
+        // `region` is the smallest that holds it.
+        let piece = region / 2 - REGION_MARGIN;
+        pieces.push(piece);
+        rest -= piece;
+    }
+}
+
+/// A write's last chunk record, cut by [`tail_pieces`] into sealed records of their own
+/// (one piece: the record itself).
+pub(crate) fn split_tail(total: u64, record: Vec<u8>) -> Vec<Vec<u8>> {
+    let payload = &record[CHUNK_HEADER..];
+    let pieces = tail_pieces(total, payload.len());
+    if pieces.len() == 1 {
+        return vec![record];
+    }
+    let mut out = Vec::with_capacity(pieces.len());
+    let mut at = 0;
+    for len in pieces {
+        let mut rec = chunk_buffer(len);
+        rec.extend_from_slice(&payload[at..at + len]);
+        seal_chunk(&mut rec);
+        out.push(rec);
+        at += len;
+    }
+    out
+}
+
 /// The running hash behind an ETag.
 #[derive(Clone)]
 enum EtagHash {
@@ -131,6 +190,11 @@ impl<R: Read> Chunker<R> {
         Chunker { reader, chunk_size, digests: Digests::new(etag), eof: false }
     }
 
+    /// Payload bytes per full chunk.
+    pub(crate) fn chunk_size(&self) -> usize {
+        self.chunk_size
+    }
+
     /// Reads up to `max` bytes into a plain buffer (used to decide whether an object is small
     /// enough to be stored inline).
     pub(crate) fn read_prefix(&mut self, max: usize) -> std::io::Result<Vec<u8>> {
@@ -196,6 +260,47 @@ mod tests {
         assert_eq!(locate(&segs, 24), Some((1, 1, 0, 24)));
         assert_eq!(locate(&segs, 25), None);
         assert_eq!(locate(&[], 0), None);
+    }
+
+    /// What the cut promises: the pieces add up to the tail, every piece but the last fills
+    /// its region, and the regions waste at most a sixteenth of the object, or two pages.
+    fn check_pieces(total: u64, tail: usize) -> Vec<usize> {
+        let pieces = tail_pieces(total, tail);
+        assert_eq!(pieces.iter().sum::<usize>(), tail, "total {total} tail {tail}: {pieces:?}");
+        for &p in &pieces[..pieces.len() - 1] {
+            assert!(p > 0 && region_of(p) == p + REGION_MARGIN, "total {total} tail {tail}: {pieces:?}");
+        }
+        assert!(pieces.windows(2).all(|w| w[0] > w[1] || w[1] <= 2 * REGION_UNIT), "{pieces:?}");
+        let regions: usize = pieces.iter().map(|&p| region_of(p)).sum();
+        let waste = regions - tail - pieces.len() * REGION_MARGIN;
+        let allowed = (total / 16).max(2 * REGION_UNIT as u64) as usize;
+        assert!(waste <= allowed, "total {total} tail {tail}: {pieces:?} waste {waste}");
+        pieces
+    }
+
+    #[test]
+    fn tail_pieces_fill_their_regions() {
+        let kib = 1024;
+        // 17 KiB in one chunk takes a 32 KiB region; cut, 16 KiB and 4 KiB.
+        assert_eq!(tail_pieces(17 * kib, 17 * 1024), [16 * 1024 - 128, 1024 + 128]);
+        // Two pages or less stay whole: cutting them would take as many pages.
+        assert_eq!(tail_pieces(100 * kib, 7000), [7000]);
+        // A tail that nearly fills its region stays whole.
+        assert_eq!(tail_pieces(64 * kib, 63 * 1024), [63 * 1024]);
+        // A large object's tail stays whole: it wastes less than a sixteenth of the object.
+        assert_eq!(tail_pieces(100 << 20, 410_100), [410_100]);
+        assert_eq!(check_pieces(1_572_864, 1_572_864 - 1_044_475).len(), 2);
+        for total in [16_385, 20_000, 65_537, 100_000, 300_001, 1_044_474, 5_000_000, 1 << 30] {
+            let tail = usize::try_from(total % 1_044_475).unwrap_or(0).max(1);
+            check_pieces(total, tail);
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn tail_pieces_hold_their_promises(tail in 1usize..1_044_475, extra in 0u64..(64 << 20)) {
+            check_pieces(tail as u64 + extra, tail);
+        }
     }
 
     fn cut(len: usize, prefix: usize) -> Vec<Vec<u8>> {
