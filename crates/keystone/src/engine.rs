@@ -179,16 +179,22 @@ impl Engine {
     }
 
     pub(crate) fn next_id(&self) -> Result<u64> {
+        Ok(self.next_ids(1)?.start)
+    }
+
+    /// `n` ids that follow on from each other (a write's tail pieces: their chunks then lie
+    /// next to each other in the store, read in one scan).
+    pub(crate) fn next_ids(&self, n: u64) -> Result<std::ops::Range<u64>> {
         if self.cfg.read_only {
             return Err(self.read_only("writing"));
         }
         let mut ids = self.ids.lock().map_err(|_| lock_err())?;
-        if ids.next >= ids.end {
+        if ids.end - ids.next < n {
             return Err(Error::TooLarge("this handle used 2^32 ids; reopen the store".into()));
         }
-        let id = ids.next;
-        ids.next += 1;
-        Ok(id)
+        let first = ids.next;
+        ids.next += n;
+        Ok(first..ids.next)
     }
 
     /// Refuses `operation`, which writes, on a store opened read-only.

@@ -70,16 +70,16 @@ impl Target<'_> {
 
 /// Where the chunks of a write go: a staged upload, or a caller's transaction.
 trait ChunkSink {
-    /// A new segment id for a piece of the write's tail, registered wherever the write's
-    /// segments must be known (freed if it fails).
-    fn new_segment(&mut self) -> Result<u64>;
+    /// `n` new segment ids that follow on from each other, for the pieces of the write's
+    /// tail, registered wherever the write's segments must be known (freed if it fails).
+    fn new_segments(&mut self, n: usize) -> Result<std::ops::Range<u64>>;
     fn put(&mut self, key: Vec<u8>, record: Vec<u8>) -> Result<()>;
 }
 
 /// Reads `chunker` to its end into chunks of segment `seg`, handing each chunk to `sink`, and
 /// returns the segments written. With `split`, a short last chunk is cut by
-/// `chunking::split_tail` into pieces, each a segment of its own (the first reuses `seg` when
-/// there was no full chunk before it); without, it is the last chunk of `seg`.
+/// `chunking::split_tail` into pieces, each a segment of its own, their ids following on
+/// (`seg` stays empty if there was no full chunk); without, it is the last chunk of `seg`.
 fn write_chunks<R: Read>(
     chunker: &mut Chunker<R>,
     mut carry: Vec<u8>,
@@ -92,12 +92,18 @@ fn write_chunks<R: Read>(
     let mut index: u32 = 0;
     let mut len = 0u64;
     let mut pieces = Vec::new();
-    while let Some(rec) = chunker.next_chunk(&mut carry).map_err(from_io)? {
+    while let Some(mut rec) = chunker.next_chunk(&mut carry).map_err(from_io)? {
         let payload = rec.len() - CHUNK_HEADER;
         if split && payload < chunk_size {
             // Short, so the last: the stream's length is known.
-            pieces = split_tail(chunker.digests.len, rec);
-            break;
+            let mut cut = split_tail(chunker.digests.len, rec);
+            if cut.len() > 1 {
+                pieces = cut;
+                break;
+            }
+            // Not cut: the last chunk of `seg`, as without `split`.
+            let Some(whole) = cut.pop() else { break };
+            rec = whole;
         }
         sink.put(keys::chunk(bucket, seg, index), rec)?;
         len += payload as u64;
@@ -108,8 +114,8 @@ fn write_chunks<R: Read>(
     if index > 0 || pieces.is_empty() {
         segs.push(Segment { id: seg, len, chunk_size: size });
     }
-    for rec in pieces {
-        let id = if segs.is_empty() { seg } else { sink.new_segment()? };
+    let ids = if pieces.is_empty() { 0..0 } else { sink.new_segments(pieces.len())? };
+    for (rec, id) in pieces.into_iter().zip(ids) {
         let payload = (rec.len() - CHUNK_HEADER) as u32;
         sink.put(keys::chunk(bucket, id, 0), rec)?;
         segs.push(Segment { id, len: u64::from(payload), chunk_size: payload });
@@ -131,10 +137,12 @@ struct StagedSink<'s, 'e> {
 }
 
 impl ChunkSink for StagedSink<'_, '_> {
-    fn new_segment(&mut self) -> Result<u64> {
-        let id = self.staged.engine().next_id()?;
-        self.staged.add_segment(id)?;
-        Ok(id)
+    fn new_segments(&mut self, n: usize) -> Result<std::ops::Range<u64>> {
+        let ids = self.staged.engine().next_ids(n as u64)?;
+        for id in ids.clone() {
+            self.staged.add_segment(id)?;
+        }
+        Ok(ids)
     }
 
     fn put(&mut self, key: Vec<u8>, record: Vec<u8>) -> Result<()> {
@@ -436,10 +444,10 @@ fn write_chunks_in_txn<R: Read>(
         md5: Option<Md5>,
     }
     impl ChunkSink for TxnSink<'_> {
-        fn new_segment(&mut self) -> Result<u64> {
-            let id = self.engine.next_id()?;
-            self.ids.push(id);
-            Ok(id)
+        fn new_segments(&mut self, n: usize) -> Result<std::ops::Range<u64>> {
+            let ids = self.engine.next_ids(n as u64)?;
+            self.ids.extend(ids.clone());
+            Ok(ids)
         }
         fn put(&mut self, key: Vec<u8>, record: Vec<u8>) -> Result<()> {
             if let Some(h) = &mut self.md5 {
@@ -529,6 +537,54 @@ mod tests {
     use super::*;
     use crate::storage::Commit;
     use std::io::{Error as IoError, ErrorKind};
+
+    /// Records what `write_chunks` hands it; ids from 100 on.
+    #[derive(Default)]
+    struct VecSink {
+        next: u64,
+        chunks: Vec<(Vec<u8>, usize)>,
+    }
+
+    impl ChunkSink for VecSink {
+        fn new_segments(&mut self, n: usize) -> Result<std::ops::Range<u64>> {
+            let first = 100 + self.next;
+            self.next += n as u64;
+            Ok(first..first + n as u64)
+        }
+        fn put(&mut self, key: Vec<u8>, record: Vec<u8>) -> Result<()> {
+            self.chunks.push((key, record.len() - CHUNK_HEADER));
+            Ok(())
+        }
+    }
+
+    /// The segments of one write: a tail that is not cut is the last chunk of the write's
+    /// segment (one segment, as before tails were cut); a cut one is pieces under ids that
+    /// follow on, after the full chunks' segment if there are full chunks.
+    #[test]
+    fn a_write_is_one_segment_unless_its_tail_is_cut() {
+        let c = crate::DEFAULT_CHUNK_SIZE;
+        let write = |len: usize, split: bool| {
+            let data = vec![7u8; len];
+            let mut ch = Chunker::new(&data[..], c, None);
+            let mut sink = VecSink::default();
+            let segs = write_chunks(&mut ch, Vec::new(), "b", 7, split, &mut sink).unwrap();
+            assert_eq!(segs.iter().map(|s| s.len).sum::<u64>(), len as u64);
+            assert_eq!(sink.chunks.iter().map(|(_, n)| n).sum::<usize>(), len);
+            segs
+        };
+        let whole = |len| vec![Segment { id: 7, len, chunk_size: c as u32 }];
+        // 16 MiB + 100: a sixteenth of the object is more than the tail wastes.
+        assert_eq!(write((16 << 20) + 100, true), whole((16 << 20) + 100));
+        assert_eq!(write(20_000, false), whole(20_000));
+        assert_eq!(write(7_000, true), whole(7_000), "two pages or less");
+        let cut = |id, len| Segment { id, len, chunk_size: len as u32 };
+        assert_eq!(write(20_000, true), [cut(100, 16_256), cut(101, 3_744)]);
+        let tail = 1_572_864 - c as u64;
+        assert_eq!(
+            write(1_572_864, true),
+            [Segment { id: 7, len: c as u64, chunk_size: c as u32 }, cut(100, 524_160), cut(101, tail - 524_160)]
+        );
+    }
 
     #[test]
     fn from_io_recovers_the_error_a_reader_carried_and_keeps_the_others() {
