@@ -182,8 +182,8 @@ impl Engine {
         Ok(self.next_ids(1)?.start)
     }
 
-    /// `n` ids that follow on from each other (a write's tail pieces: their chunks then lie
-    /// next to each other in the store, read in one scan).
+    /// `n` ids that follow on from each other (a write's tail pieces: their chunks then sit
+    /// together in the key space).
     pub(crate) fn next_ids(&self, n: u64) -> Result<std::ops::Range<u64>> {
         if self.cfg.read_only {
             return Err(self.read_only("writing"));
