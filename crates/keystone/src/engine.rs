@@ -462,8 +462,9 @@ mod reclaim_tests {
     /// transaction may delete: `reclaim_staged` freed it in one transaction, which a limited
     /// backend refused, so `gc` failed for ever. Now its segments are queued and freed in
     /// bounded transactions.
-    #[test]
-    fn a_staged_upload_larger_than_a_transaction_is_reclaimed() {
+    /// A store with 1,000-byte chunks and uploads flushed every 4,000 bytes, on a backend
+    /// that takes 64 operations per transaction, and its bucket `bkt`.
+    fn small_store() -> crate::Datastore {
         let db = crate::Datastore::builder()
             .chunk_size(1000)
             .inline_threshold(100)
@@ -471,6 +472,12 @@ mod reclaim_tests {
             .open_reference_map(1100, 64, 1 << 20)
             .unwrap();
         db.create_bucket("bkt").unwrap();
+        db
+    }
+
+    #[test]
+    fn a_staged_upload_larger_than_a_transaction_is_reclaimed() {
+        let db = small_store();
         let id = db.engine.next_id().unwrap();
         let mut staged = Staged::new(&db.engine, "bkt", "k", StagePurpose::Put, id).unwrap();
         for i in 0..200 {
@@ -483,6 +490,31 @@ mod reclaim_tests {
         // Those flushed (in batches of half a transaction): more than one transaction takes.
         assert_eq!(report.uploads_reclaimed, 1);
         assert!(report.chunks_freed > 64, "{report:?}");
+        assert!(db.verify().unwrap().is_clean());
+    }
+
+    /// A segment added after the upload's first batch (a piece of its tail) is named by the
+    /// staging record from the next batch on: a process that stops after that batch leaves
+    /// its chunks to recovery, not leaked.
+    #[test]
+    fn a_segment_added_after_the_first_batch_is_freed_by_recovery() {
+        let db = small_store();
+        let id = db.engine.next_id().unwrap();
+        let mut staged = Staged::new(&db.engine, "bkt", "k", StagePurpose::Put, id).unwrap();
+        // Two batches of 4,000 bytes: the staging record is written with the first.
+        for i in 0..8 {
+            staged.push(keys::chunk("bkt", id, i), Arc::new(vec![7u8; 1000])).unwrap();
+        }
+        let piece = db.engine.next_id().unwrap();
+        staged.add_segment(piece).unwrap();
+        for i in 0..4 {
+            staged.push(keys::chunk("bkt", piece, i), Arc::new(vec![8u8; 1000])).unwrap();
+        }
+        // The process stops: no cleanup, and the upload is no longer in flight.
+        std::mem::forget(staged);
+        db.engine.active.lock().unwrap().retain(|s| ![id, piece].contains(s));
+        let report = db.gc().unwrap();
+        assert_eq!((report.uploads_reclaimed, report.chunks_freed), (1, 12), "{report:?}");
         assert!(db.verify().unwrap().is_clean());
     }
 }

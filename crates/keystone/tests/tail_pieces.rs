@@ -33,6 +33,17 @@ fn backends(dir: &tempfile::TempDir) -> Vec<(&'static str, Datastore)> {
     ]
 }
 
+/// Options whose content MD5 no body here has: the put is refused after its chunks are cut.
+fn wrong_md5() -> PutOptions {
+    PutOptions { content_md5: Some(Md5::digest(b"other").into()), ..Default::default() }
+}
+
+/// `db` verifies clean (no damage, no segment nothing refers to) and holds `objects` objects.
+fn assert_clean(db: &Datastore, objects: u64, what: &str) {
+    let report = db.verify().unwrap();
+    assert!(report.is_clean() && report.objects == objects, "{what}: {report:?}");
+}
+
 /// `body` reads back from `b/key` whole, through a reader in chunks, and in ranges that
 /// start and end on both sides of every place a piece could end.
 fn reads_back(b: &Bucket, key: &str, body: &[u8]) {
@@ -103,8 +114,7 @@ fn cut_tails_read_back_through_every_write_path() {
             }
         }
         db.gc().unwrap();
-        let report = db.verify().unwrap();
-        assert!(report.is_clean() && report.objects == 0, "{name}: {report:?}");
+        assert_clean(&db, 0, name);
         drop(b);
         db.delete_bucket("pieces").unwrap();
     }
@@ -119,20 +129,18 @@ fn a_refused_put_leaves_no_piece() {
         let b = db.create_bucket("refused").unwrap();
         for size in SIZES {
             let body = data(size, 7);
-            let wrong = PutOptions { content_md5: Some(Md5::digest(b"other").into()), ..Default::default() };
-            let e = b.put_reader("k", &body[..], wrong.clone()).unwrap_err();
+            let e = b.put_reader("k", &body[..], wrong_md5()).unwrap_err();
             assert!(matches!(e, Error::BadDigest { .. }), "{name} {size}: {e}");
             db.transaction(|tx| {
                 let t = tx.bucket("refused")?;
-                let e = t.put_bytes_with("k", &body, wrong.clone()).unwrap_err();
+                let e = t.put_bytes_with("k", &body, wrong_md5()).unwrap_err();
                 assert!(matches!(e, Error::BadDigest { .. }), "{name} {size}: {e}");
                 t.put_bytes("kept", b"the transaction goes on")
             })
             .unwrap();
         }
         db.gc().unwrap();
-        let report = db.verify().unwrap();
-        assert!(report.is_clean() && report.objects == 1, "{name}: {report:?}");
+        assert_clean(&db, 1, name);
         drop(b);
         db.delete_bucket("refused").unwrap();
     }
@@ -147,16 +155,13 @@ fn pieces_committed_before_the_upload_ends_are_freed_with_it() {
     let b = db.create_bucket("staged").unwrap();
     for (i, size) in SIZES.into_iter().enumerate() {
         let body = data(size, i as u8);
-        let wrong = PutOptions { content_md5: Some(Md5::digest(b"other").into()), ..Default::default() };
-        let e = b.put_reader("refused", &body[..], wrong).unwrap_err();
+        let e = b.put_reader("refused", &body[..], wrong_md5()).unwrap_err();
         assert!(matches!(e, Error::BadDigest { .. }), "{size}: {e}");
-        let report = db.verify().unwrap();
-        assert!(report.is_clean() && report.objects == i as u64, "{size}: {report:?}");
+        assert_clean(&db, i as u64, &format!("refused {size}"));
         b.put_reader(&format!("kept/{size}"), &body[..], PutOptions::default()).unwrap();
         reads_back(&b, &format!("kept/{size}"), &body);
     }
-    let report = db.verify().unwrap();
-    assert!(report.is_clean() && report.objects == SIZES.len() as u64, "{report:?}");
+    assert_clean(&db, SIZES.len() as u64, "all kept");
     assert_eq!(db.gc().unwrap().uploads_reclaimed, 0);
 }
 
