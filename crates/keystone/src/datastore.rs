@@ -340,8 +340,9 @@ impl Datastore {
         names::check_bucket(name)?;
         let n = name.to_owned();
         let limits = self.engine.kv.limits();
-        let queued =
-            self.engine.write_alone(self.engine.ack_mode(), move |w| objects::delete_bucket(w, limits, &n, false))?;
+        let queued = self.engine.write_alone("deleting a bucket", self.engine.ack_mode(), move |w| {
+            objects::delete_bucket(w, limits, &n, false)
+        })?;
         self.engine.free_after_commit(queued);
         Ok(())
     }
@@ -354,8 +355,9 @@ impl Datastore {
         names::check_bucket(name)?;
         let n = name.to_owned();
         let limits = self.engine.kv.limits();
-        let queued =
-            self.engine.write_alone(self.engine.ack_mode(), move |w| objects::delete_bucket(w, limits, &n, true))?;
+        let queued = self.engine.write_alone("deleting a bucket", self.engine.ack_mode(), move |w| {
+            objects::delete_bucket(w, limits, &n, true)
+        })?;
         self.engine.free_after_commit(queued);
         Ok(())
     }
@@ -500,6 +502,7 @@ impl Datastore {
     /// key.
     pub fn remove_corrupt(&self, bucket: Option<&str>) -> Result<RemoveReport> {
         self.engine.writable("remove_corrupt")?;
+        self.engine.not_in_transaction("remove_corrupt")?;
         verify::remove_corrupt(&self.engine, bucket)
     }
 
@@ -543,6 +546,7 @@ impl Datastore {
     /// and of frees that were queued. Also run on every open.
     pub fn gc(&self) -> Result<GcReport> {
         self.engine.writable("gc")?;
+        self.engine.not_in_transaction("gc")?;
         maintenance::gc(&self.engine)
     }
 

@@ -245,9 +245,15 @@ impl Engine {
         crate::commit::GroupCommit::run(self, f)
     }
 
-    /// Runs `f` in its own write transaction, committed with `mode`.
-    pub(crate) fn write_alone<R>(&self, mode: Commit, f: impl FnOnce(&mut dyn WriteTxn) -> Result<R>) -> Result<R> {
-        let mut w = self.begin_write("a write through a Bucket handle")?;
+    /// Runs `f`, the write that `operation` names (refused by name inside a transaction), in
+    /// its own write transaction, committed with `mode`.
+    pub(crate) fn write_alone<R>(
+        &self,
+        operation: &'static str,
+        mode: Commit,
+        f: impl FnOnce(&mut dyn WriteTxn) -> Result<R>,
+    ) -> Result<R> {
+        let mut w = self.begin_write(operation)?;
         let r = f(w.as_mut())?;
         w.commit(mode)?;
         Ok(r)
@@ -277,7 +283,7 @@ impl Engine {
                 // scan (its record is then gone and its chunks belong to a published object).
                 // An upload registers as active before it writes its record, so a record that
                 // still exists here with no active upload is abandoned.
-                let freed = self.write_alone(Commit::Durable, |w| {
+                let freed = self.write_alone("reclaiming an unfinished upload", Commit::Durable, |w| {
                     let Some(v) = w.get(&k)? else { return Ok(None) };
                     if self.active.lock().map_err(|_| lock_err())?.contains(&id) {
                         return Ok(None);
@@ -326,7 +332,7 @@ impl Engine {
             }
             for (k, _) in page {
                 let Some((bucket, seg, _)) = Book::Gc.parse(&k) else {
-                    self.write_alone(Commit::Durable, |w| w.delete(&k))?;
+                    self.write_alone("freeing queued chunks", Commit::Durable, |w| w.delete(&k))?;
                     continue;
                 };
                 let seg_prefix = keys::segment_prefix(&bucket, seg);
@@ -336,7 +342,7 @@ impl Engine {
                     let batch = snap.scan(range_from(&seg_prefix, seg_end.as_deref()), per_txn)?;
                     drop(snap);
                     let done = batch.len() < per_txn;
-                    self.write_alone(Commit::Durable, |w| {
+                    self.write_alone("freeing queued chunks", Commit::Durable, |w| {
                         for (ck, _) in &batch {
                             w.delete(ck)?;
                         }
@@ -418,14 +424,18 @@ mod tests {
         let hi = decode_idgen(&counter(&db)).unwrap();
         assert_eq!(counter(&db).len(), 12);
         // The form earlier releases wrote: read, and sealed at the next open.
-        db.engine.write_alone(crate::storage::Commit::Durable, |w| w.put(&keys::idgen(), &hi.to_be_bytes())).unwrap();
+        db.engine
+            .write_alone("a test write", crate::storage::Commit::Durable, |w| w.put(&keys::idgen(), &hi.to_be_bytes()))
+            .unwrap();
         drop(db);
         let db = crate::Datastore::open(&path).unwrap();
         assert_eq!(counter(&db), encode_idgen(hi + 1));
         // Damaged lower by one bit: refused, naming what was wrong and what to do.
         let mut bad = encode_idgen(hi + 1);
         bad[7] ^= 1;
-        db.engine.write_alone(crate::storage::Commit::Durable, |w| w.put(&keys::idgen(), &bad)).unwrap();
+        db.engine
+            .write_alone("a test write", crate::storage::Commit::Durable, |w| w.put(&keys::idgen(), &bad))
+            .unwrap();
         drop(db);
         let e = crate::Datastore::open(&path).unwrap_err();
         assert!(matches!(&e, crate::Error::Corrupted { reason, .. } if reason.contains("salvage")), "{e:?}");

@@ -180,7 +180,7 @@ impl SweepWalk {
     /// the one walked for. Returns the segments queued.
     fn queue(&self, engine: &Engine) -> Result<u64> {
         let budget = (engine.kv.limits().max_txn_ops / 4).max(1);
-        engine.write_alone(crate::storage::Commit::Durable, |w| {
+        engine.write_alone("sweeping a bucket", crate::storage::Commit::Durable, |w| {
             for seg in self.orphans.iter().take(budget) {
                 w.put(&Book::Gc.key(&self.bucket, *seg), &gc_record())?;
             }
@@ -214,7 +214,7 @@ pub(crate) fn gc(engine: &Engine) -> Result<GcReport> {
     let (uploads, chunks) = engine.reclaim_staged()?;
     // End with a durable commit even when there was nothing to free: with relaxed durability
     // `gc` is documented as the call that puts earlier acknowledged writes on disk.
-    engine.write_alone(crate::storage::Commit::Durable, |_| Ok(()))?;
+    engine.write_alone("gc", crate::storage::Commit::Durable, |_| Ok(()))?;
     Ok(GcReport { uploads_reclaimed: uploads, chunks_freed: chunks })
 }
 
@@ -254,9 +254,13 @@ mod tests {
         b.put_bytes("live", vec![7u8; 20_000]).unwrap();
         // Twelve segments no record refers to, one chunk each, and a request to sweep.
         for seg in 0..12u64 {
-            db.engine.write_alone(Commit::Durable, |w| w.put(&keys::chunk("bkt", (1 << 60) + seg, 0), b"x")).unwrap();
+            db.engine
+                .write_alone("a test write", Commit::Durable, |w| w.put(&keys::chunk("bkt", (1 << 60) + seg, 0), b"x"))
+                .unwrap();
         }
-        db.engine.write_alone(Commit::Durable, |w| w.put(&Book::Sweep.key("bkt", 0), &gc_record())).unwrap();
+        db.engine
+            .write_alone("a test write", Commit::Durable, |w| w.put(&Book::Sweep.key("bkt", 0), &gc_record()))
+            .unwrap();
         assert_eq!(db.verify().unwrap().orphan_segments, 12);
         db.engine.drain_gc().unwrap();
         let report = db.verify().unwrap();
@@ -298,7 +302,9 @@ mod tests {
             let sweeper = s.spawn(|| {
                 let mut n = 0;
                 while !done.load(std::sync::atomic::Ordering::Acquire) {
-                    db.engine.write_alone(Commit::Durable, |w| crate::objects::request_sweep(w, "bkt")).unwrap();
+                    db.engine
+                        .write_alone("a test write", Commit::Durable, |w| crate::objects::request_sweep(w, "bkt"))
+                        .unwrap();
                     db.engine.drain_gc().unwrap();
                     n += 1;
                 }
@@ -357,15 +363,17 @@ mod tests {
         let db = crate::Datastore::in_memory().unwrap();
         db.create_bucket("bkt").unwrap();
         let orphan = |seg: u64| {
-            db.engine.write_alone(Commit::Durable, |w| w.put(&keys::chunk("bkt", (1 << 60) + seg, 0), b"x")).unwrap();
+            db.engine
+                .write_alone("a test write", Commit::Durable, |w| w.put(&keys::chunk("bkt", (1 << 60) + seg, 0), b"x"))
+                .unwrap();
         };
         orphan(1);
-        db.engine.write_alone(Commit::Durable, |w| crate::objects::request_sweep(w, "bkt")).unwrap();
+        db.engine.write_alone("a test write", Commit::Durable, |w| crate::objects::request_sweep(w, "bkt")).unwrap();
         let walk = super::SweepWalk::next(&db.engine).unwrap().unwrap();
         assert_eq!(walk.orphans.len(), 1);
         // Meanwhile another damaged record goes, leaving its segment and asking again.
         orphan(2);
-        db.engine.write_alone(Commit::Durable, |w| crate::objects::request_sweep(w, "bkt")).unwrap();
+        db.engine.write_alone("a test write", Commit::Durable, |w| crate::objects::request_sweep(w, "bkt")).unwrap();
         assert_eq!(walk.queue(&db.engine).unwrap(), 1);
         assert_eq!(db.verify().unwrap().orphan_segments, 1, "the second segment waits for its walk");
         db.engine.drain_gc().unwrap();

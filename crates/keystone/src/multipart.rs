@@ -198,7 +198,7 @@ pub(crate) fn drop_upload(w: &mut dyn WriteTxn, engine: &Engine, bucket: &str, i
 /// Aborts an upload, also one whose records are damaged (its upload record need only exist).
 pub(crate) fn abort(engine: &Engine, bucket: &str, upload_id: &str) -> Result<()> {
     let id = parse_id(bucket, upload_id)?;
-    let queued = engine.write_alone(engine.ack_mode(), |w| {
+    let queued = engine.write_alone("aborting a multipart upload", engine.ack_mode(), |w| {
         if !w.read_with(&Book::Mpu.key(bucket, id), &mut |_| Ok(()))? {
             objects::require_bucket(w, bucket)?;
             return Err(Error::NoSuchUpload { bucket: bucket.to_owned(), upload_id: upload_id.to_owned() });
@@ -230,7 +230,7 @@ pub(crate) fn complete(
     let id = parse_id(bucket, upload_id)?;
     let limits = engine.kv.limits();
     let no_such = || Error::NoSuchUpload { bucket: bucket.to_owned(), upload_id: upload_id.to_owned() };
-    let written = engine.write_alone(engine.ack_mode(), |w| {
+    let written = engine.write_alone("completing a multipart upload", engine.ack_mode(), |w| {
         let rec = upload_record(w, bucket, upload_id, id)?;
         // An upload id is valid only with the key it was created for (as in S3).
         if opts.key.as_deref().is_some_and(|k| k != rec.key) {

@@ -52,7 +52,7 @@ pub(crate) fn pack_bucket(engine: &Engine, bucket: &str) -> Result<Packed> {
     let end = prefix_end(&base);
     let mut from = base.clone();
     loop {
-        let (next, done) = engine.write_alone(Commit::Durable, |w| {
+        let (next, done) = engine.write_alone("compact", Commit::Durable, |w| {
             pack_batch(w, bucket, range_from(&from, end.as_deref()), batch, page, limits.max_txn_bytes / 4)
         })?;
         counts.add(done);
@@ -329,7 +329,7 @@ mod tests {
         let mut builder = pack::Builder::new(pack::PACK_PAGE, 64);
         let mut damaged = Vec::new();
         db.engine
-            .write_alone(Commit::Durable, |w| {
+            .write_alone("a test write", Commit::Durable, |w| {
                 for i in 0..40u8 {
                     let key = format!("k{i:03}");
                     let v3 = w.get(&keys::object("bkt", &key))?.unwrap().to_vec();
@@ -400,7 +400,7 @@ mod tests {
         assert_eq!(ranges, [("m0".to_owned(), "m9".to_owned())]);
         // Cut the last byte off the pack record.
         db.engine
-            .write_alone(Commit::Durable, |w| {
+            .write_alone("a test write", Commit::Durable, |w| {
                 let k = keys::object("bkt", "m9");
                 let v = w.get(&k)?.unwrap();
                 w.put(&k, &v[..v.len() - 1])
@@ -432,7 +432,7 @@ mod tests {
         assert_eq!(pack_ranges(&db, "bkt"), [("m1".to_owned(), "m7".to_owned())]);
         // "m3" becomes "m4" in the pack: still in order, the framing decodes.
         db.engine
-            .write_alone(Commit::Durable, |w| {
+            .write_alone("a test write", Commit::Durable, |w| {
                 let k = keys::object("bkt", "m7");
                 let mut v = w.get(&k)?.unwrap().to_vec();
                 let at = v.windows(2).position(|x| x == b"m3").unwrap();

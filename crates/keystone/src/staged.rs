@@ -148,7 +148,7 @@ impl Drop for Staged<'_> {
             let key = self.stage_key();
             let bucket = self.bucket.clone();
             let limits = self.engine.kv.limits();
-            let queued = self.engine.write_alone(Commit::Deferred, |w| {
+            let queued = self.engine.write_alone("freeing an unfinished upload", Commit::Deferred, |w| {
                 // Gone with its bucket (and its chunks with it), or never committed.
                 if w.get(&key)?.is_none() {
                     return Ok(false);

@@ -210,7 +210,7 @@ fn remove(engine: &Engine, mut report: RemoveReport, findings: Vec<Finding>) -> 
     let limits = engine.kv.limits();
     let mut queued = false;
     for f in findings {
-        let outcome = engine.write_alone(crate::storage::Commit::Durable, |w| {
+        let outcome = engine.write_alone("removing a damaged object", crate::storage::Commit::Durable, |w| {
             let (bucket, key) = (&f.object.bucket, &f.object.key);
             // Acts only on the record as it was found: one written again since is left alone.
             let found_as_is = |w: &mut dyn crate::storage::WriteTxn, k: &[u8]| {

@@ -268,9 +268,9 @@ fn conditional_creates_race_and_exactly_one_wins() {
     assert!(db.verify().unwrap().is_clean(), "no chunk of a refused put is left behind");
 }
 
-/// A write through a `Bucket` handle (small, streaming, a delete, an upload's start, bucket
-/// creation), a nested
-/// transaction or `compact` on the thread that runs a transaction would wait for that
+/// A write through a `Bucket` handle (small, streaming, a delete, an upload's start, end or
+/// abort), a bucket's creation or deletion, a nested transaction, `compact`, `gc` or
+/// `remove_corrupt` on the thread that runs a transaction would wait for that
 /// transaction's own write lock for ever: each is refused with `InTransaction`, and the
 /// transaction still commits what it wrote. Run on a second thread with a deadline, so that a
 /// regression fails instead of hanging the suite.
@@ -279,6 +279,7 @@ fn writes_through_bucket_handles_inside_a_transaction_are_refused_not_deadlocked
     let dir = tempfile::tempdir().unwrap();
     let db = store(&dir);
     let b = db.create_bucket("bkt").unwrap();
+    let upload = b.create_upload("mpu", keystone::ObjectMeta::default()).unwrap();
     let (tx_done, rx_done) = mpsc::channel();
     let (db2, b2) = (db.clone(), b.clone());
     thread::spawn(move || {
@@ -292,6 +293,15 @@ fn writes_through_bucket_handles_inside_a_transaction_are_refused_not_deadlocked
                 ("creating a bucket", db2.create_bucket("other").err()),
                 ("a transaction inside a transaction", db2.transaction(|_| Ok::<_, Error>(())).err()),
                 ("compact", db2.compact().err()),
+                ("gc", db2.gc().err()),
+                ("remove_corrupt", db2.remove_corrupt(None).err()),
+                ("deleting a bucket", db2.delete_bucket("bkt").err()),
+                ("deleting a bucket", db2.delete_empty_bucket("bkt").err()),
+                ("aborting a multipart upload", b2.abort_upload(&upload).err()),
+                (
+                    "completing a multipart upload",
+                    b2.complete_upload(&upload, &[], &keystone::CompleteOptions::default()).err(),
+                ),
             ];
             Ok::<_, Error>(refused.map(|(op, e)| (op, e.map(|e| e.to_string()))))
         });

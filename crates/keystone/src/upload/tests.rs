@@ -94,7 +94,7 @@ fn a_copy_that_meets_a_damaged_chunk_part_way_leaves_the_transaction_clean() {
     let key = keys::chunk("bkt", segs[0].id, 3);
     let mut record = db.engine.read(|r| Ok(r.get(&key)?.unwrap().to_vec())).unwrap();
     record[CHUNK_HEADER + 10] ^= 0xFF;
-    db.engine.write_alone(Commit::Durable, |w| w.put(&key, &record)).unwrap();
+    db.engine.write_alone("a test write", Commit::Durable, |w| w.put(&key, &record)).unwrap();
 
     let copied = db
         .transaction(|tx| {
