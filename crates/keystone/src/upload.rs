@@ -32,7 +32,6 @@ pub(crate) struct Written {
     /// Where the bytes went: one segment, or (a write's tail cut to fit redb's regions,
     /// `chunking::tail_pieces`) the full chunks' segment, if any, then one per piece.
     pub segs: Vec<Segment>,
-    pub len: u64,
     /// The finished ETag hash (MD5 for multipart parts).
     pub digest: [u8; 16],
     pub crc: u32,
@@ -125,9 +124,9 @@ fn write_chunks<R: Read>(
 
 fn finish_digests<R>(chunker: Chunker<R>, segs: Vec<Segment>) -> Written {
     let d = chunker.digests;
-    let (len, crc, is_md5) = (d.len, d.crc, d.algorithm() == Some(EtagAlgorithm::Md5));
+    let (crc, is_md5) = (d.crc, d.algorithm() == Some(EtagAlgorithm::Md5));
     let digest = d.digest();
-    Written { segs, len, digest, crc, md5: is_md5.then_some(digest) }
+    Written { segs, digest, crc, md5: is_md5.then_some(digest) }
 }
 
 /// A staged upload as a `ChunkSink`, with the thread hashing its MD5, if any.
@@ -529,7 +528,8 @@ fn chunked_version(
         Some(c) => (c.etag, c.parts),
         None => (alg.etag(&w.digest), 0),
     };
-    NewVersion { size: w.len, etag, crc: w.crc, parts, meta, body: NewBody::Segments(w.segs.clone()) }
+    let size = w.segs.iter().map(|s| s.len).sum();
+    NewVersion { size, etag, crc: w.crc, parts, meta, body: NewBody::Segments(w.segs.clone()) }
 }
 
 #[cfg(test)]
