@@ -6,8 +6,8 @@ writes. Each "commit" is some pwrites over blocks already written, then one fdat
     python3 scripts/fsync-extents.py DIR COMMITS STRACE
 
 The first form writes 4 KiB and 8 KiB pages at random places (scattered) or side by side
-(contiguous), and whole ranges in one write; then many scattered pages synced at once. The second replays the commits of a real run,
-taken with `strace -f -e trace=pwrite64,fdatasync -o STRACE target/release/keystone-bench W1
+(contiguous), and whole ranges in one write; then many scattered pages synced at once. The
+second replays the commits of a real run, taken with `strace -f -e trace=pwrite64,fdatasync -o STRACE target/release/keystone-bench W1
 --reps 1 --engines keystone`: each commit's pwrites (offsets and sizes, not its bytes) and its
 fdatasync, on a file of the same size, for the run's first commits (one writer) and its last
 (the batches of eight), as written and with the gaps of up to 16 and 64 KiB between them
@@ -21,8 +21,15 @@ import sys
 import time
 
 directory = sys.argv[1] if len(sys.argv) > 1 else "."
-commits = int(sys.argv[2]) if len(sys.argv) > 2 else 300
+try:
+    commits = int(sys.argv[2]) if len(sys.argv) > 2 else 300
+except ValueError:
+    sys.exit(f"COMMITS must be a whole number, got {sys.argv[2]!r}")
+if commits < 8:
+    sys.exit(f"COMMITS must be at least 8, got {commits}")
 trace = sys.argv[3] if len(sys.argv) > 3 else None
+if not os.path.isdir(directory):
+    sys.exit(f"{directory}: not a directory")
 SPAN = 64 << 20
 
 
@@ -65,7 +72,7 @@ def contiguous(pages, size):
 
 
 def merged(writes, gap):
-    """The writes sorted, with those less than `gap` bytes apart made one (the gap written too)."""
+    """The writes sorted, with those at most `gap` bytes apart made one (the gap written too)."""
     out = []
     for at, size in sorted(writes):
         if out and at <= out[-1][0] + out[-1][1] + gap:
@@ -86,7 +93,11 @@ def replay(fd, label, recorded):
 def parse(path):
     """Each fdatasync's preceding pwrites, as (offset, size) lists."""
     found, current = [], []
-    for line in open(path):
+    try:
+        lines = open(path).readlines()
+    except OSError as e:
+        sys.exit(f"{path}: {e.strerror}")
+    for line in lines:
         m = re.search(r"pwrite64\(\d+, .*?, (\d+), (\d+)\) = ", line)
         if m:
             current.append((int(m.group(2)), int(m.group(1))))
@@ -131,7 +142,8 @@ else:
         # W1 runs one writer first, then eight: the first commits are single puts, the last
         # ones batches (a few at each end left out: the store's creation, the last stragglers).
         replay(fd, "one writer's commits", recorded[10:10 + commits])
-        replay(fd, "eight writers' batches", recorded[-(commits // 4) - 5:-5])
+        # (W1's eight writers make ~125 batches of its 1,000 puts: at most 100 are taken.)
+        replay(fd, "eight writers' batches", recorded[-min(commits // 4, 100) - 5:-5])
     finally:
         os.close(fd)
         os.unlink(path)
