@@ -1,17 +1,52 @@
 //! CRC32C (Castagnoli), the checksum of every chunk and object.
 //!
-//! Computed by crc-fast (the AWS SDK for Rust's checksum crate): AVX-512 VPCLMULQDQ where the
-//! CPU has it — 67 GB/s here, twice the `crc32c` crate's 30 GB/s, which was 12% of a 10 KiB get
-//! (W3 in BENCHMARKS.md) — and runtime dispatch to SSE/NEON or a table elsewhere. The tests
-//! check it against the `crc32c` crate.
+//! Two implementations, chosen once per process by what the CPU has:
+//!
+//! - crc-fast (the AWS SDK for Rust's checksum crate) on x86-64 CPUs with AVX-512 and
+//!   VPCLMULQDQ: 67 GB/s on the bench machine's first host, twice the `crc32c` crate's 30 GB/s
+//!   there, which was 12% of a 10 KiB get (W3 in BENCHMARKS.md); and on every other
+//!   architecture (NEON on aarch64), where it was not measured against the crate.
+//! - The `crc32c` crate (SSE 4.2's CRC32 instruction, three streams at once) on x86-64 CPUs
+//!   without them, where crc-fast falls back to 128-bit carry-less multiplication and is the
+//!   slower of the two: on an AMD EPYC with AVX2 only, 10 KiB in 782 ns against 936, 1 KiB in
+//!   109 against 174 (`cargo run --release -p keystone-bench --example crc_speed`).
+//!
+//! The tests check both against each other and against the crate.
+
+/// Which implementation this CPU runs faster (see the module docs).
+fn use_crate() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::sync::atomic::{AtomicU8, Ordering};
+        // 0: not yet decided, 1: crc-fast, 2: the crate.
+        static CHOICE: AtomicU8 = AtomicU8::new(0);
+        match CHOICE.load(Ordering::Relaxed) {
+            1 => false,
+            2 => true,
+            _ => {
+                let wide = std::arch::is_x86_feature_detected!("avx512vl")
+                    && std::arch::is_x86_feature_detected!("vpclmulqdq");
+                CHOICE.store(if wide { 1 } else { 2 }, Ordering::Relaxed);
+                !wide
+            }
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
 
 /// CRC32C of `data`.
 pub(crate) fn crc(data: &[u8]) -> u32 {
-    crc_fast::crc32_iscsi(data)
+    if use_crate() { crc32c::crc32c(data) } else { crc_fast::crc32_iscsi(data) }
 }
 
 /// CRC32C of the concatenation of `parts`, without building it.
 pub(crate) fn crc_of(parts: &[&[u8]]) -> u32 {
+    if use_crate() {
+        return parts.iter().fold(0, |crc, p| crc32c::crc32c_append(crc, p));
+    }
     let mut d = crc_fast::Digest::new(crc_fast::CrcAlgorithm::Crc32Iscsi);
     for p in parts {
         d.update(p);
@@ -74,6 +109,22 @@ pub(crate) fn combine(crc_a: u32, crc_b: u32, len_b: usize) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn both_implementations_agree_at_every_length_and_alignment() {
+        let data: Vec<u8> = (0..20_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 9) as u8).collect();
+        for start in 0..16 {
+            for len in (0..1100).chain([4095, 4096, 4097, 10_240, 19_000]) {
+                let d = &data[start..start + len];
+                assert_eq!(crc_fast::crc32_iscsi(d), crc32c::crc32c(d), "start {start} len {len}");
+            }
+        }
+        let (a, b) = data.split_at(7777);
+        let mut digest = crc_fast::Digest::new(crc_fast::CrcAlgorithm::Crc32Iscsi);
+        digest.update(a);
+        digest.update(b);
+        assert_eq!(digest.finalize() as u32, crc32c::crc32c_append(crc32c::crc32c(a), b));
+    }
 
     #[test]
     fn matches_the_crc32c_crate() {
