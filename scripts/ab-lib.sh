@@ -26,6 +26,8 @@ ab_cleanup() {
 
 # ab_build PACKAGE BINARY: builds PACKAGE alone (built together with another package, cargo
 # would unify the features of their shared dependencies into a different binary) at each REV.
+# A REV whose entry in the optional array `ab_patches` names a patch file (from the repository's
+# root) is built with that patch applied to its worktree.
 ab_build() {
   local package=$1 binary=$2 i rev wt
   bins=()
@@ -37,6 +39,7 @@ ab_build() {
     else
       wt="$work/wt-$i"
       git worktree add --quiet --detach "$wt" "$rev"
+      [[ -n ${ab_patches[$i]:-} ]] && git -C "$wt" apply "$PWD/${ab_patches[$i]}"
       (cd "$wt" && CARGO_TARGET_DIR="$work/target" cargo build --quiet --release -p "$package")
       cp "$work/target/release/$binary" "$work/$binary-$i"
     fi

@@ -9,32 +9,22 @@
 # Default options: W1, three repetitions, Keystone and raw redb.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-rounds="${1:?usage: scripts/journal-prototype.sh ROUNDS [-- options]}"
+source scripts/ab-lib.sh
+rounds_arg="${1:?usage: scripts/journal-prototype.sh ROUNDS [-- options]}"
 shift
 [[ ${1:-} == -- ]] && shift
-opts=("$@")
+ab_parse "scripts/journal-prototype.sh ROUNDS [-- options]" "$rounds_arg" HEAD HEAD -- "$@"
 ((${#opts[@]})) || opts=(W1 --reps 3 --engines keystone,redb)
-work="$(mktemp -d)"
-cleanup() {
-  [[ -d $work/wt ]] && { git worktree remove --force "$work/wt" || true; }
-  rm -rf "$work"
-}
-trap cleanup EXIT
-git worktree add --quiet --detach "$work/wt" HEAD
-for build in plain journal; do
-  (
-    cd "$work/wt"
-    [[ $build == journal ]] && git apply "$OLDPWD/docs/experiments/redo-journal-prototype.patch"
-    CARGO_TARGET_DIR="$work/target" cargo build --quiet --release -p keystone-bench
-  )
-  cp "$work/target/release/keystone-bench" "$work/bench-$build"
-done
+ab_patches=("" docs/experiments/redo-journal-prototype.patch)
+ab_build keystone-bench keystone-bench
+
+names=(plain journal)
 for round in $(seq "$rounds"); do
-  for build in plain journal; do
+  for i in 0 1; do
     dir="$(mktemp -d "$work/stores.XXXX")"
     journal=()
-    [[ $build == journal ]] && journal=(env "KS_PROTO_JOURNAL=$dir")
-    "${journal[@]}" "$work/bench-$build" "${opts[@]}" --dir "$dir" 2>/dev/null | grep '^| W' | sed "s/^/round $round  $build  /"
+    ((i == 1)) && journal=(env "KS_PROTO_JOURNAL=$dir")
+    "${journal[@]}" "${bins[$i]}" "${opts[@]}" --dir "$dir" 2>/dev/null | grep '^| W' | sed "s/^/round $round  ${names[$i]}  /"
     rm -rf "$dir"
   done
 done
