@@ -86,7 +86,6 @@ mod tests {
 
     use super::*;
     use crate::engine::for_each_prefixed;
-    use crate::storage::Commit;
     use crate::types::now_nanos;
     use crate::{Bucket, CompleteOptions, Datastore, ObjectMeta};
 
@@ -108,9 +107,7 @@ mod tests {
     /// real upload's: the high 32 bits of those count the opens).
     fn old_record(db: &Datastore, bucket: &str, id: u64, age: u64) {
         let rec = DoneRecord { key: "k".into(), etag: "e-1".into(), completed: now_nanos() - age };
-        db.engine
-            .write_alone("a test write", Commit::Durable, |w| w.put(&Book::Done.key(bucket, id), &rec.encode()))
-            .unwrap();
+        db.engine.test_write(|w| w.put(&Book::Done.key(bucket, id), &rec.encode())).unwrap();
     }
 
     fn complete_one(b: &Bucket, key: &str) -> u64 {
@@ -133,9 +130,7 @@ mod tests {
             old_record(&db, "bkt", id, 25 * hour);
         }
         old_record(&db, "bkt", 3, 23 * hour);
-        db.engine
-            .write_alone("a test write", Commit::Durable, |w| w.put(&Book::Done.key("bkt", 5), b"\x07damaged"))
-            .unwrap();
+        db.engine.test_write(|w| w.put(&Book::Done.key("bkt", 5), b"\x07damaged")).unwrap();
         old_record(&db, "other", 1, 25 * hour);
 
         let first = complete_one(&b, "a");

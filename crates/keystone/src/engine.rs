@@ -245,6 +245,12 @@ impl Engine {
         crate::commit::GroupCommit::run(self, f)
     }
 
+    /// Runs `f` in a durable write transaction of its own: a test's write of raw records.
+    #[cfg(test)]
+    pub(crate) fn test_write<R>(&self, f: impl FnOnce(&mut dyn WriteTxn) -> Result<R>) -> Result<R> {
+        self.write_alone("a test write", Commit::Durable, f)
+    }
+
     /// Runs `f`, the write that `operation` names (refused by name inside a transaction), in
     /// its own write transaction, committed with `mode`.
     pub(crate) fn write_alone<R>(
@@ -424,18 +430,14 @@ mod tests {
         let hi = decode_idgen(&counter(&db)).unwrap();
         assert_eq!(counter(&db).len(), 12);
         // The form earlier releases wrote: read, and sealed at the next open.
-        db.engine
-            .write_alone("a test write", crate::storage::Commit::Durable, |w| w.put(&keys::idgen(), &hi.to_be_bytes()))
-            .unwrap();
+        db.engine.test_write(|w| w.put(&keys::idgen(), &hi.to_be_bytes())).unwrap();
         drop(db);
         let db = crate::Datastore::open(&path).unwrap();
         assert_eq!(counter(&db), encode_idgen(hi + 1));
         // Damaged lower by one bit: refused, naming what was wrong and what to do.
         let mut bad = encode_idgen(hi + 1);
         bad[7] ^= 1;
-        db.engine
-            .write_alone("a test write", crate::storage::Commit::Durable, |w| w.put(&keys::idgen(), &bad))
-            .unwrap();
+        db.engine.test_write(|w| w.put(&keys::idgen(), &bad)).unwrap();
         drop(db);
         let e = crate::Datastore::open(&path).unwrap_err();
         assert!(matches!(&e, crate::Error::Corrupted { reason, .. } if reason.contains("salvage")), "{e:?}");

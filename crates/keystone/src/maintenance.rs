@@ -243,7 +243,6 @@ mod tests {
     use crate::data::keys::{self, Book};
     use crate::data::records::gc_record;
     use crate::engine::for_each_prefixed;
-    use crate::storage::Commit;
 
     /// On a backend whose transactions hold few operations, a sweep queues the frees over
     /// several transactions (each walk counts the frees queued before as references) and ends.
@@ -254,13 +253,9 @@ mod tests {
         b.put_bytes("live", vec![7u8; 20_000]).unwrap();
         // Twelve segments no record refers to, one chunk each, and a request to sweep.
         for seg in 0..12u64 {
-            db.engine
-                .write_alone("a test write", Commit::Durable, |w| w.put(&keys::chunk("bkt", (1 << 60) + seg, 0), b"x"))
-                .unwrap();
+            db.engine.test_write(|w| w.put(&keys::chunk("bkt", (1 << 60) + seg, 0), b"x")).unwrap();
         }
-        db.engine
-            .write_alone("a test write", Commit::Durable, |w| w.put(&Book::Sweep.key("bkt", 0), &gc_record()))
-            .unwrap();
+        db.engine.test_write(|w| w.put(&Book::Sweep.key("bkt", 0), &gc_record())).unwrap();
         assert_eq!(db.verify().unwrap().orphan_segments, 12);
         db.engine.drain_gc().unwrap();
         let report = db.verify().unwrap();
@@ -302,9 +297,7 @@ mod tests {
             let sweeper = s.spawn(|| {
                 let mut n = 0;
                 while !done.load(std::sync::atomic::Ordering::Acquire) {
-                    db.engine
-                        .write_alone("a test write", Commit::Durable, |w| crate::objects::request_sweep(w, "bkt"))
-                        .unwrap();
+                    db.engine.test_write(|w| crate::objects::request_sweep(w, "bkt")).unwrap();
                     db.engine.drain_gc().unwrap();
                     n += 1;
                 }
@@ -363,17 +356,15 @@ mod tests {
         let db = crate::Datastore::in_memory().unwrap();
         db.create_bucket("bkt").unwrap();
         let orphan = |seg: u64| {
-            db.engine
-                .write_alone("a test write", Commit::Durable, |w| w.put(&keys::chunk("bkt", (1 << 60) + seg, 0), b"x"))
-                .unwrap();
+            db.engine.test_write(|w| w.put(&keys::chunk("bkt", (1 << 60) + seg, 0), b"x")).unwrap();
         };
         orphan(1);
-        db.engine.write_alone("a test write", Commit::Durable, |w| crate::objects::request_sweep(w, "bkt")).unwrap();
+        db.engine.test_write(|w| crate::objects::request_sweep(w, "bkt")).unwrap();
         let walk = super::SweepWalk::next(&db.engine).unwrap().unwrap();
         assert_eq!(walk.orphans.len(), 1);
         // Meanwhile another damaged record goes, leaving its segment and asking again.
         orphan(2);
-        db.engine.write_alone("a test write", Commit::Durable, |w| crate::objects::request_sweep(w, "bkt")).unwrap();
+        db.engine.test_write(|w| crate::objects::request_sweep(w, "bkt")).unwrap();
         assert_eq!(walk.queue(&db.engine).unwrap(), 1);
         assert_eq!(db.verify().unwrap().orphan_segments, 1, "the second segment waits for its walk");
         db.engine.drain_gc().unwrap();

@@ -186,7 +186,6 @@ mod tests {
     use crate::data::{keys, pack};
     use crate::engine::for_each_prefixed;
     use crate::error::Error;
-    use crate::storage::Commit;
 
     /// (pack records, objects in them, records of their own) of `bucket`; checks that no
     /// record lies inside a pack's key range (invariant 6).
@@ -329,7 +328,7 @@ mod tests {
         let mut builder = pack::Builder::new(pack::PACK_PAGE, 64);
         let mut damaged = Vec::new();
         db.engine
-            .write_alone("a test write", Commit::Durable, |w| {
+            .test_write(|w| {
                 for i in 0..40u8 {
                     let key = format!("k{i:03}");
                     let v3 = w.get(&keys::object("bkt", &key))?.unwrap().to_vec();
@@ -400,7 +399,7 @@ mod tests {
         assert_eq!(ranges, [("m0".to_owned(), "m9".to_owned())]);
         // Cut the last byte off the pack record.
         db.engine
-            .write_alone("a test write", Commit::Durable, |w| {
+            .test_write(|w| {
                 let k = keys::object("bkt", "m9");
                 let v = w.get(&k)?.unwrap();
                 w.put(&k, &v[..v.len() - 1])
@@ -432,7 +431,7 @@ mod tests {
         assert_eq!(pack_ranges(&db, "bkt"), [("m1".to_owned(), "m7".to_owned())]);
         // "m3" becomes "m4" in the pack: still in order, the framing decodes.
         db.engine
-            .write_alone("a test write", Commit::Durable, |w| {
+            .test_write(|w| {
                 let k = keys::object("bkt", "m7");
                 let mut v = w.get(&k)?.unwrap().to_vec();
                 let at = v.windows(2).position(|x| x == b"m3").unwrap();

@@ -159,7 +159,7 @@ mod tests {
 
     fn put_record(db: &crate::Datastore, record: Option<&[u8]>) {
         db.engine
-            .write_alone("a test write", crate::storage::Commit::Durable, |w| match record {
+            .test_write(|w| match record {
                 Some(r) => w.put(&keys::format(), r),
                 None => w.delete(&keys::format()).map(drop),
             })

@@ -1,7 +1,6 @@
 //! Unit tests of `upload`: errors carried by readers, the segments a write makes, copies.
 
 use super::*;
-use crate::storage::Commit;
 use std::io::{Error as IoError, ErrorKind};
 
 /// Records what `write_chunks` hands it; ids from 100 on.
@@ -94,7 +93,7 @@ fn a_copy_that_meets_a_damaged_chunk_part_way_leaves_the_transaction_clean() {
     let key = keys::chunk("bkt", segs[0].id, 3);
     let mut record = db.engine.read(|r| Ok(r.get(&key)?.unwrap().to_vec())).unwrap();
     record[CHUNK_HEADER + 10] ^= 0xFF;
-    db.engine.write_alone("a test write", Commit::Durable, |w| w.put(&key, &record)).unwrap();
+    db.engine.test_write(|w| w.put(&key, &record)).unwrap();
 
     let copied = db
         .transaction(|tx| {

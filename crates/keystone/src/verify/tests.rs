@@ -3,7 +3,6 @@
 #![allow(clippy::unwrap_used)]
 
 use crate::data::keys;
-use crate::storage::Commit;
 
 /// One bucket record that does not decode (here truncated) stopped `verify`, `compact`
 /// and `remove_corrupt` for every bucket, and `delete_bucket` of its name; `salvage`
@@ -16,7 +15,7 @@ fn a_damaged_bucket_record_is_reported_replaced_and_salvaged() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("s.keystone");
     let damage = |db: &crate::Datastore, name: &str| {
-        db.engine.write_alone("a test write", Commit::Durable, |w| w.put(&keys::bucket(name), &[1, 0, 0])).unwrap();
+        db.engine.test_write(|w| w.put(&keys::bucket(name), &[1, 0, 0])).unwrap();
     };
     {
         let db = crate::Datastore::open(&path).unwrap();
@@ -74,7 +73,7 @@ fn a_damaged_upload_record_is_reported_and_aborted() {
         let id = b.create_upload("k", crate::ObjectMeta::default()).unwrap();
         b.upload_part(&id, 1, &[7u8; 1000][..]).unwrap();
         let raw = u64::from_str_radix(&id, 16).unwrap();
-        db.engine.write_alone("a test write", Commit::Durable, |w| w.put(&Book::Mpu.key("bkt", raw), &[1, 9])).unwrap();
+        db.engine.test_write(|w| w.put(&Book::Mpu.key("bkt", raw), &[1, 9])).unwrap();
         id
     };
     let healthy = b.create_upload("h", crate::ObjectMeta::default()).unwrap();
@@ -111,9 +110,7 @@ fn an_object_written_again_after_it_was_found_is_left_alone() {
     b.put_bytes("k", b"old").unwrap();
     b.put_bytes("other", b"damaged too").unwrap();
     for key in ["k", "other"] {
-        db.engine
-            .write_alone("a test write", Commit::Durable, |w| w.put(&keys::object("bkt", key), &[0xEE, 1, 2]))
-            .unwrap();
+        db.engine.test_write(|w| w.put(&keys::object("bkt", key), &[0xEE, 1, 2])).unwrap();
     }
     let (found, findings) = super::scan(&db.engine, None).unwrap();
     assert_eq!(found.corrupt.len(), 2);
@@ -149,7 +146,7 @@ fn a_segment_id_damaged_into_another_objects_reads_and_frees_nothing_of_it() {
     let (_, other) = seg("healthy");
     let at = raw.windows(8).position(|w| w == id.to_le_bytes()).unwrap();
     raw[at..at + 8].copy_from_slice(&other.to_le_bytes());
-    db.engine.write_alone("a test write", Commit::Durable, |w| w.put(&keys::object("bkt", "damaged"), &raw)).unwrap();
+    db.engine.test_write(|w| w.put(&keys::object("bkt", "damaged"), &raw)).unwrap();
 
     let e = b.get_range("damaged", 0..10).unwrap_err();
     assert!(
@@ -231,7 +228,7 @@ fn randomly_damaged(rnd: &mut impl FnMut() -> u64) -> (crate::Datastore, String)
         _ => (k.clone(), Vec::new()),
     };
     db.engine
-        .write_alone("a test write", Commit::Durable, |w| {
+        .test_write(|w| {
             w.delete(&k)?;
             w.put(&nk, &nv)
         })
