@@ -135,21 +135,26 @@ impl Ctx {
         same_file(path, &self.store)
     }
 
-    /// Refuses to upload the store file into itself.
+    /// Refuses to upload the store file, or its redo journal, into the store.
     pub fn check_not_store(&self, path: &Path) -> anyhow::Result<()> {
         if self.is_store(path) {
             return Err(anyhow!("{} is the store itself and cannot be uploaded into it", path.display()));
+        }
+        if same_file(path, &keystone::Datastore::journal_path(&self.store)) {
+            return Err(anyhow!("{} is the store's redo journal and cannot be uploaded into it", path.display()));
         }
         Ok(())
     }
 
     /// The local files no download may write: the store, and the files kept beside it
-    /// (`<store>.credentials`, the key pair `keystone serve` generates), each with what it is.
-    fn protected_files(&self) -> [(PathBuf, &'static str); 2] {
+    /// (its redo journal; `<store>.credentials`, the key pair `keystone serve` generates), each
+    /// with what it is.
+    fn protected_files(&self) -> [(PathBuf, &'static str); 3] {
         let mut credentials = self.store.file_name().map(std::ffi::OsStr::to_os_string).unwrap_or_default();
         credentials.push(".credentials");
         [
             (self.store.clone(), "the store itself"),
+            (keystone::Datastore::journal_path(&self.store), "the store's redo journal"),
             (self.store.with_file_name(credentials), "the store's credentials file (written by `keystone serve`)"),
         ]
     }

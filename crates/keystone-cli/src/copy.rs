@@ -188,8 +188,8 @@ fn upload(ctx: &Ctx, a: &CpArgs, src: &Path, dst: &Address) -> anyhow::Result<()
     let mut skipped = 0;
     for entry in walkdir::WalkDir::new(src).follow_links(true).sort_by_file_name() {
         match entry {
-            // The store (it would grow while read) and its credentials file (the S3 secret key)
-            // are never part of a tree upload.
+            // The store and its journal (they would grow while read) and its credentials file
+            // (the S3 secret key) are never part of a tree upload.
             Ok(e)
                 if e.file_type().is_file()
                     && let Some(what) = ctx.protected(e.path()) =>

@@ -255,6 +255,7 @@ fn the_store_file_is_never_uploaded_into_itself() {
     assert!(out.status.success(), "{stderr}");
     assert!(stderr.contains("skipping ./store.redb: it is the store itself"), "{stderr}");
     assert!(stderr.contains("skipping ./store.redb.credentials: it is the store's credentials file"), "{stderr}");
+    assert!(stderr.contains("skipping ./store.redb-journal: it is the store's redo journal"), "{stderr}");
     assert!(String::from_utf8(out.stdout).unwrap().starts_with("uploaded 1 file "));
     let e = env.fails(&["put", "store.redb", "bkt/self"], 1);
     assert!(e.contains("store.redb is the store itself"), "{e}");

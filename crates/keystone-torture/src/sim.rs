@@ -39,8 +39,20 @@ enum Pending {
     SetLen(usize),
 }
 
+/// The power supply: disks made by [`SimDisk::pair`] share one, and lose power together.
+#[derive(Debug, Default)]
+struct Power {
+    /// Mutating calls (write, sync, set_len) made on every disk it feeds.
+    calls: u64,
+    /// Power is lost once `calls` reaches this.
+    crash_at: Option<u64>,
+    lost: bool,
+}
+
 #[derive(Debug, Default)]
 struct State {
+    /// Shared with the disk's twin, if it has one.
+    power: Arc<Mutex<Power>>,
     /// What reads see.
     live: Vec<u8>,
     /// What a completed sync made durable.
@@ -55,16 +67,27 @@ struct State {
     injected: u64,
     /// The file may not grow past this many bytes (ENOSPC).
     max_len: Option<usize>,
-    /// Power is lost once this many mutating calls (write, sync, set_len) have been made.
-    crash_after: Option<u64>,
-    /// Power was lost: every call fails; `frozen` holds the disk as it was.
-    crashed: bool,
+    /// Power was lost: every call fails; `frozen` holds the disk as it was then.
     frozen: Option<(Vec<u8>, Vec<Pending>)>,
 }
 
 impl State {
     fn mutating_calls(&self) -> u64 {
         self.counts.iter().sum()
+    }
+
+    fn power(&self) -> MutexGuard<'_, Power> {
+        self.power.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Whether power was lost (on this disk or its twin), freezing this disk as it is if it
+    /// was lost on the twin: nothing has changed on this one since.
+    fn crashed(&mut self) -> bool {
+        let lost = self.power().lost;
+        if lost && self.frozen.is_none() {
+            self.frozen = Some((self.durable.clone(), self.pending.clone()));
+        }
+        lost
     }
 }
 
@@ -102,6 +125,17 @@ impl SimDisk {
         SimDisk { state: Arc::new(Mutex::new(state)) }
     }
 
+    /// Two disks holding `images` on one power supply (a store file and its journal): power
+    /// lost on one is lost on both, at the same moment, and [`crash_after`](Self::crash_after)
+    /// counts the calls made on both.
+    pub fn pair(images: (Vec<u8>, Vec<u8>)) -> (SimDisk, SimDisk) {
+        let a = SimDisk::from_image(images.0);
+        let b = SimDisk::from_image(images.1);
+        let power = a.lock().power.clone();
+        b.lock().power = power;
+        (a, b)
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         // A panic while holding this lock is a test failure anyway; keep going with the data.
         self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -129,7 +163,7 @@ impl SimDisk {
         self.lock().counts[idx(call)]
     }
 
-    /// Total mutating calls (write, sync, set_len) so far.
+    /// Total mutating calls (write, sync, set_len) so far, on this disk only.
     pub fn mutating_calls(&self) -> u64 {
         self.lock().mutating_calls()
     }
@@ -139,29 +173,24 @@ impl SimDisk {
         self.lock().max_len = bytes;
     }
 
-    /// Power is lost when `n` more mutating calls have been made (that call and every later
-    /// one fail).
+    /// Power is lost when `n` more mutating calls have been made (on this disk and its twin;
+    /// that call and every later one fail).
     pub fn crash_after(&self, n: u64) {
-        let mut s = self.lock();
-        s.crash_after = Some(s.mutating_calls() + n);
+        let s = self.lock();
+        let mut power = s.power();
+        power.crash_at = Some(power.calls + n);
     }
 
-    /// Loses power now.
+    /// Loses power now (on the twin too).
     pub fn crash_now(&self) {
         let mut s = self.lock();
-        Self::freeze(&mut s);
-    }
-
-    fn freeze(s: &mut State) {
-        if !s.crashed {
-            s.crashed = true;
-            s.frozen = Some((s.durable.clone(), s.pending.clone()));
-        }
+        s.power().lost = true;
+        s.crashed();
     }
 
     /// Whether power was lost.
     pub fn crashed(&self) -> bool {
-        self.lock().crashed
+        self.lock().crashed()
     }
 
     /// Current length of the file (as reads see it).
@@ -179,7 +208,8 @@ impl SimDisk {
     /// sector boundary, chosen by `seed`. Returns the image and how many pending writes there
     /// were.
     pub fn crash_image(&self, seed: u64) -> (Vec<u8>, usize) {
-        let s = self.lock();
+        let mut s = self.lock();
+        s.crashed();
         let (durable, pending) = match &s.frozen {
             Some((d, p)) => (d.clone(), p.clone()),
             None => (s.durable.clone(), s.pending.clone()),
@@ -213,14 +243,20 @@ impl SimDisk {
     }
 
     fn check(s: &mut State, call: Call) -> io::Result<()> {
-        if s.crashed {
+        if s.crashed() {
             return Err(crashed_err());
         }
         s.counts[idx(call)] += 1;
-        if let Some(limit) = s.crash_after
-            && s.mutating_calls() >= limit
-        {
-            Self::freeze(s);
+        let lost = {
+            let mut power = s.power();
+            power.calls += 1;
+            if power.crash_at.is_some_and(|at| power.calls >= at) {
+                power.lost = true;
+            }
+            power.lost
+        };
+        if lost {
+            s.crashed();
             return Err(crashed_err());
         }
         if let Some((kind, at, forever)) = s.fault {
@@ -257,16 +293,16 @@ fn apply(image: &mut Vec<u8>, offset: usize, data: &[u8]) {
 
 impl StorageBackend for SimDisk {
     fn len(&self) -> io::Result<u64> {
-        let s = self.lock();
-        if s.crashed {
+        let mut s = self.lock();
+        if s.crashed() {
             return Err(crashed_err());
         }
         Ok(s.live.len() as u64)
     }
 
     fn read(&self, offset: u64, out: &mut [u8]) -> io::Result<()> {
-        let s = self.lock();
-        if s.crashed {
+        let mut s = self.lock();
+        if s.crashed() {
             return Err(crashed_err());
         }
         let offset = to_usize(offset)?;
@@ -307,5 +343,80 @@ impl StorageBackend for SimDisk {
         apply(&mut s.live, offset, data);
         s.pending.push(Pending::Write { offset, data: data.to_vec() });
         Ok(())
+    }
+}
+
+/// A store's disks: its file, and its redo journal's file on the same power supply — or no
+/// journal, as a store on a single backend has.
+#[derive(Debug, Clone)]
+pub struct Disks {
+    /// The store file.
+    pub store: SimDisk,
+    /// The journal, if the store has one.
+    pub journal: Option<SimDisk>,
+}
+
+/// What a power loss left on a store's disks.
+#[derive(Debug, Clone)]
+pub struct Images {
+    /// The store file.
+    pub store: Vec<u8>,
+    /// The journal (empty without one).
+    pub journal: Vec<u8>,
+    journaled: bool,
+}
+
+impl Disks {
+    /// Empty disks, with a journal disk if `journaled`.
+    pub fn new(journaled: bool) -> Disks {
+        Images { store: Vec::new(), journal: Vec::new(), journaled }.disks()
+    }
+
+    /// Opens the store on these disks.
+    pub fn open(&self, builder: keystone::Builder) -> keystone::Result<keystone::Datastore> {
+        match &self.journal {
+            Some(journal) => builder.open_backends(self.store.clone(), journal.clone()),
+            None => builder.open_backend(self.store.clone()),
+        }
+    }
+
+    /// Power is lost after `n` more mutating calls on either disk.
+    pub fn crash_after(&self, n: u64) {
+        self.store.crash_after(n);
+    }
+
+    /// Loses power now.
+    pub fn crash_now(&self) {
+        self.store.crash_now();
+    }
+
+    /// Whether power was lost.
+    pub fn crashed(&self) -> bool {
+        self.store.crashed()
+    }
+
+    /// Mutating calls made so far on both disks.
+    pub fn mutating_calls(&self) -> u64 {
+        self.store.mutating_calls() + self.journal.as_ref().map_or(0, SimDisk::mutating_calls)
+    }
+
+    /// The disks after a power loss now (or at the crash), each chosen by `rng` as
+    /// [`SimDisk::crash_image`] does, and how many writes were pending on them.
+    pub fn crash_images(&self, rng: &mut fastrand::Rng) -> (Images, usize) {
+        let (store, a) = self.store.crash_image(rng.u64(..));
+        let (journal, b) = self.journal.as_ref().map_or((Vec::new(), 0), |j| j.crash_image(rng.u64(..)));
+        (Images { store, journal, journaled: self.journal.is_some() }, a + b)
+    }
+}
+
+impl Images {
+    /// Disks holding these images, all of it durable.
+    pub fn disks(&self) -> Disks {
+        if self.journaled {
+            let (store, journal) = SimDisk::pair((self.store.clone(), self.journal.clone()));
+            Disks { store, journal: Some(journal) }
+        } else {
+            Disks { store: SimDisk::from_image(self.store.clone()), journal: None }
+        }
     }
 }

@@ -53,3 +53,55 @@ fn second_process_gets_already_open_and_the_first_keeps_working() {
     assert_eq!(b.get_bytes("before").unwrap(), b"before");
     assert_eq!(b.get_bytes("after").unwrap(), b"after");
 }
+
+/// A writer killed with acknowledged puts in its redo journal: a read-only open refuses the
+/// store (its file alone is not the store), and the next writable open replays the journal —
+/// even over a store file that lost every write since the journal took over (put back as it
+/// was then, in place, as a power loss could leave it) — and removes the journal when closed.
+#[cfg(unix)]
+#[test]
+fn a_killed_writers_journal_is_replayed_by_the_next_writable_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("killed.keystone");
+    let journal = dir.path().join("killed.keystone-journal");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_keystone-torture"))
+        .args(["hold", "--path"])
+        .arg(&path)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    assert_eq!(lines.next().unwrap().unwrap(), "READY");
+    assert!(journal.exists(), "an open store has its journal beside it");
+    // The store file as the helper left it at READY: its last checkpoint, and the bucket's
+    // creation after it (a crash may keep any part of what was written since a checkpoint).
+    let early = std::fs::read(&path).unwrap();
+    for i in 0..50 {
+        writeln!(stdin, "put k{i:02}").unwrap();
+        stdin.flush().unwrap();
+        assert_eq!(lines.next().unwrap().unwrap(), "OK");
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(std::fs::metadata(&journal).unwrap().len() > 4096, "the puts are in the journal");
+
+    match Datastore::builder().read_only(true).open(&path) {
+        Err(Error::NeedsRecovery { path: p }) => assert!(p.contains("killed.keystone"), "{p}"),
+        other => panic!("read-only open of a store with a journal to replay: {other:?}"),
+    }
+    // Written in place: the same file, so the journal still names it.
+    std::fs::write(&path, &early).unwrap();
+    let db = Datastore::open(&path).unwrap();
+    let b = db.bucket("held").unwrap();
+    for i in 0..50 {
+        let key = format!("k{i:02}");
+        assert_eq!(b.get_bytes(&key).unwrap(), key.as_bytes(), "{key} lost");
+    }
+    drop(b);
+    drop(db);
+    assert!(!journal.exists(), "a clean close removes the journal");
+    let db = Datastore::builder().read_only(true).open(&path).unwrap();
+    assert_eq!(db.bucket("held").unwrap().list(&keystone::ListOptions::default()).unwrap().objects.len(), 50);
+}

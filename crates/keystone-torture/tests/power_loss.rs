@@ -1,5 +1,5 @@
 //! Simulated power loss through redb's `StorageBackend`: a seeded workload runs on a
-//! [`SimDisk`]; power is lost after a random number of backend calls (so in the middle of an
+//! [`SimDisk`] (and its journal on a second one, losing power with it); power is lost after a random number of backend calls (so in the middle of an
 //! operation, possibly in the middle of a commit or an fsync); every write made since the last
 //! completed sync is then applied, dropped or torn at a sector boundary, chosen by the seed.
 //! Half the seeds lose power a second time while the store recovers on reopen. The store must
@@ -14,7 +14,7 @@
 use std::collections::BTreeMap;
 
 use keystone::Datastore;
-use keystone_torture::sim::SimDisk;
+use keystone_torture::sim::Disks;
 use keystone_torture::workload::{self, Generator, Loc, Val, WOp};
 
 const BUCKETS: [&str; 3] = workload::BUCKETS;
@@ -42,10 +42,10 @@ struct Totals {
     second_crashes: u64,
 }
 
-fn one_seed(seed: u64, t: &mut Totals) -> Result<(), String> {
+fn one_seed(seed: u64, journaled: bool, t: &mut Totals) -> Result<(), String> {
     let mut rng = fastrand::Rng::with_seed(seed);
-    let disk = SimDisk::new();
-    let db = builder().open_backend(disk.clone()).map_err(|e| format!("create: {e}"))?;
+    let disk = Disks::new(journaled);
+    let db = disk.open(builder()).map_err(|e| format!("create: {e}"))?;
     for b in BUCKETS {
         db.create_bucket(b).map_err(|e| format!("create bucket: {e}"))?;
     }
@@ -75,22 +75,21 @@ fn one_seed(seed: u64, t: &mut Totals) -> Result<(), String> {
     }
     disk.crash_now();
     drop(db);
-    let (mut image, pending) = disk.crash_image(rng.u64(..));
+    let (mut image, pending) = disk.crash_images(&mut rng);
     t.pending_writes += pending as u64;
     if rng.bool() {
-        // Lose power again while the store recovers.
-        let d2 = SimDisk::from_image(image.clone());
+        // Lose power again while the store recovers (the journal's replay included).
+        let d2 = image.disks();
         d2.crash_after(rng.u64(1..=40));
-        if let Ok(db) = builder().open_backend(d2.clone()) {
+        if let Ok(db) = d2.open(builder()) {
             // Recovery finished before the crash point: keep writing until power goes.
             let _ = db.gc();
         }
         d2.crash_now();
-        image = d2.crash_image(rng.u64(..)).0;
+        image = d2.crash_images(&mut rng).0;
         t.second_crashes += 1;
     }
-    let d3 = SimDisk::from_image(image);
-    let db = builder().open_backend(d3).map_err(|e| format!("reopen after power loss: {e}"))?;
+    let db = image.disks().open(builder()).map_err(|e| format!("reopen after power loss: {e}"))?;
     let c = workload::check_recovered(&db, &mut model, &in_flight, &BUCKETS)?;
     t.in_flight_applied += c.in_flight_applied;
     t.in_flight_not_applied += c.in_flight_not_applied;
@@ -103,26 +102,28 @@ fn one_seed(seed: u64, t: &mut Totals) -> Result<(), String> {
 fn acknowledged_writes_survive_power_loss_at_any_point() {
     let first = env("POWER_LOSS_FIRST_SEED", 0);
     let n = env("POWER_LOSS_SEEDS", 150);
-    let mut t = Totals::default();
-    let mut failures = Vec::new();
-    for seed in first..first + n {
-        if let Err(e) = one_seed(seed, &mut t) {
-            failures.push(format!("seed {seed}: {e}"));
+    for journaled in [true, false] {
+        let mut t = Totals::default();
+        let mut failures = Vec::new();
+        for seed in first..first + n {
+            if let Err(e) = one_seed(seed, journaled, &mut t) {
+                failures.push(format!("seed {seed}: {e}"));
+            }
         }
+        println!("power loss (journal: {journaled}): {t:?}, failures {}", failures.len());
+        assert!(failures.is_empty(), "{} of {n} seeds failed:\n{}", failures.len(), failures.join("\n"));
+        assert!(t.in_flight_applied + t.in_flight_not_applied > 0, "no crash ever hit an operation");
     }
-    println!("power loss: {t:?}, failures {}", failures.len());
-    assert!(failures.is_empty(), "{} of {n} seeds failed:\n{}", failures.len(), failures.join("\n"));
-    assert!(t.in_flight_applied + t.in_flight_not_applied > 0, "no crash ever hit an operation");
 }
 
 /// With `Durability::Relaxed` a crash may lose the latest acknowledged writes, but what
 /// survives must be a prefix of them: the state after some acknowledged operation (or the
 /// operation in flight, whole), never a mix, never a torn object.
-fn one_relaxed_seed(seed: u64) -> Result<usize, String> {
+fn one_relaxed_seed(seed: u64, journaled: bool) -> Result<usize, String> {
     let mut rng = fastrand::Rng::with_seed(seed ^ 0xA5A5);
-    let disk = SimDisk::new();
+    let disk = Disks::new(journaled);
     let relaxed = || builder_with(keystone::Durability::Relaxed);
-    let db = relaxed().open_backend(disk.clone()).map_err(|e| format!("create: {e}"))?;
+    let db = disk.open(relaxed()).map_err(|e| format!("create: {e}"))?;
     for b in BUCKETS {
         db.create_bucket(b).map_err(|e| format!("create bucket: {e}"))?;
     }
@@ -153,8 +154,8 @@ fn one_relaxed_seed(seed: u64) -> Result<usize, String> {
     }
     disk.crash_now();
     drop(db);
-    let image = disk.crash_image(rng.u64(..)).0;
-    let db = relaxed().open_backend(SimDisk::from_image(image)).map_err(|e| format!("reopen: {e}"))?;
+    let image = disk.crash_images(&mut rng).0;
+    let db = image.disks().open(relaxed()).map_err(|e| format!("reopen: {e}"))?;
     // Longest surviving prefix first; the in-flight operation only counts after all of them.
     for (i, state) in states.iter().enumerate().rev().take(states.len() - durable) {
         let mut model = state.clone();
@@ -175,7 +176,7 @@ fn relaxed_durability_loses_only_a_suffix_of_acknowledged_writes() {
     let mut lost = 0;
     let mut failures = Vec::new();
     for seed in 0..n {
-        match one_relaxed_seed(seed) {
+        match one_relaxed_seed(seed, seed % 2 == 0) {
             Ok(l) => lost += l,
             Err(e) => failures.push(format!("seed {seed}: {e}")),
         }
@@ -186,8 +187,8 @@ fn relaxed_durability_loses_only_a_suffix_of_acknowledged_writes() {
 
 /// A store of small objects (with a few chunked ones among them), loaded in random order and
 /// thinned by deletes: what `compact` packs.
-fn compact_fixture(disk: &SimDisk) -> Result<(Datastore, BTreeMap<String, Vec<u8>>), String> {
-    let db = builder().open_backend(disk.clone()).map_err(|e| format!("create: {e}"))?;
+fn compact_fixture(disk: &Disks) -> Result<(Datastore, BTreeMap<String, Vec<u8>>), String> {
+    let db = disk.open(builder()).map_err(|e| format!("create: {e}"))?;
     db.create_bucket("alpha").map_err(|e| format!("create bucket: {e}"))?;
     let mut model = BTreeMap::new();
     for batch in 0..10u32 {
@@ -243,7 +244,7 @@ fn holds_exactly(db: &Datastore, model: &BTreeMap<String, Vec<u8>>) -> Result<()
 #[test]
 fn power_loss_during_compact_loses_nothing() {
     // How many backend calls a whole compact takes, measured on an identical store.
-    let disk = SimDisk::new();
+    let disk = Disks::new(true);
     let (db, _) = compact_fixture(&disk).unwrap();
     let before = disk.mutating_calls();
     let report = db.compact().unwrap();
@@ -257,7 +258,7 @@ fn power_loss_during_compact_loses_nothing() {
     for seed in 0..n {
         let mut rng = fastrand::Rng::with_seed(seed ^ 0xC0C0);
         let result = (|| -> Result<(), String> {
-            let disk = SimDisk::new();
+            let disk = Disks::new(seed % 2 == 0);
             let (db, model) = compact_fixture(&disk)?;
             disk.crash_after(rng.u64(1..=calls + 1));
             match db.compact() {
@@ -267,8 +268,8 @@ fn power_loss_during_compact_loses_nothing() {
             }
             disk.crash_now();
             drop(db);
-            let image = disk.crash_image(rng.u64(..)).0;
-            let db = builder().open_backend(SimDisk::from_image(image)).map_err(|e| format!("reopen: {e}"))?;
+            let image = disk.crash_images(&mut rng).0;
+            let db = image.disks().open(builder()).map_err(|e| format!("reopen: {e}"))?;
             holds_exactly(&db, &model)?;
             keystone_torture::check_clean(&db)?;
             db.compact().map_err(|e| format!("compact after recovery: {e}"))?;

@@ -138,6 +138,9 @@ impl Engine {
             .ok_or_else(|| Error::TooLarge("id space exhausted".into()))?;
         w.put(&keys::idgen(), &crate::data::records::encode_idgen(next_hi))?;
         w.commit(Commit::Durable)?;
+        // The format record of this build is on the store file itself now: a build that knows
+        // no journal refuses the store rather than open it without replaying one.
+        kv.arm_journal();
         let mut engine = Engine {
             kv,
             cfg,

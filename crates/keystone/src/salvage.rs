@@ -559,7 +559,7 @@ mod tests {
     /// not be opened); the segment ids copied set it instead.
     #[test]
     fn a_damaged_id_counter_is_not_trusted() {
-        let out = RedbStore::in_memory(&crate::storage::redb::RedbConfig { cache_size: None }).unwrap();
+        let out = RedbStore::in_memory(&crate::storage::redb::RedbConfig { cache_size: None, journal: true }).unwrap();
         let mut copy = Copy::new(&out);
         copy.record(&keys::idgen(), &[0xff; 8]).unwrap();
         copy.record(&keys::chunk("bkt", 7 << 32 | 3, 0), b"chunk").unwrap();

@@ -56,9 +56,10 @@ pub trait BenchEngine: Send + Sync {
 pub const ALL: [&str; 4] = ["keystone", "redb", "files", "sqlite"];
 
 /// Variants that run only when named: Keystone with MD5 ETags (a store served over S3), Keystone
-/// with streamed gets through `Read` instead of `next_chunk`, and raw redb beginning a read
-/// transaction for every get.
-pub const VARIANTS: [&str; 3] = ["keystone-md5", "keystone-read", "redb-txn"];
+/// with streamed gets through `Read` instead of `next_chunk`, Keystone without its redo journal
+/// (`Builder::journal(false)`: every durable commit syncs the store file), and raw redb
+/// beginning a read transaction for every get.
+pub const VARIANTS: [&str; 4] = ["keystone-md5", "keystone-read", "keystone-nojournal", "redb-txn"];
 
 /// Opens engine `name` in the (empty or existing) directory `dir`. `cache` is the page cache of
 /// the redb-based engines and SQLite, the same for each.
@@ -68,6 +69,7 @@ pub fn open(name: &str, dir: &Path, cache: usize) -> Result<Box<dyn BenchEngine>
         "keystone" => Box::new(keystone::Keystone::open(dir, cache, "keystone")?),
         "keystone-md5" => Box::new(keystone::Keystone::open(dir, cache, "keystone-md5")?),
         "keystone-read" => Box::new(keystone::Keystone::open(dir, cache, "keystone-read")?),
+        "keystone-nojournal" => Box::new(keystone::Keystone::open(dir, cache, "keystone-nojournal")?),
         "redb" => Box::new(redb::RawRedb::open(dir, cache, true)?),
         "redb-txn" => Box::new(redb::RawRedb::open(dir, cache, false)?),
         "files" => Box::new(files::Files::open(dir)?),

@@ -18,9 +18,12 @@
 use crate::error::{Error, Result};
 
 /// The format of the stores this build writes, and the newest it reads: format 3 has version 3
-/// manifests (their seal covers their bucket and key). Raise it with every record version a
-/// build older than the change would misread; a build reads every format up to its own.
-pub(crate) const STORE_FORMAT: u32 = 3;
+/// manifests (their seal covers their bucket and key); format 4 may have a redo journal beside
+/// the store file (`<store>-journal`, `storage/journal`) whose records must be replayed before
+/// the file is read — a build of format 3 would open the file without them. Raise it with every
+/// record version a build older than the change would misread; a build reads every format up
+/// to its own.
+pub(crate) const STORE_FORMAT: u32 = 4;
 
 /// This build, as the format record names it.
 const WRITER: &str = concat!("keystone ", env!("CARGO_PKG_VERSION"));

@@ -246,7 +246,7 @@ fn compact_keeps_every_entry(kv: &dyn KeyValueStore) {
 fn redb_compact_packs_leaves_and_waits_for_readers() {
     use super::redb::{RedbConfig, RedbStore};
     let dir = tempfile::tempdir().unwrap();
-    let kv = RedbStore::open(&dir.path().join("c.redb"), &RedbConfig { cache_size: None }).unwrap();
+    let kv = RedbStore::open(&dir.path().join("c.redb"), &RedbConfig { cache_size: None, journal: true }).unwrap();
     let n = 20_000u32;
     let mut w = kv.write().unwrap();
     let mut stored = 0u64;
@@ -274,13 +274,13 @@ fn redb_compact_packs_leaves_and_waits_for_readers() {
 #[test]
 fn redb_adapter_conforms() {
     use super::redb::{RedbConfig, RedbStore};
-    suite(&|| Box::new(RedbStore::in_memory(&RedbConfig { cache_size: None }).unwrap()));
+    suite(&|| Box::new(RedbStore::in_memory(&RedbConfig { cache_size: None, journal: true }).unwrap()));
     let dir = tempfile::tempdir().unwrap();
     let n = std::sync::atomic::AtomicUsize::new(0);
     suite(&|| {
         let i = n.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let path = dir.path().join(format!("t{i}.redb"));
-        Box::new(RedbStore::open(&path, &RedbConfig { cache_size: None }).unwrap())
+        Box::new(RedbStore::open(&path, &RedbConfig { cache_size: None, journal: true }).unwrap())
     });
 }
 

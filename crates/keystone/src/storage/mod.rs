@@ -6,9 +6,12 @@
 //! with a limit, and a backend states its [`Limits`] so the data layer keeps every value and
 //! every transaction within them.
 
+pub(crate) mod journal;
 pub(crate) mod memory;
 pub(crate) mod prefill;
 pub(crate) mod redb;
+#[cfg(test)]
+pub(crate) mod test_disk;
 
 use std::ops::{Bound, Deref};
 use std::sync::Arc;
@@ -234,6 +237,9 @@ pub(crate) trait KeyValueStore: Send + Sync + 'static {
     /// Checks the engine's own integrity (page checksums, tree structure).
     fn check_integrity(&self) -> Result<bool>;
     fn space(&self) -> Result<SpaceInfo>;
+    /// Lets the backend's redo journal, if it has one, take durable commits from now on: called
+    /// once the session's first commit is durable (see `storage/journal`).
+    fn arm_journal(&self) {}
 }
 
 #[cfg(test)]

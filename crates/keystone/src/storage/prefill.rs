@@ -181,62 +181,7 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    /// A file in memory that logs its writes: (offset, length, all zeros). Like a file, a write
-    /// past the end extends it; `fail_after` makes the next write store only that many bytes
-    /// and fail.
-    #[derive(Debug, Default)]
-    struct Logged {
-        bytes: Mutex<Vec<u8>>,
-        writes: Mutex<Vec<(u64, usize, bool)>>,
-        fail_after: Mutex<Option<usize>>,
-    }
-
-    impl Logged {
-        fn with(content: Vec<u8>) -> Self {
-            Logged { bytes: Mutex::new(content), ..Logged::default() }
-        }
-        fn content(&self) -> Vec<u8> {
-            self.bytes.lock().unwrap().clone()
-        }
-        fn zero_writes(&self) -> Vec<(u64, usize)> {
-            self.writes.lock().unwrap().iter().filter(|w| w.2).map(|w| (w.0, w.1)).collect()
-        }
-    }
-
-    impl StorageBackend for Logged {
-        fn len(&self) -> Result<u64, BackendIoError> {
-            Ok(self.bytes.lock().unwrap().len() as u64)
-        }
-        fn read(&self, offset: u64, out: &mut [u8]) -> Result<(), BackendIoError> {
-            let bytes = self.bytes.lock().unwrap();
-            let start = offset as usize;
-            let src = bytes.get(start..start + out.len()).ok_or_else(|| std::io::Error::other("read past the end"))?;
-            out.copy_from_slice(src);
-            Ok(())
-        }
-        fn set_len(&self, len: u64) -> Result<(), BackendIoError> {
-            self.bytes.lock().unwrap().resize(len as usize, 0);
-            Ok(())
-        }
-        fn sync_data(&self) -> Result<(), BackendIoError> {
-            Ok(())
-        }
-        fn write(&self, offset: u64, data: &[u8]) -> Result<(), BackendIoError> {
-            let fail = self.fail_after.lock().unwrap().take();
-            let stored = &data[..fail.map_or(data.len(), |n| n.min(data.len()))];
-            let mut bytes = self.bytes.lock().unwrap();
-            let (start, end) = (offset as usize, offset as usize + stored.len());
-            if bytes.len() < end {
-                bytes.resize(end, 0);
-            }
-            bytes[start..end].copy_from_slice(stored);
-            self.writes.lock().unwrap().push((offset, data.len(), data.iter().all(|b| *b == 0)));
-            match fail {
-                Some(_) => Err(std::io::Error::other("injected write failure")),
-                None => Ok(()),
-            }
-        }
-    }
+    use crate::storage::test_disk::Logged;
 
     const MIB: u64 = 1 << 20;
 
@@ -363,8 +308,8 @@ mod tests {
                         disk.write(at, &vec![b; n]).unwrap();
                     }
                     Op::FailingWrite(at, n, b, k) => {
-                        *plain.fail_after.lock().unwrap() = Some(k);
-                        *disk.inner.fail_after.lock().unwrap() = Some(k);
+                        plain.fail_next_write_after(k);
+                        disk.inner.fail_next_write_after(k);
                         prop_assert!(plain.write(at, &vec![b; n]).is_err());
                         prop_assert!(disk.write(at, &vec![b; n]).is_err());
                     }

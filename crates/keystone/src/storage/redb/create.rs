@@ -101,7 +101,9 @@ pub(super) fn create(
             File::options().read(true).write(true).create_new(true).open(&temp).map_err(|e| {
                 Error::io_while(format_args!("creating {} for the new store {label}", temp.display()), &e)
             })?;
-        let store = match RedbStore::open_file(file, path, label.to_owned(), config) {
+        // Without a journal: two processes creating one store would share `<path>-journal`.
+        // A store that is to have one is closed and opened again once it has its name.
+        let store = match RedbStore::open_file(file, path, label.to_owned(), config, false) {
             Ok((store, _)) => store,
             Err(e) => {
                 let _ = std::fs::remove_file(&temp);
@@ -125,6 +127,10 @@ pub(super) fn create(
         let _ = std::fs::remove_file(&temp);
         remove_stale(path);
         sync_parent(path)?;
+        if config.journal {
+            drop(store);
+            return Ok(None);
+        }
         return Ok(Some(store));
     }
     Err(Error::Io(std::io::Error::other(format!(
@@ -208,7 +214,7 @@ mod tests {
         names
     }
 
-    const CONFIG: RedbConfig = RedbConfig { cache_size: None };
+    const CONFIG: RedbConfig = RedbConfig { cache_size: None, journal: true };
 
     /// Until a new store is complete — its table committed, durably — nothing is under its
     /// name; then it is, and nothing else is left in the directory.
@@ -226,11 +232,13 @@ mod tests {
         assert_eq!(during.len(), 1, "{during:?}");
         assert!(during[0].starts_with(".new.keystone.creating-"), "{during:?}");
         assert!(len > 0);
-        assert_eq!(names(dir.path()), ["new.keystone"]);
+        // Open, the store has its journal beside it; closed, only the store is left.
+        assert_eq!(names(dir.path()), ["new.keystone", "new.keystone-journal"]);
         let mut w = store.write().unwrap();
         w.put(b"k", b"v").unwrap();
         w.commit(Commit::Durable).unwrap();
         drop(store);
+        assert_eq!(names(dir.path()), ["new.keystone"]);
         let store = RedbStore::open(&path, &CONFIG).unwrap();
         assert_eq!(store.read().unwrap().get(b"k").unwrap().unwrap().as_ref(), b"v");
     }
@@ -320,7 +328,8 @@ mod tests {
         let live = RedbStore::open(&dir.path().join(held), &CONFIG).unwrap();
         age(&dir.path().join(held), 120);
         drop(RedbStore::open(&path, &CONFIG).unwrap());
-        let mut expected = vec![recent, held, "s.keystone"];
+        let held_journal = format!("{held}-journal");
+        let mut expected = vec![recent, held, &held_journal, "s.keystone"];
         expected.extend(lookalikes);
         expected.sort_unstable();
         assert_eq!(names(dir.path()), expected);

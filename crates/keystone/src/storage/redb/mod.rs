@@ -22,11 +22,12 @@ use redb::{
     TableHandle, TransactionError, WriteTransaction,
 };
 
-pub(crate) use self::create::{move_no_replace, temporary_name};
+pub(crate) use self::create::{move_no_replace, sync_parent, temporary_name};
 pub(crate) use self::guard::guarding;
 use self::guard::{Closing, broken_txn, caught, guarded};
 use self::identify::{check_tables, open_error, table_names, unless_damaged};
 use self::txn::{RedbRead, RedbWrite, TxnCell};
+use super::journal::{Arm, open_beside, open_journal_file, unreplayed_records};
 use super::prefill::Prefilled;
 use super::{KeyValueStore, KvRead, Limits, LookupHint, ReadTxn, SpaceInfo, WriteTxn};
 use crate::error::{Error, Result};
@@ -40,6 +41,8 @@ const REPACK: TableDefinition<'static, &'static [u8], &'static [u8]> = TableDefi
 #[derive(Debug, Clone)]
 pub(crate) struct RedbConfig {
     pub cache_size: Option<usize>,
+    /// A store file gets a redo journal beside it (`storage/journal`).
+    pub journal: bool,
 }
 
 /// The latest snapshot, shared by readers until a commit makes it stale: beginning a redb
@@ -127,6 +130,8 @@ pub(crate) struct RedbStore {
     writers: Arc<AtomicUsize>,
     /// Which lookup gets try first, shared by the snapshots.
     hint: Arc<LookupHint>,
+    /// Arms the redo journal under the database, if it has one.
+    journal: Option<Arm>,
     label: String,
 }
 
@@ -177,7 +182,7 @@ impl RedbStore {
             .truncate(false)
             .open(path)
             .map_err(|e| open_error(&label, e.into()))?;
-        let (store, created) = Self::open_file(file, path, label, config)?;
+        let (store, created) = Self::open_file(file, path, label, config, config.journal)?;
         // A store made here must be durable under its name. One that existed may have a
         // creator that was stopped between giving it its name and syncing the directory: a
         // writer makes sure before it writes (a no-op once durable), and removes what such a
@@ -191,18 +196,34 @@ impl RedbStore {
     }
 
     /// Opens the store in `file` (found at `path`, named `label` in errors), making it a new
-    /// store if it is empty; `true` if it did.
-    fn open_file(file: std::fs::File, path: &Path, label: String, config: &RedbConfig) -> Result<(Self, bool)> {
+    /// store if it is empty; `true` if it did. With `journal`, behind the redo journal beside
+    /// it (replayed first).
+    fn open_file(
+        file: std::fs::File,
+        path: &Path,
+        label: String,
+        config: &RedbConfig,
+        journal: bool,
+    ) -> Result<(Self, bool)> {
         let (builder, repaired) = builder_noting_repair(config);
         // Only an empty file becomes a new store. A redb file that lists no table is not
         // given one: its list of tables may be a damaged page that reads as empty, and
         // creating the table then would leave every object unreachable and its pages free.
-        let creating = file.metadata().map_err(|e| open_error(&label, e.into()))?.len() == 0;
-        // What `Builder::create` does, with the file behind `Prefilled`.
+        let meta = file.metadata().map_err(|e| open_error(&label, e.into()))?;
+        let creating = meta.len() == 0;
+        // What `Builder::create` does, with the file behind `Prefilled` (which locks it).
         let backend = redb::backends::FileBackend::new(file).map(Prefilled::new).map_err(|e| open_error(&label, e))?;
-        let db = guarded("opening", || Ok(builder.create_with_backend(backend)))?
-            .map_err(|e| unless_damaged(path, open_error(&label, e)))?;
-        Ok((Self::init(db, label, creating, repaired.load(Ordering::Acquire))?, creating))
+        // With the store file locked: the journal is this handle's alone.
+        let journal = if journal { open_journal_file(path)? } else { None };
+        let (db, arm) = if let Some(journal) = journal {
+            let (backend, _, arm) = open_beside(backend, journal, &meta)?;
+            (guarded("opening", || Ok(builder.create_with_backend(backend)))?, Some(arm))
+        } else {
+            (guarded("opening", || Ok(builder.create_with_backend(backend)))?, None)
+        };
+        let db = db.map_err(|e| unless_damaged(path, open_error(&label, e)))?;
+        let store = Self::init(db, label, creating, repaired.load(Ordering::Acquire))?;
+        Ok((RedbStore { journal: arm, ..store }, creating))
     }
 
     /// Opens an existing store read-only: writes are refused with `ReadOnly`, the file is
@@ -215,6 +236,12 @@ impl RedbStore {
         let builder = builder(config);
         let db = guarded("opening", || Ok(builder.open_read_only(path)))?
             .map_err(|e| unless_damaged(path, open_error(&label, e)))?;
+        // With the file locked shared, no writer is live: a journal holding records is a
+        // crashed writer's, and the file alone is not the store until they are replayed.
+        let meta = std::fs::metadata(path).map_err(|e| open_error(&label, e.into()))?;
+        if unreplayed_records(path, &meta)? {
+            return Err(Error::NeedsRecovery { path: label });
+        }
         Self::read_only_store(db, label)
     }
 
@@ -256,6 +283,21 @@ impl RedbStore {
         Self::init(db, "(custom backend)".into(), true, repaired.load(Ordering::Acquire))
     }
 
+    /// A store on caller-supplied backends for the store and its journal, wrapped as a store
+    /// file and its journal are (used by power-loss tests).
+    pub(crate) fn with_backends(
+        store: impl redb::StorageBackend,
+        journal: impl redb::StorageBackend,
+        config: &RedbConfig,
+    ) -> Result<Self> {
+        let (builder, repaired) = builder_noting_repair(config);
+        let (backend, _, arm) = super::journal::Journaled::open(Prefilled::new(store), journal, [0x5a; 16], None)
+            .map_err(|e| Error::io_while(format_args!("replaying the journal"), &e))?;
+        let db = builder.create_with_backend(backend).map_err(|e| open_error("(custom backend)", e))?;
+        let store = Self::init(db, "(custom backend)".into(), true, repaired.load(Ordering::Acquire))?;
+        Ok(RedbStore { journal: Some(arm), ..store })
+    }
+
     /// `creating`: the database may be new, and is then given Keystone's table. `repaired`:
     /// redb recovered the file as it opened it.
     fn init(db: Database, label: String, creating: bool, repaired: bool) -> Result<Self> {
@@ -288,6 +330,7 @@ impl RedbStore {
             readers: Arc::default(),
             writers: Arc::default(),
             hint: Arc::default(),
+            journal: None,
             label,
         }
     }
@@ -534,6 +577,12 @@ impl KeyValueStore for RedbStore {
         let db = guard.writable_mut(&self.label, "an engine integrity check")?;
         self.latest.clear();
         db.check_integrity().map_err(|e| storage("checking integrity", e))
+    }
+
+    fn arm_journal(&self) {
+        if let Some(arm) = &self.journal {
+            arm.arm();
+        }
     }
 
     fn space(&self) -> Result<SpaceInfo> {

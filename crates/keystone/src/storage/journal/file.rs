@@ -1,0 +1,178 @@
+//! The journal as a file beside the store: `<store>-journal`, as SQLite's `-wal`.
+//!
+//! It exists while a handle has the store open for writing, and is removed when the last one
+//! closes cleanly; one found at open is replayed (if it names the store file) before redb reads
+//! the store. Both happen under the store file's lock, so another process's live journal is
+//! never replayed or removed.
+
+use std::fs::{File, Metadata};
+use std::io;
+use std::path::{Path, PathBuf};
+
+use redb::StorageBackend;
+use redb::backends::FileBackend;
+
+use super::format::{Identity, holds_records};
+use super::{Arm, Journaled, Replayed};
+use crate::error::{Error, Result};
+use crate::storage::prefill::Prefilled;
+
+/// The store file behind its wrappers, as the journal wraps it.
+pub(crate) type StoreFile = Prefilled<FileBackend>;
+
+/// Longest file name most file systems take, in bytes.
+const NAME_MAX: usize = 255;
+/// The journal's suffix.
+const SUFFIX: &str = "-journal";
+
+/// The journal of the store at `store` (the file a symbolic link names, so that every path to
+/// one store finds one journal): `<name>-journal`, or for a name too long to take the suffix,
+/// its first 200 bytes, a hash of the whole name and the suffix.
+pub(crate) fn journal_path(store: &Path) -> PathBuf {
+    let target = std::fs::canonicalize(store).unwrap_or_else(|_| store.to_path_buf());
+    let mut name = target.file_name().map(std::ffi::OsStr::to_os_string).unwrap_or_default();
+    if name.len() + SUFFIX.len() > NAME_MAX {
+        let bytes = name.as_encoded_bytes();
+        let hash = twox_hash::XxHash3_128::oneshot(bytes) as u64;
+        let mut end = 200;
+        let lossy = name.to_string_lossy().into_owned();
+        while !lossy.is_char_boundary(end) {
+            end -= 1;
+        }
+        name = format!("{}.{hash:016x}", &lossy[..end.min(lossy.len())]).into();
+    }
+    name.push(SUFFIX);
+    target.with_file_name(name)
+}
+
+/// What names the store file `meta` describes: its device and inode numbers.
+fn identity(meta: &Metadata) -> Identity {
+    let mut id = [0u8; 16];
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        id[..8].copy_from_slice(&meta.dev().to_le_bytes());
+        id[8..].copy_from_slice(&meta.ino().to_le_bytes());
+    }
+    #[cfg(not(unix))]
+    let _ = meta;
+    id
+}
+
+fn journal_error(path: &Path, what: &str, e: &io::Error) -> Error {
+    Error::io_while(format_args!("{what} the store's journal {}", path.display()), e)
+}
+
+/// The journal's file beside the store at `path`, opened (created if missing) but not yet
+/// locked or read; `None` where it cannot be created because the directory may not be written
+/// (a read-only directory holding a writable store file): the store then does without one, as
+/// with `Builder::journal(false)`. A journal that exists but cannot be opened is an error — it
+/// may hold acknowledged writes.
+pub(crate) fn open_file(path: &Path) -> Result<Option<JournalFile>> {
+    let path = journal_path(path);
+    let existed = match std::fs::symlink_metadata(&path) {
+        Ok(_) => true,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => false,
+        Err(e) => return Err(journal_error(&path, "looking for", &e)),
+    };
+    match File::options().read(true).write(true).create(true).truncate(false).open(&path) {
+        Ok(file) => Ok(Some(JournalFile { file, path, existed })),
+        Err(e)
+            if !existed
+                && (e.kind() == io::ErrorKind::PermissionDenied || e.kind() == io::ErrorKind::ReadOnlyFilesystem) =>
+        {
+            Ok(None)
+        }
+        Err(e) => Err(journal_error(&path, "opening", &e)),
+    }
+}
+
+/// A journal file, opened.
+pub(crate) struct JournalFile {
+    file: File,
+    path: PathBuf,
+    /// It was there before this open (else its name is synced before it is used).
+    existed: bool,
+}
+
+/// Puts `store` (the store file, locked; `meta` describes it) behind its journal `journal`:
+/// locks the journal, replays it into the store and empties it.
+pub(crate) fn open_beside(
+    store: StoreFile,
+    journal: JournalFile,
+    meta: &Metadata,
+) -> Result<(Journaled<StoreFile, StoreFile>, Replayed, Arm)> {
+    let JournalFile { file, path, existed } = journal;
+    let backend = FileBackend::new(file).map(Prefilled::new).map_err(|e| match e {
+        redb::DatabaseError::DatabaseAlreadyOpen => Error::AlreadyOpen { path: path.display().to_string() },
+        other => Error::Storage {
+            context: format!("locking the store's journal {}", path.display()),
+            source: Box::new(other),
+        },
+    })?;
+    let (journaled, replayed, arm) = Journaled::open(store, backend, identity(meta), Some(path.clone()))
+        .map_err(|e| journal_error(&path, "replaying", &e))?;
+    if !existed {
+        // Its name must be durable before it holds the only copy of an acknowledged write.
+        crate::storage::redb::sync_parent(&path)?;
+    }
+    Ok((journaled, replayed, arm))
+}
+
+/// Reads a file, refusing writes: the journal as a read-only open sees it.
+struct ReadAt(File);
+
+fn read_only() -> io::Error {
+    io::Error::new(io::ErrorKind::PermissionDenied, "the journal is read, not written, by a read-only open")
+}
+
+impl std::fmt::Debug for ReadAt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ReadAt")
+    }
+}
+
+impl StorageBackend for ReadAt {
+    fn len(&self) -> io::Result<u64> {
+        Ok(self.0.metadata()?.len())
+    }
+
+    fn read(&self, offset: u64, out: &mut [u8]) -> io::Result<()> {
+        #[cfg(unix)]
+        {
+            std::os::unix::fs::FileExt::read_exact_at(&self.0, out, offset)
+        }
+        #[cfg(not(unix))]
+        {
+            use std::io::{Read, Seek};
+            let mut f = &self.0;
+            f.seek(io::SeekFrom::Start(offset))?;
+            f.read_exact(out)
+        }
+    }
+
+    fn set_len(&self, _len: u64) -> io::Result<()> {
+        Err(read_only())
+    }
+
+    fn sync_data(&self) -> io::Result<()> {
+        Err(read_only())
+    }
+
+    fn write(&self, _offset: u64, _data: &[u8]) -> io::Result<()> {
+        Err(read_only())
+    }
+}
+
+/// Whether a journal beside the store at `path` (whose file `meta` describes) holds records
+/// that a writable open would replay: the store was not closed cleanly, and its file alone is
+/// not the store. Called with the store's file locked (shared), so no writer is live.
+pub(crate) fn unreplayed_records(path: &Path, meta: &Metadata) -> Result<bool> {
+    let jpath = journal_path(path);
+    let file = match File::open(&jpath) {
+        Ok(file) => file,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(journal_error(&jpath, "reading", &e)),
+    };
+    holds_records(&ReadAt(file), &identity(meta)).map_err(|e| journal_error(&jpath, "reading", &e))
+}
