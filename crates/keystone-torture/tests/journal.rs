@@ -10,6 +10,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use keystone::redb_backend::{StorageBackend, journaled};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
 use keystone_torture::sim::{Call, Fault, SimDisk};
 
 fn env(name: &str, default: u64) -> u64 {
@@ -24,6 +27,9 @@ struct Expected {
     touched: Vec<bool>,
     /// A resize since: the length may be any it was set to.
     resized: bool,
+    /// The lengths the file may have after a power loss: ranges (a write past the end may be
+    /// torn anywhere in it).
+    lengths: Vec<(usize, usize)>,
 }
 
 impl Expected {
@@ -34,9 +40,21 @@ impl Expected {
         self.touched[from..to].fill(true);
     }
 
+    fn at_sync(synced: Vec<u8>) -> Expected {
+        let n = synced.len();
+        Expected { synced, touched: Vec::new(), resized: false, lengths: vec![(n, n)] }
+    }
+
     fn check(&self, got: &[u8]) -> Result<(), String> {
         if !self.resized && got.len() != self.synced.len() {
             return Err(format!("length {} after replay, {} at the last sync", got.len(), self.synced.len()));
+        }
+        if !self.lengths.iter().any(|&(lo, hi)| (lo..=hi).contains(&got.len())) {
+            return Err(format!(
+                "length {} after replay, none the file was given since ({:?})",
+                got.len(),
+                self.lengths
+            ));
         }
         let n = got.len().max(self.synced.len());
         for i in 0..n {
@@ -56,9 +74,9 @@ impl Expected {
 }
 
 /// Runs random operations until power is lost (or `ops` run out); returns what the store must
-/// hold. `fault`: a failure injected into the journal disk's calls instead of (before) the crash.
+/// hold.
 fn run(rng: &mut fastrand::Rng, store: &SimDisk, journal: &SimDisk, ops: usize) -> Result<Expected, String> {
-    let mut expected = Expected { synced: store.live_image(), touched: Vec::new(), resized: false };
+    let mut expected = Expected::at_sync(store.live_image());
     let j = match journaled(store.clone(), journal.clone()) {
         Ok(j) => j,
         // Power lost while the journal was being set up: the store is as it was.
@@ -84,6 +102,7 @@ fn run(rng: &mut fastrand::Rng, store: &SimDisk, journal: &SimDisk, ops: usize) 
                 if at + n > len {
                     expected.resized = true;
                     expected.touch(len, at + n);
+                    expected.lengths.push((len, at + n));
                 }
                 if r.is_err() {
                     failed = true;
@@ -94,6 +113,7 @@ fn run(rng: &mut fastrand::Rng, store: &SimDisk, journal: &SimDisk, ops: usize) 
                 let new = rng.usize(0..=len + 200_000);
                 let r = j.set_len(new as u64);
                 expected.resized = true;
+                expected.lengths.push((new, new));
                 expected.touch(new.min(len), new.max(len));
                 if r.is_err() {
                     failed = true;
@@ -101,9 +121,7 @@ fn run(rng: &mut fastrand::Rng, store: &SimDisk, journal: &SimDisk, ops: usize) 
                 }
             }
             _ => match j.sync_data() {
-                Ok(()) => {
-                    expected = Expected { synced: store.live_image(), touched: Vec::new(), resized: false };
-                }
+                Ok(()) => expected = Expected::at_sync(store.live_image()),
                 Err(_) => {
                     failed = true;
                     if !store.crashed() {
@@ -120,7 +138,7 @@ fn run(rng: &mut fastrand::Rng, store: &SimDisk, journal: &SimDisk, ops: usize) 
     // redb closes the backend after a failure too; a clean close checkpoints.
     let closed = j.close();
     if !failed && !store.crashed() && closed.is_ok() {
-        expected = Expected { synced: store.live_image(), touched: Vec::new(), resized: false };
+        expected = Expected::at_sync(store.live_image());
     }
     Ok(expected)
 }
@@ -131,9 +149,10 @@ fn one_seed(seed: u64) -> Result<&'static str, String> {
     let (store, journal) = SimDisk::pair((base, Vec::new()));
     let what = match rng.u8(0..8) {
         0 => {
-            // A failure of the journal's sync or write, then power lost a little later.
+            // A failure of a sync or write of either file, then power lost a little later.
             let call = if rng.bool() { Call::Sync } else { Call::Write };
-            journal.arm(Fault { call, nth: rng.u64(2..40), forever: false });
+            let disk = if rng.bool() { &journal } else { &store };
+            disk.arm(Fault { call, nth: rng.u64(2..40), forever: false });
             store.crash_after(rng.u64(1..400));
             "fault"
         }
@@ -174,5 +193,64 @@ fn after_a_replay_the_store_holds_every_synced_byte() {
         }
     }
     println!("journal: {crashes} crashes, {faults} with a fault first, {} failures", failures.len());
+    assert!(failures.is_empty(), "{} of {n} seeds failed:\n{}", failures.len(), failures.join("\n"));
+}
+
+/// Writes made by another thread while syncs run (as redb's readers write pages back): every
+/// write that returned before a sync began is in the store after a power loss, if that sync
+/// returned `Ok`. Each write goes to its own 4 KiB slot, never written again.
+fn one_concurrent_seed(seed: u64) -> Result<(), String> {
+    const SLOT: usize = 4096;
+    const SLOTS: usize = 400;
+    let mut rng = fastrand::Rng::with_seed(seed ^ 0xC0);
+    let (store, journal) = SimDisk::pair((vec![0; SLOT * SLOTS], Vec::new()));
+    let j = Arc::new(journaled(store.clone(), journal.clone()).map_err(|e| format!("open: {e}"))?);
+    store.crash_after(rng.u64(20..1500));
+    let done = Arc::new(AtomicUsize::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (j, done, stop) = (j.clone(), done.clone(), stop.clone());
+        std::thread::spawn(move || {
+            for slot in 0..SLOTS {
+                if stop.load(Ordering::Acquire) || j.write((slot * SLOT) as u64, &[slot as u8 | 1; SLOT]).is_err() {
+                    return;
+                }
+                done.store(slot + 1, Ordering::Release);
+            }
+        })
+    };
+    // Slots `..durable` were written before a sync that returned Ok began.
+    let mut durable = 0;
+    loop {
+        let before = done.load(Ordering::Acquire);
+        match j.sync_data() {
+            Ok(()) => durable = before,
+            Err(_) => break,
+        }
+        if before == SLOTS {
+            break;
+        }
+        std::thread::yield_now();
+    }
+    stop.store(true, Ordering::Release);
+    writer.join().map_err(|_| "the writer panicked".to_string())?;
+    store.crash_now();
+    let images = (store.crash_image(rng.u64(..)).0, journal.crash_image(rng.u64(..)).0);
+    let (s2, j2) = SimDisk::pair(images);
+    drop(journaled(s2.clone(), j2).map_err(|e| format!("replay: {e}"))?);
+    let got = s2.live_image();
+    for slot in 0..durable {
+        if got[slot * SLOT..(slot + 1) * SLOT].iter().any(|b| *b != slot as u8 | 1) {
+            return Err(format!("slot {slot} lost ({durable} written before the last successful sync)"));
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn writes_made_while_a_sync_runs_are_in_exactly_one_record() {
+    let n = env("JOURNAL_SEEDS", 100) / 2;
+    let failures: Vec<String> =
+        (0..n).filter_map(|seed| one_concurrent_seed(seed).err().map(|e| format!("seed {seed}: {e}"))).collect();
     assert!(failures.is_empty(), "{} of {n} seeds failed:\n{}", failures.len(), failures.join("\n"));
 }

@@ -58,9 +58,18 @@ fn second_process_gets_already_open_and_the_first_keeps_working() {
 /// store (its file alone is not the store), and the next writable open replays the journal —
 /// even over a store file that lost every write since the journal took over (put back as it
 /// was then, in place, as a power loss could leave it) — and removes the journal when closed.
+/// A writable open refused while the writer lived (`AlreadyOpen`) leaves its journal alone, and
+/// an open with `Builder::journal(false)` replays it too.
 #[cfg(unix)]
 #[test]
 fn a_killed_writers_journal_is_replayed_by_the_next_writable_open() {
+    for journal_on_reopen in [true, false] {
+        killed_writer(journal_on_reopen);
+    }
+}
+
+#[cfg(unix)]
+fn killed_writer(journal_on_reopen: bool) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("killed.keystone");
     let journal = dir.path().join("killed.keystone-journal");
@@ -78,11 +87,18 @@ fn a_killed_writers_journal_is_replayed_by_the_next_writable_open() {
     // The store file as the helper left it at READY: its last checkpoint, and the bucket's
     // creation after it (a crash may keep any part of what was written since a checkpoint).
     let early = std::fs::read(&path).unwrap();
-    for i in 0..50 {
+    let mut put = |i: usize| {
         writeln!(stdin, "put k{i:02}").unwrap();
         stdin.flush().unwrap();
         assert_eq!(lines.next().unwrap().unwrap(), "OK");
+    };
+    (0..25).for_each(&mut put);
+    // A second writer is refused before it touches the journal (with or without one of its own).
+    for on in [true, false] {
+        assert!(matches!(Datastore::builder().journal(on).open(&path), Err(Error::AlreadyOpen { .. })));
     }
+    assert!(journal.exists(), "a refused open left the live writer's journal");
+    (25..50).for_each(&mut put);
     child.kill().unwrap();
     child.wait().unwrap();
     assert!(std::fs::metadata(&journal).unwrap().len() > 4096, "the puts are in the journal");
@@ -93,11 +109,11 @@ fn a_killed_writers_journal_is_replayed_by_the_next_writable_open() {
     }
     // Written in place: the same file, so the journal still names it.
     std::fs::write(&path, &early).unwrap();
-    let db = Datastore::open(&path).unwrap();
+    let db = Datastore::builder().journal(journal_on_reopen).open(&path).unwrap();
     let b = db.bucket("held").unwrap();
     for i in 0..50 {
         let key = format!("k{i:02}");
-        assert_eq!(b.get_bytes(&key).unwrap(), key.as_bytes(), "{key} lost");
+        assert_eq!(b.get_bytes(&key).unwrap(), key.as_bytes(), "{key} lost (journal on reopen: {journal_on_reopen})");
     }
     drop(b);
     drop(db);

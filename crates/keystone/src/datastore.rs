@@ -124,14 +124,20 @@ impl Builder {
     }
 
     /// Whether a store file opened for writing keeps a redo journal beside it
-    /// (`<file>-journal`, default `true`). Each durable commit is then one sequential write
-    /// and sync of the journal instead of a sync of the pages it changed across the store
-    /// file, which on the disks measured (BENCHMARKS.md, W1) makes small durable writes
-    /// about 1.5 times as fast, and a group of concurrent ones twice; the store file is synced
-    /// and the journal emptied now and then (a large commit, 16 MiB of journal), and the
-    /// journal is removed when the store closes cleanly. After a crash the next writable open
-    /// replays it. A store file and its journal are one store: copy a store that is closed, or
-    /// copy both. With `false` every durable commit syncs the store file, and no journal is made.
+    /// (`<file>-journal`, [`Datastore::journal_path`]; default `true`). Each durable commit is
+    /// then one sequential write and sync of the journal instead of a sync of the pages it
+    /// changed across the store file, which makes small durable writes faster (BENCHMARKS.md,
+    /// W1); the store file is synced and the journal emptied now and then (a large commit,
+    /// 16 MiB of journal), and the journal is removed when the store closes cleanly. After a
+    /// crash the next writable open replays it — with `false` too, which only stops a new
+    /// journal from being made and used (every durable commit then syncs the store file).
+    ///
+    /// The store file and its journal are one store while the journal holds records: copy or
+    /// move a store that is closed (or that was opened once after a crash). The journal names
+    /// its file (inode number and creation time): an open that finds beside the file a journal
+    /// holding records of another file refuses with an error rather than replay or drop them.
+    /// Writing a backup over the store file in place (`cp` onto it) keeps the file's identity;
+    /// after a crash, open the store once before doing that, or remove the journal with it.
     #[must_use]
     pub fn journal(mut self, journal: bool) -> Self {
         self.journal = journal;

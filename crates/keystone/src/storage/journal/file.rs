@@ -1,9 +1,13 @@
 //! The journal as a file beside the store: `<store>-journal`, as SQLite's `-wal`.
 //!
-//! It exists while a handle has the store open for writing, and is removed when the last one
-//! closes cleanly; one found at open is replayed (if it names the store file) before redb reads
-//! the store. Both happen under the store file's lock, so another process's live journal is
-//! never replayed or removed.
+//! It exists while a handle has the store open for writing, and is removed when it closes
+//! cleanly; one found at open is replayed (if it names the store file) before redb reads the
+//! store. The journal file's own lock (`flock`) is what keeps two handles apart here: redb locks
+//! the store file only inside `create_with_backend`, after the replay. A handle takes the
+//! journal's lock before it reads the journal and holds it until it closes, and removes the
+//! journal only while holding it, so another handle's live journal is never read, replayed,
+//! emptied or removed (the second open fails with `AlreadyOpen`). Every writable open takes it,
+//! with or without `Builder::journal`: a journal a crash left must be replayed either way.
 
 use std::fs::{File, Metadata};
 use std::io;
@@ -45,17 +49,22 @@ pub(crate) fn journal_path(store: &Path) -> PathBuf {
     target.with_file_name(name)
 }
 
-/// What names the store file `meta` describes: its device and inode numbers.
+/// What names the store file `meta` describes: its inode number and its creation time where
+/// the file system keeps one. Both survive a reboot and a rename; a copy, a file created again
+/// under the name (even with the same inode number, which file systems reuse) and, where
+/// creation times are kept, a restore by rename get another. (The device number is left out:
+/// the journal lies beside the file, and device numbers change across reboots.) A restore that
+/// writes over the same file in place keeps it: docs/design.md, "The redo journal".
 fn identity(meta: &Metadata) -> Identity {
     let mut id = [0u8; 16];
     #[cfg(unix)]
     {
         use std::os::unix::fs::MetadataExt;
-        id[..8].copy_from_slice(&meta.dev().to_le_bytes());
-        id[8..].copy_from_slice(&meta.ino().to_le_bytes());
+        id[..8].copy_from_slice(&meta.ino().to_le_bytes());
     }
-    #[cfg(not(unix))]
-    let _ = meta;
+    let born = meta.created().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok());
+    let nanos = born.map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
+    id[8..].copy_from_slice(&nanos.to_le_bytes());
     id
 }
 
@@ -63,27 +72,67 @@ fn journal_error(path: &Path, what: &str, e: &io::Error) -> Error {
     Error::io_while(format_args!("{what} the store's journal {}", path.display()), e)
 }
 
-/// The journal's file beside the store at `path`, opened (created if missing) but not yet
-/// locked or read; `None` where it cannot be created because the directory may not be written
-/// (a read-only directory holding a writable store file): the store then does without one, as
-/// with `Builder::journal(false)`. A journal that exists but cannot be opened is an error — it
-/// may hold acknowledged writes.
-pub(crate) fn open_file(path: &Path) -> Result<Option<JournalFile>> {
+/// The journal's file beside the store at `path` (named `label` in errors), opened and locked:
+/// created if missing when `create`; `None` when it is missing and not to be created, or
+/// cannot be created because the directory may not be written (a read-only directory holding a
+/// writable store file): the store then does without one, as with `Builder::journal(false)`.
+/// A journal that exists but cannot be opened is an error — it may hold acknowledged writes —
+/// and one another handle holds is [`Error::AlreadyOpen`].
+pub(crate) fn open_file(path: &Path, label: &str, create: bool) -> Result<Option<JournalFile>> {
     let path = journal_path(path);
-    let existed = match std::fs::symlink_metadata(&path) {
-        Ok(_) => true,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => false,
-        Err(e) => return Err(journal_error(&path, "looking for", &e)),
-    };
-    match File::options().read(true).write(true).create(true).truncate(false).open(&path) {
-        Ok(file) => Ok(Some(JournalFile { file, path, existed })),
-        Err(e)
-            if !existed
-                && (e.kind() == io::ErrorKind::PermissionDenied || e.kind() == io::ErrorKind::ReadOnlyFilesystem) =>
-        {
-            Ok(None)
+    for _ in 0..5 {
+        let existed = match std::fs::symlink_metadata(&path) {
+            Ok(_) => true,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => false,
+            Err(e) => return Err(journal_error(&path, "looking for", &e)),
+        };
+        if !existed && !create {
+            return Ok(None);
         }
-        Err(e) => Err(journal_error(&path, "opening", &e)),
+        let file = match File::options().read(true).write(true).create(create).truncate(false).open(&path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == io::ErrorKind::NotFound && !create => return Ok(None),
+            Err(e)
+                if !existed
+                    && (e.kind() == io::ErrorKind::PermissionDenied
+                        || e.kind() == io::ErrorKind::ReadOnlyFilesystem) =>
+            {
+                return Ok(None);
+            }
+            Err(e) => return Err(journal_error(&path, "opening", &e)),
+        };
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => return Err(Error::AlreadyOpen { path: label.to_owned() }),
+            Err(std::fs::TryLockError::Error(e)) => return Err(journal_error(&path, "locking", &e)),
+        }
+        // A handle that closes removes its journal while it holds the lock: unless the name
+        // still names the file locked here, this one was removed meanwhile.
+        if names(&path, &file) {
+            return Ok(Some(JournalFile { file, path, existed }));
+        }
+    }
+    Err(journal_error(
+        &path,
+        "locking",
+        &io::Error::other("it was removed and made again five times while this open locked it"),
+    ))
+}
+
+/// Whether `path` names `file`.
+fn names(path: &Path, file: &File) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        match (std::fs::metadata(path), file.metadata()) {
+            (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+            _ => false,
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (path, file);
+        true
     }
 }
 
@@ -95,8 +144,8 @@ pub(crate) struct JournalFile {
     existed: bool,
 }
 
-/// Puts `store` (the store file, locked; `meta` describes it) behind its journal `journal`:
-/// locks the journal, replays it into the store and empties it.
+/// Puts `store` (the store file, which `meta` describes) behind its journal `journal` (opened
+/// and locked by [`open_file`]): replays it into the store and empties it.
 pub(crate) fn open_beside(
     store: StoreFile,
     journal: JournalFile,
@@ -166,7 +215,7 @@ impl StorageBackend for ReadAt {
 
 /// Whether a journal beside the store at `path` (whose file `meta` describes) holds records
 /// that a writable open would replay: the store was not closed cleanly, and its file alone is
-/// not the store. Called with the store's file locked (shared), so no writer is live.
+/// not the store. Called with the store's file locked shared by redb, so no writer is live.
 pub(crate) fn unreplayed_records(path: &Path, meta: &Metadata) -> Result<bool> {
     let jpath = journal_path(path);
     let file = match File::open(&jpath) {

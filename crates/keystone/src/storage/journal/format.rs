@@ -176,6 +176,11 @@ fn apply(store: &dyn StorageBackend, seq: u64, body: &[u8]) -> io::Result<()> {
 
 /// The journal's records, for `identity`'s store: calls `each` with every record that
 /// replays, in order, while it returns `true`, and returns what it found. Nothing is written.
+///
+/// A journal that holds records of another store file, or that is not a journal at all (no
+/// header that reads, yet longer than one), is refused (`InvalidData`): its records may be the
+/// only copy of acknowledged writes — of a store file moved, copied or restored here, or of
+/// this one under a name that changed — and it is never emptied unread.
 fn scan(
     journal: &dyn StorageBackend,
     identity: &Identity,
@@ -190,8 +195,46 @@ fn scan(
     }
     let base = match decode_header(&header) {
         Some((id, base)) if id == *identity => base,
-        _ => return Ok(Replayed { records: 0, next_seq: 1, foreign: true }),
+        Some((id, base)) => {
+            let theirs = records_from(journal, len, base, &mut |_, _| Ok(false))?;
+            if theirs.records > 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!(
+                        "it holds commits of another store file ({}; this one is {}), which a crash left unreplayed: \
+                         the store file was replaced, copied or restored here since. Move the journal away to open \
+                         the file as it is, or put back the file it belongs to",
+                        describe(&id),
+                        describe(identity)
+                    ),
+                ));
+            }
+            return Ok(Replayed { records: 0, next_seq: 1, foreign: true });
+        }
+        None if len > START => {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "it is not a Keystone journal (its first bytes are not a journal's header): move it away",
+            ));
+        }
+        None => return Ok(Replayed { records: 0, next_seq: 1, foreign: true }),
     };
+    records_from(journal, len, base, each)
+}
+
+/// What an identity names, for messages.
+fn describe(id: &Identity) -> String {
+    let ino = u64::from_le_bytes(id[..8].try_into().unwrap_or_default());
+    format!("inode {ino}")
+}
+
+/// The records from `START` on, the first with sequence `base` (see [`scan`]).
+fn records_from(
+    journal: &dyn StorageBackend,
+    len: u64,
+    base: u64,
+    each: &mut dyn FnMut(u64, &[u8]) -> io::Result<bool>,
+) -> io::Result<Replayed> {
     let (mut seq, mut at, mut records) = (base, START, 0u64);
     loop {
         let mut head = [0u8; RECORD_HEAD];

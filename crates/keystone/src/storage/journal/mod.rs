@@ -77,6 +77,9 @@ struct Pending {
     incomplete: bool,
     /// Latched by any failure (see the module docs).
     failed: bool,
+    /// Anything was written, resized or synced through this handle: a handle whose open failed
+    /// before redb wrote (another handle had the store) leaves the store file alone at close.
+    touched: bool,
 }
 
 /// Where the journal stands; its lock also keeps syncs one at a time.
@@ -187,9 +190,14 @@ impl<S: StorageBackend, J: StorageBackend> Journaled<S, J> {
 }
 
 impl Arm {
-    /// Arms the journal of `pending`'s wrapper; the next sync still checkpoints.
+    /// Arms the journal: syncs append records from now on (the first may still checkpoint).
     pub(crate) fn arm(&self) {
         self.0.store(true, Ordering::Release);
+    }
+
+    /// Disarms it: every sync checkpoints from now on (before redb closes the database).
+    pub(crate) fn disarm(&self) {
+        self.0.store(false, Ordering::Release);
     }
 }
 
@@ -204,6 +212,7 @@ impl<S: StorageBackend, J: StorageBackend> StorageBackend for Journaled<S, J> {
 
     fn set_len(&self, len: u64) -> io::Result<()> {
         let mut p = lock(&self.pending);
+        p.touched = true;
         if self.armed.load(Ordering::Acquire) {
             if p.body.len() + 9 > RECORD_MAX {
                 p.incomplete = true;
@@ -221,6 +230,7 @@ impl<S: StorageBackend, J: StorageBackend> StorageBackend for Journaled<S, J> {
 
     fn write(&self, offset: u64, data: &[u8]) -> io::Result<()> {
         let mut p = lock(&self.pending);
+        p.touched = true;
         if !self.armed.load(Ordering::Acquire) || p.incomplete || p.body.len() + write_cost(data.len()) > RECORD_MAX {
             if !p.incomplete {
                 p.incomplete = true;
@@ -241,6 +251,7 @@ impl<S: StorageBackend, J: StorageBackend> StorageBackend for Journaled<S, J> {
             if p.failed {
                 return Err(latched());
             }
+            p.touched = true;
             let body = std::mem::take(&mut p.body);
             let incomplete = std::mem::replace(&mut p.incomplete, false);
             // The length that goes with these writes: taken under the same lock.
@@ -249,18 +260,28 @@ impl<S: StorageBackend, J: StorageBackend> StorageBackend for Journaled<S, J> {
         };
         let len = self.fail(len)?;
         let fits = pos.end + record_len(body.len()) as u64 <= START + JOURNAL_MAX;
-        let r = if incomplete || !fits { self.checkpoint(&mut pos) } else { self.append(&mut pos, &body, len) };
+        let r = if incomplete || !fits || !self.armed.load(Ordering::Acquire) {
+            self.checkpoint(&mut pos)
+        } else {
+            self.append(&mut pos, &body, len)
+        };
         self.fail(r)
     }
 
     fn close(&self) -> io::Result<()> {
         let clean = (|| {
             let mut pos = lock(&self.position);
-            if lock(&self.pending).failed {
+            let (failed, touched) = {
+                let p = lock(&self.pending);
+                (p.failed, p.touched)
+            };
+            if failed {
                 return Ok(());
             }
-            let r = self.checkpoint(&mut pos);
-            self.fail(r)?;
+            if touched {
+                let r = self.checkpoint(&mut pos);
+                self.fail(r)?;
+            }
             // Empty now: removing it needs no sync of the directory (if the removal is lost,
             // an empty journal is found and emptied again).
             if let Some(path) = &self.path {

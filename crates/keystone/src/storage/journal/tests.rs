@@ -52,16 +52,56 @@ fn replay_stops_at_the_first_damaged_record() {
 }
 
 #[test]
-fn a_journal_of_another_file_is_not_replayed() {
+fn a_journal_holding_records_of_another_file_is_refused_not_emptied() {
     let journal = three_records();
+    let before = journal.content();
     let store = Logged::with(vec![7; 10_000]);
-    let found = replay(&store, &journal, &B).unwrap();
+    let e = replay(&store, &journal, &B).unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::InvalidData);
+    assert!(e.to_string().contains("another store file"), "{e}");
+    assert!(Journaled::open(Logged::with(vec![7; 10_000]), journal.clone(), B, None).is_err());
+    assert!(store.content().iter().all(|b| *b == 7), "nothing replayed");
+    assert_eq!(journal.content(), before, "the journal is left as it was");
+    // Its own store still replays it.
+    assert_eq!(replay(&Logged::with(vec![7; 10_000]), &journal, &A).unwrap().records, 3);
+}
+
+#[test]
+fn an_empty_journal_of_another_file_is_taken_over() {
+    let (j, _, journal) = opened(10_000);
+    j.write(100, &[1; 50]).unwrap();
+    j.sync_data().unwrap();
+    j.close().unwrap(); // emptied: a header, then records older than it
+    let (_j, found, _) = Journaled::open(Logged::with(vec![7; 10_000]), journal.clone(), B, None).unwrap();
     assert_eq!((found.records, found.foreign), (0, true));
-    assert!(store.content().iter().all(|b| *b == 7));
-    // Opening with it empties it: not even the right store replays it afterwards.
-    let (_j, _, _) = Journaled::open(Logged::with(vec![7; 10_000]), journal.clone(), B, None).unwrap();
-    assert_eq!(replay(&Logged::with(vec![7; 10_000]), &journal, &A).unwrap().records, 0);
     assert_eq!(journal.len().unwrap(), HEADER_BYTES as u64, "cut to its new header");
+}
+
+#[test]
+fn a_file_that_is_not_a_journal_is_refused_unless_shorter_than_a_header_page() {
+    let not_ours = Logged::with(vec![b'x'; 10_000]);
+    let e = Journaled::open(Logged::with(vec![7; 10_000]), not_ours.clone(), A, None).unwrap_err();
+    assert!(e.to_string().contains("not a Keystone journal"), "{e}");
+    assert_eq!(not_ours.content(), vec![b'x'; 10_000]);
+    // A header cut short by a crash while a journal was being made: taken over.
+    let cut = Logged::with(vec![b'K'; 20]);
+    assert!(Journaled::open(Logged::with(vec![7; 10_000]), cut, A, None).is_ok());
+}
+
+#[test]
+fn once_disarmed_every_sync_checkpoints() {
+    let (store, journal) = (Logged::with(vec![7; 10_000]), Logged::default());
+    let (j, _, arm) = Journaled::open(store, journal.clone(), A, None).unwrap();
+    arm.arm();
+    j.write(100, &[1; 50]).unwrap();
+    j.sync_data().unwrap();
+    let journaled = journal.len().unwrap();
+    assert!(journaled > START);
+    // Copies taken while armed, synced after disarming: a checkpoint, no record.
+    j.write(200, &[2; 50]).unwrap();
+    arm.disarm();
+    j.sync_data().unwrap();
+    assert_eq!(replay(&Logged::with(vec![7; 10_000]), &journal, &A).unwrap().records, 0, "emptied");
 }
 
 #[test]

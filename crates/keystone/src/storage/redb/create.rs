@@ -103,7 +103,7 @@ pub(super) fn create(
             })?;
         // Without a journal: two processes creating one store would share `<path>-journal`.
         // A store that is to have one is closed and opened again once it has its name.
-        let store = match RedbStore::open_file(file, path, label.to_owned(), config, false) {
+        let store = match RedbStore::open_file(file, path, label.to_owned(), config, None) {
             Ok((store, _)) => store,
             Err(e) => {
                 let _ = std::fs::remove_file(&temp);

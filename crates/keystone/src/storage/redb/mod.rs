@@ -182,7 +182,7 @@ impl RedbStore {
             .truncate(false)
             .open(path)
             .map_err(|e| open_error(&label, e.into()))?;
-        let (store, created) = Self::open_file(file, path, label, config, config.journal)?;
+        let (store, created) = Self::open_file(file, path, label, config, Some(config.journal))?;
         // A store made here must be durable under its name. One that existed may have a
         // creator that was stopped between giving it its name and syncing the directory: a
         // writer makes sure before it writes (a no-op once durable), and removes what such a
@@ -196,14 +196,16 @@ impl RedbStore {
     }
 
     /// Opens the store in `file` (found at `path`, named `label` in errors), making it a new
-    /// store if it is empty; `true` if it did. With `journal`, behind the redo journal beside
-    /// it (replayed first).
+    /// store if it is empty; `true` if it did. `journal`: `Some(true)` behind the redo journal
+    /// beside it (replayed first); `Some(false)` without one, but a journal a crash left is
+    /// replayed first; `None` (a new store under a temporary name) the journal beside `path`
+    /// is not this file's and is left alone.
     fn open_file(
         file: std::fs::File,
         path: &Path,
         label: String,
         config: &RedbConfig,
-        journal: bool,
+        journal: Option<bool>,
     ) -> Result<(Self, bool)> {
         let (builder, repaired) = builder_noting_repair(config);
         // Only an empty file becomes a new store. A redb file that lists no table is not
@@ -213,17 +215,23 @@ impl RedbStore {
         let creating = meta.len() == 0;
         // What `Builder::create` does, with the file behind `Prefilled` (which locks it).
         let backend = redb::backends::FileBackend::new(file).map(Prefilled::new).map_err(|e| open_error(&label, e))?;
-        // With the store file locked: the journal is this handle's alone.
-        let journal = if journal { open_journal_file(path)? } else { None };
-        let (db, arm) = if let Some(journal) = journal {
-            let (backend, _, arm) = open_beside(backend, journal, &meta)?;
-            (guarded("opening", || Ok(builder.create_with_backend(backend)))?, Some(arm))
+        // Locked before it is read (redb locks the store file only once the backend is built,
+        // `journal/file.rs`). Without `journal`, a journal a crash left is still replayed (and
+        // removed at close), but no new one is made and none is used.
+        let found = match journal {
+            Some(journal) => open_journal_file(path, &label, journal)?,
+            None => None,
+        };
+        let (db, arm) = if let Some(file) = found {
+            let (backend, _, arm) = open_beside(backend, file, &meta)?;
+            (guarded("opening", || Ok(builder.create_with_backend(backend)))?, (journal == Some(true)).then_some(arm))
         } else {
             (guarded("opening", || Ok(builder.create_with_backend(backend)))?, None)
         };
         let db = db.map_err(|e| unless_damaged(path, open_error(&label, e)))?;
-        let store = Self::init(db, label, creating, repaired.load(Ordering::Acquire))?;
-        Ok((RedbStore { journal: arm, ..store }, creating))
+        let mut store = Self::init(db, label, creating, repaired.load(Ordering::Acquire))?;
+        store.journal = arm;
+        Ok((store, creating))
     }
 
     /// Opens an existing store read-only: writes are refused with `ReadOnly`, the file is
@@ -253,6 +261,11 @@ impl RedbStore {
         let backend = cut::ZeroPadded::new(file, cut).map_err(|e| open_error(&label, e))?;
         let db = guarded("opening", || Ok(builder(config).open_read_only_with_backend(backend)))?
             .map_err(|e| unless_damaged(path, open_error(&label, e)))?;
+        // As `open_read_only`: the file alone is not the store while its journal holds records.
+        let meta = std::fs::metadata(path).map_err(|e| open_error(&label, e.into()))?;
+        if unreplayed_records(path, &meta)? {
+            return Err(Error::NeedsRecovery { path: label });
+        }
         Self::read_only_store(db, label)
     }
 
@@ -294,8 +307,9 @@ impl RedbStore {
         let (backend, _, arm) = super::journal::Journaled::open(Prefilled::new(store), journal, [0x5a; 16], None)
             .map_err(|e| Error::io_while(format_args!("replaying the journal"), &e))?;
         let db = builder.create_with_backend(backend).map_err(|e| open_error("(custom backend)", e))?;
-        let store = Self::init(db, "(custom backend)".into(), true, repaired.load(Ordering::Acquire))?;
-        Ok(RedbStore { journal: Some(arm), ..store })
+        let mut store = Self::init(db, "(custom backend)".into(), true, repaired.load(Ordering::Acquire))?;
+        store.journal = Some(arm);
+        Ok(store)
     }
 
     /// `creating`: the database may be new, and is then given Keystone's table. `repaired`:
@@ -332,6 +346,18 @@ impl RedbStore {
             hint: Arc::default(),
             journal: None,
             label,
+        }
+    }
+}
+
+impl Drop for RedbStore {
+    fn drop(&mut self) {
+        // Before redb closes the database (now, or when the last snapshot ends): its closing
+        // commit and clean-shutdown header then go to the store file itself, synced, instead of
+        // into a record (a clean header must never be on the file while pages it names are
+        // only in the journal).
+        if let Some(arm) = &self.journal {
+            arm.disarm();
         }
     }
 }
