@@ -216,6 +216,11 @@ fn one_concurrent_seed(seed: u64) -> Result<(), String> {
                     return;
                 }
                 done.store(slot + 1, Ordering::Release);
+                // Now and then a write too large for a record, past the slots: the next sync
+                // checkpoints while this thread goes on writing.
+                if slot % 40 == 39 && j.write((SLOT * SLOTS) as u64, &vec![7; 1_100_000]).is_err() {
+                    return;
+                }
             }
         })
     };

@@ -81,25 +81,35 @@ fn journal_error(path: &Path, what: &str, e: &io::Error) -> Error {
 pub(crate) fn open_file(path: &Path, label: &str, create: bool) -> Result<Option<JournalFile>> {
     let path = journal_path(path);
     for _ in 0..5 {
-        let existed = match std::fs::symlink_metadata(&path) {
-            Ok(_) => true,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => false,
-            Err(e) => return Err(journal_error(&path, "looking for", &e)),
-        };
-        if !existed && !create {
-            return Ok(None);
-        }
-        let file = match File::options().read(true).write(true).create(create).truncate(false).open(&path) {
-            Ok(file) => file,
-            Err(e) if e.kind() == io::ErrorKind::NotFound && !create => return Ok(None),
-            Err(e)
-                if !existed
-                    && (e.kind() == io::ErrorKind::PermissionDenied
-                        || e.kind() == io::ErrorKind::ReadOnlyFilesystem) =>
-            {
-                return Ok(None);
+        // Made here, or found: a journal made here has its name synced before it is used.
+        let made = if create {
+            match File::options().read(true).write(true).create_new(true).open(&path) {
+                Ok(file) => Some(file),
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => None,
+                // The directory may not be written: without a journal, unless one is there.
+                Err(e)
+                    if e.kind() == io::ErrorKind::PermissionDenied || e.kind() == io::ErrorKind::ReadOnlyFilesystem =>
+                {
+                    if std::fs::symlink_metadata(&path).is_err() {
+                        return Ok(None);
+                    }
+                    None
+                }
+                Err(e) => return Err(journal_error(&path, "creating", &e)),
             }
-            Err(e) => return Err(journal_error(&path, "opening", &e)),
+        } else {
+            None
+        };
+        let existed = made.is_none();
+        let file = match made {
+            Some(file) => file,
+            None => match File::options().read(true).write(true).open(&path) {
+                Ok(file) => file,
+                // Removed by a handle closing since `create_new` found it: try again.
+                Err(e) if e.kind() == io::ErrorKind::NotFound && create => continue,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+                Err(e) => return Err(journal_error(&path, "opening", &e)),
+            },
         };
         match file.try_lock() {
             Ok(()) => {}
@@ -168,6 +178,36 @@ pub(crate) fn open_beside(
     Ok((journaled, replayed, arm))
 }
 
+/// Whether the file system holding `file` keeps a file's inode number for the file's life,
+/// which the journal's identity rests on. FAT and exFAT number a file by where its directory
+/// entry lies and may number it anew at every mount; FUSE and SMB/CIFS mounts may make numbers
+/// up. A store there does without a journal (one a crash left is still replayed if it names
+/// the file), rather than refuse its own journal after a remount.
+#[cfg(target_os = "linux")]
+pub(crate) fn stable_inodes(file: &File) -> bool {
+    // Magic numbers of linux/magic.h.
+    const UNSTABLE: [u32; 6] = [
+        0x4d44,      // MSDOS_SUPER_MAGIC (FAT)
+        0x2011_bab0, // EXFAT_SUPER_MAGIC
+        0x6573_5546, // FUSE_SUPER_MAGIC
+        0x517b,      // SMB_SUPER_MAGIC
+        0xff53_4d42, // CIFS_SUPER_MAGIC
+        0xfe53_4d42, // SMB2_SUPER_MAGIC
+    ];
+    match rustix::fs::fstatfs(file) {
+        // `f_type` is 32 or 64 bits wide by platform; the magic numbers are 32-bit.
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss, clippy::unnecessary_cast)]
+        Ok(st) => !UNSTABLE.contains(&(st.f_type as u32)),
+        Err(_) => true,
+    }
+}
+
+/// Elsewhere every file system is taken to keep inode numbers.
+#[cfg(not(target_os = "linux"))]
+pub(crate) fn stable_inodes(_file: &File) -> bool {
+    true
+}
+
 /// Reads a file, refusing writes: the journal as a read-only open sees it.
 struct ReadAt(File);
 
@@ -216,12 +256,24 @@ impl StorageBackend for ReadAt {
 /// Whether a journal beside the store at `path` (whose file `meta` describes) holds records
 /// that a writable open would replay: the store was not closed cleanly, and its file alone is
 /// not the store. Called with the store's file locked shared by redb, so no writer is live.
-pub(crate) fn unreplayed_records(path: &Path, meta: &Metadata) -> Result<bool> {
+pub(crate) fn unreplayed_records(path: &Path, label: &str, meta: &Metadata) -> Result<bool> {
     let jpath = journal_path(path);
     let file = match File::open(&jpath) {
         Ok(file) => file,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
         Err(e) => return Err(journal_error(&jpath, "reading", &e)),
     };
-    holds_records(&ReadAt(file), &identity(meta)).map_err(|e| journal_error(&jpath, "reading", &e))
+    // Shared: a writable open replaying it (before redb's lock on the store) holds it.
+    match file.try_lock_shared() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => return Err(Error::AlreadyOpen { path: label.to_owned() }),
+        Err(std::fs::TryLockError::Error(e)) => return Err(journal_error(&jpath, "locking", &e)),
+    }
+    match holds_records(&ReadAt(file), &identity(meta)) {
+        Ok(held) => Ok(held),
+        // Records of another file, or not a journal: a writable open refuses the store, and
+        // this one, which cannot tell either, says the store needs that open.
+        Err(e) if e.kind() == io::ErrorKind::InvalidData => Ok(true),
+        Err(e) => Err(journal_error(&jpath, "reading", &e)),
+    }
 }

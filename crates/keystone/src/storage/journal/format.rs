@@ -24,8 +24,9 @@ use redb::StorageBackend;
 
 use crate::data::crc::crc_of;
 
-/// What the header names: the store file the journal belongs to (on Unix its device and inode
-/// numbers), so that a journal left beside another file of the same name is not replayed.
+/// What the header names: the store file the journal belongs to (its inode number and creation
+/// time, `file.rs`), so that a journal left beside another file of the same name is not
+/// replayed into it.
 pub(crate) type Identity = [u8; 16];
 
 const MAGIC: [u8; 8] = *b"KSJRNL\x00\x01";
@@ -211,7 +212,9 @@ fn scan(
             }
             return Ok(Replayed { records: 0, next_seq: 1, foreign: true });
         }
-        None if len > START => {
+        // Longer than a header: a journal's header was synced before it grew, so this is not
+        // a journal cut short while it was made.
+        None if len > HEADER_LEN as u64 => {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
                 "it is not a Keystone journal (its first bytes are not a journal's header): move it away",

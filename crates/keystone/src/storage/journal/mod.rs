@@ -33,8 +33,10 @@
 //!   open that skips the replay sees a store to recover, not a clean one) and Keystone's format
 //!   record (which tells older builds, which know nothing of journals, to keep off) are on the
 //!   store file itself.
-//! - The journal's header names its store file ([`Identity`]), so a journal beside a copy or a
-//!   restored file of the same name is not replayed into it.
+//! - The journal's header names its store file ([`Identity`]): a journal holding records of
+//!   another file (the store file was copied, or recreated, under the name) is refused, not
+//!   replayed or dropped. A backup written over the same file in place is not told apart
+//!   (docs/design.md, "The redo journal").
 
 mod file;
 mod format;
@@ -53,8 +55,8 @@ use redb::{BackendError, StorageBackend};
 use super::prefill::forward_locks;
 
 pub(crate) use self::file::journal_path;
-pub(crate) use self::file::{open_beside, open_file as open_journal_file, unreplayed_records};
-pub(crate) use self::format::{Identity, Replayed, replay};
+pub(crate) use self::file::{open_beside, open_file as open_journal_file, stable_inodes, unreplayed_records};
+pub(crate) use self::format::{Identity, Replayed, holds_records, replay};
 use self::format::{START, encode_header, push_set_len, push_write, record_len, seal, write_cost};
 
 /// A sync whose writes add up to more than this checkpoints instead of journaling them.
@@ -128,8 +130,15 @@ impl<S: StorageBackend, J: StorageBackend> Journaled<S, J> {
     ) -> io::Result<(Self, Replayed, Arm)> {
         let found = if store.len()? > 0 {
             replay(&store, &journal, &identity)?
+        } else if holds_records(&journal, &identity)? {
+            // Records cannot be replayed into nothing: the file was emptied after a crash.
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "it holds commits of this store file, which is empty: the file was emptied after a crash. Move the \
+                 journal away to start a new store in the file",
+            ));
         } else {
-            // Nothing to replay into: whatever the journal holds is not this store's.
+            // Nothing to replay, into a new store: the journal is taken over.
             Replayed { records: 0, next_seq: 1, foreign: journal.len()? > 0 }
         };
         if found.foreign {

@@ -200,3 +200,38 @@ fn a_store_file_has_a_journal_only_while_open_and_only_if_asked() {
     let name = journal_path(&long).file_name().unwrap().len();
     assert!(name <= 255 && journal_path(&long) != journal_path(&dir.path().join("n".repeat(249))), "{name}");
 }
+
+#[test]
+fn an_empty_store_file_with_its_journal_holding_records_is_refused() {
+    let journal = three_records();
+    let e = Journaled::open(Logged::default(), journal.clone(), A, None).unwrap_err();
+    assert!(e.to_string().contains("which is empty"), "{e}");
+    // A journal of nothing, or of another file without records, is taken over by a new store.
+    let (j, _, _) = opened(10_000);
+    j.close().unwrap();
+    assert!(Journaled::open(Logged::default(), Logged::default(), A, None).is_ok());
+}
+
+#[test]
+fn a_copy_of_an_open_store_and_its_journal_is_refused_until_the_journal_is_moved() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.keystone");
+    let db = crate::Datastore::open(&path).unwrap();
+    let b = db.create_bucket("bkt").unwrap();
+    for i in 0..20 {
+        b.put_bytes(&format!("k{i}"), b"v").unwrap();
+    }
+    // Taken while it is open: the journal holds the puts, and names the original file.
+    let copy = dir.path().join("copy.keystone");
+    std::fs::copy(&path, &copy).unwrap();
+    std::fs::copy(journal_path(&path), journal_path(&copy)).unwrap();
+    drop((b, db));
+    let e = crate::Datastore::open(&copy).unwrap_err();
+    assert!(e.to_string().contains("another store file"), "{e}");
+    let e = crate::Datastore::builder().read_only(true).open(&copy).unwrap_err();
+    assert!(matches!(e, crate::Error::NeedsRecovery { .. }), "{e:?}");
+    // Moved away, the copy opens as the file was when copied (every put was written to it).
+    std::fs::rename(journal_path(&copy), dir.path().join("moved")).unwrap();
+    let db = crate::Datastore::open(&copy).unwrap();
+    assert_eq!(db.bucket("bkt").unwrap().get_bytes("k19").unwrap(), b"v");
+}

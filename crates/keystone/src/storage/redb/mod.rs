@@ -27,7 +27,7 @@ pub(crate) use self::guard::guarding;
 use self::guard::{Closing, broken_txn, caught, guarded};
 use self::identify::{check_tables, open_error, table_names, unless_damaged};
 use self::txn::{RedbRead, RedbWrite, TxnCell};
-use super::journal::{Arm, open_beside, open_journal_file, unreplayed_records};
+use super::journal::{Arm, open_beside, open_journal_file, stable_inodes, unreplayed_records};
 use super::prefill::Prefilled;
 use super::{KeyValueStore, KvRead, Limits, LookupHint, ReadTxn, SpaceInfo, WriteTxn};
 use crate::error::{Error, Result};
@@ -213,6 +213,8 @@ impl RedbStore {
         // creating the table then would leave every object unreachable and its pages free.
         let meta = file.metadata().map_err(|e| open_error(&label, e.into()))?;
         let creating = meta.len() == 0;
+        // A file system that may renumber the file (FAT, exFAT, FUSE, SMB): no new journal.
+        let journal = journal.map(|on| on && stable_inodes(&file));
         // What `Builder::create` does, with the file behind `Prefilled` (which locks it).
         let backend = redb::backends::FileBackend::new(file).map(Prefilled::new).map_err(|e| open_error(&label, e))?;
         // Locked before it is read (redb locks the store file only once the backend is built,
@@ -247,7 +249,7 @@ impl RedbStore {
         // With the file locked shared, no writer is live: a journal holding records is a
         // crashed writer's, and the file alone is not the store until they are replayed.
         let meta = std::fs::metadata(path).map_err(|e| open_error(&label, e.into()))?;
-        if unreplayed_records(path, &meta)? {
+        if unreplayed_records(path, &label, &meta)? {
             return Err(Error::NeedsRecovery { path: label });
         }
         Self::read_only_store(db, label)
@@ -263,7 +265,7 @@ impl RedbStore {
             .map_err(|e| unless_damaged(path, open_error(&label, e)))?;
         // As `open_read_only`: the file alone is not the store while its journal holds records.
         let meta = std::fs::metadata(path).map_err(|e| open_error(&label, e.into()))?;
-        if unreplayed_records(path, &meta)? {
+        if unreplayed_records(path, &label, &meta)? {
             return Err(Error::NeedsRecovery { path: label });
         }
         Self::read_only_store(db, label)
