@@ -4,25 +4,32 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Command, Stdio};
+use std::io::{BufRead, BufReader, Lines, Write};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 
 use keystone::{Datastore, Error};
+
+/// The `keystone-torture hold` helper with the store at `path` open, once it says READY: the
+/// process, its input and its output's lines.
+fn hold(path: &std::path::Path) -> (Child, ChildStdin, Lines<BufReader<ChildStdout>>) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_keystone-torture"))
+        .args(["hold", "--path"])
+        .arg(path)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdin = child.stdin.take().unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    assert_eq!(lines.next().unwrap().unwrap(), "READY");
+    (child, stdin, lines)
+}
 
 #[test]
 fn second_process_gets_already_open_and_the_first_keeps_working() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("shared.keystone");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_keystone-torture"))
-        .args(["hold", "--path"])
-        .arg(&path)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    assert_eq!(lines.next().unwrap().unwrap(), "READY");
+    let (mut child, mut stdin, mut lines) = hold(&path);
     let mut ask = |cmd: &str| {
         writeln!(stdin, "{cmd}").unwrap();
         stdin.flush().unwrap();
@@ -73,16 +80,7 @@ fn killed_writer(journal_on_reopen: bool) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("killed.keystone");
     let journal = dir.path().join("killed.keystone-journal");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_keystone-torture"))
-        .args(["hold", "--path"])
-        .arg(&path)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    assert_eq!(lines.next().unwrap().unwrap(), "READY");
+    let (mut child, mut stdin, mut lines) = hold(&path);
     assert!(journal.exists(), "an open store has its journal beside it");
     // The store file as the helper left it at READY: its last checkpoint, and the bucket's
     // creation after it (a crash may keep any part of what was written since a checkpoint).

@@ -111,11 +111,7 @@ pub(crate) fn open_file(path: &Path, label: &str, create: bool) -> Result<Option
                 Err(e) => return Err(journal_error(&path, "opening", &e)),
             },
         };
-        match file.try_lock() {
-            Ok(()) => {}
-            Err(std::fs::TryLockError::WouldBlock) => return Err(Error::AlreadyOpen { path: label.to_owned() }),
-            Err(std::fs::TryLockError::Error(e)) => return Err(journal_error(&path, "locking", &e)),
-        }
+        locked(file.try_lock(), &path, label)?;
         // A handle that closes removes its journal while it holds the lock: unless the name
         // still names the file locked here, this one was removed meanwhile.
         if names(&path, &file) {
@@ -127,6 +123,16 @@ pub(crate) fn open_file(path: &Path, label: &str, create: bool) -> Result<Option
         "locking",
         &io::Error::other("it was removed and made again five times while this open locked it"),
     ))
+}
+
+/// The answer of a try at the journal `path`'s lock: held by another handle of the store named
+/// `label`, that store is open.
+fn locked(tried: std::result::Result<(), std::fs::TryLockError>, path: &Path, label: &str) -> Result<()> {
+    match tried {
+        Ok(()) => Ok(()),
+        Err(std::fs::TryLockError::WouldBlock) => Err(Error::AlreadyOpen { path: label.to_owned() }),
+        Err(std::fs::TryLockError::Error(e)) => Err(journal_error(path, "locking", &e)),
+    }
 }
 
 /// Whether `path` names `file`.
@@ -264,11 +270,7 @@ pub(crate) fn unreplayed_records(path: &Path, label: &str, meta: &Metadata) -> R
         Err(e) => return Err(journal_error(&jpath, "reading", &e)),
     };
     // Shared: a writable open replaying it (before redb's lock on the store) holds it.
-    match file.try_lock_shared() {
-        Ok(()) => {}
-        Err(std::fs::TryLockError::WouldBlock) => return Err(Error::AlreadyOpen { path: label.to_owned() }),
-        Err(std::fs::TryLockError::Error(e)) => return Err(journal_error(&jpath, "locking", &e)),
-    }
+    locked(file.try_lock_shared(), &jpath, label)?;
     match holds_records(&ReadAt(file), &identity(meta)) {
         Ok(held) => Ok(held),
         // Records of another file, or not a journal: a writable open refuses the store, and
