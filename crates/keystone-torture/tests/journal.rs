@@ -27,9 +27,13 @@ struct Expected {
     touched: Vec<bool>,
     /// A resize since: the length may be any it was set to.
     resized: bool,
-    /// The lengths the file may have after a power loss: ranges (a write past the end may be
-    /// torn anywhere in it).
+    /// The lengths the file may have after a power loss: ranges. A resize since the sync may
+    /// be lost while a write after it lands, and a write torn at a sector boundary leaves the
+    /// file as long as its last sector that landed: a write past the shortest length the file
+    /// may have (`floor`) may end it anywhere up to its own end.
     lengths: Vec<(usize, usize)>,
+    /// The shortest length the file may have: at the sync, or set since.
+    floor: usize,
 }
 
 impl Expected {
@@ -42,7 +46,7 @@ impl Expected {
 
     fn at_sync(synced: Vec<u8>) -> Expected {
         let n = synced.len();
-        Expected { synced, touched: Vec::new(), resized: false, lengths: vec![(n, n)] }
+        Expected { synced, touched: Vec::new(), resized: false, lengths: vec![(n, n)], floor: n }
     }
 
     fn check(&self, got: &[u8]) -> Result<(), String> {
@@ -102,7 +106,9 @@ fn run(rng: &mut fastrand::Rng, store: &SimDisk, journal: &SimDisk, ops: usize) 
                 if at + n > len {
                     expected.resized = true;
                     expected.touch(len, at + n);
-                    expected.lengths.push((len, at + n));
+                }
+                if at + n > expected.floor {
+                    expected.lengths.push((expected.floor, at + n));
                 }
                 if r.is_err() {
                     failed = true;
@@ -114,6 +120,7 @@ fn run(rng: &mut fastrand::Rng, store: &SimDisk, journal: &SimDisk, ops: usize) 
                 let r = j.set_len(new as u64);
                 expected.resized = true;
                 expected.lengths.push((new, new));
+                expected.floor = expected.floor.min(new);
                 expected.touch(new.min(len), new.max(len));
                 if r.is_err() {
                     failed = true;
