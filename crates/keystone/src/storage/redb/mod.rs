@@ -215,7 +215,8 @@ impl RedbStore {
         let creating = meta.len() == 0;
         // A file system that may renumber the file (FAT, exFAT, FUSE, SMB): no new journal.
         let journal = journal.map(|on| on && stable_inodes(&file));
-        // What `Builder::create` does, with the file behind `Prefilled` (which locks it).
+        // What `Builder::create` does, with the file behind `Prefilled` (redb locks it as it
+        // opens the backend, after the journal is replayed).
         let backend = redb::backends::FileBackend::new(file).map(Prefilled::new).map_err(|e| open_error(&label, e))?;
         // Locked before it is read (redb locks the store file only once the backend is built,
         // `journal/file.rs`). Without `journal`, a journal a crash left is still replayed (and
