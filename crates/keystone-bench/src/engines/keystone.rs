@@ -113,9 +113,7 @@ impl BenchEngine for Keystone {
     fn disk_bytes(&self) -> Result<u64> {
         let path = self.db.path().context("store has no file")?;
         // The redo journal beside it, while open, too (as the SQLite adapter counts its WAL).
-        let mut journal = path.as_os_str().to_owned();
-        journal.push("-journal");
-        let journal = std::fs::metadata(journal).map_or(0, |m| m.len());
+        let journal = std::fs::metadata(Datastore::journal_path(path)).map_or(0, |m| m.len());
         Ok(std::fs::metadata(path)?.len() + journal)
     }
 

@@ -67,38 +67,52 @@ fn decode_header(h: &[u8; HEADER_LEN]) -> Option<(Identity, u64)> {
     Some((h[8..24].try_into().ok()?, u64::from_le_bytes(h[24..32].try_into().ok()?)))
 }
 
-/// Appends a write of `data` at `offset` to a record's body.
-pub(super) fn push_write(body: &mut Vec<u8>, offset: u64, data: &[u8]) -> io::Result<()> {
+/// A record is built in place, in the buffer that is written: its head's place first (filled
+/// in by [`seal`]), then each operation as it is made, with room kept for the END and the CRC,
+/// so that sealing copies nothing.
+fn make_room(rec: &mut Vec<u8>, op: usize) {
+    if rec.is_empty() {
+        rec.resize(RECORD_HEAD, 0);
+    }
+    rec.reserve(op + END_LEN + RECORD_TAIL);
+}
+
+/// Appends a write of `data` at `offset` to the record being built in `rec`.
+pub(super) fn push_write(rec: &mut Vec<u8>, offset: u64, data: &[u8]) -> io::Result<()> {
     let len = u32::try_from(data.len()).map_err(|_| io::Error::other("a single write of 4 GiB or more"))?;
-    body.push(WRITE);
-    body.extend_from_slice(&offset.to_le_bytes());
-    body.extend_from_slice(&len.to_le_bytes());
-    body.extend_from_slice(data);
+    make_room(rec, write_cost(data.len()));
+    rec.push(WRITE);
+    rec.extend_from_slice(&offset.to_le_bytes());
+    rec.extend_from_slice(&len.to_le_bytes());
+    rec.extend_from_slice(data);
     Ok(())
 }
 
-/// Bytes a write of `n` bytes adds to a body.
+/// Bytes a write of `n` bytes adds to a record.
 pub(super) const fn write_cost(n: usize) -> usize {
     13 + n
 }
 
-pub(super) fn push_set_len(body: &mut Vec<u8>, len: u64) {
-    body.push(SET_LEN);
-    body.extend_from_slice(&len.to_le_bytes());
+/// Appends a resize to `len` to the record being built in `rec`.
+pub(super) fn push_set_len(rec: &mut Vec<u8>, len: u64) {
+    make_room(rec, 9);
+    rec.push(SET_LEN);
+    rec.extend_from_slice(&len.to_le_bytes());
 }
 
-/// Bytes of the record holding `body`.
-pub(super) const fn record_len(body: usize) -> usize {
-    RECORD_HEAD + body + END_LEN + RECORD_TAIL
+/// Bytes of the record being built in `rec` once sealed.
+pub(super) fn sealed_len(rec: &[u8]) -> usize {
+    rec.len().max(RECORD_HEAD) + END_LEN + RECORD_TAIL
 }
 
-/// The record of `body` (ended with the store's length `store_len`) under sequence `seq`.
-pub(super) fn seal(seq: u64, body: &[u8], store_len: u64) -> io::Result<Vec<u8>> {
-    let body_len = u32::try_from(body.len() + END_LEN).map_err(|_| io::Error::other("journal record too large"))?;
-    let mut rec = Vec::with_capacity(record_len(body.len()));
-    rec.extend_from_slice(&seq.to_le_bytes());
-    rec.extend_from_slice(&body_len.to_le_bytes());
-    rec.extend_from_slice(body);
+/// Seals the record built in `rec` (ended with the store's length `store_len`) under sequence
+/// `seq`: fills in its head, appends the END and the CRC.
+pub(super) fn seal(seq: u64, mut rec: Vec<u8>, store_len: u64) -> io::Result<Vec<u8>> {
+    make_room(&mut rec, 0);
+    let body_len =
+        u32::try_from(rec.len() - RECORD_HEAD + END_LEN).map_err(|_| io::Error::other("journal record too large"))?;
+    rec[..8].copy_from_slice(&seq.to_le_bytes());
+    rec[8..RECORD_HEAD].copy_from_slice(&body_len.to_le_bytes());
     rec.push(END);
     rec.extend_from_slice(&store_len.to_le_bytes());
     let crc = crc_of(&[&rec]);
@@ -225,10 +239,11 @@ fn scan(
     records_from(journal, len, base, each)
 }
 
-/// What an identity names, for messages.
+/// What an identity names, for messages (`file.rs`: the inode number, the creation time).
 fn describe(id: &Identity) -> String {
     let ino = u64::from_le_bytes(id[..8].try_into().unwrap_or_default());
-    format!("inode {ino}")
+    let born = u64::from_le_bytes(id[8..].try_into().unwrap_or_default());
+    format!("inode {ino}, created {}.{:09} s after 1970", born / 1_000_000_000, born % 1_000_000_000)
 }
 
 /// The records from `START` on, the first with sequence `base` (see [`scan`]).

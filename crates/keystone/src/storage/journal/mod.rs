@@ -57,7 +57,7 @@ use super::prefill::forward_locks;
 pub(crate) use self::file::journal_path;
 pub(crate) use self::file::{open_beside, open_file as open_journal_file, stable_inodes, unreplayed_records};
 pub(crate) use self::format::{Identity, Replayed, holds_records, replay};
-use self::format::{START, encode_header, push_set_len, push_write, record_len, seal, write_cost};
+use self::format::{START, encode_header, push_set_len, push_write, seal, sealed_len, write_cost};
 
 /// A sync whose writes add up to more than this checkpoints instead of journaling them.
 const RECORD_MAX: usize = 1 << 20;
@@ -73,7 +73,7 @@ pub(crate) struct Arm(Arc<AtomicBool>);
 /// The copies of writes since the last sync.
 #[derive(Debug, Default)]
 struct Pending {
-    /// Operations, encoded as a record's body.
+    /// The record being built: its head's place, then the operations (`format::seal`).
     body: Vec<u8>,
     /// Some write or resize since the last sync is not in `body`: the next sync checkpoints.
     incomplete: bool,
@@ -161,8 +161,8 @@ impl<S: StorageBackend, J: StorageBackend> Journaled<S, J> {
         Ok((journaled, found, arm))
     }
 
-    /// Appends `body` as one record and syncs the journal.
-    fn append(&self, pos: &mut Position, body: &[u8], store_len: u64) -> io::Result<()> {
+    /// Appends the record built in `body` and syncs the journal.
+    fn append(&self, pos: &mut Position, body: Vec<u8>, store_len: u64) -> io::Result<()> {
         let rec = seal(pos.next_seq, body, store_len)?;
         let end = pos.end + rec.len() as u64;
         if end > pos.cap {
@@ -268,11 +268,11 @@ impl<S: StorageBackend, J: StorageBackend> StorageBackend for Journaled<S, J> {
             (body, incomplete, len)
         };
         let len = self.fail(len)?;
-        let fits = pos.end + record_len(body.len()) as u64 <= START + JOURNAL_MAX;
+        let fits = pos.end + sealed_len(&body) as u64 <= START + JOURNAL_MAX;
         let r = if incomplete || !fits || !self.armed.load(Ordering::Acquire) {
             self.checkpoint(&mut pos)
         } else {
-            self.append(&mut pos, &body, len)
+            self.append(&mut pos, body, len)
         };
         self.fail(r)
     }
