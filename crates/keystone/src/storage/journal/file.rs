@@ -17,7 +17,7 @@ use redb::StorageBackend;
 use redb::backends::FileBackend;
 
 use super::format::{Identity, holds_records};
-use super::{Arm, Journaled, Replayed};
+use super::{Arm, Journaled};
 use crate::error::{Error, Result};
 use crate::storage::prefill::Prefilled;
 
@@ -166,22 +166,20 @@ pub(crate) fn open_beside(
     store: StoreFile,
     journal: JournalFile,
     meta: &Metadata,
-) -> Result<(Journaled<StoreFile, StoreFile>, Replayed, Arm)> {
+) -> Result<(Journaled<StoreFile, StoreFile>, Arm)> {
     let JournalFile { file, path, existed } = journal;
-    let backend = FileBackend::new(file).map(Prefilled::new).map_err(|e| match e {
-        redb::DatabaseError::DatabaseAlreadyOpen => Error::AlreadyOpen { path: path.display().to_string() },
-        other => Error::Storage {
-            context: format!("locking the store's journal {}", path.display()),
-            source: Box::new(other),
-        },
+    // It takes no lock (`open_file` took it).
+    let backend = FileBackend::new(file).map(Prefilled::new).map_err(|e| Error::Storage {
+        context: format!("opening the store's journal {}", path.display()),
+        source: Box::new(e),
     })?;
-    let (journaled, replayed, arm) = Journaled::open(store, backend, identity(meta), Some(path.clone()))
+    let (journaled, _, arm) = Journaled::open(store, backend, identity(meta), Some(path.clone()))
         .map_err(|e| journal_error(&path, "replaying", &e))?;
     if !existed {
         // Its name must be durable before it holds the only copy of an acknowledged write.
         crate::storage::redb::sync_parent(&path)?;
     }
-    Ok((journaled, replayed, arm))
+    Ok((journaled, arm))
 }
 
 /// Whether the file system holding `file` keeps a file's inode number for the file's life,

@@ -226,7 +226,7 @@ impl RedbStore {
             None => None,
         };
         let (db, arm) = if let Some(file) = found {
-            let (backend, _, arm) = open_beside(backend, file, &meta)?;
+            let (backend, arm) = open_beside(backend, file, &meta)?;
             (guarded("opening", || Ok(builder.create_with_backend(backend)))?, (journal == Some(true)).then_some(arm))
         } else {
             (guarded("opening", || Ok(builder.create_with_backend(backend)))?, None)
