@@ -106,7 +106,18 @@ impl Ctx {
     fn open_for_writing(&self) -> keystone::Result<Datastore> {
         // MD5 ETags, as `keystone serve` writes them: what the CLI uploads looks the same to an
         // S3 client later.
-        Datastore::builder().etag(keystone::EtagAlgorithm::Md5).open(&self.store)
+        let db = Datastore::builder().etag(keystone::EtagAlgorithm::Md5).open(&self.store)?;
+        // Said on standard error (standard output may be an object's bytes): the store was
+        // recovered, and nothing more needs doing.
+        let replayed = db.replayed_commits();
+        if replayed > 0 && !self.quiet {
+            eprintln!(
+                "keystone: store {} was not closed cleanly; recovered {} from its journal",
+                self.store.display(),
+                crate::output::plural(replayed, "durable commit")
+            );
+        }
+        Ok(db)
     }
 
     fn open_error(&self, e: keystone::Error) -> anyhow::Error {

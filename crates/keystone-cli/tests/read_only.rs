@@ -112,6 +112,42 @@ fn a_store_not_closed_cleanly_is_recovered_then_read() {
     assert_eq!(env.ok(&["--store", crashed.to_str().unwrap(), "cat", "bkt/late.txt"]), "written before the crash");
 }
 
+/// The puts a crash kept only in the journal are replayed by the first command, which says so
+/// once (on standard error: standard output stays the listing).
+#[test]
+fn a_store_recovered_from_its_journal_says_so_once() {
+    let env = filled();
+    let journal = keystone::Datastore::journal_path(&env.store);
+    let (early, records) = {
+        let db = keystone::Datastore::open(&env.store).unwrap();
+        // The file as a crash could leave it: every durable put after this only in the journal.
+        let early = std::fs::read(&env.store).unwrap();
+        let b = db.bucket("bkt").unwrap();
+        for k in ["late/1", "late/2", "late/3"] {
+            b.put_bytes(k, k.as_bytes()).unwrap();
+        }
+        (early, std::fs::read(&journal).unwrap())
+    };
+    // Written in place (the same file, so the journal still names it).
+    std::fs::write(&env.store, &early).unwrap();
+    std::fs::write(&journal, &records).unwrap();
+    let out = env.cmd(&["ls", "bkt/late/"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(
+        stderr.trim_end(),
+        format!(
+            "keystone: store {} was not closed cleanly; recovered 3 durable commits from its journal",
+            env.store.display()
+        )
+    );
+    let listed = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(listed.lines().count(), 3, "{listed}");
+    assert!(!journal.exists(), "the recovering open closed cleanly");
+    // Recovered: said once.
+    assert_eq!(env.ok(&["ls", "bkt/late/"]), listed);
+}
+
 trait SpawnOutput {
     /// Runs the command on a thread of its own; joining gives its output.
     fn spawn_output(self) -> std::thread::JoinHandle<std::process::Output>;

@@ -71,6 +71,13 @@ pub fn serve_blocking(opts: &ServeOptions) -> Result<(), ServeError> {
         .etag(keystone::EtagAlgorithm::Md5)
         .read_only(opts.read_only)
         .open(&opts.store)?;
+    let replayed = db.replayed_commits();
+    if replayed > 0 {
+        tracing::warn!(
+            "store {} was not closed cleanly; recovered {replayed} durable commit(s) from its journal",
+            opts.store.display()
+        );
+    }
     let creds = match given {
         Some(given) => given,
         None => generate_default(&opts.store)?,

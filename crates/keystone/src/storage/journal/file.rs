@@ -161,25 +161,26 @@ pub(crate) struct JournalFile {
 }
 
 /// Puts `store` (the store file, which `meta` describes) behind its journal `journal` (opened
-/// and locked by [`open_file`]): replays it into the store and empties it.
+/// and locked by [`open_file`]): replays it into the store and empties it. Also returns how
+/// many records (durable commits) it replayed.
 pub(crate) fn open_beside(
     store: StoreFile,
     journal: JournalFile,
     meta: &Metadata,
-) -> Result<(Journaled<StoreFile, StoreFile>, Arm)> {
+) -> Result<(Journaled<StoreFile, StoreFile>, Arm, u64)> {
     let JournalFile { file, path, existed } = journal;
     // It takes no lock (`open_file` took it).
     let backend = FileBackend::new(file).map(Prefilled::new).map_err(|e| Error::Storage {
         context: format!("opening the store's journal {}", path.display()),
         source: Box::new(e),
     })?;
-    let (journaled, _, arm) = Journaled::open(store, backend, identity(meta), Some(path.clone()))
+    let (journaled, found, arm) = Journaled::open(store, backend, identity(meta), Some(path.clone()))
         .map_err(|e| journal_error(&path, "replaying", &e))?;
     if !existed {
         // Its name must be durable before it holds the only copy of an acknowledged write.
         crate::storage::redb::sync_parent(&path)?;
     }
-    Ok((journaled, arm))
+    Ok((journaled, arm, found.records))
 }
 
 /// Whether the file system holding `file` keeps a file's inode number for the file's life,

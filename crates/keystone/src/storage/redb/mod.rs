@@ -132,6 +132,8 @@ pub(crate) struct RedbStore {
     hint: Arc<LookupHint>,
     /// Arms the redo journal under the database, if it has one.
     journal: Option<Arm>,
+    /// Records (durable commits) the open replayed from the journal a stopped writer left.
+    replayed: u64,
     label: String,
 }
 
@@ -225,15 +227,17 @@ impl RedbStore {
             Some(journal) => open_journal_file(path, &label, journal)?,
             None => None,
         };
-        let (db, arm) = if let Some(file) = found {
-            let (backend, arm) = open_beside(backend, file, &meta)?;
-            (guarded("opening", || Ok(builder.create_with_backend(backend)))?, (journal == Some(true)).then_some(arm))
+        let (db, arm, replayed) = if let Some(file) = found {
+            let (backend, arm, replayed) = open_beside(backend, file, &meta)?;
+            let db = guarded("opening", || Ok(builder.create_with_backend(backend)))?;
+            (db, (journal == Some(true)).then_some(arm), replayed)
         } else {
-            (guarded("opening", || Ok(builder.create_with_backend(backend)))?, None)
+            (guarded("opening", || Ok(builder.create_with_backend(backend)))?, None, 0)
         };
         let db = db.map_err(|e| unless_damaged(path, open_error(&label, e)))?;
         let mut store = Self::init(db, label, creating, repaired.load(Ordering::Acquire))?;
         store.journal = arm;
+        store.replayed = replayed;
         Ok((store, creating))
     }
 
@@ -307,11 +311,12 @@ impl RedbStore {
         config: &RedbConfig,
     ) -> Result<Self> {
         let (builder, repaired) = builder_noting_repair(config);
-        let (backend, _, arm) = super::journal::Journaled::open(Prefilled::new(store), journal, [0x5a; 16], None)
+        let (backend, found, arm) = super::journal::Journaled::open(Prefilled::new(store), journal, [0x5a; 16], None)
             .map_err(|e| Error::io_while(format_args!("replaying the journal"), &e))?;
         let db = builder.create_with_backend(backend).map_err(|e| open_error("(custom backend)", e))?;
         let mut store = Self::init(db, "(custom backend)".into(), true, repaired.load(Ordering::Acquire))?;
         store.journal = Some(arm);
+        store.replayed = found.records;
         Ok(store)
     }
 
@@ -348,6 +353,7 @@ impl RedbStore {
             writers: Arc::default(),
             hint: Arc::default(),
             journal: None,
+            replayed: 0,
             label,
         }
     }
@@ -612,6 +618,10 @@ impl KeyValueStore for RedbStore {
         if let Some(arm) = &self.journal {
             arm.arm();
         }
+    }
+
+    fn replayed_commits(&self) -> u64 {
+        self.replayed
     }
 
     fn space(&self) -> Result<SpaceInfo> {
