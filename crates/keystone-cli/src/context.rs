@@ -109,12 +109,12 @@ impl Ctx {
         let db = Datastore::builder().etag(keystone::EtagAlgorithm::Md5).open(&self.store)?;
         // Said on standard error (standard output may be an object's bytes): the store was
         // recovered, and nothing more needs doing.
-        let replayed = db.replayed_commits();
+        let replayed = db.journal_records_replayed();
         if replayed > 0 && !self.quiet {
             eprintln!(
-                "keystone: store {} was not closed cleanly; recovered {} from its journal",
+                "keystone: store {} was not closed cleanly; replayed {} of its journal (its last durable commits)",
                 self.store.display(),
-                crate::output::plural(replayed, "durable commit")
+                crate::output::plural(replayed, "record")
             );
         }
         Ok(db)

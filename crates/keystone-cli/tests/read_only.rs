@@ -137,7 +137,7 @@ fn a_store_recovered_from_its_journal_says_so_once() {
     assert_eq!(
         stderr.trim_end(),
         format!(
-            "keystone: store {} was not closed cleanly; recovered 3 durable commits from its journal",
+            "keystone: store {} was not closed cleanly; replayed 3 records of its journal (its last durable commits)",
             env.store.display()
         )
     );

@@ -71,10 +71,10 @@ pub fn serve_blocking(opts: &ServeOptions) -> Result<(), ServeError> {
         .etag(keystone::EtagAlgorithm::Md5)
         .read_only(opts.read_only)
         .open(&opts.store)?;
-    let replayed = db.replayed_commits();
+    let replayed = db.journal_records_replayed();
     if replayed > 0 {
         tracing::warn!(
-            "store {} was not closed cleanly; recovered {replayed} durable commit(s) from its journal",
+            "store {} was not closed cleanly; replayed {replayed} record(s) of its journal (its last durable commits)",
             opts.store.display()
         );
     }

@@ -593,24 +593,26 @@ impl Datastore {
         self.engine.commit.stats()
     }
 
-    /// How many durable commits this open replayed from the store's redo journal (see
-    /// [`Builder::journal`]): commits a process acknowledged before it stopped — a crash, a
-    /// kill, a power loss — without having written them to the store file for good, which the
-    /// open wrote there. 0 after a clean close, on a read-only open (which refuses a store whose
-    /// journal holds commits: [`Error::NeedsRecovery`]), and for a store without a journal (in
-    /// memory, on a custom backend). A tool can tell its user that the store was recovered;
-    /// nothing more needs doing.
+    /// How many records of the store's redo journal (see [`Builder::journal`]) this open
+    /// replayed: the durable commits a process acknowledged before it stopped — a crash, a kill,
+    /// a power loss — without having written them to the store file for good, which the open
+    /// wrote there. A record is one sync redb asked for: one per durable commit, and one more
+    /// for each time a commit grew the file (redb syncs a longer file before using it). 0 after
+    /// a clean close, on a read-only open (which refuses a store whose journal holds records:
+    /// [`Error::NeedsRecovery`]), and for a store without a journal (in memory, on a custom
+    /// backend). A tool can tell its user that the store was recovered; nothing more needs
+    /// doing.
     ///
     /// ```
     /// let dir = tempfile::tempdir()?;
     /// let path = dir.path().join("data.keystone");
     /// keystone::Datastore::open(&path)?.create_bucket("logs")?;
     /// // Closed cleanly: nothing to replay.
-    /// assert_eq!(keystone::Datastore::open(&path)?.replayed_commits(), 0);
+    /// assert_eq!(keystone::Datastore::open(&path)?.journal_records_replayed(), 0);
     /// # Ok::<_, Box<dyn std::error::Error>>(())
     /// ```
-    pub fn replayed_commits(&self) -> u64 {
-        self.engine.kv.replayed_commits()
+    pub fn journal_records_replayed(&self) -> u64 {
+        self.engine.kv.replayed_records()
     }
 
     /// What the last open reclaimed: uploads a previous process left unfinished.

@@ -240,9 +240,9 @@ pub(crate) trait KeyValueStore: Send + Sync + 'static {
     /// Lets the backend's redo journal, if it has one, take durable commits from now on: called
     /// once the session's first commit is durable (see `storage/journal`).
     fn arm_journal(&self) {}
-    /// Durable commits the open replayed from a redo journal that a stopped writer left (0 for
-    /// a backend without one).
-    fn replayed_commits(&self) -> u64 {
+    /// Records the open replayed from a redo journal that a stopped writer left (0 for a
+    /// backend without one).
+    fn replayed_records(&self) -> u64 {
         0
     }
 }

@@ -162,7 +162,7 @@ pub(crate) struct JournalFile {
 
 /// Puts `store` (the store file, which `meta` describes) behind its journal `journal` (opened
 /// and locked by [`open_file`]): replays it into the store and empties it. Also returns how
-/// many records (durable commits) it replayed.
+/// many records it replayed.
 pub(crate) fn open_beside(
     store: StoreFile,
     journal: JournalFile,

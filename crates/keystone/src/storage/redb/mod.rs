@@ -132,7 +132,7 @@ pub(crate) struct RedbStore {
     hint: Arc<LookupHint>,
     /// Arms the redo journal under the database, if it has one.
     journal: Option<Arm>,
-    /// Records (durable commits) the open replayed from the journal a stopped writer left.
+    /// Records the open replayed from the journal a stopped writer left.
     replayed: u64,
     label: String,
 }
@@ -620,7 +620,7 @@ impl KeyValueStore for RedbStore {
         }
     }
 
-    fn replayed_commits(&self) -> u64 {
+    fn replayed_records(&self) -> u64 {
         self.replayed
     }
 
