@@ -10,6 +10,8 @@ source scripts/lib/build.sh
 build_debug
 "$DEBUG_BIN/keystone-bench" --quick
 # The examples BENCHMARKS.md quotes, on tiny sizes: they error out, not rot, when the API moves
-# (get_path checks nothing but that every get finds its object).
+# (get_path checks nothing but that every get finds its object; extent_model checks each
+# chunk's CRC32C and the lengths read back).
 "$DEBUG_BIN/examples/get_path" 50 1000 1 >/dev/null
 "$DEBUG_BIN/examples/crc_speed" 5000 >/dev/null
+"$DEBUG_BIN/examples/extent_model" 2 1 >/dev/null

@@ -25,6 +25,10 @@ use std::time::Instant;
 
 use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 
+#[path = "shared/library_crc.rs"]
+mod shared;
+use shared::library_crc;
+
 const TABLE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("objects");
 /// Keystone's one table (crates/keystone/src/storage/redb).
 const KEYSTONE_TABLE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("keystone");
@@ -69,18 +73,6 @@ fn time(order: &[usize], mut get: impl FnMut(usize) -> anyhow::Result<Vec<u8>>) 
         black_box(get(i)?);
     }
     Ok(t.elapsed().as_nanos() as f64 / order.len() as f64)
-}
-
-/// CRC32C computed as the library computes it on this CPU (`data/crc.rs`): crc-fast where the
-/// CPU has AVX-512 and VPCLMULQDQ (and off x86-64), the crc32c crate on other x86-64 CPUs.
-fn library_crc(data: &[u8]) -> u32 {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if !(std::arch::is_x86_feature_detected!("avx512vl") && std::arch::is_x86_feature_detected!("vpclmulqdq")) {
-            return crc32c::crc32c(data);
-        }
-    }
-    crc_fast::crc32_iscsi(data)
 }
 
 /// A raw redb get, the value copied out as Keystone's get returns it.
