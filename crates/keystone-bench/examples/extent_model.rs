@@ -32,7 +32,10 @@ use twox_hash::XxHash3_128;
 
 #[path = "shared/library_crc.rs"]
 mod shared;
+#[path = "../src/stream.rs"]
+mod stream;
 use shared::library_crc;
+use stream::{PAGE, Pattern, page_aligned, read_pieces};
 
 const PIECE: usize = 1 << 20;
 const MANIFESTS: TableDefinition<&str, &[u8]> = TableDefinition::new("manifests");
@@ -41,62 +44,12 @@ fn arg(n: usize, default: usize) -> usize {
     std::env::args().nth(n).and_then(|a| a.parse().ok()).unwrap_or(default)
 }
 
-/// W4's source: a 1 MiB random pattern, repeated to `remaining` bytes.
-struct Pattern<'a> {
-    bytes: &'a [u8],
-    pos: usize,
-    remaining: u64,
-}
-
-impl Read for Pattern<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = (buf.len() as u64).min(self.remaining).min((self.bytes.len() - self.pos) as u64) as usize;
-        buf[..n].copy_from_slice(&self.bytes[self.pos..self.pos + n]);
-        self.pos = (self.pos + n) % self.bytes.len();
-        self.remaining -= n as u64;
-        Ok(n)
-    }
-}
-
-/// A `PIECE`-byte buffer starting on a page, so that a read from the page cache is not slowed
-/// by 4K aliasing (the bench's `read_pieces` says why; BENCHMARKS.md, W4).
-fn page_aligned(storage: &mut [u8]) -> &mut [u8] {
-    let len = storage.len();
-    let at = storage.as_ptr().align_offset(4096).min(len);
-    &mut storage[at..(at + PIECE).min(len)]
-}
-
-/// Calls `f` with each full piece of `src` (the last may be shorter); returns the bytes read.
-fn pieces(src: &mut dyn Read, buf: &mut [u8], mut f: impl FnMut(&[u8]) -> anyhow::Result<()>) -> anyhow::Result<u64> {
-    let mut total = 0u64;
-    loop {
-        let mut filled = 0;
-        while filled < buf.len() {
-            let n = src.read(&mut buf[filled..])?;
-            if n == 0 {
-                break;
-            }
-            filled += n;
-        }
-        if filled == 0 {
-            return Ok(total);
-        }
-        f(&buf[..filled])?;
-        total += filled as u64;
-        if filled < buf.len() {
-            return Ok(total);
-        }
-    }
-}
-
 /// The extent design's put: returns the ETag, so that the hash is not optimised away.
 fn extent_put(db: &redb::Database, extents: &File, src: &mut dyn Read) -> anyhow::Result<u128> {
-    let mut storage = vec![0u8; PIECE + 4096];
-    let buf = page_aligned(&mut storage);
     let mut etag = XxHash3_128::new();
     let mut manifest = Vec::new();
     let mut end = extents.metadata()?.len();
-    pieces(src, buf, |piece| {
+    read_pieces(src, PIECE, |piece| {
         let crc = library_crc(piece);
         etag.write(piece);
         extents.write_all_at(piece, end)?;
@@ -119,8 +72,8 @@ fn extent_get(db: &redb::Database, extents: &File) -> anyhow::Result<u64> {
     let r = db.begin_read()?;
     let t = r.open_table(MANIFESTS)?;
     let manifest = t.get("large")?.ok_or_else(|| anyhow::anyhow!("no manifest"))?.value().to_vec();
-    let mut storage = vec![0u8; PIECE + 4096];
-    let buf = page_aligned(&mut storage);
+    let mut storage = vec![0u8; PIECE + PAGE];
+    let buf = page_aligned(&mut storage, PIECE);
     let mut total = 0;
     for entry in manifest.chunks_exact(16) {
         let at = u64::from_le_bytes(entry[..8].try_into()?);
@@ -139,9 +92,7 @@ fn extent_get(db: &redb::Database, extents: &File) -> anyhow::Result<u64> {
 fn file_put(dir: &Path, src: &mut dyn Read) -> anyhow::Result<u64> {
     let (tmp, path) = (dir.join("large.tmp"), dir.join("large"));
     let mut f = File::create(&tmp)?;
-    let mut storage = vec![0u8; PIECE + 4096];
-    let buf = page_aligned(&mut storage);
-    let total = pieces(src, buf, |piece| Ok(f.write_all(piece)?))?;
+    let total = read_pieces(src, PIECE, |piece| Ok(f.write_all(piece)?))?;
     f.sync_all()?;
     std::fs::rename(&tmp, &path)?;
     File::open(dir)?.sync_all()?;
@@ -151,9 +102,7 @@ fn file_put(dir: &Path, src: &mut dyn Read) -> anyhow::Result<u64> {
 /// The bench's `files` engine's get.
 fn file_get(dir: &Path) -> anyhow::Result<u64> {
     let mut f = File::open(dir.join("large"))?;
-    let mut storage = vec![0u8; PIECE + 4096];
-    let buf = page_aligned(&mut storage);
-    pieces(&mut f, buf, |piece| {
+    read_pieces(&mut f, PIECE, |piece| {
         black_box(piece);
         Ok(())
     })
@@ -180,7 +129,7 @@ fn main() -> anyhow::Result<()> {
             s as u8
         })
         .collect();
-    let source = || Pattern { bytes: &pattern, pos: 0, remaining: bytes };
+    let source = || Pattern::new(pattern.clone(), bytes);
     let (mut ext_put, mut ext_get, mut f_put, mut f_get) = (vec![], vec![], vec![], vec![]);
     for round in 1..=rounds {
         {

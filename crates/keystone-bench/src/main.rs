@@ -9,6 +9,7 @@ mod engines;
 mod report;
 #[cfg(feature = "s3")]
 mod s3;
+mod stream;
 mod workloads;
 
 use std::path::PathBuf;

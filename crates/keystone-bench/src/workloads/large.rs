@@ -1,7 +1,6 @@
 //! W4 large objects: streamed put and get of objects of hundreds of MiB, each run in a child
 //! process so its peak resident memory (VmHWM) is its own.
 
-use std::io::Read;
 use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
@@ -11,26 +10,10 @@ use anyhow::{Context, Result, bail};
 use super::{Ctx, Rng, progress};
 use crate::engines;
 use crate::report::{Row, Target};
+use crate::stream::Pattern;
 
 /// Argument that makes the binary run one W4 operation as a child.
 pub const CHILD_FLAG: &str = "__w4-child";
-
-/// The bytes of a large object: a 1 MiB random pattern repeated, produced on demand.
-struct Pattern {
-    bytes: Vec<u8>,
-    pos: usize,
-    remaining: u64,
-}
-
-impl Read for Pattern {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = (buf.len() as u64).min(self.remaining).min((self.bytes.len() - self.pos) as u64) as usize;
-        buf[..n].copy_from_slice(&self.bytes[self.pos..self.pos + n]);
-        self.pos = (self.pos + n) % self.bytes.len();
-        self.remaining -= n as u64;
-        Ok(n)
-    }
-}
 
 /// Peak resident set of this process, bytes.
 fn peak_rss() -> Result<u64> {
@@ -48,7 +31,7 @@ pub fn child(args: &[String]) -> Result<()> {
     let t = Instant::now();
     let n = match op.as_str() {
         "put" => {
-            let mut src = Pattern { bytes: Rng::new(4).bytes(1 << 20), pos: 0, remaining: bytes };
+            let mut src = Pattern::new(Rng::new(4).bytes(1 << 20), bytes);
             e.put_stream("large", &mut src)?
         }
         "get" => e.get_stream("large", &mut |piece| {
