@@ -7,10 +7,11 @@
 //!   written with `pwrite` at the extent file's end; then `fdatasync` of the extent file and one
 //!   durable redb commit of the manifest (offset, length and CRC32C of every chunk).
 //! - `extent` get (warm): the manifest read in one read transaction, each chunk `pread` into one
-//!   1 MiB buffer and its CRC32C checked there — one copy, as the plain file's read makes.
+//!   page-aligned 1 MiB buffer and its CRC32C checked there — one copy, as the plain file's
+//!   read makes.
 //! - `files`: the bench's plain file, done the same way as its `files` engine (a temporary
 //!   file written in 1 MiB pieces, `fsync`, rename, `fsync` of the directory; read in 1 MiB
-//!   pieces).
+//!   pieces into a page-aligned buffer: `src/stream.rs` says why).
 //!
 //! The two alternate, a fresh directory (and store) for each put, ROUNDS times; the source is
 //! W4's (a 1 MiB random pattern repeated). This is not the library's code and keeps no
