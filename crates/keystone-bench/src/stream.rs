@@ -63,7 +63,7 @@ pub const PAGE: usize = 4096;
 /// whose destination sits 1–31 bytes past its source modulo 4 KiB (here: 16) ran at ~1.5
 /// GB/s instead of ~8 on the bench machine's AMD EPYC — 4K aliasing: each load waits on a
 /// store whose address matches it in the low 12 bits. W4's plain-file reads measured that
-/// penalty, not the file (BENCHMARKS.md, W4).
+/// penalty, not the file (BENCHMARKS.md, W4; `scripts/copy-aliasing.py` measures it).
 pub fn page_aligned(storage: &mut [u8], len: usize) -> &mut [u8] {
     let whole = storage.len();
     let at = storage.as_ptr().align_offset(PAGE).min(whole);
