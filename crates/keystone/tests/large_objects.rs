@@ -151,3 +151,56 @@ fn a_256_mib_object_streams_in_and_out_in_bounded_memory() {
     b.delete("big").unwrap();
     assert!(db.verify().unwrap().is_clean());
 }
+
+/// Large puts have their bytes synced by a helper thread while they are written (the store
+/// file's write-behind, `storage/write_behind.rs`). The helper holds the store file: closing the
+/// store must stop it and let the file go (no descriptor of it left open), and the store opens
+/// again at once with every object whole.
+#[test]
+fn large_puts_written_behind_reopen_whole_right_after_close() {
+    const LEN: u64 = 24 * MIB as u64;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("behind.keystone");
+    let mut expected: Vec<(String, u64)> = Vec::new();
+    for round in 0..3u64 {
+        let db = Datastore::open(&path).unwrap();
+        let b = if round == 0 { db.create_bucket("behind").unwrap() } else { db.bucket("behind").unwrap() };
+        for (key, seed) in &expected {
+            let mut reader = b.open(key.as_str()).unwrap();
+            let (mut got, mut want) = (vec![0u8; MIB], vec![0u8; MIB]);
+            let mut pattern = Pattern::new(LEN, *seed);
+            let mut len = 0;
+            loop {
+                let n = reader.read(&mut got).unwrap();
+                if n == 0 {
+                    break;
+                }
+                pattern.read_exact(&mut want[..n]).unwrap();
+                assert!(got[..n] == want[..n], "{key} differs at {len}");
+                len += n as u64;
+            }
+            assert_eq!(len, LEN, "{key}");
+        }
+        for i in 0..2 {
+            let key = format!("o{round}-{i}");
+            let seed = round * 10 + i;
+            assert_eq!(b.put_reader(&key, Pattern::new(LEN, seed), PutOptions::default()).unwrap().size, LEN);
+            expected.push((key, seed));
+        }
+        drop(b);
+        drop(db);
+        assert_eq!(open_descriptors_of(&path), 0, "the store file is still open after its store closed");
+    }
+    let db = Datastore::open(&path).unwrap();
+    let report = db.verify().unwrap();
+    assert!(report.is_clean(), "{report:?}");
+    assert_eq!(report.bytes, 6 * LEN);
+}
+
+/// How many of this process's file descriptors name `path` (Linux: `/proc/self/fd`; elsewhere
+/// not counted).
+fn open_descriptors_of(path: &std::path::Path) -> usize {
+    let Ok(target) = std::fs::canonicalize(path) else { return 0 };
+    let Ok(fds) = std::fs::read_dir("/proc/self/fd") else { return 0 };
+    fds.filter_map(Result::ok).filter(|fd| std::fs::read_link(fd.path()).is_ok_and(|p| p == target)).count()
+}

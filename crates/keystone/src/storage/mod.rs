@@ -12,6 +12,7 @@ pub(crate) mod prefill;
 pub(crate) mod redb;
 #[cfg(test)]
 pub(crate) mod test_disk;
+pub(crate) mod write_behind;
 
 use std::ops::{Bound, Deref};
 use std::sync::Arc;

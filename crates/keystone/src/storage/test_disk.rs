@@ -12,6 +12,9 @@ struct State {
     /// Every write: offset, length, whether all zeros.
     writes: Vec<(u64, usize, bool)>,
     fail_after: Option<usize>,
+    /// Syncs made, and whether the next one fails.
+    syncs: usize,
+    fail_sync: bool,
 }
 
 /// A file in memory that logs its writes. Like a file, a write past the end extends it.
@@ -36,6 +39,21 @@ impl Logged {
     /// The next write stores only its first `n` bytes and fails.
     pub(crate) fn fail_next_write_after(&self, n: usize) {
         self.0.lock().unwrap().fail_after = Some(n);
+    }
+
+    /// The next sync fails (as a lost write-back is reported once).
+    pub(crate) fn fail_next_sync(&self) {
+        self.0.lock().unwrap().fail_sync = true;
+    }
+
+    /// Syncs made so far.
+    pub(crate) fn syncs(&self) -> usize {
+        self.0.lock().unwrap().syncs
+    }
+
+    /// Handles to this file alive (clones of it).
+    pub(crate) fn handles(&self) -> usize {
+        Arc::strong_count(&self.0)
     }
 
     /// Changes byte `at` (damage).
@@ -63,6 +81,11 @@ impl StorageBackend for Logged {
     }
 
     fn sync_data(&self) -> std::io::Result<()> {
+        let mut s = self.0.lock().unwrap();
+        s.syncs += 1;
+        if std::mem::take(&mut s.fail_sync) {
+            return Err(std::io::Error::other("injected sync failure"));
+        }
         Ok(())
     }
 

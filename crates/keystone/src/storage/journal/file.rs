@@ -20,9 +20,12 @@ use super::format::{Identity, holds_records};
 use super::{Arm, Journaled};
 use crate::error::{Error, Result};
 use crate::storage::prefill::Prefilled;
+use crate::storage::write_behind::WriteBehind;
 
 /// The store file behind its wrappers, as the journal wraps it.
-pub(crate) type StoreFile = Prefilled<FileBackend>;
+pub(crate) type StoreFile = Prefilled<WriteBehind<FileBackend>>;
+/// The journal's file behind its wrapper.
+type JournalBackend = Prefilled<FileBackend>;
 
 /// Longest file name most file systems take, in bytes.
 const NAME_MAX: usize = 255;
@@ -167,7 +170,7 @@ pub(crate) fn open_beside(
     store: StoreFile,
     journal: JournalFile,
     meta: &Metadata,
-) -> Result<(Journaled<StoreFile, StoreFile>, Arm, u64)> {
+) -> Result<(Journaled<StoreFile, JournalBackend>, Arm, u64)> {
     let JournalFile { file, path, existed } = journal;
     // It takes no lock (`open_file` took it).
     let backend = FileBackend::new(file).map(Prefilled::new).map_err(|e| Error::Storage {

@@ -29,6 +29,7 @@ use self::identify::{check_tables, open_error, table_names, unless_damaged};
 use self::txn::{RedbRead, RedbWrite, TxnCell};
 use super::journal::{Arm, open_beside, open_journal_file, stable_inodes, unreplayed_records};
 use super::prefill::Prefilled;
+use super::write_behind::WriteBehind;
 use super::{KeyValueStore, KvRead, Limits, LookupHint, ReadTxn, SpaceInfo, WriteTxn};
 use crate::error::{Error, Result};
 
@@ -219,7 +220,9 @@ impl RedbStore {
         let journal = journal.map(|on| on && stable_inodes(&file));
         // What `Builder::create` does, with the file behind `Prefilled` (redb locks it as it
         // opens the backend, after the journal is replayed).
-        let backend = redb::backends::FileBackend::new(file).map(Prefilled::new).map_err(|e| open_error(&label, e))?;
+        let backend = redb::backends::FileBackend::new(file)
+            .map(|file| Prefilled::new(WriteBehind::new(file)))
+            .map_err(|e| open_error(&label, e))?;
         // Locked before it is read (redb locks the store file only once the backend is built,
         // `journal/file.rs`). Without `journal`, a journal a crash left is still replayed (and
         // removed at close), but no new one is made and none is used.
