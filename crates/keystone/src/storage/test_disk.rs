@@ -15,6 +15,7 @@ struct State {
     /// Syncs made, and whether the next one fails.
     syncs: usize,
     fail_sync: bool,
+    panic_sync: bool,
 }
 
 /// A file in memory that logs its writes. Like a file, a write past the end extends it.
@@ -44,6 +45,11 @@ impl Logged {
     /// The next sync fails (as a lost write-back is reported once).
     pub(crate) fn fail_next_sync(&self) {
         self.0.lock().unwrap().fail_sync = true;
+    }
+
+    /// The next sync panics.
+    pub(crate) fn panic_next_sync(&self) {
+        self.0.lock().unwrap().panic_sync = true;
     }
 
     /// Syncs made so far.
@@ -83,6 +89,10 @@ impl StorageBackend for Logged {
     fn sync_data(&self) -> std::io::Result<()> {
         let mut s = self.0.lock().unwrap();
         s.syncs += 1;
+        if std::mem::take(&mut s.panic_sync) {
+            drop(s);
+            panic!("injected panic in a sync");
+        }
         if std::mem::take(&mut s.fail_sync) {
             return Err(std::io::Error::other("injected sync failure"));
         }

@@ -11,9 +11,10 @@
 //! So once more than [`KICK_BYTES`] have been written since the last sync in large writes
 //! (each at least [`LARGE_WRITE`]: the regions of chunks, not the pages of small commits), the
 //! wrapper wakes a helper thread that syncs the file (`sync_data`) while the writer goes on;
-//! writes made during that sync are picked up by the next one. The sync the caller asks for then finds most bytes
-//! already on the disk. As RocksDB's `bytes_per_sync` does, with a sync instead of Linux's
-//! `sync_file_range` (not in `rustix`; a sync also works on every platform).
+//! writes made during that sync are picked up by the next one. The sync the caller asks for
+//! then finds most bytes already on the disk. As RocksDB's `bytes_per_sync` does, with a sync
+//! instead of Linux's `sync_file_range` (not in `rustix`; a sync also works on every
+//! platform).
 //!
 //! Durability is unchanged: an extra sync only makes bytes durable earlier, which the kernel's
 //! own write-back may do at any moment anyway, so redb's recovery and the redo journal (which
@@ -24,8 +25,9 @@
 //! that started before its own returned, so an error the helper took from under it is still
 //! its to report.
 //!
-//! The helper is started at the first large write, at most one per wrapper, and stopped and
-//! joined at `close` (and on drop): it holds the file, whose lock must go when the store closes.
+//! The helper is started at the first kick, at most one per wrapper, and stopped and joined at
+//! `close` (and on drop): it holds the file open, and a closed store must leave no descriptor
+//! of its file behind (`tests/large_objects.rs` checks).
 
 use std::io;
 use std::ops::Bound;
@@ -117,15 +119,16 @@ impl<B: StorageBackend> WriteBehind<B> {
                 std::thread::Builder::new().name("keystone-writeback".into()).spawn(move || run(&*inner, &shared)).ok();
         }
     }
+}
 
+impl<B> WriteBehind<B> {
     /// Stops the helper and waits for it (idempotent).
     fn stop(&self) {
         let helper = self.helper.lock().unwrap_or_else(PoisonError::into_inner).take();
         self.shared.lock().stop = true;
         self.shared.changed.notify_all();
         if let Some(helper) = helper {
-            // `run` does not panic (it only syncs and sets flags); were it to, its sync is
-            // still accounted for: a caller's sync does not wait for it below (`stop` is set).
+            // `run` catches a panic of the sync it makes, so it returns.
             let _ = helper.join();
         }
     }
@@ -146,7 +149,9 @@ fn run(inner: &dyn StorageBackend, shared: &Shared) {
             state.kicked = false;
             state.started += 1;
         }
-        let result = inner.sync_data();
+        // A panic is a failure too (a caller's sync waits for `finished`, so it must move).
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| inner.sync_data()))
+            .unwrap_or_else(|_| Err(io::Error::other("the sync panicked")));
         let mut state = shared.lock();
         state.finished += 1;
         let failed = result.err().map(|e| (e.kind(), e.to_string()));
@@ -217,12 +222,7 @@ impl<B: StorageBackend> StorageBackend for WriteBehind<B> {
 
 impl<B> Drop for WriteBehind<B> {
     fn drop(&mut self) {
-        let helper = self.helper.get_mut().unwrap_or_else(PoisonError::into_inner).take();
-        self.shared.lock().stop = true;
-        self.shared.changed.notify_all();
-        if let Some(helper) = helper {
-            let _ = helper.join();
-        }
+        self.stop();
     }
 }
 
@@ -297,5 +297,17 @@ mod tests {
         // The helper held a clone of the wrapper's `Arc`; it is gone with the wrapper, so only
         // the test's and the wrapper's shares of the file were ever alive.
         assert_eq!(file.handles(), 1);
+    }
+
+    #[test]
+    fn a_helper_sync_that_panics_fails_later_syncs_instead_of_hanging_them() {
+        let file = Logged::default();
+        let disk = WriteBehind::new(file.clone());
+        file.panic_next_sync();
+        disk.write(0, &vec![1; 8 * MIB]).unwrap();
+        assert!(helper_synced(&disk));
+        let err = disk.sync_data().unwrap_err();
+        assert!(err.to_string().contains("the sync panicked"), "{err}");
+        disk.close().unwrap();
     }
 }
