@@ -268,14 +268,21 @@ mod tests {
         assert!(disk.helper.lock().unwrap().is_none());
     }
 
-    #[test]
-    fn a_failure_the_helper_met_fails_every_later_sync() {
+    /// A file behind the wrapper, `prepare`d, then written past `KICK_BYTES` in one large
+    /// write, once the helper's sync of it has finished.
+    fn written_behind(prepare: impl FnOnce(&Logged)) -> (Logged, WriteBehind<Logged>) {
         let file = Logged::default();
         let disk = WriteBehind::new(file.clone());
-        file.fail_next_sync();
+        prepare(&file);
         disk.write(0, &vec![1; 8 * MIB]).unwrap();
-        // Wait for the helper's sync (the one that fails), so the caller's own succeeds.
         assert!(helper_synced(&disk));
+        (file, disk)
+    }
+
+    #[test]
+    fn a_failure_the_helper_met_fails_every_later_sync() {
+        // The helper's sync is the one that fails; the caller's own then succeed.
+        let (file, disk) = written_behind(Logged::fail_next_sync);
         assert_eq!(file.syncs(), 1);
         for _ in 0..2 {
             let err = disk.sync_data().unwrap_err();
@@ -290,22 +297,16 @@ mod tests {
 
     #[test]
     fn dropping_without_close_joins_the_helper() {
-        let file = Logged::default();
-        let disk = WriteBehind::new(file.clone());
-        disk.write(0, &vec![1; 8 * MIB]).unwrap();
+        let (file, disk) = written_behind(|_| ());
+        assert_eq!(file.handles(), 2);
         drop(disk);
-        // The helper held a clone of the wrapper's `Arc`; it is gone with the wrapper, so only
-        // the test's and the wrapper's shares of the file were ever alive.
+        // The helper held a clone of the wrapper's `Arc` of the file: joined, it let it go.
         assert_eq!(file.handles(), 1);
     }
 
     #[test]
     fn a_helper_sync_that_panics_fails_later_syncs_instead_of_hanging_them() {
-        let file = Logged::default();
-        let disk = WriteBehind::new(file.clone());
-        file.panic_next_sync();
-        disk.write(0, &vec![1; 8 * MIB]).unwrap();
-        assert!(helper_synced(&disk));
+        let (_file, disk) = written_behind(Logged::panic_next_sync);
         let err = disk.sync_data().unwrap_err();
         assert!(err.to_string().contains("the sync panicked"), "{err}");
         disk.close().unwrap();
