@@ -1,4 +1,5 @@
-//! A file in memory for the unit tests of the storage wrappers (`prefill`, `journal`).
+//! A file in memory for the unit tests of the storage wrappers (`prefill`, `journal`,
+//! `write_behind`).
 
 #![allow(clippy::unwrap_used)]
 
@@ -12,7 +13,7 @@ struct State {
     /// Every write: offset, length, whether all zeros.
     writes: Vec<(u64, usize, bool)>,
     fail_after: Option<usize>,
-    /// Syncs made, and whether the next one fails.
+    /// Syncs made, and whether the next one fails or panics.
     syncs: usize,
     fail_sync: bool,
     panic_sync: bool,

@@ -218,8 +218,8 @@ impl RedbStore {
         let creating = meta.len() == 0;
         // A file system that may renumber the file (FAT, exFAT, FUSE, SMB): no new journal.
         let journal = journal.map(|on| on && stable_inodes(&file));
-        // What `Builder::create` does, with the file behind `Prefilled` (redb locks it as it
-        // opens the backend, after the journal is replayed).
+        // What `Builder::create` does, with the file behind `WriteBehind` and `Prefilled` (redb
+        // locks it as it opens the backend, after the journal is replayed).
         let backend = redb::backends::FileBackend::new(file)
             .map(|file| Prefilled::new(WriteBehind::new(file)))
             .map_err(|e| open_error(&label, e))?;
