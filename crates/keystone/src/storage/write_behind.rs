@@ -64,6 +64,8 @@ struct State {
     finished: u64,
     /// The first failure of a helper sync: every later sync of the wrapper fails with it.
     failed: Option<(io::ErrorKind, String)>,
+    /// No helper thread could be started: kicks do nothing.
+    no_helper: bool,
 }
 
 #[derive(Debug, Default)]
@@ -85,7 +87,8 @@ impl Shared {
 pub(crate) struct WriteBehind<B> {
     inner: Arc<B>,
     shared: Arc<Shared>,
-    /// Bytes written since the last sync or kick.
+    /// Bytes written in large writes since the last sync or kick (approximate: concurrent
+    /// writers may merge or delay a kick, never miss a sync the caller asks for).
     unsynced: AtomicU64,
     helper: Mutex<Option<JoinHandle<()>>>,
 }
@@ -105,7 +108,7 @@ impl<B: StorageBackend> WriteBehind<B> {
         let mut helper = self.helper.lock().unwrap_or_else(PoisonError::into_inner);
         {
             let mut state = self.shared.lock();
-            if state.stop || state.failed.is_some() {
+            if state.stop || state.failed.is_some() || state.no_helper {
                 return;
             }
             state.kicked = true;
@@ -113,10 +116,14 @@ impl<B: StorageBackend> WriteBehind<B> {
         self.shared.changed.notify_all();
         if helper.is_none() {
             let (inner, shared) = (Arc::clone(&self.inner), Arc::clone(&self.shared));
-            // Without a thread (none can be made) the writes are synced by the caller's sync
-            // alone, as without the wrapper.
-            *helper =
-                std::thread::Builder::new().name("keystone-writeback".into()).spawn(move || run(&*inner, &shared)).ok();
+            let spawned =
+                std::thread::Builder::new().name("keystone-writeback".into()).spawn(move || run(&*inner, &shared));
+            match spawned {
+                Ok(handle) => *helper = Some(handle),
+                // Without a thread (none can be made) the writes are synced by the caller's
+                // syncs alone, as without the wrapper; no later kick tries again.
+                Err(_) => self.shared.lock().no_helper = true,
+            }
         }
     }
 }
@@ -124,8 +131,13 @@ impl<B: StorageBackend> WriteBehind<B> {
 impl<B> WriteBehind<B> {
     /// Stops the helper and waits for it (idempotent).
     fn stop(&self) {
-        let helper = self.helper.lock().unwrap_or_else(PoisonError::into_inner).take();
-        self.shared.lock().stop = true;
+        // `stop` is set under the `helper` lock, so a concurrent `kick` either ran before (its
+        // helper is the one joined here) or sees `stop` and starts none.
+        let helper = {
+            let mut helper = self.helper.lock().unwrap_or_else(PoisonError::into_inner);
+            self.shared.lock().stop = true;
+            helper.take()
+        };
         self.shared.changed.notify_all();
         if let Some(helper) = helper {
             // `run` catches a panic of the sync it makes, so it returns.
@@ -187,7 +199,9 @@ impl<B: StorageBackend> StorageBackend for WriteBehind<B> {
         // would have reported: wait for it, then report any the helper met.
         let mut state = self.shared.lock();
         let started = state.started;
-        while state.finished < started && !state.stop {
+        // No escape on `stop`: a helper sync that was counted always finishes (`stop` joins
+        // the helper after it), and leaving early could miss its failure.
+        while state.finished < started {
             state = self.shared.changed.wait(state).unwrap_or_else(PoisonError::into_inner);
         }
         if let Some((kind, message)) = &state.failed {
